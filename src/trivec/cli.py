@@ -1,0 +1,165 @@
+"""The `trivec` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from trivec.errors import TrivecError
+
+app = typer.Typer(
+    name="trivec",
+    help="BGE / BGE-M3 embeddings: dense, sparse and ColBERT outputs, scoring, search, training, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+ENCODE_CHUNK = 4096
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one clear line and return the exit (code 2) to raise."""
+    typer.echo(f"trivec: error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def clean_errors(func: F) -> F:
+    """Turn trivec's and the OS's errors into one line on stderr and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (TrivecError, OSError, ValueError) as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        weights = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise fail(
+            f"--weights must be three comma-separated numbers (dense,sparse,colbert), got {text!r}"
+        ) from None
+    if len(weights) != 3:
+        raise fail(f"--weights must be three numbers (dense,sparse,colbert), got {len(weights)}")
+    return weights
+
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")]
+
+
+@app.command()
+@clean_errors
+def encode(
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help=".txt (one text per line) or .jsonl ({'text': ...})")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL output, one object per input line")],
+    model: ModelOption = "default",
+    dense: Annotated[bool, typer.Option("--dense", help="Write the dense vector.")] = False,
+    sparse: Annotated[
+        bool, typer.Option("--sparse", help="Write lexical weights {indices, values}.")
+    ] = False,
+    colbert: Annotated[bool, typer.Option("--colbert", help="Write ColBERT vectors.")] = False,
+    query: Annotated[bool, typer.Option("--query", help="Inputs are queries (instruction applies).")] = False,
+    instruction: Annotated[str | None, typer.Option(help="Query instruction (implies --query).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Truncate inputs (default: model limit).")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch.")] = None,
+    mcls: Annotated[
+        bool, typer.Option("--mcls", help="Average a CLS every 256 tokens (long inputs).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen)."""
+    from trivec.inference import Embedder
+    from trivec.io import atomic_writer, read_texts
+
+    texts = read_texts(input)
+    if not (dense or sparse or colbert):
+        dense = True
+    embedder = Embedder.from_pretrained(model)
+    embedder.model.require(sparse=sparse, colbert=colbert)
+    with atomic_writer(output) as handle:
+        progress = (
+            typer.progressbar(length=len(texts), label="encode", file=sys.stderr)
+            if not quiet and len(texts) > ENCODE_CHUNK
+            else None
+        )
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            chunk = texts[start : start + ENCODE_CHUNK]
+            result = embedder.encode(
+                chunk,
+                dense=dense,
+                sparse=sparse,
+                colbert=colbert,
+                query=query or instruction is not None,
+                instruction=instruction,
+                max_length=max_length,
+                batch_tokens=batch_tokens,
+                mcls=mcls,
+                show_progress=False,
+            )
+            for i in range(len(chunk)):
+                row: dict[str, Any] = {}
+                if result.dense is not None:
+                    row["dense"] = result.dense[i].tolist()
+                if result.sparse is not None:
+                    row["sparse"] = result.sparse[i].to_dict()
+                if result.colbert is not None:
+                    row["colbert"] = result.colbert[i].tolist()
+                handle.write(json.dumps(row) + "\n")
+            if progress is not None:
+                progress.update(len(chunk))
+    typer.echo(f"encoded {len(texts)} texts → {output}", err=True)
+
+
+@app.command()
+@clean_errors
+def score(
+    pairs: Annotated[Path, typer.Option("--pairs", "-p", help="JSONL of {'query': ..., 'passage': ...}")],
+    model: ModelOption = "default",
+    weights: Annotated[
+        str | None, typer.Option(help="dense,sparse,colbert weights (default 0.4,0.2,0.4)")
+    ] = None,
+    instruction: Annotated[str | None, typer.Option(help="Query instruction.")] = None,
+    max_query_length: Annotated[int | None, typer.Option(help="Query truncation.")] = None,
+    max_passage_length: Annotated[int | None, typer.Option(help="Passage truncation.")] = None,
+) -> None:
+    """Score query/passage pairs: per-mode scores and weighted hybrids, one JSON line per pair."""
+    from trivec.inference import Embedder
+    from trivec.io import read_pairs
+
+    items = read_pairs(pairs)
+    parsed = parse_weights(weights)
+    embedder = Embedder.from_pretrained(model)
+    scores = embedder.score_pairs(
+        items,
+        weights=parsed,
+        instruction=instruction,
+        max_query_length=max_query_length,
+        max_passage_length=max_passage_length,
+    )
+    for i in range(len(items)):
+        typer.echo(json.dumps({mode: round(float(values[i]), 6) for mode, values in scores.items()}))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

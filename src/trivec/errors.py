@@ -1,0 +1,19 @@
+"""Exceptions that trivec raises on bad input: each names the problem in its message."""
+
+from __future__ import annotations
+
+
+class TrivecError(Exception):
+    """Base class of trivec's own errors (the CLI prints the message and exits with code 2)."""
+
+
+class CheckpointError(TrivecError):
+    """A model directory is missing files, has mismatched head files, or cannot be read."""
+
+
+class UnsupportedOutputError(TrivecError):
+    """An output (sparse / ColBERT) was asked of a model that has no head for it."""
+
+
+class InputError(TrivecError, ValueError):
+    """Texts, pairs or files given to trivec are malformed."""

@@ -1,0 +1,45 @@
+"""Token-budget batching: sort by length, pack batches up to a token budget, keep memory bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+DEFAULT_BATCH_TOKENS = 16384
+ATTENTION_BUDGET_FACTOR = 1024  # padded batch B·L² ≤ batch_tokens · factor bounds attention memory too
+
+
+def plan_batches(
+    lengths: Sequence[int], batch_tokens: int = DEFAULT_BATCH_TOKENS, max_batch_size: int = 512
+) -> list[list[int]]:
+    """Group input positions into batches, longest first.
+
+    A batch of `B` texts padded to length `L` obeys `B·L ≤ batch_tokens` and `B·L² ≤ batch_tokens·1024`
+    (activations and attention scores both stay bounded), and `B ≤ max_batch_size`. A text longer than the
+    budget runs alone. Returns lists of indices into `lengths`; the caller restores input order.
+    """
+    if batch_tokens < 1 or max_batch_size < 1:
+        raise ValueError(
+            f"batch_tokens and max_batch_size must be ≥ 1 (got {batch_tokens}, {max_batch_size})"
+        )
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for index in order:
+        length = max(int(lengths[index]), 1)
+        if not current:
+            current, width = [index], length
+            continue
+        size = len(current) + 1
+        if (
+            size <= max_batch_size
+            and size * width <= batch_tokens
+            and size * width * width <= batch_tokens * ATTENTION_BUDGET_FACTOR
+        ):
+            current.append(index)
+        else:
+            batches.append(current)
+            current, width = [index], length
+    if current:
+        batches.append(current)
+    return batches

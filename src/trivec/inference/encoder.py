@@ -1,0 +1,409 @@
+"""`Embedder`: tokenise, batch by token budget, run the encoder once, and return any subset of the outputs.
+
+Texts are sorted by token length and packed into batches bounded by a token budget, so memory stays bounded
+whatever the mix of lengths; results come back in input order.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from trivec.errors import InputError
+from trivec.inference.batching import DEFAULT_BATCH_TOKENS, plan_batches
+from trivec.inference.scoring import (
+    dense_scores,
+    hybrid_scores,
+    lexical_score,
+    lexical_scores,
+    maxsim,
+    maxsim_scores,
+    normalize_weights,
+)
+from trivec.inference.sparse import SparseVector
+from trivec.models.m3 import HeadsPolicy, M3Model
+from trivec.models.pooling import PoolingMode
+
+MCLS_INTERVAL = 256
+
+
+@dataclass
+class EncodeResult:
+    """Outputs for N texts, in input order; a field is None when it was not asked for.
+
+    dense: float32 `[N, D]`; sparse: one `SparseVector` per text; colbert: float32 `[T_i, D_c]` per text
+    (one row per token after CLS, the final separator included).
+    """
+
+    dense: np.ndarray | None = None
+    sparse: list[SparseVector] | None = None
+    colbert: list[np.ndarray] | None = None
+    num_tokens: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.num_tokens)
+
+
+def _check_texts(texts: str | Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Iterable):
+        raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+    items = list(texts)
+    for position, text in enumerate(items):
+        if not isinstance(text, str):
+            raise InputError(f"text at position {position} is {type(text).__name__}, not str")
+    return items
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Embedder:
+    """Encode texts into dense, sparse and ColBERT outputs and score them."""
+
+    def __init__(
+        self,
+        model: M3Model,
+        device: str | torch.device | None = None,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        max_batch_size: int = 512,
+        query_instruction: str | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.tokenizer = model.tokenizer
+        self.batch_tokens = batch_tokens
+        self.max_batch_size = max_batch_size
+        self.query_instruction = (
+            query_instruction if query_instruction is not None else model.query_instruction
+        )
+        self._skip_ids = model.special_token_ids
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str] = "default",
+        *,
+        heads: HeadsPolicy = "auto",
+        pooling: PoolingMode | None = None,
+        normalize: bool | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        query_instruction: str | None = None,
+    ) -> Embedder:
+        """Load a model (directory, `default`, or hub id) ready to encode; fp32 unless `dtype` says otherwise."""
+        if isinstance(dtype, str):
+            dtype = {
+                "float32": torch.float32,
+                "fp32": torch.float32,
+                "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16,
+                "float16": torch.float16,
+                "fp16": torch.float16,
+            }.get(dtype)
+            if dtype is None:
+                raise InputError("dtype must be one of float32, bfloat16, float16")
+        model = M3Model.from_pretrained(
+            name_or_path, heads=heads, pooling=pooling, normalize=normalize, dtype=dtype
+        )
+        return cls(model, device=device, batch_tokens=batch_tokens, query_instruction=query_instruction)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def max_length(self) -> int:
+        return self.model.max_length
+
+    @property
+    def has_sparse(self) -> bool:
+        return self.model.has_sparse
+
+    @property
+    def has_colbert(self) -> bool:
+        return self.model.has_colbert
+
+    # ------------------------------------------------------------------ tokenisation
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        """Token ids with special tokens, truncated to `max_length` (default: the model's limit)."""
+        limit = self._check_max_length(max_length)
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=limit,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    def _check_max_length(self, max_length: int | None) -> int:
+        if max_length is None:
+            return self.max_length
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
+            raise InputError(f"max_length must be an integer ≥ 2, got {max_length!r}")
+        if max_length > self.max_length:
+            raise InputError(f"max_length {max_length} exceeds the model's limit of {self.max_length} tokens")
+        return max_length
+
+    def _format_queries(self, texts: list[str], instruction: str | None) -> list[str]:
+        prefix = instruction if instruction is not None else self.query_instruction
+        return [prefix + text for text in texts] if prefix else texts
+
+    # ------------------------------------------------------------------ encoding
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        dense: bool = True,
+        sparse: bool = False,
+        colbert: bool = False,
+        query: bool = False,
+        instruction: str | None = None,
+        max_length: int | None = None,
+        batch_tokens: int | None = None,
+        mcls: bool = False,
+        show_progress: bool | None = None,
+    ) -> EncodeResult:
+        """Encode texts; any subset of the three outputs comes from one forward pass per batch.
+
+        query: prepend the query instruction (`instruction`, else the model's own, if any).
+        mcls: for long inputs insert a CLS token every 256 tokens and average their states as the dense vector.
+        """
+        items = _check_texts(texts)
+        if not (dense or sparse or colbert):
+            raise InputError("ask for at least one output: dense, sparse or colbert")
+        self.model.require(sparse=sparse, colbert=colbert)
+        if query:
+            items = self._format_queries(items, instruction)
+        elif instruction:
+            raise InputError("an instruction applies to queries only; pass query=True")
+        limit = self._check_max_length(max_length)
+        ids = self.tokenize(items, limit)
+        cls_id = self.tokenizer.cls_token_id
+        slots: list[list[int]] | None = None
+        if mcls:
+            ids, slots = _insert_cls_slots(ids, int(cls_id), limit)
+        result = EncodeResult(num_tokens=[len(x) for x in ids])
+        n = len(ids)
+        dense_out = np.zeros((n, self.model.hidden_size), dtype=np.float32) if dense else None
+        sparse_out: list[SparseVector | None] = [None] * n
+        colbert_out: list[np.ndarray | None] = [None] * n
+        batches = plan_batches(result.num_tokens, batch_tokens or self.batch_tokens, self.max_batch_size)
+        if show_progress is None:
+            show_progress = n >= 5000 and sys.stderr.isatty()
+        bar = tqdm(total=sum(result.num_tokens), unit="tok", disable=not show_progress, desc="encode")
+        with torch.inference_mode():
+            for batch in batches:
+                input_ids, attention_mask = self._pad([ids[i] for i in batch])
+                cls_slots = None
+                if slots is not None:
+                    cls_slots = torch.zeros_like(attention_mask, dtype=torch.bool)
+                    for row, i in enumerate(batch):
+                        cls_slots[row, slots[i]] = True
+                out = self.model(
+                    input_ids,
+                    attention_mask,
+                    dense=dense,
+                    sparse=sparse,
+                    colbert=colbert,
+                    cls_slots=cls_slots,
+                )
+                if dense_out is not None and out.dense is not None:
+                    dense_out[batch] = out.dense.float().cpu().numpy()
+                if out.token_weights is not None:
+                    weights = out.token_weights.float().cpu().numpy()
+                    for row, i in enumerate(batch):
+                        length = len(ids[i])
+                        sparse_out[i] = SparseVector.from_token_weights(
+                            np.asarray(ids[i]), weights[row, :length], self._skip_ids
+                        )
+                if out.colbert is not None:
+                    vectors = out.colbert.float().cpu().numpy()
+                    for row, i in enumerate(batch):
+                        rows = vectors[row, : len(ids[i]) - 1]
+                        if slots is not None and len(slots[i]) > 1:
+                            keep = np.ones(rows.shape[0], dtype=bool)
+                            keep[np.asarray(slots[i][1:]) - 1] = False
+                            rows = rows[keep]
+                        colbert_out[i] = np.ascontiguousarray(rows)
+                bar.update(sum(len(ids[i]) for i in batch))
+        bar.close()
+        result.dense = dense_out
+        result.sparse = [s if s is not None else SparseVector.empty() for s in sparse_out] if sparse else None
+        result.colbert = [c for c in colbert_out if c is not None] if colbert else None
+        return result
+
+    def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    def encode_queries(self, texts: str | Sequence[str], **kwargs: object) -> EncodeResult:
+        """`encode(..., query=True)`: the query instruction is applied."""
+        return self.encode(texts, query=True, **kwargs)  # type: ignore[arg-type]
+
+    def encode_corpus(self, texts: str | Sequence[str], **kwargs: object) -> EncodeResult:
+        """`encode(...)` for passages: no instruction."""
+        return self.encode(texts, query=False, **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ scoring
+    def available_modes(self) -> list[str]:
+        return ["dense"] + (["sparse"] if self.has_sparse else []) + (["colbert"] if self.has_colbert else [])
+
+    def _modes(self, modes: Sequence[str] | None) -> list[str]:
+        available = self.available_modes()
+        if modes is None:
+            return available
+        for mode in modes:
+            if mode not in ("dense", "sparse", "colbert"):
+                raise InputError(f"unknown score mode {mode!r}; expected dense, sparse or colbert")
+        self.model.require(sparse="sparse" in modes, colbert="colbert" in modes)
+        return [m for m in ("dense", "sparse", "colbert") if m in modes]
+
+    def _encode_modes(
+        self,
+        texts: Sequence[str],
+        modes: Sequence[str],
+        query: bool = False,
+        instruction: str | None = None,
+        max_length: int | None = None,
+    ) -> EncodeResult:
+        return self.encode(
+            texts,
+            dense="dense" in modes,
+            sparse="sparse" in modes,
+            colbert="colbert" in modes,
+            query=query,
+            instruction=instruction,
+            max_length=max_length,
+        )
+
+    def score_pairs(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        modes: Sequence[str] | None = None,
+        weights: dict[str, float] | Sequence[float] | None = None,
+        instruction: str | None = None,
+        max_query_length: int | None = None,
+        max_passage_length: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Scores of (query, passage) pairs: one array per mode plus the weighted hybrids.
+
+        Keys: `dense`, `sparse`, `colbert` (those the model has), `sparse+dense` and `colbert+sparse+dense`
+        (weighted means of the available modes, as the reference's `compute_score` names them).
+        """
+        used = self._modes(modes)
+        w = normalize_weights(weights)
+        queries, passages = _split_pairs(pairs)
+        q_unique, q_index = _unique(queries)
+        p_unique, p_index = _unique(passages)
+        q = self._encode_modes(
+            q_unique, used, query=True, instruction=instruction, max_length=max_query_length
+        )
+        p = self._encode_modes(p_unique, used, max_length=max_passage_length)
+        scores: dict[str, np.ndarray] = {}
+        if q.dense is not None and p.dense is not None:
+            scores["dense"] = np.einsum("nd,nd->n", q.dense[q_index], p.dense[p_index]).astype(np.float32)
+        index_pairs = list(zip(q_index.tolist(), p_index.tolist(), strict=True))
+        if q.sparse is not None and p.sparse is not None:
+            qs, ps = q.sparse, p.sparse
+            scores["sparse"] = np.array(
+                [lexical_score(qs[a], ps[b]) for a, b in index_pairs], dtype=np.float32
+            )
+        if q.colbert is not None and p.colbert is not None:
+            qc, pc = q.colbert, p.colbert
+            scores["colbert"] = np.array([maxsim(qc[a], pc[b]) for a, b in index_pairs], dtype=np.float32)
+        return _with_hybrids(scores, w)
+
+    def score(
+        self,
+        query: str,
+        passages: Sequence[str],
+        *,
+        modes: Sequence[str] | None = None,
+        weights: dict[str, float] | Sequence[float] | None = None,
+        instruction: str | None = None,
+        max_query_length: int | None = None,
+        max_passage_length: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """One query against many passages; same keys as `score_pairs`."""
+        if not isinstance(query, str):
+            raise InputError(f"query must be a string, not {type(query).__name__}")
+        used = self._modes(modes)
+        q = self._encode_modes(
+            [query], used, query=True, instruction=instruction, max_length=max_query_length
+        )
+        p = self._encode_modes(passages, used, max_length=max_passage_length)
+        scores: dict[str, np.ndarray] = {}
+        if q.dense is not None and p.dense is not None:
+            scores["dense"] = dense_scores(q.dense[0], p.dense)
+        if q.sparse is not None and p.sparse is not None:
+            scores["sparse"] = lexical_scores(q.sparse[0], p.sparse)
+        if q.colbert is not None and p.colbert is not None:
+            scores["colbert"] = maxsim_scores(q.colbert[0], p.colbert)
+        return _with_hybrids(scores, normalize_weights(weights))
+
+
+def _with_hybrids(scores: dict[str, np.ndarray], weights: dict[str, float]) -> dict[str, np.ndarray]:
+    if "sparse" in scores and "dense" in scores:
+        pair: dict[str, np.ndarray] = {"dense": scores["dense"], "sparse": scores["sparse"]}
+        scores["sparse+dense"] = hybrid_scores(pair, weights).astype(np.float32)
+    if len(scores) > 1 and "colbert" in scores:
+        base: dict[str, np.ndarray] = {k: scores[k] for k in ("dense", "sparse", "colbert") if k in scores}
+        scores["colbert+sparse+dense"] = hybrid_scores(base, weights).astype(np.float32)
+    return scores
+
+
+def _split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    queries, passages = [], []
+    for position, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+            raise InputError(f"pair at position {position} must be a (query, passage) pair of strings")
+        queries.append(pair[0])
+        passages.append(pair[1])
+    return queries, passages
+
+
+def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    position: dict[str, int] = {}
+    index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
+    return list(position), index
+
+
+def _insert_cls_slots(
+    ids: list[list[int]], cls_id: int, limit: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """MCLS: put an extra CLS before every 256th token, trimming content so the result fits `limit`."""
+    out_ids: list[list[int]] = []
+    out_slots: list[list[int]] = []
+    for row in ids:
+        head, body, tail = row[:1], row[1:-1], row[-1:]
+        while 1 + len(body) + len(tail) + (len(body) // MCLS_INTERVAL) > limit:
+            body = body[: limit - len(tail) - 1 - (len(body) // MCLS_INTERVAL)]
+        new = list(head)
+        slots = [0]
+        for start in range(0, len(body), MCLS_INTERVAL):
+            if start > 0:
+                slots.append(len(new))
+                new.append(cls_id)
+            new.extend(body[start : start + MCLS_INTERVAL])
+        new.extend(tail)
+        out_ids.append(new)
+        out_slots.append(slots)
+    return out_ids, out_slots

@@ -1,0 +1,110 @@
+"""Scoring functions for the three outputs and their weighted hybrid.
+
+dense: dot product of (normalised) vectors; sparse: lexical matching Σ_{t∈q∩p} w_q(t)·w_p(t);
+colbert: exact MaxSim (1/N_q) Σ_i max_j ⟨q_i, p_j⟩ over each passage's own rows — never padded, so a score
+does not depend on what else is scored with it (unlike the reference's batched path, quirk Q1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from trivec.inference.sparse import SparseVector
+
+MODES = ("dense", "sparse", "colbert")
+DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+
+
+def dense_scores(queries: np.ndarray, passages: np.ndarray) -> np.ndarray:
+    """`[Nq, D] × [Np, D] → [Nq, Np]` (a 1-D query gives `[Np]`)."""
+    return np.asarray(queries, dtype=np.float32) @ np.asarray(passages, dtype=np.float32).T
+
+
+def lexical_score(query: SparseVector, passage: SparseVector) -> float:
+    """Lexical matching score of one pair (0.0 when no token is shared)."""
+    _, qi, pi = np.intersect1d(query.indices, passage.indices, assume_unique=True, return_indices=True)
+    if qi.size == 0:
+        return 0.0
+    return float(np.dot(query.values[qi].astype(np.float64), passage.values[pi].astype(np.float64)))
+
+
+def lexical_scores(query: SparseVector, passages: Sequence[SparseVector]) -> np.ndarray:
+    """One query against many passages, `[Np]` float32."""
+    if not passages:
+        return np.zeros(0, dtype=np.float32)
+    if len(query) == 0:
+        return np.zeros(len(passages), dtype=np.float32)
+    lookup = dict(zip(query.indices.tolist(), query.values.tolist(), strict=True))
+    out = np.zeros(len(passages), dtype=np.float32)
+    ids = np.concatenate([p.indices for p in passages])
+    vals = np.concatenate([p.values for p in passages]).astype(np.float64)
+    owner = np.repeat(np.arange(len(passages)), [len(p) for p in passages])
+    hit = np.isin(ids, query.indices)
+    if hit.any():
+        qvals = np.fromiter((lookup[i] for i in ids[hit].tolist()), dtype=np.float64, count=int(hit.sum()))
+        out[:] = np.bincount(owner[hit], weights=vals[hit] * qvals, minlength=len(passages))
+    return out
+
+
+def lexical_matrix(queries: Sequence[SparseVector], passages: Sequence[SparseVector]) -> np.ndarray:
+    """`[Nq, Np]` lexical matching scores."""
+    return (
+        np.stack([lexical_scores(q, passages) for q in queries])
+        if queries
+        else np.zeros((0, len(passages)), np.float32)
+    )
+
+
+def maxsim(query: np.ndarray, passage: np.ndarray) -> float:
+    """Exact ColBERT MaxSim of one pair: mean over query rows of the best dot product with a passage row."""
+    if query.shape[0] == 0 or passage.shape[0] == 0:
+        return 0.0
+    sims = np.asarray(query, dtype=np.float32) @ np.asarray(passage, dtype=np.float32).T
+    return float(sims.max(axis=1).mean())
+
+
+def maxsim_scores(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndarray:
+    """One query against many passages: one matmul over all passage rows, then a max per passage segment."""
+    if not passages:
+        return np.zeros(0, dtype=np.float32)
+    lengths = np.array([p.shape[0] for p in passages])
+    out = np.zeros(len(passages), dtype=np.float32)
+    if query.shape[0] == 0:
+        return out
+    nonempty = lengths > 0
+    rows = np.concatenate([p for p in passages if p.shape[0] > 0]).astype(np.float32, copy=False)
+    sims = np.asarray(query, dtype=np.float32) @ rows.T  # [Tq, ΣTp]
+    starts = np.concatenate([[0], np.cumsum(lengths[nonempty])[:-1]])
+    best = np.maximum.reduceat(sims, starts, axis=1)  # [Tq, n_nonempty]
+    out[nonempty] = best.mean(axis=0)
+    return out
+
+
+def normalize_weights(weights: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
+    """Weights as `{mode: w}`; a sequence is read as (dense, sparse, colbert). Negative weights are refused."""
+    if weights is None:
+        return dict(DEFAULT_WEIGHTS)
+    if isinstance(weights, Mapping):
+        unknown = set(weights) - set(MODES)
+        if unknown:
+            raise ValueError(f"unknown score mode(s) {sorted(unknown)}; expected {', '.join(MODES)}")
+        result = {mode: float(weights.get(mode, 0.0)) for mode in MODES}
+    else:
+        values = list(weights)
+        if len(values) != 3:
+            raise ValueError(f"weights need 3 numbers (dense, sparse, colbert), got {len(values)}")
+        result = dict(zip(MODES, map(float, values), strict=True))
+    if any(w < 0 or not np.isfinite(w) for w in result.values()):
+        raise ValueError(f"weights must be finite and ≥ 0, got {result}")
+    return result
+
+
+def hybrid_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted mean Σ w_m·s_m / Σ w_m over the modes present in `scores` (as the reference normalises)."""
+    used = [m for m in MODES if m in scores and weights.get(m, 0.0) > 0]
+    if not used:
+        raise ValueError(f"no mode with a positive weight among the computed scores {sorted(scores)}")
+    total = sum(weights[m] for m in used)
+    return sum(np.asarray(scores[m], dtype=np.float64) * weights[m] for m in used) / total  # type: ignore[return-value]

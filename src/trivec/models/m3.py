@@ -1,0 +1,302 @@
+"""`M3Model`: a Hugging Face encoder (XLM-R, BERT, …) with BGE-M3's dense, sparse and ColBERT heads.
+
+The backbone is loaded with `transformers.AutoModel`; trivec owns pooling and the two heads. A directory
+in the layout of `BAAI/bge-m3` (encoder weights + `colbert_linear.pt` + `sparse_linear.pt`) gives all three
+outputs; a BGE v1.5 / sentence-transformers directory (no head files) gives the dense output only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from trivec.errors import CheckpointError, UnsupportedOutputError
+from trivec.models.checkpoint import (
+    head_files_present,
+    quiet_loading,
+    read_sentence_transformers_info,
+    resolve_model_path,
+    write_sentence_transformers_files,
+)
+from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
+from trivec.models.pooling import PoolingMode, check_pooling_mode, pool, pool_cls_slots
+
+HeadsPolicy = Literal["auto", "require", "init", "none"]
+TRIVEC_CONFIG_FILE = "trivec_config.json"
+
+
+@dataclass
+class M3Output:
+    """What one forward pass returns; fields are None when not asked for.
+
+    dense: `[B, H]` pooled (normalised when the model normalises);
+    token_weights: `[B, L]` sparse weights of every position (padding included, ≥ 0);
+    colbert: `[B, L−1, D]` vectors of positions 1… (padding rows zeroed).
+    """
+
+    dense: torch.Tensor | None = None
+    token_weights: torch.Tensor | None = None
+    colbert: torch.Tensor | None = None
+
+
+class M3Model(nn.Module):
+    """Encoder + pooling + optional sparse and ColBERT heads."""
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        pooling: PoolingMode = "cls",
+        normalize: bool = True,
+        sparse_head: SparseHead | None = None,
+        colbert_head: ColbertHead | None = None,
+        query_instruction: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone: PreTrainedModel = backbone
+        self.tokenizer = tokenizer
+        self.pooling: PoolingMode = check_pooling_mode(pooling)
+        self.normalize = normalize
+        self.sparse_head = sparse_head
+        self.colbert_head = colbert_head
+        self.query_instruction = query_instruction
+        self.source: str | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def hidden_size(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def has_sparse(self) -> bool:
+        return self.sparse_head is not None
+
+    @property
+    def has_colbert(self) -> bool:
+        return self.colbert_head is not None
+
+    @property
+    def max_length(self) -> int:
+        """The longest input (special tokens included) the position table allows."""
+        config = self.backbone.config
+        positions = int(getattr(config, "max_position_embeddings", 512))
+        if getattr(config, "model_type", "") in {"xlm-roberta", "roberta", "camembert", "xlm-roberta-xl"}:
+            positions -= int(config.pad_token_id) + 1  # RoBERTa positions start at padding_idx + 1
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < positions:
+            return tokenizer_limit
+        return positions
+
+    @property
+    def special_token_ids(self) -> frozenset[int]:
+        """Ids never given a lexical weight: cls, eos, pad, unk (as the reference drops them)."""
+        ids = set()
+        for name in ("cls_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "sep_token_id"):
+            value = getattr(self.tokenizer, name, None)
+            if isinstance(value, int):
+                ids.add(value)
+        return frozenset(ids)
+
+    def require(self, sparse: bool = False, colbert: bool = False) -> None:
+        """Raise a clear error when an output is asked of a model without its head."""
+        missing = [
+            name
+            for name, want, have in (
+                ("sparse", sparse, self.has_sparse),
+                ("colbert", colbert, self.has_colbert),
+            )
+            if want and not have
+        ]
+        if missing:
+            raise UnsupportedOutputError(
+                f"model {self.source or ''} has no {' or '.join(missing)} head (it is a dense-only checkpoint: "
+                f"no {SPARSE_HEAD_FILE}/{COLBERT_HEAD_FILE}); ask for dense output, or load it with heads='init' "
+                "to create new heads for training"
+            )
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        dense: bool = True,
+        sparse: bool = False,
+        colbert: bool = False,
+        cls_slots: torch.Tensor | None = None,
+    ) -> M3Output:
+        """Run the encoder once and the requested heads on its last hidden states.
+
+        `cls_slots [B, L]` (bool) switches dense pooling to MCLS: the states at those positions are averaged.
+        """
+        self.require(sparse=sparse, colbert=colbert)
+        has_padding = bool((attention_mask == 0).any())
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask if has_padding else None
+        ).last_hidden_state
+        out = M3Output()
+        if dense:
+            pooled = (
+                pool_cls_slots(hidden, cls_slots)
+                if cls_slots is not None
+                else pool(hidden, attention_mask, self.pooling)
+            )
+            out.dense = F.normalize(pooled, dim=-1) if self.normalize else pooled
+        if sparse:
+            assert self.sparse_head is not None
+            out.token_weights = self.sparse_head(hidden)
+        if colbert:
+            assert self.colbert_head is not None
+            vectors = self.colbert_head(hidden[:, 1:], normalize=True)
+            out.colbert = vectors * attention_mask[:, 1:].unsqueeze(-1).to(vectors.dtype)
+        return out
+
+    def sparse_vocab_vectors(self, input_ids: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
+        """Bag-of-words vectors `[B, V]`: max weight per token id, special ids zeroed (differentiable)."""
+        vocab = int(self.backbone.config.vocab_size)
+        vectors = torch.zeros(
+            input_ids.shape[0], vocab, dtype=token_weights.dtype, device=token_weights.device
+        )
+        vectors = vectors.scatter_reduce(1, input_ids, token_weights, reduce="amax", include_self=True)
+        keep = torch.ones(vocab, dtype=token_weights.dtype, device=token_weights.device)
+        keep[list(self.special_token_ids)] = 0
+        return vectors * keep
+
+    # ------------------------------------------------------------------ loading / saving
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        heads: HeadsPolicy = "auto",
+        pooling: PoolingMode | None = None,
+        normalize: bool | None = None,
+        colbert_dim: int | None = None,
+        dtype: torch.dtype | None = None,
+        seed: int = 0,
+    ) -> M3Model:
+        """Load a checkpoint from a directory, `default`, or a hub id.
+
+        heads: `auto` loads both head files when present and gives a dense-only model when neither is;
+        `require` insists on both; `init` creates new (seeded) heads where files are missing — for training;
+        `none` ignores head files. Exactly one head file present is an error under `auto`/`require`.
+        """
+        directory = resolve_model_path(name_or_path)
+        if not (directory / "config.json").is_file():
+            raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model directory")
+        trivec_config = _read_trivec_config(directory)
+        st_info = read_sentence_transformers_info(directory)
+        try:
+            with quiet_loading():
+                config = AutoConfig.from_pretrained(directory)
+                backbone = AutoModel.from_pretrained(directory, config=config, dtype=dtype or torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(directory)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            raise CheckpointError(f"cannot load the encoder or tokenizer from {directory}: {exc}") from exc
+        hidden_size = int(config.hidden_size)
+        sparse_head, colbert_head = _load_heads(directory, hidden_size, heads, colbert_dim, seed)
+        model = cls(
+            backbone,
+            tokenizer,
+            pooling=check_pooling_mode(pooling or trivec_config.get("pooling") or st_info.pooling or "cls"),
+            normalize=normalize if normalize is not None else trivec_config.get("normalize", True),
+            sparse_head=sparse_head,
+            colbert_head=colbert_head,
+            query_instruction=trivec_config.get("query_instruction"),
+        )
+        model.source = str(name_or_path)
+        if dtype is not None:
+            model.to(dtype)
+        return model.eval()
+
+    def save_pretrained(
+        self, directory: str | os.PathLike[str], head_dtype: torch.dtype | None = None
+    ) -> Path:
+        """Save in the BAAI layout: encoder (`save_pretrained`), tokenizer, head files, ST view, trivec config.
+
+        `head_dtype=torch.float16` writes the heads as the hub's bge-m3 does; the default keeps their dtype so
+        that save → load is exact.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        for head in (self.sparse_head, self.colbert_head):
+            if head is not None:
+                head.save(out, dtype=head_dtype)
+        write_sentence_transformers_files(
+            out, self.pooling, self.normalize, self.max_length, self.hidden_size
+        )
+        config = {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "query_instruction": self.query_instruction,
+        }
+        (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        return out
+
+
+def _read_trivec_config(directory: Path) -> dict:
+    path = directory / TRIVEC_CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def _load_heads(
+    directory: Path, hidden_size: int, policy: HeadsPolicy, colbert_dim: int | None, seed: int
+) -> tuple[SparseHead | None, ColbertHead | None]:
+    if policy not in ("auto", "require", "init", "none"):
+        raise ValueError(f"heads must be one of auto, require, init, none (got {policy!r})")
+    if policy == "none":
+        return None, None
+    has_sparse, has_colbert = head_files_present(directory)
+    if policy in ("auto", "require") and has_sparse != has_colbert:
+        present, missing = (
+            (SPARSE_HEAD_FILE, COLBERT_HEAD_FILE) if has_sparse else (COLBERT_HEAD_FILE, SPARSE_HEAD_FILE)
+        )
+        raise CheckpointError(
+            f"{directory} has {present} but not {missing}: an M3 checkpoint needs both head files "
+            "(pass heads='init' to create the missing one)"
+        )
+    if policy == "require" and not has_sparse:
+        raise CheckpointError(
+            f"{directory} has no head files ({SPARSE_HEAD_FILE}, {COLBERT_HEAD_FILE}); it is a dense-only model"
+        )
+    if policy == "auto" and not has_sparse:
+        return None, None
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        sparse = (
+            SparseHead.load(directory / SPARSE_HEAD_FILE, hidden_size)
+            if has_sparse
+            else SparseHead(hidden_size)
+        )
+        colbert = (
+            ColbertHead.load(directory / COLBERT_HEAD_FILE, hidden_size)
+            if has_colbert
+            else ColbertHead(hidden_size, colbert_dim)
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    if colbert_dim and colbert.out_features != colbert_dim:
+        raise CheckpointError(
+            f"{directory / COLBERT_HEAD_FILE} has dimension {colbert.out_features}, not the requested {colbert_dim}"
+        )
+    assert isinstance(sparse, SparseHead) and isinstance(colbert, ColbertHead)
+    return sparse, colbert

@@ -1,0 +1,43 @@
+"""Shared fixtures: paths to ../shared and session-scoped models (loading is the slow part)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trivec import Embedder
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
+TINY_M3 = SHARED / "fixtures" / "tiny-m3"
+MINILM_REFERENCE = SHARED / "fixtures" / "minilm" / "reference.json"
+XLMR_TOKENIZER = SHARED / "fixtures" / "xlmr-tokenizer"
+DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_reference() -> dict[str, Any]:
+    return json.loads((TINY_M3 / "reference.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Embedder:
+    """The tiny BGE-M3-layout checkpoint, fp32 on CPU."""
+    return Embedder.from_pretrained(TINY_M3, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    """all-MiniLM-L6-v2 (the packaged default model): BERT, mean pooling, dense only."""
+    return Embedder.from_pretrained("default", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_texts(tiny_reference: dict[str, Any]) -> dict[str, str]:
+    texts = {s["id"]: s["text"] for s in tiny_reference["sentences"]}
+    texts.update(tiny_reference["extra_passages"])
+    return texts
