@@ -156,6 +156,11 @@ def score(
         typer.echo(json.dumps({mode: round(float(values[i]), 6) for mode, values in scores.items()}))
 
 
+# Command groups of the other concerns register here, one line each (keep imports inside the modules lazy).
+# --- registrations (start) ---
+# --- registrations (end) ---
+
+
 def main() -> None:
     """Console entry point."""
     app()
