@@ -74,6 +74,8 @@ def maxsim_scores(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndarr
     if query.shape[0] == 0:
         return out
     nonempty = lengths > 0
+    if not nonempty.any():
+        return out
     rows = np.concatenate([p for p in passages if p.shape[0] > 0]).astype(np.float32, copy=False)
     sims = np.asarray(query, dtype=np.float32) @ rows.T  # [Tq, ΣTp]
     starts = np.concatenate([[0], np.cumsum(lengths[nonempty])[:-1]])

@@ -156,8 +156,8 @@ def write_sentence_transformers_files(
 
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Keep stdout clean while loading: no weight-loading progress bars, and native prints (the Rust
-    tokenizer's notices) go to stderr, so that commands printing JSON on stdout stay parseable."""
+    """Keep stdout clean while loading: no weight-loading progress bars, and native prints to stdout (the
+    Rust tokenizer's "Ignored unknown kwarg" notices) are dropped, so commands printing JSON stay parseable."""
     from transformers.utils import logging as hf_logging
 
     bars_were_enabled = hf_logging.is_progress_bar_enabled()
@@ -166,7 +166,8 @@ def quiet_loading() -> Iterator[None]:
     saved_stdout = None
     try:
         saved_stdout = os.dup(1)
-        os.dup2(2, 1)
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
     except OSError:  # no real file descriptors (embedded interpreters): nothing to redirect
         saved_stdout = None
     try:
