@@ -1,0 +1,140 @@
+"""`trivec eval` and `trivec eval-report` (heavy imports stay inside the commands)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluation commands to the `trivec` app."""
+    from trivec.cli import clean_errors, fail, parse_weights
+
+    @app.command("eval")
+    @clean_errors
+    def eval_command(
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Directory for <task>.json, summary.md/png.")
+        ] = None,
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")
+        ] = ("default"),
+        tasks: Annotated[
+            str,
+            typer.Option(
+                "--tasks", "-t", help="'all', or comma-separated task / folder names, or type:<task type>."
+            ),
+        ] = "all",
+        task_dir: Annotated[
+            list[Path] | None,
+            typer.Option("--task-dir", help="Evaluate a folder in the shared-data layout (repeatable)."),
+        ] = None,
+        task_type: Annotated[
+            str | None,
+            typer.Option("--task-type", help="Type of the --task-dir folders (default: inferred)."),
+        ] = None,
+        language: Annotated[
+            str | None,
+            typer.Option("--language", help="Language of the --task-dir folders (BM25 tokeniser)."),
+        ] = None,
+        languages: Annotated[
+            str | None,
+            typer.Option("--languages", help="Keep tasks whose languages all lie in this list, e.g. en,zh."),
+        ] = None,
+        modes: Annotated[
+            str,
+            typer.Option(help="Retrieval/reranking modes: dense,sparse,colbert,dense+sparse,all,bm25."),
+        ] = "dense,sparse,colbert,dense+sparse,all,bm25",
+        weights: Annotated[
+            str | None, typer.Option(help="Hybrid weights dense,sparse,colbert (default 0.4,0.2,0.4).")
+        ] = None,
+        instruction: Annotated[
+            str | None, typer.Option(help="Query instruction for retrieval and reranking queries.")
+        ] = None,
+        instruction_file: Annotated[
+            Path | None, typer.Option(help="JSON {task name: query instruction}.")
+        ] = None,
+        batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per encoder batch.")] = None,
+        max_length: Annotated[
+            int | None, typer.Option(help="Truncate texts (default: the model's limit).")
+        ] = None,
+        top_k: Annotated[int, typer.Option(help="Documents retrieved per query.")] = 1000,
+        rerank_k: Annotated[int, typer.Option(help="Dense candidates ColBERT / 'all' re-rank.")] = 100,
+        seed: Annotated[int, typer.Option(help="Seed of classification draws and clustering.")] = 42,
+        data_dir: Annotated[
+            Path | None, typer.Option(help="Folder of the built-in tasks (default ../shared/data).")
+        ] = None,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Keep finished task results in --output.")
+        ] = False,
+        list_tasks: Annotated[bool, typer.Option("--list-tasks", help="List the tasks and exit.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    ) -> None:
+        """Evaluate a model C-MTEB style: retrieval and reranking per M3 mode (+ BM25), and the other task types."""
+        from trivec.evaluation.runner import evaluate, resolve_tasks
+        from trivec.evaluation.tasks import task_from_dir
+
+        language_list = [x.strip() for x in languages.split(",")] if languages else None
+        specs: list = []
+        for folder in task_dir or []:
+            specs.extend(task_from_dir(folder, task_type, language=language))
+        if tasks != "all" or not specs:
+            specs.append(tasks)
+        if list_tasks:
+            for task in resolve_tasks(specs, data_dir, language_list):
+                typer.echo(f"{task.name}\t{task.type.value}\t{'-'.join(task.languages)}\t{task.main_score}")
+            return
+        if output is None:
+            raise fail("--output is required (a directory for the results)")
+        instructions: str | dict[str, str] | None = instruction
+        if instruction_file is not None:
+            if instruction is not None:
+                raise fail("give --instruction or --instruction-file, not both")
+            try:
+                loaded = json.loads(instruction_file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise fail(f"{instruction_file}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+                raise fail(f"{instruction_file}: expected a JSON object {{task name: instruction}}")
+            instructions = loaded
+        results = evaluate(
+            model,
+            specs,
+            output,
+            modes=modes,
+            weights=parse_weights(weights),
+            instruction=instructions,
+            batch_tokens=batch_tokens,
+            data_dir=data_dir,
+            languages=language_list,
+            max_length=max_length,
+            top_k=top_k,
+            rerank_k=rerank_k,
+            seed=seed,
+            progress=not quiet,
+            resume=resume,
+        )
+        for result in results:
+            values = ", ".join(f"{m} {100 * v:.2f}" for m, v in result["main_score"]["values"].items())
+            skipped = result["skipped_modes"]
+            note = f"  (skipped: {', '.join(f'{m}: {r}' for m, r in skipped.items())})" if skipped else ""
+            typer.echo(f"{result['task']['name']}\t{result['main_score']['metric']}\t{values or '-'}{note}")
+        typer.echo(f"results → {output}/ (summary.md, summary.png)", err=True)
+
+    @app.command("eval-report")
+    @clean_errors
+    def eval_report(
+        directories: Annotated[list[Path], typer.Argument(help="Result directories of `trivec eval`.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Where summary.md and summary.png go.")],
+        label: Annotated[
+            list[str] | None, typer.Option("--label", help="Column label per directory (repeat, in order).")
+        ] = None,
+    ) -> None:
+        """Compare result directories (models or settings): one markdown table and one chart."""
+        from trivec.evaluation.report import write_report
+
+        md, png = write_report(directories, output, labels=label or None)
+        typer.echo(f"{md}\n{png}")

@@ -1,0 +1,146 @@
+"""`TextEncoder`: the evaluation's view of a model — unique texts encoded once, any subset of M3's outputs.
+
+Queries of retrieval and reranking tasks get the query instruction; nothing else does. An optional record
+of every dense vector (keyed by role and text) lets benchmarks/mteb_parity.py hand mteb the very same
+embeddings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from trivec.errors import InputError
+from trivec.inference import Embedder, EncodeResult
+from trivec.models import M3Model
+
+ModelLike = Embedder | M3Model | str | os.PathLike[str]
+
+
+def load_embedder(
+    model: ModelLike,
+    *,
+    batch_tokens: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> Embedder:
+    """An `Embedder` from an `Embedder`, an `M3Model`, a directory, `default` or a hub id."""
+    if isinstance(model, Embedder):
+        embedder = model
+    elif isinstance(model, M3Model):
+        embedder = Embedder(model, device=device)
+    elif isinstance(model, (str, os.PathLike)):
+        embedder = Embedder.from_pretrained(model, device=device, dtype=dtype)
+    else:
+        raise InputError(
+            f"model must be an Embedder, an M3Model or a model name/path, not {type(model).__name__}"
+        )
+    if batch_tokens is not None:
+        if batch_tokens < 1:
+            raise InputError(f"batch_tokens must be ≥ 1, got {batch_tokens}")
+        embedder.batch_tokens = batch_tokens
+    return embedder
+
+
+def describe_model(embedder: Embedder, name: str | None = None) -> dict[str, Any]:
+    """What identifies the model in a results file."""
+    model = embedder.model
+    return {
+        "name": name or model.source or type(model.backbone).__name__,
+        "source": model.source,
+        "architecture": type(model.backbone).__name__,
+        "hidden_size": model.hidden_size,
+        "pooling": model.pooling,
+        "normalize": model.normalize,
+        "max_length": model.max_length,
+        "heads": embedder.available_modes(),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "device": str(embedder.device),
+        "query_instruction": embedder.query_instruction,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
+
+
+class TextEncoder:
+    """Encode evaluation texts with an `Embedder`: duplicates once, results in input order."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_length: int | None = None,
+        batch_tokens: int | None = None,
+        progress: bool = False,
+        record: bool = False,
+    ) -> None:
+        self.embedder = embedder
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self.progress = progress
+        self.recorded: dict[tuple[str, str], np.ndarray] | None = {} if record else None
+        self.texts_encoded = 0
+        self.tokens_encoded = 0
+
+    @property
+    def has_sparse(self) -> bool:
+        return self.embedder.has_sparse
+
+    @property
+    def has_colbert(self) -> bool:
+        return self.embedder.has_colbert
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        dense: bool = True,
+        sparse: bool = False,
+        colbert: bool = False,
+        query: bool = False,
+        instruction: str | None = None,
+    ) -> EncodeResult:
+        """The asked-for outputs of `texts` (queries get the instruction); each distinct text runs once."""
+        position: dict[str, int] = {}
+        index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
+        unique = list(position)
+        if not unique:
+            return EncodeResult(
+                dense=np.zeros((0, self.embedder.model.hidden_size), np.float32) if dense else None,
+                sparse=[] if sparse else None,
+                colbert=[] if colbert else None,
+            )
+        out = self.embedder.encode(
+            unique,
+            dense=dense,
+            sparse=sparse,
+            colbert=colbert,
+            query=query,
+            instruction=instruction if query else None,
+            max_length=self.max_length,
+            batch_tokens=self.batch_tokens,
+            show_progress=self.progress and len(unique) >= 256,
+        )
+        self.texts_encoded += len(unique)
+        self.tokens_encoded += sum(out.num_tokens)
+        if self.recorded is not None and out.dense is not None:
+            role = "query" if query else "text"
+            for text, vector in zip(unique, out.dense, strict=True):
+                self.recorded[(role, text)] = vector
+        indices = index.tolist()
+        return EncodeResult(
+            dense=out.dense[index] if out.dense is not None else None,
+            sparse=[out.sparse[i] for i in indices] if out.sparse is not None else None,
+            colbert=[out.colbert[i] for i in indices] if out.colbert is not None else None,
+            num_tokens=[out.num_tokens[i] for i in indices],
+        )
+
+    def dense(
+        self, texts: Sequence[str], *, query: bool = False, instruction: str | None = None
+    ) -> np.ndarray:
+        """Dense vectors `[N, D]` float32."""
+        result = self.encode(texts, dense=True, query=query, instruction=instruction)
+        assert result.dense is not None
+        return result.dense

@@ -1,0 +1,116 @@
+"""What every evaluator shares: settings, the per-task outcome, and which retrieval modes a model can run."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from trivec.errors import InputError
+from trivec.evaluation.bm25 import Bm25Config
+from trivec.evaluation.encoding import TextEncoder
+from trivec.evaluation.tasks import Task, TaskType
+from trivec.inference.scoring import DEFAULT_WEIGHTS
+
+# Scoring modes of retrieval and reranking; the other task types use the dense embedding.
+RETRIEVAL_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "dense+sparse", "all", "bm25")
+MODEL_MODES = frozenset(RETRIEVAL_MODES) - {"bm25"}
+
+
+def parse_modes(modes: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Modes in canonical order; `None` means every mode. Unknown names raise `InputError`."""
+    if modes is None:
+        return RETRIEVAL_MODES
+    items = (
+        [m.strip() for m in modes.split(",")] if isinstance(modes, str) else [str(m).strip() for m in modes]
+    )
+    items = [m for m in items if m]
+    aliases = {"sparse+dense": "dense+sparse", "colbert+sparse+dense": "all", "hybrid": "all"}
+    items = [aliases.get(m, m) for m in items]
+    unknown = [m for m in items if m not in RETRIEVAL_MODES]
+    if unknown:
+        raise InputError(
+            f"unknown mode(s) {', '.join(unknown)}; expected some of {', '.join(RETRIEVAL_MODES)}"
+        )
+    if not items:
+        raise InputError("no mode given")
+    return tuple(m for m in RETRIEVAL_MODES if m in items)
+
+
+def mode_requirement(mode: str, has_sparse: bool, has_colbert: bool) -> str | None:
+    """Why the model cannot run `mode` (None when it can)."""
+    if mode in ("sparse", "dense+sparse") and not has_sparse:
+        return "model has no sparse head"
+    if mode == "colbert" and not has_colbert:
+        return "model has no ColBERT head"
+    if mode == "all" and not (has_sparse and has_colbert):
+        missing = [name for name, have in (("sparse", has_sparse), ("ColBERT", has_colbert)) if not have]
+        return f"model has no {' or '.join(missing)} head"
+    return None
+
+
+@dataclass
+class EvalSettings:
+    """How tasks are scored: modes, hybrid weights, query instruction, search depths, seed."""
+
+    modes: tuple[str, ...] = RETRIEVAL_MODES
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    instruction: str | None = None
+    top_k: int = 1000
+    rerank_k: int = 100
+    seed: int = 42
+    bm25: Bm25Config = field(default_factory=Bm25Config)
+    clustering_rounds: int = 10
+    clustering_sample_size: int = 16_384
+    clustering_batch_size: int = 512
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "modes": list(self.modes),
+            "weights": dict(self.weights),
+            "top_k": self.top_k,
+            "rerank_k": self.rerank_k,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class TaskScores:
+    """One task's outcome: metrics per mode, modes skipped (with the reason), counts and protocol notes."""
+
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(ABC):
+    """Scores one task type; subclasses hold the protocol, `trivec.evaluation.metrics` the formulas."""
+
+    task_type: ClassVar[TaskType]
+
+    def __init__(self, settings: EvalSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def evaluate(self, task: Task, data: Any, encoder: TextEncoder | None) -> TaskScores:
+        """Score `task` on its loaded `data`; `encoder` is None when no mode needs the model."""
+
+    def needs_model(self) -> bool:
+        """Whether this evaluator needs an encoder under the current settings."""
+        return "dense" in self.settings.modes
+
+
+class DenseOnlyEvaluator(Evaluator):
+    """Task types scored on the dense embedding only (STS, pairs, classification, clustering, bitext)."""
+
+    def evaluate(self, task: Task, data: Any, encoder: TextEncoder | None) -> TaskScores:
+        if "dense" not in self.settings.modes or encoder is None:
+            return TaskScores(
+                skipped={"dense": f"{task.type.value} tasks are scored on the dense embedding only"}
+            )
+        return self.score(task, data, encoder)
+
+    @abstractmethod
+    def score(self, task: Task, data: Any, encoder: TextEncoder) -> TaskScores:
+        """Score with the dense embedding."""

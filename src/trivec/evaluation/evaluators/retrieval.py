@@ -1,0 +1,222 @@
+"""Retrieval: rank the whole corpus per query, per M3 mode, and score the runs with pytrec_eval.
+
+dense: exact inner-product search (faiss); sparse: exact lexical matching (CSR product); colbert: MaxSim
+re-ranking of the dense top `rerank_k` (as the M3 paper evaluates multi-vector); dense+sparse: the weighted
+hybrid over the union of the dense and sparse top `top_k`; all: the three-way hybrid over the union of the
+dense and sparse top `rerank_k`; bm25: bm25s over the same corpus. Hybrids use
+`trivec.inference.scoring.hybrid_scores` (weighted mean, default weights dense 0.4 / sparse 0.2 / colbert 0.4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trivec.evaluation.bm25 import Bm25Index, describe_tokenizer
+from trivec.evaluation.data import RetrievalData
+from trivec.evaluation.encoding import TextEncoder
+from trivec.evaluation.evaluators.base import (
+    MODEL_MODES,
+    EvalSettings,
+    Evaluator,
+    TaskScores,
+    mode_requirement,
+)
+from trivec.evaluation.metrics import retrieval_scores
+from trivec.evaluation.search import DenseIndex, SparseIndex
+from trivec.evaluation.tasks import Task, TaskType
+from trivec.inference import EncodeResult
+from trivec.inference.scoring import hybrid_scores, lexical_scores, maxsim_scores
+
+Ranking = list[tuple[np.ndarray, np.ndarray]]  # per query: (document indices, scores), best first
+HYBRID_PARTS: dict[str, list[str]] = {
+    "dense": ["dense"],
+    "sparse": ["sparse"],
+    "colbert": ["colbert"],
+    "dense+sparse": ["dense", "sparse"],
+    "all": ["dense", "sparse", "colbert"],
+}
+
+
+def plan(settings: EvalSettings, encoder: TextEncoder | None) -> tuple[list[str], dict[str, str]]:
+    """The modes to run and the ones skipped (with why)."""
+    has_sparse = bool(encoder and encoder.has_sparse)
+    has_colbert = bool(encoder and encoder.has_colbert)
+    run: list[str] = []
+    skipped: dict[str, str] = {}
+    for mode in settings.modes:
+        if mode in MODEL_MODES and encoder is None:
+            skipped[mode] = "no model loaded"
+            continue
+        reason = mode_requirement(mode, has_sparse, has_colbert)
+        if reason:
+            skipped[mode] = reason
+        else:
+            run.append(mode)
+    for mode in ("dense+sparse", "all"):
+        if mode in run:
+            parts = {"dense", "sparse"} | ({"colbert"} if mode == "all" else set())
+            if not any(settings.weights.get(p, 0.0) > 0 for p in parts):
+                run.remove(mode)
+                skipped[mode] = "every weight of its modes is 0"
+    return run, skipped
+
+
+def outputs_needed(modes: list[str]) -> tuple[bool, bool, bool]:
+    """(dense, sparse, colbert) outputs the model must produce for `modes`."""
+    model_modes = [m for m in modes if m in MODEL_MODES]
+    dense = bool(model_modes)  # every model mode starts from (or includes) the dense ranking
+    sparse = any(m in ("sparse", "dense+sparse", "all") for m in model_modes)
+    colbert = any(m in ("colbert", "all") for m in model_modes)
+    return dense, sparse, colbert
+
+
+def as_unit(vectors: np.ndarray, encoder: TextEncoder) -> np.ndarray:
+    """Dense vectors for cosine scoring: models that normalise are used as they are."""
+    if encoder.embedder.model.normalize:
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+
+def union(*rankings: np.ndarray) -> np.ndarray:
+    """Distinct document indices of several rankings, in first-seen order."""
+    seen: dict[int, None] = {}
+    for ranking in rankings:
+        for i in ranking.tolist():
+            seen.setdefault(int(i), None)
+    return np.fromiter(seen, dtype=np.int64, count=len(seen))
+
+
+def candidate_scores(
+    mode: str,
+    q: int,
+    candidates: np.ndarray,
+    queries: EncodeResult,
+    corpus: EncodeResult,
+    dense: DenseIndex,
+    weights: dict[str, float],
+) -> np.ndarray:
+    """Exact scores of one query against `candidates` for a model mode (hybrids via `hybrid_scores`)."""
+    parts: dict[str, np.ndarray] = {}
+    wanted = HYBRID_PARTS[mode]
+    if "dense" in wanted:
+        assert queries.dense is not None
+        parts["dense"] = dense.scores(queries.dense[q], candidates)
+    if "sparse" in wanted:
+        assert queries.sparse is not None and corpus.sparse is not None
+        parts["sparse"] = lexical_scores(queries.sparse[q], [corpus.sparse[i] for i in candidates.tolist()])
+    if "colbert" in wanted:
+        assert queries.colbert is not None and corpus.colbert is not None
+        parts["colbert"] = maxsim_scores(queries.colbert[q], [corpus.colbert[i] for i in candidates.tolist()])
+    if len(wanted) == 1:
+        return parts[wanted[0]]
+    return np.asarray(hybrid_scores(parts, weights), dtype=np.float64)
+
+
+def to_run(ids: list[str], query_ids: list[str], ranking: Ranking) -> dict[str, dict[str, float]]:
+    return {
+        query_id: {ids[i]: float(s) for i, s in zip(indices.tolist(), scores.tolist(), strict=True)}
+        for query_id, (indices, scores) in zip(query_ids, ranking, strict=True)
+    }
+
+
+def rerank(ranking: Ranking, scorer: Any, depth: int, keep: int) -> Ranking:
+    """Re-score each query's first `depth` candidates (0 = all), sort them best first (ties by position), keep `keep`."""
+    out: Ranking = []
+    for q, (indices, _) in enumerate(ranking):
+        candidates = indices[:depth] if depth else indices
+        values = np.asarray(scorer(q, candidates), dtype=np.float64)
+        order = np.argsort(-values, kind="stable")[:keep]
+        out.append((candidates[order], values[order]))
+    return out
+
+
+class RetrievalEvaluator(Evaluator):
+    task_type = TaskType.RETRIEVAL
+
+    def needs_model(self) -> bool:
+        return any(m in MODEL_MODES for m in self.settings.modes)
+
+    def evaluate(self, task: Task, data: RetrievalData, encoder: TextEncoder | None) -> TaskScores:
+        settings = self.settings
+        modes, skipped = plan(settings, encoder)
+        outcome = TaskScores(skipped=skipped)
+        outcome.details = {
+            "corpus": len(data.corpus_ids),
+            "queries": len(data.query_ids),
+            "unjudged_queries_skipped": data.unjudged_queries,
+            "qrels": sum(len(v) for v in data.qrels.values()),
+            "top_k": settings.top_k,
+            "rerank_k": settings.rerank_k,
+            "instruction": settings.instruction,
+        }
+        runs: dict[str, dict[str, dict[str, float]]] = {}
+        want_dense, _want_sparse, _want_colbert = outputs_needed(modes)
+        if want_dense and encoder is not None:
+            runs.update(self._model_runs(modes, data, encoder))
+        if "bm25" in modes:
+            index = Bm25Index(data.corpus_texts, task.language, settings.bm25)
+            runs["bm25"] = to_run(
+                data.corpus_ids, data.query_ids, index.search(data.query_texts, settings.top_k)
+            )
+            outcome.details["bm25"] = {
+                "library": "bm25s",
+                "k1": settings.bm25.k1,
+                "b": settings.bm25.b,
+                "method": settings.bm25.method,
+                "tokenizer": describe_tokenizer(task.language),
+            }
+        for mode in modes:
+            outcome.scores[mode] = retrieval_scores(data.qrels, runs[mode])
+        return outcome
+
+    def _model_runs(
+        self, modes: list[str], data: RetrievalData, encoder: TextEncoder
+    ) -> dict[str, dict[str, dict[str, float]]]:
+        settings = self.settings
+        _, want_sparse, want_colbert = outputs_needed(modes)
+        corpus = encoder.encode(data.corpus_texts, dense=True, sparse=want_sparse, colbert=want_colbert)
+        queries = encoder.encode(
+            data.query_texts,
+            dense=True,
+            sparse=want_sparse,
+            colbert=want_colbert,
+            query=True,
+            instruction=settings.instruction,
+        )
+        assert corpus.dense is not None and queries.dense is not None
+        corpus.dense = as_unit(corpus.dense, encoder)
+        queries.dense = as_unit(queries.dense, encoder)
+        dense = DenseIndex(corpus.dense)
+        indices, values = dense.search(queries.dense, settings.top_k)
+        dense_top: Ranking = [(indices[q], values[q]) for q in range(indices.shape[0])]
+        sparse_top: Ranking = []
+        if want_sparse:
+            assert corpus.sparse is not None and queries.sparse is not None
+            sparse_top = SparseIndex(corpus.sparse).search(queries.sparse, settings.top_k)
+
+        def scorer(mode: str) -> Any:
+            return lambda q, cands: candidate_scores(mode, q, cands, queries, corpus, dense, settings.weights)
+
+        ids, qids = data.corpus_ids, data.query_ids
+        runs: dict[str, dict[str, dict[str, float]]] = {}
+        if "dense" in modes:
+            runs["dense"] = to_run(ids, qids, dense_top)
+        if "sparse" in modes:
+            runs["sparse"] = to_run(ids, qids, sparse_top)
+        if "colbert" in modes:
+            runs["colbert"] = to_run(
+                ids, qids, rerank(dense_top, scorer("colbert"), settings.rerank_k, settings.top_k)
+            )
+        if "dense+sparse" in modes:
+            pooled = [(union(d[0], s[0]), d[1]) for d, s in zip(dense_top, sparse_top, strict=True)]
+            runs["dense+sparse"] = to_run(
+                ids, qids, rerank(pooled, scorer("dense+sparse"), 0, settings.top_k)
+            )
+        if "all" in modes:
+            k = settings.rerank_k
+            pooled = [(union(d[0][:k], s[0][:k]), d[1]) for d, s in zip(dense_top, sparse_top, strict=True)]
+            runs["all"] = to_run(ids, qids, rerank(pooled, scorer("all"), 0, settings.top_k))
+        return runs

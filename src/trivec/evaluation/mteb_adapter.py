@@ -1,0 +1,152 @@
+"""`MtebEncoder`: lets the `mteb` package evaluate a trivec model through its encoder protocol.
+
+mteb is not a dependency of trivec; this module imports it only inside `mteb_model_meta`. The adapter accepts
+what mteb ≥ 2 passes (`encode(DataLoader of {"text": [...]} batches, task_metadata=…, hf_split=…, hf_subset=…,
+prompt_type=PromptType.query|document)`) as well as the list-of-sentences calls of mteb 1.x, and returns
+float32 numpy arrays. Queries (`prompt_type` "query") get the query instruction — per task name if a mapping
+is given — as in C-MTEB, where only retrieval/reranking queries are instructed.
+
+    import mteb
+    from trivec.evaluation import MtebEncoder
+    model = MtebEncoder("BAAI/bge-m3", instructions={"T2Retrieval": "为这个句子生成表示以用于检索相关文章："})
+    mteb.evaluate(model, mteb.get_tasks(tasks=["T2Retrieval"]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from trivec.evaluation.encoding import ModelLike, load_embedder
+from trivec.inference import Embedder
+
+
+def _texts_of(inputs: Any) -> list[str]:
+    """Texts from a string, a list of strings, or an iterable of mteb batches (`{"text": [...]}`)."""
+    if isinstance(inputs, str):
+        return [inputs]
+    texts: list[str] = []
+    for item in inputs if isinstance(inputs, Iterable) else [inputs]:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, Mapping):
+            batch = item.get("text")
+            if batch is None:
+                raise TypeError(
+                    f"mteb batch has no 'text' field (fields: {sorted(item)}); only text is supported"
+                )
+            texts.extend([batch] if isinstance(batch, str) else [str(t) for t in batch])
+        else:
+            raise TypeError(f"cannot encode a {type(item).__name__}; expected text or batches of text")
+    return texts
+
+
+def _name_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+class MtebEncoder:
+    """A trivec model as an mteb encoder (dense embeddings, cosine similarity)."""
+
+    def __init__(
+        self,
+        model: ModelLike,
+        *,
+        instruction: str | None = None,
+        instructions: Mapping[str, str] | None = None,
+        batch_tokens: int | None = None,
+        max_length: int | None = None,
+        name: str | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        self.embedder: Embedder = load_embedder(model, batch_tokens=batch_tokens)
+        self.instruction = instruction
+        self.instructions = dict(instructions or {})
+        self.max_length = max_length
+        self.show_progress = show_progress
+        self.name = name or str(self.embedder.model.source or "trivec-model")
+
+    # ------------------------------------------------------------------ encoder protocol
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: Any = None,
+        hf_split: str | None = None,
+        hf_subset: str | None = None,
+        prompt_type: Any = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Dense embeddings `[N, D]` float32 of every text in `inputs`, in order, in one token-budget pass."""
+        texts = _texts_of(inputs)
+        query = _name_of(prompt_type) == "query"
+        task_name = getattr(task_metadata, "name", None) or kwargs.get("task_name")
+        instruction = self.instructions.get(str(task_name), self.instruction) if query else None
+        return self.embed(texts, query=query, instruction=instruction)
+
+    def embed(self, texts: list[str], *, query: bool, instruction: str | None) -> np.ndarray:
+        """The model call behind `encode` (a subclass may serve vectors from elsewhere)."""
+        if not texts:
+            return np.zeros((0, self.embedder.model.hidden_size), dtype=np.float32)
+        result = self.embedder.encode(
+            texts,
+            dense=True,
+            query=query,
+            instruction=instruction,
+            max_length=self.max_length,
+            show_progress=self.show_progress,
+        )
+        assert result.dense is not None
+        return result.dense
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """Cosine similarity matrix `[N1, N2]`."""
+        a = _unit(np.atleast_2d(np.asarray(embeddings1, dtype=np.float32)))
+        b = _unit(np.atleast_2d(np.asarray(embeddings2, dtype=np.float32)))
+        return a @ b.T
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """Cosine similarity of row i with row i, `[N]`."""
+        a = _unit(np.atleast_2d(np.asarray(embeddings1, dtype=np.float32)))
+        b = _unit(np.atleast_2d(np.asarray(embeddings2, dtype=np.float32)))
+        return np.einsum("nd,nd->n", a, b)
+
+    # mteb 1.x names
+    def encode_queries(self, queries: list[str], **kwargs: Any) -> np.ndarray:
+        return self.embed(_texts_of(queries), query=True, instruction=self.instruction)
+
+    def encode_corpus(self, corpus: Any, **kwargs: Any) -> np.ndarray:
+        if isinstance(corpus, list) and corpus and isinstance(corpus[0], Mapping):
+            corpus = [f"{d.get('title', '')} {d.get('text', '')}".strip() for d in corpus]
+        return self.embed(_texts_of(corpus), query=False, instruction=None)
+
+    @property
+    def mteb_model_meta(self) -> Any:
+        """An `mteb.models.ModelMeta` describing the model (needs mteb installed)."""
+        from mteb.models import ModelMeta
+
+        import trivec
+
+        model = self.embedder.model
+        name = self.name if "/" in self.name else f"trivec/{self.name}"
+        return ModelMeta.create_empty(
+            overwrites={
+                "name": name,
+                "revision": trivec.__version__,
+                "embed_dim": model.hidden_size,
+                "max_tokens": model.max_length,
+                "n_parameters": int(sum(p.numel() for p in model.parameters())),
+                "framework": ["PyTorch"],
+                "similarity_fn_name": "cosine",
+                "use_instructions": bool(self.instruction or self.instructions),
+            }
+        )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)

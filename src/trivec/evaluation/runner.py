@@ -1,0 +1,268 @@
+"""`evaluate`: run tasks with a model, write one JSON per task and a summary (markdown + PNG)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from trivec.errors import InputError
+from trivec.evaluation.bm25 import Bm25Config
+from trivec.evaluation.data import load_task
+from trivec.evaluation.encoding import ModelLike, TextEncoder, describe_model, load_embedder
+from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
+from trivec.evaluation.tasks import Task, TaskType, builtin_tasks, select_tasks, task_from_dir
+from trivec.inference.scoring import normalize_weights
+from trivec.io import atomic_writer
+
+RESULT_FORMAT = 1
+QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
+TaskSpec = str | Task | os.PathLike[str]
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change a number."""
+    out = {"python": platform.python_version()}
+    for name in (
+        "trivec",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "pytrec-eval-terrier",
+        "bm25s",
+        "PyStemmer",
+        "faiss-cpu",
+    ):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def resolve_tasks(
+    tasks: TaskSpec | Sequence[TaskSpec] | None,
+    data_dir: str | os.PathLike[str] | None = None,
+    languages: Sequence[str] | None = None,
+) -> list[Task]:
+    """Task objects from names (`all`, task, folder, `type:<type>`), `Task`s, or directories (as `--task-dir`)."""
+    if tasks is None:
+        tasks = "all"
+    items: list[TaskSpec] = (
+        [tasks] if isinstance(tasks, (str, Task)) or not isinstance(tasks, Sequence) else list(tasks)
+    )
+    names: list[str] = []
+    out: list[Task] = []
+    for item in items:
+        if isinstance(item, Task):
+            out.append(item)
+        elif isinstance(item, os.PathLike):
+            out.extend(task_from_dir(item))
+        else:
+            names.extend(n.strip() for n in str(item).split(",") if n.strip())
+    if names:
+        out.extend(select_tasks(names, builtin_tasks(data_dir)))
+    if languages:
+        wanted = set(languages)
+        out = [t for t in out if set(t.languages) <= wanted]
+    seen: dict[str, Task] = {}
+    for task in out:
+        if task.name in seen and seen[task.name] != task:
+            raise InputError(f"two different tasks are named {task.name!r}; rename one folder")
+        seen.setdefault(task.name, task)
+    if not seen:
+        raise InputError("no task selected (check --tasks / --languages)")
+    return list(seen.values())
+
+
+def _instruction_for(task: Task, instruction: str | Mapping[str, str] | None) -> str | None:
+    if task.type not in QUERY_TASKS or instruction is None:
+        return None
+    if isinstance(instruction, str):
+        return instruction
+    return instruction.get(task.name, instruction.get(task.path.name))
+
+
+def evaluate(
+    model_or_embedder: ModelLike,
+    tasks: TaskSpec | Sequence[TaskSpec] | None = "all",
+    output_dir: str | os.PathLike[str] | None = None,
+    modes: str | Sequence[str] | None = None,
+    weights: Mapping[str, float] | Sequence[float] | None = None,
+    instruction: str | Mapping[str, str] | None = None,
+    batch_tokens: int | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    languages: Sequence[str] | None = None,
+    max_length: int | None = None,
+    top_k: int = 1000,
+    rerank_k: int = 100,
+    seed: int = 42,
+    model_name: str | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    report: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate a model on tasks; returns one result dict per task (also written to `output_dir`).
+
+    model_or_embedder: an `Embedder`, an `M3Model`, or a model name/directory (`default` = all-MiniLM-L6-v2).
+    tasks: `all`, comma-separated names (task, folder, `type:<type>`), `Task` objects, or directories.
+    modes: retrieval/reranking scoring modes (default: dense, sparse, colbert, dense+sparse, all, bm25); modes
+        the model has no head for are skipped with a note. Other task types use the dense embedding.
+    weights: hybrid weights (dense, sparse, colbert), default 0.4 / 0.2 / 0.4.
+    instruction: query instruction for retrieval and reranking queries — one string, or `{task: instruction}`;
+        None uses the model's own query instruction, if it has one.
+    resume: keep the results already in `output_dir` for tasks of the same model and settings.
+    """
+    selected = resolve_tasks(tasks, data_dir, languages)
+    if isinstance(instruction, Mapping):
+        unknown = set(instruction) - {t.name for t in selected} - {t.path.name for t in selected}
+        if unknown:
+            raise InputError(f"instruction given for task(s) not selected: {', '.join(sorted(unknown))}")
+    if top_k < 1 or rerank_k < 0:
+        raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
+    mode_list = parse_modes(modes)
+    try:
+        weight_map = normalize_weights(weights)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    out_dir = Path(output_dir) if output_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    base = EvalSettings(modes=mode_list, weights=weight_map, top_k=top_k, rerank_k=rerank_k, seed=seed)
+    needs_model = any(EVALUATORS[t.type](base).needs_model() for t in selected)
+    embedder = load_embedder(model_or_embedder, batch_tokens=batch_tokens) if needs_model else None
+    model_info = describe_model(embedder, model_name) if embedder is not None else {"name": model_name}
+    if model_name is None and isinstance(model_or_embedder, (str, os.PathLike)):
+        model_info["name"] = str(model_or_embedder)
+    encoder = (
+        TextEncoder(embedder, max_length=max_length, batch_tokens=batch_tokens, progress=progress)
+        if embedder is not None
+        else None
+    )
+    env = versions()
+    results: list[dict[str, Any]] = []
+    bar = tqdm(selected, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
+    for task in bar:
+        bar.set_postfix_str(task.name)
+        settings = EvalSettings(
+            modes=mode_list,
+            weights=weight_map,
+            instruction=_instruction_for(task, instruction),
+            top_k=top_k,
+            rerank_k=rerank_k,
+            seed=seed,
+            bm25=Bm25Config(),
+        )
+        public = {
+            **settings.public(),
+            "instruction": settings.instruction,
+            "effective_query_instruction": (
+                (
+                    settings.instruction
+                    if settings.instruction is not None
+                    else model_info.get("query_instruction")
+                )
+                if task.type in QUERY_TASKS
+                else None
+            ),
+            "max_length": max_length or model_info.get("max_length"),
+            "batch_tokens": batch_tokens or (embedder.batch_tokens if embedder is not None else None),
+        }
+        target = out_dir / f"{task.name}.json" if out_dir is not None else None
+        if resume and target is not None and target.is_file():
+            previous = _read_previous(target)
+            if (
+                previous
+                and previous.get("model", {}).get("name") == model_info.get("name")
+                and previous.get("settings") == json.loads(json.dumps(public))
+            ):
+                results.append(previous)
+                continue
+        results.append(_run_task(task, settings, encoder, model_info, public, env, target))
+    bar.close()
+    if out_dir is not None and report:
+        from trivec.evaluation.report import write_report
+
+        write_report([out_dir], out_dir)
+    return results
+
+
+def _read_previous(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == RESULT_FORMAT else None
+
+
+def _run_task(
+    task: Task,
+    settings: EvalSettings,
+    encoder: TextEncoder | None,
+    model_info: dict[str, Any],
+    public: dict[str, Any],
+    env: dict[str, str],
+    target: Path | None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    data = load_task(task)
+    loaded = time.perf_counter()
+    before = (encoder.texts_encoded, encoder.tokens_encoded) if encoder is not None else (0, 0)
+    evaluator = EVALUATORS[task.type](settings)
+    outcome = evaluator.evaluate(task, data, encoder if evaluator.needs_model() else None)
+    finished = time.perf_counter()
+    result: dict[str, Any] = {
+        "format": RESULT_FORMAT,
+        "task": task.summary(),
+        "main_score": {
+            "metric": task.main_score,
+            "values": {mode: scores[task.main_score] for mode, scores in outcome.scores.items()},
+        },
+        "scores": outcome.scores,
+        "skipped_modes": outcome.skipped,
+        "details": outcome.details,
+        "settings": public,
+        "model": model_info,
+        "versions": env,
+        "encoded": {
+            "texts": (encoder.texts_encoded - before[0]) if encoder is not None else 0,
+            "tokens": (encoder.tokens_encoded - before[1]) if encoder is not None else 0,
+        },
+        "time": {
+            "load_seconds": round(loaded - started, 3),
+            "evaluate_seconds": round(finished - loaded, 3),
+            "total_seconds": round(finished - started, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    result = json.loads(json.dumps(result, default=_json_default))
+    if target is not None:
+        with atomic_writer(target) as handle:
+            json.dump(result, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

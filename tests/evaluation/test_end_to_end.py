@@ -1,0 +1,192 @@
+"""End to end on fixtures: tiny-m3 (all three heads) over one small task of every type, every mode; the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_M3
+from trivec import Embedder
+from trivec.cli import app
+from trivec.evaluation import evaluate, task_from_dir
+from trivec.evaluation.data import load_reranking, load_retrieval
+from trivec.evaluation.encoding import TextEncoder
+from trivec.evaluation.evaluators import EvalSettings, RerankingEvaluator, RetrievalEvaluator
+from trivec.evaluation.metrics import retrieval_scores
+
+ALL_MODES = ["dense", "sparse", "colbert", "dense+sparse", "all", "bm25"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny: Embedder, small_tasks: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    evaluate(tiny, [Path(p) for p in small_tasks.values()], out, progress=False, model_name="tiny-m3")
+    return out
+
+
+def _result(out: Path, name: str) -> dict[str, Any]:
+    return json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_every_type_runs_and_is_written(tiny_run: Path) -> None:
+    names = {
+        "cran-small": "retrieval",
+        "trecqa-small": "reranking",
+        "sts-small-en": "sts",
+        "pairs-small": "pair-classification",
+        "bitext-small-deu": "bitext",
+        "bitext-small-fra": "bitext",
+        "cls-small": "classification",
+        "clu-small": "clustering",
+    }
+    for name, kind in names.items():
+        result = _result(tiny_run, name)
+        assert result["task"]["type"] == kind
+        assert result["model"]["name"] == "tiny-m3"
+        assert result["model"]["heads"] == ["dense", "sparse", "colbert"]
+        assert {"trivec", "torch", "scikit-learn", "pytrec-eval-terrier", "bm25s"} <= set(result["versions"])
+        assert result["time"]["total_seconds"] >= 0
+        for mode, value in result["main_score"]["values"].items():
+            assert 0.0 <= value <= 1.0 or kind == "sts", (name, mode, value)
+    assert (tiny_run / "summary.md").is_file() and (tiny_run / "summary.png").stat().st_size > 1000
+
+
+def test_retrieval_and_reranking_score_every_mode(tiny_run: Path) -> None:
+    for name in ("cran-small", "trecqa-small"):
+        result = _result(tiny_run, name)
+        assert list(result["scores"]) == ALL_MODES
+        assert result["skipped_modes"] == {}
+        assert result["settings"]["weights"] == {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+        for scores in result["scores"].values():
+            assert {"ndcg_at_10", "recall_at_100"} <= set(scores)
+    retrieval = _result(tiny_run, "cran-small")["scores"]
+    assert {"mrr_at_10", "map"} <= set(retrieval["dense"])
+    assert retrieval["bm25"]["ndcg_at_10"] > retrieval["dense"]["ndcg_at_10"]  # a random tiny model vs BM25
+    # ColBERT re-ranks the dense top 100 of a 40-odd document corpus: same documents, so the same recall
+    assert retrieval["colbert"]["recall_at_100"] == pytest.approx(retrieval["dense"]["recall_at_100"])
+    summary = (tiny_run / "summary.md").read_text(encoding="utf-8")
+    assert "| cran-small | retrieval | en | ndcg_at_10 |" in summary
+    assert "dense+sparse" in summary and "## Averages per task type" in summary
+
+
+def test_same_inputs_give_the_same_numbers(
+    tiny: Embedder, small_tasks: dict[str, Path], tiny_run: Path
+) -> None:
+    again = evaluate(
+        tiny,
+        [small_tasks["retrieval"], small_tasks["classification"], small_tasks["pair-classification"]],
+        progress=False,
+    )
+    for result in again:
+        first = _result(tiny_run, result["task"]["name"])
+        assert result["scores"] == first["scores"]
+
+
+def test_mode_scores_equal_embedder_scores(tiny: Embedder, small_tasks: dict[str, Path]) -> None:
+    """Evaluation ranks with the very scores `Embedder.score` gives (incl. hybrids over the candidates)."""
+    task = task_from_dir(small_tasks["reranking"])[0]
+    data = load_reranking(task)
+    settings = EvalSettings(modes=("dense", "sparse", "colbert", "dense+sparse", "all"))
+    outcome = RerankingEvaluator(settings).evaluate(task, data, TextEncoder(tiny))
+    positives = {q: set(d) for q, d in data.qrels.items()}
+    # recompute MAP from Embedder.score directly
+    from trivec.evaluation.metrics import reranking_scores
+
+    texts = dict(zip(data.corpus_ids, data.corpus_texts, strict=True))
+    keys = {"dense": "dense", "sparse": "sparse", "colbert": "colbert", "dense+sparse": "sparse+dense",
+            "all": "colbert+sparse+dense"}  # fmt: skip
+    direct: dict[str, dict[str, np.ndarray]] = {m: {} for m in keys}
+    for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
+        scores = tiny.score(query, [texts[d] for d in data.candidates[query_id]])
+        for mode, key in keys.items():
+            direct[mode][query_id] = scores[key]
+    for mode in keys:
+        expected = reranking_scores(positives, data.candidates, direct[mode])["map"]
+        assert outcome.scores[mode]["map"] == pytest.approx(expected, abs=1e-6), mode
+
+
+def test_dense_retrieval_equals_brute_force(tiny: Embedder, small_tasks: dict[str, Path]) -> None:
+    task = task_from_dir(small_tasks["retrieval"])[0]
+    data = load_retrieval(task)
+    outcome = RetrievalEvaluator(EvalSettings(modes=("dense",))).evaluate(task, data, TextEncoder(tiny))
+    q = tiny.encode(data.query_texts, query=True).dense
+    d = tiny.encode(data.corpus_texts).dense
+    assert q is not None and d is not None
+    sims = q @ d.T
+    run = {
+        qid: {data.corpus_ids[j]: float(sims[i, j]) for j in range(sims.shape[1])}
+        for i, qid in enumerate(data.query_ids)
+    }
+    expected = retrieval_scores(data.qrels, run)
+    for key in ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100"):
+        assert outcome.scores["dense"][key] == pytest.approx(expected[key], abs=1e-6)
+
+
+def test_dense_only_model_skips_modes_with_a_note(
+    minilm: Embedder, small_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    results = evaluate(minilm, [small_tasks["retrieval"]], tmp_path, progress=False, instruction="query: ")
+    result = results[0]
+    assert list(result["scores"]) == ["dense", "bm25"]
+    assert result["skipped_modes"]["sparse"] == "model has no sparse head"
+    assert result["skipped_modes"]["all"] == "model has no sparse or ColBERT head"
+    assert result["settings"]["instruction"] == "query: "
+
+
+def test_instruction_reaches_retrieval_queries_only(tiny: Embedder, small_tasks: dict[str, Path]) -> None:
+    plain, instructed = (
+        evaluate(
+            tiny, [small_tasks["retrieval"], small_tasks["sts"]], modes="dense", instruction=i, progress=False
+        )
+        for i in (None, "Represent this query for retrieval: ")
+    )
+    assert plain[0]["scores"] != instructed[0]["scores"]  # retrieval queries changed
+    assert plain[1]["scores"] == instructed[1]["scores"]  # STS is never instructed
+    assert instructed[1]["settings"]["instruction"] is None
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def test_cli_eval_and_report(small_tasks: dict[str, Path], tiny_run: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        app,
+        ["eval", "--model", str(TINY_M3), "--task-dir", str(small_tasks["sts"]), "--task-dir",
+         str(small_tasks["retrieval"]), "--modes", "dense,colbert,bm25", "--weights", "1,0,1", "--output", str(out),
+         "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "cran-small\tndcg_at_10\tdense" in result.output
+    saved = json.loads((out / "cran-small.json").read_text(encoding="utf-8"))
+    assert list(saved["scores"]) == ["dense", "colbert", "bm25"]
+    assert saved["settings"]["weights"] == {"dense": 1.0, "sparse": 0.0, "colbert": 1.0}
+    report = runner.invoke(app, ["eval-report", str(tiny_run), str(out), "--output", str(tmp_path / "cmp")])
+    assert report.exit_code == 0, report.output
+    md = (tmp_path / "cmp" / "summary.md").read_text(encoding="utf-8")
+    assert "tiny-m3 · dense" in md and "· bm25" in md
+    assert (tmp_path / "cmp" / "summary.png").stat().st_size > 1000
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["eval", "--tasks", "cranfeld", "--output", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert "unknown task 'cranfeld'; did you mean cranfield" in bad.output
+    bad_mode = runner.invoke(
+        app, ["eval", "--tasks", "cranfield", "--modes", "dense,splade", "--output", str(tmp_path)]
+    )
+    assert bad_mode.exit_code == 2 and "unknown mode(s) splade" in bad_mode.output
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "pairs.jsonl").write_text(
+        '{"sentence1": "a", "sentence2": "b", "score": 1}\n{oops\n', encoding="utf-8"
+    )
+    broken = runner.invoke(app, ["eval", "--task-dir", str(folder), "--output", str(tmp_path / "o")])
+    assert broken.exit_code == 2 and "pairs.jsonl:2: invalid JSON" in broken.output
+    listed = runner.invoke(app, ["eval", "--list-tasks", "--tasks", "type:reranking"])
+    assert listed.exit_code == 0 and listed.output.strip() == "trecqa\treranking\ten\tmap"
