@@ -1,0 +1,127 @@
+"""The mteb adapter (without mteb installed: its protocol only) and the report over several result directories."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trivec import Embedder
+from trivec.errors import InputError
+from trivec.evaluation import MtebEncoder, write_report
+from trivec.evaluation.report import load_run, markdown
+
+
+class PromptType:
+    """Stand-in for mteb's `PromptType` enum (a str enum with `.value`)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+class Metadata:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_encode_accepts_mteb_batches_and_lists(tiny: Embedder) -> None:
+    adapter = MtebEncoder(tiny)
+    texts = ["a short text", "another, longer text about retrieval", "a short text"]
+    batches = [{"text": texts[:2]}, {"text": texts[2:]}]  # what an mteb DataLoader yields
+    from_batches = adapter.encode(
+        batches, task_metadata=Metadata("STSBenchmark"), hf_split="test", hf_subset="default"
+    )
+    from_list = adapter.encode(texts)
+    expected = tiny.encode(texts).dense
+    assert from_batches.dtype == np.float32 and from_batches.shape == (3, tiny.model.hidden_size)
+    np.testing.assert_allclose(from_batches, expected, atol=1e-6)
+    np.testing.assert_allclose(from_list, expected, atol=1e-6)
+    with pytest.raises(TypeError, match="no 'text' field"):
+        adapter.encode([{"image": [1]}])
+
+
+def test_queries_get_the_instruction_per_task(tiny: Embedder) -> None:
+    adapter = MtebEncoder(
+        tiny, instruction="query: ", instructions={"T2Retrieval": "为这个句子生成表示以用于检索相关文章："}
+    )
+    query = PromptType("query")
+    text = ["what is bge m3"]
+    t2 = adapter.encode([{"text": text}], task_metadata=Metadata("T2Retrieval"), prompt_type=query)
+    other = adapter.encode([{"text": text}], task_metadata=Metadata("SciFact"), prompt_type=query)
+    document = adapter.encode(
+        [{"text": text}], task_metadata=Metadata("SciFact"), prompt_type=PromptType("document")
+    )
+    np.testing.assert_allclose(
+        t2,
+        tiny.encode(text, query=True, instruction="为这个句子生成表示以用于检索相关文章：").dense,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(other, tiny.encode(text, query=True, instruction="query: ").dense, atol=1e-6)
+    np.testing.assert_allclose(document, tiny.encode(text).dense, atol=1e-6)
+
+
+def test_similarities_are_cosine(tiny: Embedder) -> None:
+    adapter = MtebEncoder(tiny)
+    a = np.array([[3.0, 4.0], [1.0, 0.0]], dtype=np.float32)
+    b = np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32)
+    np.testing.assert_allclose(adapter.similarity(a, b), [[1.0, 0.8], [0.6, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(adapter.similarity_pairwise(a, b), [1.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mteb") is not None, reason="mteb is installed here")
+def test_model_meta_needs_mteb_only_when_asked(tiny: Embedder) -> None:
+    adapter = MtebEncoder(tiny)  # constructing and encoding never import mteb
+    with pytest.raises(ImportError):
+        _ = adapter.mteb_model_meta
+
+
+# ----------------------------------------------------------------------------------------------- report
+def _fake_result(task: str, kind: str, metric: str, values: dict[str, float], model: str) -> dict:
+    return {
+        "format": 1,
+        "task": {"name": task, "type": kind, "languages": ["en"], "main_score": metric},
+        "main_score": {"metric": metric, "values": values},
+        "scores": {m: {metric: v} for m, v in values.items()},
+        "skipped_modes": {},
+        "model": {"name": model},
+        "versions": {"trivec": "0.1.0"},
+        "time": {"total_seconds": 30.0},
+    }
+
+
+def _write_run(folder: Path, model: str, shift: float) -> Path:
+    folder.mkdir(parents=True)
+    rows = [
+        _fake_result("r1", "retrieval", "ndcg_at_10", {"dense": 0.5 + shift, "bm25": 0.4}, model),
+        _fake_result("r2", "retrieval", "ndcg_at_10", {"dense": 0.3 + shift, "bm25": 0.2}, model),
+        _fake_result("s1", "sts", "cosine_spearman", {"dense": 0.8 + shift}, model),
+    ]
+    for row in rows:
+        (folder / f"{row['task']['name']}.json").write_text(json.dumps(row), encoding="utf-8")
+    return folder
+
+
+def test_markdown_averages_per_type(tmp_path: Path) -> None:
+    run = load_run(_write_run(tmp_path / "a", "model-a", 0.0))
+    md = markdown([run])
+    assert "| r1 | retrieval | en | ndcg_at_10 | 50.00 | 40.00 |" in md
+    assert "| retrieval | 2 | 40.00 | 30.00 |" in md  # (50 + 30) / 2 and (40 + 20) / 2
+    assert "| sts | 1 | 80.00 | – |" in md
+    assert "| **all tasks** | 3 | 53.33 | – |" in md  # bm25 does not cover every task: no overall
+
+
+def test_report_compares_runs(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", "model-a", 0.0)
+    b = _write_run(tmp_path / "b", "model-b", 0.1)
+    md_path, png = write_report([a, b], tmp_path / "out")
+    md = md_path.read_text(encoding="utf-8")
+    assert "model-a · dense" in md and "model-b · dense" in md and "model-b · bm25" in md
+    assert "| retrieval | 2 | 40.00 | 30.00 | 50.00 | 30.00 |" in md
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputError, match="no task results"):
+        load_run(tmp_path / "out")
+    with pytest.raises(InputError, match="2 labels for 1"):
+        write_report([a], tmp_path / "o2", labels=["x", "y"])
