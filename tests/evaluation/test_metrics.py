@@ -23,7 +23,9 @@ from trivec.evaluation.metrics import (
     sts_scores,
     undersample,
 )
-from trivec.evaluation.search import top_k
+from trivec.evaluation.search import SparseIndex, top_k
+from trivec.inference.scoring import lexical_scores
+from trivec.inference.sparse import SparseVector
 
 
 # ----------------------------------------------------------------------------------------------- retrieval
@@ -245,3 +247,26 @@ def test_top_k_equals_a_full_sort(values: list[int], k: int) -> None:
     array = np.array(values, dtype=np.float64)
     expected = sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
     assert top_k(array, k).tolist() == expected
+
+
+@st.composite
+def sparse_vectors(draw: st.DrawFn) -> SparseVector:
+    ids = sorted(draw(st.sets(st.integers(0, 40), max_size=8)))
+    values = [draw(st.floats(0.01, 3.0)) for _ in ids]
+    return SparseVector(np.array(ids, dtype=np.int32), np.array(values, dtype=np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(sparse_vectors(), min_size=1, max_size=12), st.lists(sparse_vectors(), min_size=1, max_size=4)
+)
+def test_sparse_search_equals_lexical_scores(
+    documents: list[SparseVector], queries: list[SparseVector]
+) -> None:
+    """The CSR product ranks exactly by `lexical_scores`; documents sharing no token are not returned."""
+    results = SparseIndex(documents).search(queries, k=5)
+    for query, (indices, scores) in zip(queries, results, strict=True):
+        expected = lexical_scores(query, documents).astype(np.float64)
+        ranked = [i for i in top_k(expected, 5).tolist() if expected[i] > 0]
+        assert indices.tolist() == ranked
+        np.testing.assert_allclose(scores, expected[ranked], rtol=1e-6)
