@@ -159,6 +159,7 @@ def score(
 # Command groups of the other concerns register here, one line each (keep imports inside the modules lazy).
 # --- registrations (start) ---
 __import__("trivec.evaluation.cli", fromlist=["register"]).register(app)
+__import__("trivec.training.retromae.cli", fromlist=["register"]).register(app)
 # --- registrations (end) ---
 
 
