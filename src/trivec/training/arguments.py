@@ -1,0 +1,271 @@
+"""Arguments of contrastive fine-tuning: model, data and loss dataclasses plus HF `TrainingArguments`.
+
+They are filled, in order of precedence, from defaults < a YAML file < command-line flags. The YAML file is a
+mapping whose keys are field names of any of the four dataclasses, either flat or grouped under the sections
+`model:`, `data:`, `loss:`, `training:` (the section only documents; names are unique across dataclasses).
+Defaults follow FlagEmbedding (Part B §8.1) unless a trivec decision says otherwise (Part A §A2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from transformers import TrainingArguments
+
+from trivec.errors import InputError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+KDLossType = Literal["kl_div", "m3_kd_loss"]
+FillNegatives = Literal["error", "random"]
+SECTIONS = ("model", "data", "loss", "training")
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to fine-tune and how it pools and runs."""
+
+    model: str = field(default="default", metadata={"help": "Model directory, hub id or 'default'."})
+    pooling: str | None = field(
+        default=None, metadata={"help": "cls / mean / last_token (default: model's)."}
+    )
+    normalize: bool | None = field(
+        default=None, metadata={"help": "L2-normalise embeddings (default: model's)."}
+    )
+    dropout: float | None = field(
+        default=None, metadata={"help": "Override every dropout probability of the encoder (e.g. 0)."}
+    )
+    precision: Precision = field(
+        default="auto", metadata={"help": "auto = fp32 on CPU, bf16 (else fp16) on a GPU; or fp32/bf16/fp16."}
+    )
+    colbert_dim: int | None = field(default=None, metadata={"help": "Dimension of a NEW ColBERT head."})
+
+    def validate(self) -> None:
+        if self.pooling is not None and self.pooling not in ("cls", "mean", "last_token"):
+            raise InputError(f"pooling must be cls, mean or last_token, got {self.pooling!r}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise InputError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+
+
+@dataclass
+class DataArguments:
+    """Training files (each with optional own settings) and how examples become batches."""
+
+    train_data: list[Any] = field(
+        default_factory=list,
+        metadata={"help": "JSONL files: paths, or mappings {path, batch_size, train_group_size, ...}."},
+    )
+    train_group_size: int = field(
+        default=8, metadata={"help": "Passages per query: 1 positive + G-1 negatives."}
+    )
+    query_max_len: int = field(default=32, metadata={"help": "Truncate queries to this many tokens."})
+    passage_max_len: int = field(default=128, metadata={"help": "Truncate passages to this many tokens."})
+    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple."})
+    query_instruction: str | None = field(
+        default=None, metadata={"help": "Instruction put before every query (a row's 'prompt' wins)."}
+    )
+    query_instruction_format: str = field(default="{}{}", metadata={"help": "format(instruction, query)."})
+    passage_instruction: str | None = field(default=None, metadata={"help": "Put before every passage."})
+    use_row_prompts: bool = field(default=True, metadata={"help": "Use a row's 'prompt' as its instruction."})
+    knowledge_distillation: bool = field(
+        default=False, metadata={"help": "Distil from the rows' pos_scores / neg_scores (required then)."}
+    )
+    same_dataset_within_batch: bool = field(
+        default=False, metadata={"help": "Every batch comes from one file (per-file batch size, group size)."}
+    )
+    length_buckets: list[int] | None = field(
+        default=None, metadata={"help": "Token-length boundaries; a batch never mixes buckets."}
+    )
+    bucket_batch_sizes: list[int] | None = field(
+        default=None, metadata={"help": "Batch size per bucket (one more than boundaries)."}
+    )
+    max_examples_per_file: int | None = field(default=None, metadata={"help": "Seeded subsample per file."})
+    fill_negatives: FillNegatives = field(
+        default="error",
+        metadata={"help": "A row with no negatives when G > 1: 'error', or 'random' texts of the same file."},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_data, (str, os.PathLike)):
+            self.train_data = [p for p in str(self.train_data).split(",") if p]
+
+    def validate(self) -> None:
+        if not self.train_data:
+            raise InputError("no training data given (--data FILE[,FILE...])")
+        for name in ("train_group_size", "query_max_len", "passage_max_len"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.fill_negatives not in ("error", "random"):
+            raise InputError(f"fill_negatives must be 'error' or 'random', got {self.fill_negatives!r}")
+        if "{}" not in self.query_instruction_format:
+            raise InputError("query_instruction_format needs two '{}' slots (instruction, query)")
+        if self.length_buckets is not None:
+            bounds = list(self.length_buckets)
+            if not bounds or any(b <= 0 for b in bounds) or bounds != sorted(set(bounds)):
+                raise InputError(f"length_buckets must be increasing positive token counts, got {bounds}")
+            if self.bucket_batch_sizes is not None and len(self.bucket_batch_sizes) != len(bounds) + 1:
+                raise InputError(
+                    f"bucket_batch_sizes needs {len(bounds) + 1} sizes (one per bucket of {bounds}), "
+                    f"got {len(self.bucket_batch_sizes)}"
+                )
+        elif self.bucket_batch_sizes is not None:
+            raise InputError("bucket_batch_sizes needs length_buckets")
+
+
+@dataclass
+class LossArguments:
+    """The contrastive objective: temperature, negatives, distillation and (M3) unified scores."""
+
+    temperature: float = field(default=0.02, metadata={"help": "Scores are divided by this."})
+    in_batch_negatives: bool = field(
+        default=True, metadata={"help": "Other queries' passages are negatives too (else own group only)."}
+    )
+    negatives_cross_device: bool = field(
+        default=False, metadata={"help": "Gather passages of all processes as negatives (all_gather)."}
+    )
+    kd_loss_type: KDLossType = field(
+        default="kl_div", metadata={"help": "Teacher-score distillation: kl_div or m3_kd_loss."}
+    )
+    sub_batch_size: int | None = field(
+        default=None, metadata={"help": "Gradient cache: encode this many texts at a time (same result)."}
+    )
+    unified_finetuning: bool = field(default=False, metadata={"help": "M3: train dense, sparse and ColBERT."})
+    use_self_distill: bool = field(default=False, metadata={"help": "M3: the ensemble teaches each head."})
+    self_distill_start_step: int = field(
+        default=-1, metadata={"help": "M3: self-distillation from this optimizer step on (0-based)."}
+    )
+    ensemble_weights: list[float] = field(
+        default_factory=lambda: [1.0, 0.3, 1.0], metadata={"help": "M3 ensemble: dense, sparse, colbert."}
+    )
+    loss_weights: list[float] = field(
+        default_factory=lambda: [1.0, 0.1, 1.0], metadata={"help": "M3 loss weights: dense, sparse, colbert."}
+    )
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be > 0, got {self.temperature}")
+        if self.kd_loss_type not in ("kl_div", "m3_kd_loss"):
+            raise InputError(f"kd_loss_type must be kl_div or m3_kd_loss, got {self.kd_loss_type!r}")
+        if self.sub_batch_size is not None and self.sub_batch_size < 1:
+            raise InputError(f"sub_batch_size must be at least 1, got {self.sub_batch_size}")
+        for name in ("ensemble_weights", "loss_weights"):
+            values = getattr(self, name)
+            if len(values) != 3 or any(float(v) < 0 for v in values):
+                raise InputError(f"{name} needs three non-negative numbers (dense, sparse, colbert)")
+        if self.use_self_distill and not self.unified_finetuning:
+            raise InputError("use_self_distill needs unified_finetuning (the ensemble of the three scores)")
+
+
+# Trainer defaults for this recipe (FlagEmbedding's example: lr 1e-5, warmup 0.1)
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-5,
+    "num_train_epochs": 1,
+    "warmup_steps": 0.1,
+    "logging_steps": 10,
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "report_to": ["tensorboard"],
+    "remove_unused_columns": False,
+    "dataloader_drop_last": False,
+    "per_device_train_batch_size": 8,
+}
+
+DATACLASSES = (ModelArguments, DataArguments, LossArguments)
+
+
+@dataclass
+class ContrastiveConfig:
+    """All arguments of one run."""
+
+    model: ModelArguments
+    data: DataArguments
+    loss: LossArguments
+    training: TrainingArguments
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data (saved next to the checkpoints)."""
+        return {"model": asdict(self.model), "data": asdict(self.data), "loss": asdict(self.loss)}
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML mapping of argument names to values; `model:/data:/loss:/training:` sections are flattened."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of argument names to values, got {type(data).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for inner, inner_value in value.items():
+                if inner in flat:
+                    raise InputError(f"{path}: {inner!r} is given twice")
+                flat[inner] = inner_value
+        else:
+            if key in flat:
+                raise InputError(f"{path}: {key!r} is given twice")
+            flat[key] = value
+    return flat
+
+
+def default_precision(precision: str) -> dict[str, bool]:
+    """`bf16`/`fp16` Trainer flags for a precision choice: fp32 on CPU, bf16 (else fp16) on a GPU."""
+    if precision == "auto":
+        if not torch.cuda.is_available():
+            return {"bf16": False, "fp16": False}
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def build_config(
+    yaml_values: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    source: str = "arguments",
+) -> ContrastiveConfig:
+    """Defaults < YAML values < overrides (None means 'not given'); unknown names are an error."""
+    values: dict[str, Any] = dict(TRAINING_DEFAULTS)
+    values["dataloader_pin_memory"] = torch.cuda.is_available()
+    values.update(yaml_values or {})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    own = {cls: {f.name for f in fields(cls)} for cls in DATACLASSES}
+    trainer_names = {f.name for f in fields(TrainingArguments) if f.init}
+    known = set().union(*own.values()) | trainer_names
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"{source}: unknown argument(s) {', '.join(unknown)}")
+    if not values.get("output_dir"):
+        raise InputError("no output directory given (--output)")
+    parts: dict[type, Any] = {}
+    for cls, names in own.items():
+        kwargs = {k: v for k, v in values.items() if k in names}
+        try:
+            parts[cls] = cls(**kwargs)
+        except TypeError as exc:
+            raise InputError(f"{source}: {exc}") from exc
+        parts[cls].validate()
+    model_args: ModelArguments = parts[ModelArguments]
+    trainer_values = {k: v for k, v in values.items() if k in trainer_names}
+    for flag, on in default_precision(model_args.precision).items():
+        trainer_values.setdefault(flag, on)
+    if not torch.cuda.is_available() and trainer_values.get("fp16"):
+        raise InputError("fp16 training needs a GPU; on CPU use precision fp32 (or bf16)")
+    try:
+        training = TrainingArguments(**trainer_values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: {exc}") from exc
+    return ContrastiveConfig(parts[ModelArguments], parts[DataArguments], parts[LossArguments], training)

@@ -1,0 +1,245 @@
+"""`trivec train contrastive`, `trivec data pairs`, `trivec mine`: fine-tuning and its data tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+GROUPS = {
+    "train": "Train embedding models (pre-training, fine-tuning).",
+    "data": "Build training data.",
+}
+
+
+def command_group(app: typer.Typer, name: str) -> typer.Typer:
+    """The sub-app `name` of `app`: the one already registered (by any concern), else a new one."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    group = typer.Typer(name=name, help=GROUPS[name], no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """`KEY=VALUE` pairs, VALUE read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    from trivec.errors import InputError
+
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {key}: cannot read value {raw!r} ({exc})") from exc
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train contrastive`, `data pairs` and `mine` to `app`."""
+    from trivec.cli import clean_errors
+
+    train = command_group(app, "train")
+    data_group = command_group(app, "data")
+
+    @train.command("contrastive")
+    @clean_errors
+    def contrastive(
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
+        model: Annotated[
+            str | None, typer.Option("--model", "-m", help="Model to fine-tune (dir, hub id, 'default').")
+        ] = None,
+        data: Annotated[
+            list[str] | None,
+            typer.Option("--data", "-d", help="FlagEmbedding JSONL files, comma-separated or repeated."),
+        ] = None,
+        config: Annotated[
+            list[Path] | None, typer.Option("--config", "-c", help="YAML recipe (repeatable; later wins).")
+        ] = None,
+        group_size: Annotated[
+            int | None, typer.Option(help="Passages per query: 1 positive + G-1 negatives (default 8).")
+        ] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Queries per device batch (default 8).")] = None,
+        learning_rate: Annotated[
+            float | None, typer.Option(help="Peak learning rate (default 1e-5).")
+        ] = None,
+        epochs: Annotated[float | None, typer.Option(help="Epochs (default 1).")] = None,
+        max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+        temperature: Annotated[float | None, typer.Option(help="InfoNCE temperature (default 0.02).")] = None,
+        query_max_len: Annotated[int | None, typer.Option(help="Query tokens (default 32).")] = None,
+        passage_max_len: Annotated[int | None, typer.Option(help="Passage tokens (default 128).")] = None,
+        query_instruction: Annotated[
+            str | None, typer.Option(help="Instruction before every query (saved with the model).")
+        ] = None,
+        in_batch_negatives: Annotated[
+            bool | None,
+            typer.Option(
+                "--in-batch-negatives/--no-in-batch-negatives", help="Other queries' passages as negatives."
+            ),
+        ] = None,
+        cross_device_negatives: Annotated[
+            bool | None, typer.Option("--cross-device-negatives", help="Gather passages of all processes.")
+        ] = None,
+        knowledge_distillation: Annotated[
+            bool | None, typer.Option("--knowledge-distillation", help="Distil from pos_scores / neg_scores.")
+        ] = None,
+        kd_loss_type: Annotated[str | None, typer.Option(help="kl_div (default) or m3_kd_loss.")] = None,
+        sub_batch_size: Annotated[
+            int | None, typer.Option(help="Gradient cache: encode this many texts at a time.")
+        ] = None,
+        gradient_checkpointing: Annotated[
+            bool | None, typer.Option("--gradient-checkpointing", help="Recompute activations in backward.")
+        ] = None,
+        same_dataset_batches: Annotated[
+            bool | None, typer.Option("--same-dataset-batches", help="Each batch from one file.")
+        ] = None,
+        precision: Annotated[str | None, typer.Option(help="auto (default), fp32, bf16, fp16.")] = None,
+        seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
+        resume: Annotated[
+            str | None, typer.Option(help="Checkpoint directory to resume from, or 'last'.")
+        ] = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Any other argument (TrainingArguments too): KEY=VALUE; repeatable."),
+        ] = None,
+    ) -> None:
+        """Contrastive fine-tuning (InfoNCE with hard and in-batch negatives, optional teacher distillation).
+
+        Writes the model in the BAAI layout to OUTPUT (loadable by trivec and sentence-transformers),
+        checkpoints OUTPUT/checkpoint-*, OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs.
+        Launch with `torchrun --nproc_per_node N $(which trivec) train contrastive ...` for several processes.
+        """
+        from trivec.errors import InputError
+        from trivec.training.arguments import build_config, read_yaml
+        from trivec.training.train import train_contrastive
+
+        yaml_values: dict[str, Any] = {}
+        for path in config or []:
+            yaml_values.update(read_yaml(path))
+        overrides: dict[str, Any] = parse_assignments(set_)
+        overrides.update(
+            {
+                "output_dir": str(output) if output is not None else None,
+                "model": model,
+                "train_data": [p for item in data for p in item.split(",") if p] if data else None,
+                "train_group_size": group_size,
+                "per_device_train_batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "num_train_epochs": epochs,
+                "max_steps": max_steps,
+                "temperature": temperature,
+                "query_max_len": query_max_len,
+                "passage_max_len": passage_max_len,
+                "query_instruction": query_instruction,
+                "in_batch_negatives": in_batch_negatives,
+                "negatives_cross_device": cross_device_negatives,
+                "knowledge_distillation": knowledge_distillation,
+                "kd_loss_type": kd_loss_type,
+                "sub_batch_size": sub_batch_size,
+                "gradient_checkpointing": gradient_checkpointing,
+                "same_dataset_within_batch": same_dataset_batches,
+                "precision": precision,
+                "seed": seed,
+            }
+        )
+        source = ", ".join(str(p) for p in config or []) or "arguments"
+        cfg = build_config(yaml_values, overrides, source=source)
+        checkpoint: str | bool | None = resume
+        if resume == "last":
+            if not any(Path(str(cfg.training.output_dir)).glob("checkpoint-*")):
+                raise InputError(f"--resume last: no checkpoint-* folder in {cfg.training.output_dir}")
+            checkpoint = True
+        elif resume is not None and not Path(resume).is_dir():
+            raise InputError(f"--resume {resume}: no such checkpoint directory")
+        cfg.training.resume_from_checkpoint = checkpoint  # type: ignore[assignment]
+        out = train_contrastive(cfg)
+        typer.echo(f"model saved to {out}", err=True)
+
+    @data_group.command("pairs")
+    @clean_errors
+    def pairs(
+        corpus: Annotated[Path, typer.Option("--corpus", help="JSONL corpus with 'title' and 'text'.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="FlagEmbedding JSONL to write.")],
+        filter_model: Annotated[
+            str | None, typer.Option(help="Keep only pairs this model scores ≥ --min-score.")
+        ] = None,
+        min_score: Annotated[float | None, typer.Option(help="Dense score threshold (cosine).")] = None,
+        query_field: Annotated[str, typer.Option(help="Field used as the query.")] = "title",
+        passage_field: Annotated[str, typer.Option(help="Field used as the positive.")] = "text",
+        query_instruction: Annotated[
+            str | None, typer.Option(help="Query instruction of the filter model.")
+        ] = None,
+    ) -> None:
+        """(title, body) pairs from a corpus — BGE's unlabeled stage-2 data — optionally score-filtered."""
+        from trivec.training.pairs import build_pairs
+
+        embedder = None
+        if filter_model is not None:
+            from trivec.inference import Embedder
+
+            embedder = Embedder.from_pretrained(filter_model)
+        stats = build_pairs(
+            corpus,
+            output,
+            filter_model=embedder,
+            min_score=min_score,
+            query_field=query_field,
+            passage_field=passage_field,
+            query_instruction=query_instruction,
+        )
+        typer.echo(f"{stats.summary()} → {output}", err=True)
+
+    @app.command("mine")
+    @clean_errors
+    def mine(
+        data: Annotated[Path, typer.Option("--data", "-d", help="FlagEmbedding JSONL (query, pos[, neg]).")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="The same rows with mined 'neg'.")],
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Retriever (dir, hub id, 'default').")
+        ] = "default",
+        corpus: Annotated[
+            Path | None, typer.Option(help="Candidate JSONL ({'text'}); default: all pos+neg of --data.")
+        ] = None,
+        range_: Annotated[
+            str, typer.Option("--range", help="Ranks START-END (0-based, END excluded) to sample from.")
+        ] = "10-210",
+        negatives: Annotated[int, typer.Option(help="Negatives per row.")] = 15,
+        margin: Annotated[
+            float | None,
+            typer.Option(help="Keep candidates scoring ≤ (lowest positive score − MARGIN) only."),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Random seed of the sampling.")] = 42,
+        query_instruction: Annotated[str | None, typer.Option(help="Query instruction of the model.")] = None,
+        max_length: Annotated[int, typer.Option(help="Truncate texts to this many tokens.")] = 512,
+        fill: Annotated[
+            bool, typer.Option("--fill/--no-fill", help="Top up short rows with random corpus texts.")
+        ] = True,
+        with_title: Annotated[bool, typer.Option(help="Corpus text = title + text.")] = False,
+    ) -> None:
+        """Mine hard negatives from a rank window of exact dense search (FlagEmbedding hn_mine, seeded)."""
+        from trivec.inference import Embedder
+        from trivec.training.mining import mine_hard_negatives, parse_range
+
+        window = parse_range(range_)
+        embedder = Embedder.from_pretrained(model)
+        stats = mine_hard_negatives(
+            embedder,
+            data,
+            output,
+            corpus=corpus,
+            rank_range=window,
+            negatives=negatives,
+            margin=margin,
+            seed=seed,
+            query_instruction=query_instruction,
+            max_length=max_length,
+            fill=fill,
+            with_title=with_title,
+        )
+        typer.echo(f"{stats.summary()} → {output}", err=True)

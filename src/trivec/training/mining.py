@@ -1,0 +1,215 @@
+"""Hard-negative mining: replace each row's `neg` with passages a dense retriever ranks in a window.
+
+As FlagEmbedding's `hn_mine.py` (Part B §10): exact inner-product search (faiss `IndexFlatIP`, or numpy) of
+each query over the candidate corpus, keep ranks `[start, end)` (0-based), drop the row's positives and the
+query itself, sample `negatives` of the rest. trivec's differences:
+- `margin`: a candidate must score at most `min(positive scores) − margin`, so near-duplicates and unlabeled
+  positives just below the positive are not taken as negatives (the main complaint about mining);
+- the corpus keeps its file order (first occurrence of each text), and every random choice is seeded per row,
+  so a run is reproducible (unlike Q18's `set()` order);
+- when the window yields too few negatives, the rest are random corpus texts from beyond the window that also
+  respect the margin, without duplicates (`fill=False` keeps the short list);
+- teacher scores of the old negatives no longer apply and are dropped; every other field is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trivec.errors import InputError
+from trivec.io import atomic_writer, iter_jsonl
+from trivec.training.examples import parse_example
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MiningStats:
+    """What a mining run did, for the closing log line."""
+
+    rows: int = 0
+    corpus: int = 0
+    negatives: int = 0
+    filled: int = 0
+    dropped_by_margin: int = 0
+    short_rows: int = 0
+    per_row: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        mean = self.negatives / max(1, self.rows)
+        return (
+            f"{self.rows} rows, corpus {self.corpus} texts, {mean:.1f} negatives per row "
+            f"({self.filled} random fill-ins, {self.dropped_by_margin} candidates dropped by the margin, "
+            f"{self.short_rows} rows with fewer than asked)"
+        )
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """`"10-210"` → (10, 210): ranks start (inclusive) and end (exclusive), 0-based."""
+    try:
+        start_text, end_text = text.split("-")
+        start, end = int(start_text), int(end_text)
+    except ValueError:
+        raise InputError(f"--range must look like START-END (e.g. 10-210), got {text!r}") from None
+    if not 0 <= start < end:
+        raise InputError(f"--range needs 0 ≤ START < END, got {text!r}")
+    return start, end
+
+
+def read_corpus(path: str | os.PathLike[str], with_title: bool = False) -> list[str]:
+    """Texts of a JSONL corpus (`{"text"}`, optional `"title"`), duplicates removed, file order kept."""
+    path = Path(path)
+    seen: dict[str, None] = {}
+    for line, obj in iter_jsonl(path):
+        text = obj.get("text")
+        if not isinstance(text, str):
+            raise InputError(
+                f"{path}:{line}: field 'text' is {'missing' if text is None else 'not a string'}"
+            )
+        title = obj.get("title")
+        if with_title and isinstance(title, str) and title.strip():
+            text = f"{title.strip()} {text}".strip()
+        if text.strip():
+            seen.setdefault(text, None)
+    if not seen:
+        raise InputError(f"{path}: no texts")
+    return list(seen)
+
+
+def search(
+    queries: np.ndarray, corpus: np.ndarray, k: int, batch: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product: faiss `IndexFlatIP` when installed, else numpy (same ranking)."""
+    k = min(k, corpus.shape[0])
+    faiss: Any
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss is a dependency; numpy keeps mining usable without it
+        faiss = None
+    if faiss is not None:
+        index = faiss.IndexFlatIP(corpus.shape[1])
+        index.add(np.ascontiguousarray(corpus, dtype=np.float32))
+        found = [
+            index.search(np.ascontiguousarray(queries[start : start + batch], dtype=np.float32), k)
+            for start in range(0, len(queries), batch)
+        ]
+        return np.concatenate([s for s, _ in found]), np.concatenate([i for _, i in found])
+    sims = queries @ corpus.T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, top, axis=1), top
+
+
+def mine_hard_negatives(
+    model: Any,
+    data: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    corpus: str | os.PathLike[str] | None = None,
+    rank_range: tuple[int, int] = (10, 210),
+    negatives: int = 15,
+    margin: float | None = None,
+    seed: int = 42,
+    query_instruction: str | None = None,
+    max_length: int | None = 512,
+    fill: bool = True,
+    with_title: bool = False,
+) -> MiningStats:
+    """Mine negatives for every row of `data` with an `Embedder` (`model`), writing `output` atomically."""
+    start, end = rank_range
+    if negatives < 1:
+        raise InputError(f"--negatives must be at least 1, got {negatives}")
+    data = Path(data)
+    rows = [(line, obj, parse_example(obj, data, line, need_scores=False)) for line, obj in iter_jsonl(data)]
+    if not rows:
+        raise InputError(f"{data}: no rows")
+    if corpus is not None:
+        texts = read_corpus(corpus, with_title)
+    else:
+        seen: dict[str, None] = {}
+        for _, _, ex in rows:
+            for text in (*ex.pos, *ex.neg):
+                seen.setdefault(text, None)
+        texts = list(seen)
+    limit = min(max_length or model.max_length, model.max_length)
+    corpus_vecs = model.encode(texts, dense=True, max_length=limit).dense
+    queries = [ex.query for _, _, ex in rows]
+    query_vecs = model.encode(
+        queries, dense=True, query=True, instruction=query_instruction, max_length=limit
+    ).dense
+    positives = sorted({p for _, _, ex in rows for p in ex.pos})
+    pos_index = {text: i for i, text in enumerate(positives)}
+    pos_vecs = model.encode(positives, dense=True, max_length=limit).dense
+    top_scores, top_ids = search(query_vecs, corpus_vecs, end)
+    stats = MiningStats(rows=len(rows), corpus=len(texts))
+    with atomic_writer(output) as handle:
+        for r, (_, obj, ex) in enumerate(rows):
+            rng = np.random.default_rng([seed, r])
+            banned = {*ex.pos, ex.query}
+            threshold = np.inf
+            if margin is not None:
+                own = np.asarray([float(query_vecs[r] @ pos_vecs[pos_index[p]]) for p in ex.pos])
+                threshold = float(own.min()) - margin
+            window: list[int] = []
+            for rank in range(start, min(end, top_ids.shape[1])):
+                cid = int(top_ids[r, rank])
+                if cid < 0 or texts[cid] in banned:
+                    continue
+                if top_scores[r, rank] > threshold:
+                    stats.dropped_by_margin += 1
+                    continue
+                window.append(cid)
+            if len(window) > negatives:
+                picked = sorted(rng.choice(len(window), negatives, replace=False).tolist())
+                chosen = [window[i] for i in picked]
+            else:
+                chosen = list(window)
+            if fill and len(chosen) < negatives:
+                extra = _fill(
+                    rng,
+                    query_vecs[r],
+                    corpus_vecs,
+                    set(top_ids[r].tolist()) | set(chosen),
+                    texts,
+                    banned,
+                    threshold,
+                    negatives - len(chosen),
+                )
+                stats.filled += len(extra)
+                chosen += extra
+            if len(chosen) < negatives:
+                stats.short_rows += 1
+            stats.negatives += len(chosen)
+            out = {k: v for k, v in obj.items() if k not in ("neg", "pos_scores", "neg_scores")}
+            out["neg"] = [texts[c] for c in chosen]
+            handle.write(json.dumps(out, ensure_ascii=False) + "\n")
+    return stats
+
+
+def _fill(
+    rng: np.random.Generator,
+    query: np.ndarray,
+    corpus_vecs: np.ndarray,
+    excluded: set[int],
+    texts: list[str],
+    banned: set[str],
+    threshold: float,
+    count: int,
+) -> list[int]:
+    """Random corpus texts outside the searched window, not positives, under the margin threshold."""
+    order = rng.permutation(len(texts))
+    out: list[int] = []
+    for cid in order.tolist():
+        if len(out) == count:
+            break
+        if cid in excluded or texts[cid] in banned:
+            continue
+        if np.isfinite(threshold) and float(query @ corpus_vecs[cid]) > threshold:
+            continue
+        out.append(cid)
+    return out

@@ -1,0 +1,160 @@
+"""`ContrastiveModel`: an `M3Model` plus the loss of contrastive (dense) or unified (M3) fine-tuning.
+
+`forward(query=..., passage=..., teacher_scores=...)` encodes both sides, gathers them across processes when
+cross-device negatives are on, scores queries against passages (divided by the temperature) and returns the
+loss. `forward(query=...)` / `forward(passage=...)` alone with `encode_only=True` returns the outputs
+(`Reps`) — the gradient cache encodes sub-batches that way through the DDP wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from trivec.models import M3Model
+from trivec.training.arguments import LossArguments
+from trivec.training.distributed import gather_reps, gather_tensor, world
+from trivec.training.losses import ContrastiveLoss, M3UnifiedLoss, teacher_targets
+from trivec.training.reps import Reps
+from trivec.training.scores import score_matrices
+
+
+@dataclass
+class ContrastiveOutput:
+    """loss (a scalar with graph); parts: detached components for the log; scores: tempered matrices;
+    gradient_scale: multiply the loss by it before `backward` (world size under cross-device negatives)."""
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    gradient_scale: float = 1.0
+
+    def __getitem__(self, key: str) -> Any:  # the Trainer reads outputs["loss"]
+        return getattr(self, key)
+
+
+class ContrastiveModel(nn.Module):
+    """Encoder + heads + contrastive loss; `unified` trains dense, sparse and ColBERT together."""
+
+    def __init__(self, encoder: M3Model, loss: LossArguments | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config_loss = loss or LossArguments()
+        self.unified = self.config_loss.unified_finetuning
+        if self.unified:
+            encoder.require(sparse=True, colbert=True)
+        self.modes: tuple[str, ...] = ("dense", "sparse", "colbert") if self.unified else ("dense",)
+        self.temperature = float(self.config_loss.temperature)
+        self.loss_fn: nn.Module = (
+            M3UnifiedLoss(
+                self.config_loss.kd_loss_type,
+                self.config_loss.ensemble_weights,
+                self.config_loss.loss_weights,
+            )
+            if self.unified
+            else ContrastiveLoss(self.config_loss.kd_loss_type)
+        )
+        if not self.unified:  # heads the loss never sees stay as they are
+            for head in (encoder.sparse_head, encoder.colbert_head):
+                if head is not None:
+                    head.requires_grad_(False)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, features: Mapping[str, torch.Tensor]) -> Reps:
+        """Run the encoder (and the heads the loss uses) on one tokenised side."""
+        input_ids, attention_mask = features["input_ids"], features["attention_mask"]
+        out = self.encoder(
+            input_ids,
+            attention_mask,
+            dense=True,
+            sparse="sparse" in self.modes,
+            colbert="colbert" in self.modes,
+        )
+        reps = Reps(dense=out.dense)
+        if out.token_weights is not None:
+            reps.sparse = self.encoder.sparse_vocab_vectors(input_ids, out.token_weights)
+        if out.colbert is not None:
+            reps.colbert = out.colbert
+            reps.colbert_mask = attention_mask[:, 1:].bool()
+        return reps
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(
+        self,
+        q: Reps,
+        p: Reps,
+        teacher_scores: torch.Tensor | None = None,
+        in_batch_negatives: bool = True,
+        step: int = 0,
+    ) -> ContrastiveOutput:
+        """Loss of one batch from encoded queries `q [B]` and passages `p [B·G]` (layout of the collator)."""
+        if len(q) == 0 or len(p) % len(q):
+            raise ValueError(f"{len(p)} passages do not form groups for {len(q)} queries")
+        group_size = len(p) // len(q)
+        _, size = world()
+        gathered = self.config_loss.negatives_cross_device and size > 1
+        if gathered:
+            q, p = gather_reps(q), gather_reps(p)
+            if teacher_scores is not None:
+                teacher_scores = gather_tensor(teacher_scores, keep_grad=False)
+        scores = {
+            mode: value / self.temperature
+            for mode, value in score_matrices(q, p, self.modes, in_batch_negatives).items()
+        }
+        targets = teacher_targets(teacher_scores, len(q)) if teacher_scores is not None else None
+        if self.unified:
+            distill = self.config_loss.use_self_distill and step >= self.config_loss.self_distill_start_step
+            loss, parts = self.loss_fn(scores, group_size, in_batch_negatives, targets, self_distill=distill)
+        else:
+            loss = self.loss_fn(scores["dense"], group_size, in_batch_negatives, targets)
+            parts = {}
+        return ContrastiveOutput(
+            loss=loss,
+            parts={k: v.detach() for k, v in parts.items()},
+            scores=scores,
+            gradient_scale=float(size) if gathered else 1.0,
+        )
+
+    def forward(
+        self,
+        query: Mapping[str, torch.Tensor] | None = None,
+        passage: Mapping[str, torch.Tensor] | None = None,
+        teacher_scores: torch.Tensor | None = None,
+        in_batch_negatives: bool = True,
+        step: int = 0,
+        encode_only: bool = False,
+    ) -> ContrastiveOutput | Reps:
+        if encode_only:
+            if (query is None) == (passage is None):
+                raise ValueError("encode_only needs exactly one of query / passage")
+            features = query if query is not None else passage
+            assert features is not None
+            return self.encode(features)
+        if query is None or passage is None:
+            raise ValueError("the loss needs both query and passage features")
+        return self.compute_loss(
+            self.encode(query), self.encode(passage), teacher_scores, in_batch_negatives, step
+        )
+
+    # ------------------------------------------------------------------ Trainer hooks
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute the encoder's activations in backward (non-reentrant: works with frozen parts and DDP)."""
+        kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+        self.encoder.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.encoder.backbone.gradient_checkpointing_disable()
+
+
+def set_dropout(module: nn.Module, probability: float) -> int:
+    """Set every `nn.Dropout` of `module` to `probability` (HF encoders read `.p` in attention too)."""
+    count = 0
+    for child in module.modules():
+        if isinstance(child, nn.Dropout):
+            child.p = probability
+            count += 1
+    return count

@@ -1,0 +1,114 @@
+"""Build model, data and trainer from a `ContrastiveConfig`, train, and save the model in the BAAI layout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from trivec.errors import InputError
+from trivec.models import M3Model
+from trivec.training.arguments import ContrastiveConfig
+from trivec.training.collator import ContrastiveCollator
+from trivec.training.dataset import ContrastiveDataset
+from trivec.training.modeling import ContrastiveModel, set_dropout
+from trivec.training.trainer import ContrastiveTrainer, CSVLogCallback
+
+logger = logging.getLogger(__name__)
+CSV_LOG_FILE = "log.csv"
+RECIPE_FILE = "trivec_training.json"
+
+
+def load_encoder(config: ContrastiveConfig) -> M3Model:
+    """The model to fine-tune; unified (M3) training creates missing heads (`heads="init"`)."""
+    args = config.model
+    encoder = M3Model.from_pretrained(
+        args.model,
+        heads="init" if config.loss.unified_finetuning else "auto",
+        pooling=args.pooling,  # type: ignore[arg-type]
+        normalize=args.normalize,
+        colbert_dim=args.colbert_dim,
+        seed=config.training.seed,
+    )
+    if args.dropout is not None:
+        set_dropout(encoder.backbone, args.dropout)
+    limit = encoder.max_length
+    for name in ("query_max_len", "passage_max_len"):
+        if getattr(config.data, name) > limit:
+            raise InputError(f"{name} {getattr(config.data, name)} exceeds the model's {limit} tokens")
+    return encoder.train()
+
+
+def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> ContrastiveTrainer:
+    """Everything the run needs, data validated, wired into a `ContrastiveTrainer` (no training yet)."""
+    training = config.training
+    encoder = encoder if encoder is not None else load_encoder(config)
+    dataset = ContrastiveDataset(
+        config.data,
+        batch_size=training.per_device_train_batch_size,
+        in_batch_negatives=config.loss.in_batch_negatives,
+        world_size=training.world_size,
+        seed=training.data_seed if training.data_seed is not None else training.seed,
+        drop_last=training.dataloader_drop_last,
+        tokenizer=encoder.tokenizer,
+    )
+    logger.info("training data: %s (%d global batches per epoch)", dataset.describe(), dataset.num_batches)
+    collator = ContrastiveCollator(
+        encoder.tokenizer,
+        query_max_len=config.data.query_max_len,
+        passage_max_len=config.data.passage_max_len,
+        pad_to_multiple_of=config.data.pad_to_multiple_of,
+    )
+    model = ContrastiveModel(encoder, config.loss)
+    return ContrastiveTrainer(
+        model=model,
+        args=training,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=encoder.tokenizer,
+        callbacks=[CSVLogCallback(Path(str(training.output_dir)) / CSV_LOG_FILE)],
+        sub_batch_size=config.loss.sub_batch_size,
+    )
+
+
+def train_contrastive(config: ContrastiveConfig) -> Path:
+    """Train and save the final model into `output_dir` (files moved into place only once complete)."""
+    trainer = build_trainer(config)
+    model = trainer.model
+    assert isinstance(model, ContrastiveModel)
+    if config.data.query_instruction and not _per_row_instructions(config):
+        model.encoder.query_instruction = config.data.query_instruction  # the Embedder applies it to queries
+    trainer.train(resume_from_checkpoint=config.training.resume_from_checkpoint)
+    output = Path(str(config.training.output_dir))
+    if trainer.args.should_save:
+        save_final(trainer, output, config)
+    trainer.accelerator.wait_for_everyone()
+    return output
+
+
+def _per_row_instructions(config: ContrastiveConfig) -> bool:
+    return any(isinstance(item, dict) and item.get("query_instruction") for item in config.data.train_data)
+
+
+def save_final(trainer: ContrastiveTrainer, output: Path, config: ContrastiveConfig) -> None:
+    """Write the model to a temporary folder inside `output`, then move each file into place."""
+    output.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".final-", dir=output))
+    try:
+        trainer.save_model(str(staging))
+        trainer.save_state()
+        (staging / RECIPE_FILE).write_text(
+            json.dumps(config.to_dict(), indent=2, default=str), encoding="utf-8"
+        )
+        for path in sorted(staging.rglob("*")):
+            target = output / path.relative_to(staging)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)  # e.g. the empty 2_Normalize module folder
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
