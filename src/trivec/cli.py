@@ -160,6 +160,7 @@ def score(
 # --- registrations (start) ---
 __import__("trivec.evaluation.cli", fromlist=["register"]).register(app)
 __import__("trivec.training.retromae.cli", fromlist=["register"]).register(app)
+__import__("trivec.training.cli", fromlist=["register"]).register(app)
 # --- registrations (end) ---
 
 
