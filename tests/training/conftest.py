@@ -29,7 +29,9 @@ def synthetic_rows(n: int = 16, negatives: int = 3, seed: int = 0) -> list[dict[
             {
                 "query": f"what is the {topic} number {i}?",
                 "pos": [f"the {topic} number {i} is a place with many people"],
-                "neg": [f"a {topics[(i + k + 1) % len(topics)]} story {k} of day {i}" for k in range(negatives)],
+                "neg": [
+                    f"a {topics[(i + k + 1) % len(topics)]} story {k} of day {i}" for k in range(negatives)
+                ],
             }
         )
     return rows

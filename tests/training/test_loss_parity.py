@@ -38,7 +38,9 @@ def encoded(training_reference: dict[str, Any]) -> tuple[M3Model, Reps, Reps, di
     encoder.train()  # training mode with dropout 0 (the reference's setting)
     model = ContrastiveModel(encoder, LossArguments(unified_finetuning=True))
     collator = ContrastiveCollator(
-        encoder.tokenizer, query_max_len=settings["query_max_len"], passage_max_len=settings["passage_max_len"]
+        encoder.tokenizer,
+        query_max_len=settings["query_max_len"],
+        passage_max_len=settings["passage_max_len"],
     )
     passages = [p for group in training_reference["passages"] for p in group]
     query = collator.tokenize(training_reference["queries"], settings["query_max_len"])
@@ -150,7 +152,10 @@ def test_no_in_batch_self_distill_gives_the_intended_value_not_the_q14_quirk(
     def quirk_distill(x: torch.Tensor) -> torch.Tensor:
         return -(torch.ones(2, 1) * torch.log_softmax(x, dim=-1)).sum(-1).mean()
 
-    quirk = (base + (quirk_distill(s["dense"]) + 0.1 * quirk_distill(s["sparse"]) + quirk_distill(s["colbert"])) / 3) / 2
+    quirk = (
+        base
+        + (quirk_distill(s["dense"]) + 0.1 * quirk_distill(s["sparse"]) + quirk_distill(s["colbert"])) / 3
+    ) / 2
     assert float(quirk) == pytest.approx(
         training_reference["loss"]["unified_self_distill_no_in_batch_neg_no_teacher"], abs=TOL
     )

@@ -19,12 +19,16 @@ shapes = st.tuples(st.integers(1, 4), st.integers(1, 4))  # (B, G)
 
 def random_scores(batch: int, group: int, seed: int, in_batch: bool = True) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, batch * group if in_batch else group, generator=generator, dtype=torch.float64) * 5
+    return (
+        torch.randn(batch, batch * group if in_batch else group, generator=generator, dtype=torch.float64) * 5
+    )
 
 
 @settings(max_examples=40, deadline=None)
 @given(shapes, st.integers(0, 10_000), st.booleans())
-def test_infonce_is_minus_log_softmax_of_the_positive(shape: tuple[int, int], seed: int, in_batch: bool) -> None:
+def test_infonce_is_minus_log_softmax_of_the_positive(
+    shape: tuple[int, int], seed: int, in_batch: bool
+) -> None:
     batch, group = shape
     scores = random_scores(batch, group, seed, in_batch)
     expected = np.mean(
@@ -120,5 +124,7 @@ def test_unified_loss_parts_combine_with_the_documented_weights() -> None:
     scores = {m: random_scores(2, 3, seed) for seed, m in enumerate(("dense", "sparse", "colbert"))}
     loss, parts = M3UnifiedLoss()(scores, 3, self_distill=True)
     base = (parts["dense"] + parts["ensemble"] + 0.1 * parts["sparse"] + parts["colbert"]) / 4
-    distill = (parts["self_distill_dense"] + 0.1 * parts["self_distill_sparse"] + parts["self_distill_colbert"]) / 3
+    distill = (
+        parts["self_distill_dense"] + 0.1 * parts["self_distill_sparse"] + parts["self_distill_colbert"]
+    ) / 3
     assert loss.item() == pytest.approx(((base + distill) / 2).item(), abs=1e-12)

@@ -177,6 +177,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 DATACLASSES = (ModelArguments, DataArguments, LossArguments)
+STRATEGY_FIELDS = ("save_strategy", "eval_strategy", "logging_strategy")
 
 
 @dataclass
@@ -260,6 +261,9 @@ def build_config(
         parts[cls].validate()
     model_args: ModelArguments = parts[ModelArguments]
     trainer_values = {k: v for k, v in values.items() if k in trainer_names}
+    for name in STRATEGY_FIELDS:  # YAML reads a bare `no` as False
+        if trainer_values.get(name) is False:
+            trainer_values[name] = "no"
     for flag, on in default_precision(model_args.precision).items():
         trainer_values.setdefault(flag, on)
     if not torch.cuda.is_available() and trainer_values.get("fp16"):

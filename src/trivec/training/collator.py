@@ -33,13 +33,10 @@ class ContrastiveCollator:
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_token_type_ids=False,
-            return_tensors="pt",
+            list(texts), truncation=True, max_length=max_length, return_token_type_ids=False
+        )
+        encoded = self.tokenizer.pad(
+            encoded, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
         )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
