@@ -7,20 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-TRAIN_GROUP = "train"
 YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def train_group(app: typer.Typer) -> typer.Typer:
-    """The `train` sub-app of `app`: the one already registered (by any concern), else a new one."""
-    for info in app.registered_groups:
-        if info.name == TRAIN_GROUP and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(
-        name=TRAIN_GROUP, help="Train embedding models (pre-training, fine-tuning).", no_args_is_help=True
-    )
-    app.add_typer(group, name=TRAIN_GROUP)
-    return group
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -43,10 +30,12 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `train retromae` to the `train` group of `app` (creating the group if nobody has yet)."""
+    """Add `train retromae` to the `train` group of `app` (shared with `train contrastive`, whichever
+    registers first creates it)."""
     from trivec.cli import clean_errors, fail
+    from trivec.training.cli import command_group
 
-    group = train_group(app)
+    group = command_group(app, "train")
 
     @group.command("retromae")
     @clean_errors
