@@ -161,6 +161,7 @@ def score(
 __import__("trivec.evaluation.cli", fromlist=["register"]).register(app)
 __import__("trivec.training.retromae.cli", fromlist=["register"]).register(app)
 __import__("trivec.training.cli", fromlist=["register"]).register(app)
+__import__("trivec.serving.cli", fromlist=["register"]).register(app)
 # --- registrations (end) ---
 
 

@@ -1,0 +1,410 @@
+"""The FastAPI application: OpenAI-compatible embeddings, all three outputs, scores, search, health, metrics.
+
+Every endpoint that runs the model goes through the `DynamicBatcher`: the event loop only parses, checks
+limits, counts tokens (in a thread) and renders JSON; the encoder thread owns the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from trivec.inference import Embedder, EncodeResult
+from trivec.inference.scoring import normalize_weights
+from trivec.serving.batcher import DynamicBatcher, EncodeSpec
+from trivec.serving.config import ServerConfig
+from trivec.serving.errors import ApiError, install_error_handlers
+from trivec.serving.metrics import ServerMetrics
+from trivec.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from trivec.serving.schemas import EmbeddingsRequest, EncodeRequest, ScoreRequest, SearchRequest
+from trivec.serving.search import IndexSearcher
+
+logger = logging.getLogger("trivec.serving")
+T = TypeVar("T")
+ENDPOINTS = ("/v1/embeddings", "/encode", "/score", "/search", "/health", "/metrics")
+
+
+@dataclass
+class ServingState:
+    """What the endpoints share: the model, its batcher, metrics, the optional index and the limits."""
+
+    config: ServerConfig
+    embedder: Embedder
+    batcher: DynamicBatcher
+    metrics: ServerMetrics
+    index: IndexSearcher | None
+    max_tokens: int
+    started: float = field(default_factory=time.time)
+
+    @property
+    def colbert_dim(self) -> int | None:
+        head = self.embedder.model.colbert_head
+        return int(head.out_features) if head is not None else None
+
+
+# ---------------------------------------------------------------------- request checks
+def count_tokens(embedder: Embedder, texts: Sequence[str]) -> list[int]:
+    """Tokens of each text with special tokens, untruncated (what the limit is checked against)."""
+    if not texts:
+        return []
+    encoded = embedder.tokenizer(
+        list(texts),
+        add_special_tokens=True,
+        truncation=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,
+    )
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def format_queries(embedder: Embedder, texts: list[str], instruction: str | None) -> list[str]:
+    """Prepend the query instruction exactly as `Embedder.encode(query=True, instruction=...)` does."""
+    prefix = instruction if instruction is not None else embedder.query_instruction
+    return [prefix + text for text in texts] if prefix else texts
+
+
+def _check_count(state: ServingState, count: int) -> None:
+    limit = state.config.limits.max_texts_per_request
+    if count > limit:
+        raise ApiError(
+            413,
+            f"{count} texts in one request; this server accepts at most {limit} (--max-texts); "
+            "split the input into several requests",
+        )
+
+
+def _limit(state: ServingState, requested: int | None, name: str) -> int:
+    if requested is None:
+        return state.max_tokens
+    if requested > state.max_tokens:
+        raise ApiError(
+            422,
+            f"{name} {requested} exceeds this server's limit of {state.max_tokens} tokens per text",
+            param=name,
+        )
+    return requested
+
+
+def _check_lengths(counts: list[int], limit: int, truncate: bool, name: str) -> int:
+    """Refuse a text longer than `limit` unless truncating; return the tokens that will be encoded."""
+    if not truncate:
+        for position, count in enumerate(counts):
+            if count > limit:
+                raise ApiError(
+                    413,
+                    f"{name}[{position}] has {count} tokens, more than the limit of {limit} tokens per text; "
+                    'shorten it, or send "truncate": true to cut it to the limit',
+                    param=name,
+                )
+    return sum(min(count, limit) for count in counts)
+
+
+async def _wait(future: Future[T]) -> T:
+    return await asyncio.wrap_future(future)
+
+
+def _usage(tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": int(tokens), "total_tokens": int(tokens)}
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+# ---------------------------------------------------------------------- rendering
+def render_embeddings(
+    vectors: np.ndarray,
+    encoding_format: str,
+    model: str,
+    tokens: int,
+    dimensions: int | None,
+    normalize: bool,
+) -> bytes:
+    """OpenAI's embeddings response; `dimensions` truncates, then re-normalises when the model normalises."""
+    if dimensions is not None and dimensions < vectors.shape[1]:
+        vectors = vectors[:, :dimensions]
+        if normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _b64(row) if encoding_format == "base64" else row.tolist(),
+        }
+        for i, row in enumerate(vectors.astype(np.float32, copy=False))
+    ]
+    return _dumps({"object": "list", "data": data, "model": model, "usage": _usage(tokens)})
+
+
+def render_encode(state: ServingState, req: EncodeRequest, result: EncodeResult) -> bytes:
+    base64_out = req.encoding_format == "base64"
+    data: list[dict[str, Any]] = []
+    for i in range(len(result)):
+        item: dict[str, Any] = {"index": i, "num_tokens": result.num_tokens[i]}
+        if result.dense is not None:
+            row = result.dense[i]
+            item["dense"] = _b64(row) if base64_out else row.tolist()
+        if result.sparse is not None:
+            vector = result.sparse[i]
+            sparse: dict[str, Any] = vector.to_dict()
+            if req.sparse_tokens:
+                sparse["tokens"] = state.embedder.tokenizer.convert_ids_to_tokens(vector.indices.tolist())
+            item["sparse"] = sparse
+        if result.colbert is not None:
+            rows = result.colbert[i]
+            item["colbert"] = _b64(rows) if base64_out else rows.tolist()
+        data.append(item)
+    dims: dict[str, int] = {}
+    if result.dense is not None:
+        dims["dense"] = int(result.dense.shape[1])
+    if result.colbert is not None and state.colbert_dim is not None:
+        dims["colbert"] = state.colbert_dim
+    payload = {
+        "object": "list",
+        "model": state.config.model_name,
+        "encoding_format": req.encoding_format,
+        "dims": dims,
+        "data": data,
+        "usage": _usage(sum(result.num_tokens)),
+    }
+    return _dumps(payload)
+
+
+def _float_list(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=np.float64)]
+
+
+# ---------------------------------------------------------------------- the app
+def create_app(
+    embedder: Embedder, config: ServerConfig | None = None, index: IndexSearcher | None = None
+) -> FastAPI:
+    """Build the app around a loaded model (and index); the batcher starts and drains with the app's lifespan."""
+    config = config or ServerConfig()
+    limits = config.limits
+    limits.validate()
+    model_limit = embedder.max_length
+    if limits.max_tokens_per_text is not None and limits.max_tokens_per_text > model_limit:
+        from trivec.errors import InputError
+
+        raise InputError(
+            f"max_tokens_per_text {limits.max_tokens_per_text} exceeds the model's limit of {model_limit} tokens"
+        )
+    metrics = ServerMetrics()
+    state = ServingState(
+        config=config,
+        embedder=embedder,
+        batcher=DynamicBatcher(embedder, limits, metrics),
+        metrics=metrics,
+        index=index,
+        max_tokens=limits.max_tokens_per_text or model_limit,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.batcher.start()
+        logger.info(
+            "serving %s (%s) — dynamic batching %s, queue %d texts, batch budget %d tokens",
+            config.model_name,
+            ", ".join(embedder.available_modes()),
+            "on" if limits.dynamic_batching else "off",
+            limits.queue_size,
+            limits.batch_tokens,
+        )
+        try:
+            yield
+        finally:
+            pending = state.batcher.queued_requests
+            stopped = await run_in_threadpool(state.batcher.close, config.graceful_timeout_s)
+            if stopped:
+                logger.info("encoder stopped after finishing %d queued request(s)", pending)
+            else:
+                logger.error("encoder still busy after %.0f s; exiting anyway", config.graceful_timeout_s)
+
+    app = FastAPI(
+        title="trivec",
+        summary="Dense, sparse and ColBERT embeddings, scores and search over HTTP",
+        lifespan=lifespan,
+    )
+    app.state.trivec = state
+    install_error_handlers(app)
+    # outermost first: metrics see every answer, the key is checked before the body limit reads anything
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    if config.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=ENDPOINTS)
+
+    @app.post("/v1/embeddings", summary="OpenAI-compatible dense embeddings")
+    async def embeddings(req: EmbeddingsRequest) -> Response:
+        dim = embedder.model.hidden_size
+        if req.dimensions is not None and req.dimensions > dim:
+            raise ApiError(
+                422,
+                f"dimensions {req.dimensions} is larger than the model's {dim}-dimensional embeddings",
+                param="dimensions",
+            )
+        _check_count(state, len(req.input))
+        counts = await run_in_threadpool(count_tokens, embedder, req.input)
+        tokens = _check_lengths(counts, state.max_tokens, False, "input")
+        spec = EncodeSpec(dense=True, max_length=state.max_tokens)
+        result = await _wait(state.batcher.submit(req.input, spec, tokens))
+        assert result.dense is not None
+        body = await run_in_threadpool(
+            render_embeddings,
+            result.dense,
+            req.encoding_format,
+            config.model_name,
+            sum(result.num_tokens),
+            req.dimensions,
+            embedder.model.normalize,
+        )
+        return _json(body)
+
+    @app.post("/encode", summary="Dense, sparse and ColBERT outputs of texts")
+    async def encode(req: EncodeRequest) -> Response:
+        embedder.model.require(sparse=req.sparse, colbert=req.colbert)
+        _check_count(state, len(req.texts))
+        limit = _limit(state, req.max_length, "max_length")
+        query = req.is_query or req.instruction is not None
+        texts = format_queries(embedder, req.texts, req.instruction) if query else req.texts
+        counts = await run_in_threadpool(count_tokens, embedder, texts)
+        tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "texts")
+        spec = EncodeSpec(
+            dense=req.dense, sparse=req.sparse, colbert=req.colbert, max_length=limit, mcls=req.mcls
+        )
+        result = await _wait(state.batcher.submit(texts, spec, tokens))
+        return _json(await run_in_threadpool(render_encode, state, req, result))
+
+    @app.post("/score", summary="Scores of query/passage pairs or of one query against passages")
+    async def score(req: ScoreRequest) -> Response:
+        modes = req.modes
+        if modes is not None:
+            embedder.model.require(sparse="sparse" in modes, colbert="colbert" in modes)
+        try:
+            weights = normalize_weights(req.weights)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), param="weights") from None
+        if req.pairs is not None:
+            queries = [q for q, _ in req.pairs]
+            passages = [p for _, p in req.pairs]
+        else:
+            assert req.query is not None and req.passages is not None
+            queries, passages = [req.query], list(req.passages)
+        _check_count(state, len(queries) + len(passages))
+        q_limit = _limit(state, req.max_query_length, "max_query_length")
+        p_limit = _limit(state, req.max_passage_length, "max_passage_length")
+        formatted = format_queries(embedder, queries, req.instruction)
+        q_counts, p_counts = await run_in_threadpool(
+            lambda: (count_tokens(embedder, formatted), count_tokens(embedder, passages))
+        )
+        tokens = _check_lengths(q_counts, q_limit, req.truncate or req.max_query_length is not None, "query")
+        tokens += _check_lengths(
+            p_counts, p_limit, req.truncate or req.max_passage_length is not None, "passage"
+        )
+
+        def run(model: Embedder) -> dict[str, np.ndarray]:
+            common: dict[str, Any] = {
+                "modes": modes,
+                "weights": weights,
+                "instruction": req.instruction,
+                "max_query_length": q_limit,
+                "max_passage_length": p_limit,
+            }
+            if req.pairs is not None:
+                return model.score_pairs(list(zip(queries, passages, strict=True)), **common)
+            return model.score(queries[0], passages, **common)
+
+        try:
+            scores = await _wait(state.batcher.submit_call(run, len(queries) + len(passages), tokens))
+        except ValueError as exc:  # e.g. no mode with a positive weight
+            raise ApiError(422, str(exc), param="weights") from None
+        payload = {
+            "object": "scores",
+            "model": config.model_name,
+            "scores": {mode: _float_list(values) for mode, values in scores.items()},
+            "usage": _usage(tokens),
+        }
+        return _json(_dumps(payload))
+
+    @app.post("/search", summary="Search the loaded index")
+    async def search(req: SearchRequest) -> Response:
+        index = state.index
+        if index is None:
+            raise ApiError(
+                404, "no index is loaded on this server; start it with `trivec serve --index DIR` to search"
+            )
+        queries = req.texts()
+        _check_count(state, len(queries))
+        limit = _limit(state, req.max_length, "max_length")
+        formatted = format_queries(embedder, queries, req.instruction)
+        counts = await run_in_threadpool(count_tokens, embedder, formatted)
+        tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "query")
+        options = index.options(req)
+
+        def run(model: Embedder) -> list[list[dict[str, Any]]]:
+            return index.search(model, queries, options, max_length=limit)
+
+        try:
+            hits = await _wait(state.batcher.submit_call(run, len(queries), tokens))
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        payload: dict[str, Any] = {"object": "search", "model": config.model_name}
+        if req.query is not None:
+            payload["results"] = hits[0]
+        else:
+            payload["results"] = hits
+        payload["usage"] = _usage(tokens)
+        return _json(_dumps(payload))
+
+    @app.get("/health", summary="Liveness, model and queue state")
+    async def health() -> Response:
+        batcher = state.batcher
+        ok = batcher.alive and not batcher.closing
+        dims = {"dense": embedder.model.hidden_size}
+        if state.colbert_dim is not None:
+            dims["colbert"] = state.colbert_dim
+        payload = {
+            "status": "ok" if ok else ("shutting_down" if batcher.closing else "starting"),
+            "model": config.model_name,
+            "outputs": embedder.available_modes(),
+            "dims": dims,
+            "max_tokens_per_text": state.max_tokens,
+            "max_texts_per_request": limits.max_texts_per_request,
+            "dynamic_batching": limits.dynamic_batching,
+            "queue": {
+                "texts": batcher.queued_texts,
+                "requests": batcher.queued_requests,
+                "capacity_texts": limits.queue_size,
+            },
+            "index": state.index.describe() if state.index is not None else None,
+            "uptime_s": round(time.time() - state.started, 3),
+        }
+        return Response(_dumps(payload), status_code=200 if ok else 503, media_type="application/json")
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app

@@ -1,0 +1,276 @@
+"""Dynamic batching: one worker thread owns the model and merges concurrent requests into shared batches.
+
+Requests put their texts on a bounded queue and wait on a future. The worker takes the oldest request, lets
+others with the same output settings join it up to a token budget (waiting at most `max_wait_ms` for them
+when the queue is short), runs `Embedder.encode` once on the merged texts, and hands each request its own
+slice of the result. The queue is bounded in texts: a request that does not fit is refused at once
+(`QueueFullError`, HTTP 503) rather than piling up memory and latency. `close()` refuses new work, lets
+the worker finish everything already queued, and joins it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from trivec.errors import TrivecError
+from trivec.inference import Embedder, EncodeResult
+from trivec.serving.config import ServingLimits
+from trivec.serving.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class QueueFullError(TrivecError):
+    """The queue has no room for the request's texts; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDownError(TrivecError):
+    """The server is draining its queue before exit and takes no new work."""
+
+
+@dataclass(frozen=True)
+class EncodeSpec:
+    """What an encode request asks for; only requests with equal specs share a batch."""
+
+    dense: bool = True
+    sparse: bool = False
+    colbert: bool = False
+    max_length: int | None = None
+    mcls: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    texts: list[str]
+    tokens: int
+    future: Future[Any]
+    spec: EncodeSpec | None = None
+    call: Callable[[Embedder], Any] | None = None
+    size: int = 0
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+def slice_result(result: EncodeResult, start: int, stop: int) -> EncodeResult:
+    """Rows `start:stop` of an `EncodeResult`."""
+    return EncodeResult(
+        dense=None if result.dense is None else result.dense[start:stop],
+        sparse=None if result.sparse is None else result.sparse[start:stop],
+        colbert=None if result.colbert is None else result.colbert[start:stop],
+        num_tokens=result.num_tokens[start:stop],
+    )
+
+
+class DynamicBatcher:
+    """A bounded queue in front of one encoder thread that merges requests into token-budget batches."""
+
+    def __init__(
+        self, embedder: Embedder, limits: ServingLimits, metrics: ServerMetrics | None = None
+    ) -> None:
+        limits.validate()
+        self.embedder = embedder
+        self.limits = limits
+        self.metrics = metrics
+        self._pending: deque[_Job] = deque()
+        self._queued_texts = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        if metrics is not None:
+            metrics.queue_capacity.set(limits.queue_size)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the worker thread (once)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="trivec-encoder", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new work, finish what is queued, stop the worker; True when it stopped within `timeout`."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queued_texts(self) -> int:
+        return self._queued_texts
+
+    @property
+    def queued_requests(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ submission
+    def submit(self, texts: Sequence[str], spec: EncodeSpec, tokens: int) -> Future[EncodeResult]:
+        """Queue texts for encoding (already formatted: any query instruction prepended)."""
+        return self._enqueue(_Job(texts=list(texts), tokens=tokens, future=Future(), spec=spec))
+
+    def submit_call(self, call: Callable[[Embedder], T], size: int, tokens: int) -> Future[T]:
+        """Queue a job that uses the model as a whole (scoring, search); it runs alone, in queue order.
+
+        size: the texts it will encode (counted against the queue); tokens: their token count.
+        """
+        return self._enqueue(_Job(texts=[], tokens=tokens, future=Future(), call=call, size=size))
+
+    def _enqueue(self, job: _Job) -> Future[Any]:
+        size = len(job.texts) if job.spec is not None else job.size
+        job.size = size
+        with self._cond:
+            if self._closing:
+                self._count_rejected()
+                raise ShuttingDownError("the server is shutting down and takes no new requests")
+            if self._queued_texts + size > self.limits.queue_size:
+                self._count_rejected()
+                raise QueueFullError(
+                    f"the encoder queue is full ({self._queued_texts} of {self.limits.queue_size} texts "
+                    f"waiting; this request has {size}); retry shortly"
+                )
+            self._pending.append(job)
+            self._queued_texts += size
+            self._update_gauges()
+            self._cond.notify_all()
+        return job.future
+
+    def _count_rejected(self) -> None:
+        if self.metrics is not None:
+            self.metrics.rejected.inc()
+
+    def _update_gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_texts.set(self._queued_texts)
+            self.metrics.queue_requests.set(len(self._pending))
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            try:
+                self._execute(jobs)
+            except Exception as exc:  # keep the worker alive whatever one batch does
+                logger.exception("encoder batch failed")
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+
+    def _take(self) -> list[_Job] | None:
+        """Wait for work; return the next batch of jobs (None once closed and drained)."""
+        limits = self.limits
+        with self._cond:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            first = self._pending[0]
+            merging = limits.dynamic_batching and first.spec is not None
+            if merging and limits.max_wait_ms > 0:
+                deadline = first.enqueued + limits.max_wait_ms / 1000.0
+                while not self._closing:
+                    ready = sum(j.tokens for j in self._pending if j.spec == first.spec)
+                    remaining = deadline - time.monotonic()
+                    if ready >= limits.batch_tokens or remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            jobs = [self._pending.popleft()]
+            if merging:
+                total = first.tokens
+                keep: deque[_Job] = deque()
+                for job in self._pending:
+                    if job.spec == first.spec and total + job.tokens <= limits.batch_tokens:
+                        jobs.append(job)
+                        total += job.tokens
+                    else:
+                        keep.append(job)
+                self._pending = keep
+            self._queued_texts -= sum(job.size for job in jobs)
+            self._update_gauges()
+        if self.metrics is not None:
+            now = time.monotonic()
+            for job in jobs:
+                self.metrics.queue_wait.observe(now - job.enqueued)
+        return jobs
+
+    def _execute(self, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        started = time.perf_counter()
+        call = live[0].call
+        if call is not None:
+            job = live[0]
+            try:
+                job.future.set_result(call(self.embedder))
+            except Exception as exc:
+                job.future.set_exception(exc)
+            self._observe(live, job.size, job.tokens, started)
+            return
+        spec = live[0].spec
+        assert spec is not None
+        texts = [text for job in live for text in job.texts]
+        try:
+            result = self._encode(texts, spec)
+        except Exception:
+            if len(live) == 1:
+                raise
+            # one request's input broke the merged batch: give every request its own answer
+            for job in live:
+                try:
+                    job.future.set_result(self._encode(job.texts, spec))
+                except Exception as exc:
+                    job.future.set_exception(exc)
+            self._observe(live, len(texts), sum(job.tokens for job in live), started)
+            return
+        start = 0
+        for job in live:
+            stop = start + len(job.texts)
+            job.future.set_result(slice_result(result, start, stop))
+            start = stop
+        self._observe(live, len(texts), sum(result.num_tokens), started)
+
+    def _encode(self, texts: list[str], spec: EncodeSpec) -> EncodeResult:
+        return self.embedder.encode(
+            texts,
+            dense=spec.dense,
+            sparse=spec.sparse,
+            colbert=spec.colbert,
+            max_length=spec.max_length,
+            mcls=spec.mcls,
+            batch_tokens=self.limits.batch_tokens,
+            show_progress=False,
+        )
+
+    def _observe(self, jobs: list[_Job], texts: int, tokens: int, started: float) -> None:
+        if self.metrics is None:
+            return
+        m = self.metrics
+        m.batch_seconds.observe(time.perf_counter() - started)
+        m.batch_requests.observe(len(jobs))
+        m.batch_texts.observe(texts)
+        m.batch_tokens.observe(tokens)
+        m.texts.inc(texts)
+        m.tokens.inc(tokens)

@@ -1,0 +1,73 @@
+"""Server settings: what to serve, where to listen, and the limits that keep one server bounded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trivec.errors import InputError
+
+
+@dataclass
+class ServingLimits:
+    """Limits on requests and on the dynamic batcher.
+
+    max_texts_per_request: texts in one request (a score pair counts as two); more → 413.
+    max_tokens_per_text: tokens of one text, special tokens included (None: the model's limit); a longer text
+        → 413, unless the request asks to truncate (`truncate: true` or an explicit `max_length`).
+    max_body_bytes: request body size; more → 413 before the body is read.
+    queue_size: texts waiting for the encoder; a request that does not fit → 503 with `Retry-After`.
+    batch_tokens: token budget of one merged batch (and of each forward pass inside it).
+    max_wait_ms: how long the first waiting request may wait for others to join its batch.
+    dynamic_batching: merge concurrent requests into shared batches (False: one request at a time).
+    """
+
+    max_texts_per_request: int = 512
+    max_tokens_per_text: int | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    queue_size: int = 4096
+    batch_tokens: int = 16384
+    max_wait_ms: float = 2.0
+    dynamic_batching: bool = True
+
+    def validate(self) -> None:
+        """Raise `InputError` naming the first setting out of range."""
+        for name in ("max_texts_per_request", "max_body_bytes", "queue_size", "batch_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_tokens_per_text is not None and (
+            not isinstance(self.max_tokens_per_text, int) or self.max_tokens_per_text < 2
+        ):
+            raise InputError(f"max_tokens_per_text must be an integer ≥ 2, got {self.max_tokens_per_text!r}")
+        if not self.max_wait_ms >= 0:
+            raise InputError(f"max_wait_ms must be ≥ 0, got {self.max_wait_ms!r}")
+        if self.queue_size < self.max_texts_per_request:
+            raise InputError(
+                f"queue_size ({self.queue_size}) must be at least max_texts_per_request "
+                f"({self.max_texts_per_request}), or the largest allowed request could never be queued"
+            )
+
+
+@dataclass
+class ServerConfig:
+    """Everything `trivec serve` needs: the model, an optional index, the address, auth and limits."""
+
+    model: str = "default"
+    index: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = field(default=None, repr=False)
+    served_model_name: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    limits: ServingLimits = field(default_factory=ServingLimits)
+    graceful_timeout_s: float = 30.0
+    log_level: str = "info"
+
+    @property
+    def model_name(self) -> str:
+        """The id reported as `model` in responses: the given name, else the model path's last part."""
+        if self.served_model_name:
+            return self.served_model_name
+        return Path(self.model).name or self.model

@@ -1,0 +1,109 @@
+"""Run the app with uvicorn: in the foreground (`trivec serve`) or in a background thread (tests, notebooks)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from trivec.serving.app import create_app
+from trivec.serving.config import ServerConfig
+
+logger = logging.getLogger("trivec.serving")
+
+
+def build_app(config: ServerConfig) -> FastAPI:
+    """Load the model (and the index, if any) named by `config` and build the app around them."""
+    from trivec.inference import Embedder
+
+    config.limits.validate()
+    embedder = Embedder.from_pretrained(
+        config.model, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
+    )
+    index = None
+    if config.index is not None:
+        from trivec.serving.search import IndexSearcher
+
+        index = IndexSearcher.open(config.index)
+    return create_app(embedder, config, index)
+
+
+def uvicorn_config(app: FastAPI, config: ServerConfig, access_log: bool = False) -> uvicorn.Config:
+    """uvicorn settings: lifespan on (the encoder starts and drains with it), graceful shutdown bounded."""
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        lifespan="on",
+        log_level=config.log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=max(1, int(config.graceful_timeout_s)),
+    )
+
+
+def run_server(config: ServerConfig, access_log: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests and the queue finish before the process exits."""
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    app = build_app(config)
+    uvicorn.Server(uvicorn_config(app, config, access_log)).run()
+
+
+class ServerThread:
+    """uvicorn in a background thread on a loopback port chosen by the OS (port 0) or given.
+
+    The socket is bound before the thread starts, so `url` is valid at once and no other process can take the
+    port in between. `stop()` shuts down as SIGTERM would: in-flight requests finish, the queue drains.
+    """
+
+    def __init__(
+        self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, graceful_timeout_s: float = 30.0
+    ) -> None:
+        self.app = app
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port = int(self._socket.getsockname()[1])
+        config = ServerConfig(
+            host=host, port=self.port, log_level="warning", graceful_timeout_s=graceful_timeout_s
+        )
+        self.server = uvicorn.Server(uvicorn_config(app, config))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerThread:
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, name="trivec-uvicorn", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server thread exited during startup (see the log above)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the server did not start within {timeout:.0f} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._socket.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
