@@ -5,10 +5,12 @@ gradient cache; and `torchrun` runs the `trivec train contrastive` command uncha
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +91,23 @@ def build(scenario: str) -> ContrastiveModel:
     return ContrastiveModel(encoder.train(), loss)
 
 
+def run_ddp(scenario: str, rank: int, world: int, out_dir: str) -> None:
+    core = build(scenario)
+    ddp = torch.nn.parallel.DistributedDataParallel(core, find_unused_parameters=True)
+    loss = run(scenario, rank, world, ddp, core)
+    grads = {n: p.grad for n, p in core.named_parameters() if p.grad is not None}
+    if rank == 0:
+        torch.save({"loss": loss, "grads": grads}, os.path.join(out_dir, f"{scenario}.pt"))
+
+
 def worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         for scenario in SCENARIOS:
-            core = build(scenario)
-            ddp = torch.nn.parallel.DistributedDataParallel(core, find_unused_parameters=True)
-            loss = run(scenario, rank, world, ddp, core)
-            grads = {n: p.grad for n, p in core.named_parameters() if p.grad is not None}
-            if rank == 0:
-                torch.save({"loss": loss, "grads": grads}, os.path.join(out_dir, f"{scenario}.pt"))
+            run_ddp(scenario, rank, world, out_dir)
+            gc.collect()  # free each DDP reducer while the process group is alive (else teardown can hang)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -107,7 +115,13 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    context = mp.spawn(worker, args=(2, free_port(), str(out)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the 2-process run did not finish in 300 s")
     return out
 
 
