@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -271,3 +272,19 @@ def test_server_listens_on_loopback_only(server: ServerThread) -> None:
     assert server.host == "127.0.0.1"
     with socket.create_connection(("127.0.0.1", server.port), timeout=5):
         pass
+
+
+def test_many_concurrent_clients_each_get_their_own_vectors(server: ServerThread, tiny: Embedder) -> None:
+    requests = [[f"request {i} text {j} " * (1 + (i + j) % 5) for j in range(1 + i % 4)] for i in range(24)]
+
+    def post(texts: list[str]) -> np.ndarray:
+        with httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as http:
+            response = http.post(f"{server.url}/v1/embeddings", json={"input": texts})
+            assert response.status_code == 200, response.text
+            return np.array([d["embedding"] for d in response.json()["data"]])
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(post, requests))
+    flat = [t for texts in requests for t in texts]
+    expected = tiny.encode(flat, max_length=64).dense
+    np.testing.assert_allclose(np.concatenate(results), expected, atol=1e-5)
