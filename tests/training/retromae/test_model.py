@@ -145,6 +145,7 @@ def test_xlmr_family_continued_pretraining(tmp_path: Path) -> None:
             "max_seq_length": 48,
             "per_device_train_batch_size": 8,
             "max_steps": 3,
+            "activation_checkpointing": True,
             "save_strategy": "no",
             "report_to": [],
             "disable_tqdm": True,
@@ -152,6 +153,7 @@ def test_xlmr_family_continued_pretraining(tmp_path: Path) -> None:
     )
     trainer = build_trainer(recipe, training)
     trainer.train()
+    assert trainer.model.lm.is_activation_checkpointing  # type: ignore[union-attr]
     trainer.save_model()
     encoder_dir = tmp_path / "run" / "encoder_model"
     assert (tmp_path / "run" / "model.safetensors").is_file()

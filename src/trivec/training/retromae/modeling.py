@@ -157,9 +157,19 @@ class RetroMAEModel(nn.Module):
     def config(self) -> Any:  # the Trainer reads a few fields from `model.config`
         return self.lm.config
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """Checkpoint the encoder's layers (the Trainer calls this for `gradient_checkpointing=True`)."""
-        self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """Checkpoint the encoder's layers (the Trainer calls this for `activation_checkpointing=True`,
+        alias `gradient_checkpointing=True`); the one decoder layer is cheap and left as is."""
+        self.lm.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=activation_checkpointing_kwargs,
+            every_n_layers=every_n_layers,
+            offload=offload,
+        )
 
     def _mlm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the MLM head over the labelled positions only (no `[B, L, V]` logits)."""
