@@ -198,7 +198,7 @@ def test_pairs_skip_rows_without_title_and_duplicates(tmp_path: Path) -> None:
     )
     stats = build_pairs(corpus, tmp_path / "p.jsonl")
     assert (stats.written, stats.no_title, stats.duplicates) == (1, 2, 1)
-    with pytest.raises(InputError, match="no row has both"):
+    with pytest.raises(InputError, match="no selected row has both"):
         build_pairs(write_jsonl(tmp_path / "none.jsonl", [{"text": "x"}]), tmp_path / "none-out.jsonl")
     assert not (tmp_path / "none-out.jsonl").exists()
     with pytest.raises(InputError, match=r"c2.jsonl:1: field 'title' must be a string"):
@@ -232,3 +232,25 @@ def test_pairs_cli(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(mined(out)) == 5 and json.loads(out.read_text().splitlines()[0])["query"] == "t0"
+
+
+def test_pairs_from_labelled_sts_rows_of_one_split(tmp_path: Path) -> None:
+    """STS train pairs with gold ≥ 4 as positives (never the test split), counted independently."""
+    source = DATA / "sick" / "pairs.jsonl"
+    stats = build_pairs(
+        source,
+        tmp_path / "p.jsonl",
+        query_field="sentence1",
+        passage_field="sentence2",
+        where={"split": "train"},
+        at_least={"score": 4.0},
+    )
+    expected = {
+        (o["sentence1"].strip(), o["sentence2"].strip())
+        for _, o in iter_jsonl(source)
+        if o["split"] == "train" and o["score"] >= 4.0
+    }
+    assert {(r["query"], r["pos"][0]) for r in mined(tmp_path / "p.jsonl")} == expected
+    assert stats.written == len(expected) and stats.skipped == stats.rows - len(expected) - stats.duplicates
+    with pytest.raises(InputError, match="'split' must be a number"):
+        build_pairs(source, tmp_path / "x.jsonl", at_least={"split": 1.0})

@@ -175,9 +175,19 @@ def register(app: typer.Typer) -> None:
         query_instruction: Annotated[
             str | None, typer.Option(help="Query instruction of the filter model.")
         ] = None,
+        where: Annotated[
+            list[str] | None, typer.Option(help="Keep rows with FIELD=VALUE (e.g. split=train); repeatable.")
+        ] = None,
+        at_least: Annotated[
+            list[str] | None, typer.Option(help="Keep rows with FIELD ≥ NUMBER (e.g. score=4); repeatable.")
+        ] = None,
     ) -> None:
-        """(title, body) pairs from a corpus — BGE's unlabeled stage-2 data — optionally score-filtered."""
-        from trivec.training.pairs import build_pairs
+        """(title, body) pairs from a corpus — BGE's unlabeled stage-2 data — optionally score-filtered.
+
+        Also turns labelled pair data into training pairs, e.g. STS:
+        `--query-field sentence1 --passage-field sentence2 --where split=train --at-least score=4`.
+        """
+        from trivec.training.pairs import build_pairs, parse_filters
 
         embedder = None
         if filter_model is not None:
@@ -192,6 +202,8 @@ def register(app: typer.Typer) -> None:
             query_field=query_field,
             passage_field=passage_field,
             query_instruction=query_instruction,
+            where=parse_filters(where, numeric=False, option="--where"),
+            at_least=parse_filters(at_least, numeric=True, option="--at-least"),
         )
         typer.echo(f"{stats.summary()} → {output}", err=True)
 
