@@ -11,7 +11,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +34,8 @@ from trivec.serving.search import IndexSearcher
 
 logger = logging.getLogger("trivec.serving")
 T = TypeVar("T")
+INLINE_CHARS = 20_000  # tokenise inline below this many characters per request
+INLINE_FLOATS = 50_000  # render JSON inline below this many numbers per response
 ENDPOINTS = ("/v1/embeddings", "/encode", "/score", "/search", "/health", "/metrics")
 
 
@@ -111,6 +113,17 @@ def _check_lengths(counts: list[int], limit: int, truncate: bool, name: str) -> 
                     param=name,
                 )
     return sum(min(count, limit) for count in counts)
+
+
+async def _offload(heavy: bool, func: Callable[..., T], *args: Any) -> T:
+    """Run `func` in a worker thread when it is heavy; small work runs inline (a thread hop costs more)."""
+    if heavy:
+        return await run_in_threadpool(func, *args)
+    return func(*args)
+
+
+def _heavy_text(*groups: Sequence[str]) -> bool:
+    return sum(len(text) for texts in groups for text in texts) > INLINE_CHARS
 
 
 async def _wait(future: Future[T]) -> T:
@@ -266,12 +279,13 @@ def create_app(
                 param="dimensions",
             )
         _check_count(state, len(req.input))
-        counts = await run_in_threadpool(count_tokens, embedder, req.input)
+        counts = await _offload(_heavy_text(req.input), count_tokens, embedder, req.input)
         tokens = _check_lengths(counts, state.max_tokens, False, "input")
         spec = EncodeSpec(dense=True, max_length=state.max_tokens)
         result = await _wait(state.batcher.submit(req.input, spec, tokens))
         assert result.dense is not None
-        body = await run_in_threadpool(
+        body = await _offload(
+            result.dense.size > INLINE_FLOATS,
             render_embeddings,
             result.dense,
             req.encoding_format,
@@ -289,13 +303,16 @@ def create_app(
         limit = _limit(state, req.max_length, "max_length")
         query = req.is_query or req.instruction is not None
         texts = format_queries(embedder, req.texts, req.instruction) if query else req.texts
-        counts = await run_in_threadpool(count_tokens, embedder, texts)
+        counts = await _offload(_heavy_text(texts), count_tokens, embedder, texts)
         tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "texts")
         spec = EncodeSpec(
             dense=req.dense, sparse=req.sparse, colbert=req.colbert, max_length=limit, mcls=req.mcls
         )
         result = await _wait(state.batcher.submit(texts, spec, tokens))
-        return _json(await run_in_threadpool(render_encode, state, req, result))
+        floats = (result.dense.size if result.dense is not None else 0) + sum(
+            c.size for c in result.colbert or []
+        )
+        return _json(await _offload(floats > INLINE_FLOATS, render_encode, state, req, result))
 
     @app.post("/score", summary="Scores of query/passage pairs or of one query against passages")
     async def score(req: ScoreRequest) -> Response:
@@ -316,8 +333,9 @@ def create_app(
         q_limit = _limit(state, req.max_query_length, "max_query_length")
         p_limit = _limit(state, req.max_passage_length, "max_passage_length")
         formatted = format_queries(embedder, queries, req.instruction)
-        q_counts, p_counts = await run_in_threadpool(
-            lambda: (count_tokens(embedder, formatted), count_tokens(embedder, passages))
+        q_counts, p_counts = await _offload(
+            _heavy_text(formatted, passages),
+            lambda: (count_tokens(embedder, formatted), count_tokens(embedder, passages)),
         )
         tokens = _check_lengths(q_counts, q_limit, req.truncate or req.max_query_length is not None, "query")
         tokens += _check_lengths(
@@ -359,7 +377,7 @@ def create_app(
         _check_count(state, len(queries))
         limit = _limit(state, req.max_length, "max_length")
         formatted = format_queries(embedder, queries, req.instruction)
-        counts = await run_in_threadpool(count_tokens, embedder, formatted)
+        counts = await _offload(_heavy_text(formatted), count_tokens, embedder, formatted)
         tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "query")
         options = index.options(req)
 

@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: cuda if any).")
         ] = None,
         dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+        threads: Annotated[
+            int | None, typer.Option(help="torch CPU threads of the encoder (default: one per core).")
+        ] = None,
         max_texts: Annotated[int, typer.Option(help="Texts per request (a score pair counts two).")] = 512,
         max_tokens: Annotated[
             int | None, typer.Option(help="Tokens per text (default: the model's limit); longer → 413.")
@@ -93,6 +96,7 @@ def register(app: typer.Typer) -> None:
             served_model_name=served_model_name,
             device=device,
             dtype=dtype,
+            threads=threads,
             limits=limits,
             graceful_timeout_s=graceful_timeout,
             log_level=log_level.lower(),

@@ -51,7 +51,11 @@ class ServingLimits:
 
 @dataclass
 class ServerConfig:
-    """Everything `trivec serve` needs: the model, an optional index, the address, auth and limits."""
+    """Everything `trivec serve` needs: the model, an optional index, the address, auth and limits.
+
+    threads: torch intra-op threads of the encoder (None: torch's default, one per core). On a CPU shared with
+    the HTTP side or other programs, fewer threads than cores often serve faster.
+    """
 
     model: str = "default"
     index: Path | None = None
@@ -61,6 +65,7 @@ class ServerConfig:
     served_model_name: str | None = None
     device: str | None = None
     dtype: str | None = None
+    threads: int | None = None
     limits: ServingLimits = field(default_factory=ServingLimits)
     graceful_timeout_s: float = 30.0
     log_level: str = "info"

@@ -19,9 +19,16 @@ logger = logging.getLogger("trivec.serving")
 
 def build_app(config: ServerConfig) -> FastAPI:
     """Load the model (and the index, if any) named by `config` and build the app around them."""
+    import torch
+
+    from trivec.errors import InputError
     from trivec.inference import Embedder
 
     config.limits.validate()
+    if config.threads is not None:
+        if config.threads < 1:
+            raise InputError(f"threads must be ≥ 1, got {config.threads}")
+        torch.set_num_threads(config.threads)
     embedder = Embedder.from_pretrained(
         config.model, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
     )
@@ -65,7 +72,8 @@ class ServerThread:
     ) -> None:
         self.app = app
         self.host = host
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port = int(self._socket.getsockname()[1])

@@ -1,0 +1,377 @@
+"""Load test of `trivec serve` on loopback: dynamic batching against one request at a time.
+
+    python benchmarks/serve.py                  # 16 clients × 60 s per mode, default model, /v1/embeddings
+    python benchmarks/serve.py --quick          # 8 clients × 10 s per mode
+    python benchmarks/serve.py --model ../shared/fixtures/tiny-m3 --endpoint encode --outputs dense,sparse,colbert
+
+Each mode starts its own server process (`python -m trivec.cli serve`, 127.0.0.1 only), warms it up, then N
+client tasks each send requests back to back — every loop is bounded by a deadline and a request count, and
+stops by itself. Reported per mode: requests/s, texts/s, p50/p99 latency, errors (non-200 answers or transport
+failures; target 0), the mean merged batch (from the server's /metrics), the server's peak RSS (VmHWM) and CPU
+seconds. Texts are real short queries (banking77 test set from ../shared/data). The load generator runs on the
+same machine as the server, so both share its cores: the table prints the load average to say how busy it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
+TEXTS_FILE = SHARED / "data" / "banking77" / "test.jsonl"
+HOST = "127.0.0.1"  # loopback only
+
+
+@dataclass
+class ModeResult:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    texts: int = 0
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    mean_batch_texts: float = 0.0
+    mean_batch_requests: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def read_texts(limit: int) -> list[str]:
+    if not TEXTS_FILE.is_file():
+        raise SystemExit(f"{TEXTS_FILE} not found (set TRIVEC_SHARED to the shared/ folder)")
+    texts = []
+    with TEXTS_FILE.open(encoding="utf-8") as handle:
+        for line in handle:
+            texts.append(json.loads(line)["text"])
+            if len(texts) >= limit:
+                break
+    return texts
+
+
+def proc_status(pid: int, key: str) -> float:
+    """A kB field of /proc/PID/status, in MiB."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def metric_value(text: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def start_server(args: argparse.Namespace, port: int, batching: bool) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "trivec.cli", "serve", "--model", args.model, "--host", HOST, "--port", str(port),
+        "--log-level", "warning", "--max-wait-ms", str(args.max_wait_ms), "--batch-tokens", str(args.batch_tokens),
+    ]  # fmt: skip
+    if not batching:
+        command.append("--no-batching")
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = process.stderr.read().decode() if process.stderr else ""
+            raise SystemExit(f"server exited during startup:\n{err}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise SystemExit("server did not start in time")
+
+
+def payload(args: argparse.Namespace, texts: list[str], i: int) -> tuple[str, dict[str, Any]]:
+    chosen = [texts[(i * args.texts_per_request + j) % len(texts)] for j in range(args.texts_per_request)]
+    if args.endpoint == "embeddings":
+        return "/v1/embeddings", {"input": chosen, "model": "bench"}
+    outputs = set(args.outputs.split(","))
+    return "/encode", {
+        "texts": chosen,
+        "dense": "dense" in outputs,
+        "sparse": "sparse" in outputs,
+        "colbert": "colbert" in outputs,
+    }
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads Content-Length answers.
+
+    A lean load generator (as wrk is): it shares the machine's cores with the server, so it should spend as
+    little CPU per request as it can. `--client httpx` uses httpx instead.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        await self.writer.drain()
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        data = await self.reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+async def client_loop(
+    url: str, args: argparse.Namespace, texts: list[str], seed: int, deadline: float, max_requests: int,
+    result: ModeResult | None,
+) -> None:  # fmt: skip
+    raw = RawConnection(HOST, int(url.rsplit(":", 1)[1]))
+    http = httpx.AsyncClient(base_url=url, timeout=args.request_timeout) if args.client == "httpx" else None
+    i = seed * 100_003
+    try:
+        for n in range(max_requests):  # bounded in count …
+            if time.monotonic() >= deadline:  # … and in time
+                return
+            path, body = payload(args, texts, i)
+            i += 1
+            started = time.perf_counter()
+            try:
+                if http is not None:
+                    response = await http.post(path, json=body)
+                    status, data = response.status_code, response.content
+                else:
+                    encoded = json.dumps(body).encode()
+                    status, data = await asyncio.wait_for(raw.post(path, encoded), args.request_timeout)
+                ok, kind = status == 200, str(status)
+                if ok and n % 50 == 0:  # check answers now and then (parsing all costs the server's CPU)
+                    ok = len(json.loads(data)["data"]) == len(body.get("input", body.get("texts", [])))
+                    kind = "bad answer"
+            except (
+                httpx.HTTPError,
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.TimeoutError,
+                ValueError,
+            ) as exc:
+                ok, kind = False, type(exc).__name__
+                await raw.close()
+            if result is None:
+                continue
+            result.latencies.append(time.perf_counter() - started)
+            if ok:
+                result.texts += len(body.get("input", body.get("texts", [])))
+            else:
+                result.errors += 1
+                result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
+    finally:
+        await raw.close()
+        if http is not None:
+            await http.aclose()
+
+
+async def load(
+    url: str, args: argparse.Namespace, texts: list[str], seconds: float, result: ModeResult | None
+) -> float:
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    tasks = [
+        client_loop(url, args, texts, c, deadline, args.max_requests_per_client, result)
+        for c in range(args.clients)
+    ]
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + args.request_timeout + 30)
+    return time.perf_counter() - started
+
+
+def run_mode(args: argparse.Namespace, texts: list[str], batching: bool) -> ModeResult:
+    name = "dynamic batching" if batching else "one request at a time"
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    process = start_server(args, port, batching)
+    result = ModeResult(name)
+    try:
+        wait_healthy(url, process)
+        asyncio.run(load(url, args, texts, args.warmup, None))
+        metrics_before = httpx.get(f"{url}/metrics", timeout=30).text
+        cpu_before, client_before = cpu_seconds(process.pid), time.process_time()
+        result.seconds = asyncio.run(load(url, args, texts, args.duration, result))
+        result.cpu_s = cpu_seconds(process.pid) - cpu_before
+        result.client_cpu_s = time.process_time() - client_before
+        result.peak_rss_mib = proc_status(process.pid, "VmHWM")
+        metrics_after = httpx.get(f"{url}/metrics", timeout=30).text
+        batches = metric_value(metrics_after, "trivec_batch_texts_count") - metric_value(
+            metrics_before, "trivec_batch_texts_count"
+        )
+        if batches:
+            for attr, metric in (("mean_batch_texts", "trivec_batch_texts_sum"),
+                                 ("mean_batch_requests", "trivec_batch_requests_sum")):  # fmt: skip
+                total = metric_value(metrics_after, metric) - metric_value(metrics_before, metric)
+                setattr(result, attr, total / batches)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
+    return result
+
+
+def table(results: list[ModeResult]) -> str:
+    header = (
+        "| mode | requests | req/s | texts/s | p50 ms | p99 ms | errors | mean batch (texts / requests) "
+        "| server peak RSS MiB | server CPU s | client CPU s |"
+    )
+    lines = [header, "|" + "---|" * 11]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.requests} | {r.requests / r.seconds:.1f} | {r.texts / r.seconds:.1f} "
+            f"| {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.errors} "
+            f"| {r.mean_batch_texts:.1f} / {r.mean_batch_requests:.1f} | {r.peak_rss_mib:.0f} | {r.cpu_s:.1f} "
+            f"| {r.client_cpu_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="default", help="model served (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--endpoint", choices=["embeddings", "encode"], default="embeddings")
+    parser.add_argument("--outputs", default="dense", help="for --endpoint encode: dense,sparse,colbert")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per mode")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each run")
+    parser.add_argument("--texts-per-request", type=int, default=1)
+    parser.add_argument("--max-requests-per-client", type=int, default=200_000, help="hard bound per client")
+    parser.add_argument("--request-timeout", type=float, default=30.0)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--batch-tokens", type=int, default=16384)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="torch threads of the server (default: half the cores — the HTTP side and the load generator "
+        "need the rest); 0: torch's default, one per core",
+    )
+    parser.add_argument(
+        "--modes", default="batched,single", help="batched, single, or both (comma-separated)"
+    )
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator")
+    parser.add_argument("--quick", action="store_true", help="8 clients × 10 s per mode, 2 s warm-up")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.duration, args.warmup = min(args.clients, 8), min(args.duration, 10.0), 2.0
+    texts = read_texts(3080)
+    load_before = os.getloadavg()
+    results = []
+    for mode in args.modes.split(","):
+        if mode not in ("batched", "single"):
+            raise SystemExit(f"--modes: unknown mode {mode!r}")
+        results.append(run_mode(args, texts, batching=mode == "batched"))
+    load_after = os.getloadavg()
+    target = "/v1/embeddings" if args.endpoint == "embeddings" else f"/encode ({args.outputs})"
+    print(
+        f"\ntrivec serve — model {args.model}, POST {target}, {args.texts_per_request} text(s)/request "
+        f"(banking77 test queries), {args.clients} clients × {args.duration:.0f} s per mode after "
+        f"{args.warmup:.0f} s warm-up, loopback {HOST}, torch threads {args.threads or os.cpu_count()}, "
+        f"{os.cpu_count()} cores shared with the load generator; "
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n"
+    )
+    print(table(results))
+    by_name = {r.name: r for r in results}
+    if len(by_name) == 2:
+        fast, slow = by_name["dynamic batching"], by_name["one request at a time"]
+        speedup = (fast.requests / fast.seconds) / max(slow.requests / slow.seconds, 1e-9)
+        print(f"\nthroughput, dynamic batching / one at a time: {speedup:.2f}× (target ≥ 3×)")
+    for r in results:
+        if r.error_kinds:
+            print(f"errors in {r.name}: {r.error_kinds}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                [
+                    {
+                        "mode": r.name,
+                        "requests": r.requests,
+                        "seconds": r.seconds,
+                        "req_per_s": r.requests / r.seconds,
+                        "p50_ms": r.percentile(50),
+                        "p99_ms": r.percentile(99),
+                        "mean_latency_ms": statistics.fmean(r.latencies) * 1000 if r.latencies else None,
+                        "errors": r.errors,
+                        "peak_rss_mib": r.peak_rss_mib,
+                        "server_cpu_s": r.cpu_s,
+                        "client_cpu_s": r.client_cpu_s,
+                        "mean_batch_texts": r.mean_batch_texts,
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
