@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from trivec.errors import InputError
 from trivec.inference import Embedder, EncodeResult
 from trivec.inference.scoring import normalize_weights
 from trivec.serving.batcher import DynamicBatcher, EncodeSpec
@@ -220,8 +221,6 @@ def create_app(
     limits.validate()
     model_limit = embedder.max_length
     if limits.max_tokens_per_text is not None and limits.max_tokens_per_text > model_limit:
-        from trivec.errors import InputError
-
         raise InputError(
             f"max_tokens_per_text {limits.max_tokens_per_text} exceeds the model's limit of {model_limit} tokens"
         )

@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from trivec.serving.errors import error_response
 from trivec.serving.metrics import ServerMetrics
 
+OPEN_PATHS = ("/health", "/docs", "/redoc", "/openapi.json")  # liveness probes and the API's own description
+
 
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
@@ -53,7 +55,7 @@ class MetricsMiddleware:
 class ApiKeyMiddleware:
     """Require `Authorization: Bearer <key>` on every path but the open ones (401 otherwise)."""
 
-    def __init__(self, app: ASGIApp, api_key: str, open_paths: Collection[str] = ("/health",)) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, open_paths: Collection[str] = OPEN_PATHS) -> None:
         self.app = app
         self.expected = api_key.encode()
         self.open_paths = set(open_paths)

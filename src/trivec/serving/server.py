@@ -57,6 +57,8 @@ def run_server(config: ServerConfig, access_log: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests and the queue finish before the process exits."""
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     app = build_app(config)
+    if config.api_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("listening on %s without an API key: anyone who reaches it can use it", config.host)
     uvicorn.Server(uvicorn_config(app, config, access_log)).run()
 
 
