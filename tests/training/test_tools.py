@@ -254,3 +254,50 @@ def test_pairs_from_labelled_sts_rows_of_one_split(tmp_path: Path) -> None:
     assert stats.written == len(expected) and stats.skipped == stats.rows - len(expected) - stats.duplicates
     with pytest.raises(InputError, match="'split' must be a number"):
         build_pairs(source, tmp_path / "x.jsonl", at_least={"split": 1.0})
+
+
+# ---------------------------------------------------------------------------------------------- decontaminate
+def test_decontaminate_drops_evaluation_pairs_in_either_order(tmp_path: Path) -> None:
+    from trivec.training.decontaminate import decontaminate
+
+    evaluation = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"sentence1": "a cat sits", "sentence2": "a cat is sitting", "split": "test"},
+            {"sentence1": "two dogs run", "sentence2": "dogs are running ", "split": "dev"},
+            {"sentence1": "kept one", "sentence2": "kept two", "split": "train"},  # not an evaluation row
+        ],
+    )
+    rows = [
+        {"query": "a cat is sitting", "pos": ["a cat sits"], "neg": ["x"]},  # reversed order: removed
+        {"query": "dogs are running", "pos": ["two dogs run", "other"], "neg": [], "pos_scores": [1.0, 2.0]},
+        {"query": "kept one", "pos": ["kept two"], "neg": []},
+    ]
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    stats = decontaminate(data, tmp_path / "clean.jsonl", [evaluation])
+    assert (stats.rows, stats.kept_rows, stats.removed_positives, stats.removed_rows) == (3, 2, 2, 1)
+    clean = mined(tmp_path / "clean.jsonl")
+    assert clean[0]["pos"] == ["other"] and clean[0]["pos_scores"] == [2.0]
+    assert clean[1] == rows[2]
+    everything = write_jsonl(tmp_path / "all.jsonl", rows[:1])
+    with pytest.raises(InputError, match="every row is an evaluation pair"):
+        decontaminate(everything, tmp_path / "none.jsonl", [evaluation])
+    assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_decontaminate_cli_on_real_overlap(tmp_path: Path) -> None:
+    """MRPC's train pairs reappear in SemEval STS 2012 (MSRpar): they must go."""
+    out = tmp_path / "mrpc.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["data", "decontaminate", "--data", str(DATA / "mrpc" / "train.jsonl"), "--output", str(out),
+         "--against", str(DATA / "semeval-sts" / "pairs.jsonl")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    semeval = {
+        frozenset((o["sentence1"].strip(), o["sentence2"].strip()))
+        for _, o in iter_jsonl(DATA / "semeval-sts" / "pairs.jsonl")
+    }
+    kept = mined(out)
+    assert 1500 < len(kept) < 2407
+    assert not any(frozenset((r["query"].strip(), p.strip())) in semeval for r in kept for p in r["pos"])

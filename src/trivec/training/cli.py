@@ -207,6 +207,22 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"{stats.summary()} → {output}", err=True)
 
+    @data_group.command("decontaminate")
+    @clean_errors
+    def decontaminate_command(
+        data: Annotated[Path, typer.Option("--data", "-d", help="FlagEmbedding JSONL training rows.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="The rows without evaluation pairs.")],
+        against: Annotated[
+            list[Path],
+            typer.Option(help="Evaluation pairs.jsonl (sentence1, sentence2; non-train rows); repeatable."),
+        ],
+    ) -> None:
+        """Drop training positives that are evaluation pairs (either order), e.g. STS-B train vs SemEval STS."""
+        from trivec.training.decontaminate import decontaminate
+
+        stats = decontaminate(data, output, against)
+        typer.echo(f"{stats.summary()} → {output}", err=True)
+
     @app.command("mine")
     @clean_errors
     def mine(
