@@ -1,0 +1,437 @@
+"""The index interface every backend implements, and what they share: settings, hits, encoding, mode plans.
+
+An index stores chunks of documents with the three representations of one model and answers searches:
+dense top-k ∪ sparse top-k → exact per-mode scores of the candidates (ColBERT MaxSim re-ranks them) →
+weighted fusion (default weights 0.4 / 0.2 / 0.4) or RRF. The embedded backend keeps everything in a
+directory; the Qdrant backend in a Qdrant collection. Both take the same calls.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trivec.errors import InputError, UnsupportedOutputError
+from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.scoring import DEFAULT_WEIGHTS, MODES, normalize_weights
+from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
+from trivec.retrieval.fusion import FUSIONS
+from trivec.retrieval.identity import ModelIdentity, check_same, identify
+
+SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "hybrid")
+BACKENDS: tuple[str, ...] = ("embedded", "qdrant")
+ENCODE_BATCH = 1024
+
+
+@dataclass
+class IndexSettings:
+    """How an index stores its data; fixed when it is created (recorded with it)."""
+
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0
+    max_length: int | None = None
+    sparse: bool = True
+    colbert: bool = True
+    colbert_dtype: str = "float16"
+    colbert_dim: int | None = None
+    dense_index: str = "auto"
+    ann_threshold: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 256
+    ivf_nprobe: int = 32
+    max_segments: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def validate(self) -> None:
+        if self.dense_index not in ("auto", "flat", "hnsw", "ivf"):
+            raise InputError(f"dense_index must be auto, flat, hnsw or ivf, got {self.dense_index!r}")
+        if self.colbert_dtype not in ("float16", "float32", "int8"):
+            raise InputError(f"colbert_dtype must be float16, float32 or int8, got {self.colbert_dtype!r}")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise InputError(f"chunk_tokens must be ≥ 1, got {self.chunk_tokens}")
+        if self.max_segments < 1:
+            raise InputError("max_segments must be ≥ 1")
+
+
+@dataclass
+class Hit:
+    """One search result: the chunk, its document, the fused score and every computed per-mode score."""
+
+    id: str
+    doc_id: str
+    score: float
+    scores: dict[str, float]
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchPlan:
+    """What one search computes: its mode, the score modes, their weights and the candidate depth."""
+
+    mode: str
+    score_modes: list[str]
+    weights: dict[str, float]
+    fusion: str
+    top_k: int
+    candidates: int
+
+    @property
+    def first_stage(self) -> list[str]:
+        """Lists whose top `candidates` form the candidate set."""
+        if self.mode == "dense":
+            return ["dense"]
+        if self.mode == "sparse":
+            return ["sparse"]
+        if self.mode == "colbert":
+            return ["dense"]
+        return [m for m in ("dense", "sparse") if m in self.score_modes]
+
+    @property
+    def needs(self) -> tuple[bool, bool, bool]:
+        """(dense, sparse, colbert) query outputs needed."""
+        wanted = set(self.score_modes) | set(self.first_stage)
+        return "dense" in wanted, "sparse" in wanted, "colbert" in wanted
+
+
+def plan_search(
+    mode: str,
+    available: Sequence[str],
+    weights: Mapping[str, float] | Sequence[float] | None,
+    fusion: str,
+    top_k: int,
+    candidates: int | None,
+) -> SearchPlan:
+    """Check a search request against what the index holds; modes it lacks are skipped (hybrid) or refused."""
+    if mode not in SEARCH_MODES:
+        raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
+    if fusion not in FUSIONS:
+        raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+    depth = max(top_k, candidates if candidates is not None else 100)
+    try:
+        w = normalize_weights(weights) if weights is not None else dict(DEFAULT_WEIGHTS)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if mode in ("sparse", "colbert") and mode not in available:
+        raise UnsupportedOutputError(
+            f"this index has no {mode} vectors (the model has no {mode} head, or they were not stored); "
+            f"available modes: {', '.join(available)}"
+        )
+    if mode == "hybrid":
+        score_modes = [m for m in MODES if m in available and w.get(m, 0.0) > 0]
+        if not score_modes:
+            raise InputError(f"every weight of the index's modes ({', '.join(available)}) is 0")
+    elif mode == "colbert":
+        score_modes = ["colbert"]
+        w = {"dense": 0.0, "sparse": 0.0, "colbert": 1.0}
+    else:
+        score_modes = [mode]
+    return SearchPlan(mode, score_modes, w, fusion, top_k, depth)
+
+
+def encode_chunks(
+    embedder: Embedder, chunks: Sequence[Chunk], sparse: bool, colbert: bool, max_length: int | None
+) -> Iterator[tuple[list[Chunk], EncodeResult]]:
+    """Encode chunks in batches (unit-length dense vectors: cosine even for models that do not normalise)."""
+    for start in range(0, len(chunks), ENCODE_BATCH):
+        batch = list(chunks[start : start + ENCODE_BATCH])
+        result = embedder.encode(
+            [c.embed_text for c in batch],
+            dense=True,
+            sparse=sparse,
+            colbert=colbert,
+            max_length=max_length,
+            show_progress=False,
+        )
+        result.dense = unit(result.dense, embedder)
+        yield batch, result
+
+
+def unit(vectors: np.ndarray | None, embedder: Embedder) -> np.ndarray | None:
+    """Dense vectors for cosine scoring; models that normalise are used as they are (as evaluation does)."""
+    if vectors is None or embedder.model.normalize:
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+
+class Index(ABC):
+    """A searchable, persistent collection of documents encoded by one model.
+
+    Index.create(path, model="default") / Index.open(path) give the embedded backend (a directory);
+    `backend="qdrant"` (with `url=` for a server or cluster) gives the Qdrant one.
+    """
+
+    identity: ModelIdentity
+    settings: IndexSettings
+    location: str
+
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        self._embedder = embedder
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def create(
+        path: str | os.PathLike[str],
+        model: str | os.PathLike[str] | Embedder = "default",
+        *,
+        backend: str = "embedded",
+        settings: IndexSettings | None = None,
+        overwrite: bool = False,
+        **options: Any,
+    ) -> Index:
+        """A new, empty index at `path` for `model`. `options` are `IndexSettings` fields or backend options
+        (qdrant: `url`, `collection`, `api_key`)."""
+        embedder = load_model(model)
+        known = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
+        rest = {k: v for k, v in options.items() if k not in known}
+        merged = IndexSettings(**{**(settings.to_dict() if settings else {}), **known})
+        merged.validate()
+        if backend == "embedded":
+            if rest:
+                raise InputError(f"unknown index option(s) {', '.join(sorted(rest))}")
+            from trivec.retrieval.embedded import EmbeddedIndex
+
+            return EmbeddedIndex.new(Path(path), embedder, merged, overwrite=overwrite)
+        if backend == "qdrant":
+            from trivec.retrieval.qdrant import QdrantIndex
+
+            return QdrantIndex.new(Path(path), embedder, merged, overwrite=overwrite, **rest)
+        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+
+    @staticmethod
+    def open(
+        path: str | os.PathLike[str],
+        model: str | os.PathLike[str] | Embedder | None = None,
+        **options: Any,
+    ) -> Index:
+        """Open an existing index (embedded or Qdrant, told apart by its files). `model` defaults to the
+        one recorded in the index and is loaded on first need; a different model is refused."""
+        directory = Path(path)
+        if (directory / "qdrant.json").is_file():
+            from trivec.retrieval.qdrant import QdrantIndex
+
+            return QdrantIndex.load(directory, model, **options)
+        from trivec.retrieval.embedded import EmbeddedIndex
+
+        return EmbeddedIndex.load(directory, model, **options)
+
+    # ------------------------------------------------------------------ model
+    @property
+    def embedder(self) -> Embedder:
+        """The index's model (loaded from the recorded name on first use)."""
+        if self._embedder is None:
+            if not self.identity.name:
+                raise InputError(f"{self.location}: the index does not record a model name; pass model=...")
+            embedder = load_model(self.identity.name)
+            check_same(self.identity, identify(embedder), self.location)
+            self._embedder = embedder
+        return self._embedder
+
+    def _adopt_model(self, model: str | os.PathLike[str] | Embedder | None) -> None:
+        if model is None:
+            return
+        embedder = load_model(model)
+        check_same(self.identity, identify(embedder), self.location)
+        self._embedder = embedder
+
+    @property
+    def modes(self) -> list[str]:
+        """Score modes this index can run (those whose vectors it stores)."""
+        out = ["dense"]
+        if self.identity.has_sparse and self.settings.sparse:
+            out.append("sparse")
+        if self.identity.has_colbert and self.settings.colbert:
+            out.append("colbert")
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def _chunks(self, documents: Sequence[Document | Mapping[str, Any]]) -> list[Chunk]:
+        docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
+        check_unique(docs)
+        tokenizer = self.embedder.tokenizer if self.settings.chunk_tokens else None
+        return chunk_documents(docs, tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap)
+
+    def _encoded(self, chunks: Sequence[Chunk]) -> Iterator[tuple[list[Chunk], EncodeResult]]:
+        return encode_chunks(
+            self.embedder, chunks, "sparse" in self.modes, "colbert" in self.modes, self.settings.max_length
+        )
+
+    def add(self, documents: Sequence[Document | Mapping[str, Any]]) -> int:
+        """Add new documents (ids must be new); returns the number of chunks stored."""
+        if not documents:
+            raise InputError("no documents to add")
+        chunks = self._chunks(documents)
+        return self._add_chunks(chunks, None)
+
+    def add_encoded(self, documents: Sequence[Document | Mapping[str, Any]], encoded: EncodeResult) -> int:
+        """Add documents whose vectors were computed already (one row per document, no chunking): `encoded`
+        must come from this index's model (`Embedder.encode` of the passages, no instruction)."""
+        docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
+        if not docs:
+            raise InputError("no documents to add")
+        check_unique(docs)
+        chunks = chunk_documents(docs)
+        self._check_encoded(encoded, len(chunks), queries=False)
+        return self._add_chunks(chunks, [(chunks, encoded)])
+
+    def _check_encoded(self, encoded: EncodeResult, n: int, queries: bool) -> None:
+        """Shapes of pre-computed vectors against the index's model."""
+        what = "queries" if queries else "documents"
+        ident = self.identity
+        if encoded.dense is not None:
+            if encoded.dense.shape != (n, ident.dense_dim):
+                raise InputError(
+                    f"dense vectors of the {what} have shape {tuple(encoded.dense.shape)}, expected ({n}, {ident.dense_dim})"
+                )
+        elif not queries:
+            raise InputError("documents need dense vectors")
+        for name in ("sparse", "colbert"):
+            value = getattr(encoded, name)
+            if value is None:
+                if not queries and name in self.modes:
+                    raise InputError(f"this index stores {name} vectors; the {what} have none")
+                continue
+            if len(value) != n:
+                raise InputError(f"{len(value)} {name} vectors for {n} {what}")
+        if encoded.colbert is not None:
+            for rows in encoded.colbert:
+                if rows.ndim != 2 or rows.shape[1] != ident.colbert_dim:
+                    raise InputError(
+                        f"ColBERT vectors of the {what} must be [tokens, {ident.colbert_dim}], got {tuple(rows.shape)}"
+                    )
+
+    def update(self, documents: Sequence[Document | Mapping[str, Any]], upsert: bool = False) -> int:
+        """Replace documents by id (all their chunks); unknown ids are an error unless `upsert`."""
+        if not documents:
+            raise InputError("no documents to update")
+        chunks = self._chunks(documents)
+        ids = list(dict.fromkeys(c.doc_id for c in chunks))
+        return self._replace(ids, chunks, upsert)
+
+    def search(
+        self,
+        queries: str | Sequence[str],
+        top_k: int = 10,
+        *,
+        mode: str = "hybrid",
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        fusion: str = "weighted",
+        candidates: int | None = None,
+        instruction: str | None = None,
+        max_length: int | None = None,
+    ) -> list[Hit] | list[list[Hit]]:
+        """Search with query texts (the model's query instruction applied); a list of hits per query
+        (one list for a single string)."""
+        single = isinstance(queries, str)
+        texts = [queries] if isinstance(queries, str) else list(queries)
+        if not texts:
+            return []
+        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates)
+        dense, sparse, colbert = plan.needs
+        encoded = self.embedder.encode(
+            texts,
+            dense=dense,
+            sparse=sparse,
+            colbert=colbert,
+            query=True,
+            instruction=instruction,
+            max_length=max_length,
+            show_progress=False,
+        )
+        encoded.dense = unit(encoded.dense, self.embedder)
+        results = self.search_encoded(encoded, plan)
+        return results[0] if single else results
+
+    def search_vectors(
+        self,
+        encoded: EncodeResult,
+        top_k: int = 10,
+        *,
+        mode: str = "hybrid",
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        fusion: str = "weighted",
+        candidates: int | None = None,
+    ) -> list[list[Hit]]:
+        """Search with already-encoded queries (`Embedder.encode(..., query=True)` of this index's model)."""
+        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates)
+        n = (
+            encoded.dense.shape[0]
+            if encoded.dense is not None
+            else len(encoded.sparse or encoded.colbert or [])
+        )
+        self._check_encoded(encoded, n, queries=True)
+        return self.search_encoded(encoded, plan)
+
+    # ------------------------------------------------------------------ backend
+    @abstractmethod
+    def _add_chunks(
+        self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
+    ) -> int:
+        """Store new chunks (their documents must not be in the index); `batches` = pre-encoded rows."""
+
+    @abstractmethod
+    def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int: ...
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Delete documents (all their chunks) by id; returns the number of chunks removed."""
+
+    @abstractmethod
+    def search_encoded(self, encoded: EncodeResult, plan: SearchPlan) -> list[list[Hit]]: ...
+
+    @abstractmethod
+    def get(self, doc_id: str) -> list[Chunk]:
+        """The stored chunks of one document (KeyError-like `InputError` when absent)."""
+
+    @abstractmethod
+    def doc_ids(self) -> list[str]:
+        """Ids of every document in the index."""
+
+    @abstractmethod
+    def info(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def save(self) -> None:
+        """Make every change so far durable (a commit)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of documents."""
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_model(model: str | os.PathLike[str] | Embedder) -> Embedder:
+    """An `Embedder` from an `Embedder` or a model name / directory."""
+    if isinstance(model, Embedder):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return Embedder.from_pretrained(model)
+    raise InputError(f"model must be an Embedder or a model name/path, not {type(model).__name__}")

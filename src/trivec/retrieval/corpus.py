@@ -1,0 +1,199 @@
+"""Corpus input: documents from JSONL or a folder of `.txt`/`.md` files, and token-window chunking.
+
+A `Document` is what a user indexes (id, title, text, metadata); a `Chunk` is what an index stores as one
+row. Without chunking every document is one chunk whose id is the document id; with chunking a long
+document becomes `doc#0`, `doc#1`, … (overlapping token windows) and every chunk keeps its `doc_id`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trivec.errors import InputError
+from trivec.io import iter_jsonl
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+CHUNK_SEPARATOR = "#"
+
+
+@dataclass
+class Document:
+    """One document: a unique `id`, its `text`, an optional `title` and free-form JSON `metadata`."""
+
+    id: str
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def coerce(cls, item: Document | Mapping[str, Any], where: str = "document") -> Document:
+        """A `Document` from itself or a mapping with `id`, `text` and optional `title` / `metadata`."""
+        if isinstance(item, Document):
+            doc = item
+        elif isinstance(item, Mapping):
+            doc = _from_row(item, where)
+        else:
+            raise InputError(
+                f"{where}: expected a Document or a dict with 'id' and 'text', got {type(item).__name__}"
+            )
+        if not isinstance(doc.id, str) or not doc.id:
+            raise InputError(f"{where}: document id must be a non-empty string, got {doc.id!r}")
+        if not isinstance(doc.text, str):
+            raise InputError(f"{where}: document {doc.id!r} text must be a string")
+        if doc.title is not None and not isinstance(doc.title, str):
+            raise InputError(f"{where}: document {doc.id!r} title must be a string")
+        return doc
+
+
+@dataclass
+class Chunk:
+    """One stored row: a whole document or one token window of it."""
+
+    id: str
+    doc_id: str
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    position: int = 0
+
+    @property
+    def embed_text(self) -> str:
+        """What the model encodes: `"{title} {text}"` (as MTEB and FlagEmbedding join them)."""
+        return f"{self.title or ''} {self.text}".strip()
+
+
+def _from_row(row: Mapping[str, Any], where: str) -> Document:
+    if "id" not in row:
+        raise InputError(f"{where}: missing field 'id'")
+    raw_id = row["id"]
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        raise InputError(f"{where}: field 'id' must be a string or an integer, got {type(raw_id).__name__}")
+    text = row.get("text")
+    if not isinstance(text, str):
+        problem = "missing" if text is None else f"a {type(text).__name__}, not a string"
+        raise InputError(f"{where}: field 'text' is {problem}")
+    title = row.get("title")
+    if title is not None and not isinstance(title, str):
+        raise InputError(f"{where}: field 'title' must be a string")
+    metadata = row.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise InputError(f"{where}: field 'metadata' must be a JSON object")
+    extra = {k: v for k, v in row.items() if k not in ("id", "text", "title", "metadata")}
+    return Document(id=str(raw_id), text=text, title=title or None, metadata={**extra, **metadata})
+
+
+def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
+    """Documents from a JSONL file (`{"id", "title"?, "text", ...}`) or a folder of `.txt` / `.md` files.
+
+    Extra JSONL fields go to `metadata`. A folder is read recursively; a file's id is its path relative to
+    the folder. Duplicate ids and an empty corpus are errors (naming file and line).
+    """
+    source = Path(path)
+    if not source.exists():
+        raise InputError(f"{source}: no such file or directory")
+    docs = list(_read_dir(source)) if source.is_dir() else list(_read_jsonl(source))
+    if not docs:
+        raise InputError(f"{source}: the corpus has no documents")
+    return docs
+
+
+def _read_jsonl(path: Path) -> Iterator[Document]:
+    if path.suffix.lower() != ".jsonl":
+        raise InputError(f"{path}: a corpus is a .jsonl file or a folder of .txt/.md files")
+    seen: dict[str, int] = {}
+    for number, row in iter_jsonl(path):
+        where = f"{path}:{number}"
+        doc = Document.coerce(_from_row(row, where), where)
+        if doc.id in seen:
+            raise InputError(f"{where}: duplicate document id {doc.id!r} (first on line {seen[doc.id]})")
+        seen[doc.id] = number
+        yield doc
+
+
+def _read_dir(folder: Path) -> Iterator[Document]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{file}: not UTF-8 text ({exc.reason})") from exc
+        relative = file.relative_to(folder).as_posix()
+        yield Document(id=relative, text=text, title=None, metadata={"path": relative})
+
+
+def check_unique(docs: Sequence[Document]) -> None:
+    """Refuse duplicate ids within one batch of documents."""
+    seen: set[str] = set()
+    for position, doc in enumerate(docs):
+        if doc.id in seen:
+            raise InputError(f"document {position}: duplicate id {doc.id!r} in the same batch")
+        seen.add(doc.id)
+
+
+def chunk_documents(
+    docs: Iterable[Document],
+    tokenizer: Any = None,
+    chunk_tokens: int | None = None,
+    overlap: int = 0,
+) -> list[Chunk]:
+    """Split documents into overlapping windows of `chunk_tokens` tokens (no chunking when it is None).
+
+    Windows are cut at token boundaries of the model's own tokenizer (special tokens not counted), so each
+    chunk fits the model as asked; a document that fits in one window stays one chunk with the document id.
+    """
+    out: list[Chunk] = []
+    if chunk_tokens is None:
+        for doc in docs:
+            out.append(Chunk(doc.id, doc.id, doc.text, doc.title, doc.metadata, 0))
+        return out
+    if chunk_tokens < 1:
+        raise InputError(f"chunk_tokens must be ≥ 1, got {chunk_tokens}")
+    if not 0 <= overlap < chunk_tokens:
+        raise InputError(f"chunk overlap must be ≥ 0 and < chunk_tokens ({chunk_tokens}), got {overlap}")
+    if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+        raise InputError("chunking needs the model's fast tokenizer (character offsets)")
+    items = list(docs)
+    if not items:
+        return out
+    encoded = tokenizer(
+        [d.text for d in items],
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    stride = chunk_tokens - overlap
+    for doc, offsets in zip(items, encoded["offset_mapping"], strict=True):
+        windows = _windows(len(offsets), chunk_tokens, stride)
+        if len(windows) <= 1:
+            out.append(Chunk(doc.id, doc.id, doc.text, doc.title, doc.metadata, 0))
+            continue
+        for n, (start, end) in enumerate(windows):
+            begin, finish = offsets[start][0], offsets[end - 1][1]
+            out.append(
+                Chunk(
+                    f"{doc.id}{CHUNK_SEPARATOR}{n}",
+                    doc.id,
+                    doc.text[begin:finish],
+                    doc.title,
+                    doc.metadata,
+                    n,
+                )
+            )
+    return out
+
+
+def _windows(length: int, size: int, stride: int) -> list[tuple[int, int]]:
+    if length <= size:
+        return [(0, length)]
+    starts = [*range(0, length - size, stride), length - size]
+    windows: list[tuple[int, int]] = []
+    for start in starts:
+        if windows and start <= windows[-1][0]:
+            continue
+        windows.append((start, start + size))
+    return windows

@@ -1,0 +1,844 @@
+"""The embedded index: a directory of immutable, memory-mapped segments plus an atomically replaced manifest.
+
+    index/
+      MANIFEST.json        the commit point (see manifest.py); names every live file
+      LOCK                 flock held by the single writer while it has uncommitted changes
+      segments/<name>/     immutable segment files (see segment.py)
+      tombstones/<name>.<generation>.del   int64 rows deleted from a segment, as of that commit
+      colbert.projection.<id>.f32          reduced-dimension map, when ColBERT dimensions are reduced
+
+Writers stage new segments and tombstones, then commit by replacing the manifest; files no manifest names
+are removed by the next writer. Readers map the files the manifest names and see one commit at a time
+(a search re-reads the manifest when it changed); open mappings survive the removal of superseded files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from trivec.errors import InputError
+from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.scoring import maxsim_scores
+from trivec.inference.sparse import SparseVector
+from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
+from trivec.retrieval.colbert import ColbertCodec, fit_projection
+from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.fusion import fuse, merge_top_k, top_k
+from trivec.retrieval.identity import ModelIdentity, identify
+from trivec.retrieval.manifest import (
+    MANIFEST,
+    NotAnIndexError,
+    WriterLock,
+    read_manifest,
+    write_manifest,
+)
+from trivec.retrieval.segment import CorruptIndexError, Segment, SegmentWriter, fsync_dir
+
+SEGMENTS = "segments"
+TOMBSTONES = "tombstones"
+OPEN_RETRIES = 5
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class EmbeddedIndex(Index):
+    """Dense (exact, or faiss HNSW/IVF per large segment), sparse inverted index, ColBERT store, documents."""
+
+    def __init__(
+        self,
+        directory: Path,
+        body: dict[str, Any],
+        embedder: Embedder | None = None,
+        lock_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(embedder)
+        self.directory = directory
+        self.location = str(directory)
+        self._lock = WriterLock(directory, lock_timeout)
+        self._txn = 0
+        self._dirty = False
+        self._uncommitted: set[str] = set()  # files/dirs written since the last commit
+        self._changed_tombstones: set[str] = set()
+        self._load(body)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def new(
+        cls, directory: Path, embedder: Embedder, settings: IndexSettings, overwrite: bool = False
+    ) -> EmbeddedIndex:
+        """A new empty index in `directory` (which must be absent, empty, or — with `overwrite` — an index)."""
+        if directory.exists():
+            if not directory.is_dir():
+                raise InputError(f"{directory} is a file; choose a directory for the index")
+            if any(directory.iterdir()):
+                is_index = (directory / MANIFEST).is_file()
+                if not (overwrite and is_index):
+                    what = "an index" if is_index else "not empty"
+                    hint = " (pass overwrite=True / --overwrite to replace it)" if is_index else ""
+                    raise InputError(f"{directory} is {what}{hint}")
+                shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SEGMENTS).mkdir(exist_ok=True)
+        (directory / TOMBSTONES).mkdir(exist_ok=True)
+        identity = identify(embedder)
+        if (
+            settings.colbert_dim is not None
+            and identity.colbert_dim is not None
+            and not 1 <= settings.colbert_dim < identity.colbert_dim
+        ):
+            raise InputError(
+                f"colbert_dim must be between 1 and {identity.colbert_dim - 1}, got {settings.colbert_dim}"
+            )
+        body = {
+            "generation": 0,
+            "created": _now(),
+            "updated": _now(),
+            "model": identity.to_dict(),
+            "settings": settings.to_dict(),
+            "projection": None,
+            "segments": [],
+            "documents": 0,
+            "chunks": 0,
+            "chunked": False,
+        }
+        write_manifest(directory, body)
+        return cls(directory, body, embedder)
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        model: str | os.PathLike[str] | Embedder | None = None,
+        lock_timeout: float = 10.0,
+    ) -> EmbeddedIndex:
+        index = _retrying(lambda: cls(directory, read_manifest(directory), None, lock_timeout), directory)
+        index._adopt_model(model)
+        return index
+
+    def _load(self, body: dict[str, Any]) -> None:
+        self._body = copy.deepcopy(body)
+        self.identity = ModelIdentity.from_dict(body["model"])
+        self.settings = IndexSettings.from_dict(body["settings"])
+        projection = None
+        if body.get("projection"):
+            spec = body["projection"]
+            path = self.directory / spec["file"]
+            if not path.is_file() or path.stat().st_size != spec["size"]:
+                raise CorruptIndexError(f"{path} is missing or damaged (the manifest lists it)")
+            projection = np.fromfile(path, dtype=np.float32).reshape(spec["shape"])
+        self.codec = ColbertCodec(self.settings.colbert_dtype, projection)
+        self.segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in body["segments"]]
+        self._deleted: dict[str, np.ndarray] = {}
+        for record in body["segments"]:
+            spec = record.get("deleted")
+            if spec:
+                path = self.directory / spec["file"]
+                if not path.is_file() or path.stat().st_size != spec["size"]:
+                    raise CorruptIndexError(f"{path} is missing or damaged (the manifest lists it)")
+                self._deleted[record["name"]] = np.fromfile(path, dtype=np.int64)
+        self._rebuild_views()
+        self._stamp = self._manifest_stamp()
+
+    def _rebuild_views(self) -> None:
+        self._bases = np.cumsum([0] + [s.rows for s in self.segments]).astype(np.int64)
+        self._live: list[np.ndarray | None] = []
+        self._selectors: list[Any] = []
+        for seg in self.segments:
+            deleted = self._deleted.get(seg.name)
+            if deleted is not None and deleted.size:
+                live = np.ones(seg.rows, dtype=bool)
+                live[deleted] = False
+                self._live.append(live)
+            else:
+                self._live.append(None)
+            self._selectors.append(None)
+        self._locate_cache: dict[str, list[tuple[int, int]]] | None = None
+
+    def _manifest_stamp(self) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.directory / MANIFEST)
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Load the latest commit if another process made one (not while this one has pending changes)."""
+        if self._lock.held or self._dirty:
+            return False
+        if self._manifest_stamp() == self._stamp:
+            return False
+        stamp = self._manifest_stamp()
+
+        def load() -> bool:
+            body = read_manifest(self.directory)
+            if body["generation"] == self._body["generation"]:
+                self._stamp = stamp
+                return False
+            self._load(body)
+            return True
+
+        return _retrying(load, self.directory)
+
+    # ------------------------------------------------------------------ writing: lock, commit, rollback
+    def _begin_write(self) -> None:
+        if self._lock.held:
+            return
+        self._lock.acquire()
+        try:
+            body = read_manifest(self.directory)
+            if body["generation"] != self._body["generation"]:
+                self._load(body)
+            self._collect_garbage()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[EmbeddedIndex]:
+        """Group changes into one commit; an exception rolls all of them back."""
+        self._begin_write()
+        self._txn += 1
+        try:
+            yield self
+        except BaseException:
+            self._txn -= 1
+            if self._txn == 0:
+                self.rollback()
+            raise
+        self._txn -= 1
+        if self._txn == 0:
+            self._commit()
+
+    def _operation(self) -> contextlib.AbstractContextManager[EmbeddedIndex]:
+        """One change: its own commit outside a transaction, part of the transaction inside one."""
+        return self.transaction()
+
+    def save(self) -> None:
+        if self._txn:
+            raise InputError("save() inside a transaction: the transaction commits when its block ends")
+        self._commit()
+
+    def _commit(self) -> None:
+        if not self._dirty:
+            self._lock.release()
+            return
+        body = self._body
+        generation = int(body["generation"]) + 1
+        tomb_dir = self.directory / TOMBSTONES
+        tomb_dir.mkdir(exist_ok=True)
+        for record in body["segments"]:
+            name = record["name"]
+            if name not in self._changed_tombstones:
+                continue
+            rows = self._deleted.get(name)
+            if rows is None or rows.size == 0:
+                record["deleted"] = None
+                continue
+            file = f"{TOMBSTONES}/{name}.{generation}.del"
+            path = self.directory / file
+            with path.open("wb") as handle:
+                handle.write(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            record["deleted"] = {"file": file, "count": int(rows.size), "size": path.stat().st_size}
+        fsync_dir(tomb_dir)
+        fsync_dir(self.directory / SEGMENTS)
+        body["generation"] = generation
+        body["updated"] = _now()
+        write_manifest(self.directory, body)
+        self._dirty = False
+        self._uncommitted.clear()
+        self._changed_tombstones.clear()
+        self._stamp = self._manifest_stamp()
+        try:
+            self._collect_garbage()
+        finally:
+            self._lock.release()
+
+    def rollback(self) -> None:
+        """Drop every uncommitted change and go back to the last commit."""
+        for name in list(self._uncommitted):
+            path = self.directory / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        self._uncommitted.clear()
+        self._changed_tombstones.clear()
+        self._dirty = False
+        try:
+            self._load(read_manifest(self.directory))
+        finally:
+            self._lock.release()
+
+    def _collect_garbage(self) -> None:
+        """Remove files of crashed writers and of superseded commits (only under the writer lock)."""
+        body = self._body
+        keep_segments = {r["name"] for r in body["segments"]}
+        keep_files = {r["deleted"]["file"] for r in body["segments"] if r.get("deleted")}
+        if body.get("projection"):
+            keep_files.add(body["projection"]["file"])
+        keep_files |= self._uncommitted
+        for entry in _listdir(self.directory / SEGMENTS):
+            if entry.name not in keep_segments and f"{SEGMENTS}/{entry.name}" not in self._uncommitted:
+                shutil.rmtree(entry, ignore_errors=True)
+        for entry in _listdir(self.directory / TOMBSTONES):
+            if f"{TOMBSTONES}/{entry.name}" not in keep_files:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+        for entry in _listdir(self.directory):
+            stale_tmp = entry.name.startswith(f".{MANIFEST}.") and entry.name.endswith(".tmp")
+            stale_projection = entry.name.startswith("colbert.projection.") and entry.name not in keep_files
+            if stale_tmp or stale_projection:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+
+    # ------------------------------------------------------------------ writing: changes
+    def _ann_for(self, rows: int) -> dict[str, Any] | None:
+        s = self.settings
+        kind = s.dense_index
+        if kind == "auto":
+            kind = "hnsw" if rows >= s.ann_threshold else "flat"
+        if kind == "flat":
+            return None
+        if kind == "hnsw":
+            return {"kind": "hnsw", "m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction}
+        return {"kind": "ivf"}
+
+    def _new_writer(self, colbert_full_dim: int | None) -> SegmentWriter:
+        name = f"{int(self._body['generation']) + 1:08d}-{uuid.uuid4().hex[:8]}"
+        self._uncommitted.add(f"{SEGMENTS}/{name}")
+        colbert = "colbert" in self.modes
+        return SegmentWriter(
+            self.directory / SEGMENTS / name,
+            self.identity.dense_dim,
+            "sparse" in self.modes,
+            self.codec if colbert else None,
+            self.codec.stored_dim(colbert_full_dim or 0) if colbert else None,
+        )
+
+    def _ensure_projection(self, colbert: Sequence[np.ndarray] | None) -> None:
+        dim = self.settings.colbert_dim
+        if dim is None or self.codec.projection is not None or "colbert" not in self.modes:
+            return
+        projection = fit_projection(list(colbert or []), dim)
+        file = f"colbert.projection.{uuid.uuid4().hex[:8]}.f32"
+        path = self.directory / file
+        with path.open("wb") as handle:
+            handle.write(projection.tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._uncommitted.add(file)
+        self._body["projection"] = {
+            "file": file,
+            "shape": list(projection.shape),
+            "size": path.stat().st_size,
+        }
+        self.codec = ColbertCodec(self.settings.colbert_dtype, projection)
+
+    def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
+        record["deleted"] = None
+        self._body["segments"].append(record)
+        self.segments.append(Segment(self.directory / SEGMENTS / record["name"], record))
+        self._body["chunks"] += chunks
+        self._body["documents"] += documents
+        self._body["chunked"] = bool(self._body.get("chunked")) or chunked
+        self._rebuild_views()
+        self._dirty = True
+
+    def _add_chunks(
+        self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
+    ) -> int:
+        with self._operation():
+            new_ids = list(dict.fromkeys(c.doc_id for c in chunks))
+            present = self._locate()
+            clash = [d for d in new_ids if d in present]
+            if clash:
+                raise InputError(
+                    f"{len(clash)} document id(s) already in the index: {_sample(clash)} "
+                    "(use update to replace them)"
+                )
+            self._write_segment(chunks, batches)
+            self._maybe_merge()
+        return len(chunks)
+
+    def _write_segment(
+        self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
+    ) -> None:
+        writer: SegmentWriter | None = None
+        try:
+            for batch, encoded in batches if batches is not None else self._encoded(chunks):
+                if writer is None:
+                    self._ensure_projection(encoded.colbert)
+                    full = encoded.colbert[0].shape[1] if encoded.colbert else self.identity.colbert_dim
+                    writer = self._new_writer(full)
+                writer.append(batch, encoded.dense, encoded.sparse, encoded.colbert)
+            if writer is None:
+                return
+            record = writer.finish(self._ann_for(writer.rows))
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        chunked = any(c.id != c.doc_id for c in chunks)
+        self._attach(record, len(chunks), len({c.doc_id for c in chunks}), chunked)
+
+    def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int:
+        with self._operation():
+            present = self._locate()
+            missing = [d for d in doc_ids if d not in present]
+            if missing and not upsert:
+                raise InputError(
+                    f"unknown document id(s): {_sample(missing)} (use add, or update with upsert)"
+                )
+            self._mark_deleted([d for d in doc_ids if d in present])
+            self._write_segment(chunks, None)
+            self._maybe_merge()
+        return len(chunks)
+
+    def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
+        if isinstance(ids, str):
+            ids = [ids]
+        if not ids:
+            raise InputError("no document ids to delete")
+        with self._operation():
+            present = self._locate()
+            missing = [d for d in dict.fromkeys(ids) if d not in present]
+            if missing and not missing_ok:
+                raise InputError(f"unknown document id(s): {_sample(missing)}")
+            removed = self._mark_deleted([d for d in dict.fromkeys(ids) if d in present])
+        return removed
+
+    def _mark_deleted(self, doc_ids: Sequence[str]) -> int:
+        if not doc_ids:
+            return 0
+        present = self._locate()
+        per_segment: dict[int, list[int]] = {}
+        for doc_id in doc_ids:
+            for seg_index, row in present[doc_id]:
+                per_segment.setdefault(seg_index, []).append(row)
+        removed = 0
+        for seg_index, rows in per_segment.items():
+            name = self.segments[seg_index].name
+            old = self._deleted.get(name, np.zeros(0, dtype=np.int64))
+            self._deleted[name] = np.union1d(old, np.asarray(rows, dtype=np.int64))
+            self._changed_tombstones.add(name)
+            removed += len(rows)
+        self._body["chunks"] -= removed
+        self._body["documents"] -= len(doc_ids)
+        self._drop_empty_segments()
+        self._rebuild_views()
+        self._dirty = True
+        return removed
+
+    def _drop_empty_segments(self) -> None:
+        keep = [
+            i
+            for i, seg in enumerate(self.segments)
+            if self._deleted.get(seg.name, np.zeros(0)).size < seg.rows
+        ]
+        if len(keep) == len(self.segments):
+            return
+        self.segments = [self.segments[i] for i in keep]
+        self._body["segments"] = [self._body["segments"][i] for i in keep]
+
+    def _maybe_merge(self) -> None:
+        limit = self.settings.max_segments
+        if len(self.segments) <= limit:
+            return
+        live = [seg.rows - self._deleted.get(seg.name, np.zeros(0)).size for seg in self.segments]
+        order = np.argsort(live, kind="stable")
+        self._merge(sorted(order[: len(self.segments) - limit + 1].tolist()))
+
+    def compact(self) -> None:
+        """Merge every segment into one and drop deleted rows (rebuilding the ANN graph if one is due)."""
+        with self._operation():
+            if len(self.segments) > 1 or self._deleted:
+                self._merge(list(range(len(self.segments))))
+
+    def _merge(self, chosen: list[int]) -> None:
+        if not chosen:
+            return
+        full_dim = self.identity.colbert_dim
+        writer = self._new_writer(full_dim)
+        try:
+            for i in chosen:
+                seg, live = self.segments[i], self._live[i]
+                rows = np.flatnonzero(live) if live is not None else np.arange(seg.rows)
+                sparse_all = seg.sparse_vectors(rows) if seg.has_sparse else None
+                for start in range(0, rows.shape[0], 4096):
+                    part = rows[start : start + 4096]
+                    chunks = [seg.chunk(int(r)) for r in part]
+                    dense = np.asarray(seg.dense[part]) if seg.dense is not None else None
+                    sparse = sparse_all[start : start + 4096] if sparse_all is not None else None
+                    codes = [seg.colbert_codes(int(r)) for r in part] if seg.has_colbert else None
+                    writer.append(chunks, dense, sparse, None, colbert_codes=codes)
+            record = writer.finish(self._ann_for(writer.rows))
+        except BaseException:
+            writer.abort()
+            raise
+        record["deleted"] = None
+        names = {self.segments[i].name for i in chosen}
+        position = min(chosen)
+        kept_records = [r for r in self._body["segments"] if r["name"] not in names]
+        kept_records.insert(position, record)
+        self._body["segments"] = kept_records
+        for name in names:
+            self._deleted.pop(name, None)
+            self._changed_tombstones.discard(name)
+        self.segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in kept_records]
+        self._rebuild_views()
+        self._dirty = True
+
+    # ------------------------------------------------------------------ lookup
+    def _locate(self) -> dict[str, list[tuple[int, int]]]:
+        """doc id → live (segment, row) pairs."""
+        if self._locate_cache is None:
+            out: dict[str, list[tuple[int, int]]] = {}
+            for i, seg in enumerate(self.segments):
+                live = self._live[i]
+                for row, doc_id in enumerate(seg.doc_ids()):
+                    if live is None or live[row]:
+                        out.setdefault(doc_id, []).append((i, row))
+            self._locate_cache = out
+        return self._locate_cache
+
+    def get(self, doc_id: str) -> list[Chunk]:
+        self.refresh()
+        rows = self._locate().get(doc_id)
+        if rows is None:
+            raise InputError(f"unknown document id {doc_id!r}")
+        chunks = [self.segments[i].chunk(r) for i, r in rows]
+        return sorted(chunks, key=lambda c: c.position)
+
+    def doc_ids(self) -> list[str]:
+        self.refresh()
+        return list(self._locate())
+
+    def __len__(self) -> int:
+        return int(self._body["documents"])
+
+    @property
+    def num_chunks(self) -> int:
+        return int(self._body["chunks"])
+
+    @property
+    def generation(self) -> int:
+        return int(self._body["generation"])
+
+    # ------------------------------------------------------------------ search
+    def search_encoded(self, encoded: EncodeResult, plan: SearchPlan) -> list[list[Hit]]:
+        self.refresh()
+        queries = _count(encoded)
+        if queries == 0 or not self.segments:
+            return [[] for _ in range(queries)]
+        grouped = bool(self._body.get("chunked"))
+        depth = plan.candidates if (grouped or plan.mode in ("colbert", "hybrid")) else plan.top_k
+        dense_top = (
+            self._dense_top(np.asarray(encoded.dense, dtype=np.float32), depth)
+            if "dense" in plan.first_stage
+            else None
+        )
+        use_sparse = "sparse" in plan.score_modes or "sparse" in plan.first_stage
+        out: list[list[Hit]] = []
+        for q in range(queries):
+            accum = self._sparse_accumulate(encoded.sparse[q]) if use_sparse and encoded.sparse else None
+            if plan.mode == "dense":
+                assert dense_top is not None
+                rows, values = dense_top[q]
+                out.append(self._hits(rows, values, {"dense": values}, plan.top_k, grouped))
+                continue
+            if plan.mode == "sparse":
+                assert accum is not None
+                rows, values = self._sparse_top(accum, depth)
+                out.append(self._hits(rows, values, {"sparse": values}, plan.top_k, grouped))
+                continue
+            lists = []
+            if dense_top is not None:
+                lists.append(dense_top[q][0][:depth])
+            if "sparse" in plan.first_stage and accum is not None:
+                lists.append(self._sparse_top(accum, depth)[0])
+            candidates = _union(lists)
+            per_mode: dict[str, np.ndarray] = {}
+            if "dense" in plan.score_modes or plan.mode == "colbert":
+                assert encoded.dense is not None
+                per_mode["dense"] = self._dense_scores(encoded.dense[q], candidates)
+            if accum is not None:
+                per_mode["sparse"] = self._sparse_scores(accum, candidates)
+            if "colbert" in plan.score_modes:
+                assert encoded.colbert is not None
+                per_mode["colbert"] = self._colbert_scores(encoded.colbert[q], candidates)
+            scored = {m: per_mode[m] for m in plan.score_modes}
+            fused = fuse(scored, plan.fusion, plan.weights)
+            order = top_k(fused, candidates.shape[0])
+            out.append(
+                self._hits(
+                    candidates[order],
+                    fused[order],
+                    {m: v[order] for m, v in per_mode.items()},
+                    plan.top_k,
+                    grouped,
+                )
+            )
+        return out
+
+    def _where(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seg = np.searchsorted(self._bases, rows, side="right") - 1
+        return seg, rows - self._bases[seg]
+
+    def _selector(self, i: int) -> Any:
+        live = self._live[i]
+        if live is None:
+            return None
+        if self._selectors[i] is None:
+            faiss = importlib.import_module("faiss")
+
+            bits = np.packbits(live, bitorder="little")
+            selector = faiss.IDSelectorBitmap(live.shape[0], faiss.swig_ptr(bits))
+            selector.bits_ref = bits  # keep the bitmap alive with the selector
+            self._selectors[i] = selector
+        return self._selectors[i]
+
+    def _dense_top(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: (global rows, scores) of the top `k` live rows, best first."""
+        per_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(queries.shape[0])]
+        for i, seg in enumerate(self.segments):
+            assert seg.dense is not None
+            live = self._live[i]
+            ann = seg.ann()
+            if ann is not None:
+                faiss = importlib.import_module("faiss")
+
+                kk = min(k, seg.rows)
+                if seg.record["ann"]["kind"] == "hnsw":
+                    params: Any = faiss.SearchParametersHNSW(efSearch=max(self.settings.hnsw_ef_search, kk))
+                else:
+                    params = faiss.SearchParametersIVF(nprobe=self.settings.ivf_nprobe)
+                selector = self._selector(i)
+                if selector is not None:
+                    params.sel = selector
+                scores, rows = ann.search(queries, kk, params=params)
+                for q in range(queries.shape[0]):
+                    ok = rows[q] >= 0
+                    per_query[q].append((scores[q][ok].astype(np.float64), rows[q][ok] + self._bases[i]))
+                continue
+            all_scores = np.asarray(seg.dense) @ queries.T  # [n, Q]
+            if live is not None:
+                all_scores[~live] = -np.inf
+            for q in range(queries.shape[0]):
+                column = all_scores[:, q]
+                best = top_k(column, k)
+                best = best[np.isfinite(column[best])]
+                per_query[q].append((column[best].astype(np.float64), best + self._bases[i]))
+        out = []
+        for parts in per_query:
+            values, rows = merge_top_k(parts, k)
+            out.append((rows.astype(np.int64), values))
+        return out
+
+    def _dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        segs, local = self._where(rows)
+        out = np.zeros(rows.shape[0], dtype=np.float32)
+        q = np.asarray(query, dtype=np.float32)
+        for s in np.unique(segs).tolist():
+            pick = segs == s
+            dense = self.segments[s].dense
+            assert dense is not None
+            out[pick] = np.asarray(dense[local[pick]]) @ q
+        return out
+
+    def _sparse_accumulate(self, query: SparseVector) -> list[np.ndarray]:
+        """Per segment: lexical matching score of every row (float64; deleted rows 0)."""
+        out = []
+        for i, seg in enumerate(self.segments):
+            acc = np.zeros(seg.rows, dtype=np.float64)
+            if seg.has_sparse and len(query):
+                terms = seg.arrays["sparse.terms"]
+                pos = np.searchsorted(terms, query.indices)
+                valid = pos < terms.shape[0]
+                pos, weights = pos[valid], query.values[valid]
+                match = terms[pos] == query.indices[valid]
+                pos, weights = pos[match], weights[match].astype(np.float64)
+                if pos.size:
+                    ptr, docs, vals = (
+                        seg.arrays["sparse.ptr"],
+                        seg.arrays["sparse.docs"],
+                        seg.arrays["sparse.vals"],
+                    )
+                    starts, ends = ptr[pos], ptr[pos + 1]
+                    rows = np.concatenate([docs[s:e] for s, e in zip(starts, ends, strict=True)])
+                    contrib = np.concatenate(
+                        [
+                            vals[s:e].astype(np.float64) * w
+                            for s, e, w in zip(starts, ends, weights, strict=True)
+                        ]
+                    )
+                    acc = np.bincount(rows, weights=contrib, minlength=seg.rows).astype(np.float64)
+            live = self._live[i]
+            if live is not None:
+                acc[~live] = 0.0
+            out.append(acc)
+        return out
+
+    def _sparse_top(self, accum: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = []
+        for i, acc in enumerate(accum):
+            hit = np.flatnonzero(acc > 0)
+            best = hit[top_k(acc[hit], k)]
+            parts.append((acc[best], best + self._bases[i]))
+        values, rows = merge_top_k(parts, k)
+        return rows.astype(np.int64), values
+
+    def _sparse_scores(self, accum: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        segs, local = self._where(rows)
+        return np.array(
+            [accum[s][r] for s, r in zip(segs.tolist(), local.tolist(), strict=True)], dtype=np.float64
+        )
+
+    def _colbert_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        segs, local = self._where(rows)
+        passages = []
+        for s, r in zip(segs.tolist(), local.tolist(), strict=True):
+            codes, scales = self.segments[s].colbert_codes(r)
+            passages.append(
+                codes if scales is None and codes.dtype != np.int8 else self.codec.decode(codes, scales)
+            )
+        return maxsim_scores(self.codec.project(query), passages)
+
+    def _hits(
+        self, rows: np.ndarray, fused: np.ndarray, per_mode: dict[str, np.ndarray], k: int, grouped: bool
+    ) -> list[Hit]:
+        segs, local = self._where(rows)
+        hits: list[Hit] = []
+        seen: set[str] = set()
+        for j, (s, r) in enumerate(zip(segs.tolist(), local.tolist(), strict=True)):
+            seg = self.segments[s]
+            doc_id = seg.doc_id(r)
+            if grouped:
+                if doc_id in seen:
+                    continue
+                seen.add(doc_id)
+            chunk = seg.chunk(r)
+            hits.append(
+                Hit(
+                    id=chunk.id,
+                    doc_id=doc_id,
+                    score=float(fused[j]),
+                    scores={m: float(v[j]) for m, v in per_mode.items()},
+                    text=chunk.text,
+                    title=chunk.title,
+                    metadata=chunk.metadata,
+                )
+            )
+            if len(hits) == k:
+                break
+        return hits
+
+    # ------------------------------------------------------------------ info
+    def info(self) -> dict[str, Any]:
+        self.refresh()
+        groups = {
+            "dense": ("dense.f32",),
+            "dense_ann": ("dense.faiss",),
+            "sparse": ("sparse.terms", "sparse.ptr", "sparse.docs", "sparse.vals"),
+            "colbert": ("colbert.codes", "colbert.scale", "colbert.off"),
+            "documents": ("docs.bin", "docs.off", "ids.bin", "ids.off", "doc_ids.bin", "doc_ids.off"),
+        }
+        sizes = dict.fromkeys(groups, 0)
+        for seg in self.segments:
+            for name, size in seg.nbytes().items():
+                for group, files in groups.items():
+                    if name in files:
+                        sizes[group] += size
+        rows = int(self._bases[-1]) if self.segments else 0
+        return {
+            "backend": "embedded",
+            "path": str(self.directory),
+            "generation": self.generation,
+            "updated": self._body["updated"],
+            "documents": len(self),
+            "chunks": self.num_chunks,
+            "model": self.identity.to_dict(),
+            "modes": self.modes,
+            "settings": self.settings.to_dict(),
+            "segments": [
+                {
+                    "name": seg.name,
+                    "rows": seg.rows,
+                    "deleted": int(self._deleted.get(seg.name, np.zeros(0)).size),
+                    "ann": (seg.record.get("ann") or {}).get("kind", "flat"),
+                }
+                for seg in self.segments
+            ],
+            "bytes": {**sizes, "total": sum(sizes.values())},
+            "bytes_per_stored_row": {k: round(v / rows, 1) for k, v in sizes.items()} if rows else {},
+        }
+
+    def close(self) -> None:
+        """Commit pending changes (if any) and release the writer lock."""
+        if self._txn:
+            return
+        if self._dirty:
+            self._commit()
+        self._lock.release()
+
+
+T = TypeVar("T")
+
+
+def _retrying(load: Callable[[], T], directory: Path) -> T:
+    """Run `load` (which maps the files a manifest names); when a file is gone because a writer committed
+    and removed it meanwhile, read the new manifest and try again. A damaged index still raises."""
+    for attempt in range(OPEN_RETRIES):
+        generation = read_manifest(directory)["generation"]
+        try:
+            return load()
+        except CorruptIndexError:
+            if attempt == OPEN_RETRIES - 1 or read_manifest(directory)["generation"] == generation:
+                raise
+            time.sleep(0.01)
+    raise AssertionError("unreachable")
+
+
+def _listdir(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def _union(lists: list[np.ndarray]) -> np.ndarray:
+    seen: dict[int, None] = {}
+    for ranking in lists:
+        for i in ranking.tolist():
+            seen.setdefault(int(i), None)
+    return np.fromiter(seen, dtype=np.int64, count=len(seen))
+
+
+def _count(encoded: EncodeResult) -> int:
+    if encoded.dense is not None:
+        return int(encoded.dense.shape[0])
+    return len(encoded.sparse or encoded.colbert or [])
+
+
+def _sample(ids: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+__all__ = ["EmbeddedIndex", "NotAnIndexError"]

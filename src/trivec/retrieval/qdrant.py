@@ -1,0 +1,432 @@
+"""The Qdrant backend: the same index API on one Qdrant collection (server, cluster, or qdrant-client local mode).
+
+The collection holds per point (= chunk) a `dense` vector (dot product on unit vectors), a `sparse` vector
+(lexical weights; Qdrant's sparse dot product is the lexical matching score), a `colbert` multivector with
+the MaxSim comparator, and the chunk as payload. A hybrid search is one Qdrant query — prefetch dense top-N
+and sparse top-N, re-rank their union by the ColBERT multivector — plus one batch that scores the same
+candidates by dense and sparse; fusion then runs here with the embedded index's code, so both backends rank
+alike. Qdrant's MaxSim sums over query tokens; trivec's averages, so ColBERT scores are divided by the query
+length. The index directory keeps `qdrant.json` (where the collection is, the model, the settings) and, in
+local mode, the Qdrant files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trivec.errors import InputError
+from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.sparse import SparseVector
+from trivec.io import atomic_writer
+from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
+from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.fusion import fuse, top_k
+from trivec.retrieval.identity import ModelIdentity, identify
+from trivec.retrieval.manifest import NotAnIndexError
+
+CONFIG = "qdrant.json"
+LOCAL_DIR = "qdrant"
+NAMESPACE = uuid.UUID("6f1c2a4e-9d3b-4f51-8a07-3c2e5b9d7f10")
+UPSERT_BATCH = 256
+
+
+def point_id(chunk_id: str) -> str:
+    """Qdrant point ids are integers or UUIDs: a stable UUID5 of the chunk id."""
+    return str(uuid.uuid5(NAMESPACE, chunk_id))
+
+
+def _client(url: str | None, path: Path, api_key: str | None) -> Any:
+    from qdrant_client import QdrantClient
+
+    if url is None:
+        return QdrantClient(path=str(path / LOCAL_DIR))
+    if url == ":memory:":
+        return QdrantClient(location=":memory:")
+    return QdrantClient(url=url, api_key=api_key)
+
+
+class QdrantIndex(Index):
+    """An index on a Qdrant collection (`url=None`: qdrant-client local mode in the index directory)."""
+
+    def __init__(
+        self, directory: Path, config: dict[str, Any], client: Any, embedder: Embedder | None = None
+    ) -> None:
+        super().__init__(embedder)
+        self.directory = directory
+        self.config = config
+        self.client = client
+        self.collection = config["collection"]
+        self.identity = ModelIdentity.from_dict(config["model"])
+        self.settings = IndexSettings.from_dict(config["settings"])
+        self.location = (
+            f"{directory} (Qdrant collection {self.collection!r} at {config.get('url') or 'local mode'})"
+        )
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def new(
+        cls,
+        directory: Path,
+        embedder: Embedder,
+        settings: IndexSettings,
+        overwrite: bool = False,
+        url: str | None = None,
+        collection: str | None = None,
+        api_key: str | None = None,
+    ) -> QdrantIndex:
+        from qdrant_client import models
+
+        if directory.exists() and any(directory.iterdir()):
+            if not (overwrite and (directory / CONFIG).is_file()):
+                raise InputError(f"{directory} is not empty (an existing Qdrant index needs overwrite=True)")
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        identity = identify(embedder)
+        name = collection or f"trivec-{uuid.uuid4().hex[:8]}"
+        client = _client(url, directory, api_key or os.environ.get("QDRANT_API_KEY"))
+        if client.collection_exists(name):
+            if not overwrite:
+                raise InputError(f"Qdrant collection {name!r} exists already (overwrite=True replaces it)")
+            client.delete_collection(name)
+        vectors: dict[str, Any] = {
+            "dense": models.VectorParams(size=identity.dense_dim, distance=models.Distance.DOT)
+        }
+        config = {
+            "format": "trivec-qdrant",
+            "version": 1,
+            "url": url,
+            "collection": name,
+            "model": identity.to_dict(),
+            "settings": settings.to_dict(),
+        }
+        index = cls(directory, config, client, embedder)
+        if "colbert" in index.modes:
+            if settings.colbert_dim is not None:
+                raise InputError("reduced ColBERT dimensions are an embedded-index option")
+            datatype = models.Datatype.FLOAT16 if settings.colbert_dtype == "float16" else None
+            vectors["colbert"] = models.VectorParams(
+                size=int(identity.colbert_dim or 0),
+                distance=models.Distance.DOT,
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                hnsw_config=models.HnswConfigDiff(m=0),  # re-ranking only: no graph over token vectors
+                datatype=datatype,
+            )
+        sparse = {"sparse": models.SparseVectorParams()} if "sparse" in index.modes else None
+        client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
+        if url is not None:
+            client.create_payload_index(name, "doc_id", models.PayloadSchemaType.KEYWORD)
+        with atomic_writer(directory / CONFIG) as handle:
+            json.dump(config, handle, indent=1)
+        return index
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        model: str | os.PathLike[str] | Embedder | None = None,
+        api_key: str | None = None,
+    ) -> QdrantIndex:
+        path = directory / CONFIG
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise NotAnIndexError(f"{path} cannot be read ({exc})") from exc
+        if not isinstance(config, dict) or config.get("format") != "trivec-qdrant":
+            raise NotAnIndexError(f"{path} is not a trivec Qdrant index configuration")
+        client = _client(config.get("url"), directory, api_key or os.environ.get("QDRANT_API_KEY"))
+        if not client.collection_exists(config["collection"]):
+            raise NotAnIndexError(
+                f"Qdrant collection {config['collection']!r} named by {path} does not exist"
+            )
+        index = cls(directory, config, client)
+        index._adopt_model(model)
+        return index
+
+    # ------------------------------------------------------------------ helpers
+    def _doc_filter(self, doc_ids: Sequence[str]) -> Any:
+        from qdrant_client import models
+
+        return models.Filter(
+            must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids)))]
+        )
+
+    def _present(self, doc_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = list(dict.fromkeys(doc_ids))
+        for start in range(0, len(unique), 1000):
+            part = unique[start : start + 1000]
+            offset = None
+            while True:
+                points, offset = self.client.scroll(
+                    self.collection,
+                    scroll_filter=self._doc_filter(part),
+                    limit=1000,
+                    offset=offset,
+                    with_payload=["doc_id"],
+                    with_vectors=False,
+                )
+                found.update(p.payload["doc_id"] for p in points)
+                if offset is None:
+                    break
+        return found
+
+    def _points(self, chunks: Sequence[Chunk], encoded: EncodeResult) -> list[Any]:
+        from qdrant_client import models
+
+        assert encoded.dense is not None
+        points = []
+        for i, chunk in enumerate(chunks):
+            vector: dict[str, Any] = {"dense": encoded.dense[i].astype(np.float32).tolist()}
+            if "sparse" in self.modes and encoded.sparse is not None:
+                sv = encoded.sparse[i]
+                vector["sparse"] = models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
+            if "colbert" in self.modes and encoded.colbert is not None:
+                vector["colbert"] = np.asarray(encoded.colbert[i], dtype=np.float32).tolist()
+            payload = {
+                "chunk_id": chunk.id,
+                "doc_id": chunk.doc_id,
+                "title": chunk.title,
+                "text": chunk.text,
+                "metadata": chunk.metadata,
+                "position": chunk.position,
+            }
+            points.append(models.PointStruct(id=point_id(chunk.id), vector=vector, payload=payload))
+        return points
+
+    # ------------------------------------------------------------------ writing
+    def _add_chunks(
+        self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
+    ) -> int:
+        new_ids = list(dict.fromkeys(c.doc_id for c in chunks))
+        clash = sorted(self._present(new_ids))
+        if clash:
+            raise InputError(
+                f"{len(clash)} document id(s) already in the index: {', '.join(map(repr, clash[:5]))} "
+                "(use update to replace them)"
+            )
+        for batch, encoded in batches if batches is not None else self._encoded(chunks):
+            points = self._points(batch, encoded)
+            for start in range(0, len(points), UPSERT_BATCH):
+                self.client.upsert(self.collection, points[start : start + UPSERT_BATCH], wait=True)
+        return len(chunks)
+
+    def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int:
+        present = self._present(doc_ids)
+        missing = [d for d in doc_ids if d not in present]
+        if missing and not upsert:
+            raise InputError(f"unknown document id(s): {', '.join(map(repr, missing[:5]))}")
+        if present:
+            self._delete_present(sorted(present))
+        return self._add_chunks(chunks, None)
+
+    def _delete_present(self, doc_ids: Sequence[str]) -> int:
+        from qdrant_client import models
+
+        removed = 0
+        for start in range(0, len(doc_ids), 1000):
+            flt = self._doc_filter(doc_ids[start : start + 1000])
+            removed += self.client.count(self.collection, count_filter=flt, exact=True).count
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+        return removed
+
+    def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
+        if isinstance(ids, str):
+            ids = [ids]
+        if not ids:
+            raise InputError("no document ids to delete")
+        present = self._present(ids)
+        missing = [d for d in dict.fromkeys(ids) if d not in present]
+        if missing and not missing_ok:
+            raise InputError(f"unknown document id(s): {', '.join(map(repr, missing[:5]))}")
+        return self._delete_present(sorted(present)) if present else 0
+
+    # ------------------------------------------------------------------ search
+    def search_encoded(self, encoded: EncodeResult, plan: SearchPlan) -> list[list[Hit]]:
+        n = encoded.dense.shape[0] if encoded.dense is not None else len(encoded.sparse or [])
+        grouped = self._chunked()
+        return [self._search_one(encoded, q, plan, grouped) for q in range(n)]
+
+    def _chunked(self) -> bool:
+        from qdrant_client import models
+
+        flt = models.Filter(
+            must_not=[models.FieldCondition(key="position", match=models.MatchValue(value=0))]
+        )
+        return bool(self.client.count(self.collection, count_filter=flt, exact=False).count)
+
+    def _search_one(self, encoded: EncodeResult, q: int, plan: SearchPlan, grouped: bool) -> list[Hit]:
+        from qdrant_client import models
+
+        dense = encoded.dense[q].astype(np.float32).tolist() if encoded.dense is not None else None
+        sparse = None
+        if encoded.sparse is not None:
+            sv: SparseVector = encoded.sparse[q]
+            sparse = models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
+        colbert = np.asarray(encoded.colbert[q], dtype=np.float32) if encoded.colbert is not None else None
+        depth = plan.candidates if grouped or plan.mode in ("colbert", "hybrid") else plan.top_k
+        if plan.mode in ("dense", "sparse"):
+            query, using = (dense, "dense") if plan.mode == "dense" else (sparse, "sparse")
+            result = self.client.query_points(
+                self.collection, query=query, using=using, limit=depth, with_payload=True
+            ).points
+            if plan.mode == "sparse":
+                result = [p for p in result if p.score > 0]
+            values = np.array([p.score for p in result], dtype=np.float64)
+            return self._hits(result, values, {plan.mode: values}, plan.top_k, grouped)
+        prefetch = [models.Prefetch(query=dense, using="dense", limit=depth)]
+        if "sparse" in plan.first_stage and sparse is not None:
+            prefetch.append(models.Prefetch(query=sparse, using="sparse", limit=depth))
+        limit = depth * len(prefetch)
+        if "colbert" in plan.score_modes and colbert is not None:
+            found = self.client.query_points(
+                self.collection,
+                prefetch=prefetch,
+                query=colbert.tolist(),
+                using="colbert",
+                limit=limit,
+                with_payload=True,
+            ).points
+        else:
+            found = self.client.query_points(
+                self.collection,
+                prefetch=prefetch,
+                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                limit=limit,
+                with_payload=True,
+            ).points
+        if not found:
+            return []
+        ids = [p.id for p in found]
+        per_mode: dict[str, np.ndarray] = {}
+        if "colbert" in plan.score_modes and colbert is not None:
+            per_mode["colbert"] = np.array([p.score for p in found], dtype=np.float64) / max(
+                colbert.shape[0], 1
+            )
+        requests = []
+        wanted = [
+            m
+            for m in ("dense", "sparse")
+            if m in plan.score_modes or (m == "dense" and plan.mode == "colbert")
+        ]
+        for mode in wanted:
+            vector = dense if mode == "dense" else sparse
+            if vector is None:
+                continue
+            requests.append(
+                (
+                    mode,
+                    models.QueryRequest(
+                        query=vector,
+                        using=mode,
+                        filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
+                        limit=len(ids),
+                    ),
+                )
+            )
+        if requests:
+            responses = self.client.query_batch_points(self.collection, [r for _, r in requests])
+            for (mode, _), response in zip(requests, responses, strict=True):
+                by_id = {p.id: p.score for p in response.points}
+                per_mode[mode] = np.array([by_id.get(i, 0.0) for i in ids], dtype=np.float64)
+        scored = {m: per_mode[m] for m in plan.score_modes}
+        fused = fuse(scored, plan.fusion, plan.weights)
+        order = top_k(fused, len(found))
+        return self._hits(
+            [found[i] for i in order.tolist()],
+            fused[order],
+            {m: v[order] for m, v in per_mode.items()},
+            plan.top_k,
+            grouped,
+        )
+
+    def _hits(
+        self, points: Sequence[Any], fused: np.ndarray, per_mode: dict[str, np.ndarray], k: int, grouped: bool
+    ) -> list[Hit]:
+        hits: list[Hit] = []
+        seen: set[str] = set()
+        for j, point in enumerate(points):
+            payload = point.payload or {}
+            doc_id = payload.get("doc_id", "")
+            if grouped:
+                if doc_id in seen:
+                    continue
+                seen.add(doc_id)
+            hits.append(
+                Hit(
+                    id=payload.get("chunk_id", str(point.id)),
+                    doc_id=doc_id,
+                    score=float(fused[j]),
+                    scores={m: float(v[j]) for m, v in per_mode.items()},
+                    text=payload.get("text", ""),
+                    title=payload.get("title"),
+                    metadata=payload.get("metadata") or {},
+                )
+            )
+            if len(hits) == k:
+                break
+        return hits
+
+    # ------------------------------------------------------------------ reading
+    def get(self, doc_id: str) -> list[Chunk]:
+        points, _ = self.client.scroll(
+            self.collection, scroll_filter=self._doc_filter([doc_id]), limit=100_000, with_payload=True
+        )
+        if not points:
+            raise InputError(f"unknown document id {doc_id!r}")
+        chunks = [
+            Chunk(
+                p.payload["chunk_id"],
+                p.payload["doc_id"],
+                p.payload["text"],
+                p.payload.get("title"),
+                p.payload.get("metadata") or {},
+                int(p.payload.get("position", 0)),
+            )
+            for p in points
+        ]
+        return sorted(chunks, key=lambda c: c.position)
+
+    def doc_ids(self) -> list[str]:
+        out: dict[str, None] = {}
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection, limit=1000, offset=offset, with_payload=["doc_id"], with_vectors=False
+            )
+            for p in points:
+                out.setdefault(p.payload["doc_id"], None)
+            if offset is None:
+                return list(out)
+
+    def __len__(self) -> int:
+        from qdrant_client import models
+
+        flt = models.Filter(must=[models.FieldCondition(key="position", match=models.MatchValue(value=0))])
+        return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": "qdrant",
+            "path": str(self.directory),
+            "url": self.config.get("url") or "local mode",
+            "collection": self.collection,
+            "documents": len(self),
+            "chunks": int(self.client.count(self.collection, exact=True).count),
+            "model": self.identity.to_dict(),
+            "modes": self.modes,
+            "settings": self.settings.to_dict(),
+        }
+
+    def save(self) -> None:
+        """Qdrant persists every acknowledged write (`wait=True`); nothing is pending here."""
+
+    def close(self) -> None:
+        self.client.close()
