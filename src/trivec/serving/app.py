@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -31,7 +31,9 @@ from trivec.serving.errors import ApiError, install_error_handlers
 from trivec.serving.metrics import ServerMetrics
 from trivec.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from trivec.serving.schemas import EmbeddingsRequest, EncodeRequest, ScoreRequest, SearchRequest
-from trivec.serving.search import IndexSearcher
+
+if TYPE_CHECKING:  # the retrieval stack (faiss) is imported only when an index is served
+    from trivec.serving.search import IndexSearcher
 
 logger = logging.getLogger("trivec.serving")
 T = TypeVar("T")
@@ -254,6 +256,8 @@ def create_app(
                 logger.info("encoder stopped after finishing %d queued request(s)", pending)
             else:
                 logger.error("encoder still busy after %.0f s; exiting anyway", config.graceful_timeout_s)
+            if state.index is not None:
+                state.index.close()
 
     app = FastAPI(
         title="trivec",
@@ -378,15 +382,11 @@ def create_app(
         formatted = format_queries(embedder, queries, req.instruction)
         counts = await _offload(_heavy_text(formatted), count_tokens, embedder, formatted)
         tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "query")
-        options = index.options(req)
-
-        def run(model: Embedder) -> list[list[dict[str, Any]]]:
-            return index.search(model, queries, options, max_length=limit)
-
-        try:
-            hits = await _wait(state.batcher.submit_call(run, len(queries), tokens))
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from None
+        plan = index.plan(req)
+        dense, sparse, colbert = plan.needs
+        spec = EncodeSpec(dense=dense, sparse=sparse, colbert=colbert, max_length=limit)
+        encoded = await _wait(state.batcher.submit(formatted, spec, tokens))
+        hits = await run_in_threadpool(index.search, encoded, req)
         payload: dict[str, Any] = {"object": "search", "model": config.model_name}
         if req.query is not None:
             payload["results"] = hits[0]
@@ -415,7 +415,7 @@ def create_app(
                 "requests": batcher.queued_requests,
                 "capacity_texts": limits.queue_size,
             },
-            "index": state.index.describe() if state.index is not None else None,
+            "index": await run_in_threadpool(state.index.describe) if state.index is not None else None,
             "uptime_s": round(time.time() - state.started, 3),
         }
         return Response(_dumps(payload), status_code=200 if ok else 503, media_type="application/json")

@@ -17,8 +17,13 @@ def register(app: typer.Typer) -> None:
     @clean_errors
     def serve(
         model: Annotated[
-            str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")
-        ] = "default",
+            str | None,
+            typer.Option(
+                "--model",
+                "-m",
+                help="Model directory, hub id, or 'default' (default; with --index: its model).",
+            ),
+        ] = None,
         index: Annotated[
             Path | None, typer.Option("--index", help="Index directory (trivec.retrieval) for POST /search.")
         ] = None,
@@ -88,7 +93,7 @@ def register(app: typer.Typer) -> None:
         )
         limits.validate()
         config = ServerConfig(
-            model=model,
+            model=model if model is not None or index is not None else "default",
             index=index,
             host=host,
             port=port,

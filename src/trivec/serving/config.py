@@ -53,11 +53,12 @@ class ServingLimits:
 class ServerConfig:
     """Everything `trivec serve` needs: the model, an optional index, the address, auth and limits.
 
+    model: a directory, hub id or `default`; None with an index: the model the index records.
     threads: torch intra-op threads of the encoder (None: torch's default, one per core). On a CPU shared with
     the HTTP side or other programs, fewer threads than cores often serve faster.
     """
 
-    model: str = "default"
+    model: str | None = "default"
     index: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -75,4 +76,5 @@ class ServerConfig:
         """The id reported as `model` in responses: the given name, else the model path's last part."""
         if self.served_model_name:
             return self.served_model_name
-        return Path(self.model).name or self.model
+        model = self.model or "default"
+        return Path(model).name or model

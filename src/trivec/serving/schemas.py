@@ -110,9 +110,10 @@ class SearchRequest(BaseModel):
     query: str | None = None
     queries: list[str] | None = Field(default=None, min_length=1)
     top_k: int = Field(default=10, ge=1, le=1000)
-    mode: str | None = None
+    mode: Literal["dense", "sparse", "colbert", "hybrid"] = "hybrid"
     weights: dict[str, float] | list[float] | None = None
-    fusion: str | None = None
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    candidates: int | None = Field(default=None, ge=1, le=10_000)
     instruction: str | None = None
     max_length: int | None = Field(default=None, ge=2)
     truncate: bool = False

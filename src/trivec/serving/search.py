@@ -1,31 +1,71 @@
-"""`/search` over an index built by `trivec.retrieval` (adapter; filled in against the retrieval API)."""
+"""`POST /search` over a `trivec.retrieval` index.
+
+The queries are encoded through the dynamic batcher (so they share batches with other requests), then the
+index is searched with those vectors (`Index.search_vectors`) in a worker thread, one search at a time (an
+index may reload a newer commit while it searches). Results equal `Index.search` on the same texts.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import threading
 from typing import Any
 
-from trivec.inference import Embedder
+from trivec.inference import Embedder, EncodeResult
+from trivec.retrieval import Index, SearchPlan, plan_search
+from trivec.retrieval.base import unit
+from trivec.serving.schemas import SearchRequest
 
 
 class IndexSearcher:
-    """An opened index, searched with query texts."""
+    """An opened index searched with query vectors from the server's own model."""
 
-    def __init__(self, index: Any, path: Path) -> None:
+    def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index = index
-        self.path = path
+        self.embedder = embedder
+        self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path) -> IndexSearcher:
-        raise NotImplementedError("pending trivec.retrieval")
+    def open(cls, path: str | os.PathLike[str], embedder: Embedder) -> IndexSearcher:
+        """Open the index at `path` for `embedder` (a model other than the index's is refused)."""
+        return cls(Index.open(path, model=embedder), embedder)
+
+    @staticmethod
+    def recorded_model(path: str | os.PathLike[str]) -> str:
+        """The model name an index records (what `trivec serve --index DIR` loads without `--model`)."""
+        with Index.open(path) as index:
+            return index.identity.name
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path)}
+        """What `/health` says about the index."""
+        with self._lock:
+            info = self.index.info()
+        return {
+            "backend": info.get("backend"),
+            "path": info.get("path", getattr(self.index, "location", None)),
+            "documents": info.get("documents"),
+            "chunks": info.get("chunks"),
+            "modes": self.index.modes,
+        }
 
-    def options(self, req: Any) -> dict[str, Any]:
-        return {}
+    def plan(self, req: SearchRequest) -> SearchPlan:
+        """Check the request's mode, weights and fusion against the index (InputError → 422)."""
+        return plan_search(req.mode, self.index.modes, req.weights, req.fusion, req.top_k, req.candidates)
 
-    def search(
-        self, embedder: Embedder, queries: list[str], options: dict[str, Any], max_length: int
-    ) -> list[list[dict[str, Any]]]:
-        raise NotImplementedError("pending trivec.retrieval")
+    def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:
+        """Hits for already-encoded queries (`Embedder.encode(..., query=True)` of the server's model)."""
+        encoded.dense = unit(encoded.dense, self.embedder)
+        with self._lock:
+            hits = self.index.search_vectors(
+                encoded,
+                req.top_k,
+                mode=req.mode,
+                weights=req.weights,
+                fusion=req.fusion,
+                candidates=req.candidates,
+            )
+        return [[hit.to_dict() for hit in per_query] for per_query in hits]
+
+    def close(self) -> None:
+        with self._lock:
+            self.index.close()

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from types import TracebackType
 
 import uvicorn
@@ -18,7 +19,10 @@ logger = logging.getLogger("trivec.serving")
 
 
 def build_app(config: ServerConfig) -> FastAPI:
-    """Load the model (and the index, if any) named by `config` and build the app around them."""
+    """Load the model (and the index, if any) named by `config` and build the app around them.
+
+    With an index and no model, the model is the one the index records.
+    """
     import torch
 
     from trivec.errors import InputError
@@ -29,15 +33,19 @@ def build_app(config: ServerConfig) -> FastAPI:
         if config.threads < 1:
             raise InputError(f"threads must be ≥ 1, got {config.threads}")
         torch.set_num_threads(config.threads)
-    embedder = Embedder.from_pretrained(
-        config.model, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
-    )
-    index = None
+    searcher_cls = None
     if config.index is not None:
         from trivec.serving.search import IndexSearcher
 
-        index = IndexSearcher.open(config.index)
-    return create_app(embedder, config, index)
+        searcher_cls = IndexSearcher
+        if config.model is None:
+            config = replace(config, model=IndexSearcher.recorded_model(config.index))
+    model = config.model or "default"
+    embedder = Embedder.from_pretrained(
+        model, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
+    )
+    index = searcher_cls.open(config.index, embedder) if searcher_cls and config.index else None
+    return create_app(embedder, replace(config, model=model), index)
 
 
 def uvicorn_config(app: FastAPI, config: ServerConfig, access_log: bool = False) -> uvicorn.Config:

@@ -1,0 +1,120 @@
+"""`POST /search` on a live server with an index built from real documents (tiny-m3: all three modes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import DATA
+from tests.serving.conftest import TINY, error_of
+from trivec import Embedder
+from trivec.retrieval import Index, ModelMismatchError
+from trivec.serving import ServerConfig, ServerThread, build_app, create_app
+from trivec.serving.search import IndexSearcher
+
+QUERIES = [
+    "what similarity laws must be obeyed when constructing aeroelastic models",
+    "boundary layer transition",
+]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, tiny: Embedder) -> Path:
+    lines = (DATA / "cranfield" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:120]
+    path = tmp_path_factory.mktemp("search") / "cranfield"
+    with Index.create(path, model=tiny) as index:
+        index.add([json.loads(line) for line in lines])
+        index.save()
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(index_dir: Path, tiny: Embedder) -> Iterator[ServerThread]:
+    app = create_app(tiny, ServerConfig(model="tiny"), IndexSearcher.open(index_dir, tiny))
+    with ServerThread(app) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def direct(index_dir: Path, tiny: Embedder) -> Iterator[Index]:
+    with Index.open(index_dir, model=tiny) as index:
+        yield index
+
+
+def same_hits(got: list[dict], want: list) -> None:
+    assert [h["id"] for h in got] == [h.id for h in want]
+    np.testing.assert_allclose([h["score"] for h in got], [h.score for h in want], atol=1e-5)
+    for g, w in zip(got, want, strict=True):
+        assert set(g["scores"]) == set(w.scores) and g["doc_id"] == w.doc_id and g["text"] == w.text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"mode": "dense"},
+        {"mode": "sparse", "top_k": 3},
+        {"mode": "colbert"},
+        {"mode": "hybrid", "fusion": "rrf", "weights": [1, 0.3, 1], "candidates": 50},
+        {"instruction": "Represent this query: "},
+    ],
+)
+def test_search_equals_index_search(server: ServerThread, direct: Index, options: dict) -> None:
+    response = httpx.post(f"{server.url}/search", json={"query": QUERIES[0], **options}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    want = direct.search(QUERIES[0], **{"top_k": 10, **options})
+    assert len(body["results"]) == len(want) > 0
+    same_hits(body["results"], want)
+    assert body["usage"]["prompt_tokens"] > 0
+
+
+def test_search_many_queries(server: ServerThread, direct: Index) -> None:
+    body = httpx.post(f"{server.url}/search", json={"queries": QUERIES, "top_k": 5}, timeout=60).json()
+    want = direct.search(QUERIES, top_k=5)
+    assert len(body["results"]) == 2
+    for got, expected in zip(body["results"], want, strict=True):
+        same_hits(got, expected)
+
+
+def test_health_describes_the_index(server: ServerThread) -> None:
+    index = httpx.get(f"{server.url}/health").json()["index"]
+    assert index["documents"] == 120 and index["modes"] == ["dense", "sparse", "colbert"]
+    assert index["backend"] == "embedded"
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        ({"query": "x", "mode": "bm25"}, "mode"),
+        ({"query": "x", "fusion": "max"}, "fusion"),
+        ({"query": "x", "top_k": 0}, "top_k"),
+        ({"query": "x", "queries": ["y"]}, "not both"),
+        ({"query": "x", "weights": [1, 2]}, "weights need 3 numbers"),
+        ({"query": "x", "mode": "hybrid", "weights": [0, 0, 0]}, "is 0"),
+        ({"query": "x", "k": 3}, "k: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_search_requests_are_422(server: ServerThread, payload: dict, needle: str) -> None:
+    response = httpx.post(f"{server.url}/search", json=payload, timeout=60)
+    assert response.status_code == 422, response.text
+    assert needle in error_of(response)["message"]
+
+
+def test_serving_an_index_without_a_model_loads_the_index_model(index_dir: Path) -> None:
+    app = build_app(ServerConfig(model=None, index=index_dir))
+    with ServerThread(app) as running:
+        health = httpx.get(f"{running.url}/health").json()
+        assert health["model"] == Path(TINY).name and health["outputs"] == ["dense", "sparse", "colbert"]
+        hits = httpx.post(f"{running.url}/search", json={"query": QUERIES[1], "top_k": 2}, timeout=60).json()
+        assert len(hits["results"]) == 2
+
+
+def test_an_index_of_another_model_is_refused(index_dir: Path, minilm: Embedder) -> None:
+    with pytest.raises(ModelMismatchError, match="was built with model"):
+        IndexSearcher.open(index_dir, minilm)
