@@ -162,6 +162,7 @@ __import__("trivec.evaluation.cli", fromlist=["register"]).register(app)
 __import__("trivec.training.retromae.cli", fromlist=["register"]).register(app)
 __import__("trivec.training.cli", fromlist=["register"]).register(app)
 __import__("trivec.serving.cli", fromlist=["register"]).register(app)
+__import__("trivec.retrieval.cli", fromlist=["register"]).register(app)
 # --- registrations (end) ---
 
 

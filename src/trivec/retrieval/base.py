@@ -149,9 +149,17 @@ def plan_search(
 
 
 def encode_chunks(
-    embedder: Embedder, chunks: Sequence[Chunk], sparse: bool, colbert: bool, max_length: int | None
+    embedder: Embedder,
+    chunks: Sequence[Chunk],
+    sparse: bool,
+    colbert: bool,
+    max_length: int | None,
+    progress: bool = False,
 ) -> Iterator[tuple[list[Chunk], EncodeResult]]:
     """Encode chunks in batches (unit-length dense vectors: cosine even for models that do not normalise)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(chunks), unit="chunk", desc="encode", disable=not progress)
     for start in range(0, len(chunks), ENCODE_BATCH):
         batch = list(chunks[start : start + ENCODE_BATCH])
         result = embedder.encode(
@@ -163,7 +171,9 @@ def encode_chunks(
             show_progress=False,
         )
         result.dense = unit(result.dense, embedder)
+        bar.update(len(batch))
         yield batch, result
+    bar.close()
 
 
 def unit(vectors: np.ndarray | None, embedder: Embedder) -> np.ndarray | None:
@@ -271,9 +281,16 @@ class Index(ABC):
         tokenizer = self.embedder.tokenizer if self.settings.chunk_tokens else None
         return chunk_documents(docs, tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap)
 
+    progress: bool = False
+
     def _encoded(self, chunks: Sequence[Chunk]) -> Iterator[tuple[list[Chunk], EncodeResult]]:
         return encode_chunks(
-            self.embedder, chunks, "sparse" in self.modes, "colbert" in self.modes, self.settings.max_length
+            self.embedder,
+            chunks,
+            "sparse" in self.modes,
+            "colbert" in self.modes,
+            self.settings.max_length,
+            progress=self.progress,
         )
 
     def add(self, documents: Sequence[Document | Mapping[str, Any]]) -> int:

@@ -1,0 +1,239 @@
+"""`trivec index build|add|delete|info|compact` and `trivec search` (heavy imports stay inside the commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index directory.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the retrieval commands to the `trivec` app."""
+    from trivec.cli import clean_errors, fail, parse_weights
+
+    index_app = typer.Typer(
+        name="index", help="Build and change a search index (embedded, or on Qdrant).", no_args_is_help=True
+    )
+    app.add_typer(index_app, name="index")
+
+    @index_app.command("build")
+    @clean_errors
+    def build(
+        corpus: Annotated[
+            Path,
+            typer.Option("--corpus", "-c", help="JSONL ({id, title?, text}) or a folder of .txt/.md files."),
+        ],
+        index: IndexOption,
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")
+        ] = "default",
+        chunk_tokens: Annotated[
+            int | None, typer.Option(help="Split documents into windows of this many tokens.")
+        ] = None,
+        chunk_overlap: Annotated[int, typer.Option(help="Tokens shared by consecutive windows.")] = 0,
+        max_length: Annotated[
+            int | None, typer.Option(help="Truncate passages (default: model limit).")
+        ] = None,
+        backend: Annotated[str, typer.Option(help="embedded (a directory) or qdrant.")] = "embedded",
+        url: Annotated[
+            str | None, typer.Option(help="Qdrant server/cluster URL (default: qdrant-client local mode).")
+        ] = None,
+        collection: Annotated[str | None, typer.Option(help="Qdrant collection name.")] = None,
+        colbert_dtype: Annotated[
+            str, typer.Option(help="ColBERT storage: float16, float32, int8.")
+        ] = "float16",
+        colbert_dim: Annotated[
+            int | None, typer.Option(help="Store ColBERT vectors projected to this many dimensions.")
+        ] = None,
+        dense_index: Annotated[
+            str, typer.Option(help="auto (HNSW past --ann-threshold rows), flat (exact), hnsw, ivf.")
+        ] = "auto",
+        ann_threshold: Annotated[int, typer.Option(help="Segment rows from which auto uses HNSW.")] = 50_000,
+        no_sparse: Annotated[bool, typer.Option("--no-sparse", help="Do not store sparse vectors.")] = False,
+        no_colbert: Annotated[
+            bool, typer.Option("--no-colbert", help="Do not store ColBERT vectors.")
+        ] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Build an index of a corpus with a model's dense, sparse and ColBERT vectors."""
+        from trivec.retrieval import Index, read_corpus
+
+        docs = read_corpus(corpus)
+        options: dict[str, Any] = {
+            "chunk_tokens": chunk_tokens,
+            "chunk_overlap": chunk_overlap,
+            "max_length": max_length,
+            "colbert_dtype": colbert_dtype,
+            "colbert_dim": colbert_dim,
+            "dense_index": dense_index,
+            "ann_threshold": ann_threshold,
+            "sparse": not no_sparse,
+            "colbert": not no_colbert,
+        }
+        if backend == "qdrant":
+            options.update(url=url, collection=collection)
+        elif url is not None or collection is not None:
+            raise fail("--url and --collection apply to --backend qdrant")
+        built = Index.create(index, model, backend=backend, overwrite=overwrite, **options)
+        built.progress = not quiet and sys.stderr.isatty()
+        with built:
+            chunks = built.add(docs)
+            typer.echo(
+                f"indexed {len(docs)} documents ({chunks} chunks; modes {', '.join(built.modes)}) → {index}",
+                err=True,
+            )
+
+    @index_app.command("add")
+    @clean_errors
+    def add(
+        corpus: Annotated[Path, typer.Option("--corpus", "-c", help="JSONL or folder of new documents.")],
+        index: IndexOption,
+        upsert: Annotated[
+            bool, typer.Option("--upsert", help="Replace documents whose id is already indexed.")
+        ] = False,
+    ) -> None:
+        """Add documents to an index (with --upsert: add or replace)."""
+        from trivec.retrieval import Index, read_corpus
+
+        docs = read_corpus(corpus)
+        with Index.open(index) as opened:
+            chunks = opened.update(docs, upsert=True) if upsert else opened.add(docs)
+            typer.echo(
+                f"added {len(docs)} documents ({chunks} chunks); the index has {len(opened)}", err=True
+            )
+
+    @index_app.command("delete")
+    @clean_errors
+    def delete(
+        ids: Annotated[list[str], typer.Argument(help="Document ids to delete.")],
+        index: IndexOption,
+        missing_ok: Annotated[
+            bool, typer.Option("--missing-ok", help="Ignore ids not in the index.")
+        ] = False,
+    ) -> None:
+        """Delete documents (all their chunks) by id."""
+        from trivec.retrieval import Index
+
+        with Index.open(index) as opened:
+            removed = opened.delete(ids, missing_ok=missing_ok)
+            typer.echo(f"deleted {removed} chunks; the index has {len(opened)} documents", err=True)
+
+    @index_app.command("compact")
+    @clean_errors
+    def compact(index: IndexOption) -> None:
+        """Merge the segments of an embedded index and drop deleted rows."""
+        from trivec.retrieval import EmbeddedIndex, Index
+
+        with Index.open(index) as opened:
+            if not isinstance(opened, EmbeddedIndex):
+                raise fail("compact applies to embedded indexes (Qdrant optimises its own segments)")
+            opened.compact()
+            typer.echo(f"compacted: {len(opened.segments)} segment(s), {len(opened)} documents", err=True)
+
+    @index_app.command("info")
+    @clean_errors
+    def info(
+        index: IndexOption,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """What an index holds: model, modes, documents, segments, bytes per representation."""
+        from trivec.retrieval import Index
+
+        with Index.open(index) as opened:
+            data = opened.info()
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        model = data["model"]
+        typer.echo(
+            f"index      {data['path']} ({data['backend']}{', ' + data['url'] if 'url' in data else ''})"
+        )
+        typer.echo(f"model      {model['name']} (fingerprint {model['fingerprint']})")
+        typer.echo(f"modes      {', '.join(data['modes'])}")
+        typer.echo(f"documents  {data['documents']} ({data['chunks']} chunks)")
+        if "segments" in data:
+            typer.echo(f"segments   {len(data['segments'])} (generation {data['generation']})")
+            for seg in data["segments"]:
+                typer.echo(
+                    f"  {seg['name']}: {seg['rows']} rows, {seg['deleted']} deleted, dense {seg['ann']}"
+                )
+            typer.echo("bytes      " + ", ".join(f"{k} {v:,}" for k, v in data["bytes"].items()))
+
+    @app.command("search")
+    @clean_errors
+    def search(
+        index: IndexOption,
+        query: Annotated[list[str] | None, typer.Argument(help="Query text(s).")] = None,
+        queries: Annotated[
+            Path | None,
+            typer.Option("--queries", help="Queries file: .txt (one per line) or .jsonl ({id?, text})."),
+        ] = None,
+        top_k: Annotated[int, typer.Option("--top-k", "-k", help="Results per query.")] = 10,
+        mode: Annotated[str, typer.Option(help="dense, sparse, colbert or hybrid.")] = "hybrid",
+        weights: Annotated[
+            str | None, typer.Option(help="dense,sparse,colbert weights (default 0.4,0.2,0.4).")
+        ] = None,
+        fusion: Annotated[str, typer.Option(help="weighted or rrf.")] = "weighted",
+        candidates: Annotated[
+            int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
+        ] = None,
+        instruction: Annotated[
+            str | None, typer.Option(help="Query instruction (default: the model's).")
+        ] = None,
+        model: Annotated[
+            str | None, typer.Option("--model", "-m", help="Model (default: the one that built the index).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON output (one line per query).")] = False,
+    ) -> None:
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion."""
+        from trivec.io import iter_jsonl, read_texts
+        from trivec.retrieval import Hit, Index
+
+        items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
+        if queries is not None:
+            if queries.suffix.lower() == ".jsonl":
+                for number, row in iter_jsonl(queries):
+                    text = row.get("text")
+                    if not isinstance(text, str):
+                        raise fail(f"{queries}:{number}: field 'text' must be a string")
+                    items.append((str(row.get("id", number)), text))
+            else:
+                items.extend((str(i), t) for i, t in enumerate(read_texts(queries)))
+        if not items:
+            raise fail("give a query text or --queries FILE")
+        with Index.open(index, model) as opened:
+            results = cast(
+                list[list[Hit]],
+                opened.search(
+                    [text for _, text in items],
+                    top_k=top_k,
+                    mode=mode,
+                    weights=parse_weights(weights),
+                    fusion=fusion,
+                    candidates=candidates,
+                    instruction=instruction,
+                ),
+            )
+        for (query_id, text), hits in zip(items, results, strict=True):
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        {"query_id": query_id, "query": text, "hits": [h.to_dict() for h in hits]},
+                        ensure_ascii=False,
+                    )
+                )
+                continue
+            typer.echo(f"query: {text}")
+            for rank, hit in enumerate(hits, start=1):
+                per_mode = " ".join(f"{m}={v:.4f}" for m, v in hit.scores.items())
+                snippet = " ".join(hit.text.split())[:100]
+                label = f"{hit.doc_id}" + (f" [{hit.id}]" if hit.id != hit.doc_id else "")
+                title = f" {hit.title} —" if hit.title else ""
+                typer.echo(f"{rank:3d}. {hit.score:.4f}  {label}{title} {snippet}  ({per_mode})")
+            typer.echo("")
