@@ -57,7 +57,7 @@ def test_missing_and_empty_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no documents"):
         read_corpus(tmp_path)
     (tmp_path / "c.csv").write_text("a,b\n", encoding="utf-8")
-    with pytest.raises(InputError, match="a .jsonl file or a folder"):
+    with pytest.raises(InputError, match=r"a \.jsonl file or a folder"):
         read_corpus(tmp_path / "c.csv")
 
 

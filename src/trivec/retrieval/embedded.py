@@ -130,26 +130,26 @@ class EmbeddedIndex(Index):
         return index
 
     def _load(self, body: dict[str, Any]) -> None:
-        self._body = copy.deepcopy(body)
-        self.identity = ModelIdentity.from_dict(body["model"])
-        self.settings = IndexSettings.from_dict(body["settings"])
+        """Map the files `body` names; the index changes only when every file is there (all or nothing)."""
+        settings = IndexSettings.from_dict(body["settings"])
         projection = None
         if body.get("projection"):
             spec = body["projection"]
-            path = self.directory / spec["file"]
-            if not path.is_file() or path.stat().st_size != spec["size"]:
-                raise CorruptIndexError(f"{path} is missing or damaged (the manifest lists it)")
-            projection = np.fromfile(path, dtype=np.float32).reshape(spec["shape"])
-        self.codec = ColbertCodec(self.settings.colbert_dtype, projection)
-        self.segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in body["segments"]]
-        self._deleted: dict[str, np.ndarray] = {}
+            projection = _read_array(self.directory / spec["file"], np.float32, spec["size"]).reshape(
+                spec["shape"]
+            )
+        segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in body["segments"]]
+        deleted: dict[str, np.ndarray] = {}
         for record in body["segments"]:
             spec = record.get("deleted")
             if spec:
-                path = self.directory / spec["file"]
-                if not path.is_file() or path.stat().st_size != spec["size"]:
-                    raise CorruptIndexError(f"{path} is missing or damaged (the manifest lists it)")
-                self._deleted[record["name"]] = np.fromfile(path, dtype=np.int64)
+                deleted[record["name"]] = _read_array(self.directory / spec["file"], np.int64, spec["size"])
+        self._body = copy.deepcopy(body)
+        self.identity = ModelIdentity.from_dict(body["model"])
+        self.settings = settings
+        self.codec = ColbertCodec(settings.colbert_dtype, projection)
+        self.segments = segments
+        self._deleted = deleted
         self._rebuild_views()
         self._stamp = self._manifest_stamp()
 
@@ -813,6 +813,18 @@ def _retrying(load: Callable[[], T], directory: Path) -> T:
                 raise
             time.sleep(0.01)
     raise AssertionError("unreachable")
+
+
+def _read_array(path: Path, dtype: type, size: int) -> np.ndarray:
+    try:
+        data: np.ndarray = np.fromfile(path, dtype=dtype)
+    except FileNotFoundError:
+        raise CorruptIndexError(f"{path} is missing (the manifest lists it)") from None
+    if data.nbytes != size:
+        raise CorruptIndexError(
+            f"{path} has {data.nbytes} bytes, the manifest says {size}: the file is damaged"
+        )
+    return data
 
 
 def _listdir(path: Path) -> list[Path]:

@@ -280,17 +280,23 @@ class Segment:
                     f"{path} has {actual} bytes, the manifest says {size}: the file is damaged"
                 )
         arrays = record["arrays"]
-        self.arrays = {
-            name: _map(directory / name, spec["dtype"], spec["shape"]) for name, spec in arrays.items()
-        }
+        try:
+            self.arrays = {
+                name: _map(directory / name, spec["dtype"], spec["shape"]) for name, spec in arrays.items()
+            }
+        except FileNotFoundError as exc:
+            raise CorruptIndexError(f"{exc.filename} is missing (the manifest lists it)") from None
         self.dense: np.ndarray | None = self.arrays.get("dense.f32")
         self.has_sparse = "sparse.terms" in arrays
         self.has_colbert = "colbert.codes" in arrays
-        self._ann_bytes = (
-            _map(directory / record["ann"]["file"], "uint8", [record["files"][record["ann"]["file"]]])
-            if record.get("ann")
-            else None
-        )
+        try:
+            self._ann_bytes = (
+                _map(directory / record["ann"]["file"], "uint8", [record["files"][record["ann"]["file"]]])
+                if record.get("ann")
+                else None
+            )
+        except FileNotFoundError as exc:
+            raise CorruptIndexError(f"{exc.filename} is missing (the manifest lists it)") from None
         self._ann: Any = None
         self._ids: list[str] | None = None
 
