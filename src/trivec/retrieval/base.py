@@ -357,8 +357,8 @@ class Index(ABC):
         instruction: str | None = None,
         max_length: int | None = None,
     ) -> list[Hit] | list[list[Hit]]:
-        """Search with query texts (the model's query instruction applied); a list of hits per query
-        (one list for a single string)."""
+        """Search with query texts (the model's query instruction applied; truncated like the documents unless
+        `max_length` says otherwise); a list of hits per query (one list for a single string)."""
         single = isinstance(queries, str)
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts:
@@ -372,7 +372,7 @@ class Index(ABC):
             colbert=colbert,
             query=True,
             instruction=instruction,
-            max_length=max_length,
+            max_length=max_length if max_length is not None else self.settings.max_length,
             show_progress=False,
         )
         encoded.dense = unit(encoded.dense, self.embedder)

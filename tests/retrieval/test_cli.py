@@ -1,0 +1,86 @@
+"""`trivec index …` and `trivec search` in process (typer's CliRunner): results, JSON, errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_M3
+from trivec.cli import app
+from trivec.retrieval import Document
+
+
+def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in small_docs[:8]),
+        encoding="utf-8",
+    )
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "note.md").write_text("hypersonic boundary layer notes", encoding="utf-8")
+    ix = str(tmp_path / "ix")
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    run(
+        "index",
+        "build",
+        "--model",
+        str(TINY_M3),
+        "--corpus",
+        str(corpus),
+        "--index",
+        ix,
+        "--max-length",
+        "64",
+        "--chunk-tokens",
+        "48",
+        "--chunk-overlap",
+        "8",
+        "-q",
+    )
+    run("index", "add", "--corpus", str(more), "--index", ix)
+    info = json.loads(run("index", "info", "--index", ix, "--json"))
+    assert info["documents"] == 9 and info["chunks"] > 9 and info["modes"] == ["dense", "sparse", "colbert"]
+    assert info["settings"]["chunk_tokens"] == 48
+    out = run("search", "--index", ix, "hypersonic boundary layer notes", "--top-k", "3", "--json")
+    row = json.loads(out)
+    assert len(row["hits"]) == 3 and row["hits"][0]["doc_id"] == "note.md"
+    assert set(row["hits"][0]["scores"]) == {"dense", "sparse", "colbert"}
+    rrf = json.loads(
+        run("search", "--index", ix, "boundary layer", "--fusion", "rrf", "--weights", "1,1,0", "--json")
+    )
+    assert set(rrf["hits"][0]["scores"]) == {"dense", "sparse"}
+    text = run("search", "--index", ix, "wing", "-k", "2", "--mode", "colbert")
+    assert text.startswith("query: wing") and "colbert=" in text
+    run("index", "delete", "note.md", "--index", ix)
+    run("index", "compact", "--index", ix)
+    human = run("index", "info", "--index", ix)
+    assert "documents  8" in human and "segments   1" in human
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    cases = [
+        (["search", "--index", str(tmp_path / "none"), "q"], "no such index directory"),
+        (
+            ["index", "build", "--corpus", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "ix")],
+            "no such file",
+        ),
+        (["search", "--index", str(tmp_path), "q"], "not a trivec index"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+    empty = tmp_path / "c.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    result = runner.invoke(app, ["index", "build", "--corpus", str(empty), "--index", str(tmp_path / "ix")])
+    assert result.exit_code == 2 and "no documents" in result.output
