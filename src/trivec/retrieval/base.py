@@ -311,6 +311,27 @@ class Index(ABC):
         self._check_encoded(encoded, len(chunks), queries=False)
         return self._add_chunks(chunks, [(chunks, encoded)])
 
+    def add_encoded_batches(
+        self, batches: Iterable[tuple[Sequence[Document | Mapping[str, Any]], EncodeResult]]
+    ) -> int:
+        """`add_encoded` for a stream of batches, stored as one commit (one segment in the embedded index)
+        without holding every vector in memory; duplicate ids across batches are refused."""
+        seen: set[str] = set()
+
+        def checked() -> Iterator[tuple[list[Chunk], EncodeResult]]:
+            for documents, encoded in batches:
+                docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
+                check_unique(docs)
+                again = [d.id for d in docs if d.id in seen]
+                if again:
+                    raise InputError(f"document id {again[0]!r} appears in two batches")
+                seen.update(d.id for d in docs)
+                chunks = chunk_documents(docs)
+                self._check_encoded(encoded, len(chunks), queries=False)
+                yield chunks, encoded
+
+        return self._add_chunks([], checked())
+
     def _check_encoded(self, encoded: EncodeResult, n: int, queries: bool) -> None:
         """Shapes of pre-computed vectors against the index's model."""
         what = "queries" if queries else "documents"

@@ -365,38 +365,50 @@ class EmbeddedIndex(Index):
         self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
     ) -> int:
         with self._operation():
-            new_ids = list(dict.fromkeys(c.doc_id for c in chunks))
-            present = self._locate()
-            clash = [d for d in new_ids if d in present]
-            if clash:
-                raise InputError(
-                    f"{len(clash)} document id(s) already in the index: {_sample(clash)} "
-                    "(use update to replace them)"
-                )
-            self._write_segment(chunks, batches)
+            self._check_absent(chunks)
+            stored = self._write_segment(chunks, batches, check=batches is not None)
             self._maybe_merge()
-        return len(chunks)
+        return stored
+
+    def _check_absent(self, chunks: Sequence[Chunk]) -> None:
+        present = self._locate()
+        clash = [d for d in dict.fromkeys(c.doc_id for c in chunks) if d in present]
+        if clash:
+            raise InputError(
+                f"{len(clash)} document id(s) already in the index: {_sample(clash)} (use update to replace them)"
+            )
 
     def _write_segment(
-        self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
-    ) -> None:
+        self,
+        chunks: Sequence[Chunk],
+        batches: Iterable[tuple[list[Chunk], EncodeResult]] | None,
+        check: bool = False,
+    ) -> int:
+        """Write one segment from `batches` (or by encoding `chunks`); returns the rows written."""
         writer: SegmentWriter | None = None
+        rows, chunked = 0, False
+        doc_ids: set[str] = set()
         try:
             for batch, encoded in batches if batches is not None else self._encoded(chunks):
+                if check:
+                    self._check_absent(batch)
                 if writer is None:
                     self._ensure_projection(encoded.colbert)
                     full = encoded.colbert[0].shape[1] if encoded.colbert else self.identity.colbert_dim
                     writer = self._new_writer(full)
                 writer.append(batch, encoded.dense, encoded.sparse, encoded.colbert)
+                rows += len(batch)
+                doc_ids.update(c.doc_id for c in batch)
+                chunked = chunked or any(c.id != c.doc_id for c in batch)
             if writer is None:
-                return
+                return 0
             record = writer.finish(self._ann_for(writer.rows))
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
-        chunked = any(c.id != c.doc_id for c in chunks)
-        self._attach(record, len(chunks), len({c.doc_id for c in chunks}), chunked)
+        self._attach(record, rows, len(doc_ids), chunked)
+        return rows
 
     def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int:
         with self._operation():

@@ -205,18 +205,24 @@ class QdrantIndex(Index):
     def _add_chunks(
         self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
     ) -> int:
-        new_ids = list(dict.fromkeys(c.doc_id for c in chunks))
-        clash = sorted(self._present(new_ids))
+        self._check_absent(chunks)
+        stored = 0
+        for batch, encoded in batches if batches is not None else self._encoded(chunks):
+            if batches is not None:
+                self._check_absent(batch)
+            points = self._points(batch, encoded)
+            for start in range(0, len(points), UPSERT_BATCH):
+                self.client.upsert(self.collection, points[start : start + UPSERT_BATCH], wait=True)
+            stored += len(batch)
+        return stored
+
+    def _check_absent(self, chunks: Sequence[Chunk]) -> None:
+        clash = sorted(self._present([c.doc_id for c in chunks])) if chunks else []
         if clash:
             raise InputError(
                 f"{len(clash)} document id(s) already in the index: {', '.join(map(repr, clash[:5]))} "
                 "(use update to replace them)"
             )
-        for batch, encoded in batches if batches is not None else self._encoded(chunks):
-            points = self._points(batch, encoded)
-            for start in range(0, len(points), UPSERT_BATCH):
-                self.client.upsert(self.collection, points[start : start + UPSERT_BATCH], wait=True)
-        return len(chunks)
 
     def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int:
         present = self._present(doc_ids)
