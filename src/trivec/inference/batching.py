@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-DEFAULT_BATCH_TOKENS = 16384
+import torch
+
+DEFAULT_BATCH_TOKENS = 16384  # accelerators: large batches keep the device busy
+CPU_BATCH_TOKENS = 4096  # CPU: measured fastest (benchmarks/README.md): work buffers stay in cache
 ATTENTION_BUDGET_FACTOR = 1024  # padded batch B·L² ≤ batch_tokens · factor bounds attention memory too
+
+
+def default_batch_tokens(device: torch.device | str) -> int:
+    """The token budget an `Embedder` uses on `device` when none is given."""
+    return CPU_BATCH_TOKENS if torch.device(device).type == "cpu" else DEFAULT_BATCH_TOKENS
 
 
 def plan_batches(

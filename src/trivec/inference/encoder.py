@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from trivec.errors import InputError
-from trivec.inference.batching import DEFAULT_BATCH_TOKENS, plan_batches
+from trivec.inference.batching import default_batch_tokens, plan_batches
+from trivec.inference.packed import PackedEncoder
 from trivec.inference.scoring import (
     dense_scores,
     hybrid_scores,
@@ -73,19 +74,22 @@ class Embedder:
         self,
         model: M3Model,
         device: str | torch.device | None = None,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        batch_tokens: int | None = None,
         max_batch_size: int = 512,
         query_instruction: str | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = model.tokenizer
-        self.batch_tokens = batch_tokens
+        # token budget per forward pass; default per device (`batching.default_batch_tokens`)
+        self.batch_tokens = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
         self.max_batch_size = max_batch_size
         self.query_instruction = (
             query_instruction if query_instruction is not None else model.query_instruction
         )
         self._skip_ids = model.special_token_ids
+        # Unpadded fast path for BERT-family encoders; None (padded `M3Model.forward`) for other backbones.
+        self._packed = PackedEncoder.for_model(self.model)
 
     @classmethod
     def from_pretrained(
@@ -97,7 +101,7 @@ class Embedder:
         normalize: bool | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        batch_tokens: int | None = None,
         query_instruction: str | None = None,
     ) -> Embedder:
         """Load a model (directory, `default`, or hub id) ready to encode; fp32 unless `dtype` says otherwise."""
@@ -204,6 +208,17 @@ class Embedder:
         bar = tqdm(total=sum(result.num_tokens), unit="tok", disable=not show_progress, desc="encode")
         with torch.inference_mode():
             for batch in batches:
+                if self._packed is not None:
+                    self._run_packed(
+                        batch,
+                        ids,
+                        slots,
+                        dense_out,
+                        sparse_out if sparse else None,
+                        colbert_out if colbert else None,
+                    )
+                    bar.update(sum(len(ids[i]) for i in batch))
+                    continue
                 input_ids, attention_mask = self._pad([ids[i] for i in batch])
                 cls_slots = None
                 if slots is not None:
@@ -238,10 +253,52 @@ class Embedder:
                         colbert_out[i] = np.ascontiguousarray(rows)
                 bar.update(sum(len(ids[i]) for i in batch))
         bar.close()
+        if self._packed is not None:
+            self._packed.release()
         result.dense = dense_out
         result.sparse = [s if s is not None else SparseVector.empty() for s in sparse_out] if sparse else None
         result.colbert = [c for c in colbert_out if c is not None] if colbert else None
         return result
+
+    def _run_packed(
+        self,
+        batch: list[int],
+        ids: list[list[int]],
+        slots: list[list[int]] | None,
+        dense_out: np.ndarray | None,
+        sparse_out: list[SparseVector | None] | None,
+        colbert_out: list[np.ndarray | None] | None,
+    ) -> None:
+        """One batch through the unpadded forward; results are written at the texts' input positions."""
+        assert self._packed is not None
+        rows = [ids[i] for i in batch]
+        out = self._packed(
+            rows,
+            self.device,
+            dense=dense_out is not None,
+            sparse=sparse_out is not None,
+            colbert=colbert_out is not None,
+            cls_slots=[slots[i] for i in batch] if slots is not None else None,
+        )
+        offsets = out.offsets
+        if dense_out is not None and out.dense is not None:
+            dense_out[batch] = out.dense.float().cpu().numpy()
+        if sparse_out is not None and out.token_weights is not None:
+            weights = out.token_weights.float().cpu().numpy()
+            for row, i in enumerate(batch):
+                sparse_out[i] = SparseVector.from_token_weights(
+                    np.asarray(ids[i]), weights[offsets[row] : offsets[row + 1]], self._skip_ids
+                )
+        if colbert_out is not None and out.colbert is not None:
+            vectors = out.colbert.float().cpu().numpy()
+            for row, i in enumerate(batch):
+                # the ColBERT rows skip each text's first token, so text `row` starts `row` rows earlier
+                rows_i = vectors[offsets[row] - row : offsets[row + 1] - row - 1]
+                if slots is not None and len(slots[i]) > 1:
+                    keep = np.ones(rows_i.shape[0], dtype=bool)
+                    keep[np.asarray(slots[i][1:]) - 1] = False
+                    rows_i = rows_i[keep]
+                colbert_out[i] = np.ascontiguousarray(rows_i)
 
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
