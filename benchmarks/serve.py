@@ -276,6 +276,28 @@ def run_mode(args: argparse.Namespace, texts: list[str], batching: bool) -> Mode
     return result
 
 
+def encoder_ceiling(args: argparse.Namespace, texts: list[str], repeats: int = 30) -> tuple[float, float]:
+    """CPU ms per text of the encoder alone (no HTTP) at batch 1 and at batch `clients`: how much merging
+    can gain at most on this machine (a compute-bound model gains little from batching on a CPU)."""
+    import torch
+
+    from trivec import Embedder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    embedder = Embedder.from_pretrained(args.model, device="cpu")
+    outputs = set(args.outputs.split(",")) if args.endpoint == "encode" else {"dense"}
+    kinds = {"dense": "dense" in outputs, "sparse": "sparse" in outputs, "colbert": "colbert" in outputs}
+    per_text = []
+    for size in (1, args.clients):
+        embedder.encode(texts[:size], **kinds)
+        started = time.process_time()
+        for r in range(repeats):
+            embedder.encode(texts[r * size : (r + 1) * size], **kinds)
+        per_text.append((time.process_time() - started) / (repeats * size) * 1000)
+    return per_text[0], per_text[1]
+
+
 def table(results: list[ModeResult]) -> str:
     header = (
         "| mode | requests | req/s | texts/s | p50 ms | p99 ms | errors | mean batch (texts / requests) "
@@ -319,6 +341,7 @@ def main() -> None:
     )
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator")
     parser.add_argument("--quick", action="store_true", help="8 clients × 10 s per mode, 2 s warm-up")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the encoder-alone measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.quick:
@@ -345,6 +368,12 @@ def main() -> None:
         fast, slow = by_name["dynamic batching"], by_name["one request at a time"]
         speedup = (fast.requests / fast.seconds) / max(slow.requests / slow.seconds, 1e-9)
         print(f"\nthroughput, dynamic batching / one at a time: {speedup:.2f}× (target ≥ 3×)")
+    if not args.no_ceiling:
+        one, many = encoder_ceiling(args, texts)
+        print(
+            f"encoder alone (no HTTP), CPU ms per text: {one:.2f} at batch 1, {many:.2f} at batch {args.clients} "
+            f"→ merging can gain at most about {one / many:.2f}× here"
+        )
     for r in results:
         if r.error_kinds:
             print(f"errors in {r.name}: {r.error_kinds}")
