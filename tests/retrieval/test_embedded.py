@@ -323,3 +323,22 @@ def test_dense_only_model_and_explicit_modes(
     t = time.perf_counter()
     Index.open(tmp_path / "ix")
     assert time.perf_counter() - t < 0.5
+
+
+def test_streamed_batches_make_one_commit(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    index = make(tmp_path / "ix", tiny)
+    index.add_encoded(small_docs[:5], subset(small_encoded, list(range(5))))
+    batches = [
+        (small_docs[i : i + 20], subset(small_encoded, list(range(i, i + 20)))) for i in range(5, 65, 20)
+    ]
+    assert index.add_encoded_batches(batches) == 60
+    assert len(index) == 65 and len(index.segments) == 2 and index.generation == 2
+    with pytest.raises(InputError, match="appears in two batches"):
+        fresh = (small_docs[80:82], subset(small_encoded, [80, 81]))  # not in the index yet
+        index.add_encoded_batches([fresh, (small_docs[70:71], subset(small_encoded, [70])), fresh])
+    with pytest.raises(InputError, match="already in the index"):
+        index.add_encoded_batches([(small_docs[100:101], subset(small_encoded, [100])), batches[1]])
+    assert len(index) == 65 and index.generation == 2
+    assert len(list((tmp_path / "ix" / "segments").iterdir())) == 2

@@ -48,7 +48,7 @@ from trivec.retrieval.segment import CorruptIndexError, Segment, SegmentWriter, 
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
-OPEN_RETRIES = 5
+OPEN_RETRY_SECONDS = 30.0  # how long a reader keeps chasing a writer that commits faster than it maps
 
 
 def _now() -> str:
@@ -815,16 +815,20 @@ T = TypeVar("T")
 
 def _retrying(load: Callable[[], T], directory: Path) -> T:
     """Run `load` (which maps the files a manifest names); when a file is gone because a writer committed
-    and removed it meanwhile, read the new manifest and try again. A damaged index still raises."""
-    for attempt in range(OPEN_RETRIES):
+    and removed it meanwhile, read the new manifest and try again. A damaged index still raises: a file
+    missing while the generation stays the same is corruption, not a race. Retries are bounded by time, not
+    by count, so a busy writer on a loaded machine cannot starve a reader into a false error."""
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    pause = 0.001
+    while True:
         generation = read_manifest(directory)["generation"]
         try:
             return load()
         except CorruptIndexError:
-            if attempt == OPEN_RETRIES - 1 or read_manifest(directory)["generation"] == generation:
+            if read_manifest(directory)["generation"] == generation or time.monotonic() > deadline:
                 raise
-            time.sleep(0.01)
-    raise AssertionError("unreachable")
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
 
 def _read_array(path: Path, dtype: type, size: int) -> np.ndarray:
