@@ -68,3 +68,16 @@ def test_qdrant_add_delete_update_reopen(
     hits = reopened.search_vectors(subset(small_encoded, [5]), top_k=3, mode="dense")[0]
     assert hits[0].doc_id == small_docs[5].id
     reopened.close()
+
+
+def test_qdrant_chunked_documents(tmp_path: Path, tiny: Embedder, small_docs: list[Document]) -> None:
+    index = Index.create(tmp_path / "q", tiny, backend="qdrant", max_length=MAX_LENGTH, chunk_tokens=24)
+    index.add(small_docs[:3])
+    chunks = index.get(small_docs[0].id)
+    assert len(chunks) > 1 and chunks[0].id == f"{small_docs[0].id}#0"
+    with pytest.raises(InputError, match="already in the index"):
+        index.add(small_docs[:1])
+    hits = index.search(small_docs[1].text[:150], top_k=3)
+    assert len({h.doc_id for h in hits}) == len(hits) == 3  # type: ignore[union-attr]
+    index.delete([small_docs[0].id])
+    assert len(index) == 2 and small_docs[0].id not in index.doc_ids()

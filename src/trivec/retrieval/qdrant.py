@@ -27,7 +27,7 @@ from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.sparse import SparseVector
 from trivec.io import atomic_writer
 from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
-from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.corpus import CHUNK_SEPARATOR, Chunk
 from trivec.retrieval.fusion import fuse, top_k
 from trivec.retrieval.identity import ModelIdentity, identify
 from trivec.retrieval.manifest import NotAnIndexError
@@ -121,7 +121,7 @@ class QdrantIndex(Index):
             )
         sparse = {"sparse": models.SparseVectorParams()} if "sparse" in index.modes else None
         client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
-        if url is not None:
+        if url not in (None, ":memory:"):  # local mode has no payload indexes
             client.create_payload_index(name, "doc_id", models.PayloadSchemaType.KEYWORD)
         with atomic_writer(directory / CONFIG) as handle:
             json.dump(config, handle, indent=1)
@@ -159,24 +159,18 @@ class QdrantIndex(Index):
         )
 
     def _present(self, doc_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+        """The ids among `doc_ids` that are indexed: a point lookup of each document's first chunk (its id
+        is the document id, or `id#0` when the document was split), never a filtered scan."""
         unique = list(dict.fromkeys(doc_ids))
+        found: set[str] = set()
         for start in range(0, len(unique), 1000):
             part = unique[start : start + 1000]
-            offset = None
-            while True:
-                points, offset = self.client.scroll(
-                    self.collection,
-                    scroll_filter=self._doc_filter(part),
-                    limit=1000,
-                    offset=offset,
-                    with_payload=["doc_id"],
-                    with_vectors=False,
-                )
-                found.update(p.payload["doc_id"] for p in points)
-                if offset is None:
-                    break
-        return found
+            keys = [point_id(d) for d in part] + [point_id(f"{d}{CHUNK_SEPARATOR}0") for d in part]
+            for record in self.client.retrieve(
+                self.collection, keys, with_payload=["doc_id"], with_vectors=False
+            ):
+                found.add(record.payload["doc_id"])
+        return found & set(unique)
 
     def _points(self, chunks: Sequence[Chunk], encoded: EncodeResult) -> list[Any]:
         from qdrant_client import models
@@ -210,6 +204,7 @@ class QdrantIndex(Index):
         for batch, encoded in batches if batches is not None else self._encoded(chunks):
             if batches is not None:
                 self._check_absent(batch)
+            self._mark_chunked(batch)
             points = self._points(batch, encoded)
             for start in range(0, len(points), UPSERT_BATCH):
                 self.client.upsert(self.collection, points[start : start + UPSERT_BATCH], wait=True)
@@ -261,12 +256,15 @@ class QdrantIndex(Index):
         return [self._search_one(encoded, q, plan, grouped) for q in range(n)]
 
     def _chunked(self) -> bool:
-        from qdrant_client import models
+        return bool(self.config.get("chunked"))
 
-        flt = models.Filter(
-            must_not=[models.FieldCondition(key="position", match=models.MatchValue(value=0))]
-        )
-        return bool(self.client.count(self.collection, count_filter=flt, exact=False).count)
+    def _mark_chunked(self, chunks: Sequence[Chunk]) -> None:
+        """Record (in qdrant.json) that documents were split, so searches group hits by document."""
+        if self.config.get("chunked") or all(c.id == c.doc_id for c in chunks):
+            return
+        self.config["chunked"] = True
+        with atomic_writer(self.directory / CONFIG) as handle:
+            json.dump(self.config, handle, indent=1)
 
     def _search_one(self, encoded: EncodeResult, q: int, plan: SearchPlan, grouped: bool) -> list[Hit]:
         from qdrant_client import models
