@@ -107,3 +107,16 @@ def test_split_features_trims_each_sub_batch_to_its_longest_row() -> None:
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
     chunks = split_features({"input_ids": mask * 7, "attention_mask": mask}, 2)
     assert [c["input_ids"].shape for c in chunks] == [(2, 4), (1, 3)]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path)
+    model = make_model(unified_finetuning=True)
+    model(**inputs).loss.backward()
+    expected = gradients(model)
+    model.zero_grad(set_to_none=True)
+    model.gradient_checkpointing_enable()
+    assert model.encoder.backbone.is_gradient_checkpointing
+    model(**inputs).loss.backward()
+    for name, grad in expected.items():
+        torch.testing.assert_close(gradients(model)[name], grad, atol=1e-6, rtol=1e-5, msg=name)

@@ -76,10 +76,10 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> N
 
 
 def test_saved_model_loads_in_trivec_and_sentence_transformers(tmp_path: Path, rows_file: Path) -> None:
-    config = build_config(
-        {},
-        quick_overrides(tmp_path, [str(rows_file)], max_steps=2, query_instruction="Q: ", learning_rate=1e-3),
+    overrides = quick_overrides(
+        tmp_path, [str(rows_file)], max_steps=2, query_instruction="Q: ", learning_rate=1e-3
     )
+    config = build_config({}, {**overrides, "report_to": ["tensorboard"]})
     out = train_contrastive(config)
     for name in ("config.json", "model.safetensors", "sparse_linear.pt", "colbert_linear.pt", "tokenizer.json",
                  "modules.json", "1_Pooling/config.json", "trivec_training.json", "log.csv"):  # fmt: skip
@@ -97,6 +97,7 @@ def test_saved_model_loads_in_trivec_and_sentence_transformers(tmp_path: Path, r
         rows = list(csv.DictReader(handle))
     assert {"step", "loss", "learning_rate", "grad_norm"} <= set(rows[0])
     assert [int(r["step"]) for r in rows if r.get("loss")] == [1, 2]
+    assert list((out / "runs").rglob("events.out.tfevents.*"))  # TensorBoard
 
 
 def test_dense_training_leaves_the_heads_alone_and_unified_trains_them(

@@ -41,6 +41,18 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     return values
 
 
+def show_training_log() -> None:
+    """trivec.training's INFO lines (the data summary) on stderr."""
+    import logging
+
+    log = logging.getLogger("trivec.training")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def register(app: typer.Typer) -> None:
     """Add `train contrastive`, `data pairs` and `mine` to `app`."""
     from trivec.cli import clean_errors
@@ -118,6 +130,8 @@ def register(app: typer.Typer) -> None:
         from trivec.errors import InputError
         from trivec.training.arguments import build_config, read_yaml
         from trivec.training.train import train_contrastive
+
+        show_training_log()
 
         yaml_values: dict[str, Any] = {}
         for path in config or []:

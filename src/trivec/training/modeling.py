@@ -95,6 +95,7 @@ class ContrastiveModel(nn.Module):
         if len(q) == 0 or len(p) % len(q):
             raise ValueError(f"{len(p)} passages do not form groups for {len(q)} queries")
         group_size = len(p) // len(q)
+        q, p = _float32(q), _float32(p)  # scores and softmax in fp32 even when the encoder runs in bf16/fp16
         _, size = world()
         gathered = self.config_loss.negatives_cross_device and size > 1
         if gathered:
@@ -148,6 +149,10 @@ class ContrastiveModel(nn.Module):
 
     def gradient_checkpointing_disable(self) -> None:
         self.encoder.backbone.gradient_checkpointing_disable()
+
+
+def _float32(reps: Reps) -> Reps:
+    return reps.map(lambda _, t: t.float() if t.is_floating_point() else t)
 
 
 def set_dropout(module: nn.Module, probability: float) -> int:

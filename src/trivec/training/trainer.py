@@ -40,6 +40,11 @@ class ContrastiveTrainer(Trainer):
         self.add_callback(EpochPlanCallback())
         if sub_batch_size and self.is_deepspeed_enabled:
             raise ValueError("sub_batch_size (gradient cache) does not work with DeepSpeed; leave it unset")
+        if self.args.n_gpu > 1:
+            raise ValueError(
+                f"{self.args.n_gpu} GPUs in one process (DataParallel) would split queries and passages apart; "
+                "launch one process per GPU: torchrun --nproc_per_node N $(which trivec) train contrastive ..."
+            )
 
     # ------------------------------------------------------------------ data
     def get_train_dataloader(self) -> DataLoader:
@@ -59,6 +64,13 @@ class ContrastiveTrainer(Trainer):
             ),
         )
         return self.accelerator.prepare(loader)
+
+    def num_examples(self, dataloader: DataLoader) -> int:
+        """Training rows (queries), not batches, so the Trainer's samples/s means queries/s."""
+        dataset = getattr(dataloader, "dataset", None)
+        if isinstance(dataset, ContrastiveDataset):
+            return dataset.num_examples
+        return super().num_examples(dataloader)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(
