@@ -52,6 +52,9 @@ def main() -> None:
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
         result, times, peak = None, [], peak_rss_mb()
     lengths = [len(ids) for ids in embedder.tokenize(texts, job["max_length"])]
+    from trivec.inference.batching import plan_batches
+
+    batches = plan_batches(lengths, embedder.batch_tokens, embedder.max_batch_size)
     if result is not None and job.get("save_outputs", True):
         sparse = [(s.indices, s.values) for s in result.sparse] if result.sparse is not None else None
         write_outputs(job["out"] + ".npz", result.dense, sparse, result.colbert)
@@ -66,6 +69,8 @@ def main() -> None:
             "peak_rss_mb": peak,
             "batch_tokens": embedder.batch_tokens,
             "max_batch_size": embedder.max_batch_size,
+            "batch_sizes": [len(b) for b in batches],
+            "packed": embedder._packed is not None,
             "threads": job["threads"],
             "pid": os.getpid(),
             "error": error,
