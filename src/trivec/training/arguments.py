@@ -23,6 +23,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 KDLossType = Literal["kl_div", "m3_kd_loss"]
 FillNegatives = Literal["error", "random"]
 SECTIONS = ("model", "data", "loss", "training")
+# Trainable parts of an M3 model: the encoder and the two heads (dense pooling has no weights of its own).
+PARTS = ("backbone", "sparse", "colbert")
+PART_ALIASES: dict[str, tuple[str, ...]] = {"all": PARTS, "heads": ("sparse", "colbert")}
 
 
 @dataclass
@@ -43,14 +46,56 @@ class ModelArguments:
         default="auto", metadata={"help": "auto = fp32 on CPU, bf16 (else fp16) on a GPU; or fp32/bf16/fp16."}
     )
     colbert_dim: int | None = field(default=None, metadata={"help": "Dimension of a NEW ColBERT head."})
+    train_parts: list[str] = field(
+        default_factory=lambda: ["all"],
+        metadata={"help": "Parts to train: backbone, sparse, colbert, heads (= sparse+colbert) or all."},
+    )
+    heads_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the sparse/ColBERT heads (default: learning_rate); new heads "
+            "trained with a pre-trained backbone need a far larger step than the backbone."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_parts, str):
+            self.train_parts = [p.strip() for p in self.train_parts.split(",") if p.strip()]
+
+    def parts(self) -> tuple[str, ...]:
+        """`train_parts` as concrete parts in `PARTS` order (aliases expanded); InputError on unknown names."""
+        wanted: set[str] = set()
+        for name in self.train_parts:
+            key = str(name).strip().lower()
+            if key in PARTS:
+                wanted.add(key)
+            elif key in PART_ALIASES:
+                wanted.update(PART_ALIASES[key])
+            else:
+                allowed = ", ".join((*PARTS, *PART_ALIASES))
+                hint = (
+                    " ('dense' has no weights of its own: the dense vector is the pooled backbone output, "
+                    "train it with 'backbone')"
+                    if key == "dense"
+                    else ""
+                )
+                raise InputError(f"unknown train part {name!r}; allowed: {allowed}{hint}")
+        if not wanted:
+            raise InputError(f"train_parts names no part; allowed: {', '.join((*PARTS, *PART_ALIASES))}")
+        return tuple(p for p in PARTS if p in wanted)
 
     def validate(self) -> None:
+        if self.heads_learning_rate is not None and not self.heads_learning_rate > 0:
+            raise InputError(f"heads_learning_rate must be positive, got {self.heads_learning_rate}")
         if self.pooling is not None and self.pooling not in ("cls", "mean", "last_token"):
             raise InputError(f"pooling must be cls, mean or last_token, got {self.pooling!r}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise InputError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.colbert_dim is not None and int(self.colbert_dim) < 1:
+            raise InputError(f"colbert_dim must be at least 1, got {self.colbert_dim}")
+        self.parts()
 
 
 @dataclass
@@ -146,6 +191,10 @@ class LossArguments:
     loss_weights: list[float] = field(
         default_factory=lambda: [1.0, 0.1, 1.0], metadata={"help": "M3 loss weights: dense, sparse, colbert."}
     )
+    self_distill_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "M3 self-distillation weights: dense, sparse, colbert (default: loss_weights)."},
+    )
 
     def validate(self) -> None:
         if not self.temperature > 0:
@@ -154,8 +203,10 @@ class LossArguments:
             raise InputError(f"kd_loss_type must be kl_div or m3_kd_loss, got {self.kd_loss_type!r}")
         if self.sub_batch_size is not None and self.sub_batch_size < 1:
             raise InputError(f"sub_batch_size must be at least 1, got {self.sub_batch_size}")
-        for name in ("ensemble_weights", "loss_weights"):
+        for name in ("ensemble_weights", "loss_weights", "self_distill_weights"):
             values = getattr(self, name)
+            if values is None:  # self_distill_weights: the loss weights
+                continue
             if len(values) != 3 or any(float(v) < 0 for v in values):
                 raise InputError(f"{name} needs three non-negative numbers (dense, sparse, colbert)")
         if self.use_self_distill and not self.unified_finetuning:
@@ -174,6 +225,14 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "remove_unused_columns": False,
     "dataloader_drop_last": False,
     "per_device_train_batch_size": 8,
+}
+
+# `trivec train m3`: BGE-M3's unified fine-tuning (FlagEmbedding's m3.sh); YAML and flags still win
+M3_DEFAULTS: dict[str, Any] = {
+    "unified_finetuning": True,
+    "use_self_distill": True,
+    "kd_loss_type": "m3_kd_loss",
+    "temperature": 0.02,
 }
 
 DATACLASSES = (ModelArguments, DataArguments, LossArguments)
@@ -223,6 +282,30 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return flat
 
 
+def check_model_and_loss(model: ModelArguments, loss: LossArguments) -> None:
+    """Cross-checks, then `model.train_parts` set to the concrete parts that will train.
+
+    Dense-only training (no `unified_finetuning`) never updates the heads, so it trains the backbone only:
+    `all` means `backbone` there, and asking for a head (or only heads) is an error rather than a no-op.
+    """
+    wanted = model.parts()
+    if not loss.unified_finetuning:
+        heads = [p for p in wanted if p != "backbone"]
+        if heads and model.train_parts != ["all"]:
+            raise InputError(
+                f"train_parts {','.join(model.train_parts)}: the {' and '.join(heads)} head(s) are trained only "
+                "by unified M3 fine-tuning (dense-only training uses no head); use `trivec train m3` or "
+                "unified_finetuning: true, or train_parts backbone"
+            )
+        if model.colbert_dim is not None:
+            raise InputError(
+                "colbert_dim sets the size of a new ColBERT head, created only by unified M3 fine-tuning; "
+                "use `trivec train m3` or unified_finetuning: true"
+            )
+        wanted = ("backbone",)
+    model.train_parts = list(wanted)
+
+
 def default_precision(precision: str) -> dict[str, bool]:
     """`bf16`/`fp16` Trainer flags for a precision choice: fp32 on CPU, bf16 (else fp16) on a GPU."""
     if precision == "auto":
@@ -237,10 +320,13 @@ def build_config(
     yaml_values: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     source: str = "arguments",
+    defaults: dict[str, Any] | None = None,
 ) -> ContrastiveConfig:
-    """Defaults < YAML values < overrides (None means 'not given'); unknown names are an error."""
+    """Defaults < recipe `defaults` (e.g. `M3_DEFAULTS`) < YAML values < overrides (None means 'not given');
+    unknown names are an error."""
     values: dict[str, Any] = dict(TRAINING_DEFAULTS)
     values["dataloader_pin_memory"] = torch.cuda.is_available()
+    values.update(defaults or {})
     values.update(yaml_values or {})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     own = {cls: {f.name for f in fields(cls)} for cls in DATACLASSES}
@@ -260,6 +346,7 @@ def build_config(
             raise InputError(f"{source}: {exc}") from exc
         parts[cls].validate()
     model_args: ModelArguments = parts[ModelArguments]
+    check_model_and_loss(model_args, parts[LossArguments])
     trainer_values = {k: v for k, v in values.items() if k in trainer_names}
     for name in STRATEGY_FIELDS:  # YAML reads a bare `no` as False
         if trainer_values.get(name) is False:

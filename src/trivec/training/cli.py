@@ -1,4 +1,4 @@
-"""`trivec train contrastive`, `trivec data pairs`, `trivec mine`: fine-tuning and its data tools."""
+"""`trivec train contrastive` / `m3`, `trivec data pairs`, `trivec mine`: fine-tuning and its data tools."""
 
 from __future__ import annotations
 
@@ -53,16 +53,14 @@ def show_training_log() -> None:
         log.setLevel(logging.INFO)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `train contrastive`, `data pairs` and `mine` to `app`."""
+def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = False) -> None:
+    """Register `trivec train NAME`: the fine-tuning options, YAML recipes and launch shared by
+    `contrastive` and `m3` (which starts from `M3_DEFAULTS`: unified fine-tuning with self-distillation)."""
     from trivec.cli import clean_errors
 
-    train = command_group(app, "train")
-    data_group = command_group(app, "data")
-
-    @train.command("contrastive")
+    @train.command(name, help=help_text)
     @clean_errors
-    def contrastive(
+    def command(
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="Model to fine-tune (dir, hub id, 'default').")
@@ -101,7 +99,9 @@ def register(app: typer.Typer) -> None:
         knowledge_distillation: Annotated[
             bool | None, typer.Option("--knowledge-distillation", help="Distil from pos_scores / neg_scores.")
         ] = None,
-        kd_loss_type: Annotated[str | None, typer.Option(help="kl_div (default) or m3_kd_loss.")] = None,
+        kd_loss_type: Annotated[
+            str | None, typer.Option(help="kl_div or m3_kd_loss (default: m3_kd_loss for m3, else kl_div).")
+        ] = None,
         sub_batch_size: Annotated[
             int | None, typer.Option(help="Gradient cache: encode this many texts at a time.")
         ] = None,
@@ -113,6 +113,20 @@ def register(app: typer.Typer) -> None:
         ] = None,
         precision: Annotated[str | None, typer.Option(help="auto (default), fp32, bf16, fp16.")] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
+        train_parts: Annotated[
+            str | None,
+            typer.Option(
+                help="Parts to train, comma-separated: backbone, sparse, colbert, heads (= sparse,colbert), "
+                "all (default); the others stay frozen."
+            ),
+        ] = None,
+        heads_learning_rate: Annotated[
+            float | None,
+            typer.Option(help="Learning rate of the sparse/ColBERT heads (default: --learning-rate)."),
+        ] = None,
+        colbert_dim: Annotated[
+            int | None, typer.Option(help="Dimension of a NEW ColBERT head (default: hidden size).")
+        ] = None,
         resume: Annotated[
             str | None, typer.Option(help="Checkpoint directory to resume from, or 'last'.")
         ] = None,
@@ -121,14 +135,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--set", help="Any other argument (TrainingArguments too): KEY=VALUE; repeatable."),
         ] = None,
     ) -> None:
-        """Contrastive fine-tuning (InfoNCE with hard and in-batch negatives, optional teacher distillation).
-
-        Writes the model in the BAAI layout to OUTPUT (loadable by trivec and sentence-transformers),
-        checkpoints OUTPUT/checkpoint-*, OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs.
-        Launch with `torchrun --nproc_per_node N $(which trivec) train contrastive ...` for several processes.
-        """
         from trivec.errors import InputError
-        from trivec.training.arguments import build_config, read_yaml
+        from trivec.training.arguments import M3_DEFAULTS, build_config, read_yaml
         from trivec.training.train import train_contrastive
 
         show_training_log()
@@ -160,10 +168,19 @@ def register(app: typer.Typer) -> None:
                 "same_dataset_within_batch": same_dataset_batches,
                 "precision": precision,
                 "seed": seed,
+                "train_parts": train_parts,
+                "colbert_dim": colbert_dim,
+                "heads_learning_rate": heads_learning_rate,
             }
         )
         source = ", ".join(str(p) for p in config or []) or "arguments"
-        cfg = build_config(yaml_values, overrides, source=source)
+        given = {**yaml_values, **{k: v for k, v in overrides.items() if v is not None}}
+        if m3 and given.get("unified_finetuning", True) is not True:
+            raise InputError(
+                "`trivec train m3` is unified fine-tuning (unified_finetuning: false given); "
+                "for dense-only training use `trivec train contrastive`"
+            )
+        cfg = build_config(yaml_values, overrides, source=source, defaults=M3_DEFAULTS if m3 else None)
         checkpoint: str | bool | None = resume
         if resume == "last":
             if not any(Path(str(cfg.training.output_dir)).glob("checkpoint-*")):
@@ -174,6 +191,39 @@ def register(app: typer.Typer) -> None:
         cfg.training.resume_from_checkpoint = checkpoint  # type: ignore[assignment]
         out = train_contrastive(cfg)
         typer.echo(f"model saved to {out}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train contrastive`, `train m3`, `data pairs`, `data decontaminate` and `mine` to `app`."""
+    from trivec.cli import clean_errors
+
+    train = command_group(app, "train")
+    data_group = command_group(app, "data")
+
+    add_train_command(
+        train,
+        "contrastive",
+        help_text=(
+            "Contrastive fine-tuning (InfoNCE with hard and in-batch negatives, optional teacher distillation)."
+            "\n\nWrites the model in the BAAI layout to OUTPUT (loadable by trivec and sentence-transformers), "
+            "checkpoints OUTPUT/checkpoint-*, OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs. "
+            "Launch with `torchrun --nproc_per_node N $(which trivec) train contrastive ...` for several "
+            "processes."
+        ),
+    )
+    add_train_command(
+        train,
+        "m3",
+        help_text=(
+            "BGE-M3 unified fine-tuning: dense, sparse and ColBERT scores with self-distillation "
+            "(defaults: unified_finetuning, use_self_distill, kd_loss_type m3_kd_loss, temperature 0.02)."
+            "\n\nA model without sparse/ColBERT heads gets new ones (--colbert-dim for a ColBERT head smaller "
+            "than the hidden size): a dense-only BGE or MiniLM model becomes an M3 model. --train-parts heads "
+            "trains the new heads on a frozen encoder. Same options, YAML recipes and launch as "
+            "`trivec train contrastive`; the output loads with `Embedder.from_pretrained(OUTPUT)`."
+        ),
+        m3=True,
+    )
 
     @data_group.command("pairs")
     @clean_errors

@@ -8,15 +8,16 @@ loss. `forward(query=...)` / `forward(passage=...)` alone with `encode_only=True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from trivec.errors import InputError
 from trivec.models import M3Model
-from trivec.training.arguments import LossArguments
+from trivec.training.arguments import PARTS, LossArguments
 from trivec.training.distributed import gather_reps, gather_tensor, world
 from trivec.training.losses import ContrastiveLoss, M3UnifiedLoss, teacher_targets
 from trivec.training.reps import Reps
@@ -38,9 +39,20 @@ class ContrastiveOutput:
 
 
 class ContrastiveModel(nn.Module):
-    """Encoder + heads + contrastive loss; `unified` trains dense, sparse and ColBERT together."""
+    """Encoder + heads + contrastive loss; `unified` trains dense, sparse and ColBERT together.
 
-    def __init__(self, encoder: M3Model, loss: LossArguments | None = None) -> None:
+    `train_parts` (subset of `backbone`, `sparse`, `colbert`; default all) chooses what trains: the other
+    parameters get `requires_grad=False`, so the Trainer's optimizer leaves them out and they are saved as
+    loaded. With a frozen backbone no autograd graph is recorded through it (its inputs are token ids), so
+    only the heads' activations are kept, and gradient checkpointing is skipped.
+    """
+
+    def __init__(
+        self,
+        encoder: M3Model,
+        loss: LossArguments | None = None,
+        train_parts: Collection[str] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.config_loss = loss or LossArguments()
@@ -54,14 +66,43 @@ class ContrastiveModel(nn.Module):
                 self.config_loss.kd_loss_type,
                 self.config_loss.ensemble_weights,
                 self.config_loss.loss_weights,
+                self.config_loss.self_distill_weights,
             )
             if self.unified
             else ContrastiveLoss(self.config_loss.kd_loss_type)
         )
-        if not self.unified:  # heads the loss never sees stay as they are
-            for head in (encoder.sparse_head, encoder.colbert_head):
-                if head is not None:
-                    head.requires_grad_(False)
+        self.train_parts = self._freeze(PARTS if train_parts is None else tuple(train_parts))
+
+    def _freeze(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
+        """Freeze every part not in `wanted` (and heads the loss never sees); returns the parts that train."""
+        unknown = [p for p in wanted if p not in PARTS]
+        if unknown:
+            raise InputError(f"unknown train part(s) {', '.join(unknown)}; allowed: {', '.join(PARTS)}")
+        modules: dict[str, nn.Module | None] = {
+            "backbone": self.encoder.backbone,
+            "sparse": self.encoder.sparse_head,
+            "colbert": self.encoder.colbert_head,
+        }
+        training: list[str] = []
+        for name, module in modules.items():
+            if module is None:
+                continue
+            trains = name in wanted and (self.unified or name == "backbone")  # dense loss: heads unused
+            module.requires_grad_(trains)
+            if trains:
+                training.append(name)
+        if not training:
+            raise InputError(
+                f"nothing to train: train_parts {','.join(wanted)}, but dense-only training uses no "
+                "sparse/ColBERT head; train the backbone, or use unified M3 fine-tuning (`trivec train m3`), "
+                "which also creates missing heads"
+            )
+        return tuple(training)
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """True when the backbone does not train (heads only)."""
+        return "backbone" not in self.train_parts
 
     # ------------------------------------------------------------------ encoding
     def encode(self, features: Mapping[str, torch.Tensor]) -> Reps:
@@ -142,13 +183,43 @@ class ContrastiveModel(nn.Module):
         )
 
     # ------------------------------------------------------------------ Trainer hooks
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """Recompute the encoder's activations in backward (non-reentrant: works with frozen parts and DDP)."""
-        kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
-        self.encoder.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict | None = None, **kwargs: Any
+    ) -> None:
+        """Recompute the encoder's activations in backward (non-reentrant: works with frozen parts and DDP).
+
+        A frozen backbone records no graph, so there is nothing to recompute: checkpointing stays off.
+        `kwargs` (`every_n_layers`, `offload`: what Trainer passes in transformers ≥ 5.x) go to the backbone.
+        """
+        if self.backbone_frozen:
+            return
+        options = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+        extra = {k: v for k, v in kwargs.items() if (k, v) not in (("every_n_layers", 1), ("offload", False))}
+        backbone = self.encoder.backbone
+        if hasattr(backbone, "activation_checkpointing_enable"):
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=options, **extra)
+        else:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options, **extra)
+
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """The name the Trainer calls in recent transformers; see `gradient_checkpointing_enable`."""
+        self.gradient_checkpointing_enable(
+            activation_checkpointing_kwargs, every_n_layers=every_n_layers, offload=offload
+        )
 
     def gradient_checkpointing_disable(self) -> None:
-        self.encoder.backbone.gradient_checkpointing_disable()
+        backbone = self.encoder.backbone
+        if hasattr(backbone, "activation_checkpointing_disable"):
+            backbone.activation_checkpointing_disable()
+        else:
+            backbone.gradient_checkpointing_disable()
+
+    activation_checkpointing_disable = gradient_checkpointing_disable
 
 
 def _float32(reps: Reps) -> Reps:

@@ -62,7 +62,12 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         passage_max_len=config.data.passage_max_len,
         pad_to_multiple_of=config.data.pad_to_multiple_of,
     )
-    model = ContrastiveModel(encoder, config.loss)
+    model = ContrastiveModel(encoder, config.loss, train_parts=config.model.parts())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "training %s (%d of %d parameters; the rest frozen)", ", ".join(model.train_parts), trainable, total
+    )
     return ContrastiveTrainer(
         model=model,
         args=training,
@@ -71,6 +76,7 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         processing_class=encoder.tokenizer,
         callbacks=[CSVLogCallback(Path(str(training.output_dir)) / CSV_LOG_FILE)],
         sub_batch_size=config.loss.sub_batch_size,
+        heads_learning_rate=config.model.heads_learning_rate,
     )
 
 

@@ -33,9 +33,16 @@ TRAINING_ARGS_FILE = "training_args.bin"
 class ContrastiveTrainer(Trainer):
     """`Trainer` for `ContrastiveModel` on a `ContrastiveDataset`."""
 
-    def __init__(self, *args: Any, sub_batch_size: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        sub_batch_size: int | None = None,
+        heads_learning_rate: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sub_batch_size = sub_batch_size
+        self.heads_learning_rate = heads_learning_rate
         self._parts: dict[str, list[float]] = {}
         self.add_callback(EpochPlanCallback())
         if sub_batch_size and self.is_deepspeed_enabled:
@@ -71,6 +78,34 @@ class ContrastiveTrainer(Trainer):
         if isinstance(dataset, ContrastiveDataset):
             return dataset.num_examples
         return super().num_examples(dataloader)
+
+    # ------------------------------------------------------------------ optimizer
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer; with `heads_learning_rate`, the sparse/ColBERT heads form their own
+        parameter groups at that rate (the scheduler scales every group alike)."""
+        if self.heads_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups: list[dict[str, Any]] = []
+        for head in (False, True):
+            for decayed in (True, False):
+                params = [
+                    p
+                    for n, p in model.named_parameters()
+                    if p.requires_grad and _is_head(n) == head and (n in decay) == decayed
+                ]
+                if params:
+                    group: dict[str, Any] = {
+                        "params": params,
+                        "weight_decay": self.args.weight_decay if decayed else 0.0,
+                    }
+                    if head:
+                        group["lr"] = self.heads_learning_rate
+                    groups.append(group)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     # ------------------------------------------------------------------ loss
     def compute_loss(
@@ -215,3 +250,7 @@ class CSVLogCallback(TrainerCallback):
         else:
             with self.path.open("a", encoding="utf-8", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=columns).writerow(row)
+
+
+def _is_head(name: str) -> bool:
+    return ".sparse_head." in f".{name}" or ".colbert_head." in f".{name}"

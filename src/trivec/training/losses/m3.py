@@ -1,10 +1,10 @@
 """`M3UnifiedLoss`: BGE-M3's unified fine-tuning loss with self-knowledge distillation (Part B §8.6).
 
     L = ( λ_d·L(S_d) + L(S_e) + λ_s·L(S_s) + λ_c·L(S_c) ) / 4,        S_e = w_d·S_d + w_s·S_s + w_c·S_c
-    with self-distillation:  L = ( L + ( λ_d·D(S_d) + λ_s·D(S_s) + λ_c·D(S_c) ) / 3 ) / 2
+    with self-distillation:  L = ( L + ( μ_d·D(S_d) + μ_s·D(S_s) + μ_c·D(S_c) ) / 3 ) / 2
 
 `L` is `ContrastiveLoss` (InfoNCE or teacher distillation), `D` is `SelfDistillLoss` with the detached
-ensemble as teacher; defaults w = (1, 0.3, 1), λ = (1, 0.1, 1). Every term uses the same columns, so own-group
+ensemble as teacher; defaults w = (1, 0.3, 1), λ = (1, 0.1, 1), μ = λ (as the reference). Every term uses the same columns, so own-group
 (`no_in_batch_neg`) batches work too (quirks Q13, Q14 fixed).
 """
 
@@ -28,12 +28,15 @@ class M3UnifiedLoss(nn.Module):
         kd_loss_type: str = "kl_div",
         ensemble_weights: Sequence[float] = (1.0, 0.3, 1.0),
         loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
+        self_distill_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.base = ContrastiveLoss(kd_loss_type)
         self.self_distill = SelfDistillLoss()
         self.ensemble_weights = tuple(float(w) for w in ensemble_weights)
         self.loss_weights = dict(zip(MODES, (float(w) for w in loss_weights), strict=True))
+        distill = loss_weights if self_distill_weights is None else self_distill_weights
+        self.self_distill_weights = dict(zip(MODES, (float(w) for w in distill), strict=True))
 
     def forward(
         self,
@@ -56,5 +59,5 @@ class M3UnifiedLoss(nn.Module):
         if self_distill:
             distill = {m: self.self_distill(scores[m], ensemble) for m in MODES}
             parts.update({f"self_distill_{m}": value for m, value in distill.items()})
-            loss = (loss + sum(self.loss_weights[m] * distill[m] for m in MODES) / 3) / 2
+            loss = (loss + sum(self.self_distill_weights[m] * distill[m] for m in MODES) / 3) / 2
         return loss, parts
