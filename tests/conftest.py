@@ -32,8 +32,8 @@ def tiny() -> Embedder:
 
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
-    """all-MiniLM-L6-v2 (the packaged default model): BERT, mean pooling, dense only."""
-    return Embedder.from_pretrained("default", device="cpu")
+    """all-MiniLM-L6-v2 as published (`default-dense`: the default model without heads): BERT, mean pooling, dense only."""
+    return Embedder.from_pretrained("default-dense", device="cpu")
 
 
 @pytest.fixture(scope="session")

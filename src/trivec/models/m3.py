@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 from trivec.errors import CheckpointError, UnsupportedOutputError
 from trivec.models.checkpoint import (
     head_files_present,
+    heads_directory,
     quiet_loading,
     read_sentence_transformers_info,
     resolve_model_path,
@@ -202,7 +203,9 @@ class M3Model(nn.Module):
         except Exception as exc:
             raise CheckpointError(f"cannot load the encoder or tokenizer from {directory}: {exc}") from exc
         hidden_size = int(config.hidden_size)
-        sparse_head, colbert_head = _load_heads(directory, hidden_size, heads, colbert_dim, seed)
+        sparse_head, colbert_head = _load_heads(
+            heads_directory(name_or_path, directory), hidden_size, heads, colbert_dim, seed
+        )
         model = cls(
             backbone,
             tokenizer,
