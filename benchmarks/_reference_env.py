@@ -15,7 +15,15 @@ from pathlib import Path
 
 REFERENCE_VENV = Path(__file__).resolve().parent / ".venv-ref"
 FLAG_EMBEDDING_VERSION = "1.4.2"
+# FlagEmbedding 1.4.2 imports transformers.modeling_attn_mask_utils, which transformers 5.24 removed; 5.23.0 is
+# the newest release it imports with (and the one the tiny-m3 reference outputs were produced with). trivec's
+# side keeps whatever transformers it runs on; the table prints both versions.
+REFERENCE_TRANSFORMERS = "5.23.0"
 MARKER = "trivec-benchmark.json"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
 def _pins() -> dict[str, str]:
@@ -26,7 +34,7 @@ def _pins() -> dict[str, str]:
 
     return {
         "torch": torch.__version__.split("+")[0],
-        "transformers": transformers.__version__,
+        "transformers": min(transformers.__version__, REFERENCE_TRANSFORMERS, key=_version_key),
         "tokenizers": tokenizers.__version__,
         "FlagEmbedding": FLAG_EMBEDDING_VERSION,
     }

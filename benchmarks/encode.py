@@ -40,7 +40,7 @@ ROOT = BENCH.parent
 CACHE = BENCH / ".cache"
 sys.path.insert(0, str(BENCH))
 
-from _reference_env import reference_python  # noqa: E402
+from _reference_env import REFERENCE_VENV, reference_python  # noqa: E402
 from _side_common import encoder_flops  # noqa: E402
 
 CORPORA = ("vaswani-npl", "cranfield", "cacm", "lisa", "trecqa")
@@ -296,6 +296,16 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
+def _reference_transformers() -> str:
+    """The transformers version installed in the reference venv (read from its marker file)."""
+    try:
+        return json.loads((REFERENCE_VENV / "trivec-benchmark.json").read_text(encoding="utf-8"))[
+            "transformers"
+        ]
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
 def render_table(runs: list[Run], matmul: dict[str, float]) -> str:
     header = (
         "| case | side | setting | tokens | best s | tokens/s | × FlagEmb | GFLOP/s | % matmul | "
@@ -484,7 +494,7 @@ def main() -> None:
     table = render_table(plan, matmul)
     notes = [
         "",
-        f"torch {torch.__version__}, transformers {transformers.__version__}, FlagEmbedding 1.4.2, "
+        f"torch {torch.__version__}, transformers {transformers.__version__} (FlagEmbedding side: {_reference_transformers()}), FlagEmbedding 1.4.2, "
         f"{args.threads} threads on both sides; {os.cpu_count()} CPUs; load average at start {load_before}, at end {_load()}",
         "plain torch matmul (square, best of 1024/2048/4096): "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in matmul.items()),
