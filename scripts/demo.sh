@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README command 1: set up, then run the main job (encode and score real texts with the offline default model).
+# README command 1: set up, then run the main job: index a real corpus (TREC QA sentences from ../shared/data)
+# with the offline default model into an embedded index, reopen it and search it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-python examples/quickstart.py "$@"
+python examples/search_demo.py "$@"

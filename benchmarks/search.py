@@ -1,0 +1,857 @@
+"""Search benchmark: trivec's embedded index side by side with Qdrant's embedded engines on the same vectors.
+
+    python benchmarks/search.py            # 100k synthetic documents + Cranfield (≈10-15 min on 2 cores)
+    python benchmarks/search.py --quick    # 20k documents, fewer queries (≈3 min)
+
+Rows (one run, one table):
+* scale: N synthetic documents with vectors of real shapes — dense 384 (MiniLM) and 1024 (BGE-M3), sparse
+  ~60 non-zeros over a 250,002-token vocabulary (Zipf-distributed ids, as real lexical weights are), ColBERT
+  vectors of 32 tokens × 128 dims (M3 with the reduced-dimension option) for the 384 set; plus a ColBERT
+  1024-d (M3's own width) subset of 10k documents for the re-rank cost at full width. Dense vectors come
+  from a clustered, anisotropic distribution (unit length), queries are perturbed documents.
+* real: Cranfield (1,400 abstracts, 225 queries) with the default model's real embeddings (dense).
+* colbert-quality: what fp16 / int8 / reduced dimensions cost, on real token vectors (MiniLM's normalised
+  last hidden states as a ColBERT stand-in — the only real multi-vector model available offline) re-ranking
+  the dense top 100 of Cranfield: nDCG@10 and top-10 agreement with fp32.
+
+Per engine: build time, bytes per document per representation, p50/p95 latency of one query (query encoding
+excluded) for dense, sparse, hybrid (dense ∪ sparse top 100, weighted fusion) and hybrid + ColBERT re-rank of
+those candidates, and recall@100 against exact search (the same pipeline with brute-force first stages).
+Engines: trivec embedded (HNSW for the dense graph past 50k rows, else exact), qdrant-edge-py (Qdrant Edge,
+the in-process Rust engine; HNSW for dense, same hnsw_ef), and qdrant-client local mode (pure Python,
+exact; only a few queries — it takes seconds per sparse query at 100k). Qdrant runs the same algorithm as
+trivec's Qdrant backend: one prefetch query for the candidates (+ ColBERT MaxSim), one batch for per-mode
+scores, fused in numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse as sp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from trivec import Embedder, EncodeResult  # noqa: E402
+from trivec.inference.scoring import hybrid_scores, maxsim_scores  # noqa: E402
+from trivec.inference.sparse import SparseVector  # noqa: E402
+from trivec.retrieval import Document, Index, top_k  # noqa: E402
+from trivec.retrieval.colbert import ColbertCodec, fit_projection  # noqa: E402
+
+SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
+CACHE = REPO / "benchmarks" / ".cache" / "search"
+VOCAB = 250_002
+K = 100
+HYBRID = {"dense": 0.4, "sparse": 0.2, "colbert": 0.0}
+ALL = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+
+
+# ----------------------------------------------------------------------------------------------- data
+def synthetic(
+    n: int, dim: int, n_queries: int, colbert_dim: int | None, tokens: int, seed: int
+) -> dict[str, Any]:
+    """Documents and queries with real shapes: clustered unit dense vectors, Zipf sparse ids, token matrices."""
+    rng = np.random.default_rng(seed)
+    spectrum = (1.0 / np.sqrt(np.arange(1, dim + 1))).astype(np.float32)
+    centers = rng.standard_normal((max(64, n // 100), dim)).astype(np.float32) * spectrum
+    assign = rng.integers(0, centers.shape[0], n)
+    dense = centers[assign] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32) * spectrum
+    dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+    source = rng.choice(n, n_queries, replace=False)
+    noise = 0.8 * rng.standard_normal((n_queries, dim)).astype(np.float32) * spectrum
+    queries = dense[source] + noise
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ranks = np.arange(1, VOCAB - 3, dtype=np.float64)
+    p = ranks**-1.0
+    p /= p.sum()
+    cdf = np.cumsum(p)
+    doc_sparse = []
+    for _ in range(n):
+        ids = np.unique(np.searchsorted(cdf, rng.random(70)) + 4)[:60]
+        doc_sparse.append(
+            SparseVector(ids.astype(np.int32), rng.lognormal(-2.0, 0.6, ids.shape[0]).astype(np.float32))
+        )
+    query_sparse = []
+    for s in source:
+        own = doc_sparse[s].indices
+        pick = rng.choice(own, min(len(own), 6), replace=False)
+        extra = np.searchsorted(cdf, rng.random(6)) + 4
+        ids = np.unique(np.concatenate([pick, extra]))
+        query_sparse.append(
+            SparseVector(ids.astype(np.int32), rng.lognormal(-1.5, 0.5, ids.shape[0]).astype(np.float32))
+        )
+    out: dict[str, Any] = {"dense": dense, "sparse": doc_sparse, "q_dense": queries, "q_sparse": query_sparse}
+    if colbert_dim:
+
+        def matrices(count: int, base: np.ndarray | None) -> list[np.ndarray]:
+            rows = []
+            for i in range(count):
+                m = rng.standard_normal((tokens, colbert_dim)).astype(np.float32)
+                if base is not None:
+                    m[: tokens // 2] += 2.0 * base[i][: tokens // 2]
+                rows.append((m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32))
+            return rows
+
+        docs_cb = matrices(n, None)
+        out["colbert"] = docs_cb
+        out["q_colbert"] = [
+            (q := np.concatenate([docs_cb[s][:8], rng.standard_normal((8, colbert_dim)).astype(np.float32)]))
+            / np.linalg.norm(q, axis=1, keepdims=True)
+            for s in source
+        ]
+    return out
+
+
+def csr(vectors: list[SparseVector]) -> sp.csr_matrix:
+    lengths = np.array([len(v) for v in vectors])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    return sp.csr_matrix(
+        (
+            np.concatenate([v.values for v in vectors]).astype(np.float64),
+            np.concatenate([v.indices for v in vectors]),
+            indptr,
+        ),
+        shape=(len(vectors), VOCAB),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- exact
+class Exact:
+    """Brute-force reference: exact dense and sparse first stages, then the same fusion / re-rank."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.matrix_t = csr(data["sparse"]).T.tocsr()
+
+    def dense(self, q: int) -> np.ndarray:
+        return self.data["dense"] @ self.data["q_dense"][q]
+
+    def sparse(self, q: int) -> np.ndarray:
+        return np.asarray((csr([self.data["q_sparse"][q]]) @ self.matrix_t).todense()).ravel()
+
+    def top(self, mode: str, q: int) -> np.ndarray:
+        d, s = self.dense(q), self.sparse(q)
+        if mode == "dense":
+            return top_k(d, K)
+        if mode == "sparse":
+            best = top_k(s, K)
+            return best[s[best] > 0]
+        dt, st = top_k(d, K), top_k(s, K)
+        cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
+        parts = {"dense": d[cands], "sparse": s[cands]}
+        weights = HYBRID
+        if mode == "hybrid+colbert":
+            parts["colbert"] = maxsim_scores(
+                self.data["q_colbert"][q], [self.data["colbert"][i] for i in cands]
+            )
+            weights = ALL
+        fused = np.asarray(hybrid_scores(parts, weights), dtype=np.float64)
+        return cands[top_k(fused, K)]
+
+
+def recall(found: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    values = [
+        len(set(f.tolist()) & set(t.tolist())) / max(len(t), 1) for f, t in zip(found, truth, strict=True)
+    ]
+    return float(np.mean(values))
+
+
+def timed(fn: Callable[[int], np.ndarray], queries: list[int]) -> tuple[list[np.ndarray], list[float]]:
+    fn(queries[0])  # warm up (page cache, lazy graph load)
+    results, latencies = [], []
+    for q in queries:
+        start = time.perf_counter()
+        results.append(fn(q))
+        latencies.append((time.perf_counter() - start) * 1000)
+    return results, latencies
+
+
+# ----------------------------------------------------------------------------------------------- trivec
+def encoded_queries(data: dict[str, Any], q: int, colbert: bool) -> EncodeResult:
+    return EncodeResult(
+        dense=data["q_dense"][q : q + 1],
+        sparse=[data["q_sparse"][q]],
+        colbert=[data["q_colbert"][q]] if colbert else None,
+    )
+
+
+def trivec_engine(
+    embedder: Embedder, data: dict[str, Any], root: Path, colbert: bool, ids: list[str]
+) -> dict[str, Any]:
+    path = root / "trivec"
+    index = Index.create(path, embedder, colbert_dtype="float16", colbert=colbert)
+    n = len(ids)
+
+    def batches() -> Any:
+        for start in range(0, n, 10_000):
+            stop = min(n, start + 10_000)
+            yield (
+                [Document(id=ids[i], text="") for i in range(start, stop)],
+                EncodeResult(
+                    dense=data["dense"][start:stop],
+                    sparse=data["sparse"][start:stop],
+                    colbert=data["colbert"][start:stop] if colbert else None,
+                ),
+            )
+
+    started = time.perf_counter()
+    index.add_encoded_batches(batches())
+    build = time.perf_counter() - started
+    index.close()
+    t = time.perf_counter()
+    index = Index.open(path, embedder)
+    open_ms = (time.perf_counter() - t) * 1000
+    info = index.info()
+    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
+
+    def run(mode: str) -> Callable[[int], np.ndarray]:
+        plan = {
+            "dense": {"mode": "dense"},
+            "sparse": {"mode": "sparse"},
+            "hybrid": {"mode": "hybrid", "weights": HYBRID},
+            "hybrid+colbert": {"mode": "hybrid", "weights": ALL},
+        }[mode]
+
+        def search(q: int) -> np.ndarray:
+            hits = index.search_vectors(encoded_queries(data, q, colbert), top_k=K, **plan)[0]  # type: ignore[arg-type]
+            return np.array([row_of[h.doc_id] for h in hits], dtype=np.int64)
+
+        return search
+
+    sizes = info["bytes"]
+    return {
+        "run": run,
+        "build_s": build,
+        "open_ms": open_ms,
+        "bytes": {k: v / n for k, v in sizes.items()},
+        "close": index.close,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- qdrant edge
+def edge_engine(data: dict[str, Any], root: Path, colbert: bool, ef: int) -> dict[str, Any] | None:
+    try:
+        import qdrant_edge as qe
+    except ImportError:
+        return None
+    dim = data["dense"].shape[1]
+    vectors = {"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot)}
+    if colbert:
+        vectors["colbert"] = qe.EdgeVectorParams(
+            size=data["colbert"][0].shape[1],
+            distance=qe.Distance.Dot,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            datatype=qe.VectorStorageDatatype.Float16,
+            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=80, full_scan_threshold=10_000),
+        )
+    config = qe.EdgeConfig(
+        vectors=vectors,
+        sparse_vectors={"sparse": qe.EdgeSparseVectorParams()},
+        hnsw_config=qe.HnswIndexConfig(m=32, ef_construct=80, full_scan_threshold=10_000),
+    )
+    path = root / "edge"
+    shard = qe.EdgeShard.create(str(path), config)
+    n = data["dense"].shape[0]
+    started = time.perf_counter()
+    for start in range(0, n, 2000):
+        points = []
+        for i in range(start, min(n, start + 2000)):
+            sv = data["sparse"][i]
+            vector: dict[str, Any] = {
+                "dense": data["dense"][i].tolist(),
+                "sparse": qe.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist()),
+            }
+            if colbert:
+                vector["colbert"] = data["colbert"][i].tolist()
+            points.append(qe.Point(id=i, vector=vector))
+        shard.update(qe.UpdateOperation.upsert_points(points))
+    shard.flush()
+    shard.optimize()
+    build = time.perf_counter() - started
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    params = qe.SearchParams(hnsw_ef=ef)
+
+    def sparse_of(q: int) -> Any:
+        sv = data["q_sparse"][q]
+        return qe.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
+
+    def run(mode: str) -> Callable[[int], np.ndarray]:
+        def search(q: int) -> np.ndarray:
+            dense = data["q_dense"][q].tolist()
+            if mode == "dense":
+                found = shard.query(
+                    qe.QueryRequest(limit=K, query=qe.Query.Nearest(dense, using="dense"), params=params)
+                )
+                return np.array([p.id for p in found], dtype=np.int64)
+            if mode == "sparse":
+                found = shard.query(
+                    qe.QueryRequest(limit=K, query=qe.Query.Nearest(sparse_of(q), using="sparse"))
+                )
+                return np.array([p.id for p in found if p.score > 0], dtype=np.int64)
+            prefetch = [
+                qe.Prefetch(limit=K, query=qe.Query.Nearest(dense, using="dense"), params=params),
+                qe.Prefetch(limit=K, query=qe.Query.Nearest(sparse_of(q), using="sparse")),
+            ]
+            if mode == "hybrid+colbert":
+                cq = data["q_colbert"][q]
+                found = shard.query(
+                    qe.QueryRequest(
+                        limit=2 * K, prefetches=prefetch, query=qe.Query.Nearest(cq.tolist(), using="colbert")
+                    )
+                )
+            else:
+                found = shard.query(
+                    qe.QueryRequest(limit=2 * K, prefetches=prefetch, query=qe.Fusion.Rrf(k=60))
+                )
+            ids = [p.id for p in found]
+            flt = qe.Filter(must=[qe.HasIdCondition(set(ids))])
+            dense_r, sparse_r = shard.query_batch(
+                qe.QueryBatchRequest(
+                    [
+                        qe.QueryRequest(
+                            limit=len(ids),
+                            query=qe.Query.Nearest(dense, using="dense"),
+                            filter=flt,
+                            params=qe.SearchParams(exact=True),
+                        ),
+                        qe.QueryRequest(
+                            limit=len(ids), query=qe.Query.Nearest(sparse_of(q), using="sparse"), filter=flt
+                        ),
+                    ]
+                )
+            )
+            d = {p.id: p.score for p in dense_r}
+            s = {p.id: p.score for p in sparse_r}
+            parts = {
+                "dense": np.array([d.get(i, 0.0) for i in ids]),
+                "sparse": np.array([s.get(i, 0.0) for i in ids]),
+            }
+            weights = HYBRID
+            if mode == "hybrid+colbert":
+                parts["colbert"] = np.array([p.score for p in found]) / data["q_colbert"][q].shape[0]
+                weights = ALL
+            fused = np.asarray(hybrid_scores(parts, weights), dtype=np.float64)
+            return np.array(ids, dtype=np.int64)[top_k(fused, K)]
+
+        return search
+
+    return {"run": run, "build_s": build, "bytes": {"total": size / n}, "close": shard.close}
+
+
+# ----------------------------------------------------------------------------------------------- qdrant local
+def local_engine(
+    embedder: Embedder, data: dict[str, Any], root: Path, colbert: bool, ids: list[str], n: int
+) -> dict[str, Any]:
+    index = Index.create(root / "qdrant-local", embedder, backend="qdrant", url=":memory:", colbert=colbert)
+    started = time.perf_counter()
+    for start in range(0, n, 5000):
+        stop = min(n, start + 5000)
+        index.add_encoded(
+            [Document(id=ids[i], text="") for i in range(start, stop)],
+            EncodeResult(
+                dense=data["dense"][start:stop],
+                sparse=data["sparse"][start:stop],
+                colbert=data["colbert"][start:stop] if colbert else None,
+            ),
+        )
+    build = time.perf_counter() - started
+    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
+
+    def run(mode: str) -> Callable[[int], np.ndarray]:
+        plan = {
+            "dense": ("dense", None),
+            "sparse": ("sparse", None),
+            "hybrid": ("hybrid", HYBRID),
+            "hybrid+colbert": ("hybrid", ALL),
+        }[mode]
+
+        def search(q: int) -> np.ndarray:
+            hits = index.search_vectors(
+                encoded_queries(data, q, colbert), top_k=K, mode=plan[0], weights=plan[1]
+            )[0]
+            return np.array([row_of[h.doc_id] for h in hits], dtype=np.int64)
+
+        return search
+
+    modes = ["dense", "sparse", "hybrid"] + (["hybrid+colbert"] if colbert else [])
+    return {"run": run, "build_s": build, "bytes": {}, "close": index.close, "modes": modes}
+
+
+# ----------------------------------------------------------------------------------------------- model stand-in
+def vector_model(dim: int, root: Path) -> Embedder:
+    """A model with the data's shapes for the index's model record (XLM-R tokenizer and layout, dense `dim`,
+    sparse head, ColBERT head of 128 dims). Random weights, never run on text here: the scale rows feed
+    pre-computed vectors, which is what `Index.add_encoded_batches` is for."""
+    import torch
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+
+    from trivec.models import M3Model
+    from trivec.models.heads import ColbertHead, SparseHead
+
+    tokenizer = AutoTokenizer.from_pretrained(SHARED / "fixtures" / "xlmr-tokenizer")
+    config = XLMRobertaConfig(
+        vocab_size=1000,
+        hidden_size=dim,
+        num_hidden_layers=1,
+        num_attention_heads=8,
+        intermediate_size=64,
+        max_position_embeddings=514,
+    )
+    torch.manual_seed(0)
+    backbone = XLMRobertaModel(config)
+    model = M3Model(backbone, tokenizer, "cls", True, SparseHead(dim), ColbertHead(dim, 128))
+    directory = root / f"model-{dim}"
+    model.save_pretrained(directory)
+    return Embedder.from_pretrained(directory, device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------- rows
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def scale_rows(args: argparse.Namespace, dim: int, colbert: bool, root: Path) -> list[dict[str, Any]]:
+    n = args.docs
+    label = f"scale {n // 1000}k×{dim}" + (" +ColBERT128" if colbert else "")
+    print(f"[{label}] generating vectors …", file=sys.stderr, flush=True)
+    data = synthetic(n, dim, args.queries, 128 if colbert else None, 32, seed=dim)
+    exact = Exact(data)
+    modes = ["dense", "sparse", "hybrid"] + (["hybrid+colbert"] if colbert else [])
+    queries = list(range(args.queries))
+    truth = {mode: [exact.top(mode, q) for q in queries] for mode in modes}
+    exact_ms: dict[str, float] = {}
+    for mode in ("dense", "sparse"):
+        fn = exact.dense if mode == "dense" else exact.sparse
+        _, lat = timed(lambda q, fn=fn: top_k(fn(q), K), queries[:50])
+        exact_ms[mode] = pct(lat, 50)
+    ids = [f"d{i}" for i in range(n)]
+    rows: list[dict[str, Any]] = []
+    embedder = vector_model(dim, root)
+    engines: list[tuple[str, Callable[[], dict[str, Any] | None], list[int]]] = [
+        ("trivec embedded", lambda: trivec_engine(embedder, data, root / f"t{dim}", colbert, ids), queries),
+        ("qdrant-edge", lambda: edge_engine(data, root / f"e{dim}", colbert, args.ef), queries),
+    ]
+    if args.qdrant_local_queries:  # dense + sparse only: ColBERT points at this scale exhaust local mode
+        engines.append(
+            (
+                "qdrant-client local",
+                lambda: local_engine(embedder, data, root / f"l{dim}", False, ids, n),
+                queries[: args.qdrant_local_queries],
+            )
+        )
+    for name, make, qs in engines:
+        print(f"[{label}] {name}: build …", file=sys.stderr, flush=True)
+        engine = make()
+        if engine is None:
+            print(f"[{label}] {name}: not installed (pip install qdrant-edge-py)", file=sys.stderr)
+            continue
+        for mode in modes:
+            if mode not in engine.get("modes", modes):
+                continue
+            print(f"[{label}] {name}: {mode} ({len(qs)} queries)", file=sys.stderr, flush=True)
+            found, lat = timed(engine["run"](mode), qs)
+            rows.append(
+                {
+                    "set": label,
+                    "engine": name,
+                    "mode": mode,
+                    "queries": len(qs),
+                    "p50_ms": pct(lat, 50),
+                    "p95_ms": pct(lat, 95),
+                    "recall@100": recall(found, truth[mode][: len(qs)]),
+                    "build_s": engine["build_s"],
+                    "bytes_per_doc": engine["bytes"],
+                    "open_ms": engine.get("open_ms"),
+                    "exact_p50_ms": exact_ms.get(mode),
+                }
+            )
+        engine["close"]()
+    return rows
+
+
+def colbert_full_width(args: argparse.Namespace) -> dict[str, Any]:
+    """Re-rank cost at BGE-M3's own ColBERT width (1024) on a 10k-document subset: bytes and MaxSim time."""
+    rng = np.random.default_rng(7)
+    n, tokens = (2000 if args.quick else 10_000), 32
+    docs = [rng.standard_normal((tokens, 1024)).astype(np.float16) for _ in range(n)]
+    query = rng.standard_normal((16, 1024)).astype(np.float32)
+    lat = []
+    for _ in range(50):
+        cands = rng.choice(n, 200, replace=False)
+        start = time.perf_counter()
+        maxsim_scores(query, [docs[i] for i in cands])
+        lat.append((time.perf_counter() - start) * 1000)
+    return {
+        "docs": n,
+        "tokens": tokens,
+        "bytes_per_doc_fp16": tokens * 1024 * 2,
+        "bytes_per_doc_int8": tokens * (1024 + 4),
+        "rerank200_p50_ms": pct(lat, 50),
+        "rerank200_p95_ms": pct(lat, 95),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- real corpus
+def cranfield(root: Path) -> dict[str, Any]:
+    folder = SHARED / "data" / "cranfield"
+    corpus = [json.loads(x) for x in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    queries = [json.loads(x) for x in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        q, d, g = line.split("\t")
+        qrels.setdefault(q, {})[d] = int(g)
+    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+
+def token_vectors(
+    embedder: Embedder, texts: list[str], max_length: int, query: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Dense vectors (the model's own pooling) and per-token unit vectors (after [CLS], as M3's ColBERT)."""
+    import torch
+
+    model = embedder.model
+    dense_out, tokens_out = [], []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 64):
+            batch = embedder.tokenizer(
+                texts[start : start + 64],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            out = model(batch["input_ids"], batch["attention_mask"], dense=True)
+            hidden = model.backbone(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+            hidden = torch.nn.functional.normalize(hidden[:, 1:], dim=-1)
+            assert out.dense is not None
+            dense_out.append(out.dense.numpy())
+            for row, length in enumerate(batch["attention_mask"].sum(1).tolist()):
+                tokens_out.append(hidden[row, : length - 1].numpy().astype(np.float32))
+    return np.concatenate(dense_out), tokens_out
+
+
+def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
+    import pytrec_eval
+
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(
+        {q: d for q, d in run.items() if q in qrels}
+    )
+    return sum(v["ndcg_cut_10"] for v in per_query.values()) / len(qrels)
+
+
+def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    data = cranfield(root)
+    corpus, queries, qrels = data["corpus"], data["queries"], data["qrels"]
+    embedder = Embedder.from_pretrained("default", device="cpu")
+    texts = [f"{r.get('title') or ''} {r['text']}".strip() for r in corpus]
+    qtexts = [r["text"] for r in queries]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cache = CACHE / "cranfield-minilm-256.npz"
+    started = time.perf_counter()
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=True)
+        dense, tokens, qdense, qtokens = z["dense"], list(z["tokens"]), z["qdense"], list(z["qtokens"])
+        encode_s = float(z["encode_s"])
+    else:
+        dense, tokens = token_vectors(embedder, texts, 256, query=False)
+        encode_s = time.perf_counter() - started
+        qdense, qtokens = token_vectors(embedder, qtexts, 256, query=True)
+        np.savez(
+            cache,
+            dense=dense,
+            tokens=np.array(tokens, dtype=object),
+            qdense=qdense,
+            qtokens=np.array(qtokens, dtype=object),
+            encode_s=encode_s,
+        )
+    check = embedder.encode(texts[:8], max_length=256).dense
+    assert check is not None and np.allclose(check, dense[:8], atol=1e-4), (
+        "token pass must reproduce Embedder.encode"
+    )
+    q_lat = []
+    for text in qtexts[:30]:
+        t = time.perf_counter()
+        embedder.encode([text], query=True)
+        q_lat.append((time.perf_counter() - t) * 1000)
+    ids = [r["id"] for r in corpus]
+    rows: list[dict[str, Any]] = []
+    n = len(ids)
+    truth = [top_k(dense @ qdense[q], K) for q in range(len(queries))]
+    index = Index.create(root / "real-trivec", embedder, max_length=256)
+    t = time.perf_counter()
+    index.add_encoded(
+        [Document(id=r["id"], title=r.get("title"), text=r["text"]) for r in corpus],
+        EncodeResult(dense=dense),
+    )
+    build = time.perf_counter() - t
+
+    def trivec_search(q: int) -> np.ndarray:
+        hits = index.search_vectors(EncodeResult(dense=qdense[q : q + 1]), top_k=K, mode="dense")[0]
+        return np.array([ids.index(h.doc_id) for h in hits])
+
+    found, lat = timed(trivec_search, list(range(len(queries))))
+    run = {
+        queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
+        for q, f in enumerate(found)
+    }
+    info = index.info()
+    rows.append(
+        {
+            "set": f"cranfield {n} docs, MiniLM dense",
+            "engine": "trivec embedded",
+            "mode": "dense",
+            "queries": len(queries),
+            "p50_ms": pct(lat, 50),
+            "p95_ms": pct(lat, 95),
+            "recall@100": recall(found, truth),
+            "build_s": build,
+            "encode_s": encode_s,
+            "bytes_per_doc": {k: v / n for k, v in info["bytes"].items()},
+            "ndcg@10": ndcg10(qrels, run),
+            "query_encode_p50_ms": pct(q_lat, 50),
+        }
+    )
+    index.close()
+    edge_data = {
+        "dense": dense,
+        "sparse": [SparseVector.empty()] * n,
+        "q_dense": qdense,
+        "q_sparse": [SparseVector.empty()] * len(queries),
+    }
+    engine = edge_engine(edge_data, root / "real-edge", False, args.ef)
+    if engine is not None:
+        found, lat = timed(engine["run"]("dense"), list(range(len(queries))))
+        run = {
+            queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
+            for q, f in enumerate(found)
+        }
+        rows.append(
+            {
+                "set": f"cranfield {n} docs, MiniLM dense",
+                "engine": "qdrant-edge",
+                "mode": "dense",
+                "queries": len(queries),
+                "p50_ms": pct(lat, 50),
+                "p95_ms": pct(lat, 95),
+                "recall@100": recall(found, truth),
+                "build_s": engine["build_s"],
+                "bytes_per_doc": engine["bytes"],
+                "ndcg@10": ndcg10(qrels, run),
+            }
+        )
+        engine["close"]()
+    local = Index.create(root / "real-local", embedder, backend="qdrant", url=":memory:")
+    t = time.perf_counter()
+    local.add_encoded([Document(id=r["id"], text=r["text"]) for r in corpus], EncodeResult(dense=dense))
+    build = time.perf_counter() - t
+
+    def local_search(q: int) -> np.ndarray:
+        hits = local.search_vectors(EncodeResult(dense=qdense[q : q + 1]), top_k=K, mode="dense")[0]
+        return np.array([ids.index(h.doc_id) for h in hits])
+
+    found, lat = timed(local_search, list(range(len(queries))))
+    run = {
+        queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
+        for q, f in enumerate(found)
+    }
+    rows.append(
+        {
+            "set": f"cranfield {n} docs, MiniLM dense",
+            "engine": "qdrant-client local",
+            "mode": "dense",
+            "queries": len(queries),
+            "p50_ms": pct(lat, 50),
+            "p95_ms": pct(lat, 95),
+            "recall@100": recall(found, truth),
+            "build_s": build,
+            "bytes_per_doc": {},
+            "ndcg@10": ndcg10(qrels, run),
+        }
+    )
+    local.close()
+
+    quality: list[dict[str, Any]] = []
+    reference: list[np.ndarray] = []
+    for name, dtype, dim in [
+        ("float32", "float32", None),
+        ("float16", "float16", None),
+        ("int8", "int8", None),
+        ("float16, 192 dims", "float16", 192),
+        ("float16, 96 dims", "float16", 96),
+        ("int8, 96 dims", "int8", 96),
+        ("float16, 48 dims", "float16", 48),
+    ]:
+        projection = fit_projection(tokens[:2000], dim) if dim else None
+        codec = ColbertCodec(dtype, projection)
+        stored = [codec.decode(*codec.encode(m)) for m in tokens]
+        run, tops = {}, []
+        for q in range(len(queries)):
+            cands = truth[q]
+            scores = maxsim_scores(codec.project(qtokens[q]), [stored[i] for i in cands])
+            order = cands[top_k(scores, 10)]
+            tops.append(order)
+            run[queries[q]["id"]] = {ids[i]: float(10 - r) for r, i in enumerate(order.tolist())}
+        if not reference:
+            reference = tops
+        width = dim or tokens[0].shape[1]
+        per_token = width * (1 if dtype == "int8" else 2 if dtype == "float16" else 4) + (
+            4 if dtype == "int8" else 0
+        )
+        quality.append(
+            {
+                "storage": name,
+                "bytes_per_token": per_token,
+                "ndcg@10": ndcg10(qrels, run),
+                "top10_agreement_vs_fp32": recall(tops, reference),
+            }
+        )
+    dense_run = {
+        queries[q]["id"]: {ids[i]: float(10 - r) for r, i in enumerate(truth[q][:10].tolist())}
+        for q in range(len(queries))
+    }
+    quality.append(
+        {
+            "storage": "(dense only, no re-rank)",
+            "bytes_per_token": None,
+            "ndcg@10": ndcg10(qrels, dense_run),
+            "top10_agreement_vs_fp32": None,
+        }
+    )
+    return rows, quality
+
+
+# ----------------------------------------------------------------------------------------------- report
+def fmt_bytes(b: dict[str, float]) -> str:
+    if not b:
+        return "in memory"
+    keys = [k for k in ("dense", "dense_ann", "sparse", "colbert", "documents") if b.get(k)]
+    if not keys:
+        return f"{b.get('total', 0):,.0f} total"
+    return ", ".join(f"{k} {b[k]:,.0f}" for k in keys) + f" (total {b.get('total', 0):,.0f})"
+
+
+def report(
+    rows: list[dict[str, Any]],
+    colbert_full: dict[str, Any],
+    quality: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> str:
+    lines = [
+        "| set | engine | mode | queries | p50 ms | p95 ms | recall@100 | build s | bytes/doc |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['set']} | {r['engine']} | {r['mode']} | {r['queries']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+            f"{r['recall@100']:.4f} | {r['build_s']:.1f} | {fmt_bytes(r['bytes_per_doc'])} |"
+        )
+    notes = []
+    for r in rows:
+        if r.get("exact_p50_ms") is not None and r["engine"] == "trivec embedded":
+            notes.append(
+                f"- {r['set']}, {r['mode']}: brute-force reference p50 {r['exact_p50_ms']:.2f} ms (numpy / scipy)"
+            )
+        if r.get("ndcg@10") is not None:
+            notes.append(f"- {r['set']}, {r['engine']}: nDCG@10 {r['ndcg@10']:.4f}")
+        if r.get("encode_s") is not None:
+            notes.append(
+                f"- {r['set']}: encoding the corpus took {r['encode_s']:.1f} s; one query {r['query_encode_p50_ms']:.1f} ms (p50)"
+            )
+        if r.get("open_ms") is not None and r["mode"] == "dense":
+            notes.append(f"- {r['set']}: trivec index opens in {r['open_ms']:.1f} ms")
+    out = ["## Search latency, recall and size", "", *lines, "", *dict.fromkeys(notes), ""]
+    out += [
+        "## ColBERT at BGE-M3 width (1024 dims, 32 tokens/doc)",
+        "",
+        f"{colbert_full['docs']} docs: {colbert_full['bytes_per_doc_fp16']:,} bytes/doc fp16, "
+        f"{colbert_full['bytes_per_doc_int8']:,} int8; MaxSim re-rank of 200 candidates (16 query tokens): "
+        f"p50 {colbert_full['rerank200_p50_ms']:.2f} ms, p95 {colbert_full['rerank200_p95_ms']:.2f} ms",
+        "",
+        "## ColBERT storage options: quality (Cranfield, MiniLM token vectors re-ranking the dense top 100)",
+        "",
+        "| storage | bytes/token | nDCG@10 | top-10 agreement with fp32 |",
+        "|---|---|---|---|",
+    ]
+    for q in quality:
+        agreement = "" if q["top10_agreement_vs_fp32"] is None else f"{q['top10_agreement_vs_fp32']:.4f}"
+        size = "" if q["bytes_per_token"] is None else str(q["bytes_per_token"])
+        out.append(f"| {q['storage']} | {size} | {q['ndcg@10']:.4f} | {agreement} |")
+    import platform
+
+    import faiss
+
+    try:
+        from importlib.metadata import version
+
+        edge_version = version("qdrant-edge-py")
+    except Exception:
+        edge_version = "not installed"
+    from importlib.metadata import version as v
+
+    out += [
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
+        f"faiss {faiss.__version__}, qdrant-client {v('qdrant-client')}, qdrant-edge-py {edge_version}; "
+        f"HNSW M=32, ef_construction=80, ef_search={args.ef} for both trivec and qdrant-edge; "
+        f"{'--quick' if args.quick else 'full'} run.",
+    ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="20k documents, 100 queries")
+    parser.add_argument("--docs", type=int, default=None)
+    parser.add_argument("--queries", type=int, default=None)
+    parser.add_argument(
+        "--qdrant-local-queries", type=int, default=3, help="0 skips qdrant-client local mode at scale"
+    )
+    parser.add_argument("--ef", type=int, default=256, help="HNSW ef_search (trivec and qdrant-edge)")
+    parser.add_argument("--dims", default="384,1024")
+    parser.add_argument("--out", type=Path, default=CACHE)
+    args = parser.parse_args()
+    args.docs = args.docs or (20_000 if args.quick else 100_000)
+    args.queries = args.queries or (100 if args.quick else 200)
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="trivec-search-bench-"))
+    try:
+        rows: list[dict[str, Any]] = []
+        for dim in [int(x) for x in args.dims.split(",")]:
+            rows += scale_rows(args, dim, colbert=dim == 384, root=root)
+        full = colbert_full_width(args)
+        real, quality = real_rows(args, root)
+        rows += real
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    text = (
+        report(rows, full, quality, args)
+        + f"\n\nTotal benchmark time {time.perf_counter() - started:.0f} s.\n"
+    )
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.md").write_text(text, encoding="utf-8")
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {"rows": rows, "colbert_full_width": full, "colbert_quality": quality}, indent=1, default=float
+        ),
+        encoding="utf-8",
+    )
+
+
+if __name__ == "__main__":
+    main()
