@@ -598,32 +598,36 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
     )
     build = time.perf_counter() - t
 
-    def trivec_search(q: int) -> np.ndarray:
-        hits = index.search_vectors(EncodeResult(dense=qdense[q : q + 1]), top_k=K, mode="dense")[0]
-        return np.array([ids.index(h.doc_id) for h in hits])
+    def index_search(searched: Index) -> Callable[[int], np.ndarray]:
+        def search(q: int) -> np.ndarray:
+            hits = searched.search_vectors(EncodeResult(dense=qdense[q : q + 1]), top_k=K, mode="dense")[0]
+            return np.array([ids.index(h.doc_id) for h in hits])
 
-    found, lat = timed(trivec_search, list(range(len(queries))))
-    run = {
-        queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
-        for q, f in enumerate(found)
-    }
-    info = index.info()
-    rows.append(
-        {
+        return search
+
+    def real_row(engine_name: str, search: Callable[[int], np.ndarray], **extra: Any) -> dict[str, Any]:
+        """Run every query through `search`; the row with latency, recall against exact and nDCG@10."""
+        found, lat = timed(search, list(range(len(queries))))
+        run = {
+            queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
+            for q, f in enumerate(found)
+        }
+        return {
             "set": f"cranfield {n} docs, MiniLM dense",
-            "engine": "trivec embedded",
+            "engine": engine_name,
             "mode": "dense",
             "queries": len(queries),
             "p50_ms": pct(lat, 50),
             "p95_ms": pct(lat, 95),
             "recall@100": recall(found, truth),
-            "build_s": build,
-            "encode_s": encode_s,
-            "bytes_per_doc": {k: v / n for k, v in info["bytes"].items()},
+            **extra,
             "ndcg@10": ndcg10(qrels, run),
-            "query_encode_p50_ms": pct(q_lat, 50),
         }
-    )
+
+    row = real_row("trivec embedded", index_search(index), build_s=build, encode_s=encode_s)
+    row["bytes_per_doc"] = {k: v / n for k, v in index.info()["bytes"].items()}
+    row["query_encode_p50_ms"] = pct(q_lat, 50)
+    rows.append(row)
     index.close()
     edge_data = {
         "dense": dense,
@@ -633,54 +637,20 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
     }
     engine = edge_engine(edge_data, root / "real-edge", False, args.ef)
     if engine is not None:
-        found, lat = timed(engine["run"]("dense"), list(range(len(queries))))
-        run = {
-            queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
-            for q, f in enumerate(found)
-        }
         rows.append(
-            {
-                "set": f"cranfield {n} docs, MiniLM dense",
-                "engine": "qdrant-edge",
-                "mode": "dense",
-                "queries": len(queries),
-                "p50_ms": pct(lat, 50),
-                "p95_ms": pct(lat, 95),
-                "recall@100": recall(found, truth),
-                "build_s": engine["build_s"],
-                "bytes_per_doc": engine["bytes"],
-                "ndcg@10": ndcg10(qrels, run),
-            }
+            real_row(
+                "qdrant-edge",
+                engine["run"]("dense"),
+                build_s=engine["build_s"],
+                bytes_per_doc=engine["bytes"],
+            )
         )
         engine["close"]()
     local = Index.create(root / "real-local", embedder, backend="qdrant", url=":memory:")
     t = time.perf_counter()
     local.add_encoded([Document(id=r["id"], text=r["text"]) for r in corpus], EncodeResult(dense=dense))
     build = time.perf_counter() - t
-
-    def local_search(q: int) -> np.ndarray:
-        hits = local.search_vectors(EncodeResult(dense=qdense[q : q + 1]), top_k=K, mode="dense")[0]
-        return np.array([ids.index(h.doc_id) for h in hits])
-
-    found, lat = timed(local_search, list(range(len(queries))))
-    run = {
-        queries[q]["id"]: {ids[i]: float(len(f) - r) for r, i in enumerate(f.tolist())}
-        for q, f in enumerate(found)
-    }
-    rows.append(
-        {
-            "set": f"cranfield {n} docs, MiniLM dense",
-            "engine": "qdrant-client local",
-            "mode": "dense",
-            "queries": len(queries),
-            "p50_ms": pct(lat, 50),
-            "p95_ms": pct(lat, 95),
-            "recall@100": recall(found, truth),
-            "build_s": build,
-            "bytes_per_doc": {},
-            "ndcg@10": ndcg10(qrels, run),
-        }
-    )
+    rows.append(real_row("qdrant-client local", index_search(local), build_s=build, bytes_per_doc={}))
     local.close()
 
     quality: list[dict[str, Any]] = []

@@ -146,3 +146,19 @@ def test_pooling_override_changes_dense_output() -> None:
     cls = Embedder.from_pretrained("default", pooling="cls")
     assert cls.model.pooling == "cls"
     assert not np.allclose(mean.encode(["hello world"]).dense, cls.encode(["hello world"]).dense)
+
+
+def test_default_model_is_minilm_with_the_packaged_heads(minilm: Embedder) -> None:
+    """`default` = the published all-MiniLM-L6-v2 backbone + trivec's trained heads (shipped, small, fp16)."""
+    from trivec.models import default_heads_path
+
+    heads = default_heads_path()
+    assert heads is not None, "src/trivec/resources/default-heads/ is missing its head files"
+    assert sum(p.stat().st_size for p in heads.glob("*.pt")) < 1_000_000
+    default = Embedder.from_pretrained("default", device="cpu")
+    assert default.available_modes() == ["dense", "sparse", "colbert"]
+    texts = ["What is BGE M3?", "lift of a wing in a propeller slipstream"]
+    full = default.encode(texts, dense=True, sparse=True, colbert=True)
+    np.testing.assert_array_equal(full.dense, minilm.encode(texts, dense=True).dense)  # backbone unchanged
+    assert full.sparse is not None and all(len(s.indices) > 0 for s in full.sparse)
+    assert full.colbert is not None and full.colbert[0].shape[1] == 384

