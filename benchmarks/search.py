@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from trivec import Embedder, EncodeResult  # noqa: E402
+from trivec.evaluation.data import read_qrels  # noqa: E402
 from trivec.inference.scoring import hybrid_scores, maxsim_scores  # noqa: E402
 from trivec.inference.sparse import SparseVector  # noqa: E402
 from trivec.retrieval import Document, Index, top_k  # noqa: E402
@@ -507,10 +508,7 @@ def cranfield(root: Path) -> dict[str, Any]:
     folder = SHARED / "data" / "cranfield"
     corpus = [json.loads(x) for x in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
     queries = [json.loads(x) for x in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        q, d, g = line.split("\t")
-        qrels.setdefault(q, {})[d] = int(g)
+    qrels = read_qrels(folder / "qrels.tsv")[0]
     return {"corpus": corpus, "queries": queries, "qrels": qrels}
 
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from tests.retrieval.conftest import CRANFIELD
 from trivec import Embedder
+from trivec.evaluation.data import read_qrels
 from trivec.inference.scoring import dense_scores, hybrid_scores, lexical_scores, maxsim_scores
 from trivec.retrieval import Index, top_k
 
@@ -60,10 +61,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def load(folder: Path) -> tuple[list[dict], list[dict], dict[str, dict[str, int]]]:
     corpus = [json.loads(x) for x in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
     queries = [json.loads(x) for x in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        q, d, g = line.split("\t")
-        qrels.setdefault(q, {})[d] = int(g)
+    qrels = read_qrels(folder / "qrels.tsv")[0]
     return corpus, queries, qrels
 
 

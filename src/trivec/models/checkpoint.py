@@ -41,9 +41,7 @@ def default_model_path() -> Path:
 
 def default_heads_path() -> Path | None:
     """The head files of the default model, shipped inside trivec (None when this install has none)."""
-    if (DEFAULT_HEADS_DIR / SPARSE_HEAD_FILE).is_file() and (DEFAULT_HEADS_DIR / COLBERT_HEAD_FILE).is_file():
-        return DEFAULT_HEADS_DIR
-    return None
+    return DEFAULT_HEADS_DIR if all(head_files_present(DEFAULT_HEADS_DIR)) else None
 
 
 def heads_directory(name_or_path: str | os.PathLike[str], model_directory: Path) -> Path:
@@ -59,8 +57,8 @@ def heads_directory(name_or_path: str | os.PathLike[str], model_directory: Path)
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """Map a model reference to a local directory.
 
-    `default` / `default-dense` → the packaged offline backbone; an existing directory → itself; anything else is taken as a
-    Hugging Face hub id (`BAAI/bge-m3`, `BAAI/bge-large-en-v1.5`, …) and downloaded (or read from the local
+    `default` / `default-dense` → the packaged offline backbone; an existing directory → itself; anything
+    else is taken as a Hugging Face hub id (`BAAI/bge-m3`, `BAAI/bge-large-en-v1.5`, …) and downloaded (or read from the local
     hub cache) with `huggingface_hub.snapshot_download`, head files included.
     """
     text = str(name_or_path)
