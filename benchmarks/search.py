@@ -47,7 +47,7 @@ from trivec import Embedder, EncodeResult  # noqa: E402
 from trivec.evaluation.data import read_qrels  # noqa: E402
 from trivec.inference.scoring import hybrid_scores, maxsim_scores  # noqa: E402
 from trivec.inference.sparse import SparseVector  # noqa: E402
-from trivec.retrieval import Document, Index, top_k  # noqa: E402
+from trivec.retrieval import Document, Index, IndexSettings, top_k  # noqa: E402
 from trivec.retrieval.colbert import ColbertCodec, fit_projection  # noqa: E402
 
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
@@ -56,6 +56,7 @@ VOCAB = 250_002
 K = 100
 HYBRID = {"dense": 0.4, "sparse": 0.2, "colbert": 0.0}
 ALL = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+HNSW = IndexSettings()  # graph settings: trivec's defaults, used for qdrant-edge too
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -188,10 +189,10 @@ def encoded_queries(data: dict[str, Any], q: int, colbert: bool) -> EncodeResult
 
 
 def trivec_engine(
-    embedder: Embedder, data: dict[str, Any], root: Path, colbert: bool, ids: list[str]
+    embedder: Embedder, data: dict[str, Any], root: Path, colbert: bool, ids: list[str], ef: int
 ) -> dict[str, Any]:
     path = root / "trivec"
-    index = Index.create(path, embedder, colbert_dtype="float16", colbert=colbert)
+    index = Index.create(path, embedder, colbert_dtype="float16", colbert=colbert, hnsw_ef_search=ef)
     n = len(ids)
 
     def batches() -> Any:
@@ -254,12 +255,16 @@ def edge_engine(data: dict[str, Any], root: Path, colbert: bool, ef: int) -> dic
             distance=qe.Distance.Dot,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=qe.VectorStorageDatatype.Float16,
-            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=80, full_scan_threshold=10_000),
+            hnsw_config=qe.HnswIndexConfig(
+                m=0, ef_construct=HNSW.hnsw_ef_construction, full_scan_threshold=10_000
+            ),
         )
     config = qe.EdgeConfig(
         vectors=vectors,
         sparse_vectors={"sparse": qe.EdgeSparseVectorParams()},
-        hnsw_config=qe.HnswIndexConfig(m=32, ef_construct=80, full_scan_threshold=10_000),
+        hnsw_config=qe.HnswIndexConfig(
+            m=HNSW.hnsw_m, ef_construct=HNSW.hnsw_ef_construction, full_scan_threshold=10_000
+        ),
     )
     path = root / "edge"
     shard = qe.EdgeShard.create(str(path), config)
@@ -440,7 +445,11 @@ def scale_rows(args: argparse.Namespace, dim: int, colbert: bool, root: Path) ->
     rows: list[dict[str, Any]] = []
     embedder = vector_model(dim, root)
     engines: list[tuple[str, Callable[[], dict[str, Any] | None], list[int]]] = [
-        ("trivec embedded", lambda: trivec_engine(embedder, data, root / f"t{dim}", colbert, ids), queries),
+        (
+            "trivec embedded",
+            lambda: trivec_engine(embedder, data, root / f"t{dim}", colbert, ids, args.ef),
+            queries,
+        ),
         ("qdrant-edge", lambda: edge_engine(data, root / f"e{dim}", colbert, args.ef), queries),
     ]
     if args.qdrant_local_queries:  # dense + sparse only: ColBERT points at this scale exhaust local mode
@@ -773,7 +782,7 @@ def report(
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
         f"faiss {faiss.__version__}, qdrant-client {v('qdrant-client')}, qdrant-edge-py {edge_version}; "
-        f"HNSW M=32, ef_construction=80, ef_search={args.ef} for both trivec and qdrant-edge; "
+        f"HNSW M={HNSW.hnsw_m}, ef_construction={HNSW.hnsw_ef_construction}, ef_search={args.ef} for both trivec and qdrant-edge; "
         f"{'--quick' if args.quick else 'full'} run.",
     ]
     return "\n".join(out)
@@ -789,7 +798,9 @@ def main() -> None:
     parser.add_argument(
         "--qdrant-local-queries", type=int, default=3, help="0 skips qdrant-client local mode at scale"
     )
-    parser.add_argument("--ef", type=int, default=256, help="HNSW ef_search (trivec and qdrant-edge)")
+    parser.add_argument(
+        "--ef", type=int, default=HNSW.hnsw_ef_search, help="HNSW ef_search (trivec and qdrant-edge)"
+    )
     parser.add_argument("--dims", default="384,1024")
     parser.add_argument("--out", type=Path, default=CACHE)
     args = parser.parse_args()

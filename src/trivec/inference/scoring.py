@@ -7,7 +7,9 @@ does not depend on what else is scored with it (unlike the reference's batched p
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,19 +71,39 @@ def maxsim_scores(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndarr
     """One query against many passages: one matmul over all passage rows, then a max per passage segment."""
     if not passages:
         return np.zeros(0, dtype=np.float32)
-    lengths = np.array([p.shape[0] for p in passages])
-    out = np.zeros(len(passages), dtype=np.float32)
-    if query.shape[0] == 0:
-        return out
+    lengths = np.array([p.shape[0] for p in passages], dtype=np.int64)
+    if not lengths.any():
+        return np.zeros(len(passages), dtype=np.float32)
+    rows = np.concatenate([p for p in passages if p.shape[0] > 0])
+    return maxsim_block(query, rows, lengths)
+
+
+def maxsim_block(query: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """MaxSim of one query against passages stored back to back: `rows` [ΣT, d] holds passage i's
+    `lengths[i]` token vectors after passage i-1's. Passages without tokens score 0."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.zeros(lengths.shape[0], dtype=np.float32)
     nonempty = lengths > 0
-    if not nonempty.any():
+    if query.shape[0] == 0 or not nonempty.any():
         return out
-    rows = np.concatenate([p for p in passages if p.shape[0] > 0]).astype(np.float32, copy=False)
-    sims = np.asarray(query, dtype=np.float32) @ rows.T  # [Tq, ΣTp]
+    sims = _rows_times_query(rows, query)  # [ΣT, Tq]
     starts = np.concatenate([[0], np.cumsum(lengths[nonempty])[:-1]])
-    best = np.maximum.reduceat(sims, starts, axis=1)  # [Tq, n_nonempty]
-    out[nonempty] = best.mean(axis=0)
+    best = np.maximum.reduceat(sims, starts, axis=0)  # [n_nonempty, Tq]
+    out[nonempty] = best.mean(axis=1)
     return out
+
+
+def _rows_times_query(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """`rows @ query.T` in float32, computed by torch: it widens float16 storage vectorised (numpy goes
+    element by element, ≈8× slower) and keeps the whole re-rank on one thread pool instead of handing
+    OpenBLAS's and torch's spinning workers the same cores in turn."""
+    torch: Any = importlib.import_module("torch")
+    stored = np.ascontiguousarray(rows)
+    if stored.dtype not in (np.float16, np.float32):
+        stored = stored.astype(np.float32)
+    left = torch.from_numpy(stored if stored.flags.writeable else stored.copy()).float()
+    right = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))
+    return np.asarray((left @ right).numpy())
 
 
 def normalize_weights(weights: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:

@@ -43,8 +43,8 @@ class IndexSettings:
     dense_index: str = "auto"
     ann_threshold: int = 50_000
     hnsw_m: int = 32
-    hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 256
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 320
     ivf_nprobe: int = 32
     max_segments: int = 8
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +33,7 @@ import numpy as np
 
 from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
-from trivec.inference.scoring import maxsim_scores
+from trivec.inference.scoring import maxsim_block
 from trivec.inference.sparse import SparseVector
 from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
 from trivec.retrieval.colbert import ColbertCodec, fit_projection
@@ -44,10 +47,16 @@ from trivec.retrieval.manifest import (
     read_manifest,
     write_manifest,
 )
-from trivec.retrieval.segment import CorruptIndexError, Segment, SegmentWriter, fsync_dir
+from trivec.retrieval.segment import (
+    CorruptIndexError,
+    Segment,
+    SegmentWriter,
+    fsync_dir,
+)
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
+PREFAULT_MEMORY_FRACTION = 0.5  # prefault vectors only while they fit in this share of physical memory
 OPEN_RETRY_SECONDS = 30.0  # how long a reader keeps chasing a writer that commits faster than it maps
 
 
@@ -138,7 +147,11 @@ class EmbeddedIndex(Index):
             projection = _read_array(self.directory / spec["file"], np.float32, spec["size"]).reshape(
                 spec["shape"]
             )
-        segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in body["segments"]]
+        mapped = {seg.name: seg for seg in getattr(self, "segments", [])}  # segments never change: reuse maps
+        segments = [
+            mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
+            for r in body["segments"]
+        ]
         deleted: dict[str, np.ndarray] = {}
         for record in body["segments"]:
             spec = record.get("deleted")
@@ -153,7 +166,23 @@ class EmbeddedIndex(Index):
         self._rebuild_views()
         self._stamp = self._manifest_stamp()
 
+    def _prefault_in_background(self) -> None:
+        """Map the random-access files of new segments into memory on a background thread (see
+        `segment.prefault`), unless the index's vectors would take more than half of the machine's memory."""
+        todo = [seg for seg in self.segments if not seg.prefaulted]
+        if not todo:
+            return
+        total = sum(seg.random_access_bytes() for seg in self.segments)
+        if total > PREFAULT_MEMORY_FRACTION * _physical_memory():
+            return
+        for seg in todo:
+            seg.prefaulted = True
+        threading.Thread(
+            target=lambda: [seg.prefault() for seg in todo], name="trivec-prefault", daemon=True
+        ).start()
+
     def _rebuild_views(self) -> None:
+        self._prefault_in_background()
         self._bases = np.cumsum([0] + [s.rows for s in self.segments]).astype(np.int64)
         self._live: list[np.ndarray | None] = []
         self._selectors: list[Any] = []
@@ -561,15 +590,22 @@ class EmbeddedIndex(Index):
             return [[] for _ in range(queries)]
         grouped = bool(self._body.get("chunked"))
         depth = plan.candidates if (grouped or plan.mode in ("colbert", "hybrid")) else plan.top_k
-        dense_top = (
-            self._dense_top(np.asarray(encoded.dense, dtype=np.float32), depth)
-            if "dense" in plan.first_stage
-            else None
-        )
-        use_sparse = "sparse" in plan.score_modes or "sparse" in plan.first_stage
+        use_sparse = bool(encoded.sparse) and ("sparse" in plan.score_modes or "sparse" in plan.first_stage)
+        dense_job: Future[list[tuple[np.ndarray, np.ndarray]]] | None = None
+        dense_top: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if "dense" in plan.first_stage:
+            dense_queries = np.asarray(encoded.dense, dtype=np.float32)
+            if (
+                use_sparse and _CORES > 1
+            ):  # the graph walk (faiss / BLAS, GIL released) runs beside the sparse
+                dense_job = _first_stage_pool().submit(self._dense_top, dense_queries, depth)
+            else:
+                dense_top = self._dense_top(dense_queries, depth)
         out: list[list[Hit]] = []
         for q in range(queries):
             accum = self._sparse_accumulate(encoded.sparse[q]) if use_sparse and encoded.sparse else None
+            if dense_job is not None:
+                dense_top, dense_job = dense_job.result(), None
             if plan.mode == "dense":
                 assert dense_top is not None
                 rows, values = dense_top[q]
@@ -671,36 +707,29 @@ class EmbeddedIndex(Index):
             pick = segs == s
             dense = self.segments[s].dense
             assert dense is not None
-            out[pick] = np.asarray(dense[local[pick]]) @ q
+            # einsum, not BLAS: a few hundred rows need no thread pool (and waking OpenBLAS's costs more)
+            out[pick] = np.einsum("ij,j->i", dense[local[pick]], q)
         return out
 
     def _sparse_accumulate(self, query: SparseVector) -> list[np.ndarray]:
-        """Per segment: lexical matching score of every row (float64; deleted rows 0)."""
+        """Per segment: lexical matching score of every row (float64; deleted rows 0). The postings of every
+        query term are gathered in one indexed read and summed per row with one bincount."""
         out = []
         for i, seg in enumerate(self.segments):
             acc = np.zeros(seg.rows, dtype=np.float64)
             if seg.has_sparse and len(query):
                 terms = seg.arrays["sparse.terms"]
-                pos = np.searchsorted(terms, query.indices)
-                valid = pos < terms.shape[0]
-                pos, weights = pos[valid], query.values[valid]
-                match = terms[pos] == query.indices[valid]
-                pos, weights = pos[match], weights[match].astype(np.float64)
-                if pos.size:
-                    ptr, docs, vals = (
-                        seg.arrays["sparse.ptr"],
-                        seg.arrays["sparse.docs"],
-                        seg.arrays["sparse.vals"],
+                pos = np.minimum(np.searchsorted(terms, query.indices), max(terms.shape[0] - 1, 0))
+                match = terms[pos] == query.indices if terms.shape[0] else np.zeros(0, dtype=bool)
+                if match.any():
+                    ptr, docs, vals = (seg.arrays[f"sparse.{name}"] for name in ("ptr", "docs", "vals"))
+                    spans = list(zip(ptr[pos[match]].tolist(), ptr[pos[match] + 1].tolist(), strict=True))
+                    weights = np.repeat(
+                        np.asarray(query.values, dtype=np.float64)[match], [e - b for b, e in spans]
                     )
-                    starts, ends = ptr[pos], ptr[pos + 1]
-                    rows = np.concatenate([docs[s:e] for s, e in zip(starts, ends, strict=True)])
-                    contrib = np.concatenate(
-                        [
-                            vals[s:e].astype(np.float64) * w
-                            for s, e, w in zip(starts, ends, weights, strict=True)
-                        ]
-                    )
-                    acc = np.bincount(rows, weights=contrib, minlength=seg.rows).astype(np.float64)
+                    contrib = np.concatenate([vals[b:e] for b, e in spans]) * weights
+                    rows = np.concatenate([docs[b:e] for b, e in spans])
+                    acc = np.bincount(rows, contrib, minlength=seg.rows)
             live = self._live[i]
             if live is not None:
                 acc[~live] = 0.0
@@ -710,27 +739,37 @@ class EmbeddedIndex(Index):
     def _sparse_top(self, accum: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         parts = []
         for i, acc in enumerate(accum):
-            hit = np.flatnonzero(acc > 0)
-            best = hit[top_k(acc[hit], k)]
+            positive = acc > 0
+            if np.count_nonzero(positive) > k:  # the k-th best is positive: rank the whole array directly
+                best = top_k(acc, k)
+            else:
+                hit = np.flatnonzero(positive)
+                best = hit[top_k(acc[hit], k)]
             parts.append((acc[best], best + self._bases[i]))
         values, rows = merge_top_k(parts, k)
         return rows.astype(np.int64), values
 
     def _sparse_scores(self, accum: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
         segs, local = self._where(rows)
-        return np.array(
-            [accum[s][r] for s, r in zip(segs.tolist(), local.tolist(), strict=True)], dtype=np.float64
-        )
+        out = np.zeros(rows.shape[0], dtype=np.float64)
+        for s in np.unique(segs).tolist():
+            pick = segs == s
+            out[pick] = accum[s][local[pick]]
+        return out
 
     def _colbert_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """MaxSim of the candidates: per segment one gather of their token vectors, one decode, one matmul."""
         segs, local = self._where(rows)
-        passages = []
-        for s, r in zip(segs.tolist(), local.tolist(), strict=True):
-            codes, scales = self.segments[s].colbert_codes(r)
-            passages.append(
-                codes if scales is None and codes.dtype != np.int8 else self.codec.decode(codes, scales)
-            )
-        return maxsim_scores(self.codec.project(query), passages)
+        projected = self.codec.project(query)
+        out = np.zeros(rows.shape[0], dtype=np.float32)
+        for s in np.unique(segs).tolist():
+            pick = segs == s
+            codes, scales, lengths = self.segments[s].colbert_block(local[pick])
+            stored = (
+                codes if scales is None else self.codec.decode(codes, scales)
+            )  # fp16 widens in the matmul
+            out[pick] = maxsim_block(projected, stored, lengths)
+        return out
 
     def _hits(
         self, rows: np.ndarray, fused: np.ndarray, per_mode: dict[str, np.ndarray], k: int, grouped: bool
@@ -738,25 +777,18 @@ class EmbeddedIndex(Index):
         segs, local = self._where(rows)
         hits: list[Hit] = []
         seen: set[str] = set()
+        fused_list = fused.tolist()
+        mode_lists = [(m, v.tolist()) for m, v in per_mode.items()]
         for j, (s, r) in enumerate(zip(segs.tolist(), local.tolist(), strict=True)):
             seg = self.segments[s]
-            doc_id = seg.doc_id(r)
+            doc_id = None
             if grouped:
+                doc_id = seg.doc_id(r)
                 if doc_id in seen:
                     continue
                 seen.add(doc_id)
-            chunk = seg.chunk(r)
-            hits.append(
-                Hit(
-                    id=chunk.id,
-                    doc_id=doc_id,
-                    score=float(fused[j]),
-                    scores={m: float(v[j]) for m, v in per_mode.items()},
-                    text=chunk.text,
-                    title=chunk.title,
-                    metadata=chunk.metadata,
-                )
-            )
+            scores = {m: float(v[j]) for m, v in mode_lists}
+            hits.append(StoredHit(seg, r, float(fused_list[j]), scores, doc_id))
             if len(hits) == k:
                 break
         return hits
@@ -810,6 +842,73 @@ class EmbeddedIndex(Index):
         self._lock.release()
 
 
+class StoredHit(Hit):
+    """A hit of the embedded index: its ids, text, title and metadata are read from the segment when first
+    asked for, so a search returns scores without decoding a hundred stored documents nobody looks at."""
+
+    def __init__(
+        self, segment: Segment, row: int, score: float, scores: dict[str, float], doc_id: str | None = None
+    ) -> None:
+        self.score, self.scores = score, scores
+        self._segment, self._row = segment, row
+        self._id: str | None = None
+        self._doc_id = doc_id
+        self._chunk: Chunk | None = None
+
+    def _stored(self) -> Chunk:
+        if self._chunk is None:
+            self._chunk = self._segment.chunk(self._row)
+        return self._chunk
+
+    @property  # type: ignore[override]
+    def id(self) -> str:
+        if self._id is None:
+            self._id = self._segment.chunk_id(self._row)
+        return self._id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
+
+    @property  # type: ignore[override]
+    def doc_id(self) -> str:
+        if self._doc_id is None:
+            self._doc_id = self._segment.doc_id(self._row)
+        return self._doc_id
+
+    @doc_id.setter
+    def doc_id(self, value: str) -> None:
+        self._doc_id = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as a plain `Hit` (the segment's memory maps stay behind)."""
+        return (Hit, (self.id, self.doc_id, self.score, self.scores, self.text, self.title, self.metadata))
+
+    @property  # type: ignore[override]
+    def text(self) -> str:
+        return self._stored().text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._stored().text = value
+
+    @property  # type: ignore[override]
+    def title(self) -> str | None:
+        return self._stored().title
+
+    @title.setter
+    def title(self, value: str | None) -> None:
+        self._stored().title = value
+
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, Any]:
+        return self._stored().metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._stored().metadata = value
+
+
 T = TypeVar("T")
 
 
@@ -829,6 +928,22 @@ def _retrying(load: Callable[[], T], directory: Path) -> T:
                 raise
             time.sleep(pause)
             pause = min(2 * pause, 0.05)
+
+
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _first_stage_pool() -> ThreadPoolExecutor:
+    """One worker thread shared by every index in the process: the dense first stage of a hybrid search."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="trivec-dense")
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _read_array(path: Path, dtype: type, size: int) -> np.ndarray:
