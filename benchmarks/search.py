@@ -597,7 +597,7 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
     rows: list[dict[str, Any]] = []
     n = len(ids)
     truth = [top_k(dense @ qdense[q], K) for q in range(len(queries))]
-    index = Index.create(root / "real-trivec", embedder, max_length=256)
+    index = Index.create(root / "real-trivec", embedder, max_length=256, sparse=False, colbert=False)
     t = time.perf_counter()
     index.add_encoded(
         [Document(id=r["id"], title=r.get("title"), text=r["text"]) for r in corpus],
@@ -653,7 +653,9 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
             )
         )
         engine["close"]()
-    local = Index.create(root / "real-local", embedder, backend="qdrant", url=":memory:")
+    local = Index.create(
+        root / "real-local", embedder, backend="qdrant", url=":memory:", sparse=False, colbert=False
+    )
     t = time.perf_counter()
     local.add_encoded([Document(id=r["id"], text=r["text"]) for r in corpus], EncodeResult(dense=dense))
     build = time.perf_counter() - t
@@ -812,6 +814,8 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         for dim in [int(x) for x in args.dims.split(",")]:
             rows += scale_rows(args, dim, colbert=dim == 384, root=root)
+            args.out.mkdir(parents=True, exist_ok=True)  # keep what is measured if a later part fails
+            (args.out / "partial.json").write_text(json.dumps(rows, indent=1, default=float), encoding="utf-8")
         full = colbert_full_width(args)
         real, quality = real_rows(args, root)
         rows += real
