@@ -4,8 +4,9 @@
     python benchmarks/serve.py --quick          # 8 clients × 10 s per mode
     python benchmarks/serve.py --model ../shared/fixtures/tiny-m3 --endpoint encode --outputs dense,sparse,colbert
 
-Each mode starts its own server process (`python -m trivec.cli serve`, 127.0.0.1 only), warms it up, then N
-client tasks each send requests back to back — every loop is bounded by a deadline and a request count, and
+Each mode starts its own server process (`python -m trivec.cli serve`, 127.0.0.1 only) and is warmed up; the
+modes are then measured in alternating slices (6 by default: batched, single, batched, …) so a drift in the
+machine's speed hits both alike. In each slice N client tasks send requests back to back — every loop is bounded by a deadline and a request count, and
 stops by itself. Reported per mode: requests/s, texts/s, p50/p99 latency, errors (non-200 answers or transport
 failures; target 0), the mean merged batch (from the server's /metrics), the server's peak RSS (VmHWM) and CPU
 seconds. Texts are real short queries (banking77 test set from ../shared/data). The load generator runs on the
@@ -241,39 +242,79 @@ async def load(
     return time.perf_counter() - started
 
 
-def run_mode(args: argparse.Namespace, texts: list[str], batching: bool) -> ModeResult:
-    name = "dynamic batching" if batching else "one request at a time"
+@dataclass
+class ServedMode:
+    """One server process under test and what has been measured of it so far."""
+
+    result: ModeResult
+    process: subprocess.Popen[bytes]
+    url: str
+    metrics_before: str = ""
+    cpu_before: float = 0.0
+
+
+def start_mode(args: argparse.Namespace, batching: bool) -> ServedMode:
     port = free_port()
     url = f"http://{HOST}:{port}"
     process = start_server(args, port, batching)
-    result = ModeResult(name)
+    served = ServedMode(ModeResult("dynamic batching" if batching else "one request at a time"), process, url)
     try:
         wait_healthy(url, process)
-        asyncio.run(load(url, args, texts, args.warmup, None))
-        metrics_before = httpx.get(f"{url}/metrics", timeout=30).text
-        cpu_before, client_before = cpu_seconds(process.pid), time.process_time()
-        result.seconds = asyncio.run(load(url, args, texts, args.duration, result))
-        result.cpu_s = cpu_seconds(process.pid) - cpu_before
-        result.client_cpu_s = time.process_time() - client_before
-        result.peak_rss_mib = proc_status(process.pid, "VmHWM")
-        metrics_after = httpx.get(f"{url}/metrics", timeout=30).text
-        batches = metric_value(metrics_after, "trivec_batch_texts_count") - metric_value(
-            metrics_before, "trivec_batch_texts_count"
-        )
-        if batches:
-            for attr, metric in (("mean_batch_texts", "trivec_batch_texts_sum"),
-                                 ("mean_batch_requests", "trivec_batch_requests_sum")):  # fmt: skip
-                total = metric_value(metrics_after, metric) - metric_value(metrics_before, metric)
-                setattr(result, attr, total / batches)
+    except BaseException:
+        stop_mode(served)
+        raise
+    return served
+
+
+def run_modes(args: argparse.Namespace, texts: list[str], modes: list[bool]) -> list[ModeResult]:
+    """Start one server per mode, warm each up, then measure them in alternating slices (`--slices`): the
+    machine's speed drifts over minutes (other tenants, thermal), and interleaving makes both modes see the
+    same drift instead of one getting the good minute."""
+    served = [start_mode(args, batching) for batching in modes]
+    try:
+        for mode in served:
+            asyncio.run(load(mode.url, args, texts, args.warmup, None))
+            mode.metrics_before = httpx.get(f"{mode.url}/metrics", timeout=30).text
+            mode.cpu_before = cpu_seconds(mode.process.pid)
+        for _ in range(args.slices):
+            for mode in served:
+                client_before = time.process_time()
+                mode.result.seconds += asyncio.run(
+                    load(mode.url, args, texts, args.duration / args.slices, mode.result)
+                )
+                mode.result.client_cpu_s += time.process_time() - client_before
+        for mode in served:
+            finish_mode(mode)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
-    return result
+        for mode in served:
+            stop_mode(mode)
+    return [mode.result for mode in served]
+
+
+def finish_mode(mode: ServedMode) -> None:
+    result = mode.result
+    result.cpu_s = cpu_seconds(mode.process.pid) - mode.cpu_before
+    result.peak_rss_mib = proc_status(mode.process.pid, "VmHWM")
+    metrics_after = httpx.get(f"{mode.url}/metrics", timeout=30).text
+    batches = metric_value(metrics_after, "trivec_batch_texts_count") - metric_value(
+        mode.metrics_before, "trivec_batch_texts_count"
+    )
+    if batches:
+        for attr, metric in (("mean_batch_texts", "trivec_batch_texts_sum"),
+                             ("mean_batch_requests", "trivec_batch_requests_sum")):  # fmt: skip
+            total = metric_value(metrics_after, metric) - metric_value(mode.metrics_before, metric)
+            setattr(result, attr, total / batches)
+
+
+def stop_mode(mode: ServedMode) -> None:
+    process = mode.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)
 
 
 def encoder_ceiling(args: argparse.Namespace, texts: list[str], repeats: int = 30) -> tuple[float, float]:
@@ -332,12 +373,14 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=max(1, (os.cpu_count() or 2) // 2),
-        help="torch threads of the server (default: half the cores — the HTTP side and the load generator "
-        "need the rest); 0: torch's default, one per core",
+        default=0,
+        help="torch threads of the server (default 0: the server's own default, torch's one per core)",
     )
     parser.add_argument(
         "--modes", default="batched,single", help="batched, single, or both (comma-separated)"
+    )
+    parser.add_argument(
+        "--slices", type=int, default=6, help="measure the modes in this many alternating slices each"
     )
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator")
     parser.add_argument("--quick", action="store_true", help="8 clients × 10 s per mode, 2 s warm-up")
@@ -348,16 +391,17 @@ def main() -> None:
         args.clients, args.duration, args.warmup = min(args.clients, 8), min(args.duration, 10.0), 2.0
     texts = read_texts(3080)
     load_before = os.getloadavg()
-    results = []
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    for mode in modes:
         if mode not in ("batched", "single"):
             raise SystemExit(f"--modes: unknown mode {mode!r}")
-        results.append(run_mode(args, texts, batching=mode == "batched"))
+    results = run_modes(args, texts, [mode == "batched" for mode in modes])
     load_after = os.getloadavg()
     target = "/v1/embeddings" if args.endpoint == "embeddings" else f"/encode ({args.outputs})"
     print(
         f"\ntrivec serve — model {args.model}, POST {target}, {args.texts_per_request} text(s)/request "
-        f"(banking77 test queries), {args.clients} clients × {args.duration:.0f} s per mode after "
+        f"(banking77 test queries), {args.clients} clients × {args.duration:.0f} s per mode "
+        f"(in {args.slices} alternating slices) after "
         f"{args.warmup:.0f} s warm-up, loopback {HOST}, torch threads {args.threads or os.cpu_count()}, "
         f"{os.cpu_count()} cores shared with the load generator; "
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n"

@@ -175,3 +175,29 @@ def test_concurrent_http_requests_merge_into_one_batch(slow_server: ServerThread
     text = httpx.get(f"{url}/metrics").text
     assert metric(text, "trivec_batch_requests_count") - batches_before == 1  # one batch …
     assert metric(text, "trivec_batch_requests_sum") - before == 2  # … of both requests
+
+
+@pytest.mark.parametrize(("rejoin_ms", "expected"), [(2000.0, 2), (0.0, 1)])
+def test_under_load_a_batch_waits_for_answered_clients_to_rejoin(
+    tiny: Embedder, rejoin_ms: float, expected: int
+) -> None:
+    """A request already waiting when the encoder came free is under load: the batch then waits up to
+    rejoin_wait_ms for more (and not at all with 0), instead of leaving at once half full."""
+    batcher, _ = make(tiny, max_wait_ms=0, rejoin_wait_ms=rejoin_ms, batch_tokens=100)
+    batcher.submit(TEXTS[:1], DENSE, tokens=10)
+    batcher._free_since = time.monotonic() + 0.001  # the encoder came free after that request queued
+    late = threading.Timer(0.2, lambda: batcher.submit(TEXTS[1:2], DENSE, tokens=90))
+    late.start()
+    try:
+        jobs = batcher._take()
+    finally:
+        late.join()
+    assert jobs is not None and len(jobs) == expected
+
+
+def test_a_request_at_an_idle_encoder_waits_only_max_wait(tiny: Embedder) -> None:
+    batcher, _ = make(tiny, max_wait_ms=0, rejoin_wait_ms=5000.0)
+    batcher.submit(TEXTS[:1], DENSE, tokens=10)  # arrived after the encoder was last free: no rejoin wait
+    started = time.monotonic()
+    jobs = batcher._take()
+    assert jobs is not None and len(jobs) == 1 and time.monotonic() - started < 1.0

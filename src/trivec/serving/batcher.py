@@ -2,7 +2,8 @@
 
 Requests put their texts on a bounded queue and wait on a future. The worker takes the oldest request, lets
 others with the same output settings join it up to a token budget (waiting at most `max_wait_ms` for them
-when the queue is short), runs `Embedder.encode` once on the merged texts, and hands each request its own
+after a request reaches an idle encoder, or `rejoin_wait_ms` after a batch when requests were already
+waiting — the clients just answered usually send again within it), runs `Embedder.encode` once on the merged texts, and hands each request its own
 slice of the result. The queue is bounded in texts: a request that does not fit is refused at once
 (`QueueFullError`, HTTP 503) rather than piling up memory and latency. `close()` refuses new work, lets
 the worker finish everything already queued, and joins it.
@@ -87,6 +88,7 @@ class DynamicBatcher:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._free_since = 0.0  # when the encoder last finished a batch (monotonic)
         if metrics is not None:
             metrics.queue_capacity.set(limits.queue_size)
 
@@ -177,6 +179,7 @@ class DynamicBatcher:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
+            self._free_since = time.monotonic()
 
     def _take(self) -> list[_Job] | None:
         """Wait for work; return the next batch of jobs (None once closed and drained)."""
@@ -188,8 +191,11 @@ class DynamicBatcher:
                 self._cond.wait()
             first = self._pending[0]
             merging = limits.dynamic_batching and first.spec is not None
-            if merging and limits.max_wait_ms > 0:
-                deadline = first.enqueued + limits.max_wait_ms / 1000.0
+            if merging:
+                if first.enqueued >= self._free_since:  # arrived at an idle encoder: wait for company
+                    deadline = first.enqueued + limits.max_wait_ms / 1000.0
+                else:  # under load: give the clients just answered a moment to rejoin (see rejoin_wait_ms)
+                    deadline = self._free_since + limits.rejoin_wait_ms / 1000.0
                 while not self._closing:
                     ready = sum(j.tokens for j in self._pending if j.spec == first.spec)
                     remaining = deadline - time.monotonic()

@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
         max_wait_ms: Annotated[
             float, typer.Option(help="How long a request may wait for others to join its batch.")
         ] = 2.0,
+        rejoin_wait_ms: Annotated[
+            float,
+            typer.Option(help="Under load, how long a batch waits for just-answered clients to send again."),
+        ] = 5.0,
         no_batching: Annotated[
             bool, typer.Option("--no-batching", help="Encode one request at a time (no merging).")
         ] = False,
@@ -89,6 +93,7 @@ def register(app: typer.Typer) -> None:
             queue_size=queue_size,
             batch_tokens=batch_tokens,
             max_wait_ms=max_wait_ms,
+            rejoin_wait_ms=rejoin_wait_ms,
             dynamic_batching=not no_batching,
         )
         limits.validate()

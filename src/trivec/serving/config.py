@@ -18,7 +18,10 @@ class ServingLimits:
     max_body_bytes: request body size; more → 413 before the body is read.
     queue_size: texts waiting for the encoder; a request that does not fit → 503 with `Retry-After`.
     batch_tokens: token budget of one merged batch (and of each forward pass inside it).
-    max_wait_ms: how long the first waiting request may wait for others to join its batch.
+    max_wait_ms: how long a request arriving at an idle encoder may wait for others to join its batch.
+    rejoin_wait_ms: under load (requests already waiting when the encoder comes free), how long the next
+        batch waits for the clients just answered to send again, so batches stay full instead of settling
+        into two half-size groups that take turns.
     dynamic_batching: merge concurrent requests into shared batches (False: one request at a time).
     """
 
@@ -28,6 +31,7 @@ class ServingLimits:
     queue_size: int = 4096
     batch_tokens: int = 16384
     max_wait_ms: float = 2.0
+    rejoin_wait_ms: float = 5.0
     dynamic_batching: bool = True
 
     def validate(self) -> None:
@@ -40,8 +44,9 @@ class ServingLimits:
             not isinstance(self.max_tokens_per_text, int) or self.max_tokens_per_text < 2
         ):
             raise InputError(f"max_tokens_per_text must be an integer ≥ 2, got {self.max_tokens_per_text!r}")
-        if not self.max_wait_ms >= 0:
-            raise InputError(f"max_wait_ms must be ≥ 0, got {self.max_wait_ms!r}")
+        for name in ("max_wait_ms", "rejoin_wait_ms"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name} must be ≥ 0, got {getattr(self, name)!r}")
         if self.queue_size < self.max_texts_per_request:
             raise InputError(
                 f"queue_size ({self.queue_size}) must be at least max_texts_per_request "
