@@ -34,6 +34,7 @@ for v in $VARIANTS; do
     heads)    flags=(--train-parts heads --set use_self_distill=false) ;;
     all-sd)   flags=(--train-parts all --set use_self_distill=true) ;;
     all)      flags=(--train-parts all --set use_self_distill=false) ;;
+    heads-sd-idf) flags=(--train-parts heads --set use_self_distill=true --set sparse_init=idf) ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
   [ -f "$R/$v/config.json" ] || trivec train m3 --config configs/m3-minilm.yaml "${flags[@]}" --output "$R/$v"

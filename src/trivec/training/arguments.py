@@ -57,6 +57,14 @@ class ModelArguments:
             "trained with a pre-trained backbone need a far larger step than the backbone."
         },
     )
+    sparse_init: str = field(
+        default="random",
+        metadata={
+            "help": "Starting weights of the sparse head in unified training: random (a new head's seeded "
+            "init, or the model's trained head) or idf (fit to the BM25 IDF of the training passages' tokens "
+            "by ridge regression on the frozen hidden states; replaces the head's weights)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.train_parts, str):
@@ -85,6 +93,8 @@ class ModelArguments:
         return tuple(p for p in PARTS if p in wanted)
 
     def validate(self) -> None:
+        if self.sparse_init not in ("random", "idf"):
+            raise InputError(f"sparse_init must be random or idf, got {self.sparse_init!r}")
         if self.heads_learning_rate is not None and not self.heads_learning_rate > 0:
             raise InputError(f"heads_learning_rate must be positive, got {self.heads_learning_rate}")
         if self.pooling is not None and self.pooling not in ("cls", "mean", "last_token"):

@@ -15,6 +15,7 @@ from trivec.training.arguments import ContrastiveConfig
 from trivec.training.collator import ContrastiveCollator
 from trivec.training.dataset import ContrastiveDataset
 from trivec.training.modeling import ContrastiveModel, set_dropout
+from trivec.training.sparse_init import fit_sparse_head_to_idf
 from trivec.training.trainer import ContrastiveTrainer, CSVLogCallback
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,19 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         tokenizer=encoder.tokenizer,
     )
     logger.info("training data: %s (%d global batches per epoch)", dataset.describe(), dataset.num_batches)
+    if config.model.sparse_init == "idf":
+        if encoder.sparse_head is None:
+            raise InputError("sparse_init idf needs a sparse head: set loss.unified_finetuning true")
+        passages = list(
+            dict.fromkeys(t for f in dataset.files for ex in f.examples for t in (*ex.pos, *ex.neg))
+        )
+        stats = fit_sparse_head_to_idf(encoder, passages, max_length=config.data.passage_max_len)
+        logger.info(
+            "sparse head fit to the IDF of %d training passages (R² %.3f over %d tokens)",
+            len(passages),
+            stats["r2"],
+            stats["tokens"],
+        )
     collator = ContrastiveCollator(
         encoder.tokenizer,
         query_max_len=config.data.query_max_len,
