@@ -860,7 +860,7 @@ class StoredHit(Hit):
             self._chunk = self._segment.chunk(self._row)
         return self._chunk
 
-    @property  # type: ignore[override]
+    @property
     def id(self) -> str:
         if self._id is None:
             self._id = self._segment.chunk_id(self._row)
@@ -870,7 +870,7 @@ class StoredHit(Hit):
     def id(self, value: str) -> None:
         self._id = value
 
-    @property  # type: ignore[override]
+    @property
     def doc_id(self) -> str:
         if self._doc_id is None:
             self._doc_id = self._segment.doc_id(self._row)
@@ -884,7 +884,7 @@ class StoredHit(Hit):
         """Pickles as a plain `Hit` (the segment's memory maps stay behind)."""
         return (Hit, (self.id, self.doc_id, self.score, self.scores, self.text, self.title, self.metadata))
 
-    @property  # type: ignore[override]
+    @property
     def text(self) -> str:
         return self._stored().text
 
@@ -892,7 +892,7 @@ class StoredHit(Hit):
     def text(self, value: str) -> None:
         self._stored().text = value
 
-    @property  # type: ignore[override]
+    @property
     def title(self) -> str | None:
         return self._stored().title
 
@@ -900,7 +900,7 @@ class StoredHit(Hit):
     def title(self, value: str | None) -> None:
         self._stored().title = value
 
-    @property  # type: ignore[override]
+    @property
     def metadata(self) -> dict[str, Any]:
         return self._stored().metadata
 

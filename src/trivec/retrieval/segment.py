@@ -340,7 +340,7 @@ class Segment:
     # ------------------------------------------------------------------ strings
     def _string(self, column: str, row: int) -> str:
         begin, end = self.arrays[f"{column}.off"][row : row + 2].tolist()
-        return str(memoryview(self.arrays[f"{column}.bin"])[begin:end], "utf-8")
+        return str(self.arrays[f"{column}.bin"].data[begin:end], "utf-8")
 
     def _strings(self, column: str) -> list[str]:
         off = np.asarray(self.arrays[f"{column}.off"])
