@@ -23,6 +23,9 @@ from trivec.training.reps import Reps
 from trivec.training.scores import colbert_scores
 
 TOL = 1e-5
+# float32 results from another CPU: kernels sum in a different order, so values of a few units differ by
+# ~1e-5 relative (an error in a formula shows up orders of magnitude larger)
+REL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,7 @@ def test_score_matrices_equal_the_reference(
         scores = model.compute_loss(q, p).scores[mode]
     expected = torch.tensor(training_reference["scores_over_temperature"][mode])
     assert scores.shape == (2, 6)
-    torch.testing.assert_close(scores, expected, atol=TOL, rtol=0)
+    torch.testing.assert_close(scores, expected, atol=TOL, rtol=REL)
 
 
 def test_exact_colbert_equals_the_padded_reference_formula_on_this_batch(
@@ -126,7 +129,7 @@ def test_loss_equals_the_reference(
     options = dict(SETTINGS[name])
     teacher = training_reference["teacher_scores"] if options.pop("teacher", False) else None
     loss = run_setting(encoder, q, p, teacher, **options)
-    assert loss == pytest.approx(training_reference["loss"][name], abs=TOL)
+    assert loss == pytest.approx(training_reference["loss"][name], abs=TOL, rel=REL)
 
 
 def test_no_in_batch_self_distill_gives_the_intended_value_not_the_q14_quirk(
