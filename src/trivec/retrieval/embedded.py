@@ -595,9 +595,8 @@ class EmbeddedIndex(Index):
         dense_top: list[tuple[np.ndarray, np.ndarray]] | None = None
         if "dense" in plan.first_stage:
             dense_queries = np.asarray(encoded.dense, dtype=np.float32)
-            if (
-                use_sparse and _CORES > 1
-            ):  # the graph walk (faiss / BLAS, GIL released) runs beside the sparse
+            # the graph walk (faiss / BLAS, GIL released) runs on a worker beside the sparse stage
+            if use_sparse and _CORES > 1:
                 dense_job = _first_stage_pool().submit(self._dense_top, dense_queries, depth)
             else:
                 dense_top = self._dense_top(dense_queries, depth)
@@ -699,16 +698,21 @@ class EmbeddedIndex(Index):
             out.append((rows.astype(np.int64), values))
         return out
 
-    def _dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _by_segment(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """For each segment that global `rows` touch: (segment index, mask over `rows`, its local rows)."""
         segs, local = self._where(rows)
-        out = np.zeros(rows.shape[0], dtype=np.float32)
-        q = np.asarray(query, dtype=np.float32)
         for s in np.unique(segs).tolist():
             pick = segs == s
+            yield s, pick, local[pick]
+
+    def _dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros(rows.shape[0], dtype=np.float32)
+        q = np.asarray(query, dtype=np.float32)
+        for s, pick, local in self._by_segment(rows):
             dense = self.segments[s].dense
             assert dense is not None
             # einsum, not BLAS: a few hundred rows need no thread pool (and waking OpenBLAS's costs more)
-            out[pick] = np.einsum("ij,j->i", dense[local[pick]], q)
+            out[pick] = np.einsum("ij,j->i", dense[local], q)
         return out
 
     def _sparse_accumulate(self, query: SparseVector) -> list[np.ndarray]:
@@ -750,24 +754,19 @@ class EmbeddedIndex(Index):
         return rows.astype(np.int64), values
 
     def _sparse_scores(self, accum: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        segs, local = self._where(rows)
         out = np.zeros(rows.shape[0], dtype=np.float64)
-        for s in np.unique(segs).tolist():
-            pick = segs == s
-            out[pick] = accum[s][local[pick]]
+        for s, pick, local in self._by_segment(rows):
+            out[pick] = accum[s][local]
         return out
 
     def _colbert_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """MaxSim of the candidates: per segment one gather of their token vectors, one decode, one matmul."""
-        segs, local = self._where(rows)
         projected = self.codec.project(query)
         out = np.zeros(rows.shape[0], dtype=np.float32)
-        for s in np.unique(segs).tolist():
-            pick = segs == s
-            codes, scales, lengths = self.segments[s].colbert_block(local[pick])
-            stored = (
-                codes if scales is None else self.codec.decode(codes, scales)
-            )  # fp16 widens in the matmul
+        for s, pick, local in self._by_segment(rows):
+            codes, scales, lengths = self.segments[s].colbert_block(local)
+            # int8 rows need their scales; fp16 / fp32 rows go to the matmul as stored (it widens them)
+            stored = codes if scales is None else self.codec.decode(codes, scales)
             out[pick] = maxsim_block(projected, stored, lengths)
         return out
 

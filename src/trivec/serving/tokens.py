@@ -29,9 +29,8 @@ class TokenCounter:
         if not texts:
             return []
         if self._backend is not None:
-            if (
-                len(texts) == 1
-            ):  # encode_batch hands even one text to the rayon pool: a cross-thread round trip
+            # encode_batch hands even one text to the rayon pool: a cross-thread round trip
+            if len(texts) == 1:
                 return [len(self._backend.encode(texts[0], add_special_tokens=True).ids)]
             return [len(e.ids) for e in self._backend.encode_batch(list(texts), add_special_tokens=True)]
         encoded = self._tokenizer(
