@@ -5,8 +5,8 @@ others with the same output settings join it up to a token budget (waiting at mo
 after a request reaches an idle encoder, or `rejoin_wait_ms` after a batch when requests were already
 waiting — the clients just answered usually send again within it), runs `Embedder.encode` once on the
 merged texts, and hands each request its own slice of the result. The queue is bounded in texts: a request
-that does not fit is refused at once (`QueueFullError`, HTTP 503) rather than piling up memory and latency. `close()` refuses new work, lets
-the worker finish everything already queued, and joins it.
+that does not fit is refused at once (`QueueFullError`, HTTP 503) rather than piling up memory and latency.
+`close()` refuses new work, lets the worker finish everything already queued, and joins it.
 """
 
 from __future__ import annotations
