@@ -13,7 +13,7 @@ import pytest
 
 from tests.serving.conftest import TEXTS, error_of, metric
 from trivec import Embedder
-from trivec.errors import UnsupportedOutputError
+from trivec.errors import InputError, UnsupportedOutputError
 from trivec.serving import (
     DynamicBatcher,
     EncodeSpec,
@@ -201,3 +201,10 @@ def test_a_request_at_an_idle_encoder_waits_only_max_wait(tiny: Embedder) -> Non
     started = time.monotonic()
     jobs = batcher._take()
     assert jobs is not None and len(jobs) == 1 and time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("name", ["max_wait_ms", "rejoin_wait_ms"])
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_negative_or_nan_waits_are_refused(name: str, value: float) -> None:
+    with pytest.raises(InputError, match=f"{name} must be ≥ 0"):
+        ServingLimits(**{name: value}).validate()  # type: ignore[arg-type]
