@@ -594,6 +594,7 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
         embedder.encode([text], query=True)
         q_lat.append((time.perf_counter() - t) * 1000)
     ids = [r["id"] for r in corpus]
+    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
     rows: list[dict[str, Any]] = []
     n = len(ids)
     truth = [top_k(dense @ qdense[q], K) for q in range(len(queries))]
@@ -608,7 +609,7 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
     def index_search(searched: Index) -> Callable[[int], np.ndarray]:
         def search(q: int) -> np.ndarray:
             hits = searched.search_vectors(EncodeResult(dense=qdense[q : q + 1]), top_k=K, mode="dense")[0]
-            return np.array([ids.index(h.doc_id) for h in hits])
+            return np.array([row_of[h.doc_id] for h in hits])
 
         return search
 
