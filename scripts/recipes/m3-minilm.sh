@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 D=${TRIVEC_SHARED:-../shared}/data
 B=build/m3-data
 R=${R:-runs/m3-minilm}
-VARIANTS=${VARIANTS:-"heads-sd-idf heads-sd heads all-sd all"}
+VARIANTS=${VARIANTS:-"heads-sd-idf heads-idf all-sd-idf all-idf heads-sd heads all-sd all"}
 DEFAULT_VARIANT=heads-sd-idf  # heads only, IDF-started sparse head, self-distillation: the default model's heads
 TASKS=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,trecqa
 mkdir -p "$B"
@@ -30,14 +30,14 @@ done
 
 # 2. train the variants
 for v in $VARIANTS; do
-  case $v in
-    heads-sd) flags=(--train-parts heads --set use_self_distill=true) ;;
-    heads)    flags=(--train-parts heads --set use_self_distill=false) ;;
-    all-sd)   flags=(--train-parts all --set use_self_distill=true) ;;
-    all)      flags=(--train-parts all --set use_self_distill=false) ;;
-    heads-sd-idf) flags=(--train-parts heads --set use_self_distill=true --set sparse_init=idf) ;;
-    *) echo "unknown variant $v" >&2; exit 2 ;;
-  esac
+  # a variant is PARTS[-sd][-idf]: heads or all trained, self-distillation on/off, sparse head started from IDF
+  parts=${v%%-*}; sd=false; idf=random
+  [[ $v == *-sd* ]] && sd=true
+  [[ $v == *-idf ]] && idf=idf
+  if [[ $parts != heads && $parts != all ]] || [[ ! $v =~ ^(heads|all)(-sd)?(-idf)?$ ]]; then
+    echo "unknown variant $v (expected heads|all, then optional -sd, then optional -idf)" >&2; exit 2
+  fi
+  flags=(--train-parts "$parts" --set use_self_distill=$sd --set sparse_init=$idf)
   [ -f "$R/$v/config.json" ] || trivec train m3 --config configs/m3-minilm.yaml "${flags[@]}" --output "$R/$v"
   trivec eval --model "$R/$v" --tasks "$TASKS" --modes dense,sparse,colbert,dense+sparse,all --output "$R/eval/$v" --resume --quiet
 done
