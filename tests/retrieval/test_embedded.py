@@ -258,18 +258,6 @@ def test_ann_finds_what_exact_search_finds(
     )
 
 
-def test_graph_walk_beside_the_sparse_stage_is_single_threaded() -> None:
-    """The hybrid search's dense worker runs faiss without an OpenMP team (its spinning workers would take
-    the core the sparse stage runs on); the calling thread keeps faiss's own thread count."""
-    import faiss
-
-    from trivec.retrieval.embedded import _first_stage_pool
-
-    before = faiss.omp_get_max_threads()
-    assert _first_stage_pool().submit(faiss.omp_get_max_threads).result() == 1
-    assert faiss.omp_get_max_threads() == before
-
-
 def test_colbert_storage_options(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:

@@ -934,14 +934,8 @@ _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
 
 @functools.lru_cache(maxsize=1)
 def _first_stage_pool() -> ThreadPoolExecutor:
-    """One worker thread shared by every index in the process: the dense first stage of a hybrid search. Its
-    faiss calls run without an OpenMP team: the sparse stage holds the other core, and an idle team's
-    spinning workers would take it from that stage and from the re-rank after it."""
-    return ThreadPoolExecutor(
-        max_workers=1,
-        thread_name_prefix="trivec-dense",
-        initializer=lambda: importlib.import_module("faiss").omp_set_num_threads(1),
-    )
+    """One worker thread shared by every index in the process: the dense first stage of a hybrid search."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="trivec-dense")
 
 
 def _physical_memory() -> int:
