@@ -804,7 +804,11 @@ def main() -> None:
     parser.add_argument(
         "--ef", type=int, default=HNSW.hnsw_ef_search, help="HNSW ef_search (trivec and qdrant-edge)"
     )
-    parser.add_argument("--dims", default="384,1024")
+    parser.add_argument(
+        "--dims",
+        default="384,1024",
+        help="dense widths of the synthetic sets; 'none' runs only the real corpus",
+    )
     parser.add_argument("--out", type=Path, default=CACHE)
     args = parser.parse_args()
     args.docs = args.docs or (20_000 if args.quick else 100_000)
@@ -813,10 +817,12 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="trivec-search-bench-"))
     try:
         rows: list[dict[str, Any]] = []
-        for dim in [int(x) for x in args.dims.split(",")]:
+        for dim in [int(x) for x in args.dims.split(",") if x.strip() not in ("", "none")]:
             rows += scale_rows(args, dim, colbert=dim == 384, root=root)
             args.out.mkdir(parents=True, exist_ok=True)  # keep what is measured if a later part fails
-            (args.out / "partial.json").write_text(json.dumps(rows, indent=1, default=float), encoding="utf-8")
+            (args.out / "partial.json").write_text(
+                json.dumps(rows, indent=1, default=float), encoding="utf-8"
+            )
         full = colbert_full_width(args)
         real, quality = real_rows(args, root)
         rows += real
