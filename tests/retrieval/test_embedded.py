@@ -208,6 +208,10 @@ def test_foreign_corrupt_and_mismatched_indexes(
         Index.open(tmp_path / "foreign")
     with pytest.raises(InputError, match="not empty"):
         Index.create(tmp_path / "foreign", tiny)
+    for setting, value in [("dense_index", "annoy"), ("hnsw_storage", "int4"), ("colbert_dtype", "bf16")]:
+        with pytest.raises(InputError, match=f"{setting} must be .* got '{value}'"):
+            Index.create(tmp_path / "bad-settings", tiny, **{setting: value})
+        assert not (tmp_path / "bad-settings").exists()
 
     path = tmp_path / "ix"
     filled(path, tiny, small_docs[:5], subset(small_encoded, list(range(5)))).close()
@@ -240,18 +244,30 @@ def test_foreign_corrupt_and_mismatched_indexes(
         Index.open(path)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize(
+    ("kind", "storage"), [("hnsw", "float16"), ("hnsw", "float32"), ("ivf", "float16")]
+)
 def test_ann_finds_what_exact_search_finds(
-    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult, kind: str
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    kind: str,
+    storage: str,
 ) -> None:
     exact = filled(tmp_path / "flat", tiny, small_docs, small_encoded, dense_index="flat")
-    ann = filled(tmp_path / kind, tiny, small_docs, small_encoded, dense_index=kind, ivf_nprobe=64)
+    ann = filled(
+        tmp_path / kind, tiny, small_docs, small_encoded, dense_index=kind, ivf_nprobe=64, hnsw_storage=storage
+    )
     assert ann.info()["segments"][0]["ann"] == kind and ann.info()["bytes"]["dense_ann"] > 0
     queries = subset(small_encoded, list(range(0, 120, 7)))
     for mode in ("dense", "hybrid"):
         a = exact.search_vectors(queries, top_k=10, mode=mode)
         b = ann.search_vectors(queries, top_k=10, mode=mode)
         assert [ids(x) for x in a] == [ids(x) for x in b]
+        # scores are the exact float32 ones whatever the graph stores
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose([h.score for h in x], [h.score for h in y], rtol=1e-6, atol=1e-6)
     ann.delete([small_docs[0].id])  # deleted rows are filtered inside the graph search
     assert small_docs[0].id not in ids(
         ann.search_vectors(subset(small_encoded, [0]), top_k=5, mode="dense")[0]

@@ -45,6 +45,7 @@ class IndexSettings:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 320
+    hnsw_storage: str = "float16"
     ivf_nprobe: int = 32
     max_segments: int = 8
 
@@ -58,6 +59,8 @@ class IndexSettings:
     def validate(self) -> None:
         if self.dense_index not in ("auto", "flat", "hnsw", "ivf"):
             raise InputError(f"dense_index must be auto, flat, hnsw or ivf, got {self.dense_index!r}")
+        if self.hnsw_storage not in ("float16", "float32"):
+            raise InputError(f"hnsw_storage must be float16 or float32, got {self.hnsw_storage!r}")
         if self.colbert_dtype not in ("float16", "float32", "int8"):
             raise InputError(f"colbert_dtype must be float16, float32 or int8, got {self.colbert_dtype!r}")
         if self.chunk_tokens is not None and self.chunk_tokens < 1:

@@ -346,7 +346,12 @@ class EmbeddedIndex(Index):
         if kind == "flat":
             return None
         if kind == "hnsw":
-            return {"kind": "hnsw", "m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction}
+            return {
+                "kind": "hnsw",
+                "m": s.hnsw_m,
+                "ef_construction": s.hnsw_ef_construction,
+                "storage": s.hnsw_storage,
+            }
         return {"kind": "ivf"}
 
     def _new_writer(self, colbert_full_dim: int | None) -> SegmentWriter:
@@ -680,9 +685,13 @@ class EmbeddedIndex(Index):
                 if selector is not None:
                     params.sel = selector
                 scores, rows = ann.search(queries, kk, params=params)
+                rescore = seg.record["ann"].get("storage", "float32") != "float32"
                 for q in range(queries.shape[0]):
                     ok = rows[q] >= 0
-                    per_query[q].append((scores[q][ok].astype(np.float64), rows[q][ok] + self._bases[i]))
+                    found = rows[q][ok]
+                    # a graph over fp16 copies finds the rows; their scores come from the stored float32 vectors
+                    values = np.einsum("ij,j->i", seg.dense[found], queries[q]) if rescore else scores[q][ok]
+                    per_query[q].append((values.astype(np.float64), found + self._bases[i]))
                 continue
             all_scores = np.asarray(seg.dense) @ queries.T  # [n, Q]
             if live is not None:
