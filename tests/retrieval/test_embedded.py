@@ -244,9 +244,7 @@ def test_foreign_corrupt_and_mismatched_indexes(
         Index.open(path)
 
 
-@pytest.mark.parametrize(
-    ("kind", "storage"), [("hnsw", "float16"), ("hnsw", "float32"), ("ivf", "float16")]
-)
+@pytest.mark.parametrize(("kind", "storage"), [("hnsw", "float16"), ("hnsw", "float32"), ("ivf", "float16")])
 def test_ann_finds_what_exact_search_finds(
     tmp_path: Path,
     tiny: Embedder,
@@ -257,7 +255,13 @@ def test_ann_finds_what_exact_search_finds(
 ) -> None:
     exact = filled(tmp_path / "flat", tiny, small_docs, small_encoded, dense_index="flat")
     ann = filled(
-        tmp_path / kind, tiny, small_docs, small_encoded, dense_index=kind, ivf_nprobe=64, hnsw_storage=storage
+        tmp_path / kind,
+        tiny,
+        small_docs,
+        small_encoded,
+        dense_index=kind,
+        ivf_nprobe=64,
+        hnsw_storage=storage,
     )
     assert ann.info()["segments"][0]["ann"] == kind and ann.info()["bytes"]["dense_ann"] > 0
     queries = subset(small_encoded, list(range(0, 120, 7)))
