@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 from transformers import TrainingArguments
 
 from trivec.errors import InputError
+from trivec.training.recipe_yaml import read_yaml_mapping
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 KDLossType = Literal["kl_div", "m3_kd_loss"]
@@ -266,18 +266,7 @@ class ContrastiveConfig:
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A YAML mapping of argument names to values; `model:/data:/loss:/training:` sections are flattened."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of argument names to values, got {type(data).__name__}")
+    data = read_yaml_mapping(path)
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if key in SECTIONS and isinstance(value, dict):

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from trivec.training.recipe_yaml import parse_assignments
+
 GROUPS = {
     "train": "Train embedding models (pre-training, fine-tuning).",
     "data": "Build training data.",
@@ -21,24 +23,6 @@ def command_group(app: typer.Typer, name: str) -> typer.Typer:
     group = typer.Typer(name=name, help=GROUPS[name], no_args_is_help=True)
     app.add_typer(group, name=name)
     return group
-
-
-def parse_assignments(items: list[str] | None) -> dict[str, Any]:
-    """`KEY=VALUE` pairs, VALUE read as YAML (numbers, booleans, lists)."""
-    import yaml
-
-    from trivec.errors import InputError
-
-    values: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            values[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise InputError(f"--set {key}: cannot read value {raw!r} ({exc})") from exc
-    return values
 
 
 def show_training_log() -> None:

@@ -7,19 +7,18 @@ decoder masking 0.5, lr 2e-5, 2 epochs, drop the last incomplete batch.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from trivec.errors import InputError
+from trivec.training.recipe_yaml import read_yaml_mapping
 
 Objective = Literal["retromae", "mlm"]
+read_yaml = read_yaml_mapping  # a RetroMAE recipe is one flat mapping of argument names to values
 
 
 @dataclass
@@ -85,47 +84,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "report_to": ["tensorboard"],
     "warmup_steps": 0.1,
 }
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """YAML with YAML 1.2 booleans: only true/false, so `save_strategy: no` stays the string "no"."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Yaml12Loader.add_implicit_resolver(  # `1e-3` is a float too (YAML 1.1 wants `1.0e-3`)
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse YAML text (1.2 booleans)."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A flat YAML mapping of argument names to values."""
-    path = Path(path)
-    try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of argument names to values, got {type(data).__name__}")
-    return data
 
 
 def build_arguments(

@@ -7,26 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from trivec.training.recipe_yaml import parse_assignments
+
 YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """`KEY=VALUE` pairs, VALUE read as YAML (so numbers, booleans and lists work)."""
-    import yaml
-
-    from trivec.errors import InputError
-    from trivec.training.retromae.arguments import load_yaml
-
-    values: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            values[key.strip()] = load_yaml(raw)
-        except yaml.YAMLError as exc:
-            raise InputError(f"--set {key}: cannot read value {raw!r} ({exc})") from exc
-    return values
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +89,7 @@ def register(app: typer.Typer) -> None:
                 encoder_config = str(path)
             else:
                 raise fail(f"--config {path}: expected a .json encoder config or a .yaml recipe")
-        overrides: dict[str, Any] = parse_set(set_)
+        overrides: dict[str, Any] = parse_assignments(set_)
         overrides.update(
             {
                 "output_dir": str(output) if output is not None else None,

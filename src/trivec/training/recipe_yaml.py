@@ -1,0 +1,71 @@
+"""Recipe values from YAML files and `--set KEY=VALUE` flags, read the same way by every training command.
+
+YAML 1.2 scalars, not PyYAML's 1.1 defaults: only true/false are booleans (`save_strategy: no` stays the
+string "no"), and `1e-5` is a float (YAML 1.1 wants `1.0e-5` and reads `1e-5` as a string).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trivec.errors import InputError
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and exponent floats."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with YAML 1.2 booleans and exponent floats."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
+
+
+def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping at the top of a YAML file; errors name the file (and line)."""
+    path = Path(path)
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of argument names to values, got {type(data).__name__}")
+    return data
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs, each VALUE read as YAML (numbers, booleans, lists)."""
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = load_yaml(raw)
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {key}: cannot read value {raw!r} ({exc})") from exc
+    return values

@@ -1,0 +1,56 @@
+"""Recipe values from YAML and `--set`: YAML 1.2 scalars, the same for every training command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trivec.errors import InputError
+from trivec.training.arguments import build_config, read_yaml
+from trivec.training.recipe_yaml import load_yaml, parse_assignments
+from trivec.training.retromae.arguments import read_yaml as read_retromae_yaml
+
+
+def test_yaml_12_scalars() -> None:
+    assert load_yaml("1e-5") == 1e-5 and isinstance(load_yaml("2E+3"), float)
+    assert load_yaml("no") == "no" and load_yaml("yes") == "yes" and load_yaml("off") == "off"
+    assert load_yaml("true") is True and load_yaml("False") is False
+    assert load_yaml("[1, 2.5, x]") == [1, 2.5, "x"]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_any_float_given_with_set_comes_back(value: float) -> None:
+    assert parse_assignments([f"learning_rate={value!r}"]) == {"learning_rate": value}
+
+
+def test_set_flags_reach_the_recipe_as_numbers(tmp_path: Path) -> None:
+    """`--set temperature=2e-2` was read as the string "2e-2" and failed in validation with a TypeError."""
+    overrides = parse_assignments(["learning_rate=1e-5", "temperature=2e-2", "save_strategy=no"])
+    config = build_config({"train_data": ["x.jsonl"]}, {**overrides, "output_dir": str(tmp_path)})
+    assert config.training.learning_rate == 1e-5 and config.loss.temperature == 0.02
+    assert config.training.save_strategy == "no"
+
+
+def test_yaml_files_read_alike_for_every_recipe(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("loss:\n  temperature: 5e-2\ntraining:\n  save_strategy: no\n", encoding="utf-8")
+    assert read_yaml(recipe) == {"temperature": 0.05, "save_strategy": "no"}
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("learning_rate: 1e-4\nsave_strategy: no\n", encoding="utf-8")
+    assert read_retromae_yaml(flat) == {"learning_rate": 1e-4, "save_strategy": "no"}
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["learning_rate"], "expects KEY=VALUE"),
+        (["=3"], "expects KEY=VALUE"),
+        (["x=[1"], "--set x: cannot read"),
+    ],
+)
+def test_bad_set_flags_are_named(items: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_assignments(items)
