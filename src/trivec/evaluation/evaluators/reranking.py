@@ -15,8 +15,8 @@ from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators.base import Evaluator, TaskScores
 from trivec.evaluation.evaluators.retrieval import (
     MODEL_MODES,
-    as_unit,
     candidate_scores,
+    encode_for_modes,
     outputs_needed,
     plan,
 )
@@ -47,22 +47,12 @@ class RerankingEvaluator(Evaluator):
             "instruction": settings.instruction,
         }
         per_mode: dict[str, dict[str, np.ndarray]] = {}
-        want_dense, want_sparse, want_colbert = outputs_needed(modes)
+        want_dense, _, _ = outputs_needed(modes)
         if want_dense and encoder is not None:
             position = {doc_id: i for i, doc_id in enumerate(data.corpus_ids)}
             texts = [data.corpus_texts[position[d]] for d in pool]
-            docs = encoder.encode(texts, dense=True, sparse=want_sparse, colbert=want_colbert)
-            queries = encoder.encode(
-                data.query_texts,
-                dense=True,
-                sparse=want_sparse,
-                colbert=want_colbert,
-                query=True,
-                instruction=settings.instruction,
-            )
-            assert docs.dense is not None and queries.dense is not None
-            docs.dense = as_unit(docs.dense, encoder)
-            queries.dense = as_unit(queries.dense, encoder)
+            docs, queries = encode_for_modes(encoder, texts, data.query_texts, modes, settings.instruction)
+            assert docs.dense is not None
             dense = DenseIndex(docs.dense)
             for mode in modes:
                 if mode not in MODEL_MODES:

@@ -80,6 +80,25 @@ def as_unit(vectors: np.ndarray, encoder: TextEncoder) -> np.ndarray:
     return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
+def encode_for_modes(
+    encoder: TextEncoder,
+    passages: list[str],
+    queries: list[str],
+    modes: list[str],
+    instruction: str | None,
+) -> tuple[EncodeResult, EncodeResult]:
+    """Passages and queries encoded with the outputs `modes` need, dense vectors made unit length."""
+    _, want_sparse, want_colbert = outputs_needed(modes)
+    docs = encoder.encode(passages, dense=True, sparse=want_sparse, colbert=want_colbert)
+    asked = encoder.encode(
+        queries, dense=True, sparse=want_sparse, colbert=want_colbert, query=True, instruction=instruction
+    )
+    assert docs.dense is not None and asked.dense is not None
+    docs.dense = as_unit(docs.dense, encoder)
+    asked.dense = as_unit(asked.dense, encoder)
+    return docs, asked
+
+
 def union(*rankings: np.ndarray) -> np.ndarray:
     """Distinct document indices of several rankings, in first-seen order."""
     seen: dict[int, None] = {}
@@ -176,19 +195,11 @@ class RetrievalEvaluator(Evaluator):
         self, modes: list[str], data: RetrievalData, encoder: TextEncoder
     ) -> dict[str, dict[str, dict[str, float]]]:
         settings = self.settings
-        _, want_sparse, want_colbert = outputs_needed(modes)
-        corpus = encoder.encode(data.corpus_texts, dense=True, sparse=want_sparse, colbert=want_colbert)
-        queries = encoder.encode(
-            data.query_texts,
-            dense=True,
-            sparse=want_sparse,
-            colbert=want_colbert,
-            query=True,
-            instruction=settings.instruction,
+        _, want_sparse, _ = outputs_needed(modes)
+        corpus, queries = encode_for_modes(
+            encoder, data.corpus_texts, data.query_texts, modes, settings.instruction
         )
         assert corpus.dense is not None and queries.dense is not None
-        corpus.dense = as_unit(corpus.dense, encoder)
-        queries.dense = as_unit(queries.dense, encoder)
         dense = DenseIndex(corpus.dense)
         indices, values = dense.search(queries.dense, settings.top_k)
         dense_top: Ranking = [(indices[q], values[q]) for q in range(indices.shape[0])]
