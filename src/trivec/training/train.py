@@ -13,13 +13,13 @@ from trivec.errors import InputError
 from trivec.models import M3Model
 from trivec.training.arguments import ContrastiveConfig
 from trivec.training.collator import ContrastiveCollator
+from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.dataset import ContrastiveDataset
 from trivec.training.modeling import ContrastiveModel, set_dropout
 from trivec.training.sparse_init import fit_sparse_head_to_idf
-from trivec.training.trainer import ContrastiveTrainer, CSVLogCallback
+from trivec.training.trainer import ContrastiveTrainer
 
 logger = logging.getLogger(__name__)
-CSV_LOG_FILE = "log.csv"
 RECIPE_FILE = "trivec_training.json"
 
 

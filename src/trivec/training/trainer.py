@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -211,45 +210,6 @@ class EpochPlanCallback(TrainerCallback):
         batches = len(loader) if loader is not None else dataset.num_batches
         steps_per_epoch = max(1, -(-batches // max(1, args.gradient_accumulation_steps)))
         dataset.set_epoch(state.global_step // steps_per_epoch)
-
-
-class CSVLogCallback(TrainerCallback):
-    """Append every log record (step, epoch, loss and its parts, learning rate, grad norm) to a CSV file."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if not logs or not state.is_world_process_zero:
-            return
-        import csv
-
-        row = {"step": state.global_step, **logs}
-        rows: list[dict[str, Any]] = []
-        columns: list[str] = []
-        if self.path.is_file():
-            with self.path.open(encoding="utf-8", newline="") as handle:
-                reader = csv.DictReader(handle)
-                columns = list(reader.fieldnames or [])
-                rows = list(reader)
-        new = [k for k in row if k not in columns]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if new or not rows:
-            columns += new
-            with self.path.open("w", encoding="utf-8", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows([*rows, row])
-        else:
-            with self.path.open("a", encoding="utf-8", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=columns).writerow(row)
 
 
 def _is_head(name: str) -> bool:

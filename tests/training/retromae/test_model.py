@@ -14,6 +14,7 @@ from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreT
 from tests.conftest import TINY_M3
 from tests.training.retromae.conftest import FIXTURE_CORPUS
 from trivec.models import M3Model
+from trivec.training.csv_log import CSV_LOG_FILE
 from trivec.training.retromae import (
     RetroMAECollator,
     RetroMAEModel,
@@ -21,7 +22,6 @@ from trivec.training.retromae import (
     build_trainer,
     train_retromae,
 )
-from trivec.training.retromae.trainer import CSV_LOG_FILE
 
 TINY_BERT = {
     "hidden_size": 64,

@@ -1,13 +1,14 @@
 """RetroMAE pre-training (BGE's first stage): a masked encoder whose CLS vector must carry the text, and a
 one-layer enhanced decoder that rebuilds every token from that vector (Part A §A1, Part B §9)."""
 
+from trivec.training.csv_log import CSVLogCallback
 from trivec.training.retromae.arguments import RetroMAEArguments, build_arguments
 from trivec.training.retromae.collator import RetroMAECollator
 from trivec.training.retromae.data import TextCorpus, read_corpus_texts
 from trivec.training.retromae.masking import corrupt_for_mlm, whole_word_mask, word_ids_from_tokens
 from trivec.training.retromae.modeling import EnhancedDecoderLayer, RetroMAEModel, RetroMAEOutput
 from trivec.training.retromae.train import build_trainer, load_masked_lm, train_retromae
-from trivec.training.retromae.trainer import CSVLogCallback, RetroMAETrainer
+from trivec.training.retromae.trainer import RetroMAETrainer
 
 __all__ = [
     "CSVLogCallback",

@@ -18,11 +18,12 @@ from transformers import (
 
 from trivec.errors import CheckpointError, InputError
 from trivec.models.checkpoint import quiet_loading, resolve_model_path
+from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.retromae.arguments import RetroMAEArguments
 from trivec.training.retromae.collator import RetroMAECollator
 from trivec.training.retromae.data import TextCorpus
 from trivec.training.retromae.modeling import ENCODER_DIR, RetroMAEModel
-from trivec.training.retromae.trainer import CSV_LOG_FILE, CSVLogCallback, RetroMAETrainer
+from trivec.training.retromae.trainer import RetroMAETrainer
 
 logger = logging.getLogger(__name__)
 SPECIAL_CONFIG_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")

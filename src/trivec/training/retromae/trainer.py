@@ -7,20 +7,18 @@ loadable by `AutoModel` and `trivec.models.M3Model`) and `model.safetensors` (en
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import Any
 
 import safetensors.torch
 import torch
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer
 
 from trivec.training.retromae.modeling import ENCODER_DIR, RetroMAEModel
 
 WEIGHTS_FILE = "model.safetensors"
 TRAINING_ARGS_FILE = "training_args.bin"
-CSV_LOG_FILE = "log.csv"
 
 
 class RetroMAETrainer(Trainer):
@@ -77,44 +75,3 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[name] = tensor.detach().clone().contiguous() if key in seen else tensor.detach().contiguous()
         seen.add(key)
     return out
-
-
-class CSVLogCallback(TrainerCallback):
-    """Append every log record (step, epoch, losses, learning rate, grad norm, …) to `output_dir/log.csv`."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.columns: list[str] = []
-
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if not logs or not state.is_world_process_zero:
-            return
-        row = {"step": state.global_step, **logs}
-        if not self.columns and self.path.is_file():
-            with self.path.open(encoding="utf-8") as handle:
-                self.columns = next(csv.reader(handle), [])
-        new = [k for k in row if k not in self.columns]
-        if new or not self.path.is_file():
-            self._rewrite(self.columns + new)
-        with self.path.open("a", encoding="utf-8", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=self.columns).writerow(row)
-
-    def _rewrite(self, columns: list[str]) -> None:
-        """Widen the header when a new key appears (e.g. the final train_runtime record)."""
-        rows: list[dict[str, str]] = []
-        if self.path.is_file():
-            with self.path.open(encoding="utf-8", newline="") as handle:
-                rows = list(csv.DictReader(handle))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.columns = columns
