@@ -3,8 +3,10 @@
 # backbone, each with and without self-knowledge distillation, then `trivec eval` of every variant on every
 # retrieval and reranking task in all five modes. The heads-only, IDF-started, self-distilled run's heads are what
 # trivec ships as the offline default model's heads (src/trivec/resources/default-heads/).
-#   bash scripts/recipes/m3-minilm.sh              # ≈ 60 min on 2 cores
+#   bash scripts/recipes/m3-minilm.sh              # every variant: ≈ 25-35 min each on 2 cores (training
+#                                                   # 7-16 min, evaluation ≈ 15 min), plus ≈ 15 min of data
 #   VARIANTS="heads-sd-idf" bash scripts/recipes/m3-minilm.sh   # only the default model's heads
+#   VARIANTS="heads-idf heads-sd-idf all-idf all-sd-idf" ...    # the table of docs/m3-training.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
