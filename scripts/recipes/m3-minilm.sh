@@ -36,7 +36,7 @@ for v in $VARIANTS; do
   parts=${v%%-*}; sd=false; idf=random
   [[ $v == *-sd* ]] && sd=true
   [[ $v == *-idf ]] && idf=idf
-  if [[ $parts != heads && $parts != all ]] || [[ ! $v =~ ^(heads|all)(-sd)?(-idf)?$ ]]; then
+  if [[ ! $v =~ ^(heads|all)(-sd)?(-idf)?$ ]]; then
     echo "unknown variant $v (expected heads|all, then optional -sd, then optional -idf)" >&2; exit 2
   fi
   flags=(--train-parts "$parts" --set use_self_distill=$sd --set sparse_init=$idf)
