@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import bm25s
 import numpy as np
 from scipy import sparse as sp
 
@@ -41,10 +40,11 @@ from trivec.evaluation.data import RetrievalData, load_retrieval  # noqa: E402
 from trivec.evaluation.metrics import retrieval_scores  # noqa: E402
 from trivec.evaluation.search import top_k  # noqa: E402
 from trivec.evaluation.tasks import Task, builtin_tasks, select_tasks  # noqa: E402
+from trivec.training.sparse_init import bm25_idf  # noqa: E402
 
 TASKS = "vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval"
 DEPTH = 100
-K1, B = Bm25Config().k1, Bm25Config().b
+K1, B = Bm25Config().k1, Bm25Config().b  # the length factor of the M3-form columns
 COLUMNS = ["bm25", "bm25 model tokens", "idf, M3 form", "idf + length, M3 form", "% unknown pieces"]
 
 
@@ -58,40 +58,32 @@ def ndcg10(data: RetrievalData, scores: Callable[[int], np.ndarray]) -> float:
     return 100 * retrieval_scores(data.qrels, run, k_values=[10])["ndcg_at_10"]
 
 
-def piece_lists(tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[str]], float]:
-    """Each text's model-tokenizer pieces (no special tokens, no length limit: the index sees whole texts),
-    and the share of pieces that are the unknown token (text the tokenizer cannot represent)."""
+def piece_lists(tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], float]:
+    """Each text's model-tokenizer piece ids (no special tokens, no length limit: the index sees whole
+    texts), and the share of pieces that are the unknown token (text the tokenizer cannot represent)."""
     ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
     unknown = sum(row.count(tokenizer.unk_token_id) for row in ids) / max(sum(len(row) for row in ids), 1)
-    return [[str(i) for i in row] for row in ids], unknown
+    return [list(row) for row in ids], unknown
 
 
 def m3_form(
-    docs: list[list[str]], queries: list[list[str]], length_norm: bool
+    docs: list[list[int]], queries: list[list[int]], vocab_size: int, length_norm: bool
 ) -> Callable[[int], np.ndarray]:
-    """Score = Σ over shared unique pieces of idf (Lucene's), optionally ÷ BM25's length factor at tf = 1."""
-    vocab: dict[str, int] = {}
-    rows, cols = [], []
-    for d, pieces in enumerate(docs):
-        for t in set(pieces):
-            rows.append(d)
-            cols.append(vocab.setdefault(t, len(vocab)))
+    """Score = Σ over shared unique pieces of BM25's idf, optionally ÷ BM25's length factor at tf = 1."""
     n = len(docs)
-    binary = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(vocab)))
-    df = np.asarray(binary.sum(axis=0)).ravel()
-    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    rows = [d for d, pieces in enumerate(docs) for _ in set(pieces)]
+    cols = [t for pieces in docs for t in set(pieces)]
+    binary = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, vocab_size))
     lengths = np.array([len(p) for p in docs], dtype=np.float64)
     factor = (K1 + 1) / (
         1 + K1 * (1 - B + B * lengths / max(lengths.mean(), 1.0))
     )  # BM25's tf part at tf = 1
-    weighted = sp.diags(factor if length_norm else np.ones(n)) @ binary @ sp.diags(idf)
+    weighted = sp.diags(factor if length_norm else np.ones(n)) @ binary @ sp.diags(bm25_idf(docs, vocab_size))
     weighted = weighted.tocsc()
 
     def scores(q: int) -> np.ndarray:
-        terms = sorted({vocab[t] for t in queries[q] if t in vocab})
-        if not terms:
-            return np.zeros(n)
-        return np.asarray(weighted[:, terms].sum(axis=1)).ravel()
+        terms = sorted(set(queries[q]))
+        return np.asarray(weighted[:, terms].sum(axis=1)).ravel() if terms else np.zeros(n)
 
     return scores
 
@@ -102,17 +94,14 @@ def task_row(task: Task, tokenizer: Any) -> list[float]:
     bm25 = Bm25Index(data.corpus_texts, task.languages[0])
     docs, unknown = piece_lists(tokenizer, data.corpus_texts)
     queries, _ = piece_lists(tokenizer, data.query_texts)
-    piece_bm25 = bm25s.BM25(k1=K1, b=B, method=Bm25Config().method)
-    piece_bm25.index(docs, show_progress=False)
-
-    def piece_scores(q: int) -> np.ndarray:
-        return np.asarray(piece_bm25.get_scores(queries[q])) if queries[q] else np.zeros(len(docs))
+    vocab_size = len(tokenizer)
+    piece_bm25 = Bm25Index([" ".join(map(str, p)) for p in docs], task.languages[0], tokenize=str.split)
 
     return [
         ndcg10(data, lambda q: bm25.scores(data.query_texts[q])),
-        ndcg10(data, piece_scores),
-        ndcg10(data, m3_form(docs, queries, length_norm=False)),
-        ndcg10(data, m3_form(docs, queries, length_norm=True)),
+        ndcg10(data, lambda q: piece_bm25.scores(" ".join(map(str, queries[q])))),
+        ndcg10(data, m3_form(docs, queries, vocab_size, length_norm=False)),
+        ndcg10(data, m3_form(docs, queries, vocab_size, length_norm=True)),
         100 * unknown,
     ]
 

@@ -270,3 +270,15 @@ def test_sparse_search_equals_lexical_scores(
         ranked = [i for i in top_k(expected, 5).tolist() if expected[i] > 0]
         assert indices.tolist() == ranked
         np.testing.assert_allclose(scores, expected[ranked], rtol=1e-6)
+
+
+def test_bm25_index_takes_a_caller_tokeniser() -> None:
+    from trivec.evaluation.bm25 import Bm25Index
+
+    texts = ["101 7 7", "205 9", "7 9 9"]  # model piece ids: no word tokeniser would keep the numbers apart
+    default = Bm25Index(texts, "en")
+    pieces = Bm25Index(texts, "en", tokenize=str.split)
+    assert pieces.tokenize("101 7") == ["101", "7"] and default.tokenize("101 7") != ["101", "7"]
+    scores = pieces.scores("7")
+    assert scores[1] == 0 and scores[0] > scores[2] > 0  # tf 2 beats tf 1 in a document of equal length
+    assert not pieces.scores("").any() and [r[0].tolist() for r in pieces.search(["101"], 3)] == [[0]]

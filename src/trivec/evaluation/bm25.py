@@ -104,11 +104,18 @@ class Bm25Config:
 class Bm25Index:
     """A bm25s index over a corpus; `search` for top-k, `scores` for all documents of one query."""
 
-    def __init__(self, texts: Sequence[str], language: str, config: Bm25Config | None = None) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        language: str,
+        config: Bm25Config | None = None,
+        tokenize: Callable[[str], list[str]] | None = None,
+    ) -> None:
+        """`tokenize` replaces the language's tokeniser (e.g. a model's pieces, for comparisons)."""
         import bm25s
 
         self.config = config or Bm25Config()
-        self.tokenize = tokenizer_for(language)
+        self.tokenize = tokenize or tokenizer_for(language)
         self.size = len(texts)
         self.retriever = bm25s.BM25(k1=self.config.k1, b=self.config.b, method=self.config.method)
         self.retriever.index([self.tokenize(t) for t in texts], show_progress=False)
