@@ -35,6 +35,7 @@ from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import maxsim_block
 from trivec.inference.sparse import SparseVector
+from trivec.retrieval import sparse_scorer
 from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
 from trivec.retrieval.colbert import ColbertCodec, fit_projection
 from trivec.retrieval.corpus import Chunk
@@ -53,6 +54,7 @@ from trivec.retrieval.segment import (
     SegmentWriter,
     fsync_dir,
 )
+from trivec.retrieval.sparse_scorer import SparseScorer, SparseScores
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
@@ -82,6 +84,7 @@ class EmbeddedIndex(Index):
         self._dirty = False
         self._uncommitted: set[str] = set()  # files/dirs written since the last commit
         self._changed_tombstones: set[str] = set()
+        self._sparse = SparseScorer()
         self._load(body)
 
     # ------------------------------------------------------------------ opening
@@ -183,8 +186,11 @@ class EmbeddedIndex(Index):
 
     def _rebuild_views(self) -> None:
         self._prefault_in_background()
+        if any(seg.has_sparse or seg.has_colbert for seg in self.segments):
+            _warm_up_kernels()
         self._bases = np.cumsum([0] + [s.rows for s in self.segments]).astype(np.int64)
         self._live: list[np.ndarray | None] = []
+        self._dead: list[np.ndarray | None] = []  # deleted rows per segment, for the sparse scorer
         self._selectors: list[Any] = []
         for seg in self.segments:
             deleted = self._deleted.get(seg.name)
@@ -192,8 +198,10 @@ class EmbeddedIndex(Index):
                 live = np.ones(seg.rows, dtype=bool)
                 live[deleted] = False
                 self._live.append(live)
+                self._dead.append(np.asarray(deleted, dtype=np.int64))
             else:
                 self._live.append(None)
+                self._dead.append(None)
             self._selectors.append(None)
         self._locate_cache: dict[str, list[tuple[int, int]]] | None = None
 
@@ -605,49 +613,67 @@ class EmbeddedIndex(Index):
                 dense_job = _first_stage_pool().submit(self._dense_top, dense_queries, depth)
             else:
                 dense_top = self._dense_top(dense_queries, depth)
+        self._sparse.prune({seg.name for seg in self.segments})
         out: list[list[Hit]] = []
         for q in range(queries):
-            accum = self._sparse_accumulate(encoded.sparse[q]) if use_sparse and encoded.sparse else None
-            if dense_job is not None:
-                dense_top, dense_job = dense_job.result(), None
-            if plan.mode == "dense":
-                assert dense_top is not None
-                rows, values = dense_top[q]
-                out.append(self._hits(rows, values, {"dense": values}, plan.top_k, grouped))
-                continue
-            if plan.mode == "sparse":
-                assert accum is not None
-                rows, values = self._sparse_top(accum, depth)
-                out.append(self._hits(rows, values, {"sparse": values}, plan.top_k, grouped))
-                continue
-            lists = []
-            if dense_top is not None:
-                lists.append(dense_top[q][0][:depth])
-            if "sparse" in plan.first_stage and accum is not None:
-                lists.append(self._sparse_top(accum, depth)[0])
-            candidates = _union(lists)
-            per_mode: dict[str, np.ndarray] = {}
-            if "dense" in plan.score_modes or plan.mode == "colbert":
-                assert encoded.dense is not None
-                per_mode["dense"] = self._dense_scores(encoded.dense[q], candidates)
-            if accum is not None:
-                per_mode["sparse"] = self._sparse_scores(accum, candidates)
-            if "colbert" in plan.score_modes:
-                assert encoded.colbert is not None
-                per_mode["colbert"] = self._colbert_scores(encoded.colbert[q], candidates)
-            scored = {m: per_mode[m] for m in plan.score_modes}
-            fused = fuse(scored, plan.fusion, plan.weights)
-            order = top_k(fused, candidates.shape[0])
-            out.append(
-                self._hits(
-                    candidates[order],
-                    fused[order],
-                    {m: v[order] for m, v in per_mode.items()},
-                    plan.top_k,
-                    grouped,
-                )
-            )
+            with (
+                self._sparse_accumulate(encoded.sparse[q])
+                if use_sparse and encoded.sparse
+                else contextlib.nullcontext(None)
+            ) as accum:
+                if dense_job is not None:
+                    dense_top, dense_job = dense_job.result(), None
+                out.append(self._search_one(encoded, q, plan, depth, grouped, dense_top, accum))
         return out
+
+    def _search_one(
+        self,
+        encoded: EncodeResult,
+        q: int,
+        plan: SearchPlan,
+        depth: int,
+        grouped: bool,
+        dense_top: list[tuple[np.ndarray, np.ndarray]] | None,
+        accum: list[SparseScores | None] | None,
+    ) -> list[Hit]:
+        """Hits of query `q` from its first-stage results (dense top rows, sparse scores of every row)."""
+        if plan.mode == "dense":
+            assert dense_top is not None
+            rows, values = dense_top[q]
+            return self._hits(rows, values, {"dense": values}, plan.top_k, grouped)
+        if plan.mode == "sparse":
+            assert accum is not None
+            rows, values = self._sparse_top(accum, depth)
+            return self._hits(rows, values, {"sparse": values}, plan.top_k, grouped)
+        lists = []
+        if dense_top is not None:
+            lists.append(dense_top[q][0][:depth])
+        if "sparse" in plan.first_stage and accum is not None:
+            lists.append(self._sparse_top(accum, depth)[0])
+        candidates = _union(lists)
+        per_mode: dict[str, np.ndarray] = {}
+        if "dense" in plan.score_modes or plan.mode == "colbert":
+            assert encoded.dense is not None
+            # the dense list comes first in the union: its rows' scores are known already
+            known = (
+                dense_top[q][1][:depth].astype(np.float32)
+                if dense_top is not None
+                else np.zeros(0, np.float32)
+            )
+            per_mode["dense"] = np.concatenate(
+                [known, self._dense_scores(encoded.dense[q], candidates[known.shape[0] :])]
+            )
+        if accum is not None:
+            per_mode["sparse"] = self._sparse_scores(accum, candidates)
+        if "colbert" in plan.score_modes:
+            assert encoded.colbert is not None
+            per_mode["colbert"] = self._colbert_scores(encoded.colbert[q], candidates)
+        scored = {m: per_mode[m] for m in plan.score_modes}
+        fused = fuse(scored, plan.fusion, plan.weights)
+        order = top_k(fused, candidates.shape[0])
+        return self._hits(
+            candidates[order], fused[order], {m: v[order] for m, v in per_mode.items()}, plan.top_k, grouped
+        )
 
     def _where(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         seg = np.searchsorted(self._bases, rows, side="right") - 1
@@ -724,48 +750,33 @@ class EmbeddedIndex(Index):
             out[pick] = np.einsum("ij,j->i", dense[local], q)
         return out
 
-    def _sparse_accumulate(self, query: SparseVector) -> list[np.ndarray]:
-        """Per segment: lexical matching score of every row (float64; deleted rows 0). The postings of every
-        query term are gathered in one indexed read and summed per row with one bincount."""
-        out = []
-        for i, seg in enumerate(self.segments):
-            acc = np.zeros(seg.rows, dtype=np.float64)
-            if seg.has_sparse and len(query):
-                terms = seg.arrays["sparse.terms"]
-                pos = np.minimum(np.searchsorted(terms, query.indices), max(terms.shape[0] - 1, 0))
-                match = terms[pos] == query.indices if terms.shape[0] else np.zeros(0, dtype=bool)
-                if match.any():
-                    ptr, docs, vals = (seg.arrays[f"sparse.{name}"] for name in ("ptr", "docs", "vals"))
-                    spans = list(zip(ptr[pos[match]].tolist(), ptr[pos[match] + 1].tolist(), strict=True))
-                    weights = np.repeat(
-                        np.asarray(query.values, dtype=np.float64)[match], [e - b for b, e in spans]
-                    )
-                    contrib = np.concatenate([vals[b:e] for b, e in spans]) * weights
-                    rows = np.concatenate([docs[b:e] for b, e in spans])
-                    acc = np.bincount(rows, contrib, minlength=seg.rows)
-            live = self._live[i]
-            if live is not None:
-                acc[~live] = 0.0
-            out.append(acc)
-        return out
+    @contextlib.contextmanager
+    def _sparse_accumulate(self, query: SparseVector) -> Iterator[list[SparseScores | None]]:
+        """Per segment: lexical matching scores of every row (None: the segment has no sparse vectors),
+        valid inside the `with` block."""
+        with contextlib.ExitStack() as stack:
+            yield [
+                stack.enter_context(self._sparse.scores(seg.name, seg.postings, query, self._dead[i]))
+                if seg.postings is not None
+                else None
+                for i, seg in enumerate(self.segments)
+            ]
 
-    def _sparse_top(self, accum: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sparse_top(self, accum: list[SparseScores | None], k: int) -> tuple[np.ndarray, np.ndarray]:
         parts = []
-        for i, acc in enumerate(accum):
-            positive = acc > 0
-            if np.count_nonzero(positive) > k:  # the k-th best is positive: rank the whole array directly
-                best = top_k(acc, k)
-            else:
-                hit = np.flatnonzero(positive)
-                best = hit[top_k(acc[hit], k)]
-            parts.append((acc[best], best + self._bases[i]))
+        for i, scores in enumerate(accum):
+            if scores is not None:
+                rows, values = scores.top(k)
+                parts.append((values, rows + self._bases[i]))
         values, rows = merge_top_k(parts, k)
         return rows.astype(np.int64), values
 
-    def _sparse_scores(self, accum: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    def _sparse_scores(self, accum: list[SparseScores | None], rows: np.ndarray) -> np.ndarray:
         out = np.zeros(rows.shape[0], dtype=np.float64)
         for s, pick, local in self._by_segment(rows):
-            out[pick] = accum[s][local]
+            scores = accum[s]
+            if scores is not None:
+                out[pick] = scores.at(local)
         return out
 
     def _colbert_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -782,12 +793,16 @@ class EmbeddedIndex(Index):
     def _hits(
         self, rows: np.ndarray, fused: np.ndarray, per_mode: dict[str, np.ndarray], k: int, grouped: bool
     ) -> list[Hit]:
+        if not grouped:  # one hit per row: only the first k matter
+            rows, fused, per_mode = rows[:k], fused[:k], {m: v[:k] for m, v in per_mode.items()}
         segs, local = self._where(rows)
+        modes = list(per_mode)
+        columns = (
+            list(zip(*(per_mode[m].tolist() for m in modes), strict=True)) if modes else [()] * rows.shape[0]
+        )
         hits: list[Hit] = []
         seen: set[str] = set()
-        fused_list = fused.tolist()
-        mode_lists = [(m, v.tolist()) for m, v in per_mode.items()]
-        for j, (s, r) in enumerate(zip(segs.tolist(), local.tolist(), strict=True)):
+        for s, r, score, values in zip(segs.tolist(), local.tolist(), fused.tolist(), columns, strict=True):
             seg = self.segments[s]
             doc_id = None
             if grouped:
@@ -795,8 +810,7 @@ class EmbeddedIndex(Index):
                 if doc_id in seen:
                     continue
                 seen.add(doc_id)
-            scores = {m: float(v[j]) for m, v in mode_lists}
-            hits.append(StoredHit(seg, r, float(fused_list[j]), scores, doc_id))
+            hits.append(StoredHit(seg, r, score, dict(zip(modes, values, strict=True)), doc_id))
             if len(hits) == k:
                 break
         return hits
@@ -973,12 +987,25 @@ def _listdir(path: Path) -> list[Path]:
         return []
 
 
+@functools.cache
+def _warm_up_kernels() -> None:
+    """Compile (or load from numba's on-disk cache, ≈0.5 s) the sparse and MaxSim kernels on a background
+    thread, once per process, so that the first query does not pay for it."""
+
+    def warm() -> None:
+        sparse_scorer.warm_up()
+        maxsim_block(np.ones((1, 2), np.float32), np.ones((1, 2), np.float16), np.ones(1, np.int64))
+
+    threading.Thread(target=warm, name="trivec-warm-up", daemon=True).start()
+
+
 def _union(lists: list[np.ndarray]) -> np.ndarray:
-    seen: dict[int, None] = {}
-    for ranking in lists:
-        for i in ranking.tolist():
-            seen.setdefault(int(i), None)
-    return np.fromiter(seen, dtype=np.int64, count=len(seen))
+    """The distinct rows of several rankings, in order of first appearance."""
+    if not lists:
+        return np.zeros(0, dtype=np.int64)
+    joined = np.concatenate(lists).astype(np.int64)
+    _, first = np.unique(joined, return_index=True)
+    return joined[np.sort(first)]
 
 
 def _count(encoded: EncodeResult) -> int:

@@ -29,6 +29,7 @@ from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.sparse_scorer import Postings
 
 
 class CorruptIndexError(TrivecError):
@@ -330,6 +331,17 @@ class Segment:
             raise CorruptIndexError(f"{exc.filename} is missing (the manifest lists it)") from None
         self.dense: np.ndarray | None = self.arrays.get("dense.f32")
         self.has_sparse = "sparse.terms" in arrays
+        self.postings = (
+            Postings(
+                terms=self.arrays["sparse.terms"],
+                ptr=self.arrays["sparse.ptr"],
+                docs=self.arrays["sparse.docs"],
+                vals=self.arrays["sparse.vals"],
+                rows=self.rows,
+            )
+            if self.has_sparse
+            else None
+        )
         self.has_colbert = "colbert.codes" in arrays
         try:
             self._ann_bytes = (
@@ -397,16 +409,13 @@ class Segment:
         """Stored token vectors of `rows` in one gather: `(codes [ΣT, d], scales [ΣT] or None, T per row)`."""
         off = self.arrays["colbert.off"]
         rows = np.asarray(rows, dtype=np.int64)
-        starts, ends = off[rows], off[rows + 1]
-        spans = list(zip(starts.tolist(), ends.tolist(), strict=True))  # each row's tokens are contiguous
-        codes, scales = self.arrays["colbert.codes"], self.arrays.get("colbert.scale")
-        block = np.concatenate([codes[b:e] for b, e in spans]) if spans else codes[:0]
-        block_scales = (
-            (np.concatenate([scales[b:e] for b, e in spans]) if spans else scales[:0])
-            if scales is not None
-            else None
-        )
-        return block, block_scales, ends - starts
+        starts = off[rows]
+        lengths = off[rows + 1] - starts
+        # each row's tokens are contiguous: token t of the block is stored row starts[i] + (t - first[i])
+        first = np.cumsum(lengths) - lengths
+        tokens = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        scales = self.arrays.get("colbert.scale")
+        return self.arrays["colbert.codes"][tokens], (scales[tokens] if scales is not None else None), lengths
 
     def colbert_codes(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
         off = self.arrays["colbert.off"]
