@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 
 from trivec.inference.sparse import SparseVector
@@ -83,14 +84,34 @@ def maxsim_block(query: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np
     `lengths[i]` token vectors after passage i-1's. Passages without tokens score 0."""
     lengths = np.asarray(lengths, dtype=np.int64)
     out = np.zeros(lengths.shape[0], dtype=np.float32)
-    nonempty = lengths > 0
-    if query.shape[0] == 0 or not nonempty.any():
+    if query.shape[0] == 0 or not lengths.any():
         return out
     sims = _rows_times_query(rows, query)  # [ΣT, Tq]
-    starts = np.concatenate([[0], np.cumsum(lengths[nonempty])[:-1]])
-    best = np.maximum.reduceat(sims, starts, axis=0)  # [n_nonempty, Tq]
-    out[nonempty] = best.mean(axis=1)
+    _segment_maxsim(sims, lengths, out)
     return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _segment_maxsim(sims: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """`out[i]` = mean over query tokens of the best similarity among passage i's rows of `sims`
+    (passages back to back, `lengths[i]` rows each; empty passages keep their 0). One pass, no copies."""
+    tq = sims.shape[1]
+    best = np.empty(tq, dtype=np.float32)
+    start = 0
+    for i in range(lengths.shape[0]):
+        length = lengths[i]
+        if length == 0:
+            continue
+        best[:] = sims[start]
+        for t in range(start + 1, start + length):
+            for j in range(tq):
+                if sims[t, j] > best[j]:
+                    best[j] = sims[t, j]
+        total = 0.0
+        for j in range(tq):
+            total += best[j]
+        out[i] = total / tq
+        start += length
 
 
 def _rows_times_query(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
