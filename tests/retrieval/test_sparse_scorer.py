@@ -150,3 +150,24 @@ def test_prune_drops_buffers_of_segments_that_are_gone() -> None:
 def test_warm_up_compiles_the_kernels() -> None:
     sparse_scorer.warm_up()
     assert sparse_scorer._accumulate.signatures and sparse_scorer._accumulate_touched.signatures
+
+
+@pytest.mark.parametrize("k", [1, 7, 100, 5000])
+def test_top_k_over_many_row_blocks(strategy: None, k: int) -> None:
+    rng = np.random.default_rng(k)
+    rows = [
+        {
+            int(t): float(rng.choice([0.5, 1.0, rng.uniform(0.1, 2)]))
+            for t in rng.choice(VOCAB, 3, replace=False)
+        }
+        for _ in range(3000)
+    ]  # repeated values: ties across blocks
+    postings = build_postings(rows)
+    query = SparseVector(np.array([1, 5, 9, 30], np.int32), np.array([1.0, 0.5, 2.0, 1.0], np.float32))
+    expected = bincount_scores(postings, query)
+    positive = np.flatnonzero(expected > 0)
+    order = positive[np.lexsort((positive, -expected[positive]))][:k]
+    with SparseScorer().scores("seg", postings, query) as scores:
+        top_rows, top_values = scores.top(k)
+    np.testing.assert_array_equal(top_rows, order)
+    np.testing.assert_array_equal(top_values, expected[order])

@@ -101,21 +101,45 @@ def _offer(heap: np.ndarray, size: int, v: float) -> int:  # pragma: no cover - 
     return size
 
 
+BLOCK = 64  # rows whose maximum is checked before any of them is offered to the heap
+
+
 @numba.njit(nogil=True, cache=True)
 def _best_rows(acc: np.ndarray, k: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
     """Rows with a positive score ≥ the k-th largest positive score (all positive rows when fewer than k),
-    written to `out` in row order; returns how many."""
+    written to `out` in row order; returns how many.
+
+    Blocks of rows go through a (vectorised) maximum first: once the heap is full, few blocks hold a value
+    above its root, so most rows cost one comparison. The root lives in a local (`floor`), not re-read
+    from the heap per row (that alone was 5× slower)."""
     heap = np.empty(k, dtype=np.float64)
     size = 0
-    for d in range(acc.shape[0]):
-        if acc[d] > 0.0:
-            size = _offer(heap, size, acc[d])
-    floor = heap[0] if size == k else 0.0
+    n = acc.shape[0]
+    floor = 0.0  # a row must beat this to enter: 0 until the heap is full, then its root
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        top = 0.0
+        for d in range(start, stop):
+            top = max(top, acc[d])
+        if top <= floor:
+            continue
+        for d in range(start, stop):
+            if acc[d] > floor:
+                size = _offer(heap, size, acc[d])
+                if size == k:
+                    floor = heap[0]
     m = 0
-    for d in range(acc.shape[0]):
-        if acc[d] > 0.0 and acc[d] >= floor:
-            out[m] = d
-            m += 1
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        top = 0.0
+        for d in range(start, stop):
+            top = max(top, acc[d])
+        if top <= 0.0 or top < floor:
+            continue
+        for d in range(start, stop):
+            if acc[d] > 0.0 and acc[d] >= floor:
+                out[m] = d
+                m += 1
     return m
 
 
@@ -124,10 +148,13 @@ def _best_touched(acc: np.ndarray, touched: np.ndarray, k: int, out: np.ndarray)
     """`_best_rows` over the touched rows only (in touch order)."""
     heap = np.empty(k, dtype=np.float64)
     size = 0
+    floor = 0.0
     for i in range(touched.shape[0]):
-        if acc[touched[i]] > 0.0:
-            size = _offer(heap, size, acc[touched[i]])
-    floor = heap[0] if size == k else 0.0
+        v = acc[touched[i]]
+        if v > floor:
+            size = _offer(heap, size, v)
+            if size == k:
+                floor = heap[0]
     m = 0
     for i in range(touched.shape[0]):
         d = touched[i]
