@@ -27,6 +27,7 @@ scores, fused in numpy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -238,6 +239,8 @@ def trivec_engine(
         "open_ms": open_ms,
         "bytes": {k: v / n for k, v in sizes.items()},
         "close": index.close,
+        # a second graph budget on the same index: trivec's recall at (or above) Qdrant Edge's, and its cost
+        "set_ef": lambda ef: setattr(index.settings, "hnsw_ef_search", ef),
     }
 
 
@@ -466,15 +469,20 @@ def scale_rows(args: argparse.Namespace, dim: int, colbert: bool, root: Path) ->
         if engine is None:
             print(f"[{label}] {name}: not installed (pip install qdrant-edge-py)", file=sys.stderr)
             continue
-        for mode in modes:
-            if mode not in engine.get("modes", modes):
-                continue
-            print(f"[{label}] {name}: {mode} ({len(qs)} queries)", file=sys.stderr, flush=True)
+        variants = [(name, None)]
+        if "set_ef" in engine:
+            variants += [(f"{name}, ef_search {ef}", ef) for ef in args.trivec_extra_ef if ef != args.ef]
+        for (shown, ef), mode in itertools.product(variants, modes):
+            if mode not in engine.get("modes", modes) or (ef is not None and mode in ("dense", "sparse")):
+                continue  # other budgets: for the hybrid modes, whose recall is compared at equal footing
+            if "set_ef" in engine:
+                engine["set_ef"](ef or args.ef)
+            print(f"[{label}] {shown}: {mode} ({len(qs)} queries)", file=sys.stderr, flush=True)
             found, lat = timed(engine["run"](mode), qs)
             rows.append(
                 {
                     "set": label,
-                    "engine": name,
+                    "engine": shown,
                     "mode": mode,
                     "queries": len(qs),
                     "p50_ms": pct(lat, 50),
@@ -783,12 +791,29 @@ def report(
 
     out += [
         "",
-        f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
+        f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, numpy {np.__version__}, "
         f"faiss {faiss.__version__}, qdrant-client {v('qdrant-client')}, qdrant-edge-py {edge_version}; "
         f"HNSW M={HNSW.hnsw_m}, ef_construction={HNSW.hnsw_ef_construction}, ef_search={args.ef} for both trivec and qdrant-edge; "
         f"{'--quick' if args.quick else 'full'} run.",
     ]
     return "\n".join(out)
+
+
+def cpu_model() -> str:
+    """The CPU's name and its widest vector units: timings here move by 2× between such machines."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    name = " ".join(fields.get("model name\t", "unknown CPU").split())
+    flags = set(fields.get("flags\t\t", "").split())
+    units = [
+        u for u, flag in (("AVX-512", "avx512f"), ("AMX", "amx_tile"), ("AVX2", "avx2")) if flag in flags
+    ]
+    return f"{name}, {' + '.join(units[:2]) if units else 'no AVX'}"
 
 
 def main() -> None:
@@ -803,6 +828,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--ef", type=int, default=HNSW.hnsw_ef_search, help="HNSW ef_search (trivec and qdrant-edge)"
+    )
+    parser.add_argument(
+        "--trivec-extra-ef",
+        type=lambda text: [int(x) for x in text.split(",") if x.strip()],
+        default=[400],
+        help="more HNSW ef_search values for trivec's hybrid rows (comma-separated; '' for none)",
     )
     parser.add_argument(
         "--dims",
