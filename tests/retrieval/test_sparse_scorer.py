@@ -149,7 +149,7 @@ def test_prune_drops_buffers_of_segments_that_are_gone() -> None:
 
 def test_warm_up_compiles_the_kernels() -> None:
     sparse_scorer.warm_up()
-    assert sparse_scorer._accumulate.signatures and sparse_scorer._accumulate_touched.signatures
+    assert sparse_scorer._accumulate.signatures and sparse_scorer._best_rows.signatures
 
 
 @pytest.mark.parametrize("k", [1, 7, 100, 5000])

@@ -38,32 +38,19 @@ def _accumulate(  # pragma: no cover - compiled
     slots: np.ndarray,
     weights: np.ndarray,
     acc: np.ndarray,
-) -> None:
-    """Add `weights[i] · vals` over the postings of term slot `slots[i]`."""
-    for i in range(slots.shape[0]):
-        w = weights[i]
-        for j in range(ptr[slots[i]], ptr[slots[i] + 1]):
-            acc[docs[j]] += vals[j] * w
-
-
-@numba.njit(nogil=True, cache=True)
-def _accumulate_touched(  # pragma: no cover - compiled
-    ptr: np.ndarray,
-    docs: np.ndarray,
-    vals: np.ndarray,
-    slots: np.ndarray,
-    weights: np.ndarray,
-    acc: np.ndarray,
+    track: bool,
     seen: np.ndarray,
     touched: np.ndarray,
 ) -> int:
-    """`_accumulate`, also writing each row's first touch into `touched`; returns how many rows."""
+    """Add `weights[i] · vals` over the postings of term slot `slots[i]`; with `track`, also write each
+    row's first touch into `touched` and return how many rows (else 0). `track` is the same for the whole
+    call, so the branch costs nothing measurable."""
     n = 0
     for i in range(slots.shape[0]):
         w = weights[i]
         for j in range(ptr[slots[i]], ptr[slots[i] + 1]):
             d = docs[j]
-            if seen[d] == 0:
+            if track and seen[d] == 0:
                 seen[d] = 1
                 touched[n] = d
                 n += 1
@@ -248,25 +235,21 @@ class SparseScorer:
             slots, weights = _matching_terms(postings.terms, query)
             if slots.shape[0]:
                 total = int((postings.ptr[slots + 1] - postings.ptr[slots]).sum())
-                if total >= SCAN_FRACTION * postings.rows:
-                    touched = None
-                    _accumulate(postings.ptr, postings.docs, postings.vals, slots, weights, scratch.acc)
-                else:
-                    n = _accumulate_touched(
-                        postings.ptr,
-                        postings.docs,
-                        postings.vals,
-                        slots,
-                        weights,
-                        scratch.acc,
-                        scratch.seen,
-                        scratch.touched,
-                    )
-                    touched = scratch.touched[:n]
-                if dead is not None and dead.size:
-                    scratch.acc[dead] = (
-                        0.0  # deleted rows stay marked touched (cleared below), never positive
-                    )
+                track = total < SCAN_FRACTION * postings.rows
+                n = _accumulate(
+                    postings.ptr,
+                    postings.docs,
+                    postings.vals,
+                    slots,
+                    weights,
+                    scratch.acc,
+                    track,
+                    scratch.seen,
+                    scratch.touched,
+                )
+                touched = scratch.touched[:n] if track else None
+                if dead is not None and dead.size:  # deleted rows stay marked touched (cleared below)
+                    scratch.acc[dead] = 0.0
             yield SparseScores(scratch, touched)
         finally:
             if touched is None:
