@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -143,8 +144,30 @@ def test_prune_drops_buffers_of_segments_that_are_gone() -> None:
     for key in ("a", "b"):
         with scorer.scores(key, postings, query):
             pass
+    assert scorer.idle_buffers() == {"a": 1, "b": 1}
     scorer.prune({"b"})
-    assert set(scorer._local.pool) == {"b"}
+    assert scorer.idle_buffers() == {"b": 1}
+
+
+def test_buffers_follow_concurrent_searches_not_threads() -> None:
+    """Many threads searching one after another share one buffer; a burst keeps at most `max_idle`."""
+    postings = build_postings([{1: 1.0}, {1: 2.0}])
+    scorer = SparseScorer(max_idle=2)
+    query = SparseVector(np.array([1], np.int32), np.ones(1, np.float32))
+
+    def one_search() -> None:
+        with scorer.scores("seg", postings, query) as s:
+            assert s.top(1)[0].tolist() == [1]
+
+    for _ in range(20):
+        t = threading.Thread(target=one_search)
+        t.start()
+        t.join()
+    assert scorer.idle_buffers() == {"seg": 1}
+    with contextlib.ExitStack() as stack:  # five searches at once: five buffers, two kept afterwards
+        for _ in range(5):
+            stack.enter_context(scorer.scores("seg", postings, query))
+    assert scorer.idle_buffers() == {"seg": 2}
 
 
 def test_warm_up_compiles_the_kernels() -> None:

@@ -2,7 +2,7 @@
 touches, then its top k.
 
 A query touches ≈ 10⁵ postings at 100k documents. The loops run in numba with the GIL released, so the
-sparse stage runs truly beside the dense graph walk, and they add into per-thread scratch buffers reused
+sparse stage runs truly beside the dense graph walk, and they add into pooled scratch buffers reused
 from query to query: allocating (and page-faulting) a fresh score array per query beside another thread
 cost more than the sums themselves. Two strategies, same results:
 
@@ -17,6 +17,7 @@ postings uses), so scores do not depend on the strategy.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -170,20 +171,19 @@ class Postings:
 
 
 class _Scratch:
-    """Buffers for one segment, owned by one thread: scores and seen flags (all zero between queries), the
-    touched rows, the rows that make the top k."""
+    """Buffers for one segment, used by one search at a time: scores and seen flags (all zero between
+    queries), the touched rows, the rows that make the top k. 17 bytes per row."""
 
     def __init__(self, rows: int) -> None:
         self.acc = np.zeros(rows, dtype=np.float64)
         self.seen = np.zeros(rows, dtype=np.uint8)
         self.touched = np.zeros(rows, dtype=np.int32)
         self.best = np.zeros(rows, dtype=np.int32)
-        self.in_use = False
 
 
 class SparseScores:
     """Lexical matching scores of one query over one segment (rows never touched score 0). Valid inside
-    `SparseScorer.scores(...)`'s `with` block only: the buffers go back to the thread afterwards."""
+    `SparseScorer.scores(...)`'s `with` block only: the buffers go back to the pool afterwards."""
 
     def __init__(self, scratch: _Scratch, touched: np.ndarray | None) -> None:
         self._acc = scratch.acc
@@ -209,27 +209,37 @@ class SparseScores:
 
 
 class SparseScorer:
-    """Per-thread scratch buffers for lexical matching over segments (see the module docstring)."""
+    """Scratch buffers for lexical matching over segments (see the module docstring), shared by every thread
+    that searches: a free list per segment, so memory follows the number of searches running at once, not
+    the number of threads that ever searched (a server's pool has dozens), and buffers of merged-away
+    segments go for every thread at once."""
 
-    def __init__(self) -> None:
-        self._local = threading.local()
+    def __init__(self, max_idle: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._free: dict[str, list[_Scratch]] = {}
+        self._max_idle = max_idle if max_idle is not None else max(2, os.cpu_count() or 1)
 
-    def _scratch(self, key: str, rows: int) -> _Scratch:
-        pool: dict[str, _Scratch] | None = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-        scratch = pool.get(key)
-        if scratch is None or scratch.acc.shape[0] != rows or scratch.in_use:
-            scratch = pool[key] = _Scratch(rows)
-        return scratch
+    def _take(self, key: str, rows: int) -> _Scratch:
+        with self._lock:
+            free = self._free.get(key)
+            while free:
+                scratch = free.pop()
+                if scratch.acc.shape[0] == rows:
+                    return scratch
+        return _Scratch(rows)
+
+    def _give_back(self, key: str, scratch: _Scratch) -> None:
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if len(free) < self._max_idle:  # beyond that, a burst's extra buffers are let go
+                free.append(scratch)
 
     @contextmanager
     def scores(
         self, key: str, postings: Postings, query: SparseVector, dead: np.ndarray | None = None
     ) -> Iterator[SparseScores]:
         """Score every row of one segment (`key` names it) for `query`; `dead` rows (deleted) score 0."""
-        scratch = self._scratch(key, postings.rows)
-        scratch.in_use = True
+        scratch = self._take(key, postings.rows)
         touched: np.ndarray | None = scratch.touched[:0]
         try:
             slots, weights = _matching_terms(postings.terms, query)
@@ -256,14 +266,18 @@ class SparseScorer:
                 scratch.acc.fill(0.0)
             else:
                 _clear_touched(scratch.acc, scratch.seen, touched)
-            scratch.in_use = False
+            self._give_back(key, scratch)
 
     def prune(self, keys: set[str]) -> None:
-        """Drop this thread's buffers of segments that are gone (after a merge)."""
-        pool: dict[str, _Scratch] | None = getattr(self._local, "pool", None)
-        if pool:
-            for key in [k for k in pool if k not in keys]:
-                del pool[key]
+        """Drop the buffers of segments that are gone (after a merge)."""
+        with self._lock:
+            for key in [k for k in self._free if k not in keys]:
+                del self._free[key]
+
+    def idle_buffers(self) -> dict[str, int]:
+        """How many idle buffers each segment holds (for tests and diagnostics)."""
+        with self._lock:
+            return {key: len(free) for key, free in self._free.items()}
 
 
 def _matching_terms(terms: np.ndarray, query: SparseVector) -> tuple[np.ndarray, np.ndarray]:
