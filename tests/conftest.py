@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from trivec import Embedder
+from trivec.inference import scoring
+from trivec.retrieval import sparse_scorer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
@@ -17,6 +19,14 @@ TINY_M3 = SHARED / "fixtures" / "tiny-m3"
 MINILM_REFERENCE = SHARED / "fixtures" / "minilm" / "reference.json"
 XLMR_TOKENIZER = SHARED / "fixtures" / "xlmr-tokenizer"
 DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """Compile the numba kernels once, up front (≈ 2 s on a fresh clone, then cached on disk): otherwise the
+    first hypothesis example that reaches one pays the compile against its deadline."""
+    sparse_scorer.warm_up()
+    scoring.warm_up()
 
 
 @pytest.fixture(scope="session")

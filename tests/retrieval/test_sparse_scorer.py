@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -172,7 +173,8 @@ def test_buffers_follow_concurrent_searches_not_threads() -> None:
 
 def test_warm_up_compiles_the_kernels() -> None:
     sparse_scorer.warm_up()
-    assert sparse_scorer._accumulate.signatures and sparse_scorer._best_rows.signatures
+    kernels: list[Any] = [sparse_scorer._accumulate, sparse_scorer._best_rows, sparse_scorer._best_touched]
+    assert all(k.signatures for k in kernels)
 
 
 @pytest.mark.parametrize("k", [1, 7, 100, 5000])

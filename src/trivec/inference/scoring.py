@@ -11,9 +11,9 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
+from trivec.compiled import kernel
 from trivec.inference.sparse import SparseVector
 
 MODES = ("dense", "sparse", "colbert")
@@ -91,7 +91,7 @@ def maxsim_block(query: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np
     return out
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel()
 def _segment_maxsim(sims: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """`out[i]` = mean over query tokens of the best similarity among passage i's rows of `sims`
     (passages back to back, `lengths[i]` rows each; empty passages keep their 0). One pass, no copies."""
@@ -112,6 +112,11 @@ def _segment_maxsim(sims: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> N
             total += best[j]
         out[i] = total / tq
         start += length
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's on-disk cache) the MaxSim kernel now rather than in the first re-rank."""
+    maxsim_block(np.ones((1, 2), np.float32), np.ones((1, 2), np.float16), np.ones(1, np.int64))
 
 
 def _rows_times_query(rows: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from trivec.errors import InputError
+from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import maxsim_block
 from trivec.inference.sparse import SparseVector
@@ -994,7 +995,7 @@ def _warm_up_kernels() -> None:
 
     def warm() -> None:
         sparse_scorer.warm_up()
-        maxsim_block(np.ones((1, 2), np.float32), np.ones((1, 2), np.float16), np.ones(1, np.int64))
+        scoring.warm_up()
 
     threading.Thread(target=warm, name="trivec-warm-up", daemon=True).start()
 

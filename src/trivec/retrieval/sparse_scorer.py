@@ -23,15 +23,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from trivec.compiled import kernel
 from trivec.inference.sparse import SparseVector
 
 SCAN_FRACTION = 0.25  # postings ≥ this share of the rows: scan every row instead of tracking touched ones
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel()
 def _accumulate(  # pragma: no cover - compiled
     ptr: np.ndarray,
     docs: np.ndarray,
@@ -59,7 +59,7 @@ def _accumulate(  # pragma: no cover - compiled
     return n
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(inline="always")
 def _offer(heap: np.ndarray, size: int, v: float) -> int:  # pragma: no cover - compiled
     """Keep the `len(heap)` largest values seen in a min-heap; returns the new size."""
     k = heap.shape[0]
@@ -92,7 +92,7 @@ def _offer(heap: np.ndarray, size: int, v: float) -> int:  # pragma: no cover - 
 BLOCK = 64  # rows whose maximum is checked before any of them is offered to the heap
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel()
 def _best_rows(acc: np.ndarray, k: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
     """Rows with a positive score ≥ the k-th largest positive score (all positive rows when fewer than k),
     written to `out` in row order; returns how many.
@@ -131,7 +131,7 @@ def _best_rows(acc: np.ndarray, k: int, out: np.ndarray) -> int:  # pragma: no c
     return m
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel()
 def _best_touched(acc: np.ndarray, touched: np.ndarray, k: int, out: np.ndarray) -> int:  # pragma: no cover
     """`_best_rows` over the touched rows only (in touch order)."""
     heap = np.empty(k, dtype=np.float64)
@@ -152,7 +152,7 @@ def _best_touched(acc: np.ndarray, touched: np.ndarray, k: int, out: np.ndarray)
     return m
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel()
 def _clear_touched(acc: np.ndarray, seen: np.ndarray, touched: np.ndarray) -> None:  # pragma: no cover
     for i in range(touched.shape[0]):
         acc[touched[i]] = 0.0
