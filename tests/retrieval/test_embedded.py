@@ -362,3 +362,18 @@ def test_streamed_batches_make_one_commit(
         index.add_encoded_batches([(small_docs[100:101], subset(small_encoded, [100])), batches[1]])
     assert len(index) == 65 and index.generation == 2
     assert len(list((tmp_path / "ix" / "segments").iterdir())) == 2
+
+
+def test_top_k_past_the_corpus_returns_everything_it_matches(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    """`top_k` as "all": no buffer sized by it (10¹² rows would not fit in memory)."""
+    index = filled(tmp_path / "ix", tiny, small_docs[:40], subset(small_encoded, list(range(40))))
+    index.add_encoded(small_docs[40:60], subset(small_encoded, list(range(40, 60))))  # two segments
+    query = subset(small_encoded, [3])
+    for mode in ("dense", "sparse", "hybrid"):
+        everything = index.search_vectors(query, top_k=10**12, mode=mode)[0]
+        exactly = index.search_vectors(query, top_k=60, mode=mode)[0]
+        assert ids(everything) == ids(exactly) and everything[0].doc_id == small_docs[3].id
+        if mode != "sparse":  # sparse returns only rows sharing a term with the query
+            assert len(everything) == 60

@@ -655,15 +655,9 @@ class EmbeddedIndex(Index):
         per_mode: dict[str, np.ndarray] = {}
         if "dense" in plan.score_modes or plan.mode == "colbert":
             assert encoded.dense is not None
-            # the dense list comes first in the union: its rows' scores are known already
-            known = (
-                dense_top[q][1][:depth].astype(np.float32)
-                if dense_top is not None
-                else np.zeros(0, np.float32)
-            )
-            per_mode["dense"] = np.concatenate(
-                [known, self._dense_scores(encoded.dense[q], candidates[known.shape[0] :])]
-            )
+            # every candidate scored the same way, whichever list found it (the first stage's BLAS or
+            # faiss scores differ from these in the last bits, and would flip near-ties)
+            per_mode["dense"] = self._dense_scores(encoded.dense[q], candidates)
         if accum is not None:
             per_mode["sparse"] = self._sparse_scores(accum, candidates)
         if "colbert" in plan.score_modes:

@@ -192,6 +192,8 @@ class SparseScores:
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """`(rows, scores)` of the `k` best rows with a positive score, best first (ties: lower row first)."""
+        # at most every candidate row: the heap is k long, and a caller may ask for "everything" (k = 10¹⁰)
+        k = min(k, self._acc.shape[0] if self._touched is None else self._touched.shape[0])
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         if self._touched is None:
