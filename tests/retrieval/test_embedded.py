@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -179,6 +180,71 @@ def test_readers_keep_working_while_a_writer_commits(
     after = reader.search_vectors(query, top_k=5)  # re-reads the manifest
     assert before[0][0].doc_id == small_docs[3].id
     assert small_docs[3].id not in ids(after[0]) and len(reader) == 59
+
+
+def test_a_reader_refreshing_during_commits_ends_on_the_last_one(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    """A reader that keeps searching while another object commits must end up on the last commit: a commit
+    landing while the reader loads the previous one, or two commits within one file-system timestamp tick,
+    once left it on a stale state until some later commit."""
+    path = tmp_path / "ix"
+    writer = filled(path, tiny, small_docs[:60], subset(small_encoded, list(range(60))))
+    reader = Index.open(path)
+    query = subset(small_encoded, [0])
+    stop = threading.Event()
+
+    def keep_searching() -> None:
+        while not stop.is_set():
+            reader.search_vectors(query, top_k=5, mode="dense")
+
+    thread = threading.Thread(target=keep_searching)
+    thread.start()
+    try:
+        for i in range(40):
+            writer.delete([small_docs[i].id])
+    finally:
+        stop.set()
+        thread.join()
+    found = ids(reader.search_vectors(query, top_k=60, mode="dense")[0])
+    assert sorted(found) == sorted(d.id for d in small_docs[40:60]) and len(reader) == 20
+
+
+def test_threads_searching_one_index_object_while_it_commits(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    """A server shares one index object between threads: commits and merges on it must not pull segments
+    out from under searches running on other threads."""
+    index = filled(
+        tmp_path / "ix", tiny, small_docs[:20], subset(small_encoded, list(range(20))), max_segments=2
+    )
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def search(t: int) -> None:
+        while not stop.is_set():
+            for mode in ("dense", "sparse", "hybrid"):
+                try:
+                    hits = index.search_vectors(subset(small_encoded, [t]), top_k=30, mode=mode)[0]
+                    assert all(h.doc_id is not None for h in hits)
+                except Exception as exc:
+                    errors.append(f"{mode}: {exc!r}")
+
+    threads = [threading.Thread(target=search, args=(t,)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for start in range(20, 120, 10):  # every add merges (max_segments 2), every delete writes a tombstone
+            index.add_encoded(
+                small_docs[start : start + 10], subset(small_encoded, list(range(start, start + 10)))
+            )
+            index.delete([small_docs[start - 20].id])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert len(index) == 120 - 10
 
 
 def test_single_writer_lock(

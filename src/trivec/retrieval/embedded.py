@@ -55,6 +55,7 @@ from trivec.retrieval.segment import (
     SegmentWriter,
     fsync_dir,
 )
+from trivec.retrieval.snapshot import Snapshot
 from trivec.retrieval.sparse_scorer import SparseScorer, SparseScores
 
 SEGMENTS = "segments"
@@ -168,7 +169,8 @@ class EmbeddedIndex(Index):
         self.segments = segments
         self._deleted = deleted
         self._rebuild_views()
-        self._stamp = self._manifest_stamp()
+        # not the file's stamp now: a commit may have landed since `body` was read; the next refresh checks
+        self._stamp: bytes | None = None
 
     def _prefault_in_background(self) -> None:
         """Map the random-access files of new segments into memory on a background thread (see
@@ -189,37 +191,24 @@ class EmbeddedIndex(Index):
         self._prefault_in_background()
         if any(seg.has_sparse or seg.has_colbert for seg in self.segments):
             _warm_up_kernels()
-        self._bases = np.cumsum([0] + [s.rows for s in self.segments]).astype(np.int64)
-        self._live: list[np.ndarray | None] = []
-        self._dead: list[np.ndarray | None] = []  # deleted rows per segment, for the sparse scorer
-        self._selectors: list[Any] = []
-        for seg in self.segments:
-            deleted = self._deleted.get(seg.name)
-            if deleted is not None and deleted.size:
-                live = np.ones(seg.rows, dtype=bool)
-                live[deleted] = False
-                self._live.append(live)
-                self._dead.append(np.asarray(deleted, dtype=np.int64))
-            else:
-                self._live.append(None)
-                self._dead.append(None)
-            self._selectors.append(None)
-        self._locate_cache: dict[str, list[tuple[int, int]]] | None = None
+        self._snap = Snapshot.build(self.segments, self._deleted)  # one assignment: searches see old or new
 
-    def _manifest_stamp(self) -> tuple[int, int, int]:
+    def _manifest_stamp(self) -> bytes:
+        """The manifest's bytes (a few KB; reading them costs ≈ 10 µs). Not `stat`: two commits within the
+        file system's timestamp tick can leave the same size, mtime and even inode (reused by the rename),
+        and a reader would then never see the second commit."""
         try:
-            st = os.stat(self.directory / MANIFEST)
+            return (self.directory / MANIFEST).read_bytes()
         except FileNotFoundError:
-            return (0, 0, 0)
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+            return b""
 
     def refresh(self) -> bool:
         """Load the latest commit if another process made one (not while this one has pending changes)."""
         if self._lock.held or self._dirty:
             return False
-        if self._manifest_stamp() == self._stamp:
-            return False
         stamp = self._manifest_stamp()
+        if stamp == self._stamp:
+            return False
 
         def load() -> bool:
             body = read_manifest(self.directory)
@@ -397,7 +386,7 @@ class EmbeddedIndex(Index):
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None
         self._body["segments"].append(record)
-        self.segments.append(Segment(self.directory / SEGMENTS / record["name"], record))
+        self.segments = [*self.segments, Segment(self.directory / SEGMENTS / record["name"], record)]
         self._body["chunks"] += chunks
         self._body["documents"] += documents
         self._body["chunked"] = bool(self._body.get("chunked")) or chunked
@@ -414,7 +403,7 @@ class EmbeddedIndex(Index):
         return stored
 
     def _check_absent(self, chunks: Sequence[Chunk]) -> None:
-        present = self._locate()
+        present = self._snap.locate()
         clash = [d for d in dict.fromkeys(c.doc_id for c in chunks) if d in present]
         if clash:
             raise InputError(
@@ -455,7 +444,7 @@ class EmbeddedIndex(Index):
 
     def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int:
         with self._operation():
-            present = self._locate()
+            present = self._snap.locate()
             missing = [d for d in doc_ids if d not in present]
             if missing and not upsert:
                 raise InputError(
@@ -472,7 +461,7 @@ class EmbeddedIndex(Index):
         if not ids:
             raise InputError("no document ids to delete")
         with self._operation():
-            present = self._locate()
+            present = self._snap.locate()
             missing = [d for d in dict.fromkeys(ids) if d not in present]
             if missing and not missing_ok:
                 raise InputError(f"unknown document id(s): {_sample(missing)}")
@@ -482,7 +471,7 @@ class EmbeddedIndex(Index):
     def _mark_deleted(self, doc_ids: Sequence[str]) -> int:
         if not doc_ids:
             return 0
-        present = self._locate()
+        present = self._snap.locate()
         per_segment: dict[int, list[int]] = {}
         for doc_id in doc_ids:
             for seg_index, row in present[doc_id]:
@@ -533,7 +522,7 @@ class EmbeddedIndex(Index):
         writer = self._new_writer(full_dim)
         try:
             for i in chosen:
-                seg, live = self.segments[i], self._live[i]
+                seg, live = self.segments[i], self._snap.live[i]
                 rows = np.flatnonzero(live) if live is not None else np.arange(seg.rows)
                 sparse_all = seg.sparse_vectors(rows) if seg.has_sparse else None
                 for start in range(0, rows.shape[0], 4096):
@@ -561,29 +550,18 @@ class EmbeddedIndex(Index):
         self._dirty = True
 
     # ------------------------------------------------------------------ lookup
-    def _locate(self) -> dict[str, list[tuple[int, int]]]:
-        """doc id → live (segment, row) pairs."""
-        if self._locate_cache is None:
-            out: dict[str, list[tuple[int, int]]] = {}
-            for i, seg in enumerate(self.segments):
-                live = self._live[i]
-                for row, doc_id in enumerate(seg.doc_ids()):
-                    if live is None or live[row]:
-                        out.setdefault(doc_id, []).append((i, row))
-            self._locate_cache = out
-        return self._locate_cache
-
     def get(self, doc_id: str) -> list[Chunk]:
         self.refresh()
-        rows = self._locate().get(doc_id)
+        snap = self._snap
+        rows = snap.locate().get(doc_id)
         if rows is None:
             raise InputError(f"unknown document id {doc_id!r}")
-        chunks = [self.segments[i].chunk(r) for i, r in rows]
+        chunks = [snap.segments[i].chunk(r) for i, r in rows]
         return sorted(chunks, key=lambda c: c.position)
 
     def doc_ids(self) -> list[str]:
         self.refresh()
-        return list(self._locate())
+        return list(self._snap.locate())
 
     def __len__(self) -> int:
         return int(self._body["documents"])
@@ -599,8 +577,9 @@ class EmbeddedIndex(Index):
     # ------------------------------------------------------------------ search
     def search_encoded(self, encoded: EncodeResult, plan: SearchPlan) -> list[list[Hit]]:
         self.refresh()
+        snap = self._snap  # this search reads one commit, whatever another thread does meanwhile
         queries = _count(encoded)
-        if queries == 0 or not self.segments:
+        if queries == 0 or not snap.segments:
             return [[] for _ in range(queries)]
         grouped = bool(self._body.get("chunked"))
         depth = plan.candidates if (grouped or plan.mode in ("colbert", "hybrid")) else plan.top_k
@@ -611,24 +590,25 @@ class EmbeddedIndex(Index):
             dense_queries = np.asarray(encoded.dense, dtype=np.float32)
             # the graph walk (faiss / BLAS, GIL released) runs on a worker beside the sparse stage
             if use_sparse and _CORES > 1:
-                dense_job = _first_stage_pool().submit(self._dense_top, dense_queries, depth)
+                dense_job = _first_stage_pool().submit(self._dense_top, snap, dense_queries, depth)
             else:
-                dense_top = self._dense_top(dense_queries, depth)
-        self._sparse.prune({seg.name for seg in self.segments})
+                dense_top = self._dense_top(snap, dense_queries, depth)
+        self._sparse.prune({seg.name for seg in snap.segments})
         out: list[list[Hit]] = []
         for q in range(queries):
             with (
-                self._sparse_accumulate(encoded.sparse[q])
+                self._sparse_accumulate(snap, encoded.sparse[q])
                 if use_sparse and encoded.sparse
                 else contextlib.nullcontext(None)
             ) as accum:
                 if dense_job is not None:
                     dense_top, dense_job = dense_job.result(), None
-                out.append(self._search_one(encoded, q, plan, depth, grouped, dense_top, accum))
+                out.append(self._search_one(snap, encoded, q, plan, depth, grouped, dense_top, accum))
         return out
 
     def _search_one(
         self,
+        snap: Snapshot,
         encoded: EncodeResult,
         q: int,
         plan: SearchPlan,
@@ -641,58 +621,46 @@ class EmbeddedIndex(Index):
         if plan.mode == "dense":
             assert dense_top is not None
             rows, values = dense_top[q]
-            return self._hits(rows, values, {"dense": values}, plan.top_k, grouped)
+            return self._hits(snap, rows, values, {"dense": values}, plan.top_k, grouped)
         if plan.mode == "sparse":
             assert accum is not None
-            rows, values = self._sparse_top(accum, depth)
-            return self._hits(rows, values, {"sparse": values}, plan.top_k, grouped)
+            rows, values = self._sparse_top(snap, accum, depth)
+            return self._hits(snap, rows, values, {"sparse": values}, plan.top_k, grouped)
         lists = []
         if dense_top is not None:
             lists.append(dense_top[q][0][:depth])
         if "sparse" in plan.first_stage and accum is not None:
-            lists.append(self._sparse_top(accum, depth)[0])
+            lists.append(self._sparse_top(snap, accum, depth)[0])
         candidates = _union(lists)
         per_mode: dict[str, np.ndarray] = {}
         if "dense" in plan.score_modes or plan.mode == "colbert":
             assert encoded.dense is not None
             # every candidate scored the same way, whichever list found it (the first stage's BLAS or
             # faiss scores differ from these in the last bits, and would flip near-ties)
-            per_mode["dense"] = self._dense_scores(encoded.dense[q], candidates)
+            per_mode["dense"] = self._dense_scores(snap, encoded.dense[q], candidates)
         if accum is not None:
-            per_mode["sparse"] = self._sparse_scores(accum, candidates)
+            per_mode["sparse"] = self._sparse_scores(snap, accum, candidates)
         if "colbert" in plan.score_modes:
             assert encoded.colbert is not None
-            per_mode["colbert"] = self._colbert_scores(encoded.colbert[q], candidates)
+            per_mode["colbert"] = self._colbert_scores(snap, encoded.colbert[q], candidates)
         scored = {m: per_mode[m] for m in plan.score_modes}
         fused = fuse(scored, plan.fusion, plan.weights)
         order = top_k(fused, candidates.shape[0])
         return self._hits(
-            candidates[order], fused[order], {m: v[order] for m, v in per_mode.items()}, plan.top_k, grouped
+            snap,
+            candidates[order],
+            fused[order],
+            {m: v[order] for m, v in per_mode.items()},
+            plan.top_k,
+            grouped,
         )
 
-    def _where(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seg = np.searchsorted(self._bases, rows, side="right") - 1
-        return seg, rows - self._bases[seg]
-
-    def _selector(self, i: int) -> Any:
-        live = self._live[i]
-        if live is None:
-            return None
-        if self._selectors[i] is None:
-            faiss = importlib.import_module("faiss")
-
-            bits = np.packbits(live, bitorder="little")
-            selector = faiss.IDSelectorBitmap(live.shape[0], faiss.swig_ptr(bits))
-            selector.bits_ref = bits  # keep the bitmap alive with the selector
-            self._selectors[i] = selector
-        return self._selectors[i]
-
-    def _dense_top(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _dense_top(self, snap: Snapshot, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query: (global rows, scores) of the top `k` live rows, best first."""
         per_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(queries.shape[0])]
-        for i, seg in enumerate(self.segments):
+        for i, seg in enumerate(snap.segments):
             assert seg.dense is not None
-            live = self._live[i]
+            live = snap.live[i]
             ann = seg.ann()
             if ann is not None:
                 faiss = importlib.import_module("faiss")
@@ -702,7 +670,7 @@ class EmbeddedIndex(Index):
                     params: Any = faiss.SearchParametersHNSW(efSearch=max(self.settings.hnsw_ef_search, kk))
                 else:
                     params = faiss.SearchParametersIVF(nprobe=self.settings.ivf_nprobe)
-                selector = self._selector(i)
+                selector = snap.selector(i)
                 if selector is not None:
                     params.sel = selector
                 scores, rows = ann.search(queries, kk, params=params)
@@ -712,7 +680,7 @@ class EmbeddedIndex(Index):
                     found = rows[q][ok]
                     # a graph over fp16 copies finds the rows; their scores come from the stored float32 vectors
                     values = np.einsum("ij,j->i", seg.dense[found], queries[q]) if rescore else scores[q][ok]
-                    per_query[q].append((values.astype(np.float64), found + self._bases[i]))
+                    per_query[q].append((values.astype(np.float64), found + snap.bases[i]))
                 continue
             all_scores = np.asarray(seg.dense) @ queries.T  # [n, Q]
             if live is not None:
@@ -721,76 +689,79 @@ class EmbeddedIndex(Index):
                 column = all_scores[:, q]
                 best = top_k(column, k)
                 best = best[np.isfinite(column[best])]
-                per_query[q].append((column[best].astype(np.float64), best + self._bases[i]))
+                per_query[q].append((column[best].astype(np.float64), best + snap.bases[i]))
         out = []
         for parts in per_query:
             values, rows = merge_top_k(parts, k)
             out.append((rows.astype(np.int64), values))
         return out
 
-    def _by_segment(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """For each segment that global `rows` touch: (segment index, mask over `rows`, its local rows)."""
-        segs, local = self._where(rows)
-        for s in np.unique(segs).tolist():
-            pick = segs == s
-            yield s, pick, local[pick]
-
-    def _dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _dense_scores(self, snap: Snapshot, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.zeros(rows.shape[0], dtype=np.float32)
         q = np.asarray(query, dtype=np.float32)
-        for s, pick, local in self._by_segment(rows):
-            dense = self.segments[s].dense
+        for s, pick, local in snap.by_segment(rows):
+            dense = snap.segments[s].dense
             assert dense is not None
             # einsum, not BLAS: a few hundred rows need no thread pool (and waking OpenBLAS's costs more)
             out[pick] = np.einsum("ij,j->i", dense[local], q)
         return out
 
     @contextlib.contextmanager
-    def _sparse_accumulate(self, query: SparseVector) -> Iterator[list[SparseScores | None]]:
+    def _sparse_accumulate(self, snap: Snapshot, query: SparseVector) -> Iterator[list[SparseScores | None]]:
         """Per segment: lexical matching scores of every row (None: the segment has no sparse vectors),
         valid inside the `with` block."""
         with contextlib.ExitStack() as stack:
             yield [
-                stack.enter_context(self._sparse.scores(seg.name, seg.postings, query, self._dead[i]))
+                stack.enter_context(self._sparse.scores(seg.name, seg.postings, query, snap.dead[i]))
                 if seg.postings is not None
                 else None
-                for i, seg in enumerate(self.segments)
+                for i, seg in enumerate(snap.segments)
             ]
 
-    def _sparse_top(self, accum: list[SparseScores | None], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sparse_top(
+        self, snap: Snapshot, accum: list[SparseScores | None], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         parts = []
         for i, scores in enumerate(accum):
             if scores is not None:
                 rows, values = scores.top(k)
-                parts.append((values, rows + self._bases[i]))
+                parts.append((values, rows + snap.bases[i]))
         values, rows = merge_top_k(parts, k)
         return rows.astype(np.int64), values
 
-    def _sparse_scores(self, accum: list[SparseScores | None], rows: np.ndarray) -> np.ndarray:
+    def _sparse_scores(
+        self, snap: Snapshot, accum: list[SparseScores | None], rows: np.ndarray
+    ) -> np.ndarray:
         out = np.zeros(rows.shape[0], dtype=np.float64)
-        for s, pick, local in self._by_segment(rows):
+        for s, pick, local in snap.by_segment(rows):
             scores = accum[s]
             if scores is not None:
                 out[pick] = scores.at(local)
         return out
 
-    def _colbert_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _colbert_scores(self, snap: Snapshot, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """MaxSim of the candidates: per segment one gather of their token vectors, one decode, one matmul."""
         projected = self.codec.project(query)
         out = np.zeros(rows.shape[0], dtype=np.float32)
-        for s, pick, local in self._by_segment(rows):
-            codes, scales, lengths = self.segments[s].colbert_block(local)
+        for s, pick, local in snap.by_segment(rows):
+            codes, scales, lengths = snap.segments[s].colbert_block(local)
             # int8 rows need their scales; fp16 / fp32 rows go to the matmul as stored (it widens them)
             stored = codes if scales is None else self.codec.decode(codes, scales)
             out[pick] = maxsim_block(projected, stored, lengths)
         return out
 
     def _hits(
-        self, rows: np.ndarray, fused: np.ndarray, per_mode: dict[str, np.ndarray], k: int, grouped: bool
+        self,
+        snap: Snapshot,
+        rows: np.ndarray,
+        fused: np.ndarray,
+        per_mode: dict[str, np.ndarray],
+        k: int,
+        grouped: bool,
     ) -> list[Hit]:
         if not grouped:  # one hit per row: only the first k matter
             rows, fused, per_mode = rows[:k], fused[:k], {m: v[:k] for m, v in per_mode.items()}
-        segs, local = self._where(rows)
+        segs, local = snap.where(rows)
         modes = list(per_mode)
         columns = (
             list(zip(*(per_mode[m].tolist() for m in modes), strict=True)) if modes else [()] * rows.shape[0]
@@ -798,7 +769,7 @@ class EmbeddedIndex(Index):
         hits: list[Hit] = []
         seen: set[str] = set()
         for s, r, score, values in zip(segs.tolist(), local.tolist(), fused.tolist(), columns, strict=True):
-            seg = self.segments[s]
+            seg = snap.segments[s]
             doc_id = None
             if grouped:
                 doc_id = seg.doc_id(r)
@@ -826,7 +797,7 @@ class EmbeddedIndex(Index):
                 for group, files in groups.items():
                     if name in files:
                         sizes[group] += size
-        rows = int(self._bases[-1]) if self.segments else 0
+        rows = self._snap.rows
         return {
             "backend": "embedded",
             "path": str(self.directory),
