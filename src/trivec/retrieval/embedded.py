@@ -192,6 +192,7 @@ class EmbeddedIndex(Index):
         if any(seg.has_sparse or seg.has_colbert for seg in self.segments):
             _warm_up_kernels()
         self._snap = Snapshot.build(self.segments, self._deleted)  # one assignment: searches see old or new
+        self._sparse.prune({seg.name for seg in self.segments})
 
     def _manifest_stamp(self) -> bytes:
         """The manifest's bytes (a few KB; reading them costs ≈ 10 µs). Not `stat`: two commits within the
@@ -593,7 +594,6 @@ class EmbeddedIndex(Index):
                 dense_job = _first_stage_pool().submit(self._dense_top, snap, dense_queries, depth)
             else:
                 dense_top = self._dense_top(snap, dense_queries, depth)
-        self._sparse.prune({seg.name for seg in snap.segments})
         out: list[list[Hit]] = []
         for q in range(queries):
             with (

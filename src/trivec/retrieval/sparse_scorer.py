@@ -219,6 +219,7 @@ class SparseScorer:
     def __init__(self, max_idle: int | None = None) -> None:
         self._lock = threading.Lock()
         self._free: dict[str, list[_Scratch]] = {}
+        self._current: set[str] | None = None  # the segments in use (None: not told yet, keep all)
         self._max_idle = max_idle if max_idle is not None else max(2, os.cpu_count() or 1)
 
     def _take(self, key: str, rows: int) -> _Scratch:
@@ -232,6 +233,8 @@ class SparseScorer:
 
     def _give_back(self, key: str, scratch: _Scratch) -> None:
         with self._lock:
+            if self._current is not None and key not in self._current:
+                return  # its segment was merged away while this search still read it
             free = self._free.setdefault(key, [])
             if len(free) < self._max_idle:  # beyond that, a burst's extra buffers are let go
                 free.append(scratch)
@@ -271,8 +274,10 @@ class SparseScorer:
             self._give_back(key, scratch)
 
     def prune(self, keys: set[str]) -> None:
-        """Drop the buffers of segments that are gone (after a merge)."""
+        """The segments now in use are `keys`: drop the buffers of any other (merged away), now and when a
+        search still reading one gives its buffer back."""
         with self._lock:
+            self._current = set(keys)
             for key in [k for k in self._free if k not in keys]:
                 del self._free[key]
 
