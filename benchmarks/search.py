@@ -807,9 +807,11 @@ def cpu_model() -> str:
         import platform
 
         return platform.processor() or "unknown CPU"
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    name = " ".join(fields.get("model name\t", "unknown CPU").split())
-    flags = set(fields.get("flags\t\t", "").split())
+    fields = {
+        key.strip(): value for key, value in (line.split(":", 1) for line in info.splitlines() if ":" in line)
+    }
+    name = " ".join(fields.get("model name", "unknown CPU").split())
+    flags = set(fields.get("flags", "").split())
     units = [
         u for u, flag in (("AVX-512", "avx512f"), ("AMX", "amx_tile"), ("AVX2", "avx2")) if flag in flags
     ]
