@@ -818,6 +818,17 @@ def cpu_model() -> str:
     return f"{name}, {' + '.join(units[:2]) if units else 'no AVX'}"
 
 
+def ef_list(text: str) -> list[int]:
+    """`--trivec-extra-ef`: comma-separated positive integers ('' for none)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"ef_search values must be ≥ 1, got {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -833,7 +844,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--trivec-extra-ef",
-        type=lambda text: [int(x) for x in text.split(",") if x.strip()],
+        type=ef_list,
         default=[400],
         help="more HNSW ef_search values for trivec's hybrid rows (comma-separated; '' for none)",
     )
