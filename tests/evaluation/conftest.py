@@ -79,4 +79,26 @@ def small_tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     clusters = read_jsonl(DATA / "agnews-clustering" / "clusters.jsonl")
     write_jsonl(root / "clu-small" / "clusters.jsonl", clusters[:60])
     out["clustering"] = root / "clu-small"
+    # the folders' types and languages, as the shared data's tasks.tsv gives them (bitext rows carry `lang`)
+    write_task_index(
+        root,
+        [
+            ("cran-small", "retrieval", "en"),
+            ("trecqa-small", "reranking", "en"),
+            ("sts-small", "sts", "en"),
+            ("pairs-small", "pair-classification", "en"),
+            ("bitext-small", "bitext", "multi"),
+            ("cls-small", "classification", "zh"),
+            ("clu-small", "clustering", "en"),
+        ],
+    )
     return out
+
+
+def write_task_index(root: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
+    """`root/tasks.tsv` (folder, type, languages) with its header, as in the shared data."""
+    path = root / "tasks.tsv"
+    path.write_text(
+        "folder\ttype\tlanguages\n" + "".join("\t".join(row) + "\n" for row in rows), encoding="utf-8"
+    )
+    return path

@@ -186,7 +186,9 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     (folder / "pairs.jsonl").write_text(
         '{"sentence1": "a", "sentence2": "b", "score": 1}\n{oops\n', encoding="utf-8"
     )
-    broken = runner.invoke(app, ["eval", "--task-dir", str(folder), "--output", str(tmp_path / "o")])
+    broken = runner.invoke(
+        app, ["eval", "--task-dir", str(folder), "--language", "en", "--output", str(tmp_path / "o")]
+    )
     assert broken.exit_code == 2 and "pairs.jsonl:2: invalid JSON" in broken.output
     listed = runner.invoke(app, ["eval", "--list-tasks", "--tasks", "type:reranking"])
     assert listed.exit_code == 0 and listed.output.strip() == "trecqa\treranking\ten\tmap"

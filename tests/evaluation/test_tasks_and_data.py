@@ -33,16 +33,24 @@ def registry() -> list:
 
 def test_every_evaluation_folder_is_registered(registry: list) -> None:
     folders = {t.path.name for t in registry}
-    training_only = {"flagembedding-examples", "text2vec-zh-train"}
+    index = [line.split("\t") for line in (DATA / "tasks.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    training = {folder for folder, kind, _ in index if kind == "training"}
+    assert {"flagembedding-examples", "text2vec-zh-train", "jaquad-train", "piaf-train"} <= training
     on_disk = {p.name for p in DATA.iterdir() if p.is_dir()}
-    assert folders == on_disk - training_only
+    assert folders == on_disk - training
     by_type = {kind: [t.name for t in registry if t.type == kind] for kind in TaskType}
-    assert set(by_type[TaskType.RETRIEVAL]) == {
-        "vaswani-npl",
-        "cranfield",
-        "cacm",
-        "lisa",
-        "cmrc2018-trial-retrieval",
+    assert {t.name: t.languages for t in registry if t.type == TaskType.RETRIEVAL} == {
+        "vaswani-npl": ("en",),
+        "cranfield": ("en",),
+        "cacm": ("en",),
+        "lisa": ("en",),
+        "cmrc2018-trial-retrieval": ("zh",),
+        "jaquad-dev-retrieval": ("ja",),
+        "tquad-dev-retrieval": ("tr",),
+        "iapp-wiki-qa-dev-retrieval": ("th",),
+        "tydiqa-id-dev-retrieval": ("id",),
+        "arcd-test-retrieval": ("ar",),
+        "parsinlu-rc-dev-retrieval": ("fa",),
     }
     assert by_type[TaskType.RERANKING] == ["trecqa"]
     assert "stsb-multi-mt-de" in by_type[TaskType.STS] and "semeval-sts-2014" in by_type[TaskType.STS]
@@ -99,7 +107,7 @@ def test_infer_task_type_of_each_layout(tmp_path: Path) -> None:
         infer_task_type(tmp_path)
 
 
-def test_task_from_dir_splits_languages_and_guesses_chinese(tmp_path: Path) -> None:
+def test_task_from_dir_splits_languages_and_never_guesses(tmp_path: Path) -> None:
     rows = [
         {"sentence1": "a b", "sentence2": "a c", "score": 3.0, "lang": "en"},
         {"sentence1": "x", "sentence2": "y", "score": 1.0, "lang": "en"},
@@ -117,7 +125,9 @@ def test_task_from_dir_splits_languages_and_guesses_chinese(tmp_path: Path) -> N
         tmp_path / "zh" / "clusters.jsonl",
         [{"text": "北京天安门", "label": "a"}, {"text": "上海", "label": "b"}],
     )
-    assert task_from_dir(tmp_path / "zh")[0].languages == ("zh",)
+    with pytest.raises(InputError, match=r"no language for this clustering task: pass --language"):
+        task_from_dir(tmp_path / "zh")  # Chinese-looking text is not a language: Japanese uses the same
+    assert task_from_dir(tmp_path / "zh", language="zh")[0].languages == ("zh",)
 
 
 def test_builtin_loaders_read_the_real_data(registry: list) -> None:
@@ -147,7 +157,7 @@ def _retrieval_dir(tmp_path: Path) -> Path:
 
 
 def test_retrieval_loader_accepts_a_good_folder(tmp_path: Path) -> None:
-    data = load_retrieval(task_from_dir(_retrieval_dir(tmp_path))[0])
+    data = load_retrieval(task_from_dir(_retrieval_dir(tmp_path), language="en")[0])
     assert data.corpus_texts == ["alpha", "t beta"]
     assert data.qrels == {"q1": {"d1": 1}}
 
@@ -194,7 +204,7 @@ def test_malformed_retrieval_files_name_file_and_line(
 def test_malformed_candidates_name_file_and_line(tmp_path: Path) -> None:
     folder = _retrieval_dir(tmp_path)
     write_jsonl(folder / "candidates.jsonl", [{"query-id": "q1", "candidates": ["d1", "nope"]}])
-    task = task_from_dir(folder)[0]
+    task = task_from_dir(folder, language="en")[0]
     assert task.type == TaskType.RERANKING
     with pytest.raises(InputError, match=r"candidates.jsonl:1: candidate 'nope' is not in corpus.jsonl"):
         load_reranking(task)

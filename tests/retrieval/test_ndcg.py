@@ -72,10 +72,11 @@ def ndcg10(qrels: dict[str, dict[str, int]], run: Run) -> float:
 
 
 def evaluation_ndcg(embedder: Embedder, folder: Path, modes: str, max_length: int) -> dict[str, float]:
-    from trivec.evaluation import evaluate
+    from trivec.evaluation import evaluate, task_from_dir
 
+    tasks = task_from_dir(folder, language="en")  # a Cranfield slice: English
     (result,) = evaluate(
-        embedder, tasks=[folder], modes=modes, max_length=max_length, progress=False, report=False
+        embedder, tasks=tasks, modes=modes, max_length=max_length, progress=False, report=False
     )
     return {mode: scores["ndcg_at_10"] for mode, scores in result["scores"].items()}
 

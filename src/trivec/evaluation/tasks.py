@@ -1,11 +1,14 @@
 """The task registry: every evaluation set under a data directory, with its type, languages and protocol.
 
-A task is one folder in the layouts of `shared/data/README.md` (task name = folder name). Folders whose rows
-carry a `lang` field are split into one task per language (`stsb-multi-mt-de`, `tatoeba-bitext-deu`,
-`amazon-counterfactual-ja`); `semeval-sts` is split per year like MTEB's STS12–STS16; folders that hold two
-kinds of data (`banking77`: classification + `clusters.jsonl`) give a second task with a suffix. Folders that
-hold training data only are not tasks. Any folder in the same layouts elsewhere on disk becomes a task with
-`task_from_dir` (its type inferred from the files, or given).
+A task is one folder in the layouts of `shared/data/README.md` (task name = folder name). The data directory's
+`tasks.tsv` (folder, task type, ISO 639-1 languages or `multi`) says which folders are tasks, of what type and in
+which languages; folders it lists as `training` are never tasks. trivec adds the protocol of the folders it
+knows (`_PROTOCOLS`: splits, classification draws, second tasks). Folders whose rows carry a `lang` field are
+split into one task per language (`stsb-multi-mt-de`, `tatoeba-bitext-deu`, `amazon-counterfactual-ja`);
+`semeval-sts` is split per year like MTEB's STS12–STS16; folders that hold two kinds of data (`banking77`:
+classification + `clusters.jsonl`) give a second task with a suffix. Any folder in the same layouts elsewhere on
+disk becomes a task with `task_from_dir` (type inferred from the files, or given; language given, from its rows'
+`lang`, or from a `tasks.tsv` beside it — never guessed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
+from trivec.evaluation.languages import language_code
 from trivec.io import iter_jsonl
 
 
@@ -47,17 +51,6 @@ MAIN_SCORE: dict[TaskType, str] = {
     TaskType.BITEXT: "f1",
 }
 
-# fmt: off
-# ISO 639-3 (Tatoeba) → ISO 639-1 where one exists; yue (Cantonese) is filed under zh like C-MTEB does.
-ISO3_TO_ISO1: dict[str, str] = {
-    "ara": "ar", "ben": "bn", "bul": "bg", "ces": "cs", "cmn": "zh", "dan": "da", "deu": "de", "ell": "el",
-    "eng": "en", "fin": "fi", "fra": "fr", "heb": "he", "hin": "hi", "hun": "hu", "ind": "id", "ita": "it",
-    "jpn": "ja", "kor": "ko", "nld": "nl", "nob": "nb", "pes": "fa", "pol": "pl", "por": "pt", "ron": "ro",
-    "rus": "ru", "spa": "es", "swe": "sv", "swh": "sw", "tam": "ta", "tel": "te", "tha": "th", "tur": "tr",
-    "ukr": "uk", "urd": "ur", "vie": "vi", "yue": "zh", "zsm": "ms",
-}
-# fmt: on
-
 
 @dataclass(frozen=True)
 class Task:
@@ -73,7 +66,7 @@ class Task:
     name: str
     type: TaskType
     path: Path
-    languages: tuple[str, ...] = ("en",)
+    languages: tuple[str, ...]
     main_score: str = ""
     filters: Mapping[str, Any] = field(default_factory=dict)
     split: str | None = None
@@ -86,6 +79,8 @@ class Task:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if not self.languages:
+            raise InputError(f"{self.path}: task {self.name!r} has no language")
         if not self.main_score:
             object.__setattr__(self, "main_score", MAIN_SCORE[self.type])
 
@@ -119,78 +114,49 @@ class Task:
         return out
 
 
-# ----------------------------------------------------------------------------------------------- built-ins
-# Folder name → how its tasks are made. Anything not listed here is inferred from its files.
+# ----------------------------------------------------------------------------------------------- protocols
+# Folder name → how its tasks are made, beyond the type and languages that `tasks.tsv` gives: evaluation split,
+# split per row field, classification draws, a second task from a second file. The first entry's type must be
+# the folder's type in `tasks.tsv`. Folders not listed here get the defaults of their type.
 _C_MTEB_CLASSIFICATION = {"samples_per_label": 32, "n_experiments": 10}
 
-_BUILTIN: dict[str, list[dict[str, Any]]] = {
-    "vaswani-npl": [{"type": TaskType.RETRIEVAL, "languages": ("en",)}],
-    "cranfield": [{"type": TaskType.RETRIEVAL, "languages": ("en",)}],
-    "cacm": [{"type": TaskType.RETRIEVAL, "languages": ("en",)}],
-    "lisa": [{"type": TaskType.RETRIEVAL, "languages": ("en",)}],
-    "cmrc2018-trial-retrieval": [{"type": TaskType.RETRIEVAL, "languages": ("zh",)}],
-    "trecqa": [{"type": TaskType.RERANKING, "languages": ("en",)}],
+_PROTOCOLS: dict[str, list[dict[str, Any]]] = {
     "stsb-multi-mt": [{"type": TaskType.STS, "split_by": "lang", "split": "test"}],
-    "semeval-sts": [{"type": TaskType.STS, "languages": ("en",), "split_by": "year", "split": "test"}],
-    "sick": [{"type": TaskType.STS, "languages": ("en",), "split": "test", "description": "SICK-R"}],
-    "stsb-zh-cnsd": [{"type": TaskType.STS, "languages": ("zh",), "split": "test"}],
-    "mrpc": [{"type": TaskType.PAIR_CLASSIFICATION, "languages": ("en",), "split": "test"}],
+    "semeval-sts": [{"type": TaskType.STS, "split_by": "year", "split": "test"}],
+    "sick": [{"type": TaskType.STS, "split": "test", "description": "SICK-R"}],
+    "stsb-zh-cnsd": [{"type": TaskType.STS, "split": "test"}],
+    "mrpc": [{"type": TaskType.PAIR_CLASSIFICATION, "split": "test"}],
     # C-MTEB scores its pair-classification tasks (Ocnli, Cmnli) by max accuracy
     "ocnli": [
-        {
-            "type": TaskType.PAIR_CLASSIFICATION,
-            "languages": ("zh",),
-            "label_field": "binary_label",
-            "main_score": "max_accuracy",
-        }
+        {"type": TaskType.PAIR_CLASSIFICATION, "label_field": "binary_label", "main_score": "max_accuracy"}
     ],
-    "bustm": [
-        {
-            "type": TaskType.PAIR_CLASSIFICATION,
-            "languages": ("zh",),
-            "split": "test",
-            "main_score": "max_accuracy",
-        }
-    ],
+    "bustm": [{"type": TaskType.PAIR_CLASSIFICATION, "split": "test", "main_score": "max_accuracy"}],
     "tatoeba-bitext": [{"type": TaskType.BITEXT, "split_by": "lang"}],
     "banking77": [
-        {"type": TaskType.CLASSIFICATION, "languages": ("en",), "samples_per_label": 8},
-        {
-            "type": TaskType.CLUSTERING,
-            "languages": ("en",),
-            "suffix": "-clustering",
-            "file": "clusters.jsonl",
-        },
+        {"type": TaskType.CLASSIFICATION, "samples_per_label": 8},
+        {"type": TaskType.CLUSTERING, "suffix": "-clustering", "file": "clusters.jsonl"},
     ],
     "amazon-counterfactual": [
         {"type": TaskType.CLASSIFICATION, "split_by": "lang", "samples_per_label": 32, "n_experiments": 10}
     ],
-    "tnews": [{"type": TaskType.CLASSIFICATION, "languages": ("zh",), **_C_MTEB_CLASSIFICATION}],
-    "iflytek": [
-        {"type": TaskType.CLASSIFICATION, "languages": ("zh",), "samples_per_label": 32, "n_experiments": 5}
-    ],
-    "eprstmt": [{"type": TaskType.CLASSIFICATION, "languages": ("zh",), **_C_MTEB_CLASSIFICATION}],
-    "waimai": [{"type": TaskType.CLASSIFICATION, "languages": ("zh",), **_C_MTEB_CLASSIFICATION}],
+    "tnews": [{"type": TaskType.CLASSIFICATION, **_C_MTEB_CLASSIFICATION}],
+    "iflytek": [{"type": TaskType.CLASSIFICATION, "samples_per_label": 32, "n_experiments": 5}],
+    "eprstmt": [{"type": TaskType.CLASSIFICATION, **_C_MTEB_CLASSIFICATION}],
+    "waimai": [{"type": TaskType.CLASSIFICATION, **_C_MTEB_CLASSIFICATION}],
     "online-shopping": [
-        {"type": TaskType.CLASSIFICATION, "languages": ("zh",), **_C_MTEB_CLASSIFICATION},
-        {
-            "type": TaskType.CLUSTERING,
-            "languages": ("zh",),
-            "suffix": "-clustering",
-            "file": "clusters.jsonl",
-        },
+        {"type": TaskType.CLASSIFICATION, **_C_MTEB_CLASSIFICATION},
+        {"type": TaskType.CLUSTERING, "suffix": "-clustering", "file": "clusters.jsonl"},
     ],
-    "chnsenticorp-htl": [{"type": TaskType.CLASSIFICATION, "languages": ("zh",), **_C_MTEB_CLASSIFICATION}],
+    "chnsenticorp-htl": [{"type": TaskType.CLASSIFICATION, **_C_MTEB_CLASSIFICATION}],
     "agnews-clustering": [
-        {"type": TaskType.CLUSTERING, "languages": ("en",)},
-        {"type": TaskType.CLUSTERING, "languages": ("en",), "suffix": "-p2p", "text_field": "text_p2p"},
+        {"type": TaskType.CLUSTERING},
+        {"type": TaskType.CLUSTERING, "suffix": "-p2p", "text_field": "text_p2p"},
     ],
-    "csldcp-clustering": [{"type": TaskType.CLUSTERING, "languages": ("zh",)}],
-    "thucnews-titles-clustering": [{"type": TaskType.CLUSTERING, "languages": ("zh",)}],
 }
 
-# Split-by field → language mapping of its values.
-_LANG_ALIASES = {"en-ext": "en"}
+TASK_INDEX = "tasks.tsv"
+TRAINING = "training"  # the type `tasks.tsv` gives folders of training data: never evaluation tasks
+MULTI = "multi"  # the languages `tasks.tsv` gives folders whose rows carry their own `lang`
 
 
 def default_data_dir() -> Path:
@@ -206,6 +172,75 @@ def default_data_dir() -> Path:
     return Path.cwd().parent / "shared" / "data"
 
 
+# ----------------------------------------------------------------------------------------------- tasks.tsv
+@dataclass(frozen=True)
+class IndexEntry:
+    """One line of `tasks.tsv`: a folder's type (None = training data) and languages (None = `multi`)."""
+
+    folder: str
+    type: TaskType | None
+    languages: tuple[str, ...] | None
+    where: str  # "path:line", for messages
+
+
+def read_task_index(data_dir: str | os.PathLike[str]) -> dict[str, IndexEntry] | None:
+    """`{folder: entry}` from `data_dir/tasks.tsv` (None when there is none); malformed lines name file and line.
+
+    Columns: folder, task type (`retrieval`, `reranking`, `sts`, `pair-classification`, `bitext`,
+    `classification`, `clustering`, or `training`), languages (ISO 639-1 codes separated by spaces or commas, or
+    `multi`: per-row `lang` fields). A first line starting with `folder` is a header; `#` lines are comments.
+    """
+    path = Path(data_dir) / TASK_INDEX
+    if not path.is_file():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    kinds = ", ".join([*(t.value for t in TaskType), TRAINING])
+    index: dict[str, IndexEntry] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in raw.split("\t")]
+        if not index and parts[0].lower() == "folder":
+            continue
+        where = f"{path}:{number}"
+        if len(parts) != 3 or not all(parts):
+            raise InputError(
+                f"{where}: expected 3 tab-separated fields (folder, type, languages), got {raw!r}"
+            )
+        folder, type_text, language_text = parts
+        if folder in index:
+            raise InputError(f"{where}: folder {folder!r} is listed twice (first at {index[folder].where})")
+        kind: TaskType | None
+        if type_text == TRAINING:
+            kind = None
+        else:
+            try:
+                kind = TaskType(type_text)
+            except ValueError:
+                raise InputError(
+                    f"{where}: unknown task type {type_text!r}; expected one of {kinds}"
+                ) from None
+        codes = language_text.replace(",", " ").split()
+        languages: tuple[str, ...] | None
+        if codes == [MULTI]:
+            languages = None
+        else:
+            languages = tuple(dict.fromkeys(language_code(code, where) for code in codes))
+        index[folder] = IndexEntry(folder, kind, languages, where)
+    return index
+
+
+def _index_entry(folder: Path) -> IndexEntry | None:
+    """The `tasks.tsv` line of `folder` in its parent directory, if any."""
+    index = read_task_index(folder.parent)
+    return index.get(folder.name) if index is not None else None
+
+
+# ----------------------------------------------------------------------------------------------- registry
 def _distinct_values(path: Path, key: str) -> list[Any]:
     seen: dict[Any, None] = {}
     for number, row in iter_jsonl(path):
@@ -232,19 +267,54 @@ def _data_file(folder: Path, task_type: TaskType, file: str | None) -> Path:
     )
 
 
-def _expand(folder: Path, spec: Mapping[str, Any], name: str | None = None) -> list[Task]:
-    """Turn one registry entry into tasks (one per value of `split_by`, if any)."""
+def _rows_have_lang(folder: Path, kind: TaskType, file: str | None = None) -> bool:
+    """Whether the first row of a folder's text file has a `lang` field (types whose rows can be split)."""
+    if kind not in (TaskType.STS, TaskType.PAIR_CLASSIFICATION, TaskType.BITEXT, TaskType.CLASSIFICATION):
+        return False
+    path = _data_file(folder, kind, file)
+    if not path.is_file():
+        return False
+    first = next(iter_jsonl(path), None)
+    return first is not None and "lang" in first[1]
+
+
+def _no_language(folder: Path, kind: TaskType, where: str | None) -> InputError:
+    listed = f" ({where} gives no language)" if where else ""
+    rows = (
+        ""
+        if kind in (TaskType.RETRIEVAL, TaskType.RERANKING, TaskType.CLUSTERING)
+        else ", give its rows a 'lang' field"
+    )
+    return InputError(
+        f"{folder}: no language for this {kind.value} task{listed}: pass --language with its ISO 639-1 code "
+        f"(e.g. --language ja){rows} or list the folder in a {TASK_INDEX} beside it"
+    )
+
+
+def _expand(
+    folder: Path,
+    spec: Mapping[str, Any],
+    name: str | None = None,
+    allowed: tuple[str, ...] | None = None,
+    where: str | None = None,
+) -> list[Task]:
+    """Turn one protocol entry into tasks (one per value of `split_by`, if any); `lang` values must be in `allowed`."""
     spec = dict(spec)
     split_by = spec.pop("split_by", None)
     suffix = spec.pop("suffix", "")
     base = (name or folder.name) + suffix
     if split_by is None:
         return [Task(name=base, path=folder, **spec)]
+    data_file = _data_file(folder, spec["type"], spec.get("file"))
     tasks = []
-    for value in _distinct_values(_data_file(folder, spec["type"], spec.get("file")), split_by):
+    for value in _distinct_values(data_file, split_by):
         if split_by == "lang":
-            code = str(value)
-            lang = ISO3_TO_ISO1.get(code, _LANG_ALIASES.get(code, code))
+            lang = language_code(value, f"{data_file} (field 'lang')")
+            if allowed is not None and lang not in allowed:
+                raise InputError(
+                    f"{data_file}: rows in language {value!r} ({lang}), which {where or TASK_INDEX} does not "
+                    f"list ({' '.join(allowed)})"
+                )
             languages: tuple[str, ...] = (lang, "en") if spec["type"] == TaskType.BITEXT else (lang,)
             extra: dict[str, Any] = {"languages": languages}
         else:
@@ -255,21 +325,55 @@ def _expand(folder: Path, spec: Mapping[str, Any], name: str | None = None) -> l
     return tasks
 
 
+def _registered(
+    folder: Path, kind: TaskType, languages: tuple[str, ...] | None, where: str | None
+) -> list[Task]:
+    """Tasks of a data-directory folder: its protocol (or its type's defaults) with the index's languages."""
+    specs = _PROTOCOLS.get(folder.name) or [{"type": kind}]
+    if specs[0]["type"] != kind:
+        raise InputError(
+            f"{where or folder}: {folder.name} is listed as {kind.value}, but trivec evaluates it as "
+            f"{specs[0]['type'].value}"
+        )
+    tasks: list[Task] = []
+    for protocol in specs:
+        spec = dict(protocol)
+        if "split_by" not in spec and _rows_have_lang(folder, spec["type"], spec.get("file")):
+            spec["split_by"] = "lang"
+        if spec.get("split_by") != "lang":
+            if languages is None:
+                raise _no_language(folder, spec["type"], where)
+            spec["languages"] = languages
+        tasks.extend(_expand(folder, spec, allowed=languages, where=where))
+    return tasks
+
+
 def builtin_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[Task]:
-    """Every task under `data_dir` (default: `default_data_dir()`), sorted by type then name."""
+    """Every task under `data_dir` (default: `default_data_dir()`), sorted by type then name.
+
+    With a `tasks.tsv` there, its folders are the tasks (`training` ones excepted) with its types and languages.
+    Without one, each folder's type comes from trivec's protocol or its files and its languages from its rows'
+    `lang` field; a folder in an evaluation layout with no language is an error.
+    """
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if not root.is_dir():
         raise InputError(f"{root}: data directory not found (set TRIVEC_SHARED or pass --data-dir)")
+    index = read_task_index(root)
     tasks: list[Task] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if folder.name in _BUILTIN:
-            for spec in _BUILTIN[folder.name]:
-                tasks.extend(_expand(folder, spec))
-            continue
-        try:
-            tasks.extend(task_from_dir(folder, expand=True))
-        except InputError:
-            continue  # training data or an unknown layout: not a task
+        if index is not None:
+            entry = index.get(folder.name)
+            if entry is None or entry.type is None:
+                continue  # not indexed, or training data: not a task
+            tasks.extend(_registered(folder, entry.type, entry.languages, entry.where))
+        elif folder.name in _PROTOCOLS:
+            tasks.extend(_registered(folder, _PROTOCOLS[folder.name][0]["type"], None, None))
+        else:
+            try:
+                kind = infer_task_type(folder)
+            except InputError:
+                continue  # training data or an unknown layout: not a task
+            tasks.extend(task_from_dir(folder, kind))
     order = list(TaskType)
     return sorted(tasks, key=lambda t: (order.index(t.type), t.name))
 
@@ -333,49 +437,41 @@ def task_from_dir(
     language: str | None = None,
     expand: bool = True,
 ) -> list[Task]:
-    """Tasks of a folder anywhere on disk (same layouts as the shared data); one per `lang` value if rows have one."""
+    """Tasks of a folder anywhere on disk (same layouts as the shared data); one per `lang` value if rows have one.
+
+    The type is `task_type`, else the folder's line in a `tasks.tsv` beside it, else inferred from its files. The
+    language is `language` (an ISO 639-1 code), else that `tasks.tsv` line's; rows with a `lang` field give one
+    task per language instead. No language at all is an `InputError` asking for one (no guessing: scripts are
+    shared by many languages). A folder `tasks.tsv` lists as training data is not a task.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: task directory not found")
-    kind = TaskType(task_type) if task_type is not None else infer_task_type(folder)
+    explicit = language_code(language, "--language") if language is not None else None
+    entry = _index_entry(folder)
+    if task_type is not None:
+        kind = TaskType(task_type)
+    elif entry is not None and entry.type is None:
+        raise InputError(f"{folder}: {entry.where} lists it as training data, not an evaluation task")
+    elif entry is not None and entry.type is not None:
+        kind = entry.type
+    else:
+        kind = infer_task_type(folder)
     spec: dict[str, Any] = {"type": kind}
     if kind in (TaskType.STS, TaskType.PAIR_CLASSIFICATION):
         spec["split"] = None
     data_file = _data_file(folder, kind, None)
     if not data_file.is_file():
         raise InputError(f"{folder}: {data_file.name} is missing for a {kind.value} task")
-    if expand and kind in (
-        TaskType.STS,
-        TaskType.PAIR_CLASSIFICATION,
-        TaskType.BITEXT,
-        TaskType.CLASSIFICATION,
-    ):
-        first = next(iter_jsonl(data_file), None)
-        if first is not None and "lang" in first[1]:
-            spec["split_by"] = "lang"
-    if "split_by" not in spec:
-        spec["languages"] = (language or guess_language(folder, kind),)
-    elif language:
-        spec["languages"] = (language,)
+    if expand and _rows_have_lang(folder, kind):
+        spec["split_by"] = "lang"
+        return _expand(folder, spec, name=name)
+    indexed = entry.languages if entry is not None else None
+    languages = (explicit,) if explicit else indexed
+    if not languages:
+        raise _no_language(folder, kind, entry.where if entry is not None else None)
+    spec["languages"] = languages
     return _expand(folder, spec, name=name)
-
-
-def guess_language(folder: Path, kind: TaskType) -> str:
-    """'zh' when most characters of the first texts are CJK ideographs, else 'en' (only picks the BM25 tokeniser)."""
-    path = _data_file(folder, kind, None)
-    if kind == TaskType.RERANKING:
-        path = folder / "corpus.jsonl"
-    sample: list[str] = []
-    for count, (_, row) in enumerate(iter_jsonl(path)):
-        sample.extend(str(v) for k, v in row.items() if k in ("text", "title", "sentence1", "sentence2"))
-        if count >= 200:
-            break
-    text = "".join(sample)
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return "en"
-    cjk = sum(1 for c in letters if "\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff")
-    return "zh" if cjk / len(letters) > 0.3 else "en"
 
 
 # ----------------------------------------------------------------------------------------------- selection
