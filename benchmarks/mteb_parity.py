@@ -75,8 +75,8 @@ def trivec_side(model: str, out: Path) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     embedder = load_embedder(model)
-    if embedder.query_instruction:
-        raise SystemExit("use a model without a query instruction (the recorded vectors are keyed by text)")
+    if any(embedder.resolve_prompt(name) for name in (None, "query", "document")):
+        raise SystemExit("use a model without prompts (the recorded vectors are keyed by text)")
     encoder = TextEncoder(embedder, record=True)
     settings = EvalSettings(modes=("dense",))
     tasks = select_tasks(list(PLAN), builtin_tasks())
@@ -138,9 +138,9 @@ def mteb_side(out: Path, model: str) -> None:
         """trivec's adapter, serving the vectors trivec's evaluation used instead of running the model."""
 
         def __init__(self) -> None:
-            self.instruction, self.instructions, self.name = None, {}, "trivec/recorded"
+            self.prompts, self.task_prompts, self.name = {}, {}, "trivec/recorded"
 
-        def embed(self, texts: list[str], *, query: bool, instruction: str | None) -> np.ndarray:
+        def embed(self, texts: list[str], *, prompt_name: str | None, prompt: str | None) -> np.ndarray:
             missing = [t for t in texts if t not in lookup]
             if missing:
                 raise KeyError(f"{len(missing)} texts were not encoded by trivec, e.g. {missing[0][:80]!r}")

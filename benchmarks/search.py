@@ -530,12 +530,14 @@ def cranfield(root: Path) -> dict[str, Any]:
 
 
 def token_vectors(
-    embedder: Embedder, texts: list[str], max_length: int, query: bool
+    embedder: Embedder, texts: list[str], max_length: int, prompt_name: str
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Dense vectors (the model's own pooling) and per-token unit vectors (after [CLS], as M3's ColBERT)."""
+    """Dense vectors (the model's own pooling) and per-token unit vectors (after [CLS], as M3's ColBERT) of
+    the texts with the model's prompt `prompt_name` (`query` / `document`) before them."""
     import torch
 
     model = embedder.model
+    texts = embedder.with_prompt(texts, prompt_name)
     dense_out, tokens_out = [], []
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
@@ -581,9 +583,9 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
         dense, tokens, qdense, qtokens = z["dense"], list(z["tokens"]), z["qdense"], list(z["qtokens"])
         encode_s = float(z["encode_s"])
     else:
-        dense, tokens = token_vectors(embedder, texts, 256, query=False)
+        dense, tokens = token_vectors(embedder, texts, 256, "document")
         encode_s = time.perf_counter() - started
-        qdense, qtokens = token_vectors(embedder, qtexts, 256, query=True)
+        qdense, qtokens = token_vectors(embedder, qtexts, 256, "query")
         np.savez(
             cache,
             dense=dense,
@@ -592,14 +594,14 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
             qtokens=np.array(qtokens, dtype=object),
             encode_s=encode_s,
         )
-    check = embedder.encode(texts[:8], max_length=256).dense
+    check = embedder.encode(texts[:8], prompt_name="document", max_length=256).dense
     assert check is not None and np.allclose(check, dense[:8], atol=1e-4), (
         "token pass must reproduce Embedder.encode"
     )
     q_lat = []
     for text in qtexts[:30]:
         t = time.perf_counter()
-        embedder.encode([text], query=True)
+        embedder.encode([text], prompt_name="query")
         q_lat.append((time.perf_counter() - t) * 1000)
     ids = [r["id"] for r in corpus]
     row_of = {doc_id: i for i, doc_id in enumerate(ids)}

@@ -67,7 +67,7 @@ def main() -> None:
 
         asked = [q for q in queries if any(qid == q["id"] for qid, _ in relevant)][: args.queries]
         started = time.perf_counter()
-        results = index.search([q["text"] for q in asked], top_k=args.top_k)  # one batch, instruction applied
+        results = index.search([q["text"] for q in asked], top_k=args.top_k)  # one batch, prompt applied
         elapsed = (time.perf_counter() - started) * 1000
         for query, hits in zip(asked, results, strict=True):
             print(f"Q: {query['text']}")

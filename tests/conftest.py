@@ -40,6 +40,22 @@ def tiny() -> Embedder:
     return Embedder.from_pretrained(TINY_M3, device="cpu")
 
 
+TINY_PROMPTS = {"query": "query: ", "document": "passage: "}
+
+
+@pytest.fixture(scope="session")
+def tiny_prompted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-m3 with multilingual-e5's prompts in its `config_sentence_transformers.json` (other files linked)."""
+    target = tmp_path_factory.mktemp("tiny-prompted")
+    for path in TINY_M3.iterdir():
+        if path.name != "config_sentence_transformers.json":
+            (target / path.name).symlink_to(path.resolve())
+    (target / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": TINY_PROMPTS, "default_prompt_name": None}), encoding="utf-8"
+    )
+    return target
+
+
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
     """all-MiniLM-L6-v2 as published (`default-dense`: the default model without heads): BERT, mean pooling, dense only."""

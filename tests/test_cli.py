@@ -63,16 +63,30 @@ def test_encode_txt_all_outputs_in_input_order(tmp_path: Path, tiny: Embedder) -
         np.testing.assert_allclose(np.array(row["colbert"]).reshape(colbert.shape), colbert, atol=1e-6)
 
 
-def test_encode_jsonl_query_with_instruction_only_asked_keys(tmp_path: Path, tiny: Embedder) -> None:
+def test_encode_jsonl_with_prompt_only_asked_keys(tmp_path: Path, tiny: Embedder) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "what is m3"}\n\n{"text": "second"}\n', encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    done = trivec("encode", "-m", TINY, "-i", str(source), "-o", str(out), "--sparse", "--instruction", "Q: ")
+    done = trivec("encode", "-m", TINY, "-i", str(source), "-o", str(out), "--sparse", "--prompt", "Q: ")
     assert done.returncode == 0, done.stderr
     rows = read_jsonl(out)
     assert [set(r) for r in rows] == [{"sparse"}, {"sparse"}]
     expected = tiny.encode(["Q: what is m3", "Q: second"], dense=False, sparse=True)
     assert [r["sparse"]["indices"] for r in rows] == [v.indices.tolist() for v in expected.sparse]
+
+
+def test_encode_with_the_model_prompts(tmp_path: Path, tiny_prompted_dir: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("what is m3\nsecond\n", encoding="utf-8")
+    embedder = Embedder.from_pretrained(tiny_prompted_dir, device="cpu")
+    for flags, prefix in ((["--prompt-name", "document"], "passage: "), (["--query"], "query: "), ([], "")):
+        out = tmp_path / "out.jsonl"
+        done = trivec_in_process(
+            "encode", "-m", str(tiny_prompted_dir), "-i", str(source), "-o", str(out), *flags
+        )
+        assert done.returncode == 0, done.stderr
+        expected = embedder.encode([prefix + "what is m3", prefix + "second"], prompt="").dense
+        np.testing.assert_allclose([r["dense"] for r in read_jsonl(out)], expected, atol=1e-6)
 
 
 def test_score_prints_modes_and_hybrids(tmp_path: Path, tiny: Embedder) -> None:
@@ -88,6 +102,13 @@ def test_score_prints_modes_and_hybrids(tmp_path: Path, tiny: Embedder) -> None:
     assert len(rows) == 2 and set(rows[0]) == set(expected)
     for mode, values in expected.items():
         np.testing.assert_allclose([r[mode] for r in rows], values, atol=2e-6)
+    prompted = trivec_in_process(
+        "score", "--model", TINY, "--pairs", str(source), "--query-prompt", "Q: ", "--document-prompt", "P: "
+    )
+    assert prompted.returncode == 0, prompted.stderr
+    expected = tiny.score_pairs(pairs, query_prompt="Q: ", document_prompt="P: ")
+    rows = [json.loads(line) for line in prompted.stdout.splitlines()]
+    np.testing.assert_allclose([r["dense"] for r in rows], expected["dense"], atol=2e-6)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +131,16 @@ def test_score_prints_modes_and_hybrids(tmp_path: Path, tiny: Embedder) -> None:
             ["encode", "-i", "{src}.txt", "-o", "{out}", "-m", "/no/such/model"],
             "x\n",
             "neither a local directory",
+        ),
+        (
+            ["encode", "-i", "{src}.txt", "-o", "{out}", "--prompt-name", "nope"],
+            "x\n",
+            "unknown prompt name 'nope'",
+        ),
+        (
+            ["encode", "-i", "{src}.txt", "-o", "{out}", "--query", "--prompt-name", "document"],
+            "x\n",
+            "--query means --prompt-name query",
         ),
         (["score", "-p", "{src}.jsonl"], '{"query": "q"}\n', "field 'passage' must be a string"),
         (

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
 from trivec.errors import TrivecError
 
 app = typer.Typer(
@@ -74,8 +75,20 @@ def encode(
         bool, typer.Option("--sparse", help="Write lexical weights {indices, values}.")
     ] = False,
     colbert: Annotated[bool, typer.Option("--colbert", help="Write ColBERT vectors.")] = False,
-    query: Annotated[bool, typer.Option("--query", help="Inputs are queries (instruction applies).")] = False,
-    instruction: Annotated[str | None, typer.Option(help="Query instruction (implies --query).")] = None,
+    prompt_name: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt-name",
+            help="Model prompt put before every text: 'query', 'document' or another name the model has "
+            "(default: the model's default prompt, if any).",
+        ),
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="Text put before every text instead ('' for none).")
+    ] = None,
+    query: Annotated[
+        bool, typer.Option("--query", help="Inputs are search queries: short for --prompt-name query.")
+    ] = False,
     max_length: Annotated[int | None, typer.Option(help="Truncate inputs (default: model limit).")] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch.")] = None,
     mcls: Annotated[
@@ -87,11 +100,16 @@ def encode(
     from trivec.inference import Embedder
     from trivec.io import atomic_writer, read_texts
 
+    if query:
+        if prompt_name not in (None, "query"):
+            raise fail(f"--query means --prompt-name query; it contradicts --prompt-name {prompt_name}")
+        prompt_name = "query"
     texts = read_texts(input)
     if not (dense or sparse or colbert):
         dense = True
     embedder = Embedder.from_pretrained(model)
     embedder.model.require(sparse=sparse, colbert=colbert)
+    embedder.resolve_prompt(prompt_name, prompt)  # an unknown prompt name fails before any output is written
     with atomic_writer(output) as handle:
         progress = (
             typer.progressbar(length=len(texts), label="encode", file=sys.stderr)
@@ -105,8 +123,8 @@ def encode(
                 dense=dense,
                 sparse=sparse,
                 colbert=colbert,
-                query=query or instruction is not None,
-                instruction=instruction,
+                prompt_name=prompt_name,
+                prompt=prompt,
                 max_length=max_length,
                 batch_tokens=batch_tokens,
                 mcls=mcls,
@@ -134,21 +152,23 @@ def score(
     weights: Annotated[
         str | None, typer.Option(help="dense,sparse,colbert weights (default 0.4,0.2,0.4)")
     ] = None,
-    instruction: Annotated[str | None, typer.Option(help="Query instruction.")] = None,
+    query_prompt: QueryPromptOption = None,
+    document_prompt: DocumentPromptOption = None,
     max_query_length: Annotated[int | None, typer.Option(help="Query truncation.")] = None,
     max_passage_length: Annotated[int | None, typer.Option(help="Passage truncation.")] = None,
 ) -> None:
-    """Score query/passage pairs: per-mode scores and weighted hybrids, one JSON line per pair."""
+    """Score query/passage pairs: per-mode scores and weighted hybrids, one JSON line per pair.
+
+    Queries get the model's 'query' prompt and passages its 'document' prompt (if it has them)."""
     from trivec.inference import Embedder
     from trivec.io import read_pairs
 
     items = read_pairs(pairs)
     parsed = parse_weights(weights)
-    embedder = Embedder.from_pretrained(model)
+    embedder = Embedder.from_pretrained(model, prompts=prompt_overrides(query_prompt, document_prompt))
     scores = embedder.score_pairs(
         items,
         weights=parsed,
-        instruction=instruction,
         max_query_length=max_query_length,
         max_passage_length=max_passage_length,
     )

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_M3
 from trivec import Embedder
 from trivec.cli import app
+from trivec.errors import InputError
 from trivec.evaluation import evaluate, task_from_dir
 from trivec.evaluation.data import load_reranking, load_retrieval
 from trivec.evaluation.encoding import TextEncoder
@@ -114,8 +115,8 @@ def test_dense_retrieval_equals_brute_force(tiny: Embedder, small_tasks: dict[st
     task = task_from_dir(small_tasks["retrieval"])[0]
     data = load_retrieval(task)
     outcome = RetrievalEvaluator(EvalSettings(modes=("dense",))).evaluate(task, data, TextEncoder(tiny))
-    q = tiny.encode(data.query_texts, query=True).dense
-    d = tiny.encode(data.corpus_texts).dense
+    q = tiny.encode(data.query_texts, prompt_name="query").dense
+    d = tiny.encode(data.corpus_texts, prompt_name="document").dense
     assert q is not None and d is not None
     sims = q @ d.T
     run = {
@@ -130,24 +131,68 @@ def test_dense_retrieval_equals_brute_force(tiny: Embedder, small_tasks: dict[st
 def test_dense_only_model_skips_modes_with_a_note(
     minilm: Embedder, small_tasks: dict[str, Path], tmp_path: Path
 ) -> None:
-    results = evaluate(minilm, [small_tasks["retrieval"]], tmp_path, progress=False, instruction="query: ")
+    results = evaluate(
+        minilm, [small_tasks["retrieval"]], tmp_path, progress=False, prompts={"query": "query: "}
+    )
     result = results[0]
     assert list(result["scores"]) == ["dense", "bm25"]
     assert result["skipped_modes"]["sparse"] == "model has no sparse head"
     assert result["skipped_modes"]["all"] == "model has no sparse or ColBERT head"
-    assert result["settings"]["instruction"] == "query: "
+    assert result["settings"]["prompts"] == {"query": "query: ", "document": ""}
 
 
-def test_instruction_reaches_retrieval_queries_only(tiny: Embedder, small_tasks: dict[str, Path]) -> None:
-    plain, instructed = (
-        evaluate(
-            tiny, [small_tasks["retrieval"], small_tasks["sts"]], modes="dense", instruction=i, progress=False
+def test_prompts_reach_retrieval_queries_and_corpus_only(
+    tiny: Embedder, small_tasks: dict[str, Path]
+) -> None:
+    tasks = [small_tasks["retrieval"], small_tasks["sts"]]
+    plain, queried, both = (
+        evaluate(tiny, tasks, modes="dense", prompts=p, progress=False)
+        for p in (
+            None,
+            {"query": "Represent this query for retrieval: "},
+            {"query": "q: ", "document": "d: "},
         )
-        for i in (None, "Represent this query for retrieval: ")
     )
-    assert plain[0]["scores"] != instructed[0]["scores"]  # retrieval queries changed
-    assert plain[1]["scores"] == instructed[1]["scores"]  # STS is never instructed
-    assert instructed[1]["settings"]["instruction"] is None
+    assert plain[0]["scores"] != queried[0]["scores"]  # retrieval queries changed
+    assert plain[1]["scores"] == queried[1]["scores"] == both[1]["scores"]  # STS texts play no role
+    assert queried[1]["settings"]["prompts"] == {"text": ""}
+    assert both[0]["settings"]["prompts"] == {"query": "q: ", "document": "d: "}
+    # the same as encoding the prefixed texts by hand
+    task = task_from_dir(small_tasks["retrieval"])[0]
+    data = load_retrieval(task)
+    q = tiny.encode(["q: " + t for t in data.query_texts]).dense
+    d = tiny.encode(["d: " + t for t in data.corpus_texts]).dense
+    assert q is not None and d is not None
+    sims = q @ d.T
+    run = {
+        qid: {data.corpus_ids[j]: float(sims[i, j]) for j in range(sims.shape[1])}
+        for i, qid in enumerate(data.query_ids)
+    }
+    assert both[0]["scores"]["dense"]["map"] == pytest.approx(
+        retrieval_scores(data.qrels, run)["map"], abs=1e-6
+    )
+
+
+def test_model_prompts_apply_by_role_and_per_task_overrides_win(
+    tiny: Embedder, small_tasks: dict[str, Path]
+) -> None:
+    prompted = Embedder(tiny.model, device="cpu", prompts={"query": "q: ", "document": "d: "})
+    tasks = [small_tasks["retrieval"], small_tasks["reranking"]]
+    by_model = evaluate(prompted, tasks, modes="dense", progress=False)
+    by_call = evaluate(
+        tiny, tasks, modes="dense", prompts={"query": "q: ", "document": "d: "}, progress=False
+    )
+    assert [r["scores"] for r in by_model] == [r["scores"] for r in by_call]
+    assert [r["settings"]["prompts"] for r in by_model] == [{"query": "q: ", "document": "d: "}] * 2
+    per_task = evaluate(
+        prompted, tasks, modes="dense", task_prompts={"cran-small": {"document": ""}}, progress=False
+    )
+    assert per_task[0]["settings"]["prompts"] == {"query": "q: ", "document": ""}
+    assert per_task[1]["settings"]["prompts"] == {"query": "q: ", "document": "d: "}
+    with pytest.raises(InputError, match="not selected: nope"):
+        evaluate(tiny, tasks, modes="dense", task_prompts={"nope": {"query": "x"}}, progress=False)
+    with pytest.raises(InputError, match="per role"):
+        evaluate(tiny, tasks, modes="dense", prompts={"classification": "x"}, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -192,3 +237,26 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert broken.exit_code == 2 and "pairs.jsonl:2: invalid JSON" in broken.output
     listed = runner.invoke(app, ["eval", "--list-tasks", "--tasks", "type:reranking"])
     assert listed.exit_code == 0 and listed.output.strip() == "trecqa\treranking\ten\tmap"
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text('["query: "]', encoding="utf-8")
+    bad_prompts = runner.invoke(
+        app, ["eval", "--tasks", "cranfield", "--prompts-file", str(prompts), "--output", str(tmp_path)]
+    )
+    assert bad_prompts.exit_code == 2 and "expected a JSON object" in bad_prompts.output
+
+
+def test_cli_eval_prompt_options(small_tasks: dict[str, Path], tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(
+        json.dumps({"cran-small": "q: ", "trecqa-small": {"document": "d: "}}), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--model", str(TINY_M3), "--task-dir", str(small_tasks["retrieval"]), "--task-dir",
+         str(small_tasks["reranking"]), "--modes", "dense", "--query-prompt", "Q: ", "--prompts-file",
+         str(prompts), "--output", str(out), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _result(out, "cran-small")["settings"]["prompts"] == {"query": "q: ", "document": ""}
+    assert _result(out, "trecqa-small")["settings"]["prompts"] == {"query": "Q: ", "document": "d: "}

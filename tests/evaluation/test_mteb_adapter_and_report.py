@@ -43,9 +43,11 @@ def test_encode_accepts_mteb_batches_and_lists(tiny: Embedder) -> None:
         adapter.encode([{"image": [1]}])
 
 
-def test_queries_get_the_instruction_per_task(tiny: Embedder) -> None:
+def test_prompt_types_get_the_prompts_per_task(tiny: Embedder) -> None:
     adapter = MtebEncoder(
-        tiny, instruction="query: ", instructions={"T2Retrieval": "为这个句子生成表示以用于检索相关文章："}
+        tiny,
+        prompts={"query": "query: "},
+        task_prompts={"T2Retrieval": {"query": "为这个句子生成表示以用于检索相关文章："}},
     )
     query = PromptType("query")
     text = ["what is bge m3"]
@@ -56,11 +58,21 @@ def test_queries_get_the_instruction_per_task(tiny: Embedder) -> None:
     )
     np.testing.assert_allclose(
         t2,
-        tiny.encode(text, query=True, instruction="为这个句子生成表示以用于检索相关文章：").dense,
+        tiny.encode(["为这个句子生成表示以用于检索相关文章：" + t for t in text]).dense,
         atol=1e-6,
     )
-    np.testing.assert_allclose(other, tiny.encode(text, query=True, instruction="query: ").dense, atol=1e-6)
+    np.testing.assert_allclose(other, tiny.encode(["query: " + t for t in text]).dense, atol=1e-6)
     np.testing.assert_allclose(document, tiny.encode(text).dense, atol=1e-6)
+    # the model's own prompts by role, with no override
+    prompted = MtebEncoder(Embedder(tiny.model, device="cpu", prompts={"query": "q: ", "document": "d: "}))
+    np.testing.assert_allclose(
+        prompted.encode(text, prompt_type=PromptType("document")),
+        tiny.encode(["d: " + t for t in text]).dense,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        prompted.encode_queries(text), tiny.encode(["q: " + t for t in text]).dense, atol=1e-6
+    )
 
 
 def test_similarities_are_cosine(tiny: Embedder) -> None:

@@ -77,16 +77,17 @@ def test_argument_errors(tiny: Embedder) -> None:
         tiny.encode(["x"], max_length=9000)
     with pytest.raises(InputError, match="integer"):
         tiny.encode(["x"], max_length=0)
-    with pytest.raises(InputError, match="queries only"):
-        tiny.encode(["x"], instruction="Represent: ")
+    with pytest.raises(InputError, match="unknown prompt name 'classification'"):
+        tiny.encode(["x"], prompt_name="classification")
 
 
-def test_query_instruction_is_prepended(tiny: Embedder) -> None:
-    instruction = "Represent this sentence for searching relevant passages: "
-    with_instruction = tiny.encode(["what is m3"], query=True, instruction=instruction)
-    manual = tiny.encode([instruction + "what is m3"])
-    np.testing.assert_array_equal(with_instruction.dense, manual.dense)
-    assert with_instruction.num_tokens[0] > tiny.encode(["what is m3"], query=True).num_tokens[0]
+def test_explicit_prompt_is_prepended(tiny: Embedder) -> None:
+    prompt = "Represent this sentence for searching relevant passages: "
+    with_prompt = tiny.encode(["what is m3"], prompt=prompt)
+    manual = tiny.encode([prompt + "what is m3"])
+    np.testing.assert_array_equal(with_prompt.dense, manual.dense)
+    # the tiny model has no prompts: the standard roles give none
+    assert with_prompt.num_tokens[0] > tiny.encode(["what is m3"], prompt_name="query").num_tokens[0]
 
 
 def test_truncation_keeps_the_final_separator(tiny: Embedder) -> None:

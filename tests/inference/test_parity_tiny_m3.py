@@ -66,7 +66,7 @@ def test_long_text_at_8192(tiny: Embedder, tiny_reference: dict[str, Any]) -> No
 def test_instruction_case(tiny: Embedder, tiny_reference: dict[str, Any]) -> None:
     case = tiny_reference["instruction"]
     instruction = case["query_instruction_for_retrieval"]
-    result = tiny.encode([case["query"]], query=True, instruction=instruction, sparse=True)
+    result = tiny.encode([case["query"]], prompt=instruction, sparse=True)
     assert tiny.tokenize([instruction + case["query"]])[0] == case["input_ids"]
     np.testing.assert_allclose(result.dense[0], case["encode_queries_dense"], atol=TOL)
     expected = {int(k): v for k, v in case["encode_queries_lexical_weights"].items()}
@@ -134,7 +134,11 @@ def test_weighted_scores(tiny: Embedder, tiny_reference: dict[str, Any], tiny_te
 def test_lexical_matrix(tiny: Embedder, tiny_reference: dict[str, Any], tiny_texts: dict[str, str]) -> None:
     case = tiny_reference["lexical_matrix"]
     q = tiny.encode(
-        [tiny_texts[k] for k in case["queries"]], query=True, dense=False, sparse=True, max_length=512
+        [tiny_texts[k] for k in case["queries"]],
+        prompt_name="query",
+        dense=False,
+        sparse=True,
+        max_length=512,
     )
     p = tiny.encode([tiny_texts[k] for k in case["passages"]], dense=False, sparse=True, max_length=512)
     np.testing.assert_allclose(lexical_matrix(q.sparse, p.sparse), case["scores"], atol=TOL)

@@ -51,7 +51,7 @@ def test_add_encodes_like_the_embedder_and_search_scores_are_exact(
     query = "flow over a wing at supersonic speed"
     hits = index.search(query, top_k=6)
     assert sorted(ids(hits)) == sorted(d.id for d in small_docs[:6])
-    q = tiny.encode([query], dense=True, sparse=True, colbert=True, query=True)
+    q = tiny.encode([query], dense=True, sparse=True, colbert=True, prompt_name="query")
     assert q.dense is not None and q.sparse is not None and q.colbert is not None
     p = subset(small_encoded, list(range(6)))
     assert p.dense is not None and p.sparse is not None and p.colbert is not None
@@ -288,7 +288,7 @@ def test_foreign_corrupt_and_mismatched_indexes(
     index = Index.open(path)
     index._embedder = minilm  # a search with another model's vectors is refused by shape
     with pytest.raises(InputError, match="dense vectors of the queries have shape"):
-        index.search_vectors(minilm.encode(["x"], query=True), mode="dense")
+        index.search_vectors(minilm.encode(["x"], prompt_name="query"), mode="dense")
     with pytest.raises(UnsupportedOutputError, match="no sparse vectors"):
         make(tmp_path / "ix2", tiny, sparse=False).search("x", mode="sparse")
 

@@ -126,7 +126,7 @@ def test_cli_search_ndcg_equals_brute_force_and_evaluation(
 
     texts = [f"{row.get('title') or ''} {row['text']}".strip() for row in corpus]
     docs = minilm.encode(texts, max_length=128).dense
-    q = minilm.encode([row["text"] for row in queries], query=True, max_length=128).dense
+    q = minilm.encode([row["text"] for row in queries], prompt_name="query", max_length=128).dense
     assert docs is not None and q is not None
     brute: Run = {}
     for i, row in enumerate(queries):
@@ -149,7 +149,12 @@ def test_every_mode_ndcg_equals_brute_force_and_evaluation(
     texts = [f"{row.get('title') or ''} {row['text']}".strip() for row in corpus]
     p = tiny.encode(texts, dense=True, sparse=True, colbert=True, max_length=64)
     q = tiny.encode(
-        [r["text"] for r in queries], dense=True, sparse=True, colbert=True, query=True, max_length=64
+        [r["text"] for r in queries],
+        dense=True,
+        sparse=True,
+        colbert=True,
+        prompt_name="query",
+        max_length=64,
     )
     assert p.dense is not None and p.sparse is not None and p.colbert is not None
     assert q.dense is not None and q.sparse is not None and q.colbert is not None

@@ -99,7 +99,7 @@ def test_encode_all_outputs_equal_embedder(client: httpx.Client, tiny: Embedder)
         np.testing.assert_allclose(colbert, expected.colbert[i], atol=1e-6)
 
 
-def test_encode_query_instruction_sparse_only_base64(client: httpx.Client, tiny: Embedder) -> None:
+def test_encode_prompt_sparse_only_base64(client: httpx.Client, tiny: Embedder) -> None:
     texts = ["what is m3", "北京"]
     body = client.post(
         "/encode",
@@ -107,12 +107,12 @@ def test_encode_query_instruction_sparse_only_base64(client: httpx.Client, tiny:
             "input": texts,
             "dense": False,
             "colbert": True,
-            "instruction": "Q: ",
+            "prompt": "Q: ",
             "encoding_format": "base64",
             "sparse": True,
         },
     ).json()
-    expected = tiny.encode(texts, dense=False, sparse=True, colbert=True, query=True, instruction="Q: ")
+    expected = tiny.encode(texts, dense=False, sparse=True, colbert=True, prompt="Q: ")
     for item, sparse, colbert in zip(body["data"], expected.sparse, expected.colbert, strict=True):
         assert set(item) == {"index", "num_tokens", "sparse", "colbert"}
         assert SparseVector.from_dict(item["sparse"]).indices.tolist() == sparse.indices.tolist()
@@ -222,7 +222,9 @@ def test_body_over_limit_is_413_by_length_and_while_streaming(
         ("/encode", {"texts": ["x"], "sprase": True}, "sprase: Extra inputs are not permitted"),
         ("/encode", {"texts": ["x"], "dense": False}, "ask for at least one output"),
         ("/encode", {"texts": ["x"], "max_length": 65}, "max_length 65 exceeds this server's limit of 64"),
-        ("/encode", {"texts": "x", "is_query": "maybe"}, "is_query"),
+        ("/encode", {"texts": "x", "is_query": True}, "is_query: Extra inputs are not permitted"),
+        ("/encode", {"texts": "x", "input_type": "classification"}, "unknown prompt name 'classification'"),
+        ("/v1/embeddings", {"input": "x", "input_type": 3}, "input_type"),
         ("/score", {"query": "q"}, "'query' and 'passages' go together"),
         ("/score", {"pairs": [["q", "p"]], "query": "q", "passages": ["p"]}, "not both"),
         ("/score", {"pairs": [["q", "p"]], "weights": [1, 2]}, "weights need 3 numbers"),

@@ -61,14 +61,15 @@ def same_hits(got: list[dict], want: list) -> None:
         {"mode": "sparse", "top_k": 3},
         {"mode": "colbert"},
         {"mode": "hybrid", "fusion": "rrf", "weights": [1, 0.3, 1], "candidates": 50},
-        {"instruction": "Represent this query: "},
+        {"query_prompt": "Represent this query: "},
     ],
 )
 def test_search_equals_index_search(server: ServerThread, direct: Index, options: dict) -> None:
     response = httpx.post(f"{server.url}/search", json={"query": QUERIES[0], **options}, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
-    want = direct.search(QUERIES[0], **{"top_k": 10, **options})
+    arguments = {"prompt" if k == "query_prompt" else k: v for k, v in options.items()}
+    want = direct.search(QUERIES[0], **{"top_k": 10, **arguments})
     assert len(body["results"]) == len(want) > 0
     same_hits(body["results"], want)
     assert body["usage"]["prompt_tokens"] > 0

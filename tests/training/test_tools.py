@@ -68,7 +68,7 @@ def mined(path: Path) -> list[dict[str, Any]]:
 
 
 def ranking(embedder: Embedder, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    q = embedder.encode([query], query=True, max_length=512).dense[0]
+    q = embedder.encode([query], prompt_name="query", max_length=512).dense[0]
     scores = embedder.encode(texts, max_length=512).dense @ q
     return np.argsort(-scores, kind="stable"), scores
 
@@ -211,7 +211,7 @@ def test_pairs_score_filter(embedder: Embedder, tmp_path: Path) -> None:
         {"title": " ".join(rng.choice(WORDS, 3)), "text": " ".join(rng.choice(WORDS, 8))} for _ in range(30)
     ]
     corpus = write_jsonl(tmp_path / "c.jsonl", rows)
-    titles = embedder.encode([r["title"] for r in rows], query=True, max_length=512).dense
+    titles = embedder.encode([r["title"] for r in rows], prompt_name="query", max_length=512).dense
     texts = embedder.encode([r["text"] for r in rows], max_length=512).dense
     scores = np.einsum("nd,nd->n", titles, texts)
     threshold = float(np.median(scores))

@@ -86,12 +86,12 @@ def test_saved_model_loads_in_trivec_and_sentence_transformers(tmp_path: Path, r
         assert (out / name).is_file(), name
     assert not list(out.glob(".final-*"))
     model = M3Model.from_pretrained(out, heads="require")
-    assert model.query_instruction == "Q: "  # the training instruction travels with the model
+    assert model.prompts == {"query": "Q: "}  # the training instruction travels with the model as its prompt
     embedder = Embedder.from_pretrained(out, device="cpu")
-    vector = embedder.encode(["what is the river number 1?"], query=True).dense
+    vector = embedder.encode(["what is the river number 1?"], prompt_name="query").dense
     sentence_transformers = pytest.importorskip("sentence_transformers")
     st = sentence_transformers.SentenceTransformer(str(out), device="cpu")
-    st_vector = st.encode(["Q: what is the river number 1?"], normalize_embeddings=True)
+    st_vector = st.encode(["what is the river number 1?"], prompt_name="query", normalize_embeddings=True)
     assert float(abs(st_vector - vector).max()) < 1e-5
     with (out / "log.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+
 
 def register(app: typer.Typer) -> None:
     """Add the evaluation commands to the `trivec` app."""
@@ -51,11 +53,15 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[
             str | None, typer.Option(help="Hybrid weights dense,sparse,colbert (default 0.4,0.2,0.4).")
         ] = None,
-        instruction: Annotated[
-            str | None, typer.Option(help="Query instruction for retrieval and reranking queries.")
-        ] = None,
-        instruction_file: Annotated[
-            Path | None, typer.Option(help="JSON {task name: query instruction}.")
+        query_prompt: QueryPromptOption = None,
+        document_prompt: DocumentPromptOption = None,
+        prompts_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--prompts-file",
+                help='Per-task prompts: JSON {task name: {"query": ..., "document": ...}} (a string is the '
+                "query prompt); over --query-prompt / --document-prompt for those tasks.",
+            ),
         ] = None,
         batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per encoder batch.")] = None,
         max_length: Annotated[
@@ -73,7 +79,10 @@ def register(app: typer.Typer) -> None:
         list_tasks: Annotated[bool, typer.Option("--list-tasks", help="List the tasks and exit.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     ) -> None:
-        """Evaluate a model C-MTEB style: retrieval and reranking per M3 mode (+ BM25), and the other task types."""
+        """Evaluate a model C-MTEB style: retrieval and reranking per M3 mode (+ BM25), and the other task types.
+
+        Retrieval and reranking queries get the model's 'query' prompt and their corpora its 'document'
+        prompt; the texts of the other task types get its default prompt, if any."""
         from trivec.evaluation.runner import evaluate, resolve_tasks
         from trivec.evaluation.tasks import task_from_dir
 
@@ -89,24 +98,33 @@ def register(app: typer.Typer) -> None:
             return
         if output is None:
             raise fail("--output is required (a directory for the results)")
-        instructions: str | dict[str, str] | None = instruction
-        if instruction_file is not None:
-            if instruction is not None:
-                raise fail("give --instruction or --instruction-file, not both")
+        task_prompts: dict[str, dict[str, str]] = {}
+        if prompts_file is not None:
             try:
-                loaded = json.loads(instruction_file.read_text(encoding="utf-8"))
+                loaded = json.loads(prompts_file.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                raise fail(f"{instruction_file}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
-                raise fail(f"{instruction_file}: expected a JSON object {{task name: instruction}}")
-            instructions = loaded
+                raise fail(f"{prompts_file}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(loaded, dict):
+                raise fail(
+                    f'{prompts_file}: expected a JSON object {{task name: {{"query": ..., "document": ...}}}}'
+                )
+            for name, value in loaded.items():
+                if isinstance(value, str):
+                    value = {"query": value}
+                if not isinstance(value, dict):
+                    raise fail(
+                        f"{prompts_file}: task {name!r}: expected a query prompt string or an object "
+                        '{"query": ..., "document": ...}'
+                    )
+                task_prompts[name] = value
         results = evaluate(
             model,
             specs,
             output,
             modes=modes,
             weights=parse_weights(weights),
-            instruction=instructions,
+            prompts=prompt_overrides(query_prompt, document_prompt),
+            task_prompts=task_prompts,
             batch_tokens=batch_tokens,
             data_dir=data_dir,
             languages=language_list,

@@ -1,7 +1,8 @@
 """`TextEncoder`: the evaluation's view of a model — unique texts encoded once, any subset of M3's outputs.
 
-Queries of retrieval and reranking tasks get the query instruction; nothing else does. An optional record
-of every dense vector (keyed by role and text) lets benchmarks/mteb_parity.py hand mteb the very same
+Queries of retrieval and reranking tasks get the model's `query` prompt and their corpora its `document`
+prompt; the texts of the other task types get its default prompt, if it has one. An optional record of every
+dense vector (keyed by prompt name and text) lets benchmarks/mteb_parity.py hand mteb the very same
 embeddings.
 """
 
@@ -59,7 +60,8 @@ def describe_model(embedder: Embedder, name: str | None = None) -> dict[str, Any
         "heads": embedder.available_modes(),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "device": str(embedder.device),
-        "query_instruction": embedder.query_instruction,
+        "prompts": dict(embedder.prompts),
+        "default_prompt_name": embedder.default_prompt_name,
         "parameters": int(sum(p.numel() for p in model.parameters())),
     }
 
@@ -99,10 +101,11 @@ class TextEncoder:
         dense: bool = True,
         sparse: bool = False,
         colbert: bool = False,
-        query: bool = False,
-        instruction: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> EncodeResult:
-        """The asked-for outputs of `texts` (queries get the instruction); each distinct text runs once."""
+        """The asked-for outputs of `texts` (prompts as `Embedder.encode` applies them); each distinct text runs
+        once."""
         position: dict[str, int] = {}
         index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
         unique = list(position)
@@ -117,8 +120,8 @@ class TextEncoder:
             dense=dense,
             sparse=sparse,
             colbert=colbert,
-            query=query,
-            instruction=instruction if query else None,
+            prompt_name=prompt_name,
+            prompt=prompt,
             max_length=self.max_length,
             batch_tokens=self.batch_tokens,
             show_progress=self.progress and len(unique) >= 256,
@@ -126,7 +129,7 @@ class TextEncoder:
         self.texts_encoded += len(unique)
         self.tokens_encoded += sum(out.num_tokens)
         if self.recorded is not None and out.dense is not None:
-            role = "query" if query else "text"
+            role = prompt_name or "text"
             for text, vector in zip(unique, out.dense, strict=True):
                 self.recorded[(role, text)] = vector
         indices = index.tolist()
@@ -138,9 +141,9 @@ class TextEncoder:
         )
 
     def dense(
-        self, texts: Sequence[str], *, query: bool = False, instruction: str | None = None
+        self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None
     ) -> np.ndarray:
         """Dense vectors `[N, D]` float32."""
-        result = self.encode(texts, dense=True, query=query, instruction=instruction)
+        result = self.encode(texts, dense=True, prompt_name=prompt_name, prompt=prompt)
         assert result.dense is not None
         return result.dense

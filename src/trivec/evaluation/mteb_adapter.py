@@ -3,12 +3,14 @@
 mteb is not a dependency of trivec; this module imports it only inside `mteb_model_meta`. The adapter accepts
 what mteb ≥ 2 passes (`encode(DataLoader of {"text": [...]} batches, task_metadata=…, hf_split=…, hf_subset=…,
 prompt_type=PromptType.query|document)`) as well as the list-of-sentences calls of mteb 1.x, and returns
-float32 numpy arrays. Queries (`prompt_type` "query") get the query instruction — per task name if a mapping
-is given — as in C-MTEB, where only retrieval/reranking queries are instructed.
+float32 numpy arrays. mteb's `prompt_type` is the prompt role: queries get the model's `query` prompt and
+documents its `document` prompt; texts without a role (STS, classification, …) its default prompt, if any.
+`prompts` overrides the model's prompts of those roles for every task, `task_prompts` per task name — as
+C-MTEB instructs only the queries of some retrieval/reranking tasks.
 
     import mteb
     from trivec.evaluation import MtebEncoder
-    model = MtebEncoder("BAAI/bge-m3", instructions={"T2Retrieval": "为这个句子生成表示以用于检索相关文章："})
+    model = MtebEncoder("BAAI/bge-m3", task_prompts={"T2Retrieval": {"query": "为这个句子生成表示以用于检索相关文章："}})
     mteb.evaluate(model, mteb.get_tasks(tasks=["T2Retrieval"]))
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from trivec.evaluation.encoding import ModelLike, load_embedder
 from trivec.inference import Embedder
+from trivec.models.prompts import DOCUMENT, QUERY, ROLES
 
 
 def _texts_of(inputs: Any) -> list[str]:
@@ -56,16 +59,16 @@ class MtebEncoder:
         self,
         model: ModelLike,
         *,
-        instruction: str | None = None,
-        instructions: Mapping[str, str] | None = None,
+        prompts: Mapping[str, str] | None = None,
+        task_prompts: Mapping[str, Mapping[str, str]] | None = None,
         batch_tokens: int | None = None,
         max_length: int | None = None,
         name: str | None = None,
         show_progress: bool = False,
     ) -> None:
         self.embedder: Embedder = load_embedder(model, batch_tokens=batch_tokens)
-        self.instruction = instruction
-        self.instructions = dict(instructions or {})
+        self.prompts = dict(prompts or {})
+        self.task_prompts = {str(k): dict(v) for k, v in (task_prompts or {}).items()}
         self.max_length = max_length
         self.show_progress = show_progress
         self.name = name or str(self.embedder.model.source or "trivec-model")
@@ -83,20 +86,27 @@ class MtebEncoder:
     ) -> np.ndarray:
         """Dense embeddings `[N, D]` float32 of every text in `inputs`, in order, in one token-budget pass."""
         texts = _texts_of(inputs)
-        query = _name_of(prompt_type) == "query"
+        role = _name_of(prompt_type)
+        prompt_name = role if role in ROLES else None
         task_name = getattr(task_metadata, "name", None) or kwargs.get("task_name")
-        instruction = self.instructions.get(str(task_name), self.instruction) if query else None
-        return self.embed(texts, query=query, instruction=instruction)
+        return self.embed(texts, prompt_name=prompt_name, prompt=self.prompt_for(prompt_name, task_name))
 
-    def embed(self, texts: list[str], *, query: bool, instruction: str | None) -> np.ndarray:
+    def prompt_for(self, prompt_name: str | None, task_name: Any = None) -> str | None:
+        """The override of the prompt of `prompt_name` for `task_name` (None: the model's own applies)."""
+        if prompt_name is None:
+            return None
+        own = self.task_prompts.get(str(task_name), {}) if task_name is not None else {}
+        return own.get(prompt_name, self.prompts.get(prompt_name))
+
+    def embed(self, texts: list[str], *, prompt_name: str | None, prompt: str | None) -> np.ndarray:
         """The model call behind `encode` (a subclass may serve vectors from elsewhere)."""
         if not texts:
             return np.zeros((0, self.embedder.model.hidden_size), dtype=np.float32)
         result = self.embedder.encode(
             texts,
             dense=True,
-            query=query,
-            instruction=instruction,
+            prompt_name=prompt_name,
+            prompt=prompt,
             max_length=self.max_length,
             show_progress=self.show_progress,
         )
@@ -117,12 +127,16 @@ class MtebEncoder:
 
     # mteb 1.x names
     def encode_queries(self, queries: list[str], **kwargs: Any) -> np.ndarray:
-        return self.embed(_texts_of(queries), query=True, instruction=self.instruction)
+        return self.embed(
+            _texts_of(queries), prompt_name=QUERY, prompt=self.prompt_for(QUERY, kwargs.get("task_name"))
+        )
 
     def encode_corpus(self, corpus: Any, **kwargs: Any) -> np.ndarray:
         if isinstance(corpus, list) and corpus and isinstance(corpus[0], Mapping):
             corpus = [f"{d.get('title', '')} {d.get('text', '')}".strip() for d in corpus]
-        return self.embed(_texts_of(corpus), query=False, instruction=None)
+        return self.embed(
+            _texts_of(corpus), prompt_name=DOCUMENT, prompt=self.prompt_for(DOCUMENT, kwargs.get("task_name"))
+        )
 
     @property
     def mteb_model_meta(self) -> Any:
@@ -142,7 +156,11 @@ class MtebEncoder:
                 "n_parameters": int(sum(p.numel() for p in model.parameters())),
                 "framework": ["PyTorch"],
                 "similarity_fn_name": "cosine",
-                "use_instructions": bool(self.instruction or self.instructions),
+                "use_instructions": bool(
+                    any(self.embedder.resolve_prompt(role) for role in ROLES)
+                    or any(self.prompts.values())
+                    or any(v for p in self.task_prompts.values() for v in p.values())
+                ),
             }
         )
 

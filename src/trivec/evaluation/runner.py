@@ -21,8 +21,10 @@ from trivec.evaluation.data import load_task
 from trivec.evaluation.encoding import ModelLike, TextEncoder, describe_model, load_embedder
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
 from trivec.evaluation.tasks import Task, TaskType, builtin_tasks, select_tasks, task_from_dir
+from trivec.inference import Embedder
 from trivec.inference.scoring import normalize_weights
 from trivec.io import atomic_writer
+from trivec.models.prompts import ROLES, check_prompts
 
 RESULT_FORMAT = 1
 QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
@@ -87,12 +89,34 @@ def resolve_tasks(
     return list(seen.values())
 
 
-def _instruction_for(task: Task, instruction: str | Mapping[str, str] | None) -> str | None:
-    if task.type not in QUERY_TASKS or instruction is None:
-        return None
-    if isinstance(instruction, str):
-        return instruction
-    return instruction.get(task.name, instruction.get(task.path.name))
+def _role_prompts(value: Mapping[str, str] | None, where: str) -> dict[str, str]:
+    prompts = check_prompts(value or {}, where)
+    unknown = set(prompts) - set(ROLES)
+    if unknown:
+        raise InputError(
+            f"{where}: prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
+        )
+    return prompts
+
+
+def _prompts_for(
+    task: Task, prompts: dict[str, str], task_prompts: Mapping[str, dict[str, str]]
+) -> dict[str, str]:
+    """The prompt overrides of one task: its own (by task or folder name) over the run's; none off retrieval
+    and reranking, whose texts play no query/document role."""
+    if task.type not in QUERY_TASKS:
+        return {}
+    own = task_prompts.get(task.name, task_prompts.get(task.path.name, {}))
+    return {**prompts, **own}
+
+
+def _effective_prompts(task: Task, settings: EvalSettings, embedder: Embedder | None) -> dict[str, str]:
+    """The texts put before the task's texts, by role (`text`: every text of a task without roles)."""
+    if embedder is None:
+        return {}
+    if task.type in QUERY_TASKS:
+        return {role: embedder.resolve_prompt(role, settings.prompts.get(role)) for role in ROLES}
+    return {"text": embedder.resolve_prompt()}
 
 
 def evaluate(
@@ -101,9 +125,10 @@ def evaluate(
     output_dir: str | os.PathLike[str] | None = None,
     modes: str | Sequence[str] | None = None,
     weights: Mapping[str, float] | Sequence[float] | None = None,
-    instruction: str | Mapping[str, str] | None = None,
+    prompts: Mapping[str, str] | None = None,
     batch_tokens: int | None = None,
     *,
+    task_prompts: Mapping[str, Mapping[str, str]] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     languages: Sequence[str] | None = None,
     max_length: int | None = None,
@@ -122,15 +147,21 @@ def evaluate(
     modes: retrieval/reranking scoring modes (default: dense, sparse, colbert, dense+sparse, all, bm25); modes
         the model has no head for are skipped with a note. Other task types use the dense embedding.
     weights: hybrid weights (dense, sparse, colbert), default 0.4 / 0.2 / 0.4.
-    instruction: query instruction for retrieval and reranking queries — one string, or `{task: instruction}`;
-        None uses the model's own query instruction, if it has one.
+    prompts: `{"query": ..., "document": ...}` — texts put before the queries / corpus texts of retrieval
+        and reranking tasks instead of the model's prompts of those roles (either may be absent; '' = none).
+        The texts of the other task types get the model's default prompt, if it has one.
+    task_prompts: `{task or folder name: {"query": ..., "document": ...}}`, over `prompts` for that task.
     resume: keep the results already in `output_dir` for tasks of the same model and settings.
     """
     selected = resolve_tasks(tasks, data_dir, languages)
-    if isinstance(instruction, Mapping):
-        unknown = set(instruction) - {t.name for t in selected} - {t.path.name for t in selected}
-        if unknown:
-            raise InputError(f"instruction given for task(s) not selected: {', '.join(sorted(unknown))}")
+    run_prompts = _role_prompts(prompts, "prompts")
+    per_task = {
+        str(name): _role_prompts(value, f"prompts of task {name}")
+        for name, value in (task_prompts or {}).items()
+    }
+    unknown = set(per_task) - {t.name for t in selected} - {t.path.name for t in selected}
+    if unknown:
+        raise InputError(f"prompts given for task(s) not selected: {', '.join(sorted(unknown))}")
     if top_k < 1 or rerank_k < 0:
         raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
     mode_list = parse_modes(modes)
@@ -160,7 +191,7 @@ def evaluate(
         settings = EvalSettings(
             modes=mode_list,
             weights=weight_map,
-            instruction=_instruction_for(task, instruction),
+            prompts=_prompts_for(task, run_prompts, per_task),
             top_k=top_k,
             rerank_k=rerank_k,
             seed=seed,
@@ -168,16 +199,7 @@ def evaluate(
         )
         public = {
             **settings.public(),
-            "instruction": settings.instruction,
-            "effective_query_instruction": (
-                (
-                    settings.instruction
-                    if settings.instruction is not None
-                    else model_info.get("query_instruction")
-                )
-                if task.type in QUERY_TASKS
-                else None
-            ),
+            "prompts": _effective_prompts(task, settings, embedder),
             "max_length": max_length or model_info.get("max_length"),
             "batch_tokens": batch_tokens or (embedder.batch_tokens if embedder is not None else None),
         }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +30,7 @@ from trivec.inference.scoring import (
 from trivec.inference.sparse import SparseVector
 from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
+from trivec.models.prompts import DOCUMENT, QUERY, check_default_name, merge_prompts, select_prompt
 
 MCLS_INTERVAL = 256
 
@@ -68,7 +69,12 @@ def default_device() -> torch.device:
 
 
 class Embedder:
-    """Encode texts into dense, sparse and ColBERT outputs and score them."""
+    """Encode texts into dense, sparse and ColBERT outputs and score them.
+
+    `prompts` (`{name: text}`) are put over the model's own prompts name by name (`""` removes one);
+    `default_prompt_name` replaces the model's default prompt name. `encode` applies them as
+    sentence-transformers does (`trivec.models.prompts`).
+    """
 
     def __init__(
         self,
@@ -76,7 +82,8 @@ class Embedder:
         device: str | torch.device | None = None,
         batch_tokens: int | None = None,
         max_batch_size: int = 512,
-        query_instruction: str | None = None,
+        prompts: Mapping[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
@@ -84,8 +91,11 @@ class Embedder:
         # token budget per forward pass; default per device (`batching.default_batch_tokens`)
         self.batch_tokens = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
         self.max_batch_size = max_batch_size
-        self.query_instruction = (
-            query_instruction if query_instruction is not None else model.query_instruction
+        self.prompts: dict[str, str] = merge_prompts(model.prompts, prompts)
+        self.default_prompt_name = check_default_name(
+            default_prompt_name if default_prompt_name is not None else model.default_prompt_name,
+            self.prompts,
+            "default_prompt_name",
         )
         self._skip_ids = model.special_token_ids
         # Unpadded fast path for BERT-family encoders; None (padded `M3Model.forward`) for other backbones.
@@ -102,9 +112,12 @@ class Embedder:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         batch_tokens: int | None = None,
-        query_instruction: str | None = None,
+        prompts: Mapping[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> Embedder:
-        """Load a model (directory, `default`, or hub id) ready to encode; fp32 unless `dtype` says otherwise."""
+        """Load a model (directory, `default`, or hub id) ready to encode; fp32 unless `dtype` says otherwise.
+
+        `prompts` / `default_prompt_name` override the model's (see the class doc)."""
         if isinstance(dtype, str):
             dtype = {
                 "float32": torch.float32,
@@ -119,7 +132,13 @@ class Embedder:
         model = M3Model.from_pretrained(
             name_or_path, heads=heads, pooling=pooling, normalize=normalize, dtype=dtype
         )
-        return cls(model, device=device, batch_tokens=batch_tokens, query_instruction=query_instruction)
+        return cls(
+            model,
+            device=device,
+            batch_tokens=batch_tokens,
+            prompts=prompts,
+            default_prompt_name=default_prompt_name,
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -159,9 +178,19 @@ class Embedder:
             raise InputError(f"max_length {max_length} exceeds the model's limit of {self.max_length} tokens")
         return max_length
 
-    def _format_queries(self, texts: list[str], instruction: str | None) -> list[str]:
-        prefix = instruction if instruction is not None else self.query_instruction
-        return [prefix + text for text in texts] if prefix else texts
+    # ------------------------------------------------------------------ prompts
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
+        """The text `encode(..., prompt_name=, prompt=)` puts before every input ('' for none): `prompt` when
+        given; else the prompt named `prompt_name` (a role `query` / `document` the model has no prompt for
+        gives none; another unknown name is an `InputError`); else the default prompt, if any."""
+        return select_prompt(self.prompts, self.default_prompt_name, prompt_name, prompt)
+
+    def with_prompt(
+        self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None
+    ) -> list[str]:
+        """`texts` as `encode` feeds them to the model: each with the resolved prompt before it."""
+        prefix = self.resolve_prompt(prompt_name, prompt)
+        return [prefix + text for text in texts] if prefix else list(texts)
 
     # ------------------------------------------------------------------ encoding
     def encode(
@@ -171,8 +200,8 @@ class Embedder:
         dense: bool = True,
         sparse: bool = False,
         colbert: bool = False,
-        query: bool = False,
-        instruction: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         max_length: int | None = None,
         batch_tokens: int | None = None,
         mcls: bool = False,
@@ -180,17 +209,17 @@ class Embedder:
     ) -> EncodeResult:
         """Encode texts; any subset of the three outputs comes from one forward pass per batch.
 
-        query: prepend the query instruction (`instruction`, else the model's own, if any).
+        prompt_name: which of the prompts goes before every text — `"query"` for search queries, `"document"`
+            for the passages searched (no prompt when the model has none for that role), or any other name
+            the model's prompts have; None: the default prompt, if the model has one.
+        prompt: the text to put before every text instead (wins over `prompt_name`; `""` for none).
         mcls: for long inputs insert a CLS token every 256 tokens and average their states as the dense vector.
         """
         items = _check_texts(texts)
         if not (dense or sparse or colbert):
             raise InputError("ask for at least one output: dense, sparse or colbert")
         self.model.require(sparse=sparse, colbert=colbert)
-        if query:
-            items = self._format_queries(items, instruction)
-        elif instruction:
-            raise InputError("an instruction applies to queries only; pass query=True")
+        items = self.with_prompt(items, prompt_name, prompt)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
         cls_id = self.tokenizer.cls_token_id
@@ -311,12 +340,12 @@ class Embedder:
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     def encode_queries(self, texts: str | Sequence[str], **kwargs: object) -> EncodeResult:
-        """`encode(..., query=True)`: the query instruction is applied."""
-        return self.encode(texts, query=True, **kwargs)  # type: ignore[arg-type]
+        """`encode(..., prompt_name="query")`: search queries."""
+        return self.encode(texts, prompt_name=QUERY, **kwargs)  # type: ignore[arg-type]
 
     def encode_corpus(self, texts: str | Sequence[str], **kwargs: object) -> EncodeResult:
-        """`encode(...)` for passages: no instruction."""
-        return self.encode(texts, query=False, **kwargs)  # type: ignore[arg-type]
+        """`encode(..., prompt_name="document")`: the passages searched."""
+        return self.encode(texts, prompt_name=DOCUMENT, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ scoring
     def available_modes(self) -> list[str]:
@@ -336,8 +365,8 @@ class Embedder:
         self,
         texts: Sequence[str],
         modes: Sequence[str],
-        query: bool = False,
-        instruction: str | None = None,
+        prompt_name: str,
+        prompt: str | None,
         max_length: int | None = None,
     ) -> EncodeResult:
         return self.encode(
@@ -345,8 +374,8 @@ class Embedder:
             dense="dense" in modes,
             sparse="sparse" in modes,
             colbert="colbert" in modes,
-            query=query,
-            instruction=instruction,
+            prompt_name=prompt_name,
+            prompt=prompt,
             max_length=max_length,
         )
 
@@ -356,24 +385,25 @@ class Embedder:
         *,
         modes: Sequence[str] | None = None,
         weights: dict[str, float] | Sequence[float] | None = None,
-        instruction: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
         max_query_length: int | None = None,
         max_passage_length: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Scores of (query, passage) pairs: one array per mode plus the weighted hybrids.
 
         Keys: `dense`, `sparse`, `colbert` (those the model has), `sparse+dense` and `colbert+sparse+dense`
-        (weighted means of the available modes, as the reference's `compute_score` names them).
+        (weighted means of the available modes, as the reference's `compute_score` names them). Queries get
+        the `query` prompt and passages the `document` prompt, unless `query_prompt` / `document_prompt`
+        give the texts to use instead.
         """
         used = self._modes(modes)
         w = normalize_weights(weights)
         queries, passages = _split_pairs(pairs)
         q_unique, q_index = _unique(queries)
         p_unique, p_index = _unique(passages)
-        q = self._encode_modes(
-            q_unique, used, query=True, instruction=instruction, max_length=max_query_length
-        )
-        p = self._encode_modes(p_unique, used, max_length=max_passage_length)
+        q = self._encode_modes(q_unique, used, QUERY, query_prompt, max_length=max_query_length)
+        p = self._encode_modes(p_unique, used, DOCUMENT, document_prompt, max_length=max_passage_length)
         scores: dict[str, np.ndarray] = {}
         if q.dense is not None and p.dense is not None:
             scores["dense"] = np.einsum("nd,nd->n", q.dense[q_index], p.dense[p_index]).astype(np.float32)
@@ -395,18 +425,17 @@ class Embedder:
         *,
         modes: Sequence[str] | None = None,
         weights: dict[str, float] | Sequence[float] | None = None,
-        instruction: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
         max_query_length: int | None = None,
         max_passage_length: int | None = None,
     ) -> dict[str, np.ndarray]:
-        """One query against many passages; same keys as `score_pairs`."""
+        """One query against many passages; same keys and prompts as `score_pairs`."""
         if not isinstance(query, str):
             raise InputError(f"query must be a string, not {type(query).__name__}")
         used = self._modes(modes)
-        q = self._encode_modes(
-            [query], used, query=True, instruction=instruction, max_length=max_query_length
-        )
-        p = self._encode_modes(passages, used, max_length=max_passage_length)
+        q = self._encode_modes([query], used, QUERY, query_prompt, max_length=max_query_length)
+        p = self._encode_modes(passages, used, DOCUMENT, document_prompt, max_length=max_passage_length)
         scores: dict[str, np.ndarray] = {}
         if q.dense is not None and p.dense is not None:
             scores["dense"] = dense_scores(q.dense[0], p.dense)

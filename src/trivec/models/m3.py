@@ -29,6 +29,13 @@ from trivec.models.checkpoint import (
 )
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
 from trivec.models.pooling import PoolingMode, check_pooling_mode, pool, pool_cls_slots
+from trivec.models.prompts import (
+    PromptConfig,
+    check_default_name,
+    check_prompts,
+    read_prompts,
+    write_prompts,
+)
 
 HeadsPolicy = Literal["auto", "require", "init", "none"]
 TRIVEC_CONFIG_FILE = "trivec_config.json"
@@ -49,7 +56,11 @@ class M3Output:
 
 
 class M3Model(nn.Module):
-    """Encoder + pooling + optional sparse and ColBERT heads."""
+    """Encoder + pooling + optional sparse and ColBERT heads.
+
+    `prompts` (`{name: text}`, e.g. `{"query": "query: ", "document": "passage: "}`) and `default_prompt_name`
+    are the model's sentence-transformers prompts (`trivec.models.prompts`); the `Embedder` applies them.
+    """
 
     def __init__(
         self,
@@ -59,7 +70,8 @@ class M3Model(nn.Module):
         normalize: bool = True,
         sparse_head: SparseHead | None = None,
         colbert_head: ColbertHead | None = None,
-        query_instruction: str | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone: PreTrainedModel = backbone
@@ -68,7 +80,8 @@ class M3Model(nn.Module):
         self.normalize = normalize
         self.sparse_head = sparse_head
         self.colbert_head = colbert_head
-        self.query_instruction = query_instruction
+        self.prompts: dict[str, str] = check_prompts(prompts or {}, "prompts")
+        self.default_prompt_name = check_default_name(default_prompt_name, self.prompts, "prompts")
         self.source: str | None = None
 
     # ------------------------------------------------------------------ properties
@@ -193,6 +206,7 @@ class M3Model(nn.Module):
             raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model directory")
         trivec_config = _read_trivec_config(directory)
         st_info = read_sentence_transformers_info(directory)
+        prompt_config = read_prompts(directory, legacy_query_prompt=trivec_config.get("query_instruction"))
         try:
             with quiet_loading():
                 config = AutoConfig.from_pretrained(directory)
@@ -213,7 +227,8 @@ class M3Model(nn.Module):
             normalize=normalize if normalize is not None else trivec_config.get("normalize", True),
             sparse_head=sparse_head,
             colbert_head=colbert_head,
-            query_instruction=trivec_config.get("query_instruction"),
+            prompts=prompt_config.prompts,
+            default_prompt_name=prompt_config.default_prompt_name,
         )
         model.source = str(name_or_path)
         if dtype is not None:
@@ -223,7 +238,8 @@ class M3Model(nn.Module):
     def save_pretrained(
         self, directory: str | os.PathLike[str], head_dtype: torch.dtype | None = None
     ) -> Path:
-        """Save in the BAAI layout: encoder (`save_pretrained`), tokenizer, head files, ST view, trivec config.
+        """Save in the BAAI layout: encoder (`save_pretrained`), tokenizer, head files, ST view (prompts in
+        `config_sentence_transformers.json`), trivec config.
 
         `head_dtype=torch.float16` writes the heads as the hub's bge-m3 does; the default keeps their dtype so
         that save → load is exact.
@@ -238,11 +254,8 @@ class M3Model(nn.Module):
         write_sentence_transformers_files(
             out, self.pooling, self.normalize, self.max_length, self.hidden_size
         )
-        config = {
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "query_instruction": self.query_instruction,
-        }
+        write_prompts(out, PromptConfig(dict(self.prompts), self.default_prompt_name))
+        config = {"pooling": self.pooling, "normalize": self.normalize}
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
 

@@ -20,6 +20,7 @@ import numpy as np
 from trivec.errors import InputError, UnsupportedOutputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import DEFAULT_WEIGHTS, MODES, normalize_weights
+from trivec.models.prompts import DOCUMENT, QUERY, ROLES, check_prompts
 from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
 from trivec.retrieval.fusion import FUSIONS
 from trivec.retrieval.identity import ModelIdentity, check_same, identify
@@ -31,7 +32,12 @@ ENCODE_BATCH = 1024
 
 @dataclass
 class IndexSettings:
-    """How an index stores its data; fixed when it is created (recorded with it)."""
+    """How an index stores its data; fixed when it is created (recorded with it).
+
+    prompts: `{"query": ..., "document": ...}`, the texts put before queries and documents ("" for none).
+    Given roles are used as they are; `Index.create` fills the others from the model's prompts. None in an
+    index built before prompts were recorded: the model's prompts apply.
+    """
 
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
@@ -48,6 +54,7 @@ class IndexSettings:
     hnsw_storage: str = "float16"
     ivf_nprobe: int = 32
     max_segments: int = 8
+    prompts: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +74,13 @@ class IndexSettings:
             raise InputError(f"chunk_tokens must be ≥ 1, got {self.chunk_tokens}")
         if self.max_segments < 1:
             raise InputError("max_segments must be ≥ 1")
+        if self.prompts is not None:
+            check_prompts(self.prompts, "index prompts")
+            unknown = set(self.prompts) - set(ROLES)
+            if unknown:
+                raise InputError(
+                    f"index prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
+                )
 
 
 @dataclass
@@ -158,8 +172,10 @@ def encode_chunks(
     colbert: bool,
     max_length: int | None,
     progress: bool = False,
+    prompt: str | None = None,
 ) -> Iterator[tuple[list[Chunk], EncodeResult]]:
-    """Encode chunks in batches (unit-length dense vectors: cosine even for models that do not normalise)."""
+    """Encode chunks in batches as documents (`prompt`, else the model's `document` prompt, before each;
+    unit-length dense vectors: cosine even for models that do not normalise)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(chunks), unit="chunk", desc="encode", disable=not progress)
@@ -170,6 +186,8 @@ def encode_chunks(
             dense=True,
             sparse=sparse,
             colbert=colbert,
+            prompt_name=DOCUMENT,
+            prompt=prompt,
             max_length=max_length,
             show_progress=False,
         )
@@ -213,12 +231,16 @@ class Index(ABC):
         **options: Any,
     ) -> Index:
         """A new, empty index at `path` for `model`. `options` are `IndexSettings` fields or backend options
-        (qdrant: `url`, `collection`, `api_key`)."""
+        (qdrant: `url`, `collection`, `api_key`). The query and document prompts (the model's, or
+        `prompts={"query": ..., "document": ...}`) are recorded with the index and used by every add and
+        search."""
         embedder = load_model(model)
         known = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
         rest = {k: v for k, v in options.items() if k not in known}
         merged = IndexSettings(**{**(settings.to_dict() if settings else {}), **known})
         merged.validate()
+        given = merged.prompts or {}
+        merged.prompts = {role: embedder.resolve_prompt(role, given.get(role)) for role in ROLES}
         if backend == "embedded":
             if rest:
                 raise InputError(f"unknown index option(s) {', '.join(sorted(rest))}")
@@ -267,6 +289,17 @@ class Index(ABC):
         check_same(self.identity, identify(embedder), self.location)
         self._embedder = embedder
 
+    def prompt(self, role: str, override: str | None = None) -> str:
+        """The text put before texts of `role` (`query` or `document`): `override` when given, else the one
+        recorded when the index was created (an index that records none: the model's)."""
+        if role not in ROLES:
+            raise InputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if override is not None:
+            return override
+        if self.settings.prompts is not None:
+            return self.settings.prompts.get(role, "")
+        return self.embedder.resolve_prompt(role)
+
     @property
     def modes(self) -> list[str]:
         """Score modes this index can run (those whose vectors it stores)."""
@@ -294,6 +327,7 @@ class Index(ABC):
             "colbert" in self.modes,
             self.settings.max_length,
             progress=self.progress,
+            prompt=self.prompt(DOCUMENT),
         )
 
     def add(self, documents: Sequence[Document | Mapping[str, Any]]) -> int:
@@ -305,7 +339,7 @@ class Index(ABC):
 
     def add_encoded(self, documents: Sequence[Document | Mapping[str, Any]], encoded: EncodeResult) -> int:
         """Add documents whose vectors were computed already (one row per document, no chunking): `encoded`
-        must come from this index's model (`Embedder.encode` of the passages, no instruction)."""
+        must come from this index's model (`Embedder.encode(passages, prompt=index.prompt("document"))`)."""
         docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
         if not docs:
             raise InputError("no documents to add")
@@ -378,11 +412,12 @@ class Index(ABC):
         weights: Mapping[str, float] | Sequence[float] | None = None,
         fusion: str = "weighted",
         candidates: int | None = None,
-        instruction: str | None = None,
+        prompt: str | None = None,
         max_length: int | None = None,
     ) -> list[Hit] | list[list[Hit]]:
-        """Search with query texts (the model's query instruction applied; truncated like the documents unless
-        `max_length` says otherwise); a list of hits per query (one list for a single string)."""
+        """Search with query texts (the index's query prompt before each, or `prompt`; truncated like the
+        documents unless `max_length` says otherwise); a list of hits per query (one list for a single
+        string)."""
         single = isinstance(queries, str)
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts:
@@ -394,8 +429,8 @@ class Index(ABC):
             dense=dense,
             sparse=sparse,
             colbert=colbert,
-            query=True,
-            instruction=instruction,
+            prompt_name=QUERY,
+            prompt=self.prompt(QUERY, prompt),
             max_length=max_length if max_length is not None else self.settings.max_length,
             show_progress=False,
         )
@@ -413,7 +448,8 @@ class Index(ABC):
         fusion: str = "weighted",
         candidates: int | None = None,
     ) -> list[list[Hit]]:
-        """Search with already-encoded queries (`Embedder.encode(..., query=True)` of this index's model)."""
+        """Search with already-encoded queries (`Embedder.encode(queries, prompt=index.prompt("query"))` of
+        this index's model)."""
         plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates)
         n = (
             encoded.dense.shape[0]

@@ -9,6 +9,8 @@ from typing import Annotated, Any, cast
 
 import typer
 
+from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+
 IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index directory.")]
 
 
@@ -59,9 +61,14 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--no-colbert", help="Do not store ColBERT vectors.")
         ] = False,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index.")] = False,
+        query_prompt: QueryPromptOption = None,
+        document_prompt: DocumentPromptOption = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
-        """Build an index of a corpus with a model's dense, sparse and ColBERT vectors."""
+        """Build an index of a corpus with a model's dense, sparse and ColBERT vectors.
+
+        Documents get the model's 'document' prompt; the query and document prompts are recorded with the
+        index, and `trivec search` / `trivec index add` use them."""
         from trivec.retrieval import Index, read_corpus
 
         docs = read_corpus(corpus)
@@ -75,6 +82,7 @@ def register(app: typer.Typer) -> None:
             "ann_threshold": ann_threshold,
             "sparse": not no_sparse,
             "colbert": not no_colbert,
+            "prompts": prompt_overrides(query_prompt, document_prompt),
         }
         if backend == "qdrant":
             options.update(url=url, collection=collection)
@@ -156,6 +164,15 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"model      {model['name']} (fingerprint {model['fingerprint']})")
         typer.echo(f"modes      {', '.join(data['modes'])}")
+        prompts = data["settings"].get("prompts")
+        typer.echo(
+            "prompts    "
+            + (
+                ", ".join(f"{role} {prompts[role]!r}" for role in ("query", "document") if role in prompts)
+                if prompts is not None
+                else "not recorded (the model's)"
+            )
+        )
         typer.echo(f"documents  {data['documents']} ({data['chunks']} chunks)")
         if "segments" in data:
             typer.echo(f"segments   {len(data['segments'])} (generation {data['generation']})")
@@ -183,15 +200,15 @@ def register(app: typer.Typer) -> None:
         candidates: Annotated[
             int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
         ] = None,
-        instruction: Annotated[
-            str | None, typer.Option(help="Query instruction (default: the model's).")
-        ] = None,
+        query_prompt: QueryPromptOption = None,
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="Model (default: the one that built the index).")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="JSON output (one line per query).")] = False,
     ) -> None:
-        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion."""
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion.
+
+        Queries get the query prompt recorded with the index (--query-prompt to override)."""
         from trivec.io import iter_jsonl, read_texts
         from trivec.retrieval import Hit, Index
 
@@ -217,7 +234,7 @@ def register(app: typer.Typer) -> None:
                     weights=parse_weights(weights),
                     fusion=fusion,
                     candidates=candidates,
-                    instruction=instruction,
+                    prompt=query_prompt,
                 ),
             )
         for (query_id, text), hits in zip(items, results, strict=True):

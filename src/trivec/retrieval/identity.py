@@ -2,9 +2,10 @@
 
 An index stores vectors of one model; querying it with another model gives silently wrong results, so the
 manifest records the model and every search checks it. The fingerprint hashes the backbone config (minus
-paths and versions), pooling / normalisation / query instruction, the head shapes, and per weight tensor its
-shape, a sample of values and the sum (rounded, so fp32/bf16 loads of one checkpoint still agree only when
-their numbers do).
+paths and versions), pooling / normalisation, the model's own query prompt, the head shapes, and per weight
+tensor its shape, a sample of values and the sum (rounded, so fp32/bf16 loads of one checkpoint still agree
+only when their numbers do). Prompts an `Embedder` sets over the model's are not part of it: an index records
+the prompts it was built with in its settings.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class ModelIdentity:
     colbert_dim: int | None
     vocab_size: int
     normalize: bool
-    query_instruction: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +71,9 @@ def identify(embedder: Any) -> ModelIdentity:
         "config": stable,
         "pooling": model.pooling,
         "normalize": bool(model.normalize),
-        "query_instruction": embedder.query_instruction,
+        # the model's saved query prompt, under the key that held its query instruction before prompts, so
+        # the fingerprints of indexes built then stay valid
+        "query_instruction": model.prompts.get("query"),
         "vocab": len(model.tokenizer),
     }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
@@ -92,7 +94,6 @@ def identify(embedder: Any) -> ModelIdentity:
         colbert_dim=colbert_dim,
         vocab_size=len(model.tokenizer),
         normalize=bool(model.normalize),
-        query_instruction=embedder.query_instruction,
     )
 
 

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from trivec.errors import InputError
 from trivec.inference import Embedder, EncodeResult
 from trivec.inference.scoring import normalize_weights
+from trivec.models.prompts import DOCUMENT, QUERY
 from trivec.serving.batcher import DynamicBatcher, EncodeSpec
 from trivec.serving.config import ServerConfig
 from trivec.serving.errors import ApiError, install_error_handlers
@@ -63,10 +64,15 @@ class ServingState:
 
 
 # ---------------------------------------------------------------------- request checks
-def format_queries(embedder: Embedder, texts: list[str], instruction: str | None) -> list[str]:
-    """Prepend the query instruction exactly as `Embedder.encode(query=True, instruction=...)` does."""
-    prefix = instruction if instruction is not None else embedder.query_instruction
-    return [prefix + text for text in texts] if prefix else texts
+def with_prompt(
+    embedder: Embedder, texts: list[str], prompt_name: str | None, prompt: str | None = None
+) -> list[str]:
+    """The texts with their prompt before them, as `Embedder.encode(prompt_name=, prompt=)` feeds them to
+    the model (the batcher then encodes them as they are); an unknown prompt name → 422."""
+    try:
+        return embedder.with_prompt(texts, prompt_name, prompt)
+    except InputError as exc:
+        raise ApiError(422, str(exc), param="prompt_name") from None
 
 
 def _check_count(state: ServingState, count: int) -> None:
@@ -275,10 +281,11 @@ def create_app(
                 param="dimensions",
             )
         _check_count(state, len(req.input))
-        counts = await _offload(_heavy_text(req.input), state.count, req.input)
+        texts = with_prompt(embedder, req.input, req.prompt_name)
+        counts = await _offload(_heavy_text(texts), state.count, texts)
         tokens = _check_lengths(counts, state.max_tokens, False, "input")
         spec = EncodeSpec(dense=True, max_length=state.max_tokens)
-        result = await _wait(state.batcher.submit(req.input, spec, tokens))
+        result = await _wait(state.batcher.submit(texts, spec, tokens))
         assert result.dense is not None
         body = await _offload(
             result.dense.size > INLINE_FLOATS,
@@ -297,8 +304,7 @@ def create_app(
         embedder.model.require(sparse=req.sparse, colbert=req.colbert)
         _check_count(state, len(req.texts))
         limit = _limit(state, req.max_length, "max_length")
-        query = req.is_query or req.instruction is not None
-        texts = format_queries(embedder, req.texts, req.instruction) if query else req.texts
+        texts = with_prompt(embedder, req.texts, req.prompt_name, req.prompt)
         counts = await _offload(_heavy_text(texts), state.count, texts)
         tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "texts")
         spec = EncodeSpec(
@@ -328,10 +334,11 @@ def create_app(
         _check_count(state, len(queries) + len(passages))
         q_limit = _limit(state, req.max_query_length, "max_query_length")
         p_limit = _limit(state, req.max_passage_length, "max_passage_length")
-        formatted = format_queries(embedder, queries, req.instruction)
+        formatted = with_prompt(embedder, queries, QUERY, req.query_prompt)
+        formatted_passages = with_prompt(embedder, passages, DOCUMENT, req.document_prompt)
         q_counts, p_counts = await _offload(
-            _heavy_text(formatted, passages),
-            lambda: (state.count(formatted), state.count(passages)),
+            _heavy_text(formatted, formatted_passages),
+            lambda: (state.count(formatted), state.count(formatted_passages)),
         )
         tokens = _check_lengths(q_counts, q_limit, req.truncate or req.max_query_length is not None, "query")
         tokens += _check_lengths(
@@ -342,7 +349,8 @@ def create_app(
             common: dict[str, Any] = {
                 "modes": modes,
                 "weights": weights,
-                "instruction": req.instruction,
+                "query_prompt": req.query_prompt,
+                "document_prompt": req.document_prompt,
                 "max_query_length": q_limit,
                 "max_passage_length": p_limit,
             }
@@ -372,7 +380,7 @@ def create_app(
         queries = req.texts()
         _check_count(state, len(queries))
         limit = _limit(state, req.max_length, "max_length")
-        formatted = format_queries(embedder, queries, req.instruction)
+        formatted = with_prompt(embedder, queries, QUERY, index.query_prompt(req.query_prompt))
         counts = await _offload(_heavy_text(formatted), state.count, formatted)
         tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "query")
         plan = index.plan(req)
@@ -400,6 +408,8 @@ def create_app(
             "model": config.model_name,
             "outputs": embedder.available_modes(),
             "dims": dims,
+            "prompts": embedder.prompts,
+            "default_prompt_name": embedder.default_prompt_name,
             "max_tokens_per_text": state.max_tokens,
             "max_texts_per_request": limits.max_texts_per_request,
             "dynamic_batching": limits.dynamic_batching,

@@ -128,7 +128,7 @@ class DynamicBatcher:
 
     # ------------------------------------------------------------------ submission
     def submit(self, texts: Sequence[str], spec: EncodeSpec, tokens: int) -> Future[EncodeResult]:
-        """Queue texts for encoding (already formatted: any query instruction prepended)."""
+        """Queue texts for encoding (already formatted: any prompt prepended; none is added here)."""
         return self._enqueue(_Job(texts=list(texts), tokens=tokens, future=Future(), spec=spec))
 
     def submit_call(self, call: Callable[[Embedder], T], size: int, tokens: int) -> Future[T]:
@@ -264,6 +264,7 @@ class DynamicBatcher:
             dense=spec.dense,
             sparse=spec.sparse,
             colbert=spec.colbert,
+            prompt="",  # the endpoints put the prompts before the texts (they count their tokens)
             max_length=spec.max_length,
             mcls=spec.mcls,
             batch_tokens=self.limits.batch_tokens,

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+
 
 def register(app: typer.Typer) -> None:
     """Add the `serve` command to the `trivec` app."""
@@ -71,6 +73,8 @@ def register(app: typer.Typer) -> None:
         graceful_timeout: Annotated[
             float, typer.Option(help="Seconds to finish in-flight work on shutdown.")
         ] = 30.0,
+        query_prompt: QueryPromptOption = None,
+        document_prompt: DocumentPromptOption = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
         access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
     ) -> None:
@@ -106,6 +110,7 @@ def register(app: typer.Typer) -> None:
             served_model_name=served_model_name,
             device=device,
             dtype=dtype,
+            prompts=prompt_overrides(query_prompt, document_prompt),
             threads=threads,
             limits=limits,
             graceful_timeout_s=graceful_timeout,

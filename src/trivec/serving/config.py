@@ -59,6 +59,8 @@ class ServerConfig:
     """Everything `trivec serve` needs: the model, an optional index, the address, auth and limits.
 
     model: a directory, hub id or `default`; None with an index: the model the index records.
+    prompts: `{name: text}` put over the model's prompts (`Embedder(prompts=...)`); an index's searches keep
+    the query prompt the index records.
     threads: torch intra-op threads of the encoder (None: torch's default, one per core). On a CPU shared with
     the HTTP side or other programs, fewer threads than cores often serve faster.
     """
@@ -71,6 +73,7 @@ class ServerConfig:
     served_model_name: str | None = None
     device: str | None = None
     dtype: str | None = None
+    prompts: dict[str, str] | None = None
     threads: int | None = None
     limits: ServingLimits = field(default_factory=ServingLimits)
     graceful_timeout_s: float = 30.0

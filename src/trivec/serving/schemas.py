@@ -30,13 +30,21 @@ def _text_list(value: Any, name: str) -> list[str]:
     return list(value)
 
 
+def _prompt_name_field() -> Any:
+    """`prompt_name` (also accepted as `input_type`): which of the model's prompts goes before the texts —
+    `query`, `document` or another name the model has; absent: the model's default prompt, if any."""
+    return Field(default=None, validation_alias=AliasChoices("prompt_name", "input_type"))
+
+
 class EmbeddingsRequest(BaseModel):
-    """`POST /v1/embeddings`, as OpenAI defines it (unknown fields are ignored, as OpenAI clients expect)."""
+    """`POST /v1/embeddings`, as OpenAI defines it (unknown fields are ignored, as OpenAI clients expect),
+    plus `input_type` / `prompt_name` (`query` or `document`) to choose the model's prompt."""
 
     model_config = ConfigDict(extra="ignore")
 
     input: list[str]
     model: str | None = None
+    prompt_name: str | None = _prompt_name_field()
     dimensions: int | None = Field(default=None, ge=1)
     encoding_format: EncodingFormat = "float"
     user: str | None = None
@@ -56,8 +64,8 @@ class EncodeRequest(BaseModel):
     dense: bool = True
     sparse: bool = False
     colbert: bool = False
-    is_query: bool = False
-    instruction: str | None = None
+    prompt_name: str | None = _prompt_name_field()
+    prompt: str | None = None
     max_length: int | None = Field(default=None, ge=2)
     truncate: bool = False
     mcls: bool = False
@@ -86,7 +94,8 @@ class ScoreRequest(BaseModel):
     passages: list[str] | None = Field(default=None, min_length=1)
     modes: list[Mode] | None = Field(default=None, min_length=1)
     weights: dict[str, float] | list[float] | None = None
-    instruction: str | None = None
+    query_prompt: str | None = None
+    document_prompt: str | None = None
     max_query_length: int | None = Field(default=None, ge=2)
     max_passage_length: int | None = Field(default=None, ge=2)
     truncate: bool = False
@@ -114,7 +123,7 @@ class SearchRequest(BaseModel):
     weights: dict[str, float] | list[float] | None = None
     fusion: Literal["weighted", "rrf"] = "weighted"
     candidates: int | None = Field(default=None, ge=1, le=10_000)
-    instruction: str | None = None
+    query_prompt: str | None = None
     max_length: int | None = Field(default=None, ge=2)
     truncate: bool = False
 

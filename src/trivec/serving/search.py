@@ -46,14 +46,19 @@ class IndexSearcher:
             "documents": info.get("documents"),
             "chunks": info.get("chunks"),
             "modes": self.index.modes,
+            "prompts": info.get("settings", {}).get("prompts"),
         }
+
+    def query_prompt(self, override: str | None = None) -> str:
+        """The text put before queries: `override`, else the query prompt the index records."""
+        return self.index.prompt("query", override)
 
     def plan(self, req: SearchRequest) -> SearchPlan:
         """Check the request's mode, weights and fusion against the index (InputError → 422)."""
         return plan_search(req.mode, self.index.modes, req.weights, req.fusion, req.top_k, req.candidates)
 
     def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:
-        """Hits for already-encoded queries (`Embedder.encode(..., query=True)` of the server's model)."""
+        """Hits for already-encoded queries (the server's model, with `query_prompt()` before each)."""
         encoded.dense = unit(encoded.dense, self.embedder)
         with self._lock:
             hits = self.index.search_vectors(

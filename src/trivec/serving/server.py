@@ -42,7 +42,11 @@ def build_app(config: ServerConfig) -> FastAPI:
             config = replace(config, model=IndexSearcher.recorded_model(config.index))
     model = config.model or "default"
     embedder = Embedder.from_pretrained(
-        model, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
+        model,
+        device=config.device,
+        dtype=config.dtype,
+        batch_tokens=config.limits.batch_tokens,
+        prompts=config.prompts,
     )
     index = searcher_cls.open(config.index, embedder) if searcher_cls and config.index else None
     return create_app(embedder, replace(config, model=model), index)

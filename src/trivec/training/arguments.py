@@ -123,10 +123,20 @@ class DataArguments:
     passage_max_len: int = field(default=128, metadata={"help": "Truncate passages to this many tokens."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple."})
     query_instruction: str | None = field(
-        default=None, metadata={"help": "Instruction put before every query (a row's 'prompt' wins)."}
+        default=None,
+        metadata={
+            "help": "Instruction put before every query (a row's 'prompt' wins); default: the model's "
+            "'query' prompt. Saved with the model as its 'query' prompt."
+        },
     )
     query_instruction_format: str = field(default="{}{}", metadata={"help": "format(instruction, query)."})
-    passage_instruction: str | None = field(default=None, metadata={"help": "Put before every passage."})
+    passage_instruction: str | None = field(
+        default=None,
+        metadata={
+            "help": "Put before every passage; default: the model's 'document' prompt. Saved with the model "
+            "as its 'document' prompt."
+        },
+    )
     use_row_prompts: bool = field(default=True, metadata={"help": "Use a row's 'prompt' as its instruction."})
     knowledge_distillation: bool = field(
         default=False, metadata={"help": "Distil from the rows' pos_scores / neg_scores (required then)."}

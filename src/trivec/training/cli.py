@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
 from trivec.training.recipe_yaml import parse_assignments
 
 GROUPS = {
@@ -68,9 +69,8 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
         temperature: Annotated[float | None, typer.Option(help="InfoNCE temperature (default 0.02).")] = None,
         query_max_len: Annotated[int | None, typer.Option(help="Query tokens (default 32).")] = None,
         passage_max_len: Annotated[int | None, typer.Option(help="Passage tokens (default 128).")] = None,
-        query_instruction: Annotated[
-            str | None, typer.Option(help="Instruction before every query (saved with the model).")
-        ] = None,
+        query_prompt: QueryPromptOption = None,
+        document_prompt: DocumentPromptOption = None,
         in_batch_negatives: Annotated[
             bool | None,
             typer.Option(
@@ -142,7 +142,8 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
                 "temperature": temperature,
                 "query_max_len": query_max_len,
                 "passage_max_len": passage_max_len,
-                "query_instruction": query_instruction,
+                "query_instruction": query_prompt,
+                "passage_instruction": document_prompt,
                 "in_batch_negatives": in_batch_negatives,
                 "negatives_cross_device": cross_device_negatives,
                 "knowledge_distillation": knowledge_distillation,
@@ -189,7 +190,9 @@ def register(app: typer.Typer) -> None:
         "contrastive",
         help_text=(
             "Contrastive fine-tuning (InfoNCE with hard and in-batch negatives, optional teacher distillation)."
-            "\n\nWrites the model in the BAAI layout to OUTPUT (loadable by trivec and sentence-transformers), "
+            "\n\nQueries get the model's 'query' prompt and passages its 'document' prompt unless "
+            "--query-prompt / --document-prompt say otherwise; the output model keeps the prompts it was "
+            "trained with.\n\nWrites the model in the BAAI layout to OUTPUT (loadable by trivec and sentence-transformers), "
             "checkpoints OUTPUT/checkpoint-*, OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs. "
             "Launch with `torchrun --nproc_per_node N $(which trivec) train contrastive ...` for several "
             "processes."
@@ -220,9 +223,8 @@ def register(app: typer.Typer) -> None:
         min_score: Annotated[float | None, typer.Option(help="Dense score threshold (cosine).")] = None,
         query_field: Annotated[str, typer.Option(help="Field used as the query.")] = "title",
         passage_field: Annotated[str, typer.Option(help="Field used as the positive.")] = "text",
-        query_instruction: Annotated[
-            str | None, typer.Option(help="Query instruction of the filter model.")
-        ] = None,
+        query_prompt: QueryPromptOption = None,
+        document_prompt: DocumentPromptOption = None,
         where: Annotated[
             list[str] | None, typer.Option(help="Keep rows with FIELD=VALUE (e.g. split=train); repeatable.")
         ] = None,
@@ -241,7 +243,9 @@ def register(app: typer.Typer) -> None:
         if filter_model is not None:
             from trivec.inference import Embedder
 
-            embedder = Embedder.from_pretrained(filter_model)
+            embedder = Embedder.from_pretrained(
+                filter_model, prompts=prompt_overrides(query_prompt, document_prompt)
+            )
         stats = build_pairs(
             corpus,
             output,
@@ -249,7 +253,6 @@ def register(app: typer.Typer) -> None:
             min_score=min_score,
             query_field=query_field,
             passage_field=passage_field,
-            query_instruction=query_instruction,
             where=parse_filters(where, numeric=False, option="--where"),
             at_least=parse_filters(at_least, numeric=True, option="--at-least"),
         )

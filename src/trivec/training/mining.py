@@ -137,14 +137,14 @@ def mine_hard_negatives(
                 seen.setdefault(text, None)
         texts = list(seen)
     limit = min(max_length or model.max_length, model.max_length)
-    corpus_vecs = model.encode(texts, dense=True, max_length=limit).dense
+    corpus_vecs = model.encode(texts, dense=True, prompt_name="document", max_length=limit).dense
     queries = [ex.query for _, _, ex in rows]
     query_vecs = model.encode(
-        queries, dense=True, query=True, instruction=query_instruction, max_length=limit
+        queries, dense=True, prompt_name="query", prompt=query_instruction, max_length=limit
     ).dense
     positives = sorted({p for _, _, ex in rows for p in ex.pos})
     pos_index = {text: i for i, text in enumerate(positives)}
-    pos_vecs = model.encode(positives, dense=True, max_length=limit).dense
+    pos_vecs = model.encode(positives, dense=True, prompt_name="document", max_length=limit).dense
     top_scores, top_ids = search(query_vecs, corpus_vecs, end)
     stats = MiningStats(rows=len(rows), corpus=len(texts))
     with atomic_writer(output) as handle:

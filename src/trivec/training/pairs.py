@@ -121,12 +121,12 @@ def build_pairs(
     min_score: float | None = None,
     query_field: str = "title",
     passage_field: str = "text",
-    query_instruction: str | None = None,
     max_length: int | None = 512,
     where: Mapping[str, str] | None = None,
     at_least: Mapping[str, float] | None = None,
 ) -> PairStats:
-    """Write the pairs of `corpus` to `output` (atomically); `filter_model` is an `Embedder` or None."""
+    """Write the pairs of `corpus` to `output` (atomically); `filter_model` is an `Embedder` or None (the
+    queries get its `query` prompt, the passages its `document` prompt)."""
     if (filter_model is None) != (min_score is None):
         raise InputError("--filter-model and --min-score go together")
     pairs, stats = read_title_pairs(corpus, query_field, passage_field, where, at_least)
@@ -134,9 +134,11 @@ def build_pairs(
     if filter_model is not None:
         limit = min(max_length or filter_model.max_length, filter_model.max_length)
         titles = filter_model.encode(
-            [t for t, _ in pairs], dense=True, query=True, instruction=query_instruction, max_length=limit
+            [t for t, _ in pairs], dense=True, prompt_name="query", max_length=limit
         ).dense
-        texts = filter_model.encode([b for _, b in pairs], dense=True, max_length=limit).dense
+        texts = filter_model.encode(
+            [b for _, b in pairs], dense=True, prompt_name="document", max_length=limit
+        ).dense
         scores = np.einsum("nd,nd->n", titles, texts)
         keep = scores >= float(min_score)  # type: ignore[arg-type]
         stats.filtered = int((~keep).sum())

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from trivec.errors import InputError
 from trivec.models import M3Model
-from trivec.training.arguments import ContrastiveConfig
+from trivec.models.prompts import DOCUMENT, QUERY, select_prompt
+from trivec.training.arguments import ContrastiveConfig, DataArguments
 from trivec.training.collator import ContrastiveCollator
 from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.dataset import ContrastiveDataset
@@ -47,6 +48,7 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
     """Everything the run needs, data validated, wired into a `ContrastiveTrainer` (no training yet)."""
     training = config.training
     encoder = encoder if encoder is not None else load_encoder(config)
+    apply_model_prompts(config.data, encoder)
     dataset = ContrastiveDataset(
         config.data,
         batch_size=training.per_device_train_batch_size,
@@ -99,8 +101,7 @@ def train_contrastive(config: ContrastiveConfig) -> Path:
     trainer = build_trainer(config)
     model = trainer.model
     assert isinstance(model, ContrastiveModel)
-    if config.data.query_instruction and not _per_row_instructions(config):
-        model.encoder.query_instruction = config.data.query_instruction  # the Embedder applies it to queries
+    model.encoder.prompts = trained_prompts(config, model.encoder.prompts)  # saved with the model
     trainer.train(resume_from_checkpoint=config.training.resume_from_checkpoint)
     output = Path(str(config.training.output_dir))
     if trainer.args.should_save:
@@ -109,8 +110,31 @@ def train_contrastive(config: ContrastiveConfig) -> Path:
     return output
 
 
-def _per_row_instructions(config: ContrastiveConfig) -> bool:
-    return any(isinstance(item, dict) and item.get("query_instruction") for item in config.data.train_data)
+def apply_model_prompts(data: DataArguments, encoder: M3Model) -> None:
+    """Instructions not given (None) default to the model's prompts: `query_instruction` to its `query`
+    prompt, `passage_instruction` to its `document` prompt ("" given = train without)."""
+    if data.query_instruction is None:
+        data.query_instruction = select_prompt(encoder.prompts, None, QUERY) or None
+    if data.passage_instruction is None:
+        data.passage_instruction = select_prompt(encoder.prompts, None, DOCUMENT) or None
+
+
+def trained_prompts(config: ContrastiveConfig, prompts: dict[str, str]) -> dict[str, str]:
+    """The model's prompts after training: its `query` / `document` prompts become the run-wide query /
+    passage instructions it was trained with — unless files set their own (no one prompt says what the
+    model saw) or `query_instruction_format` does not just put the instruction first."""
+    data = config.data
+    out = dict(prompts)
+    if data.query_instruction_format != "{}{}":
+        return out
+    for role, value, key in (
+        (QUERY, data.query_instruction, "query_instruction"),
+        (DOCUMENT, data.passage_instruction, "passage_instruction"),
+    ):
+        per_file = any(isinstance(item, dict) and item.get(key) for item in data.train_data)
+        if value is not None and not per_file:
+            out[role] = value
+    return out
 
 
 def save_final(trainer: ContrastiveTrainer, output: Path, config: ContrastiveConfig) -> None:

@@ -52,11 +52,15 @@ def mode_requirement(mode: str, has_sparse: bool, has_colbert: bool) -> str | No
 
 @dataclass
 class EvalSettings:
-    """How tasks are scored: modes, hybrid weights, query instruction, search depths, seed."""
+    """How tasks are scored: modes, hybrid weights, prompts, search depths, seed.
+
+    prompts: texts put before the queries / documents of retrieval and reranking tasks instead of the model's
+    prompts of those roles (`{"query": ..., "document": ...}`, either may be absent).
+    """
 
     modes: tuple[str, ...] = RETRIEVAL_MODES
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    instruction: str | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
     top_k: int = 1000
     rerank_k: int = 100
     seed: int = 42

@@ -44,14 +44,13 @@ class RerankingEvaluator(Evaluator):
             "queries": len(query_ids),
             "candidates": sum(len(data.candidates[q]) for q in query_ids),
             "distinct_candidates": len(pool),
-            "instruction": settings.instruction,
         }
         per_mode: dict[str, dict[str, np.ndarray]] = {}
         want_dense, _, _ = outputs_needed(modes)
         if want_dense and encoder is not None:
             position = {doc_id: i for i, doc_id in enumerate(data.corpus_ids)}
             texts = [data.corpus_texts[position[d]] for d in pool]
-            docs, queries = encode_for_modes(encoder, texts, data.query_texts, modes, settings.instruction)
+            docs, queries = encode_for_modes(encoder, texts, data.query_texts, modes, settings.prompts)
             assert docs.dense is not None
             dense = DenseIndex(docs.dense)
             for mode in modes:

@@ -9,6 +9,7 @@ dense and sparse top `rerank_k`; bm25: bm25s over the same corpus. Hybrids use
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from trivec.evaluation.search import DenseIndex, SparseIndex
 from trivec.evaluation.tasks import Task, TaskType
 from trivec.inference import EncodeResult
 from trivec.inference.scoring import hybrid_scores, lexical_scores, maxsim_scores
+from trivec.models.prompts import DOCUMENT, QUERY
 
 Ranking = list[tuple[np.ndarray, np.ndarray]]  # per query: (document indices, scores), best first
 HYBRID_PARTS: dict[str, list[str]] = {
@@ -85,13 +87,26 @@ def encode_for_modes(
     passages: list[str],
     queries: list[str],
     modes: list[str],
-    instruction: str | None,
+    prompts: Mapping[str, str],
 ) -> tuple[EncodeResult, EncodeResult]:
-    """Passages and queries encoded with the outputs `modes` need, dense vectors made unit length."""
+    """Passages (`document` prompt) and queries (`query` prompt) encoded with the outputs `modes` need, dense
+    vectors made unit length; `prompts` overrides the model's prompts of those roles."""
     _, want_sparse, want_colbert = outputs_needed(modes)
-    docs = encoder.encode(passages, dense=True, sparse=want_sparse, colbert=want_colbert)
+    docs = encoder.encode(
+        passages,
+        dense=True,
+        sparse=want_sparse,
+        colbert=want_colbert,
+        prompt_name=DOCUMENT,
+        prompt=prompts.get(DOCUMENT),
+    )
     asked = encoder.encode(
-        queries, dense=True, sparse=want_sparse, colbert=want_colbert, query=True, instruction=instruction
+        queries,
+        dense=True,
+        sparse=want_sparse,
+        colbert=want_colbert,
+        prompt_name=QUERY,
+        prompt=prompts.get(QUERY),
     )
     assert docs.dense is not None and asked.dense is not None
     docs.dense = as_unit(docs.dense, encoder)
@@ -169,7 +184,6 @@ class RetrievalEvaluator(Evaluator):
             "qrels": sum(len(v) for v in data.qrels.values()),
             "top_k": settings.top_k,
             "rerank_k": settings.rerank_k,
-            "instruction": settings.instruction,
         }
         runs: dict[str, dict[str, dict[str, float]]] = {}
         want_dense, _want_sparse, _want_colbert = outputs_needed(modes)
@@ -197,7 +211,7 @@ class RetrievalEvaluator(Evaluator):
         settings = self.settings
         _, want_sparse, _ = outputs_needed(modes)
         corpus, queries = encode_for_modes(
-            encoder, data.corpus_texts, data.query_texts, modes, settings.instruction
+            encoder, data.corpus_texts, data.query_texts, modes, settings.prompts
         )
         assert corpus.dense is not None and queries.dense is not None
         dense = DenseIndex(corpus.dense)

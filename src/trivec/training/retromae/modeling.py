@@ -234,7 +234,7 @@ class RetroMAEModel(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
         (out / "trivec_config.json").write_text(
-            json.dumps({"pooling": "cls", "normalize": True, "query_instruction": None}, indent=2),
+            json.dumps({"pooling": "cls", "normalize": True}, indent=2),
             encoding="utf-8",
         )
         return out
