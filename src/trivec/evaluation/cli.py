@@ -40,7 +40,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         language: Annotated[
             str | None,
-            typer.Option("--language", help="Language of the --task-dir folders (BM25 tokeniser)."),
+            typer.Option(
+                "--language",
+                help="ISO 639-1 language of the --task-dir folders, e.g. ja (default: a tasks.tsv beside the "
+                "folder; rows with a 'lang' field give one task per language).",
+            ),
         ] = None,
         languages: Annotated[
             str | None,
