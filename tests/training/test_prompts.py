@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.training.conftest import quick_overrides
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_M3
+from tests.training.conftest import quick_overrides, synthetic_rows, write_jsonl
+from trivec.cli import app
 from trivec.training.arguments import build_config
 from trivec.training.train import build_trainer, trained_prompts
 
@@ -56,3 +60,32 @@ def test_a_model_without_prompts_trains_and_saves_none(tmp_path: Path, rows_file
     queries, _ = first_batch(config)
     assert queries[0].startswith("what is the")
     assert trained_prompts(config, {}) == {}
+
+
+def test_mine_gives_queries_and_passages_their_prompts(tmp_path: Path, tiny_prompted_dir: Path) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", synthetic_rows(12, negatives=4))
+
+    def mine(name: str, model: Path, *flags: str) -> str:
+        out = tmp_path / f"{name}.jsonl"
+        args = [
+            "mine",
+            "-m",
+            str(model),
+            "-d",
+            str(data),
+            "-o",
+            str(out),
+            "--range",
+            "0-8",
+            "--negatives",
+            "3",
+        ]
+        result = CliRunner().invoke(app, [*args, *flags])
+        assert result.exit_code == 0, result.output
+        return out.read_text(encoding="utf-8")
+
+    prompted = mine("prompted", tiny_prompted_dir)
+    assert prompted == mine("flags", TINY_M3, "--query-prompt", "query: ", "--document-prompt", "passage: ")
+    plain = mine("plain", TINY_M3)
+    assert prompted != plain
+    assert mine("none", tiny_prompted_dir, "--query-prompt", "", "--document-prompt", "") == plain

@@ -294,7 +294,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Keep candidates scoring ≤ (lowest positive score − MARGIN) only."),
         ] = None,
         seed: Annotated[int, typer.Option(help="Random seed of the sampling.")] = 42,
-        query_instruction: Annotated[str | None, typer.Option(help="Query instruction of the model.")] = None,
+        query_prompt: QueryPromptOption = None,
+        document_prompt: DocumentPromptOption = None,
         max_length: Annotated[int, typer.Option(help="Truncate texts to this many tokens.")] = 512,
         fill: Annotated[
             bool, typer.Option("--fill/--no-fill", help="Top up short rows with random corpus texts.")
@@ -306,7 +307,7 @@ def register(app: typer.Typer) -> None:
         from trivec.training.mining import mine_hard_negatives, parse_range
 
         window = parse_range(range_)
-        embedder = Embedder.from_pretrained(model)
+        embedder = Embedder.from_pretrained(model, prompts=prompt_overrides(query_prompt, document_prompt))
         stats = mine_hard_negatives(
             embedder,
             data,
@@ -316,7 +317,6 @@ def register(app: typer.Typer) -> None:
             negatives=negatives,
             margin=margin,
             seed=seed,
-            query_instruction=query_instruction,
             max_length=max_length,
             fill=fill,
             with_title=with_title,

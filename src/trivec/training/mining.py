@@ -115,7 +115,6 @@ def mine_hard_negatives(
     negatives: int = 15,
     margin: float | None = None,
     seed: int = 42,
-    query_instruction: str | None = None,
     max_length: int | None = 512,
     fill: bool = True,
     with_title: bool = False,
@@ -139,9 +138,7 @@ def mine_hard_negatives(
     limit = min(max_length or model.max_length, model.max_length)
     corpus_vecs = model.encode(texts, dense=True, prompt_name="document", max_length=limit).dense
     queries = [ex.query for _, _, ex in rows]
-    query_vecs = model.encode(
-        queries, dense=True, prompt_name="query", prompt=query_instruction, max_length=limit
-    ).dense
+    query_vecs = model.encode(queries, dense=True, prompt_name="query", max_length=limit).dense
     positives = sorted({p for _, _, ex in rows for p in ex.pos})
     pos_index = {text: i for i, text in enumerate(positives)}
     pos_vecs = model.encode(positives, dense=True, prompt_name="document", max_length=limit).dense
