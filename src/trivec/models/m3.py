@@ -28,6 +28,7 @@ from trivec.models.checkpoint import (
     write_sentence_transformers_files,
 )
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
+from trivec.models.lora import LORA_DIR, is_lora, merged_copy
 from trivec.models.pooling import PoolingMode, check_pooling_mode, pool, pool_cls_slots
 from trivec.models.prompts import (
     PromptConfig,
@@ -246,7 +247,9 @@ class M3Model(nn.Module):
         """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(out)
+        merged_copy(self.backbone).save_pretrained(out)
+        if is_lora(self.backbone):
+            self.backbone.save_pretrained(out / LORA_DIR)  # the adapters alone, to ship or re-apply
         self.tokenizer.save_pretrained(out)
         for head in (self.sparse_head, self.colbert_head):
             if head is not None:

@@ -66,7 +66,25 @@ class ModelArguments:
         },
     )
 
+    lora_rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train the backbone through LoRA adapters of this rank (peft) instead of all its weights; "
+            "the saved model has them merged, and a lora/ folder holds the adapters alone."
+        },
+    )
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "LoRA scale numerator (default: 2 × rank)."}
+    )
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["query", "key", "value", "dense"],
+        metadata={"help": "Backbone linear layers that get adapters (names as peft matches them)."},
+    )
+
     def __post_init__(self) -> None:
+        if isinstance(self.lora_target_modules, str):
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
         if isinstance(self.train_parts, str):
             self.train_parts = [p.strip() for p in self.train_parts.split(",") if p.strip()]
 
@@ -105,7 +123,20 @@ class ModelArguments:
             raise InputError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.colbert_dim is not None and int(self.colbert_dim) < 1:
             raise InputError(f"colbert_dim must be at least 1, got {self.colbert_dim}")
-        self.parts()
+        parts = self.parts()
+        if self.lora_rank is not None:
+            if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+                raise InputError(f"lora_rank must be a positive integer, got {self.lora_rank!r}")
+            if "backbone" not in parts:
+                raise InputError(
+                    "lora_rank trains the backbone through adapters: add backbone to train_parts"
+                )
+            if self.lora_alpha is not None and not self.lora_alpha > 0:
+                raise InputError(f"lora_alpha must be positive, got {self.lora_alpha}")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise InputError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+            if not self.lora_target_modules:
+                raise InputError("lora_target_modules names no layer")
 
 
 @dataclass
@@ -364,6 +395,8 @@ def build_config(
         trainer_values.setdefault(flag, on)
     if not torch.cuda.is_available() and trainer_values.get("fp16"):
         raise InputError("fp16 training needs a GPU; on CPU use precision fp32 (or bf16)")
+    if not torch.cuda.is_available() and trainer_values.get("bf16"):
+        trainer_values.setdefault("use_cpu", True)  # bf16 autocast on the CPU (AMX / AVX512-BF16)
     try:
         training = TrainingArguments(**trainer_values)
     except (TypeError, ValueError) as exc:

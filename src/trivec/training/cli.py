@@ -301,13 +301,29 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--fill/--no-fill", help="Top up short rows with random corpus texts.")
         ] = True,
         with_title: Annotated[bool, typer.Option(help="Corpus text = title + text.")] = False,
+        retriever: Annotated[
+            str, typer.Option(help="dense (exact search with --model) or bm25 (no model; --language).")
+        ] = "dense",
+        language: Annotated[
+            str | None, typer.Option(help="BM25 tokeniser language (default: the rows' 'lang', else en).")
+        ] = None,
+        dtype: Annotated[
+            str | None,
+            typer.Option(help="Encoder precision for dense mining: float32 (default) or bfloat16."),
+        ] = None,
     ) -> None:
-        """Mine hard negatives from a rank window of exact dense search (FlagEmbedding hn_mine, seeded)."""
+        """Mine hard negatives from a rank window of a dense or BM25 search (FlagEmbedding hn_mine, seeded)."""
         from trivec.inference import Embedder
         from trivec.training.mining import mine_hard_negatives, parse_range
 
         window = parse_range(range_)
-        embedder = Embedder.from_pretrained(model, prompts=prompt_overrides(query_prompt, document_prompt))
+        embedder = (
+            Embedder.from_pretrained(
+                model, dtype=dtype, prompts=prompt_overrides(query_prompt, document_prompt)
+            )
+            if retriever == "dense"
+            else None
+        )
         stats = mine_hard_negatives(
             embedder,
             data,
@@ -320,5 +336,7 @@ def register(app: typer.Typer) -> None:
             max_length=max_length,
             fill=fill,
             with_title=with_title,
+            retriever=retriever,
+            language=language,
         )
         typer.echo(f"{stats.summary()} → {output}", err=True)

@@ -1,10 +1,12 @@
-"""Hard-negative mining: replace each row's `neg` with passages a dense retriever ranks in a window.
+"""Hard-negative mining: replace each row's `neg` with passages a retriever ranks in a window.
 
-As FlagEmbedding's `hn_mine.py` (Part B §10): exact inner-product search (faiss `IndexFlatIP`, or numpy) of
-each query over the candidate corpus, keep ranks `[start, end)` (0-based), drop the row's positives and the
-query itself, sample `negatives` of the rest. trivec's differences:
+As FlagEmbedding's `hn_mine.py`: search each query over the candidate corpus, keep ranks `[start, end)`
+(0-based), drop the row's positives and the query itself, sample `negatives` of the rest. The retriever is
+exact dense inner-product search (faiss `IndexFlatIP`, or numpy) or BM25 (the usual recipe's first stage,
+tokenised for the rows' language). trivec's differences:
 - `margin`: a candidate must score at most `min(positive scores) − margin`, so near-duplicates and unlabeled
-  positives just below the positive are not taken as negatives (the main complaint about mining);
+  positives just below the positive are not taken as negatives (the main complaint about mining); BM25
+  scores are divided by each query's best score first, so the margin reads on the same 0–1 scale;
 - the corpus keeps its file order (first occurrence of each text), and every random choice is seeded per row,
   so a run is reproducible (unlike Q18's `set()` order);
 - when the window yields too few negatives, the rest are random corpus texts from beyond the window that also
@@ -17,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +110,90 @@ def search(
     return np.take_along_axis(sims, top, axis=1), top
 
 
+RETRIEVERS = ("dense", "bm25")
+
+
+class _DenseRanking:
+    """Exact inner-product search of every query at once; scores of any (query, text) from the vectors."""
+
+    def __init__(
+        self, model: Any, texts: list[str], queries: list[str], limit: int, depth: int, **encode: Any
+    ):
+        self.corpus = model.encode(texts, dense=True, prompt_name="document", max_length=limit).dense
+        self.queries = model.encode(
+            queries, dense=True, prompt_name="query", max_length=limit, **encode
+        ).dense
+        self.model, self.limit, self.texts = model, limit, texts
+        self.top_scores, self.top_ids = search(self.queries, self.corpus, depth)
+
+    def ranked(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.top_scores[row], self.top_ids[row]
+
+    def scores(self, row: int, ids: np.ndarray) -> np.ndarray:
+        return self.corpus[ids] @ self.queries[row]
+
+    def positive_scores(self, rows: list[Any]) -> list[np.ndarray]:
+        """Each row's positives scored against its query; positives in the corpus are not encoded again."""
+        in_corpus = {text: i for i, text in enumerate(self.texts)}
+        outside = sorted({p for ex in rows for p in ex.pos if p not in in_corpus})
+        extra = (
+            self.model.encode(outside, dense=True, prompt_name="document", max_length=self.limit).dense
+            if outside
+            else np.zeros((0, self.corpus.shape[1]), dtype=np.float32)
+        )
+        index = {text: len(self.texts) + i for i, text in enumerate(outside)} | in_corpus
+        vectors = np.concatenate([self.corpus, extra])
+        return [vectors[[index[p] for p in ex.pos]] @ self.queries[r] for r, ex in enumerate(rows)]
+
+
+class _Bm25Ranking:
+    """BM25 over the candidate texts in the rows' language; each query's scores divided by its best score."""
+
+    def __init__(self, texts: list[str], queries: list[str], language: str, depth: int):
+        from trivec.evaluation.bm25 import Bm25Index
+
+        self.index = Bm25Index(texts, language)
+        self.queries, self.depth = queries, depth
+        self.text_ids = {text: i for i, text in enumerate(texts)}
+        self._row: int = -1
+        self._scores: np.ndarray = np.zeros(0, dtype=np.float32)
+
+    def _all(self, row: int) -> np.ndarray:
+        if row != self._row:
+            values = self.index.scores(self.queries[row])
+            best = float(values.max()) if values.size else 0.0
+            self._row, self._scores = row, values / best if best > 0 else values
+        return self._scores
+
+    def ranked(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        values = self._all(row)
+        top = np.argsort(-values, kind="stable")[: self.depth]  # ties in corpus order: a reproducible window
+        return values[top], top
+
+    def scores(self, row: int, ids: np.ndarray) -> np.ndarray:
+        return self._all(row)[ids]
+
+    def positive_scores(self, rows: list[Any]) -> list[np.ndarray]:
+        out = []
+        for r, ex in enumerate(rows):
+            ids = [self.text_ids[p] for p in ex.pos if p in self.text_ids]
+            # a positive outside the candidate corpus has no BM25 score here: no margin for that row
+            out.append(
+                self.scores(r, np.asarray(ids, dtype=np.int64)) if len(ids) == len(ex.pos) else np.array([])
+            )
+        return out
+
+
+def rows_language(rows: list[dict[str, Any]], path: Path) -> str:
+    """The one `lang` of the rows (BM25 tokenises for it); `en` when no row says."""
+    languages = {str(obj["lang"]) for obj in rows if obj.get("lang")}
+    if len(languages) > 1:
+        raise InputError(
+            f"{path}: rows in several languages ({', '.join(sorted(languages))}); give --language"
+        )
+    return languages.pop() if languages else "en"
+
+
 def mine_hard_negatives(
     model: Any,
     data: str | os.PathLike[str],
@@ -118,11 +206,19 @@ def mine_hard_negatives(
     max_length: int | None = 512,
     fill: bool = True,
     with_title: bool = False,
+    retriever: str = "dense",
+    language: str | None = None,
 ) -> MiningStats:
-    """Mine negatives for every row of `data` with an `Embedder` (`model`), writing `output` atomically."""
+    """Mine negatives for every row of `data`, writing `output` atomically.
+
+    retriever: `dense` searches with the `Embedder` `model`; `bm25` needs no model (pass None) and
+    tokenises for `language` (default: the rows' `lang` field, else English).
+    """
     start, end = rank_range
     if negatives < 1:
         raise InputError(f"--negatives must be at least 1, got {negatives}")
+    if retriever not in RETRIEVERS:
+        raise InputError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {retriever!r}")
     data = Path(data)
     rows = [(line, obj, parse_example(obj, data, line, need_scores=False)) for line, obj in iter_jsonl(data)]
     if not rows:
@@ -135,29 +231,30 @@ def mine_hard_negatives(
             for text in (*ex.pos, *ex.neg):
                 seen.setdefault(text, None)
         texts = list(seen)
-    limit = min(max_length or model.max_length, model.max_length)
-    corpus_vecs = model.encode(texts, dense=True, prompt_name="document", max_length=limit).dense
     queries = [ex.query for _, _, ex in rows]
-    query_vecs = model.encode(queries, dense=True, prompt_name="query", max_length=limit).dense
-    positives = sorted({p for _, _, ex in rows for p in ex.pos})
-    pos_index = {text: i for i, text in enumerate(positives)}
-    pos_vecs = model.encode(positives, dense=True, prompt_name="document", max_length=limit).dense
-    top_scores, top_ids = search(query_vecs, corpus_vecs, end)
+    ranking: _DenseRanking | _Bm25Ranking
+    if retriever == "dense":
+        limit = min(max_length or model.max_length, model.max_length)
+        ranking = _DenseRanking(model, texts, queries, limit, end)
+    else:
+        lang = language or rows_language([obj for _, obj, _ in rows], data)
+        ranking = _Bm25Ranking(texts, queries, lang, end)
+    own_scores = ranking.positive_scores([ex for _, _, ex in rows]) if margin is not None else None
     stats = MiningStats(rows=len(rows), corpus=len(texts))
     with atomic_writer(output) as handle:
         for r, (_, obj, ex) in enumerate(rows):
             rng = np.random.default_rng([seed, r])
             banned = {*ex.pos, ex.query}
             threshold = np.inf
-            if margin is not None:
-                own = np.asarray([float(query_vecs[r] @ pos_vecs[pos_index[p]]) for p in ex.pos])
-                threshold = float(own.min()) - margin
+            if own_scores is not None and margin is not None and own_scores[r].size:
+                threshold = float(own_scores[r].min()) - margin
+            top_scores, top_ids = ranking.ranked(r)
             window: list[int] = []
-            for rank in range(start, min(end, top_ids.shape[1])):
-                cid = int(top_ids[r, rank])
+            for rank in range(start, min(end, top_ids.shape[0])):
+                cid = int(top_ids[rank])
                 if cid < 0 or texts[cid] in banned:
                     continue
-                if top_scores[r, rank] > threshold:
+                if top_scores[rank] > threshold:
                     stats.dropped_by_margin += 1
                     continue
                 window.append(cid)
@@ -169,9 +266,8 @@ def mine_hard_negatives(
             if fill and len(chosen) < negatives:
                 extra = _fill(
                     rng,
-                    query_vecs[r],
-                    corpus_vecs,
-                    set(top_ids[r].tolist()) | set(chosen),
+                    partial(ranking.scores, r),
+                    set(top_ids.tolist()) | set(chosen),
                     texts,
                     banned,
                     threshold,
@@ -190,8 +286,7 @@ def mine_hard_negatives(
 
 def _fill(
     rng: np.random.Generator,
-    query: np.ndarray,
-    corpus_vecs: np.ndarray,
+    score: Callable[[np.ndarray], np.ndarray],
     excluded: set[int],
     texts: list[str],
     banned: set[str],
@@ -206,7 +301,7 @@ def _fill(
             break
         if cid in excluded or texts[cid] in banned:
             continue
-        if np.isfinite(threshold) and float(query @ corpus_vecs[cid]) > threshold:
+        if np.isfinite(threshold) and float(score(np.asarray([cid]))[0]) > threshold:
             continue
         out.append(cid)
     return out

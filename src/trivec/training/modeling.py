@@ -17,6 +17,7 @@ from torch import nn
 
 from trivec.errors import InputError
 from trivec.models import M3Model
+from trivec.models.lora import is_lora, trainable_adapters_only
 from trivec.training.arguments import PARTS, LossArguments
 from trivec.training.distributed import gather_reps, gather_tensor, world
 from trivec.training.losses import ContrastiveLoss, M3UnifiedLoss, teacher_targets
@@ -89,6 +90,8 @@ class ContrastiveModel(nn.Module):
                 continue
             trains = name in wanted and (self.unified or name == "backbone")  # dense loss: heads unused
             module.requires_grad_(trains)
+            if trains and is_lora(module):
+                trainable_adapters_only(module)
             if trains:
                 training.append(name)
         if not training:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trivec.errors import InputError
 from trivec.models import M3Model
+from trivec.models.lora import add_lora
 from trivec.models.prompts import DOCUMENT, QUERY, select_prompt
 from trivec.training.arguments import ContrastiveConfig, DataArguments
 from trivec.training.collator import ContrastiveCollator
@@ -37,6 +38,10 @@ def load_encoder(config: ContrastiveConfig) -> M3Model:
     )
     if args.dropout is not None:
         set_dropout(encoder.backbone, args.dropout)
+    if args.lora_rank is not None:
+        encoder.backbone = add_lora(  # type: ignore[assignment]  # a PeftModel forwards the backbone's API
+            encoder.backbone, args.lora_rank, args.lora_alpha, args.lora_dropout, args.lora_target_modules
+        )
     limit = encoder.max_length
     for name in ("query_max_len", "passage_max_len"):
         if getattr(config.data, name) > limit:

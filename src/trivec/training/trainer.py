@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from transformers.trainer_utils import seed_worker
 
 from trivec.errors import CheckpointError
 from trivec.models import M3Model
+from trivec.models.lora import LORA_DIR, is_lora, load_adapter_weights
 from trivec.training.dataset import ContrastiveDataset
 from trivec.training.gradcache import grad_cache_step
 from trivec.training.modeling import ContrastiveModel, ContrastiveOutput
@@ -178,6 +180,15 @@ class ContrastiveTrainer(Trainer):
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
         assert isinstance(target, ContrastiveModel)
         encoder = target.encoder
+        if is_lora(encoder.backbone):  # adapters from lora/, heads from their files; base weights unchanged
+            load_adapter_weights(encoder.backbone, Path(resume_from_checkpoint) / LORA_DIR)
+            for head in (encoder.sparse_head, encoder.colbert_head):
+                if head is not None:
+                    saved_head = type(head).load(
+                        Path(resume_from_checkpoint) / head.file_name, head.in_features
+                    )
+                    head.load_state_dict(saved_head.state_dict())
+            return
         saved = M3Model.from_pretrained(
             resume_from_checkpoint, heads="auto" if encoder.has_sparse else "none", dtype=_dtype_of(encoder)
         )
