@@ -40,6 +40,16 @@ from trivec.models.prompts import (
 
 HeadsPolicy = Literal["auto", "require", "init", "none"]
 TRIVEC_CONFIG_FILE = "trivec_config.json"
+# the files a Hugging Face tokenizer is built from (fast tokenizer, SentencePiece models, WordPiece / BPE vocab)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+)
 
 
 @dataclass
@@ -207,6 +217,11 @@ class M3Model(nn.Module):
             raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model directory")
         trivec_config = _read_trivec_config(directory)
         st_info = read_sentence_transformers_info(directory)
+        if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+            raise CheckpointError(
+                f"{directory} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}): copy them from "
+                "where the model came from"
+            )
         prompt_config = read_prompts(directory, legacy_query_prompt=trivec_config.get("query_instruction"))
         try:
             with quiet_loading():
@@ -217,6 +232,7 @@ class M3Model(nn.Module):
             raise
         except Exception as exc:
             raise CheckpointError(f"cannot load the encoder or tokenizer from {directory}: {exc}") from exc
+        _check_tokenizer(directory, tokenizer, config)
         hidden_size = int(config.hidden_size)
         sparse_head, colbert_head = _load_heads(
             heads_directory(name_or_path, directory), hidden_size, heads, colbert_dim, seed
@@ -261,6 +277,19 @@ class M3Model(nn.Module):
         config = {"pooling": self.pooling, "normalize": self.normalize}
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
+
+
+def _check_tokenizer(directory: Path, tokenizer: PreTrainedTokenizerBase, config: object) -> None:
+    """Refuse a tokenizer far smaller than the model's vocabulary: transformers builds one from an incomplete
+    directory without a word, and every text then becomes unknown tokens (all texts get the same vector)."""
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    size = len(tokenizer)
+    if vocab and size < vocab // 4:
+        present = [name for name in TOKENIZER_FILES if (directory / name).is_file()]
+        raise CheckpointError(
+            f"{directory}: the tokenizer has {size} tokens but the model's vocabulary has {vocab}: its tokenizer "
+            f"files ({', '.join(present) or 'none'}) are incomplete or belong to another model"
+        )
 
 
 def _read_trivec_config(directory: Path) -> dict:
