@@ -47,5 +47,45 @@ def test_a_tokenizer_far_smaller_than_the_vocabulary_is_an_error(tmp_path: Path)
     (every word unknown, every text the same vector)."""
     partial = linked_copy(TINY_M3, tmp_path / "partial", {"tokenizer.json", "sentencepiece.bpe.model"})
     (partial / "vocab.txt").write_text("[PAD]\n[UNK]\n", encoding="utf-8")  # a stray file of another model
-    with pytest.raises(CheckpointError, match=r"tokenizer has \d+ tokens but the model's vocabulary has 3000"):
+    with pytest.raises(
+        CheckpointError, match=r"tokenizer has \d+ tokens but the model's vocabulary has 3000"
+    ):
         M3Model.from_pretrained(partial)
+
+
+def test_pooling_is_read_from_1_pooling_without_modules_json(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """all-MiniLM-L6-v2 pools by mean (1_Pooling/config.json); without modules.json it was silently CLS."""
+    source = minilm_dir()
+    copy = linked_copy(source, tmp_path / "no-modules", {"modules.json"})
+    with caplog.at_level(logging.INFO, logger="trivec.models"):
+        model = M3Model.from_pretrained(copy)
+    assert model.pooling == "mean"
+    assert any("mean pooling (1_Pooling/config.json)" in r.getMessage() for r in caplog.records), caplog.text
+    texts = ["hello there", "quantum chromodynamics is the theory of the strong interaction"]
+    reference = Embedder(M3Model.from_pretrained(source), device="cpu").encode(texts).dense
+    vectors = Embedder(model, device="cpu").encode(texts).dense
+    np.testing.assert_allclose(vectors, reference, atol=1e-6)
+
+
+def test_the_pooling_a_model_loads_with_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="trivec.models"):
+        M3Model.from_pretrained(TINY_M3)
+        M3Model.from_pretrained(TINY_M3, pooling="mean")
+    lines = [r.getMessage() for r in caplog.records if r.name == "trivec.models"]
+    assert any("cls pooling (1_Pooling/config.json)" in line for line in lines), lines
+    assert any("mean pooling (as asked)" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("mode", ["pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"])
+def test_an_unsupported_pooling_is_an_error_not_a_fallback(tmp_path: Path, mode: str) -> None:
+    copy = linked_copy(TINY_M3, tmp_path / "odd", {"1_Pooling"})
+    (copy / "1_Pooling").mkdir()
+    (copy / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False, mode: True}),
+        encoding="utf-8",
+    )
+    with pytest.raises(CheckpointError, match=f"{mode} is not supported"):
+        M3Model.from_pretrained(copy)
+    assert M3Model.from_pretrained(copy, pooling="mean").pooling == "mean"  # an explicit choice wins

@@ -89,25 +89,42 @@ class SentenceTransformersInfo:
     pooling: PoolingMode | None = None
     normalize: bool | None = None
     max_seq_length: int | None = None
+    pooling_file: Path | None = None  # where `pooling` was read
+    pooling_error: str | None = None  # a pooling configuration that cannot be honoured
 
 
 def read_sentence_transformers_info(directory: Path) -> SentenceTransformersInfo:
-    """Read `modules.json` / `*_Pooling/config.json` / `sentence_bert_config.json` when present."""
+    """Read `modules.json` / `*_Pooling/config.json` / `sentence_bert_config.json` when present (a
+    `*_Pooling/config.json` counts even without `modules.json`)."""
     modules_file = directory / "modules.json"
-    if not modules_file.is_file():
-        return SentenceTransformersInfo()
-    try:
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {modules_file}: {exc}") from exc
-    pooling: PoolingMode | None = None
-    normalize = False
-    for module in modules:
-        kind = str(module.get("type", ""))
-        if kind.endswith("Pooling"):
-            pooling = _read_pooling(directory / str(module.get("path", "")) / "config.json")
-        elif kind.endswith("Normalize"):
-            normalize = True
+    pooling: PoolingMode | UnsupportedPooling | None = None
+    pooling_file: Path | None = None
+    normalize: bool | None = None
+    if modules_file.is_file():
+        try:
+            modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read {modules_file}: {exc}") from exc
+        normalize = False
+        for module in modules:
+            kind = str(module.get("type", ""))
+            if kind.endswith("Pooling"):
+                pooling_file = directory / str(module.get("path", "")) / "config.json"
+                pooling = _read_pooling(pooling_file)
+            elif kind.endswith("Normalize"):
+                normalize = True
+    else:  # no module list: the pooling folder alone still says how the model pools
+        for candidate in sorted(directory.glob("*_Pooling/config.json")):
+            pooling = _read_pooling(candidate)
+            if pooling is not None:
+                pooling_file = candidate
+                break
+    pooling_error = str(pooling) if isinstance(pooling, UnsupportedPooling) else None
+    mode: PoolingMode | None = None
+    if pooling is not None and not isinstance(pooling, UnsupportedPooling):
+        mode = pooling
+    else:
+        pooling_file = None
     max_seq_length = None
     st_config = directory / "sentence_bert_config.json"
     if st_config.is_file():
@@ -115,22 +132,44 @@ def read_sentence_transformers_info(directory: Path) -> SentenceTransformersInfo
             max_seq_length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read {st_config}: {exc}") from exc
-    return SentenceTransformersInfo(pooling=pooling, normalize=normalize, max_seq_length=max_seq_length)
+    if max_seq_length is not None and (not isinstance(max_seq_length, int) or max_seq_length < 2):
+        raise CheckpointError(f"{st_config}: max_seq_length must be an integer ≥ 2, got {max_seq_length!r}")
+    return SentenceTransformersInfo(
+        pooling=mode,
+        normalize=normalize,
+        max_seq_length=max_seq_length,
+        pooling_file=pooling_file,
+        pooling_error=pooling_error,
+    )
 
 
-def _read_pooling(config_file: Path) -> PoolingMode | None:
+class UnsupportedPooling(str):
+    """A pooling configuration trivec cannot run (the message says which): an error unless overridden."""
+
+
+def _read_pooling(config_file: Path) -> PoolingMode | UnsupportedPooling | None:
     if not config_file.is_file():
         return None
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file} must hold a JSON object")
     if config.get("pooling_mode_cls_token"):
         return "cls"
     if config.get("pooling_mode_lasttoken"):
         return "last_token"
     if config.get("pooling_mode_mean_tokens"):
         return "mean"
+    unsupported = [
+        k for k in ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens") if config.get(k)
+    ]
+    if unsupported:  # never a silent fallback to another pooling
+        return UnsupportedPooling(
+            f"{config_file}: {unsupported[0]} is not supported (trivec pools by cls, mean or last token); "
+            "pass pooling= (--pooling) to choose one"
+        )
     return None
 
 

@@ -8,6 +8,7 @@ outputs; a BGE v1.5 / sentence-transformers directory (no head files) gives the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 
 from trivec.errors import CheckpointError, UnsupportedOutputError
 from trivec.models.checkpoint import (
+    SentenceTransformersInfo,
     head_files_present,
     heads_directory,
     quiet_loading,
@@ -38,6 +40,7 @@ from trivec.models.prompts import (
     write_prompts,
 )
 
+logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
 TRIVEC_CONFIG_FILE = "trivec_config.json"
 # the files a Hugging Face tokenizer is built from (fast tokenizer, SentencePiece models, WordPiece / BPE vocab)
@@ -237,10 +240,11 @@ class M3Model(nn.Module):
         sparse_head, colbert_head = _load_heads(
             heads_directory(name_or_path, directory), hidden_size, heads, colbert_dim, seed
         )
+        chosen, pooling_source = _choose_pooling(directory, pooling, trivec_config, st_info)
         model = cls(
             backbone,
             tokenizer,
-            pooling=check_pooling_mode(pooling or trivec_config.get("pooling") or st_info.pooling or "cls"),
+            pooling=chosen,
             normalize=normalize if normalize is not None else trivec_config.get("normalize", True),
             sparse_head=sparse_head,
             colbert_head=colbert_head,
@@ -250,6 +254,14 @@ class M3Model(nn.Module):
         model.source = str(name_or_path)
         if dtype is not None:
             model.to(dtype)
+        logger.info(
+            "model %s: %s pooling (%s), %snormalised, %s",
+            name_or_path,
+            model.pooling,
+            pooling_source,
+            "" if model.normalize else "not ",
+            "dense, sparse and ColBERT outputs" if model.has_sparse else "dense output only",
+        )
         return model.eval()
 
     def save_pretrained(
@@ -277,6 +289,25 @@ class M3Model(nn.Module):
         config = {"pooling": self.pooling, "normalize": self.normalize}
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
+
+
+def _choose_pooling(
+    directory: Path,
+    override: str | None,
+    trivec_config: dict,
+    st_info: SentenceTransformersInfo,
+) -> tuple[PoolingMode, str]:
+    """The pooling to load a model with, and where it comes from (for the log line)."""
+    if override:
+        return check_pooling_mode(override), "as asked"
+    if trivec_config.get("pooling"):
+        return check_pooling_mode(trivec_config["pooling"]), TRIVEC_CONFIG_FILE
+    if st_info.pooling_error:
+        raise CheckpointError(st_info.pooling_error)
+    if st_info.pooling is not None:
+        where = st_info.pooling_file
+        return st_info.pooling, (str(where.relative_to(directory)) if where else "sentence-transformers")
+    return "cls", "no pooling configuration found: CLS, as BGE pools"
 
 
 def _check_tokenizer(directory: Path, tokenizer: PreTrainedTokenizerBase, config: object) -> None:
