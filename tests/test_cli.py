@@ -119,7 +119,7 @@ def test_score_prints_modes_and_hybrids(tmp_path: Path, tiny: Embedder) -> None:
         (
             ["encode", "-i", "{src}.jsonl", "-o", "{out}"],
             '{"text": "ok"}\n{"text": 3}\n',
-            ":2: field 'text' is a int",
+            ":2: field 'text' is a number, not a string",
         ),
         (["encode", "-i", "{src}.jsonl", "-o", "{out}"], '{"text": "ok"}\nnot json\n', ":2: invalid JSON"),
         (
@@ -142,7 +142,7 @@ def test_score_prints_modes_and_hybrids(tmp_path: Path, tiny: Embedder) -> None:
             "x\n",
             "--query means --prompt-name query",
         ),
-        (["score", "-p", "{src}.jsonl"], '{"query": "q"}\n', "field 'passage' must be a string"),
+        (["score", "-p", "{src}.jsonl"], '{"query": "q"}\n', ":1: field 'passage' is missing"),
         (
             ["score", "-p", "{src}.jsonl", "--weights", "1,x,2"],
             '{"query": "q", "passage": "p"}\n',

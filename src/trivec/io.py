@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trivec.errors import InputError
+from trivec.textcheck import find_surrogate, json_type, may_hold_surrogate
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -37,7 +38,11 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
                 if not isinstance(obj, dict):
-                    raise InputError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+                    raise InputError(f"{path}:{number}: expected a JSON object, got {json_type(obj)}")
+                if may_hold_surrogate(line):
+                    found = find_surrogate(obj)
+                    if found is not None:
+                        raise InputError(f"{path}:{number}: {found[0]} contains {found[1]}")
                 yield number, obj
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
@@ -52,7 +57,7 @@ def read_texts(path: str | os.PathLike[str], field: str = "text") -> list[str]:
         for number, obj in iter_jsonl(path):
             value = obj.get(field)
             if not isinstance(value, str):
-                problem = "missing" if value is None else f"a {type(value).__name__}, not a string"
+                problem = "missing" if field not in obj else f"{json_type(value)}, not a string"
                 raise InputError(f"{path}:{number}: field {field!r} is {problem}")
             texts.append(value)
         return texts
@@ -77,7 +82,8 @@ def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     for number, obj in iter_jsonl(path):
         for key in ("query", "passage"):
             if not isinstance(obj.get(key), str):
-                raise InputError(f"{path}:{number}: field {key!r} must be a string")
+                problem = "missing" if key not in obj else f"{json_type(obj[key])}, not a string"
+                raise InputError(f"{path}:{number}: field {key!r} is {problem}")
         pairs.append((obj["query"], obj["passage"]))
     return pairs
 

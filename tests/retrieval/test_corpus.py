@@ -39,7 +39,7 @@ def test_folder_corpus(tmp_path: Path) -> None:
         ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "c.jsonl:2: duplicate document id 'a'"),
         ('{"text": "x"}\n', "c.jsonl:1: missing field 'id'"),
         ('{"id": "a"}\n', "c.jsonl:1: field 'text' is missing"),
-        ('{"id": "a", "text": 3}\n', "c.jsonl:1: field 'text' is a int"),
+        ('{"id": "a", "text": 3}\n', "c.jsonl:1: field 'text' is a number, not a string"),
         ('{"id": "a", "text": "x"}\n{oops\n', "c.jsonl:2: invalid JSON"),
         ("\n\n", "the corpus has no documents"),
     ],

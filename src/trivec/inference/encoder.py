@@ -31,6 +31,7 @@ from trivec.inference.sparse import SparseVector
 from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
 from trivec.models.prompts import DOCUMENT, QUERY, check_default_name, merge_prompts, select_prompt
+from trivec.textcheck import check_text, check_texts
 
 MCLS_INTERVAL = 256
 
@@ -52,15 +53,14 @@ class EncodeResult:
         return len(self.num_tokens)
 
 
-def _check_texts(texts: str | Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        return [texts]
-    if not isinstance(texts, Iterable):
+def _check_texts(texts: str | Sequence[str], what: str = "text") -> list[str]:
+    if not isinstance(texts, (str, Iterable)):
         raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
-    items = list(texts)
+    items = [texts] if isinstance(texts, str) else list(texts)
     for position, text in enumerate(items):
         if not isinstance(text, str):
-            raise InputError(f"text at position {position} is {type(text).__name__}, not str")
+            raise InputError(f"{what} at position {position} is {type(text).__name__}, not str")
+    check_texts(items, what)
     return items
 
 
@@ -190,6 +190,7 @@ class Embedder:
     ) -> list[str]:
         """`texts` as `encode` feeds them to the model: each with the resolved prompt before it."""
         prefix = self.resolve_prompt(prompt_name, prompt)
+        check_text(prefix, "the prompt")
         return [prefix + text for text in texts] if prefix else list(texts)
 
     # ------------------------------------------------------------------ encoding
@@ -433,6 +434,8 @@ class Embedder:
         """One query against many passages; same keys and prompts as `score_pairs`."""
         if not isinstance(query, str):
             raise InputError(f"query must be a string, not {type(query).__name__}")
+        check_text(query, "the query")
+        _check_texts(passages, "passage")
         used = self._modes(modes)
         q = self._encode_modes([query], used, QUERY, query_prompt, max_length=max_query_length)
         p = self._encode_modes(passages, used, DOCUMENT, document_prompt, max_length=max_passage_length)
@@ -461,6 +464,8 @@ def _split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]
     for position, pair in enumerate(pairs):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
             raise InputError(f"pair at position {position} must be a (query, passage) pair of strings")
+        check_text(pair[0], f"the query of pair {position}")
+        check_text(pair[1], f"the passage of pair {position}")
         queries.append(pair[0])
         passages.append(pair[1])
     return queries, passages

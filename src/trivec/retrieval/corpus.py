@@ -15,6 +15,7 @@ from typing import Any
 
 from trivec.errors import InputError
 from trivec.io import iter_jsonl
+from trivec.textcheck import find_surrogate, json_type
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 CHUNK_SEPARATOR = "#"
@@ -46,6 +47,11 @@ class Document:
             raise InputError(f"{where}: document {doc.id!r} text must be a string")
         if doc.title is not None and not isinstance(doc.title, str):
             raise InputError(f"{where}: document {doc.id!r} title must be a string")
+        if not isinstance(doc.metadata, dict):
+            raise InputError(f"{where}: document {doc.id!r} metadata must be a dict")
+        found = find_surrogate({"id": doc.id, "text": doc.text, "title": doc.title, "metadata": doc.metadata})
+        if found is not None:  # caught here, not half-way through writing an index
+            raise InputError(f"{where}: {found[0]} contains {found[1]}")
         return doc
 
 
@@ -71,17 +77,17 @@ def _from_row(row: Mapping[str, Any], where: str) -> Document:
         raise InputError(f"{where}: missing field 'id'")
     raw_id = row["id"]
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        raise InputError(f"{where}: field 'id' must be a string or an integer, got {type(raw_id).__name__}")
+        raise InputError(f"{where}: field 'id' must be a string or an integer, got {json_type(raw_id)}")
     text = row.get("text")
     if not isinstance(text, str):
-        problem = "missing" if text is None else f"a {type(text).__name__}, not a string"
+        problem = "missing" if "text" not in row else f"{json_type(text)}, not a string"
         raise InputError(f"{where}: field 'text' is {problem}")
     title = row.get("title")
     if title is not None and not isinstance(title, str):
-        raise InputError(f"{where}: field 'title' must be a string")
+        raise InputError(f"{where}: field 'title' must be a string, got {json_type(title)}")
     metadata = row.get("metadata", {})
     if not isinstance(metadata, dict):
-        raise InputError(f"{where}: field 'metadata' must be a JSON object")
+        raise InputError(f"{where}: field 'metadata' must be a JSON object, got {json_type(metadata)}")
     extra = {k: v for k, v in row.items() if k not in ("id", "text", "title", "metadata")}
     return Document(id=str(raw_id), text=text, title=title or None, metadata={**extra, **metadata})
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -61,6 +62,30 @@ class ServingState:
     def colbert_dim(self) -> int | None:
         head = self.embedder.model.colbert_head
         return int(head.out_features) if head is not None else None
+
+
+# ---------------------------------------------------------------------- request bodies
+class OrjsonRequest(Request):
+    """A request whose JSON body is parsed by orjson: ≈ 10× faster than `json` on large bodies (parsing runs
+    on the event loop), and strict — a lone surrogate escape (`"\\ud800"`), bytes that are not UTF-8, NaN
+    or an infinite number is a JSON error (422), not text that fails later inside the tokenizer."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    """The app's routes: their handlers see an `OrjsonRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def with_orjson(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return with_orjson
 
 
 # ---------------------------------------------------------------------- request checks
@@ -263,6 +288,7 @@ def create_app(
         summary="Dense, sparse and ColBERT embeddings, scores and search over HTTP",
         lifespan=lifespan,
     )
+    app.router.route_class = OrjsonRoute
     app.state.trivec = state
     install_error_handlers(app)
     # outermost first: metrics see every answer, the key is checked before the body limit reads anything

@@ -91,7 +91,18 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[d
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
-            msg = f"the body is not valid JSON ({ctx.get('error', 'decode error')})"
+            reason = str(ctx.get("error", "decode error"))
+            loc = err.get("loc", ())
+            at = f" at position {loc[-1]}" if len(loc) > 1 and isinstance(loc[-1], int) else ""
+            if "UTF-8" in reason:
+                msg = "the body is not valid JSON: it is not UTF-8 text"
+            elif "surrogate" in reason:
+                msg = (
+                    f"the body is not valid JSON: a lone surrogate escape (\\ud800–\\udfff){at} is not valid "
+                    "Unicode text"
+                )
+            else:
+                msg = f"the body is not valid JSON ({reason}{at})"
         elif tuple(err.get("loc", ())) == ("body",) and err.get("type") in (
             "model_attributes_type",
             "missing",

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trivec.textcheck import json_type, lone_surrogate, surrogate_message
+
 Mode = Literal["dense", "sparse", "colbert"]
 EncodingFormat = Literal["float", "base64"]
 TOKEN_INPUT_MESSAGE = (
@@ -26,7 +28,10 @@ def _text_list(value: Any, name: str) -> list[str]:
         if isinstance(item, (int, list)) and not isinstance(item, bool):
             raise ValueError(TOKEN_INPUT_MESSAGE)
         if not isinstance(item, str):
-            raise ValueError(f"{name}[{position}] is {type(item).__name__}, not a string")
+            raise ValueError(f"{name}[{position}] is {json_type(item)}, not a string")
+        position_of = lone_surrogate(item)
+        if position_of is not None:
+            raise ValueError(f"{name}[{position}] contains {surrogate_message(item, position_of)}")
     return list(value)
 
 

@@ -1,0 +1,250 @@
+"""Bad input, table-driven, as a new user would give it: to the command line, the Python API, the HTTP server
+and the index files. Every case must end in one clear error — one line naming the problem (and the file,
+line or option) with exit code 2 on the command line, an `InputError`/`TrivecError` in Python, a 4xx JSON
+error over HTTP — with no traceback, no 500, and nothing written or changed on disk.
+
+Hypothesis fuzzing of the JSONL readers and of the server's request bodies is in test_fuzz_inputs.py; the
+index-file corruption cases are in tests/retrieval/test_integrity.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import DATA, TINY_M3
+from trivec import Embedder, InputError, TrivecError
+from trivec.cli import app
+from trivec.retrieval import Index, read_corpus
+
+TINY = str(TINY_M3)
+
+
+# ---------------------------------------------------------------------- fixtures and helpers
+@pytest.fixture(scope="module")
+def built_index(tmp_path_factory: pytest.TempPathFactory, tiny: Embedder) -> Path:
+    """A small embedded index (tiny-m3, 20 Cranfield abstracts), copied before a case may touch it."""
+    path = tmp_path_factory.mktemp("bad-inputs") / "ix"
+    docs = read_corpus(DATA / "cranfield" / "corpus.jsonl")[:20]
+    with Index.create(path, model=tiny, max_length=64) as index:
+        index.add(docs)
+    return path
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file below `root` with a digest of its bytes (directories as entries too)."""
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir():
+            out[rel + "/"] = "dir"
+        elif path.is_file():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@dataclass
+class CliCase:
+    """`args` may use {tmp} (the case's directory), {model} (tiny-m3) and {ix} (a copy of a built index);
+    `files` are written into {tmp} first (str: UTF-8 text, bytes: as they are)."""
+
+    id: str
+    args: list[str]
+    message: str
+    files: dict[str, str | bytes] = field(default_factory=dict)
+
+
+def case(id: str, args: str | list[str], message: str, **files: str | bytes) -> CliCase:
+    return CliCase(id, args.split() if isinstance(args, str) else args, message, dict(files))
+
+
+SURROGATE_LINE = '{"text": "fine"}\n{"text": "bad \\ud800 text"}\n'
+
+CLI_CASES = [
+    # --- lone surrogates (issue #20, defect 3): one line naming file and line, never a traceback
+    case(
+        "d3-encode-jsonl-surrogate",
+        "encode -m {model} -i {tmp}/in.jsonl -o {tmp}/out.jsonl",
+        "in.jsonl:2: field 'text' contains a lone surrogate \\ud800",
+        **{"in.jsonl": SURROGATE_LINE},
+    ),
+    case(
+        "d3-encode-txt-encoded-surrogate",
+        "encode -m {model} -i {tmp}/in.txt -o {tmp}/out.jsonl",
+        "in.txt: not UTF-8 text",
+        **{"in.txt": b"ok\n\xed\xa0\x80\n"},
+    ),
+    case(
+        "d3-encode-prompt-surrogate",
+        ["encode", "-m", "{model}", "-i", "{tmp}/in.txt", "-o", "{tmp}/out.jsonl", "--prompt", "q\udcff: "],
+        "the prompt contains a lone surrogate \\udcff",
+        **{"in.txt": "hello\n"},
+    ),
+    case(
+        "d3-score-surrogate",
+        "score -m {model} -p {tmp}/pairs.jsonl",
+        "pairs.jsonl:1: field 'passage' contains a lone surrogate \\udfff",
+        **{"pairs.jsonl": '{"query": "q", "passage": "p \\udfff"}\n'},
+    ),
+    case(
+        "d3-search-argument-surrogate",
+        ["search", "--index", "{ix}", "wing \udcff stall"],
+        "contains a lone surrogate \\udcff",
+    ),
+    case(
+        "d3-search-queries-surrogate",
+        "search --index {ix} --queries {tmp}/q.jsonl",
+        "q.jsonl:2: field 'text' contains a lone surrogate \\ud800",
+        **{"q.jsonl": SURROGATE_LINE},
+    ),
+    case(
+        "d3-build-text-surrogate",
+        "index build -m {model} --corpus {tmp}/c.jsonl --index {tmp}/new",
+        "c.jsonl:2: field 'text' contains a lone surrogate \\ud800",
+        **{"c.jsonl": '{"id": 1, "text": "a"}\n{"id": 2, "text": "\\ud800"}\n'},
+    ),
+    case(
+        "d3-build-metadata-surrogate",
+        "index build -m {model} --corpus {tmp}/c.jsonl --index {tmp}/new",
+        "c.jsonl:1: field 'tags[1]' contains a lone surrogate \\udc00",
+        **{"c.jsonl": '{"id": 1, "text": "a", "tags": ["x", "\\udc00"]}\n'},
+    ),
+    case(
+        "d3-add-id-surrogate",
+        "index add --index {ix} --corpus {tmp}/c.jsonl",
+        "c.jsonl:1: field 'id' contains a lone surrogate \\udbff",
+        **{"c.jsonl": '{"id": "x\\udbff", "text": "a"}\n'},
+    ),
+]
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("bad", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_cli_bad_input_is_one_line_exit_2_nothing_written(
+    bad: CliCase, tmp_path: Path, built_index: Path
+) -> None:
+    for name, content in bad.files.items():
+        target = tmp_path / name
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8")
+    ix = tmp_path / "ix"
+    if any("{ix}" in a for a in bad.args):
+        shutil.copytree(built_index, ix)
+    args = [a.format(tmp=tmp_path, model=TINY, ix=ix) for a in bad.args]
+    before = tree(tmp_path)
+    code, stdout, stderr = run_cli(args)
+    assert code == 2, (code, stdout, stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("trivec: error:")]
+    assert len(errors) == 1, stderr
+    assert bad.message in errors[0], errors[0]
+    assert "Traceback" not in stderr + stdout
+    assert tree(tmp_path) == before  # nothing written, nothing changed, nothing left behind
+
+
+# ---------------------------------------------------------------------- the Python API
+@dataclass
+class ApiCase:
+    id: str
+    call: Callable[[Embedder], Any]
+    message: str
+    error: type[Exception] = InputError
+
+
+API_CASES = [
+    ApiCase("d3-encode-surrogate", lambda e: e.encode(["ok", "x\ud800"]), "text at position 1 contains"),
+    ApiCase("d3-encode-one-surrogate", lambda e: e.encode("\udfff"), "text at position 0 contains"),
+    ApiCase("d3-encode-prompt-surrogate", lambda e: e.encode(["ok"], prompt="\ud800"), "the prompt contains"),
+    ApiCase("d3-score-query-surrogate", lambda e: e.score("\ud800", ["p"]), "the query contains"),
+    ApiCase("d3-score-passage-surrogate", lambda e: e.score("q", ["p", "\ud800"]), "passage at position 1"),
+    ApiCase(
+        "d3-score-pairs-surrogate", lambda e: e.score_pairs([("q", "p"), ("q\udc80", "p")]), "query of pair 1"
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", API_CASES, ids=[c.id for c in API_CASES])
+def test_api_bad_input_raises_a_clear_error(bad: ApiCase, tiny: Embedder) -> None:
+    with pytest.raises(bad.error) as raised:
+        bad.call(tiny)
+    assert isinstance(raised.value, TrivecError)
+    assert bad.message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_index_add_with_a_surrogate_changes_nothing(
+    tmp_path: Path, built_index: Path, tiny: Embedder
+) -> None:
+    shutil.copytree(built_index, tmp_path / "ix")
+    before = tree(tmp_path / "ix")
+    with Index.open(tmp_path / "ix", model=tiny) as index, pytest.raises(InputError, match="field 'title'"):
+        index.add([{"id": "new", "text": "fine", "title": "bad \ud800"}])
+    assert tree(tmp_path / "ix") == before
+    assert json.loads((tmp_path / "ix" / "MANIFEST.json").read_text(encoding="utf-8"))["format"]
+
+
+# ---------------------------------------------------------------------- the HTTP server
+@dataclass
+class HttpCase:
+    """`body`: bytes sent as they are (JSON content type), or an object sent as JSON."""
+
+    id: str
+    path: str
+    body: Any
+    status: int
+    message: str
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+SURROGATE_BODIES = {
+    "/v1/embeddings": b'{"input": ["fine", "bad \\ud800"]}',
+    "/encode": b'{"texts": "x\\udfff", "sparse": true}',
+    "/score": b'{"query": "q", "passages": ["\\udc00"]}',
+    "/search": b'{"query": "wing \\ud800 stall"}',
+}
+
+HTTP_CASES = [
+    # --- lone surrogates (defect 3): 422 naming the problem, never a 500
+    *[
+        HttpCase(f"d3-surrogate{path.replace('/', '-')}", path, body, 422, "lone surrogate")
+        for path, body in SURROGATE_BODIES.items()
+    ],
+    HttpCase("d3-encoded-surrogate-bytes", "/v1/embeddings", b'{"input": "\xed\xa0\x80"}', 422, "not UTF-8"),
+    HttpCase("d3-score-pairs-surrogate", "/score", b'{"pairs": [["q", "\\ud800"]]}', 422, "lone surrogate"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(built_index: Path, tiny: Embedder) -> Any:
+    from trivec.serving import ServerConfig, ServerThread, create_app
+    from trivec.serving.search import IndexSearcher
+
+    app = create_app(tiny, ServerConfig(model="tiny"), IndexSearcher.open(built_index, tiny))
+    with ServerThread(app) as running:
+        yield running
+
+
+@pytest.mark.parametrize("bad", HTTP_CASES, ids=[c.id for c in HTTP_CASES])
+def test_http_bad_input_is_a_4xx_json_error(bad: HttpCase, server: Any) -> None:
+    import httpx
+
+    headers = {"content-type": "application/json", **bad.headers}
+    content = bad.body if isinstance(bad.body, bytes) else json.dumps(bad.body).encode()
+    response = httpx.request(bad.method, server.url + bad.path, content=content, headers=headers, timeout=60)
+    assert response.status_code == bad.status, response.text
+    error = response.json()["error"]
+    assert error["code"] == bad.status and bad.message in error["message"], error
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
