@@ -66,6 +66,7 @@ def case(id: str, args: str | list[str], message: str, **files: str | bytes) -> 
     return CliCase(id, args.split() if isinstance(args, str) else args, message, dict(files))
 
 
+CORPUS = '{"id": 1, "text": "a wing stalls"}\n{"id": 2, "text": "boundary layers"}\n'
 SURROGATE_LINE = '{"text": "fine"}\n{"text": "bad \\ud800 text"}\n'
 
 CLI_CASES = [
@@ -123,6 +124,132 @@ CLI_CASES = [
         "c.jsonl:1: field 'id' contains a lone surrogate \\udbff",
         **{"c.jsonl": '{"id": "x\\udbff", "text": "a"}\n'},
     ),
+    # --- options checked before anything is created or loaded (defect 5); a model path that does not exist
+    #     shows the order: were the model loaded first, the error would be about it
+    *[
+        case(
+            f"d5-build-{name}",
+            f"index build -m {{tmp}}/no-model --corpus {{tmp}}/c.jsonl --index {{tmp}}/new {opts}",
+            msg,
+            **{"c.jsonl": CORPUS},
+        )
+        for name, opts, msg in [
+            (
+                "overlap-equal",
+                "--chunk-tokens 16 --chunk-overlap 16",
+                "--chunk-overlap must be less than --chunk-tokens (16), got 16",
+            ),
+            (
+                "overlap-without-chunks",
+                "--chunk-overlap 8",
+                "--chunk-overlap applies to chunking: give --chunk-tokens too",
+            ),
+            (
+                "overlap-negative",
+                "--chunk-tokens 16 --chunk-overlap -1",
+                "--chunk-overlap must be an integer ≥ 0, got -1",
+            ),
+            ("chunk-tokens-0", "--chunk-tokens 0", "--chunk-tokens must be a positive integer, got 0"),
+            ("max-length-1", "--max-length 1", "--max-length must be an integer ≥ 2, got 1"),
+            ("ann-threshold-0", "--ann-threshold 0", "--ann-threshold must be a positive integer, got 0"),
+            ("colbert-dim-0", "--colbert-dim 0", "--colbert-dim must be a positive integer, got 0"),
+            (
+                "colbert-dtype",
+                "--colbert-dtype bfloat16",
+                "--colbert-dtype must be float16, float32 or int8, got bfloat16",
+            ),
+            (
+                "dense-index",
+                "--dense-index annoy",
+                "--dense-index must be auto, flat, hnsw or ivf, got annoy",
+            ),
+            ("backend", "--backend faiss", "--backend must be embedded or qdrant, got faiss"),
+            ("url-without-qdrant", "--url http://x:6333", "--url and --collection apply to --backend qdrant"),
+        ]
+    ],
+    case(
+        "d5-build-max-length-over-model",
+        "index build -m {model} --corpus {tmp}/c.jsonl --index {tmp}/new --max-length 100000",
+        "--max-length 100000 exceeds the model's limit",
+        **{"c.jsonl": '{"id": 1, "text": "a"}\n'},
+    ),
+    case(
+        "d5-build-colbert-dim-over-model",
+        "index build -m {model} --corpus {tmp}/c.jsonl --index {tmp}/new --colbert-dim 64",
+        "--colbert-dim must be between 1 and 63",
+        **{"c.jsonl": '{"id": 1, "text": "a"}\n'},
+    ),
+    case(
+        "d5-build-over-an-index-without-overwrite",
+        "index build -m {tmp}/no-model --corpus {tmp}/c.jsonl --index {ix}",
+        "is an index already (--overwrite replaces it)",
+        **{"c.jsonl": '{"id": 1, "text": "a"}\n'},
+    ),
+    case(
+        "d5-build-into-a-non-empty-folder",
+        "index build -m {tmp}/no-model --corpus {tmp}/c.jsonl --index {tmp}",
+        "is not empty and not an index",
+        **{"c.jsonl": '{"id": 1, "text": "a"}\n'},
+    ),
+    case(
+        "d5-encode-output-is-a-directory",
+        "encode -m {tmp}/no-model -i {tmp}/in.txt -o {tmp}",
+        "is a directory; the output must be a file path",
+        **{"in.txt": "hello\n"},
+    ),
+    case(
+        "d5-encode-output-directory-missing",
+        "encode -m {tmp}/no-model -i {tmp}/in.txt -o {tmp}/no/out.jsonl",
+        "does not exist",
+        **{"in.txt": "hello\n"},
+    ),
+    case(
+        "d5-encode-batch-tokens-0",
+        "encode -m {tmp}/no-model -i {tmp}/in.txt -o {tmp}/out.jsonl --batch-tokens 0",
+        "--batch-tokens must be a positive integer, got 0",
+        **{"in.txt": "hello\n"},
+    ),
+    case(
+        "d5-encode-max-length-1",
+        "encode -m {tmp}/no-model -i {tmp}/in.txt -o {tmp}/out.jsonl --max-length 1",
+        "--max-length must be an integer ≥ 2, got 1",
+        **{"in.txt": "hello\n"},
+    ),
+    case(
+        "d5-search-candidates-0",
+        "search --index {ix} wing --candidates 0",
+        "--candidates must be a positive integer, got 0",
+    ),
+    case(
+        "d5-search-top-k-0", "search --index {ix} wing --top-k 0", "--top-k must be a positive integer, got 0"
+    ),
+    case("d5-search-mode", "search --index {ix} wing --mode fuzzy", "unknown search mode 'fuzzy'"),
+    *[
+        case(f"d5-serve-{name}", f"serve -m {{tmp}}/no-model {opts}", msg)
+        for name, opts, msg in [
+            ("port-70000", "--port 70000", "--port must be between 0 and 65535, got 70000"),
+            ("port-negative", "--port -1", "--port must be between 0 and 65535, got -1"),
+            ("batch-tokens-0", "--batch-tokens 0", "--batch-tokens must be a positive integer, got 0"),
+            ("max-texts-0", "--max-texts 0", "--max-texts must be a positive integer, got 0"),
+            ("max-tokens-1", "--max-tokens 1", "--max-tokens must be an integer ≥ 2, got 1"),
+            ("max-body-bytes-0", "--max-body-bytes 0", "--max-body-bytes must be a positive integer, got 0"),
+            (
+                "queue-below-max-texts",
+                "--queue-size 10 --max-texts 20",
+                "--queue-size (10) must be at least --max-texts (20)",
+            ),
+            (
+                "max-wait-negative",
+                "--max-wait-ms -1",
+                "--max-wait-ms must be between 0 and 60000 ms, got -1.0",
+            ),
+            ("threads-0", "--threads 0", "--threads must be a positive integer, got 0"),
+            ("dtype", "--dtype int4", "--dtype must be float32, bfloat16 or float16, got int4"),
+            ("log-level", "--log-level loud", "--log-level must be one of"),
+            ("graceful-negative", "--graceful-timeout -5", "--graceful-timeout must be ≥ 0 seconds"),
+            ("index-missing", "--index {tmp}/nothing", "--index {tmp}/nothing: no such directory"),
+        ]
+    ],
 ]
 
 
@@ -150,7 +277,7 @@ def test_cli_bad_input_is_one_line_exit_2_nothing_written(
     assert code == 2, (code, stdout, stderr)
     errors = [line for line in stderr.splitlines() if line.startswith("trivec: error:")]
     assert len(errors) == 1, stderr
-    assert bad.message in errors[0], errors[0]
+    assert bad.message.format(tmp=tmp_path) in errors[0], errors[0]
     assert "Traceback" not in stderr + stdout
     assert tree(tmp_path) == before  # nothing written, nothing changed, nothing left behind
 
@@ -248,3 +375,54 @@ def test_http_bad_input_is_a_4xx_json_error(bad: HttpCase, server: Any) -> None:
     error = response.json()["error"]
     assert error["code"] == bad.status and bad.message in error["message"], error
     assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("over_an_index", [False, True])
+def test_a_build_that_fails_half_way_leaves_nothing(
+    tmp_path: Path, built_index: Path, monkeypatch: pytest.MonkeyPatch, over_an_index: bool
+) -> None:
+    """A failure after the corpus was read and the model loaded (a full disk while the segment is written)
+    leaves no directory behind — before, an empty index that refused a rebuild without --overwrite — and
+    with --overwrite the index it was to replace stays as it was."""
+    from trivec.retrieval import segment
+
+    def full_disk(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(segment.SegmentWriter, "finish", full_disk)
+    (tmp_path / "c.jsonl").write_text(CORPUS, encoding="utf-8")
+    target = tmp_path / "out" / "ix"
+    if over_an_index:
+        shutil.copytree(built_index, target)
+    before = tree(tmp_path)
+    args = ["index", "build", "-m", TINY, "--corpus", str(tmp_path / "c.jsonl"), "--index", str(target)]
+    code, _, stderr = run_cli([*args, "--overwrite"] if over_an_index else args)
+    assert code == 2 and stderr.strip().splitlines()[-1].endswith("No space left on device"), stderr
+    assert tree(tmp_path) == before
+    monkeypatch.undo()
+    code, _, stderr = run_cli([*args, "--overwrite"] if over_an_index else args)  # and a retry just works
+    assert code == 0, stderr
+    with Index.open(target) as index:
+        assert sorted(index.doc_ids()) == ["1", "2"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_output_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    import os
+
+    (tmp_path / "in.txt").write_text("hello\n", encoding="utf-8")
+    old = os.umask(umask)
+    try:
+        code, _, stderr = run_cli(
+            ["encode", "-m", TINY, "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.jsonl")]
+        )
+    finally:
+        os.umask(old)
+    assert code == 0, stderr
+    assert (tmp_path / "o.jsonl").stat().st_mode & 0o777 == mode
+    (tmp_path / "o.jsonl").chmod(0o640)  # an existing file keeps its mode, as with `>`
+    assert (
+        run_cli(["encode", "-m", TINY, "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.jsonl")])[0]
+        == 0
+    )
+    assert (tmp_path / "o.jsonl").stat().st_mode & 0o777 == 0o640

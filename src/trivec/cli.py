@@ -39,7 +39,9 @@ def clean_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (TrivecError, OSError, ValueError) as exc:
+        except TrivecError as exc:
+            raise fail(exc.for_cli()) from None
+        except (OSError, ValueError) as exc:
             raise fail(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -57,6 +59,13 @@ def parse_weights(text: str | None) -> list[float] | None:
     if len(weights) != 3:
         raise fail(f"--weights must be three numbers (dense,sparse,colbert), got {len(weights)}")
     return weights
+
+
+def check_positive(value: int | None, option: str, minimum: int = 1) -> None:
+    """Refuse an integer option below `minimum` (None: not given) with a message naming it."""
+    if value is not None and value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise fail(f"{option} must be {what}, got {value}")
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")]
@@ -98,12 +107,15 @@ def encode(
 ) -> None:
     """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen)."""
     from trivec.inference import Embedder
-    from trivec.io import atomic_writer, read_texts
+    from trivec.io import atomic_writer, check_output_path, read_texts
 
     if query:
         if prompt_name not in (None, "query"):
             raise fail(f"--query means --prompt-name query; it contradicts --prompt-name {prompt_name}")
         prompt_name = "query"
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(max_length, "--max-length", minimum=2)
+    check_output_path(output)  # before the model loads and the texts are encoded, not after
     texts = read_texts(input)
     if not (dense or sparse or colbert):
         dense = True

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 
 class TrivecError(Exception):
-    """Base class of trivec's own errors (the CLI prints the message and exits with code 2)."""
+    """Base class of trivec's own errors (the CLI prints the message and exits with code 2).
+
+    `cli`: the same message in the command line's terms (`--upsert` instead of `upsert=True`), which the
+    `trivec` command prints instead; the message itself speaks the Python API's.
+    """
+
+    def __init__(self, message: str = "", *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli
+
+    def for_cli(self) -> str:
+        return self.cli_message or str(self)
 
 
 class CheckpointError(TrivecError):

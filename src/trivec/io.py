@@ -88,16 +88,52 @@ def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
-    """Write to a temporary file beside `path` and rename it into place only when the block succeeds."""
+def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Path:
+    """Refuse an output path that cannot be written — a directory, a missing or read-only parent — before
+    any work is done, not after it."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory; the {what} must be a file path")
     if not directory.is_dir():
         raise InputError(f"{target}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"{target}: directory {directory} is not writable")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise InputError(f"{target}: the file is read-only")
+    return target
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux exposes it; elsewhere the set-and-restore pair)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """Write to a temporary file beside `path` and rename it into place only when the block succeeds.
+
+    The file gets the mode a plain `open(path, "w")` would give it: an existing file's mode is kept, a new
+    file gets 0666 less the umask (not the 0600 of the temporary file)."""
+    target = check_output_path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

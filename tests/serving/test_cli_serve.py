@@ -120,4 +120,4 @@ def test_serve_refuses_a_missing_key_variable_and_bad_limits(monkeypatch: pytest
     assert "TRIVEC_NO_SUCH_VAR: that environment variable is not set" in missing.stderr
     bad = CliRunner().invoke(cli_app, ["serve", "--model", TINY, "--max-texts", "10", "--queue-size", "5"])
     assert bad.exit_code == 2
-    assert "queue_size (5) must be at least max_texts_per_request (10)" in bad.stderr
+    assert "--queue-size (5) must be at least --max-texts (10)" in bad.stderr

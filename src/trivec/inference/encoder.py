@@ -64,6 +64,16 @@ def _check_texts(texts: str | Sequence[str], what: str = "text") -> list[str]:
     return items
 
 
+def _check_budget(batch_tokens: int | None) -> None:
+    if batch_tokens is not None and (
+        not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool) or batch_tokens < 1
+    ):
+        raise InputError(
+            f"batch_tokens must be a positive integer, got {batch_tokens!r}",
+            cli=f"--batch-tokens must be a positive integer, got {batch_tokens!r}",
+        )
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -89,6 +99,7 @@ class Embedder:
         self.model = model.to(self.device).eval()
         self.tokenizer = model.tokenizer
         # token budget per forward pass; default per device (`batching.default_batch_tokens`)
+        _check_budget(batch_tokens)
         self.batch_tokens = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
         self.max_batch_size = max_batch_size
         self.prompts: dict[str, str] = merge_prompts(model.prompts, prompts)
@@ -219,6 +230,7 @@ class Embedder:
         items = _check_texts(texts)
         if not (dense or sparse or colbert):
             raise InputError("ask for at least one output: dense, sparse or colbert")
+        _check_budget(batch_tokens)
         self.model.require(sparse=sparse, colbert=colbert)
         items = self.with_prompt(items, prompt_name, prompt)
         limit = self._check_max_length(max_length)
@@ -232,7 +244,8 @@ class Embedder:
         dense_out = np.zeros((n, self.model.hidden_size), dtype=np.float32) if dense else None
         sparse_out: list[SparseVector | None] = [None] * n
         colbert_out: list[np.ndarray | None] = [None] * n
-        batches = plan_batches(result.num_tokens, batch_tokens or self.batch_tokens, self.max_batch_size)
+        budget = batch_tokens if batch_tokens is not None else self.batch_tokens
+        batches = plan_batches(result.num_tokens, budget, self.max_batch_size)
         if show_progress is None:
             show_progress = n >= 5000 and sys.stderr.isatty()
         bar = tqdm(total=sum(result.num_tokens), unit="tok", disable=not show_progress, desc="encode")

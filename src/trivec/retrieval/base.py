@@ -9,6 +9,7 @@ directory; the Qdrant backend in a Qdrant collection. Both take the same calls.
 from __future__ import annotations
 
 import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,17 +64,40 @@ class IndexSettings:
     def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
-    def validate(self) -> None:
-        if self.dense_index not in ("auto", "flat", "hnsw", "ivf"):
-            raise InputError(f"dense_index must be auto, flat, hnsw or ivf, got {self.dense_index!r}")
-        if self.hnsw_storage not in ("float16", "float32"):
-            raise InputError(f"hnsw_storage must be float16 or float32, got {self.hnsw_storage!r}")
-        if self.colbert_dtype not in ("float16", "float32", "int8"):
-            raise InputError(f"colbert_dtype must be float16, float32 or int8, got {self.colbert_dtype!r}")
-        if self.chunk_tokens is not None and self.chunk_tokens < 1:
-            raise InputError(f"chunk_tokens must be ≥ 1, got {self.chunk_tokens}")
-        if self.max_segments < 1:
-            raise InputError("max_segments must be ≥ 1")
+    def validate(self) -> IndexSettings:
+        """Raise `InputError` naming the first setting out of range (as the option `trivec index build`
+        takes for it, on the command line); returns the settings."""
+        choices = {
+            "dense_index": ("auto", "flat", "hnsw", "ivf"),
+            "hnsw_storage": ("float16", "float32"),
+            "colbert_dtype": ("float16", "float32", "int8"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                _setting_error(
+                    name, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}", getattr(self, name)
+                )
+        positive = ("ann_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")
+        for name in (*positive, "max_segments"):
+            _check_int(name, getattr(self, name), 1)
+        for name, minimum in (("chunk_tokens", 1), ("colbert_dim", 1), ("max_length", 2)):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum)
+        _check_int("chunk_overlap", self.chunk_overlap, 0)
+        if self.chunk_tokens is None and self.chunk_overlap:
+            raise InputError(
+                "chunk_overlap applies to chunking: give chunk_tokens too",
+                cli="--chunk-overlap applies to chunking: give --chunk-tokens too",
+            )
+        if self.chunk_tokens is not None and self.chunk_overlap >= self.chunk_tokens:
+            raise InputError(
+                f"chunk_overlap must be less than chunk_tokens ({self.chunk_tokens}), got {self.chunk_overlap}",
+                cli=f"--chunk-overlap must be less than --chunk-tokens ({self.chunk_tokens}), got "
+                f"{self.chunk_overlap}",
+            )
+        for name in ("sparse", "colbert"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.prompts is not None:
             check_prompts(self.prompts, "index prompts")
             unknown = set(self.prompts) - set(ROLES)
@@ -81,6 +105,20 @@ class IndexSettings:
                 raise InputError(
                     f"index prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
                 )
+        return self
+
+
+def _setting_error(name: str, problem: str, value: Any) -> None:
+    raise InputError(
+        f"{name} {problem}, got {value!r}", cli=f"--{name.replace('_', '-')} {problem}, got {value}"
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        _setting_error(
+            name, "must be a positive integer" if minimum == 1 else f"must be an integer ≥ {minimum}", value
+        )
 
 
 @dataclass
@@ -141,8 +179,18 @@ def plan_search(
         raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
-    if not isinstance(top_k, int) or top_k < 1:
-        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise InputError(
+            f"top_k must be a positive integer, got {top_k!r}",
+            cli=f"--top-k must be a positive integer, got {top_k}",
+        )
+    if candidates is not None and (
+        not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1
+    ):
+        raise InputError(
+            f"candidates must be a positive integer, got {candidates!r}",
+            cli=f"--candidates must be a positive integer, got {candidates}",
+        )
     depth = max(top_k, candidates if candidates is not None else 100)
     try:
         w = normalize_weights(weights) if weights is not None else dict(DEFAULT_WEIGHTS)
@@ -233,25 +281,60 @@ class Index(ABC):
         """A new, empty index at `path` for `model`. `options` are `IndexSettings` fields or backend options
         (qdrant: `url`, `collection`, `api_key`). The query and document prompts (the model's, or
         `prompts={"query": ..., "document": ...}`) are recorded with the index and used by every add and
-        search."""
+        search. Settings and the target are checked before the model loads."""
+        merged, rest = _merged_settings(backend, settings, options)
+        if backend == "embedded":
+            from trivec.retrieval.embedded import check_target
+
+            check_target(Path(path), overwrite)
         embedder = load_model(model)
-        known = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
-        rest = {k: v for k, v in options.items() if k not in known}
-        merged = IndexSettings(**{**(settings.to_dict() if settings else {}), **known})
-        merged.validate()
+        _check_for_model(merged, embedder)
         given = merged.prompts or {}
         merged.prompts = {role: embedder.resolve_prompt(role, given.get(role)) for role in ROLES}
         if backend == "embedded":
-            if rest:
-                raise InputError(f"unknown index option(s) {', '.join(sorted(rest))}")
             from trivec.retrieval.embedded import EmbeddedIndex
 
             return EmbeddedIndex.new(Path(path), embedder, merged, overwrite=overwrite)
-        if backend == "qdrant":
-            from trivec.retrieval.qdrant import QdrantIndex
+        from trivec.retrieval.qdrant import QdrantIndex
 
-            return QdrantIndex.new(Path(path), embedder, merged, overwrite=overwrite, **rest)
-        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        return QdrantIndex.new(Path(path), embedder, merged, overwrite=overwrite, **rest)
+
+    @staticmethod
+    def build(
+        path: str | os.PathLike[str],
+        documents: Sequence[Document | Mapping[str, Any]],
+        model: str | os.PathLike[str] | Embedder = "default",
+        *,
+        backend: str = "embedded",
+        settings: IndexSettings | None = None,
+        overwrite: bool = False,
+        progress: bool = False,
+        **options: Any,
+    ) -> Index:
+        """`create` + `add` of `documents` as one step that leaves nothing half-built: the embedded index is
+        built in a directory beside `path` and renamed into place only when complete, so a failure (bad
+        documents, an interrupted encode, a full disk) leaves no directory behind, and with `overwrite` the
+        index it replaces stays as it was until then. (A Qdrant index's local directory is removed on
+        failure when this call created it.) Returns the new index, open."""
+        target = Path(path)
+        merged, rest = _merged_settings(backend, settings, options)
+        if not documents:
+            raise InputError("no documents to add")
+        if backend == "embedded":
+            from trivec.retrieval.embedded import build_embedded
+
+            return build_embedded(target, documents, model, merged, overwrite, progress)
+        existed = target.exists()
+        index = Index.create(target, model, backend=backend, settings=merged, overwrite=overwrite, **rest)
+        try:
+            index.progress = progress
+            index.add(documents)
+        except BaseException:
+            index.close()
+            if not existed:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
+        return index
 
     @staticmethod
     def open(
@@ -503,6 +586,42 @@ class Index(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _merged_settings(
+    backend: str, settings: IndexSettings | None, options: Mapping[str, Any]
+) -> tuple[IndexSettings, dict[str, Any]]:
+    """The settings `options` give over `settings`, validated, and the backend options left over."""
+    if backend not in BACKENDS:
+        raise InputError(
+            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}",
+            cli=f"--backend must be {' or '.join(BACKENDS)}, got {backend}",
+        )
+    known = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
+    rest = {k: v for k, v in options.items() if k not in known}
+    if backend == "embedded" and rest:
+        raise InputError(f"unknown index option(s) {', '.join(sorted(rest))}")
+    merged = IndexSettings(**{**(settings.to_dict() if settings else {}), **known}).validate()
+    return merged, rest
+
+
+def _check_for_model(settings: IndexSettings, embedder: Embedder) -> None:
+    """Settings that depend on the model: truncation within its limit, a ColBERT reduction below its width."""
+    limit = embedder.max_length
+    if settings.max_length is not None and settings.max_length > limit:
+        raise InputError(
+            f"max_length {settings.max_length} exceeds the model's limit of {limit} tokens",
+            cli=f"--max-length {settings.max_length} exceeds the model's limit of {limit} tokens",
+        )
+    colbert = embedder.model.colbert_head
+    full = int(colbert.out_features) if colbert is not None else None
+    if settings.colbert_dim is not None and full is not None and settings.colbert_dim >= full:
+        raise InputError(
+            f"colbert_dim must be between 1 and {full - 1} (the model's ColBERT vectors have {full}), "
+            f"got {settings.colbert_dim}",
+            cli=f"--colbert-dim must be between 1 and {full - 1} (the model's ColBERT vectors have {full}), "
+            f"got {settings.colbert_dim}",
+        )
 
 
 def load_model(model: str | os.PathLike[str] | Embedder) -> Embedder:

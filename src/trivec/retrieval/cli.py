@@ -69,9 +69,8 @@ def register(app: typer.Typer) -> None:
 
         Documents get the model's 'document' prompt; the query and document prompts are recorded with the
         index, and `trivec search` / `trivec index add` use them."""
-        from trivec.retrieval import Index, read_corpus
+        from trivec.retrieval import Index, IndexSettings, read_corpus
 
-        docs = read_corpus(corpus)
         options: dict[str, Any] = {
             "chunk_tokens": chunk_tokens,
             "chunk_overlap": chunk_overlap,
@@ -88,12 +87,21 @@ def register(app: typer.Typer) -> None:
             options.update(url=url, collection=collection)
         elif url is not None or collection is not None:
             raise fail("--url and --collection apply to --backend qdrant")
-        built = Index.create(index, model, backend=backend, overwrite=overwrite, **options)
-        built.progress = not quiet and sys.stderr.isatty()
-        with built:
-            chunks = built.add(docs)
+        IndexSettings(**{k: v for k, v in options.items() if k not in ("url", "collection")}).validate()
+        docs = read_corpus(corpus)
+        # built beside --index and moved into place when complete: a failure leaves nothing behind
+        with Index.build(
+            index,
+            docs,
+            model,
+            backend=backend,
+            overwrite=overwrite,
+            progress=not quiet and sys.stderr.isatty(),
+            **options,
+        ) as built:
             typer.echo(
-                f"indexed {len(docs)} documents ({chunks} chunks; modes {', '.join(built.modes)}) → {index}",
+                f"indexed {len(docs)} documents ({built.info()['chunks']} chunks; modes "
+                f"{', '.join(built.modes)}) → {index}",
                 err=True,
             )
 

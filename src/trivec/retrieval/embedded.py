@@ -95,19 +95,7 @@ class EmbeddedIndex(Index):
         cls, directory: Path, embedder: Embedder, settings: IndexSettings, overwrite: bool = False
     ) -> EmbeddedIndex:
         """A new empty index in `directory` (which must be absent, empty, or — with `overwrite` — an index)."""
-        if directory.exists():
-            if not directory.is_dir():
-                raise InputError(f"{directory} is a file; choose a directory for the index")
-            if any(directory.iterdir()):
-                is_index = (directory / MANIFEST).is_file()
-                if not (overwrite and is_index):
-                    what = "an index" if is_index else "not empty"
-                    hint = " (pass overwrite=True / --overwrite to replace it)" if is_index else ""
-                    raise InputError(f"{directory} is {what}{hint}")
-                shutil.rmtree(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / SEGMENTS).mkdir(exist_ok=True)
-        (directory / TOMBSTONES).mkdir(exist_ok=True)
+        check_target(directory, overwrite)
         identity = identify(embedder)
         if (
             settings.colbert_dim is not None
@@ -117,6 +105,11 @@ class EmbeddedIndex(Index):
             raise InputError(
                 f"colbert_dim must be between 1 and {identity.colbert_dim - 1}, got {settings.colbert_dim}"
             )
+        if directory.exists() and any(directory.iterdir()):
+            shutil.rmtree(directory)  # an index, and overwrite (check_target)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SEGMENTS).mkdir(exist_ok=True)
+        (directory / TOMBSTONES).mkdir(exist_ok=True)
         body = {
             "generation": 0,
             "created": _now(),
@@ -828,6 +821,62 @@ class EmbeddedIndex(Index):
         if self._dirty:
             self._commit()
         self._lock.release()
+
+
+def check_target(directory: Path, overwrite: bool) -> None:
+    """Where a new index may go: an absent path, an empty directory, or (with `overwrite`) an index."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise InputError(f"{directory} is a file; choose a directory for the index")
+    if any(directory.iterdir()):
+        if not (directory / MANIFEST).is_file():
+            raise InputError(f"{directory} is not empty and not an index; choose another directory")
+        if not overwrite:
+            raise InputError(
+                f"{directory} is an index already (pass overwrite=True to replace it)",
+                cli=f"{directory} is an index already (--overwrite replaces it)",
+            )
+
+
+def build_embedded(
+    target: Path,
+    documents: Sequence[Any],
+    model: str | os.PathLike[str] | Embedder,
+    settings: IndexSettings,
+    overwrite: bool,
+    progress: bool,
+) -> EmbeddedIndex:
+    """`Index.build` for the embedded backend: build in `.<name>.building-<id>` beside `target`, then rename
+    it into place (an index it replaces is renamed aside first and removed once the new one is in place)."""
+    check_target(target, overwrite)
+    missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
+    try:
+        index = Index.create(staging, model, settings=settings)
+        with index:
+            index.progress = progress
+            index.add(documents)
+        embedder = index.embedder
+        check_target(target, overwrite)  # again: the directory may have changed while the corpus encoded
+        if target.exists() and any(target.iterdir()):
+            aside = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
+            os.rename(target, aside)
+            os.rename(staging, target)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            if target.exists():
+                target.rmdir()
+            os.rename(staging, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for directory in missing:  # nearest first: only directories this call created, and only if empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+    return EmbeddedIndex.load(target, embedder)
 
 
 class StoredHit(Hit):

@@ -100,7 +100,6 @@ def register(app: typer.Typer) -> None:
             rejoin_wait_ms=rejoin_wait_ms,
             dynamic_batching=not no_batching,
         )
-        limits.validate()
         config = ServerConfig(
             model=model if model is not None or index is not None else "default",
             index=index,
@@ -115,5 +114,5 @@ def register(app: typer.Typer) -> None:
             limits=limits,
             graceful_timeout_s=graceful_timeout,
             log_level=log_level.lower(),
-        )
+        ).validate()  # every setting checked before the model loads
         run_server(config, access_log=access_log)

@@ -35,23 +35,50 @@ class ServingLimits:
     dynamic_batching: bool = True
 
     def validate(self) -> None:
-        """Raise `InputError` naming the first setting out of range."""
+        """Raise `InputError` naming the first setting out of range (on the command line: its option)."""
         for name in ("max_texts_per_request", "max_body_bytes", "queue_size", "batch_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+                _error(name, "must be a positive integer", value)
         if self.max_tokens_per_text is not None and (
             not isinstance(self.max_tokens_per_text, int) or self.max_tokens_per_text < 2
         ):
-            raise InputError(f"max_tokens_per_text must be an integer ≥ 2, got {self.max_tokens_per_text!r}")
+            _error("max_tokens_per_text", "must be an integer ≥ 2", self.max_tokens_per_text)
         for name in ("max_wait_ms", "rejoin_wait_ms"):
-            if not getattr(self, name) >= 0:
-                raise InputError(f"{name} must be ≥ 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 60_000):
+                _error(name, "must be between 0 and 60000 ms", value)
         if self.queue_size < self.max_texts_per_request:
             raise InputError(
                 f"queue_size ({self.queue_size}) must be at least max_texts_per_request "
-                f"({self.max_texts_per_request}), or the largest allowed request could never be queued"
+                f"({self.max_texts_per_request}), or the largest allowed request could never be queued",
+                cli=f"--queue-size ({self.queue_size}) must be at least --max-texts ({self.max_texts_per_request}), "
+                "or the largest allowed request could never be queued",
             )
+
+
+OPTIONS = {  # `trivec serve`'s option for each setting
+    "max_texts_per_request": "--max-texts",
+    "max_tokens_per_text": "--max-tokens",
+    "max_body_bytes": "--max-body-bytes",
+    "queue_size": "--queue-size",
+    "batch_tokens": "--batch-tokens",
+    "max_wait_ms": "--max-wait-ms",
+    "rejoin_wait_ms": "--rejoin-wait-ms",
+    "port": "--port",
+    "threads": "--threads",
+    "graceful_timeout_s": "--graceful-timeout",
+    "dtype": "--dtype",
+    "log_level": "--log-level",
+}
+DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _error(name: str, problem: str, value: object) -> None:
+    raise InputError(
+        f"{name} {problem}, got {value!r}", cli=f"{OPTIONS.get(name, name)} {problem}, got {value}"
+    )
 
 
 @dataclass
@@ -78,6 +105,23 @@ class ServerConfig:
     limits: ServingLimits = field(default_factory=ServingLimits)
     graceful_timeout_s: float = 30.0
     log_level: str = "info"
+
+    def validate(self) -> ServerConfig:
+        """Check the limits and the settings (port, threads, dtype, …) before anything loads."""
+        self.limits.validate()
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            _error("port", "must be between 0 and 65535", self.port)
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            _error("threads", "must be a positive integer", self.threads)
+        if not self.graceful_timeout_s >= 0:
+            _error("graceful_timeout_s", "must be ≥ 0 seconds", self.graceful_timeout_s)
+        if self.dtype is not None and self.dtype not in DTYPES:
+            _error("dtype", "must be float32, bfloat16 or float16", self.dtype)
+        if self.log_level not in LOG_LEVELS:
+            _error("log_level", f"must be one of {', '.join(LOG_LEVELS)}", self.log_level)
+        if not self.host:
+            raise InputError("host must not be empty", cli="--host must not be empty")
+        return self
 
     @property
     def model_name(self) -> str:

@@ -25,13 +25,10 @@ def build_app(config: ServerConfig) -> FastAPI:
     """
     import torch
 
-    from trivec.errors import InputError
     from trivec.inference import Embedder
 
-    config.limits.validate()
+    config.validate()
     if config.threads is not None:
-        if config.threads < 1:
-            raise InputError(f"threads must be ≥ 1, got {config.threads}")
         torch.set_num_threads(config.threads)
     searcher_cls = None
     if config.index is not None:
