@@ -215,6 +215,18 @@ CLI_CASES = [
         "--max-length must be an integer ≥ 2, got 1",
         **{"in.txt": "hello\n"},
     ),
+    # --- wording (defect 8): the command line's own terms
+    case(
+        "d8-add-duplicate-id",
+        "index add --index {ix} --corpus {tmp}/c.jsonl",
+        "1 document id(s) already in the index: '1' (--upsert replaces them)",
+        **{"c.jsonl": '{"id": 1, "text": "again"}\n'},
+    ),
+    case(
+        "d8-delete-unknown-id",
+        "index delete --index {ix} nope",
+        "unknown document id(s): 'nope' (--missing-ok ignores them)",
+    ),
     case(
         "d5-search-candidates-0",
         "search --index {ix} wing --candidates 0",
@@ -301,6 +313,58 @@ API_CASES = [
         "d3-score-pairs-surrogate", lambda e: e.score_pairs([("q", "p"), ("q\udc80", "p")]), "query of pair 1"
     ),
 ]
+
+
+INDEX_API_CASES = [
+    ApiCase(
+        "d8-add-duplicate",
+        lambda ix: ix.add([{"id": "1", "text": "x"}]),
+        "already in the index: '1' (update() replaces them)",
+    ),
+    ApiCase(
+        "d8-update-unknown",
+        lambda ix: ix.update([{"id": "zz", "text": "x"}]),
+        "(add() adds new documents; update(..., upsert=True) adds or replaces)",
+    ),
+    ApiCase(
+        "d8-delete-unknown",
+        lambda ix: ix.delete(["zz"]),
+        "unknown document id(s): 'zz' (missing_ok=True ignores them)",
+    ),
+    ApiCase("d5-top-k-0", lambda ix: ix.search("wing", top_k=0), "top_k must be a positive integer, got 0"),
+    ApiCase(
+        "d5-candidates-0",
+        lambda ix: ix.search("wing", candidates=0),
+        "candidates must be a positive integer, got 0",
+    ),
+    ApiCase(
+        "d5-candidates-float",
+        lambda ix: ix.search("wing", candidates=2.5),
+        "candidates must be a positive integer, got 2.5",
+    ),
+    ApiCase(
+        "d5-weights-negative",
+        lambda ix: ix.search("wing", weights=[1, -1, 0]),
+        "weights must be finite and ≥ 0",
+    ),
+    ApiCase("d5-fusion", lambda ix: ix.search("wing", fusion="max"), "unknown fusion 'max'"),
+    ApiCase("empty-add", lambda ix: ix.add([]), "no documents to add"),
+    ApiCase("bad-document", lambda ix: ix.add([{"text": "no id"}]), "missing field 'id'"),
+    ApiCase("bad-document-type", lambda ix: ix.add(["just text"]), "expected a Document or a dict"),
+    ApiCase("empty-delete", lambda ix: ix.delete([]), "no document ids to delete"),
+]
+
+
+@pytest.mark.parametrize("bad", INDEX_API_CASES, ids=[c.id for c in INDEX_API_CASES])
+def test_index_api_bad_input_raises_a_clear_error_and_changes_nothing(
+    bad: ApiCase, tmp_path: Path, built_index: Path, tiny: Embedder
+) -> None:
+    shutil.copytree(built_index, tmp_path / "ix")
+    before = tree(tmp_path / "ix")
+    with Index.open(tmp_path / "ix", model=tiny) as index, pytest.raises(bad.error) as raised:
+        bad.call(index)
+    assert bad.message in str(raised.value) and "--" not in str(raised.value), str(raised.value)
+    assert tree(tmp_path / "ix") == before
 
 
 @pytest.mark.parametrize("bad", API_CASES, ids=[c.id for c in API_CASES])

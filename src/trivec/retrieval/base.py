@@ -624,6 +624,28 @@ def _check_for_model(settings: IndexSettings, embedder: Embedder) -> None:
         )
 
 
+def sample_ids(ids: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def already_indexed(ids: Sequence[str]) -> InputError:
+    """Adding documents whose ids the index has (in each interface's own words)."""
+    what = f"{len(ids)} document id(s) already in the index: {sample_ids(ids)}"
+    return InputError(f"{what} (update() replaces them)", cli=f"{what} (--upsert replaces them)")
+
+
+def not_indexed(ids: Sequence[str], action: str) -> InputError:
+    """Updating (`action="update"`) or deleting (`"delete"`) documents the index does not have."""
+    what = f"unknown document id(s): {sample_ids(ids)}"
+    if action == "update":
+        return InputError(
+            f"{what} (add() adds new documents; update(..., upsert=True) adds or replaces)",
+            cli=f"{what} (trivec index add --upsert adds or replaces)",
+        )
+    return InputError(f"{what} (missing_ok=True ignores them)", cli=f"{what} (--missing-ok ignores them)")
+
+
 def load_model(model: str | os.PathLike[str] | Embedder) -> Embedder:
     """An `Embedder` from an `Embedder` or a model name / directory."""
     if isinstance(model, Embedder):

@@ -37,7 +37,14 @@ from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import maxsim_block
 from trivec.inference.sparse import SparseVector
 from trivec.retrieval import sparse_scorer
-from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
+from trivec.retrieval.base import (
+    Hit,
+    Index,
+    IndexSettings,
+    SearchPlan,
+    already_indexed,
+    not_indexed,
+)
 from trivec.retrieval.colbert import ColbertCodec, fit_projection
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.fusion import fuse, merge_top_k, top_k
@@ -400,9 +407,7 @@ class EmbeddedIndex(Index):
         present = self._snap.locate()
         clash = [d for d in dict.fromkeys(c.doc_id for c in chunks) if d in present]
         if clash:
-            raise InputError(
-                f"{len(clash)} document id(s) already in the index: {_sample(clash)} (use update to replace them)"
-            )
+            raise already_indexed(clash)
 
     def _write_segment(
         self,
@@ -441,9 +446,7 @@ class EmbeddedIndex(Index):
             present = self._snap.locate()
             missing = [d for d in doc_ids if d not in present]
             if missing and not upsert:
-                raise InputError(
-                    f"unknown document id(s): {_sample(missing)} (use add, or update with upsert)"
-                )
+                raise not_indexed(missing, "update")
             self._mark_deleted([d for d in doc_ids if d in present])
             self._write_segment(chunks, None)
             self._maybe_merge()
@@ -458,7 +461,7 @@ class EmbeddedIndex(Index):
             present = self._snap.locate()
             missing = [d for d in dict.fromkeys(ids) if d not in present]
             if missing and not missing_ok:
-                raise InputError(f"unknown document id(s): {_sample(missing)}")
+                raise not_indexed(missing, "delete")
             removed = self._mark_deleted([d for d in dict.fromkeys(ids) if d in present])
         return removed
 
@@ -1027,11 +1030,6 @@ def _count(encoded: EncodeResult) -> int:
     if encoded.dense is not None:
         return int(encoded.dense.shape[0])
     return len(encoded.sparse or encoded.colbert or [])
-
-
-def _sample(ids: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 __all__ = ["EmbeddedIndex", "NotAnIndexError"]

@@ -26,7 +26,7 @@ from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.sparse import SparseVector
 from trivec.io import atomic_writer
-from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan
+from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan, already_indexed, not_indexed
 from trivec.retrieval.corpus import CHUNK_SEPARATOR, Chunk
 from trivec.retrieval.fusion import fuse, top_k
 from trivec.retrieval.identity import ModelIdentity, identify
@@ -86,7 +86,10 @@ class QdrantIndex(Index):
 
         if directory.exists() and any(directory.iterdir()):
             if not (overwrite and (directory / CONFIG).is_file()):
-                raise InputError(f"{directory} is not empty (an existing Qdrant index needs overwrite=True)")
+                raise InputError(
+                    f"{directory} is not empty (an existing Qdrant index is replaced with overwrite=True)",
+                    cli=f"{directory} is not empty (an existing Qdrant index is replaced with --overwrite)",
+                )
             shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
         identity = identify(embedder)
@@ -94,7 +97,10 @@ class QdrantIndex(Index):
         client = _client(url, directory, api_key or os.environ.get("QDRANT_API_KEY"))
         if client.collection_exists(name):
             if not overwrite:
-                raise InputError(f"Qdrant collection {name!r} exists already (overwrite=True replaces it)")
+                raise InputError(
+                    f"Qdrant collection {name!r} exists already (overwrite=True replaces it)",
+                    cli=f"Qdrant collection {name!r} exists already (--overwrite replaces it)",
+                )
             client.delete_collection(name)
         vectors: dict[str, Any] = {
             "dense": models.VectorParams(size=identity.dense_dim, distance=models.Distance.DOT)
@@ -214,16 +220,13 @@ class QdrantIndex(Index):
     def _check_absent(self, chunks: Sequence[Chunk]) -> None:
         clash = sorted(self._present([c.doc_id for c in chunks])) if chunks else []
         if clash:
-            raise InputError(
-                f"{len(clash)} document id(s) already in the index: {', '.join(map(repr, clash[:5]))} "
-                "(use update to replace them)"
-            )
+            raise already_indexed(clash)
 
     def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int:
         present = self._present(doc_ids)
         missing = [d for d in doc_ids if d not in present]
         if missing and not upsert:
-            raise InputError(f"unknown document id(s): {', '.join(map(repr, missing[:5]))}")
+            raise not_indexed(missing, "update")
         if present:
             self._delete_present(sorted(present))
         return self._add_chunks(chunks, None)
@@ -246,7 +249,7 @@ class QdrantIndex(Index):
         present = self._present(ids)
         missing = [d for d in dict.fromkeys(ids) if d not in present]
         if missing and not missing_ok:
-            raise InputError(f"unknown document id(s): {', '.join(map(repr, missing[:5]))}")
+            raise not_indexed(missing, "delete")
         return self._delete_present(sorted(present)) if present else 0
 
     # ------------------------------------------------------------------ search
