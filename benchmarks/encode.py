@@ -389,7 +389,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from trivec.models.checkpoint import default_model_path
+    from trivec.models.checkpoint import minilm_path
 
     passages = corpus_passages(n_passages)
     passages_file = out_dir / "passages.json"
@@ -403,7 +403,7 @@ def main() -> None:
         a = Section(
             "a",
             "all-MiniLM-L6-v2 dense, corpus passages, max_length 512",
-            str(default_model_path()),
+            str(minilm_path()),
             "flag_model",
             passages_file,
             ("dense",),

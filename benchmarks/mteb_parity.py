@@ -248,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="default", help="trivec model (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="trivec model")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--setup", action="store_true", help="create benchmarks/.venv-mteb and exit")
     parser.add_argument("--mteb-side", action="store_true", help=argparse.SUPPRESS)

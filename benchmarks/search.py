@@ -572,7 +572,7 @@ def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -
 def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     data = cranfield(root)
     corpus, queries, qrels = data["corpus"], data["queries"], data["qrels"]
-    embedder = Embedder.from_pretrained("default", device="cpu")
+    embedder = Embedder.from_pretrained("minilm-m3", device="cpu")
     texts = [f"{r.get('title') or ''} {r['text']}".strip() for r in corpus]
     qtexts = [r["text"] for r in queries]
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -359,7 +359,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="default", help="model served (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--model", default="minilm-m3", help="model served (default: minilm-m3, all-MiniLM-L6-v2 with heads)")
     parser.add_argument("--endpoint", choices=["embeddings", "encode"], default="embeddings")
     parser.add_argument("--outputs", default="dense", help="for --endpoint encode: dense,sparse,colbert")
     parser.add_argument("--clients", type=int, default=16)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README command 1: set up, then run the main job: index a real corpus (TREC QA sentences from ../shared/data)
-# with the offline default model into an embedded index, reopen it and search it.
+# README command 1: set up, then run the main job: index a mixed-language corpus (Wikipedia paragraphs and
+# Tatoeba sentences in 8 languages from ../shared/data) with the offline default model (m3-small) into an
+# embedded index, reopen it and search it across languages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

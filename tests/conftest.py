@@ -58,8 +58,8 @@ def tiny_prompted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
-    """all-MiniLM-L6-v2 as published (`default-dense`: the default model without heads): BERT, mean pooling, dense only."""
-    return Embedder.from_pretrained("default-dense", device="cpu")
+    """all-MiniLM-L6-v2 as published (`all-MiniLM-L6-v2`: minilm-m3 without heads): BERT, mean pooling, dense only."""
+    return Embedder.from_pretrained("all-MiniLM-L6-v2", device="cpu")
 
 
 @pytest.fixture(scope="session")

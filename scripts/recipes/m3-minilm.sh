@@ -2,10 +2,10 @@
 # M3 unified fine-tuning of all-MiniLM-L6-v2 on this CPU (docs/m3-training.md): heads only and heads +
 # backbone, each with and without self-knowledge distillation, then `trivec eval` of every variant on every
 # retrieval and reranking task in all five modes. The heads-only, IDF-started, self-distilled run's heads are what
-# trivec ships as the offline default model's heads (src/trivec/resources/default-heads/).
+# trivec ships as the minilm-m3 model.s heads (src/trivec/resources/minilm-m3/).
 #   bash scripts/recipes/m3-minilm.sh              # every variant: ≈ 25-35 min each on 2 cores (training
 #                                                   # 7-16 min, evaluation ≈ 15 min), plus ≈ 15 min of data
-#   VARIANTS="heads-sd-idf" bash scripts/recipes/m3-minilm.sh   # only the default model's heads
+#   VARIANTS="heads-sd-idf" bash scripts/recipes/m3-minilm.sh   # only minilm-m3's heads
 #   VARIANTS="heads-idf heads-sd-idf all-idf all-sd-idf" ...    # the table of docs/m3-training.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,22 +14,15 @@ D=${TRIVEC_SHARED:-../shared}/data
 B=build/m3-data
 R=${R:-runs/m3-minilm}
 VARIANTS=${VARIANTS:-"heads-sd-idf heads-idf all-sd-idf all-idf heads-sd heads all-sd all"}
-DEFAULT_VARIANT=heads-sd-idf  # heads only, IDF-started sparse head, self-distillation: the default model's heads
+DEFAULT_VARIANT=heads-sd-idf  # heads only, IDF-started sparse head, self-distillation: minilm-m3's heads
 TASKS=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,trecqa
 mkdir -p "$B"
 
-# 1. data: the English training pairs of the contrastive recipe (MRPC, SICK, TrecQA train splits) ...
+# 1. data: the English training pairs of the contrastive recipe (MRPC, SICK, TrecQA train splits and the
+# FlagEmbedding examples); no evaluation corpus is read, not even for unsupervised (title → abstract) pairs
 if [ ! -f build/minilm-data/sick-mined.jsonl ]; then
   bash scripts/recipes/minilm-contrastive.sh --data-only
 fi
-# ... plus (title → abstract) pairs of three retrieval corpora (documents only: no query or qrel is read),
-# with hard negatives from ranks 3-50 of the default model, 0.05 below the positive
-for name in cranfield lisa cacm; do
-  [ -f "$B/$name-mined.jsonl" ] && continue
-  trivec data pairs --corpus "$D/$name/corpus.jsonl" -o "$B/$name.jsonl"
-  trivec mine -m default -d "$B/$name.jsonl" -o "$B/$name-mined.jsonl" --range 3-50 --negatives 3 --margin 0.05
-done
-
 # 2. train the variants
 for v in $VARIANTS; do
   # a variant is PARTS[-sd][-idf]: heads or all trained, self-distillation on/off, sparse head started from IDF
@@ -44,9 +37,9 @@ for v in $VARIANTS; do
   trivec eval --model "$R/$v" --tasks "$TASKS" --modes dense,sparse,colbert,dense+sparse,all --output "$R/eval/$v" --resume --quiet
 done
 
-# 3. the offline default model's heads: the heads-only, self-distilled run, in fp16 as BAAI/bge-m3 stores them
+# 3. minilm-m3's heads: the heads-only, self-distilled run, in fp16 as BAAI/bge-m3 stores them
 if [[ " $VARIANTS " == *" $DEFAULT_VARIANT "* ]]; then
-  python - "$R/$DEFAULT_VARIANT" src/trivec/resources/default-heads <<'PY'
+  python - "$R/$DEFAULT_VARIANT" src/trivec/resources/minilm-m3 <<'PY'
 import json, shutil, sys
 from pathlib import Path
 import torch
@@ -63,10 +56,10 @@ recipe = json.loads((run / "trivec_training.json").read_text(encoding="utf-8"))
                "self-distillation)",
     "training": recipe,
 }, indent=1, default=str), encoding="utf-8")
-print(f"default heads → {out}: " + ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in sorted(out.glob('*.pt'))))
+print(f"minilm-m3 heads → {out}: " + ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in sorted(out.glob('*.pt'))))
 PY
 fi
 
-# 4. one table: every variant next to the dense-only default model and BM25
+# 4. one table: every variant next to all-MiniLM-L6-v2 (dense only) and BM25
 trivec eval-report docs/evaluation-results/minilm-l6 $(for v in $VARIANTS; do echo "$R/eval/$v"; done) \
-    --label default $(for v in $VARIANTS; do echo "--label $v"; done) -o "$R/eval/compare"
+    --label all-MiniLM-L6-v2 $(for v in $VARIANTS; do echo "--label $v"; done) -o "$R/eval/compare"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real run of docs/training.md: contrastive fine-tuning of all-MiniLM-L6-v2 (trivec's default model) on
+# The real run of docs/training.md: contrastive fine-tuning of all-MiniLM-L6-v2 (minilm-m3.s backbone) on
 # training splits of ../shared/data, then `trivec eval` before and after on the English retrieval, reranking
 # and STS tasks. Nothing here trains on a split that is evaluated: MRPC / SICK / TrecQA train splits only,
 # and every positive that is also an evaluation pair (either order) is removed first.
@@ -24,9 +24,9 @@ trivec data decontaminate -d "$D/mrpc/train.jsonl" -o "$B/clean/mrpc.jsonl" "${A
 cp "$D/trecqa/train.jsonl" "$B/clean/trecqa.jsonl"
 cp "$D/flagembedding-examples/train.jsonl" "$B/clean/flagembedding-examples.jsonl"
 
-# 2. hard negatives for the paraphrase sets, from ranks 3-50 of the default model, 0.05 below the positive
+# 2. hard negatives for the paraphrase sets, from ranks 3-50 of all-MiniLM-L6-v2, 0.05 below the positive
 for name in sick mrpc; do
-  trivec mine -m default -d "$B/clean/$name.jsonl" -o "$B/$name-mined.jsonl" --range 3-50 --negatives 3 --margin 0.05
+  trivec mine -m all-MiniLM-L6-v2 -d "$B/clean/$name.jsonl" -o "$B/$name-mined.jsonl" --range 3-50 --negatives 3 --margin 0.05
 done
 
 [ "${1:-}" = "--data-only" ] && exit 0
@@ -35,6 +35,6 @@ done
 trivec train contrastive --config configs/contrastive-minilm.yaml --output "$OUT"
 
 # 4. evaluate before and after, same tasks and settings
-trivec eval --model default --tasks "$TASKS" --modes dense --output "$OUT-eval/before"
+trivec eval --model all-MiniLM-L6-v2 --tasks "$TASKS" --modes dense --output "$OUT-eval/before"
 trivec eval --model "$OUT" --tasks "$TASKS" --modes dense --output "$OUT-eval/after"
 trivec eval-report "$OUT-eval/before" "$OUT-eval/after" --label before --label after -o "$OUT-eval/compare"

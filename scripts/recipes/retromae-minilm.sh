@@ -32,9 +32,9 @@ with open(out, "w", encoding="utf-8") as handle:
 PY
 
 for arm in none retromae mlm; do
-  start=default-dense
+  start=all-MiniLM-L6-v2
   if [ "$arm" != none ]; then
-    [ -f "$R/$arm/encoder_model/config.json" ] || trivec train retromae --model default-dense --corpus "$C" \
+    [ -f "$R/$arm/encoder_model/config.json" ] || trivec train retromae --model all-MiniLM-L6-v2 --corpus "$C" \
         -o "$R/$arm" --objective "$arm" --max-steps "$STEPS" --batch-size 32 --max-seq-length 96 \
         --learning-rate 5e-5 --seed 42 --set weight_decay=0.01 --set logging_steps=10 --set save_strategy=no
     start=$R/$arm/encoder_model

@@ -79,7 +79,7 @@ def test_mcls_pooling_matches_cls_slots(tiny: Embedder) -> None:
 
 
 def test_weight_updates_are_followed(minilm: Embedder) -> None:
-    model = M3Model.from_pretrained("default")
+    model = M3Model.from_pretrained("minilm-m3")
     packed = PackedEncoder.for_model(model)
     assert packed is not None
     rows = minilm.tokenize(TEXTS[:3], 64)
@@ -112,8 +112,8 @@ def test_unsupported_encoder_falls_back_to_padded_forward(minilm: Embedder) -> N
 
 
 def test_bfloat16_is_opt_in_and_close() -> None:
-    fp32 = Embedder.from_pretrained("default", device="cpu")
-    bf16 = Embedder.from_pretrained("default", device="cpu", dtype="bfloat16")
+    fp32 = Embedder.from_pretrained("minilm-m3", device="cpu")
+    bf16 = Embedder.from_pretrained("minilm-m3", device="cpu", dtype="bfloat16")
     a = fp32.encode(TEXTS, max_length=256).dense
     b = bf16.encode(TEXTS, max_length=256).dense
     assert b.dtype == np.float32

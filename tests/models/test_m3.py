@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import TINY_M3
 from trivec import CheckpointError, Embedder, M3Model, UnsupportedOutputError
-from trivec.models import default_model_path
+from trivec.models import minilm_path
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
 
 TEXTS = ["What is BGE M3?", "", "Der schnelle braune Fuchs.", "the the the cat " * 40]
@@ -42,14 +42,14 @@ def test_m3_layout_loads_all_heads() -> None:
 
 
 def test_dense_only_layout_refuses_sparse_and_colbert() -> None:
-    embedder = Embedder.from_pretrained("default-dense")
+    embedder = Embedder.from_pretrained("all-MiniLM-L6-v2")
     assert not embedder.has_sparse and not embedder.has_colbert
     with pytest.raises(UnsupportedOutputError, match="no sparse head"):
         embedder.encode(["x"], sparse=True)
     with pytest.raises(UnsupportedOutputError, match="no colbert head"):
         embedder.score("q", ["p"], modes=["colbert"])
     with pytest.raises(CheckpointError, match="no head files"):
-        M3Model.from_pretrained(default_model_path(), heads="require")
+        M3Model.from_pretrained(minilm_path(), heads="require")
 
 
 @pytest.mark.parametrize("missing", [SPARSE_HEAD_FILE, COLBERT_HEAD_FILE])
@@ -64,12 +64,12 @@ def test_one_missing_head_file_is_an_error_not_random_heads(tiny_copy: Path, mis
 
 
 def test_init_creates_seeded_heads_for_a_dense_model() -> None:
-    first = M3Model.from_pretrained("default-dense", heads="init", seed=3)
-    second = M3Model.from_pretrained("default-dense", heads="init", seed=3)
+    first = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="init", seed=3)
+    second = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="init", seed=3)
     assert first.has_sparse and first.has_colbert
     assert first.sparse_head is not None and second.sparse_head is not None
     assert torch.equal(first.sparse_head.linear.weight, second.sparse_head.linear.weight)
-    smaller = M3Model.from_pretrained("default-dense", heads="init", colbert_dim=128)
+    smaller = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="init", colbert_dim=128)
     assert smaller.colbert_head is not None and smaller.colbert_head.out_features == 128
 
 
@@ -142,20 +142,20 @@ def test_saved_dense_view_loads_in_sentence_transformers(tmp_path: Path) -> None
 
 
 def test_pooling_override_changes_dense_output() -> None:
-    mean = Embedder.from_pretrained("default")
-    cls = Embedder.from_pretrained("default", pooling="cls")
+    mean = Embedder.from_pretrained("minilm-m3")
+    cls = Embedder.from_pretrained("minilm-m3", pooling="cls")
     assert cls.model.pooling == "cls"
     assert not np.allclose(mean.encode(["hello world"]).dense, cls.encode(["hello world"]).dense)
 
 
-def test_default_model_is_minilm_with_the_packaged_heads(minilm: Embedder) -> None:
-    """`default` = the published all-MiniLM-L6-v2 backbone + trivec's trained heads (shipped, small, fp16)."""
-    from trivec.models import default_heads_path
+def test_minilm_m3_is_minilm_with_the_packaged_heads(minilm: Embedder) -> None:
+    """`minilm-m3` = the published all-MiniLM-L6-v2 backbone + trivec's trained heads (shipped, small, fp16)."""
+    from trivec.models import minilm_heads_path
 
-    heads = default_heads_path()
-    assert heads is not None, "src/trivec/resources/default-heads/ is missing its head files"
+    heads = minilm_heads_path()
+    assert heads is not None, "src/trivec/resources/minilm-m3/ is missing its head files"
     assert sum(p.stat().st_size for p in heads.glob("*.pt")) < 1_000_000
-    default = Embedder.from_pretrained("default", device="cpu")
+    default = Embedder.from_pretrained("minilm-m3", device="cpu")
     assert default.available_modes() == ["dense", "sparse", "colbert"]
     texts = ["What is BGE M3?", "lift of a wing in a propeller slipstream"]
     full = default.encode(texts, dense=True, sparse=True, colbert=True)

@@ -60,7 +60,7 @@ def test_qdrant_add_delete_update_reopen(
     index.update([Document(id=small_docs[1].id, text="replaced", title="new")])
     index.close()
     with pytest.raises(ModelMismatchError):
-        Index.open(path, Embedder.from_pretrained("default", device="cpu"))
+        Index.open(path, Embedder.from_pretrained("minilm-m3", device="cpu"))
     reopened = Index.open(path)
     assert isinstance(reopened, QdrantIndex) and len(reopened) == 19
     assert reopened.get(small_docs[1].id)[0].text == "replaced"

@@ -263,7 +263,7 @@ def test_search_without_index_unknown_path_and_wrong_method(client: httpx.Client
 
 
 def test_dense_only_model_refuses_sparse_with_422(minilm: Embedder) -> None:
-    with ServerThread(create_app(minilm, ServerConfig(model="default"))) as running:
+    with ServerThread(create_app(minilm, ServerConfig(model="minilm-m3"))) as running:
         response = httpx.post(f"{running.url}/encode", json={"texts": ["x"], "sparse": True})
         assert response.status_code == 422 and "has no sparse head" in error_of(response)["message"]
         scored = httpx.post(f"{running.url}/score", json={"pairs": [["q", "p"]], "modes": ["colbert"]})

@@ -26,7 +26,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def server(minilm: Embedder) -> Iterator[ServerThread]:
-    config = ServerConfig(model="default", served_model_name="all-MiniLM-L6-v2", api_key=API_KEY)
+    config = ServerConfig(model="minilm-m3", served_model_name="all-MiniLM-L6-v2", api_key=API_KEY)
     with ServerThread(create_app(minilm, config)) as running:
         yield running
 

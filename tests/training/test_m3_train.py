@@ -144,7 +144,7 @@ def test_cli_m3_izes_the_dense_only_default_model(tmp_path: Path) -> None:
     encodes all three outputs."""
     data = write_jsonl(tmp_path / "train.jsonl", synthetic_rows(8))
     args = m3_args(
-        tmp_path, data, "--model", "default-dense", "--colbert-dim", "64", "--train-parts", "heads"
+        tmp_path, data, "--model", "all-MiniLM-L6-v2", "--colbert-dim", "64", "--train-parts", "heads"
     )
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -153,7 +153,7 @@ def test_cli_m3_izes_the_dense_only_default_model(tmp_path: Path) -> None:
     colbert = torch.load(out / "colbert_linear.pt", weights_only=True)
     assert sparse["weight"].shape == (1, 384) and sparse["bias"].shape == (1,)
     assert colbert["weight"].shape == (64, 384) and colbert["bias"].shape == (64,)
-    original = M3Model.from_pretrained("default-dense").backbone.state_dict()
+    original = M3Model.from_pretrained("all-MiniLM-L6-v2").backbone.state_dict()
     saved = load_file(out / "model.safetensors")
     assert all(torch.equal(saved[k], v) for k, v in original.items() if k in saved)
     assert len(set(original) & set(saved)) > 50

@@ -128,6 +128,7 @@ def evaluate(
     prompts: Mapping[str, str] | None = None,
     batch_tokens: int | None = None,
     *,
+    dtype: str | None = None,
     task_prompts: Mapping[str, Mapping[str, str]] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     languages: Sequence[str] | None = None,
@@ -151,6 +152,8 @@ def evaluate(
         and reranking tasks instead of the model's prompts of those roles (either may be absent; '' = none).
         The texts of the other task types get the model's default prompt, if it has one.
     task_prompts: `{task or folder name: {"query": ..., "document": ...}}`, over `prompts` for that task.
+    dtype: encoder precision when the model is loaded here (`float32` default, `bfloat16`: ≈ 5× faster on
+        AMX CPUs; the precision is recorded with every result).
     resume: keep the results already in `output_dir` for tasks of the same model and settings.
     """
     selected = resolve_tasks(tasks, data_dir, languages)
@@ -174,7 +177,9 @@ def evaluate(
         out_dir.mkdir(parents=True, exist_ok=True)
     base = EvalSettings(modes=mode_list, weights=weight_map, top_k=top_k, rerank_k=rerank_k, seed=seed)
     needs_model = any(EVALUATORS[t.type](base).needs_model() for t in selected)
-    embedder = load_embedder(model_or_embedder, batch_tokens=batch_tokens) if needs_model else None
+    embedder = (
+        load_embedder(model_or_embedder, batch_tokens=batch_tokens, dtype=dtype) if needs_model else None
+    )
     model_info = describe_model(embedder, model_name) if embedder is not None else {"name": model_name}
     if model_name is None and isinstance(model_or_embedder, (str, os.PathLike)):
         model_info["name"] = str(model_or_embedder)
@@ -202,6 +207,9 @@ def evaluate(
             "prompts": _effective_prompts(task, settings, embedder),
             "max_length": max_length or model_info.get("max_length"),
             "batch_tokens": batch_tokens or (embedder.batch_tokens if embedder is not None else None),
+            "dtype": str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
+            if embedder
+            else None,
         }
         target = out_dir / f"{task.name}.json" if out_dir is not None else None
         if resume and target is not None and target.is_file():

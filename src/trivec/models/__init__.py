@@ -1,10 +1,13 @@
 """Models: an encoder backbone with BGE-M3's dense, sparse and multi-vector heads."""
 
 from trivec.models.checkpoint import (
-    DEFAULT_DENSE_MODEL,
     DEFAULT_MODEL,
-    default_heads_path,
-    default_model_path,
+    M3_SMALL_MODEL,
+    MINILM_M3_MODEL,
+    MINILM_MODEL,
+    OFFLINE_MODELS,
+    minilm_heads_path,
+    minilm_path,
     resolve_model_path,
 )
 from trivec.models.heads import ColbertHead, SparseHead
@@ -12,14 +15,17 @@ from trivec.models.m3 import M3Model, M3Output
 from trivec.models.pooling import PoolingMode
 
 __all__ = [
-    "DEFAULT_DENSE_MODEL",
     "DEFAULT_MODEL",
+    "M3_SMALL_MODEL",
+    "MINILM_MODEL",
+    "MINILM_M3_MODEL",
+    "OFFLINE_MODELS",
     "ColbertHead",
     "M3Model",
     "M3Output",
     "PoolingMode",
     "SparseHead",
-    "default_heads_path",
-    "default_model_path",
+    "minilm_heads_path",
+    "minilm_path",
     "resolve_model_path",
 ]

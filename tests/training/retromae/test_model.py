@@ -93,7 +93,7 @@ def test_loss_decreases_and_encoder_loads_for_fine_tuning(tmp_path: Path) -> Non
     recipe, training = build_arguments(
         overrides={
             "config": str(encoder_json),
-            "tokenizer": "default",
+            "tokenizer": "all-MiniLM-L6-v2",
             "corpus": [str(FIXTURE_CORPUS)],
             "output_dir": str(tmp_path / "run"),
             "max_seq_length": 32,
