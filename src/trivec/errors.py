@@ -28,3 +28,7 @@ class UnsupportedOutputError(TrivecError):
 
 class InputError(TrivecError, ValueError):
     """Texts, pairs or files given to trivec are malformed."""
+
+
+class CorruptIndexError(TrivecError):
+    """Index files are missing, truncated, or do not match the manifest or their checksums."""

@@ -152,6 +152,35 @@ def register(app: typer.Typer) -> None:
             opened.compact()
             typer.echo(f"compacted: {len(opened.segments)} segment(s), {len(opened)} documents", err=True)
 
+    @index_app.command("verify")
+    @clean_errors
+    def verify(
+        index: IndexOption,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        """Check every file of an embedded index against its checksums and structure (exit 2 if damaged)."""
+        from trivec.retrieval import EmbeddedIndex, Index
+
+        with Index.open(index) as opened:
+            if not isinstance(opened, EmbeddedIndex):
+                raise fail("verify applies to embedded indexes (Qdrant checks its own storage)")
+            report = opened.verify()
+        problems = report["problems"]
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            for problem in problems:
+                typer.echo(f"damaged: {problem}")
+            for warning in report["warnings"]:
+                typer.echo(f"warning: {warning}", err=True)
+        if problems:
+            raise fail(f"{index} is damaged: {len(problems)} problem(s); the first: {problems[0]}")
+        typer.echo(
+            f"{index}: intact — {report['segments']} segment(s), {report['files']} files, "
+            f"{report['bytes']:,} bytes checked in {report['seconds']:.2f} s",
+            err=True,
+        )
+
     @index_app.command("info")
     @clean_errors
     def info(

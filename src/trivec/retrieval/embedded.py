@@ -18,6 +18,7 @@ import contextlib
 import copy
 import functools
 import importlib
+import logging
 import os
 import shutil
 import threading
@@ -49,6 +50,7 @@ from trivec.retrieval.colbert import ColbertCodec, fit_projection
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.fusion import fuse, merge_top_k, top_k
 from trivec.retrieval.identity import ModelIdentity, identify
+from trivec.retrieval.integrity import digest
 from trivec.retrieval.manifest import (
     MANIFEST,
     NotAnIndexError,
@@ -65,6 +67,7 @@ from trivec.retrieval.segment import (
 from trivec.retrieval.snapshot import Snapshot
 from trivec.retrieval.sparse_scorer import SparseScorer, SparseScores
 
+logger = logging.getLogger("trivec.retrieval")
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
 PREFAULT_MEMORY_FRACTION = 0.5  # prefault vectors only while they fit in this share of physical memory
@@ -94,6 +97,7 @@ class EmbeddedIndex(Index):
         self._uncommitted: set[str] = set()  # files/dirs written since the last commit
         self._changed_tombstones: set[str] = set()
         self._sparse = SparseScorer()
+        self._background: list[threading.Thread] = []
         self._load(body)
 
     # ------------------------------------------------------------------ opening
@@ -149,9 +153,9 @@ class EmbeddedIndex(Index):
         projection = None
         if body.get("projection"):
             spec = body["projection"]
-            projection = _read_array(self.directory / spec["file"], np.float32, spec["size"]).reshape(
-                spec["shape"]
-            )
+            projection = _read_array(
+                self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3")
+            ).reshape(spec["shape"])
         mapped = {seg.name: seg for seg in getattr(self, "segments", [])}  # segments never change: reuse maps
         segments = [
             mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
@@ -161,7 +165,9 @@ class EmbeddedIndex(Index):
         for record in body["segments"]:
             spec = record.get("deleted")
             if spec:
-                deleted[record["name"]] = _read_array(self.directory / spec["file"], np.int64, spec["size"])
+                rows = _read_array(self.directory / spec["file"], np.int64, spec["size"], spec.get("xxh3"))
+                _check_tombstones(self.directory / spec["file"], rows, int(record["rows"]))
+                deleted[record["name"]] = rows
         self._body = copy.deepcopy(body)
         self.identity = ModelIdentity.from_dict(body["model"])
         self.settings = settings
@@ -183,9 +189,28 @@ class EmbeddedIndex(Index):
             return
         for seg in todo:
             seg.prefaulted = True
-        threading.Thread(
-            target=lambda: [seg.prefault() for seg in todo], name="trivec-prefault", daemon=True
-        ).start()
+
+        def prepare() -> None:
+            for seg in todo:
+                seg.prefault()
+            for seg in todo:  # then every block checked (a search checks the blocks it reads meanwhile)
+                try:
+                    seg.check_all()
+                except CorruptIndexError as exc:
+                    seg.damage = str(exc)
+                    logger.error("%s", exc)
+
+        thread = threading.Thread(target=prepare, name="trivec-prefault", daemon=True)
+        self._background.append(thread)
+        thread.start()
+
+    def wait_checked(self, timeout: float | None = None) -> bool:
+        """Wait for the background check of the open segments (see `_prefault_in_background`); whether every
+        one of them was checked whole (an index too large to prefault is checked as searches read it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._background):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return all(seg.checked for seg in self._snap.segments)
 
     def _rebuild_views(self) -> None:
         self._prefault_in_background()
@@ -278,11 +303,12 @@ class EmbeddedIndex(Index):
                 continue
             file = f"{TOMBSTONES}/{name}.{generation}.del"
             path = self.directory / file
+            raw = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
             with path.open("wb") as handle:
-                handle.write(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+                handle.write(raw)
                 handle.flush()
                 os.fsync(handle.fileno())
-            record["deleted"] = {"file": file, "count": int(rows.size), "size": path.stat().st_size}
+            record["deleted"] = {"file": file, "count": int(rows.size), "size": len(raw), "xxh3": digest(raw)}
         fsync_dir(tomb_dir)
         fsync_dir(self.directory / SEGMENTS)
         body["generation"] = generation
@@ -381,6 +407,7 @@ class EmbeddedIndex(Index):
             "file": file,
             "shape": list(projection.shape),
             "size": path.stat().st_size,
+            "xxh3": digest(projection.tobytes()),
         }
         self.codec = ColbertCodec(self.settings.colbert_dtype, projection)
 
@@ -520,6 +547,7 @@ class EmbeddedIndex(Index):
         try:
             for i in chosen:
                 seg, live = self.segments[i], self._snap.live[i]
+                seg.check_all()  # a damaged segment is never merged into a new one with fresh checksums
                 rows = np.flatnonzero(live) if live is not None else np.arange(seg.rows)
                 sparse_all = seg.sparse_vectors(rows) if seg.has_sparse else None
                 for start in range(0, rows.shape[0], 4096):
@@ -575,6 +603,9 @@ class EmbeddedIndex(Index):
     def search_encoded(self, encoded: EncodeResult, plan: SearchPlan) -> list[list[Hit]]:
         self.refresh()
         snap = self._snap  # this search reads one commit, whatever another thread does meanwhile
+        for seg in snap.segments:
+            if seg.damage is not None:
+                raise CorruptIndexError(seg.damage)
         queries = _count(encoded)
         if queries == 0 or not snap.segments:
             return [[] for _ in range(queries)]
@@ -675,10 +706,12 @@ class EmbeddedIndex(Index):
                     ok = rows[q] >= 0
                     found = rows[q][ok]
                     # a graph over fp16 copies finds the rows; their scores come from the stored float32 vectors
-                    values = np.einsum("ij,j->i", seg.dense[found], queries[q]) if rescore else scores[q][ok]
+                    values = (
+                        np.einsum("ij,j->i", seg.dense_rows(found), queries[q]) if rescore else scores[q][ok]
+                    )
                     per_query[q].append((values.astype(np.float64), found + snap.bases[i]))
                 continue
-            all_scores = np.asarray(seg.dense) @ queries.T  # [n, Q]
+            all_scores = np.asarray(seg.dense_all()) @ queries.T  # [n, Q]
             if live is not None:
                 all_scores[~live] = -np.inf
             for q in range(queries.shape[0]):
@@ -696,10 +729,8 @@ class EmbeddedIndex(Index):
         out = np.zeros(rows.shape[0], dtype=np.float32)
         q = np.asarray(query, dtype=np.float32)
         for s, pick, local in snap.by_segment(rows):
-            dense = snap.segments[s].dense
-            assert dense is not None
             # einsum, not BLAS: a few hundred rows need no thread pool (and waking OpenBLAS's costs more)
-            out[pick] = np.einsum("ij,j->i", dense[local], q)
+            out[pick] = np.einsum("ij,j->i", snap.segments[s].dense_rows(local), q)
         return out
 
     @contextlib.contextmanager
@@ -815,6 +846,71 @@ class EmbeddedIndex(Index):
             ],
             "bytes": {**sizes, "total": sum(sizes.values())},
             "bytes_per_stored_row": {k: round(v / rows, 1) for k, v in sizes.items()} if rows else {},
+        }
+
+    def verify(self) -> dict[str, Any]:
+        """Check the whole index: the manifest, every file's size and every block's checksum, the structure
+        of offsets, postings and stored documents, the graph, tombstones and the ColBERT projection. Files
+        are read afresh (blocks checked before are checked again). Returns `{"path", "generation",
+        "segments", "files", "bytes", "seconds", "problems", "warnings"}`; `problems` (one line each, naming
+        the file) is empty when the index is intact; `warnings` names segments without checksums."""
+        started = time.perf_counter()
+        problems: list[str] = []
+        warnings: list[str] = []
+        files = size = 0
+        try:
+            body = read_manifest(self.directory)
+        except (CorruptIndexError, NotAnIndexError) as exc:
+            return {
+                "path": str(self.directory),
+                "generation": None,
+                "segments": 0,
+                "files": 0,
+                "bytes": 0,
+                "seconds": round(time.perf_counter() - started, 3),
+                "problems": [str(exc)],
+                "warnings": [],
+            }
+        for record in body["segments"]:
+            if not record.get("checksums"):
+                warnings.append(
+                    f"{self.directory / SEGMENTS / record['name']}: no checksums (written by an older trivec): "
+                    "sizes and structure checked only; `trivec index compact` rewrites it with checksums"
+                )
+            try:
+                problems.extend(Segment(self.directory / SEGMENTS / record["name"], record).verify())
+            except CorruptIndexError as exc:
+                problems.append(str(exc))
+            files += len(record["files"]) + (1 if record.get("checksums") else 0)
+            size += sum(int(v) for v in record["files"].values())
+            spec = record.get("deleted")
+            if spec:
+                files += 1
+                size += int(spec["size"])
+                try:
+                    rows = _read_array(
+                        self.directory / spec["file"], np.int64, spec["size"], spec.get("xxh3")
+                    )
+                    _check_tombstones(self.directory / spec["file"], rows, int(record["rows"]))
+                except CorruptIndexError as exc:
+                    problems.append(str(exc))
+        spec = body.get("projection")
+        if spec:
+            files += 1
+            size += int(spec["size"])
+            try:
+                _read_array(self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3"))
+            except CorruptIndexError as exc:
+                problems.append(str(exc))
+        return {
+            "path": str(self.directory),
+            "generation": int(body["generation"]),
+            "segments": len(body["segments"]),
+            "files": files + 1,  # and the manifest
+            "bytes": size,
+            "seconds": round(time.perf_counter() - started, 3),
+            "problems": problems,
+            "warnings": warnings,
         }
 
     def close(self) -> None:
@@ -986,16 +1082,24 @@ def _physical_memory() -> int:
         return 0
 
 
-def _read_array(path: Path, dtype: type, size: int) -> np.ndarray:
+def _read_array(path: Path, dtype: type, size: int, checksum: str | None = None) -> np.ndarray:
     try:
-        data: np.ndarray = np.fromfile(path, dtype=dtype)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise CorruptIndexError(f"{path} is missing (the manifest lists it)") from None
-    if data.nbytes != size:
-        raise CorruptIndexError(
-            f"{path} has {data.nbytes} bytes, the manifest says {size}: the file is damaged"
-        )
-    return data
+    if len(raw) != size:
+        raise CorruptIndexError(f"{path} has {len(raw)} bytes, the manifest says {size}: the file is damaged")
+    if checksum is not None and digest(raw) != checksum:
+        raise CorruptIndexError(f"{path} does not match its checksum in the manifest: the file is damaged")
+    return np.frombuffer(raw, dtype=dtype).copy()
+
+
+def _check_tombstones(path: Path, rows: np.ndarray, segment_rows: int) -> None:
+    """Deleted rows: ascending, distinct, inside the segment (they index a mask)."""
+    if rows.size and (
+        int(rows[0]) < 0 or int(rows[-1]) >= segment_rows or (rows.size > 1 and (np.diff(rows) <= 0).any())
+    ):
+        raise CorruptIndexError(f"{path}: the deleted rows are not valid row numbers: the file is damaged")
 
 
 def _listdir(path: Path) -> list[Path]:

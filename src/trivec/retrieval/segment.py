@@ -29,11 +29,16 @@ from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.integrity import (
+    CHECK_AT_OPEN,
+    BlockCheck,
+    CorruptIndexError,
+    check_offsets,
+    check_sorted,
+    read_checksums,
+    write_checksums,
+)
 from trivec.retrieval.sparse_scorer import Postings
-
-
-class CorruptIndexError(TrivecError):
-    """Index files are missing, truncated, or do not match the manifest."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -186,16 +191,18 @@ class SegmentWriter:
         ann_record = None
         if ann is not None and self.dense is not None and self.rows > 0:
             ann_record = build_ann(self.directory, self.rows, int(self.dense_dim or 0), ann)
-        fsync_dir(self.directory)
         files = {name: (self.directory / name).stat().st_size for name in arrays}
         if ann_record is not None:
             files[ann_record["file"]] = (self.directory / ann_record["file"]).stat().st_size
+        checksums = write_checksums(self.directory, files)  # of the bytes on disk, after every file is closed
+        fsync_dir(self.directory)
         return {
             "name": self.directory.name,
             "rows": self.rows,
             "arrays": arrays,
             "files": files,
             "ann": ann_record,
+            "checksums": checksums,
         }
 
     def _write_postings(self, arrays: dict[str, dict[str, Any]]) -> None:
@@ -305,13 +312,15 @@ def _libc() -> Any:
 
 
 class Segment:
-    """A read-only, memory-mapped segment."""
+    """A read-only, memory-mapped segment whose bytes are checked against their checksums before use (see
+    `trivec.retrieval.integrity`)."""
 
     def __init__(self, directory: Path, record: dict[str, Any]) -> None:
         self.directory = directory
         self.name = record["name"]
         self.rows = int(record["rows"])
         self.record = record
+        self.damage: str | None = None  # set when a background check finds a damaged block
         for name, size in record["files"].items():
             path = directory / name
             try:
@@ -331,17 +340,6 @@ class Segment:
             raise CorruptIndexError(f"{exc.filename} is missing (the manifest lists it)") from None
         self.dense: np.ndarray | None = self.arrays.get("dense.f32")
         self.has_sparse = "sparse.terms" in arrays
-        self.postings = (
-            Postings(
-                terms=self.arrays["sparse.terms"],
-                ptr=self.arrays["sparse.ptr"],
-                docs=self.arrays["sparse.docs"],
-                vals=self.arrays["sparse.vals"],
-                rows=self.rows,
-            )
-            if self.has_sparse
-            else None
-        )
         self.has_colbert = "colbert.codes" in arrays
         try:
             self._ann_bytes = (
@@ -351,19 +349,146 @@ class Segment:
             )
         except FileNotFoundError as exc:
             raise CorruptIndexError(f"{exc.filename} is missing (the manifest lists it)") from None
+        self.checks: dict[str, BlockCheck] = {}
+        if record.get("checksums"):
+            hashes = read_checksums(directory, record["checksums"], record["files"])
+            for name in record["files"]:
+                data = self.arrays.get(name, self._ann_bytes)
+                assert data is not None
+                self.checks[name] = BlockCheck(directory / name, data, hashes[name])
+            for name, check in self.checks.items():  # the small files and the term table whole, now
+                if int(record["files"][name]) <= CHECK_AT_OPEN or name in ("sparse.terms", "sparse.ptr"):
+                    check.all()
+        self._check_structure(everything=not self.checks)
+        self.postings = (
+            Postings(
+                terms=self.arrays["sparse.terms"],
+                ptr=self.arrays["sparse.ptr"],
+                docs=self.arrays["sparse.docs"],
+                vals=self.arrays["sparse.vals"],
+                rows=self.rows,
+                check=self._check_postings if self.checks else None,
+            )
+            if self.has_sparse
+            else None
+        )
         self._ann: Any = None
         self._ids: list[str] | None = None
         self.prefaulted = False
 
+    # ------------------------------------------------------------------ checks
+    def _small(self, name: str) -> bool:
+        return int(self.record["files"].get(name, 0)) <= CHECK_AT_OPEN
+
+    def _check_structure(self, everything: bool) -> None:
+        """Offsets rise from 0 to their data's end and term ids ascend — for the files checked whole at open
+        (all of them in a segment written before checksums, where this is the only check)."""
+        pairs = [(f"{c}.off", self.arrays[f"{c}.bin"].shape[0]) for c in ("ids", "doc_ids", "docs")]
+        if self.has_colbert:
+            pairs.append(("colbert.off", self.arrays["colbert.codes"].shape[0]))
+        if self.has_sparse:
+            pairs.append(("sparse.ptr", self.arrays["sparse.docs"].shape[0]))
+        for name, total in pairs:
+            if everything or self._small(name) or name == "sparse.ptr":
+                check_offsets(self.directory / name, np.asarray(self.arrays[name]), int(total))
+        if self.has_sparse:
+            check_sorted(self.directory / "sparse.terms", np.asarray(self.arrays["sparse.terms"]))
+        if self.has_sparse and everything:
+            docs = np.asarray(self.arrays["sparse.docs"])
+            if docs.size and (int(docs.min()) < 0 or int(docs.max()) >= self.rows):
+                raise CorruptIndexError(
+                    f"{self.directory / 'sparse.docs'}: row numbers outside the segment: the file is damaged"
+                )
+
+    def _check(self, name: str, starts: np.ndarray, ends: np.ndarray) -> None:
+        check = self.checks.get(name)
+        if check is not None and not check.complete:
+            check.ranges(starts, ends)
+
+    def _check_rows(self, name: str, rows: np.ndarray) -> None:
+        """Check the blocks of rows `rows` of a fixed-width array (dense vectors, offsets: rows and rows + 1)."""
+        check = self.checks.get(name)
+        if check is not None and not check.complete:
+            row_bytes = int(self.arrays[name].strides[0]) if self.arrays[name].ndim else 1
+            check.rows(rows, row_bytes)
+
+    def _check_postings(self, slots: np.ndarray) -> None:
+        """Before the compiled scorer reads them: the postings of the query's terms."""
+        ptr = self.arrays["sparse.ptr"]
+        self._check_rows("sparse.ptr", np.concatenate([slots, slots + 1]))
+        starts, ends = ptr[slots].astype(np.int64), ptr[slots + 1].astype(np.int64)
+        self._check("sparse.docs", starts * 4, ends * 4)
+        self._check("sparse.vals", starts * 4, ends * 4)
+
+    def check_all(self) -> None:
+        """Hash every block of every file not checked yet (raises `CorruptIndexError` at the first bad one)."""
+        for check in self.checks.values():
+            check.all()
+
+    @property
+    def checked(self) -> bool:
+        """Whether every file has been checked whole (or the segment has no checksums to check)."""
+        return all(check.complete for check in self.checks.values())
+
+    def verify(self) -> list[str]:
+        """Everything about this segment that can be checked, as a list of problems (empty: intact)."""
+        problems: list[str] = []
+        for check in self.checks.values():
+            try:
+                check.all()
+            except CorruptIndexError as exc:
+                problems.append(str(exc))
+        try:
+            self._check_structure(everything=True)
+            for column in ("ids", "doc_ids", "docs"):
+                data = bytes(self.arrays[f"{column}.bin"])
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    problems.append(
+                        f"{self.directory / (column + '.bin')}: not UTF-8 text: the file is damaged"
+                    )
+            for row in range(self.rows):
+                self.chunk(row)
+            if self._ann_bytes is not None:
+                ann = self.ann()
+                if int(ann.ntotal) != self.rows:
+                    problems.append(
+                        f"{self.directory / 'dense.faiss'} holds {ann.ntotal} vectors, not {self.rows}"
+                    )
+        except CorruptIndexError as exc:
+            problems.append(str(exc))
+        return problems
+
     # ------------------------------------------------------------------ strings
     def _string(self, column: str, row: int) -> str:
+        self._check_rows(f"{column}.off", np.array([row, row + 1]))
         begin, end = self.arrays[f"{column}.off"][row : row + 2].tolist()
-        return str(self.arrays[f"{column}.bin"].data[begin:end], "utf-8")
+        data = self.arrays[f"{column}.bin"]
+        if not 0 <= begin <= end <= data.shape[0]:
+            raise CorruptIndexError(
+                f"{self.directory / (column + '.off')}: row {row} points outside {column}.bin"
+            )
+        self._check(f"{column}.bin", np.array([begin]), np.array([end]))
+        try:
+            return str(data.data[begin:end], "utf-8")
+        except UnicodeDecodeError:
+            raise CorruptIndexError(
+                f"{self.directory / (column + '.bin')}: row {row} is not UTF-8 text: the file is damaged"
+            ) from None
 
     def _strings(self, column: str) -> list[str]:
+        for name in (f"{column}.off", f"{column}.bin"):
+            if name in self.checks:
+                self.checks[name].all()
         off = np.asarray(self.arrays[f"{column}.off"])
         data = bytes(self.arrays[f"{column}.bin"])
-        return [data[off[i] : off[i + 1]].decode("utf-8") for i in range(self.rows)]
+        try:
+            return [data[off[i] : off[i + 1]].decode("utf-8") for i in range(self.rows)]
+        except UnicodeDecodeError:
+            raise CorruptIndexError(
+                f"{self.directory / (column + '.bin')}: not UTF-8 text: the file is damaged"
+            ) from None
 
     def chunk_id(self, row: int) -> str:
         return self._string("ids", row)
@@ -380,19 +505,40 @@ class Segment:
         return self._strings("doc_ids")
 
     def chunk(self, row: int) -> Chunk:
-        data = json.loads(self._string("docs", row))
-        return Chunk(
-            self.chunk_id(row),
-            self.doc_id(row),
-            data["text"],
-            data["title"],
-            data["metadata"],
-            data["position"],
-        )
+        try:
+            data = json.loads(self._string("docs", row))
+            return Chunk(
+                self.chunk_id(row),
+                self.doc_id(row),
+                data["text"],
+                data["title"],
+                data["metadata"],
+                data["position"],
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptIndexError(
+                f"{self.directory / 'docs.bin'}: row {row} is not a stored document ({exc}): the file is damaged"
+            ) from None
 
     # ------------------------------------------------------------------ vectors
+    def dense_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The dense vectors of `rows` (checked first)."""
+        assert self.dense is not None
+        self._check_rows("dense.f32", rows)
+        return self.dense[rows]
+
+    def dense_all(self) -> np.ndarray:
+        """Every dense vector (checked first)."""
+        assert self.dense is not None
+        if "dense.f32" in self.checks:
+            self.checks["dense.f32"].all()
+        return self.dense
+
     def sparse_vectors(self, rows: np.ndarray) -> list[SparseVector]:
         """Per-row lexical weights rebuilt from the inverted index (for merging segments)."""
+        for name in ("sparse.terms", "sparse.ptr", "sparse.docs", "sparse.vals"):
+            if name in self.checks:
+                self.checks[name].all()
         terms, ptr = np.asarray(self.arrays["sparse.terms"]), np.asarray(self.arrays["sparse.ptr"])
         docs, vals = np.asarray(self.arrays["sparse.docs"]), np.asarray(self.arrays["sparse.vals"])
         term_of = np.repeat(terms, np.diff(ptr))
@@ -409,8 +555,11 @@ class Segment:
         """Stored token vectors of `rows` in one gather: `(codes [ΣT, d], scales [ΣT] or None, T per row)`."""
         off = self.arrays["colbert.off"]
         rows = np.asarray(rows, dtype=np.int64)
+        self._check_rows("colbert.off", np.concatenate([rows, rows + 1]))
         starts = off[rows]
         lengths = off[rows + 1] - starts
+        self._check_rows_span("colbert.codes", starts, starts + lengths)
+        self._check_rows_span("colbert.scale", starts, starts + lengths)
         # each row's tokens are contiguous: token t of the block is stored row starts[i] + (t - first[i])
         first = np.cumsum(lengths) - lengths
         tokens = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
@@ -419,15 +568,27 @@ class Segment:
 
     def colbert_codes(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
         off = self.arrays["colbert.off"]
+        self._check_rows("colbert.off", np.array([row, row + 1]))
         start, end = int(off[row]), int(off[row + 1])
+        self._check_rows_span("colbert.codes", np.array([start]), np.array([end]))
+        self._check_rows_span("colbert.scale", np.array([start]), np.array([end]))
         scales = self.arrays.get("colbert.scale")
         return self.arrays["colbert.codes"][start:end], (scales[start:end] if scales is not None else None)
+
+    def _check_rows_span(self, name: str, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Check rows `[starts[i], ends[i])` of a fixed-width array."""
+        check = self.checks.get(name)
+        if check is not None and not check.complete:
+            row_bytes = int(self.arrays[name].strides[0])
+            check.ranges(np.asarray(starts, np.int64) * row_bytes, np.asarray(ends, np.int64) * row_bytes)
 
     def ann(self) -> Any:
         """The faiss index over this segment's dense vectors (deserialised on first use), or None."""
         if self._ann_bytes is None:
             return None
         if self._ann is None:
+            if "dense.faiss" in self.checks:
+                self.checks["dense.faiss"].all()
             faiss = importlib.import_module("faiss")
             self._ann = faiss.deserialize_index(np.asarray(self._ann_bytes))
         return self._ann

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -168,6 +168,9 @@ class Postings:
     docs: np.ndarray  # int32 [P], rows ascending within a term
     vals: np.ndarray  # float32 [P]
     rows: int
+    check: Callable[[np.ndarray], None] | None = (
+        None  # checks the postings of term slots before they are read
+    )
 
 
 class _Scratch:
@@ -248,6 +251,8 @@ class SparseScorer:
         touched: np.ndarray | None = scratch.touched[:0]
         try:
             slots, weights = _matching_terms(postings.terms, query)
+            if slots.shape[0] and postings.check is not None:
+                postings.check(slots)
             if slots.shape[0]:
                 total = int((postings.ptr[slots + 1] - postings.ptr[slots]).sum())
                 track = total < SCAN_FRACTION * postings.rows

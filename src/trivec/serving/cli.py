@@ -77,6 +77,13 @@ def register(app: typer.Typer) -> None:
         document_prompt: DocumentPromptOption = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
         access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+        no_verify: Annotated[
+            bool,
+            typer.Option(
+                "--no-verify",
+                help="Serve --index without checking its files first (blocks are still checked when read).",
+            ),
+        ] = False,
     ) -> None:
         """Serve the model over HTTP: OpenAI /v1/embeddings, /encode, /score, /search, /health, /metrics."""
         from trivec.serving.config import ServerConfig, ServingLimits
@@ -114,5 +121,6 @@ def register(app: typer.Typer) -> None:
             limits=limits,
             graceful_timeout_s=graceful_timeout,
             log_level=log_level.lower(),
+            verify_index=not no_verify,
         ).validate()  # every setting checked before the model loads
         run_server(config, access_log=access_log)

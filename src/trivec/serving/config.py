@@ -105,6 +105,7 @@ class ServerConfig:
     limits: ServingLimits = field(default_factory=ServingLimits)
     graceful_timeout_s: float = 30.0
     log_level: str = "info"
+    verify_index: bool = True  # check every file of the index against its checksums before serving it
 
     def validate(self) -> ServerConfig:
         """Check the limits and the settings (port, threads, dtype, …) before anything loads."""

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from trivec.errors import TrivecError
+from trivec.errors import CorruptIndexError, TrivecError
 from trivec.serving.batcher import QueueFullError, ShuttingDownError
 
 logger = logging.getLogger(__name__)
@@ -142,6 +142,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShuttingDownError)
     async def _closing(request: Request, exc: ShuttingDownError) -> Response:
         return error_response(503, str(exc), headers={"Retry-After": "5", "Connection": "close"})
+
+    @app.exception_handler(CorruptIndexError)
+    async def _damaged(request: Request, exc: CorruptIndexError) -> Response:
+        logger.error("the index is damaged: %s", exc)  # the operator must act, not the client
+        return error_response(503, f"the index is damaged: {exc}")
 
     @app.exception_handler(TrivecError)
     async def _trivec(request: Request, exc: TrivecError) -> Response:

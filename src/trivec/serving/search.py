@@ -7,14 +7,17 @@ index may reload a newer commit while it searches). Results equal `Index.search`
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
 
 from trivec.inference import Embedder, EncodeResult
-from trivec.retrieval import Index, SearchPlan, plan_search
+from trivec.retrieval import CorruptIndexError, EmbeddedIndex, Index, SearchPlan, plan_search
 from trivec.retrieval.base import unit
 from trivec.serving.schemas import SearchRequest
+
+logger = logging.getLogger("trivec.serving")
 
 
 class IndexSearcher:
@@ -26,9 +29,26 @@ class IndexSearcher:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], embedder: Embedder) -> IndexSearcher:
-        """Open the index at `path` for `embedder` (a model other than the index's is refused)."""
-        return cls(Index.open(path, model=embedder), embedder)
+    def open(cls, path: str | os.PathLike[str], embedder: Embedder, verify: bool = False) -> IndexSearcher:
+        """Open the index at `path` for `embedder` (a model other than the index's is refused). `verify`:
+        check every file of an embedded index first (`EmbeddedIndex.verify`), so that a server never starts
+        on a damaged index (a `CorruptIndexError` naming the first damaged file)."""
+        index = Index.open(path, model=embedder)
+        if verify and isinstance(index, EmbeddedIndex):
+            report = index.verify()
+            if report["problems"]:
+                index.close()
+                raise CorruptIndexError(
+                    f"{path} is damaged ({len(report['problems'])} problem(s)); the first: {report['problems'][0]}"
+                )
+            logger.info(
+                "index %s verified: %d files, %s bytes in %.2f s",
+                path,
+                report["files"],
+                f"{report['bytes']:,}",
+                report["seconds"],
+            )
+        return cls(index, embedder)
 
     @staticmethod
     def recorded_model(path: str | os.PathLike[str]) -> str:

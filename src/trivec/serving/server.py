@@ -45,7 +45,11 @@ def build_app(config: ServerConfig) -> FastAPI:
         batch_tokens=config.limits.batch_tokens,
         prompts=config.prompts,
     )
-    index = searcher_cls.open(config.index, embedder) if searcher_cls and config.index else None
+    index = (
+        searcher_cls.open(config.index, embedder, verify=config.verify_index)
+        if searcher_cls and config.index
+        else None
+    )
     return create_app(embedder, replace(config, model=model), index)
 
 
