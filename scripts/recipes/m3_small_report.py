@@ -49,6 +49,18 @@ def family_mean(results: dict[str, dict], prefix: str, mode: str = "dense") -> f
     return mean([value(results, t, mode) for t in results if t.startswith(prefix + "-")] or [None])
 
 
+def shared(runs: dict[str, dict[str, dict]], task: str, key: str = "bm25") -> float | None:
+    """A value every run computes alike (BM25, the task's languages): from the first run that has the task."""
+    return next((value(r, task, key) for r in runs.values() if value(r, task, key) is not None), None)
+
+
+def languages(runs: dict[str, dict[str, dict]], task: str) -> str:
+    for results in runs.values():
+        if task in results:
+            return ",".join(results[task].get("task", {}).get("languages", []))
+    return ""
+
+
 def cell(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
@@ -64,17 +76,15 @@ def main() -> None:
     base_label = next(iter(runs))
     columns = [(label, mode) for label, res in runs.items() for mode in MODES
                if any(value(res, t, mode) is not None for t in (*ENGLISH, *MULTILINGUAL))]  # fmt: skip
-    any_run = next(iter(runs.values()))
     lines = ["| set | lang | BM25 | " + " | ".join(f"{label} {mode}" for label, mode in columns) + " |"]
     lines.append("|" + "---|" * (3 + len(columns)))
     groups = {"English": ENGLISH, "multilingual": MULTILINGUAL}
     for group, tasks in groups.items():
         for task in tasks:
-            lang = ",".join(any_run.get(task, {}).get("task", {}).get("languages", []))
-            row = [task, lang, cell(value(any_run, task, "bm25"))]
+            row = [task, languages(runs, task), cell(shared(runs, task))]
             row += [cell(value(runs[label], task, mode)) for label, mode in columns]
             lines.append("| " + " | ".join(row) + " |")
-        row = [f"**mean, {group}**", "", cell(mean([value(any_run, t, "bm25") for t in tasks]))]
+        row = [f"**mean, {group}**", "", cell(mean([shared(runs, t) for t in tasks]))]
         row += [cell(mean([value(runs[label], t, mode) for t in tasks])) for label, mode in columns]
         lines.append("| " + " | ".join(row) + " |")
     out = ["## Retrieval, nDCG@10 × 100", "", *lines, ""]
@@ -87,7 +97,7 @@ def main() -> None:
     ]
     trecqa = [cell(value(r, "trecqa", "all") or value(r, "trecqa", "dense")) for r in runs.values()]
     out.append(
-        f"| trecqa (reranking; `all` where the model has it) | MAP | {cell(value(any_run, 'trecqa', 'bm25'))} | "
+        f"| trecqa (reranking; `all` where the model has it) | MAP | {cell(shared(runs, 'trecqa'))} | "
         + " | ".join(trecqa)
         + " |"
     )
@@ -110,14 +120,14 @@ def main() -> None:
             mean([value(new, t, "all") for t in ENGLISH]),
             mean([value(new, t, "dense") for t in ENGLISH]),
         )
-        en_bm25 = mean([value(new, t, "bm25") or value(any_run, t, "bm25") for t in ENGLISH])
+        en_bm25 = mean([shared(runs, t) for t in ENGLISH])
         errs = [
             (100 - (value(new, t, "dense") or 0), 100 - (value(new, t, "all") or 0)) for t in MULTILINGUAL
         ]
         cut = mean([(d - a) / d * 100 if d > 0 else 0.0 for d, a in errs])
         non_en = MULTILINGUAL
         sparse_ratio = mean([value(new, t, "sparse") for t in non_en])
-        bm25_non_en = mean([value(any_run, t, "bm25") for t in non_en])
+        bm25_non_en = mean([shared(runs, t) for t in non_en])
         checks = [
             (
                 "English: all ≥ dense + 2 (mean)",
@@ -132,9 +142,11 @@ def main() -> None:
                 en_all is not None and en_bm25 is not None and en_all >= en_bm25,
             ),
             (
-                "multilingual: all ≥ dense on every set",
-                None,
-                None,
+                "multilingual: all ≥ dense on every set (sets where it holds / sets)",
+                float(
+                    sum((value(new, t, "all") or 0) >= (value(new, t, "dense") or 0) for t in MULTILINGUAL)
+                ),
+                float(len(MULTILINGUAL)),
                 all((value(new, t, "all") or 0) >= (value(new, t, "dense") or 0) for t in MULTILINGUAL),
             ),
             (
@@ -184,7 +196,8 @@ def main() -> None:
             )
         out += ["## Targets", "", "| target | value | against | met |", "|---|---|---|---|"]
         out += [
-            f"| {name} | {cell(v)} | {cell(ref)} | {'yes' if ok else '**no**'} |"
+            f"| {name} | {cell(v)} | {cell(ref)} | "
+            f"{'pending (a run is missing results)' if v is None or ref is None else 'yes' if ok else '**no**'} |"
             for name, v, ref, ok in checks
         ]
         out.append("")
