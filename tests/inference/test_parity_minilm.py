@@ -19,7 +19,7 @@ def reference() -> dict:
 def test_default_model_reads_pooling_from_sentence_transformers_files(minilm: Embedder) -> None:
     assert minilm.model.pooling == "mean"
     assert minilm.model.normalize
-    assert minilm.max_length == 512
+    assert minilm.max_length == 256 and minilm.position_limit == 512  # sentence_bert_config.json: 256
     assert minilm.available_modes() == ["dense"]
 
 

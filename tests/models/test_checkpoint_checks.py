@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_M3
-from trivec import CheckpointError, Embedder, M3Model
+from trivec import CheckpointError, Embedder, InputError, M3Model
 
 TOKENIZER_NAMES = {
     "tokenizer.json",
@@ -89,3 +89,19 @@ def test_an_unsupported_pooling_is_an_error_not_a_fallback(tmp_path: Path, mode:
     with pytest.raises(CheckpointError, match=f"{mode} is not supported"):
         M3Model.from_pretrained(copy)
     assert M3Model.from_pretrained(copy, pooling="mean").pooling == "mean"  # an explicit choice wins
+
+
+def test_the_sentence_transformers_max_seq_length_is_the_default_truncation() -> None:
+    """all-MiniLM-L6-v2's sentence_bert_config.json says 256 (its position table holds 512): texts are cut
+    at 256 tokens by default, as sentence-transformers cuts them; longer limits may still be asked for."""
+    model = M3Model.from_pretrained(minilm_dir())
+    assert model.max_length == 256 and model.position_limit == 512
+    embedder = Embedder(model, device="cpu")
+    text = " ".join(f"word{i % 50} stands here" for i in range(150))  # ≈ 600 tokens
+    default = embedder.encode([text])
+    assert default.num_tokens == [256]
+    np.testing.assert_allclose(default.dense, embedder.encode([text], max_length=256).dense, atol=1e-6)
+    longer = embedder.encode([text], max_length=512)
+    assert longer.num_tokens == [512] and not np.allclose(default.dense, longer.dense, atol=1e-3)
+    with pytest.raises(InputError, match="exceeds the model's limit of 512 tokens"):
+        embedder.encode([text], max_length=513)

@@ -154,7 +154,13 @@ class Embedder:
     # ------------------------------------------------------------------ properties
     @property
     def max_length(self) -> int:
+        """Where texts are cut when no `max_length` is given (the model's `max_seq_length`, if it has one)."""
         return self.model.max_length
+
+    @property
+    def position_limit(self) -> int:
+        """The longest `max_length` the model takes (its position table)."""
+        return self.model.position_limit
 
     @property
     def has_sparse(self) -> bool:
@@ -185,8 +191,9 @@ class Embedder:
             return self.max_length
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
             raise InputError(f"max_length must be an integer ≥ 2, got {max_length!r}")
-        if max_length > self.max_length:
-            raise InputError(f"max_length {max_length} exceeds the model's limit of {self.max_length} tokens")
+        limit = self.position_limit  # the default cut may be shorter (sentence-transformers' max_seq_length)
+        if max_length > limit:
+            raise InputError(f"max_length {max_length} exceeds the model's limit of {limit} tokens")
         return max_length
 
     # ------------------------------------------------------------------ prompts

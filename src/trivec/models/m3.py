@@ -86,6 +86,7 @@ class M3Model(nn.Module):
         colbert_head: ColbertHead | None = None,
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
+        max_seq_length: int | None = None,
     ) -> None:
         super().__init__()
         self.backbone: PreTrainedModel = backbone
@@ -96,6 +97,7 @@ class M3Model(nn.Module):
         self.colbert_head = colbert_head
         self.prompts: dict[str, str] = check_prompts(prompts or {}, "prompts")
         self.default_prompt_name = check_default_name(default_prompt_name, self.prompts, "prompts")
+        self.max_seq_length = max_seq_length
         self.source: str | None = None
 
     # ------------------------------------------------------------------ properties
@@ -113,6 +115,13 @@ class M3Model(nn.Module):
 
     @property
     def max_length(self) -> int:
+        """Where inputs are cut by default (special tokens included): the `max_seq_length` of the model's
+        `sentence_bert_config.json`, as sentence-transformers cuts them, else the position table's limit."""
+        limit = self.position_limit
+        return min(self.max_seq_length, limit) if self.max_seq_length else limit
+
+    @property
+    def position_limit(self) -> int:
         """The longest input (special tokens included) the position table allows."""
         config = self.backbone.config
         positions = int(getattr(config, "max_position_embeddings", 512))
@@ -250,16 +259,18 @@ class M3Model(nn.Module):
             colbert_head=colbert_head,
             prompts=prompt_config.prompts,
             default_prompt_name=prompt_config.default_prompt_name,
+            max_seq_length=st_info.max_seq_length,
         )
         model.source = str(name_or_path)
         if dtype is not None:
             model.to(dtype)
         logger.info(
-            "model %s: %s pooling (%s), %snormalised, %s",
+            "model %s: %s pooling (%s), %snormalised, inputs cut at %d tokens, %s",
             name_or_path,
             model.pooling,
             pooling_source,
             "" if model.normalize else "not ",
+            model.max_length,
             "dense, sparse and ColBERT outputs" if model.has_sparse else "dense output only",
         )
         return model.eval()

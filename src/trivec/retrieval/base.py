@@ -607,7 +607,7 @@ def _merged_settings(
 
 def _check_for_model(settings: IndexSettings, embedder: Embedder) -> None:
     """Settings that depend on the model: truncation within its limit, a ColBERT reduction below its width."""
-    limit = embedder.max_length
+    limit = embedder.position_limit
     if settings.max_length is not None and settings.max_length > limit:
         raise InputError(
             f"max_length {settings.max_length} exceeds the model's limit of {limit} tokens",

@@ -244,10 +244,11 @@ def create_app(
     config = config or ServerConfig()
     limits = config.limits
     limits.validate()
-    model_limit = embedder.max_length
+    model_limit = embedder.position_limit
     if limits.max_tokens_per_text is not None and limits.max_tokens_per_text > model_limit:
         raise InputError(
-            f"max_tokens_per_text {limits.max_tokens_per_text} exceeds the model's limit of {model_limit} tokens"
+            f"max_tokens_per_text {limits.max_tokens_per_text} exceeds the model's limit of {model_limit} tokens",
+            cli=f"--max-tokens {limits.max_tokens_per_text} exceeds the model's limit of {model_limit} tokens",
         )
     metrics = ServerMetrics()
     state = ServingState(
@@ -256,7 +257,7 @@ def create_app(
         batcher=DynamicBatcher(embedder, limits, metrics),
         metrics=metrics,
         index=index,
-        max_tokens=limits.max_tokens_per_text or model_limit,
+        max_tokens=limits.max_tokens_per_text or embedder.max_length,  # default: where the model cuts inputs
         count=TokenCounter(embedder.tokenizer),
     )
 

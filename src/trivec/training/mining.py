@@ -234,7 +234,7 @@ def mine_hard_negatives(
     queries = [ex.query for _, _, ex in rows]
     ranking: _DenseRanking | _Bm25Ranking
     if retriever == "dense":
-        limit = min(max_length or model.max_length, model.max_length)
+        limit = min(max_length or model.max_length, model.position_limit)
         ranking = _DenseRanking(model, texts, queries, limit, end)
     else:
         lang = language or rows_language([obj for _, obj, _ in rows], data)

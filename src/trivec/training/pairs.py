@@ -132,7 +132,7 @@ def build_pairs(
     pairs, stats = read_title_pairs(corpus, query_field, passage_field, where, at_least)
     keep = np.ones(len(pairs), dtype=bool)
     if filter_model is not None:
-        limit = min(max_length or filter_model.max_length, filter_model.max_length)
+        limit = min(max_length or filter_model.max_length, filter_model.position_limit)
         titles = filter_model.encode(
             [t for t, _ in pairs], dense=True, prompt_name="query", max_length=limit
         ).dense

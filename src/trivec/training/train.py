@@ -42,7 +42,7 @@ def load_encoder(config: ContrastiveConfig) -> M3Model:
         encoder.backbone = add_lora(  # type: ignore[assignment]  # a PeftModel forwards the backbone's API
             encoder.backbone, args.lora_rank, args.lora_alpha, args.lora_dropout, args.lora_target_modules
         )
-    limit = encoder.max_length
+    limit = encoder.position_limit
     for name in ("query_max_len", "passage_max_len"):
         if getattr(config.data, name) > limit:
             raise InputError(f"{name} {getattr(config.data, name)} exceeds the model's {limit} tokens")
