@@ -11,7 +11,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+from trivec.cli_options import (
+    BackendOption,
+    DocumentPromptOption,
+    OnnxFileOption,
+    QueryPromptOption,
+    check_backend_options,
+    prompt_overrides,
+)
 from trivec.errors import TrivecError
 
 app = typer.Typer(
@@ -104,6 +111,8 @@ def encode(
         bool, typer.Option("--mcls", help="Average a CLS every 256 tokens (long inputs).")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    backend: BackendOption = "torch",
+    onnx_file: OnnxFileOption = None,
 ) -> None:
     """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen)."""
     from trivec.inference import Embedder
@@ -115,12 +124,13 @@ def encode(
         prompt_name = "query"
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(max_length, "--max-length", minimum=2)
+    runtime = check_backend_options(backend, onnx_file)
     check_output_path(output)  # before the model loads and the texts are encoded, not after
     texts = read_texts(input)
     if not (dense or sparse or colbert):
         dense = True
-    embedder = Embedder.from_pretrained(model)
-    embedder.model.require(sparse=sparse, colbert=colbert)
+    embedder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
+    embedder.require(sparse=sparse, colbert=colbert)
     embedder.resolve_prompt(prompt_name, prompt)  # an unknown prompt name fails before any output is written
     with atomic_writer(output) as handle:
         progress = (
@@ -168,6 +178,8 @@ def score(
     document_prompt: DocumentPromptOption = None,
     max_query_length: Annotated[int | None, typer.Option(help="Query truncation.")] = None,
     max_passage_length: Annotated[int | None, typer.Option(help="Passage truncation.")] = None,
+    backend: BackendOption = "torch",
+    onnx_file: OnnxFileOption = None,
 ) -> None:
     """Score query/passage pairs: per-mode scores and weighted hybrids, one JSON line per pair.
 
@@ -175,9 +187,15 @@ def score(
     from trivec.inference import Embedder
     from trivec.io import read_pairs
 
+    runtime = check_backend_options(backend, onnx_file)
     items = read_pairs(pairs)
     parsed = parse_weights(weights)
-    embedder = Embedder.from_pretrained(model, prompts=prompt_overrides(query_prompt, document_prompt))
+    embedder = Embedder.from_pretrained(
+        model,
+        prompts=prompt_overrides(query_prompt, document_prompt),
+        backend=runtime,
+        onnx_file=onnx_file,
+    )
     scores = embedder.score_pairs(
         items,
         weights=parsed,
@@ -195,6 +213,7 @@ __import__("trivec.training.retromae.cli", fromlist=["register"]).register(app)
 __import__("trivec.training.cli", fromlist=["register"]).register(app)
 __import__("trivec.serving.cli", fromlist=["register"]).register(app)
 __import__("trivec.retrieval.cli", fromlist=["register"]).register(app)
+__import__("trivec.export.cli", fromlist=["register"]).register(app)
 # --- registrations (end) ---
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, plan_batches
+from trivec.inference.forward import Backend, BatchForward, check_backend
 from trivec.inference.packed import PackedEncoder
 from trivec.inference.scoring import (
     dense_scores,
@@ -84,6 +85,9 @@ class Embedder:
     `prompts` (`{name: text}`) are put over the model's own prompts name by name (`""` removes one);
     `default_prompt_name` replaces the model's default prompt name. `encode` applies them as
     sentence-transformers does (`trivec.models.prompts`).
+
+    `forward`: what runs each batch (`trivec.inference.forward`); None: the model in torch. The ONNX backend
+    (`from_pretrained(..., backend="onnx")`) passes an `OnnxForward` and keeps the model on the CPU.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Embedder:
         max_batch_size: int = 512,
         prompts: Mapping[str, str] | None = None,
         default_prompt_name: str | None = None,
+        forward: BatchForward | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
@@ -109,8 +114,10 @@ class Embedder:
             "default_prompt_name",
         )
         self._skip_ids = model.special_token_ids
-        # Unpadded fast path for BERT-family encoders; None (padded `M3Model.forward`) for other backbones.
-        self._packed = PackedEncoder.for_model(self.model)
+        self._forward: BatchForward = forward if forward is not None else self.model
+        self.backend: Backend = "torch" if forward is None else getattr(forward, "name", "onnx")
+        # Unpadded fast path for BERT-family encoders in torch; None (the padded forward) otherwise.
+        self._packed = PackedEncoder.for_model(self.model) if forward is None else None
 
     @classmethod
     def from_pretrained(
@@ -125,10 +132,34 @@ class Embedder:
         batch_tokens: int | None = None,
         prompts: Mapping[str, str] | None = None,
         default_prompt_name: str | None = None,
+        backend: Backend = "torch",
+        onnx_file: str | os.PathLike[str] | None = None,
     ) -> Embedder:
         """Load a model (directory, `default`, or hub id) ready to encode; fp32 unless `dtype` says otherwise.
 
-        `prompts` / `default_prompt_name` override the model's (see the class doc)."""
+        `prompts` / `default_prompt_name` override the model's (see the class doc).
+        `backend="onnx"`: run the graph `trivec export onnx` wrote (`DIR/onnx/model.onnx`; `onnx_file` names
+        another in `onnx/`, e.g. `model_int8.onnx`) in onnxruntime; same outputs and API as torch."""
+        if check_backend(backend) == "onnx":
+            from trivec.inference.onnx_backend import load_onnx_embedder
+
+            return load_onnx_embedder(
+                cls,
+                name_or_path,
+                onnx_file=onnx_file,
+                heads=heads,
+                pooling=pooling,
+                normalize=normalize,
+                device=device,
+                dtype=dtype,
+                batch_tokens=batch_tokens,
+                prompts=prompts,
+                default_prompt_name=default_prompt_name,
+            )
+        if onnx_file is not None:
+            raise InputError(
+                "onnx_file applies to backend='onnx'", cli="--onnx-file applies to --backend onnx"
+            )
         if isinstance(dtype, str):
             dtype = {
                 "float32": torch.float32,
@@ -169,6 +200,10 @@ class Embedder:
     @property
     def has_colbert(self) -> bool:
         return self.model.has_colbert
+
+    def require(self, sparse: bool = False, colbert: bool = False) -> None:
+        """Raise `UnsupportedOutputError` when the model (or the backend's graph) cannot give an output."""
+        self._forward.require(sparse=sparse, colbert=colbert)
 
     # ------------------------------------------------------------------ tokenisation
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
@@ -238,7 +273,7 @@ class Embedder:
         if not (dense or sparse or colbert):
             raise InputError("ask for at least one output: dense, sparse or colbert")
         _check_budget(batch_tokens)
-        self.model.require(sparse=sparse, colbert=colbert)
+        self._forward.require(sparse=sparse, colbert=colbert)
         items = self.with_prompt(items, prompt_name, prompt)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
@@ -275,7 +310,7 @@ class Embedder:
                     cls_slots = torch.zeros_like(attention_mask, dtype=torch.bool)
                     for row, i in enumerate(batch):
                         cls_slots[row, slots[i]] = True
-                out = self.model(
+                out = self._forward(
                     input_ids,
                     attention_mask,
                     dense=dense,
@@ -379,7 +414,7 @@ class Embedder:
         for mode in modes:
             if mode not in ("dense", "sparse", "colbert"):
                 raise InputError(f"unknown score mode {mode!r}; expected dense, sparse or colbert")
-        self.model.require(sparse="sparse" in modes, colbert="colbert" in modes)
+        self._forward.require(sparse="sparse" in modes, colbert="colbert" in modes)
         return [m for m in ("dense", "sparse", "colbert") if m in modes]
 
     def _encode_modes(

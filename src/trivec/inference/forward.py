@@ -1,0 +1,45 @@
+"""The forward pass the `Embedder` runs per batch, as an interface: torch (`M3Model`) or onnxruntime.
+
+A backend takes a right-padded batch and returns the tensors `M3Model.forward` returns (`M3Output`: dense
+`[B, H]`, sparse token weights `[B, L]`, ColBERT vectors `[B, L−1, D]` with padding rows zeroed), so that
+everything after the forward pass — lexical weights per token id, ColBERT rows per text, MCLS slots — is
+the same code whichever backend ran it. `M3Model` itself is the torch backend.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import torch
+
+from trivec.errors import InputError
+from trivec.models.m3 import M3Output
+
+Backend = Literal["torch", "onnx"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx")
+
+
+class BatchForward(Protocol):
+    """One padded batch → `M3Output`; `require` raises `UnsupportedOutputError` for an output it cannot give."""
+
+    def require(self, sparse: bool = False, colbert: bool = False) -> None: ...
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        dense: bool = True,
+        sparse: bool = False,
+        colbert: bool = False,
+        cls_slots: torch.Tensor | None = None,
+    ) -> M3Output: ...
+
+
+def check_backend(backend: object) -> Backend:
+    """Validate a backend name (`torch` or `onnx`), with a message naming the choices."""
+    if backend not in BACKENDS:
+        raise InputError(
+            f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}",
+            cli=f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}",
+        )
+    return backend  # type: ignore[return-value]
