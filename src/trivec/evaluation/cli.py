@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+from trivec.cli_options import (
+    BackendOption,
+    DocumentPromptOption,
+    OnnxFileOption,
+    QueryPromptOption,
+    check_backend_options,
+    prompt_overrides,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +93,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
         list_tasks: Annotated[bool, typer.Option("--list-tasks", help="List the tasks and exit.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+        backend: BackendOption = "torch",
+        onnx_file: OnnxFileOption = None,
     ) -> None:
         """Evaluate a model C-MTEB style: retrieval and reranking per M3 mode (+ BM25), and the other task types.
 
@@ -94,6 +103,7 @@ def register(app: typer.Typer) -> None:
         from trivec.evaluation.runner import evaluate, resolve_tasks
         from trivec.evaluation.tasks import task_from_dir
 
+        runtime = check_backend_options(backend, onnx_file)
         language_list = [x.strip() for x in languages.split(",")] if languages else None
         specs: list = []
         for folder in task_dir or []:
@@ -125,8 +135,13 @@ def register(app: typer.Typer) -> None:
                         '{"query": ..., "document": ...}'
                     )
                 task_prompts[name] = value
+        encoder: Any = model
+        if runtime != "torch":  # the model's batches run in onnxruntime
+            from trivec.inference import Embedder
+
+            encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         results = evaluate(
-            model,
+            encoder,
             specs,
             output,
             modes=modes,

@@ -9,7 +9,15 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+from trivec.cli_options import (
+    BackendOption,
+    DocumentPromptOption,
+    ModelBackendOption,
+    OnnxFileOption,
+    QueryPromptOption,
+    check_backend_options,
+    prompt_overrides,
+)
 
 IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index directory.")]
 
@@ -64,6 +72,8 @@ def register(app: typer.Typer) -> None:
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        model_backend: ModelBackendOption = "torch",
+        onnx_file: OnnxFileOption = None,
     ) -> None:
         """Build an index of a corpus with a model's dense, sparse and ColBERT vectors.
 
@@ -88,12 +98,18 @@ def register(app: typer.Typer) -> None:
         elif url is not None or collection is not None:
             raise fail("--url and --collection apply to --backend qdrant")
         IndexSettings(**{k: v for k, v in options.items() if k not in ("url", "collection")}).validate()
+        runtime = check_backend_options(model_backend, onnx_file, "--model-backend")
         docs = read_corpus(corpus)
+        encoder: Any = model
+        if runtime != "torch":  # the same model (and index fingerprint), its batches run in onnxruntime
+            from trivec.inference import Embedder
+
+            encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
         # built beside --index and moved into place when complete: a failure leaves nothing behind
         with Index.build(
             index,
             docs,
-            model,
+            encoder,
             backend=backend,
             overwrite=overwrite,
             progress=not quiet and sys.stderr.isatty(),
@@ -242,6 +258,8 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--model", "-m", help="Model (default: the one that built the index).")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="JSON output (one line per query).")] = False,
+        backend: BackendOption = "torch",
+        onnx_file: OnnxFileOption = None,
     ) -> None:
         """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion.
 
@@ -261,7 +279,18 @@ def register(app: typer.Typer) -> None:
                 items.extend((str(i), t) for i, t in enumerate(read_texts(queries)))
         if not items:
             raise fail("give a query text or --queries FILE")
-        with Index.open(index, model) as opened:
+        runtime = check_backend_options(backend, onnx_file)
+        encoder: Any = model
+        if runtime != "torch":  # the index's model (or --model), its batches run in onnxruntime
+            from trivec.inference import Embedder
+
+            if model is None:
+                with Index.open(index) as recorded:
+                    model = recorded.identity.name
+                if not model:
+                    raise fail(f"{index}: the index does not record a model name; give --model")
+            encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
+        with Index.open(index, encoder) as opened:
             results = cast(
                 list[list[Hit]],
                 opened.search(

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+from trivec.cli_options import (
+    BackendOption,
+    DocumentPromptOption,
+    OnnxFileOption,
+    QueryPromptOption,
+    prompt_overrides,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -77,6 +83,8 @@ def register(app: typer.Typer) -> None:
         document_prompt: DocumentPromptOption = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
         access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+        backend: BackendOption = "torch",
+        onnx_file: OnnxFileOption = None,
         no_verify: Annotated[
             bool,
             typer.Option(
@@ -118,6 +126,8 @@ def register(app: typer.Typer) -> None:
             dtype=dtype,
             prompts=prompt_overrides(query_prompt, document_prompt),
             threads=threads,
+            backend=backend,
+            onnx_file=onnx_file,
             limits=limits,
             graceful_timeout_s=graceful_timeout,
             log_level=log_level.lower(),

@@ -70,6 +70,7 @@ OPTIONS = {  # `trivec serve`'s option for each setting
     "graceful_timeout_s": "--graceful-timeout",
     "dtype": "--dtype",
     "log_level": "--log-level",
+    "backend": "--backend",
 }
 DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -102,6 +103,8 @@ class ServerConfig:
     dtype: str | None = None
     prompts: dict[str, str] | None = None
     threads: int | None = None
+    backend: str = "torch"  # or "onnx": the model directory's ONNX graph (`onnx_file` in its onnx/ folder)
+    onnx_file: str | None = None
     limits: ServingLimits = field(default_factory=ServingLimits)
     graceful_timeout_s: float = 30.0
     log_level: str = "info"
@@ -118,6 +121,12 @@ class ServerConfig:
             _error("graceful_timeout_s", "must be ≥ 0 seconds", self.graceful_timeout_s)
         if self.dtype is not None and self.dtype not in DTYPES:
             _error("dtype", "must be float32, bfloat16 or float16", self.dtype)
+        if self.backend not in ("torch", "onnx"):
+            _error("backend", "must be torch or onnx", self.backend)
+        if self.onnx_file is not None and self.backend != "onnx":
+            raise InputError(
+                "onnx_file applies to backend 'onnx'", cli="--onnx-file applies to --backend onnx"
+            )
         if self.log_level not in LOG_LEVELS:
             _error("log_level", f"must be one of {', '.join(LOG_LEVELS)}", self.log_level)
         if not self.host:

@@ -44,6 +44,8 @@ def build_app(config: ServerConfig) -> FastAPI:
         dtype=config.dtype,
         batch_tokens=config.limits.batch_tokens,
         prompts=config.prompts,
+        backend="onnx" if config.backend == "onnx" else "torch",
+        onnx_file=config.onnx_file,
     )
     index = (
         searcher_cls.open(config.index, embedder, verify=config.verify_index)
