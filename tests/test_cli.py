@@ -165,7 +165,9 @@ def test_errors_are_one_line_and_exit_2(
     done = trivec_in_process(*filled)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], done.stderr
+    errors = [line for line in lines if line.startswith("trivec: error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert all(line.startswith("trivec: ") for line in lines), done.stderr  # log lines, never a traceback
     assert out.read_text(encoding="utf-8") == "previous results\n"  # a failed run loses no data
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -20,6 +19,7 @@ from trivec.cli_options import (
     prompt_overrides,
 )
 from trivec.errors import TrivecError
+from trivec.progress import LOG, Progress, setup_logging
 
 app = typer.Typer(
     name="trivec",
@@ -28,6 +28,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+QUIET_HELP = "Errors and warnings only: no progress or log lines on stderr."
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"trivec {version('trivec')}")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree without an install
+            typer.echo("trivec (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+) -> None:
+    """BGE / BGE-M3 embeddings: dense, sparse and ColBERT outputs, scoring, search, training, evaluation."""
+    setup_logging(quiet)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 ENCODE_CHUNK = 4096
@@ -82,9 +106,20 @@ ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory
 @clean_errors
 def encode(
     input: Annotated[
-        Path, typer.Option("--input", "-i", help=".txt (one text per line) or .jsonl ({'text': ...})")
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help=".txt (one text per line), .jsonl ({'id'?: ..., 'text': ...}), or - for stdin (JSON Lines "
+            "when its first line is a JSON object, else one text per line).",
+        ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL output, one object per input line")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="JSONL output, one object per input text (with its 'id'), or - for stdout."
+        ),
+    ],
     model: ModelOption = "default",
     dense: Annotated[bool, typer.Option("--dense", help="Write the dense vector.")] = False,
     sparse: Annotated[
@@ -110,13 +145,13 @@ def encode(
     mcls: Annotated[
         bool, typer.Option("--mcls", help="Average a CLS every 256 tokens (long inputs).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     backend: BackendOption = "torch",
     onnx_file: OnnxFileOption = None,
 ) -> None:
     """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen)."""
     from trivec.inference import Embedder
-    from trivec.io import atomic_writer, check_output_path, read_texts
+    from trivec.io import check_output_path, open_output, read_records
 
     if query:
         if prompt_name not in (None, "query"):
@@ -126,18 +161,14 @@ def encode(
     check_positive(max_length, "--max-length", minimum=2)
     runtime = check_backend_options(backend, onnx_file)
     check_output_path(output)  # before the model loads and the texts are encoded, not after
-    texts = read_texts(input)
+    records = read_records(input)
+    texts = [text for _, text in records]
     if not (dense or sparse or colbert):
         dense = True
     embedder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
     embedder.require(sparse=sparse, colbert=colbert)
     embedder.resolve_prompt(prompt_name, prompt)  # an unknown prompt name fails before any output is written
-    with atomic_writer(output) as handle:
-        progress = (
-            typer.progressbar(length=len(texts), label="encode", file=sys.stderr)
-            if not quiet and len(texts) > ENCODE_CHUNK
-            else None
-        )
+    with open_output(output) as handle, Progress(len(texts), "encode", enabled=not quiet) as progress:
         for start in range(0, len(texts), ENCODE_CHUNK):
             chunk = texts[start : start + ENCODE_CHUNK]
             result = embedder.encode(
@@ -154,22 +185,26 @@ def encode(
             )
             for i in range(len(chunk)):
                 row: dict[str, Any] = {}
+                ident = records[start + i][0]
+                if ident is not None:  # the input's id, carried over
+                    row["id"] = ident
                 if result.dense is not None:
                     row["dense"] = result.dense[i].tolist()
                 if result.sparse is not None:
                     row["sparse"] = result.sparse[i].to_dict()
                 if result.colbert is not None:
                     row["colbert"] = result.colbert[i].tolist()
-                handle.write(json.dumps(row) + "\n")
-            if progress is not None:
-                progress.update(len(chunk))
-    typer.echo(f"encoded {len(texts)} texts → {output}", err=True)
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            progress.update(len(chunk))
+    LOG.info("encoded %d texts → %s", len(texts), "stdout" if str(output) == "-" else output)
 
 
 @app.command()
 @clean_errors
 def score(
-    pairs: Annotated[Path, typer.Option("--pairs", "-p", help="JSONL of {'query': ..., 'passage': ...}")],
+    pairs: Annotated[
+        Path, typer.Option("--pairs", "-p", help="JSONL of {'query': ..., 'passage': ...}, or - for stdin.")
+    ],
     model: ModelOption = "default",
     weights: Annotated[
         str | None, typer.Option(help="dense,sparse,colbert weights (default 0.4,0.2,0.4)")
@@ -215,6 +250,53 @@ __import__("trivec.serving.cli", fromlist=["register"]).register(app)
 __import__("trivec.retrieval.cli", fromlist=["register"]).register(app)
 __import__("trivec.export.cli", fromlist=["register"]).register(app)
 # --- registrations (end) ---
+
+
+def _with_quiet(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` as a command that takes -q / --quiet: its own option when it has one, else an added one."""
+    import inspect
+
+    signature = inspect.signature(func, eval_str=True)
+    if "quiet" in signature.parameters:
+
+        @wraps(func)
+        def own(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("quiet"):
+                setup_logging(quiet=True)
+            return func(*args, **kwargs)
+
+        return own
+
+    @wraps(func)
+    def added(*args: Any, quiet: bool = False, **kwargs: Any) -> Any:
+        if quiet:
+            setup_logging(quiet=True)
+        return func(*args, **kwargs)
+
+    option = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]
+    parameter = inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=option)
+    added.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), parameter]
+    )
+    added.__annotations__ = {
+        **{name: p.annotation for name, p in signature.parameters.items()},
+        "quiet": option,
+    }
+    return added
+
+
+def _quiet_everywhere(group: typer.Typer) -> None:
+    """-q on every command (issue #20): as `trivec -q COMMAND` and as `trivec COMMAND … -q`."""
+    for info in group.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "_trivec_quiet", False):
+            info.callback = _with_quiet(info.callback)
+            info.callback._trivec_quiet = True  # type: ignore[attr-defined]
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _quiet_everywhere(sub.typer_instance)
+
+
+_quiet_everywhere(app)
 
 
 def main() -> None:

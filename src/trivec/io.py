@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,12 @@ from typing import IO, Any
 
 from trivec.errors import InputError
 from trivec.textcheck import find_surrogate, json_type, may_hold_surrogate
+
+STDIO = "-"  # a path that means stdin (inputs) or stdout (outputs)
+
+
+def is_stdio(path: str | os.PathLike[str] | None) -> bool:
+    return path is not None and str(path) == STDIO
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -25,10 +33,27 @@ def _open_text(path: Path) -> IO[str]:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield `(line_number, object)` for each non-blank line; malformed lines raise naming file and line."""
-    path = Path(path)
-    with _open_text(path) as handle:
+def read_stdin() -> str:
+    """All of stdin as UTF-8 text (strictly: bytes that are not UTF-8 are an error, as in files)."""
+    stream = sys.stdin
+    raw = (
+        stream.buffer.read()
+        if hasattr(stream, "buffer")
+        else stream.read().encode("utf-8", "surrogateescape")
+    )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"<stdin>: not UTF-8 text ({exc.reason})") from exc
+
+
+def iter_jsonl(path: str | os.PathLike[str], text: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line_number, object)` for each non-blank line; malformed lines raise naming file and line.
+    `-` reads stdin; `text`: lines already read (named `path` in messages)."""
+    name = "<stdin>" if is_stdio(path) else str(path)
+    if text is None and is_stdio(path):
+        text = read_stdin()
+    with io.StringIO(text) if text is not None else _open_text(Path(path)) as handle:
         try:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -36,62 +61,97 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+                    raise InputError(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
                 if not isinstance(obj, dict):
-                    raise InputError(f"{path}:{number}: expected a JSON object, got {json_type(obj)}")
+                    raise InputError(f"{name}:{number}: expected a JSON object, got {json_type(obj)}")
                 if may_hold_surrogate(line):
                     found = find_surrogate(obj)
                     if found is not None:
-                        raise InputError(f"{path}:{number}: {found[0]} contains {found[1]}")
+                        raise InputError(f"{name}:{number}: {found[0]} contains {found[1]}")
                 yield number, obj
         except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+            raise InputError(f"{name}: not UTF-8 text ({exc.reason})") from exc
 
 
-def read_texts(path: str | os.PathLike[str], field: str = "text") -> list[str]:
-    """Texts from `.txt` (one per line) or `.jsonl` (`{"text": ...}` per line)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
+def _looks_like_jsonl(text: str) -> bool:
+    """stdin's format: JSON Lines when its first non-blank line is a JSON object, else one text per line."""
+    for line in text.splitlines():
+        if line.strip():
+            if not line.lstrip().startswith("{"):
+                return False
+            try:
+                return isinstance(json.loads(line), dict)
+            except json.JSONDecodeError:
+                return False
+    return False
+
+
+def read_records(path: str | os.PathLike[str], field: str = "text") -> list[tuple[Any, str]]:
+    """`(id, text)` per input: `.txt` one text per line (id None), `.jsonl` `{"id"?, "text": ...}` per line
+    (the id as written: a string or an integer; None when absent). `-` reads stdin: JSON Lines when its first
+    non-blank line is a JSON object, else one text per line."""
+    name = "<stdin>" if is_stdio(path) else str(path)
+    text: str | None = None
+    if is_stdio(path):
+        text = read_stdin()
+        suffix = ".jsonl" if _looks_like_jsonl(text) else ".txt"
+    else:
+        suffix = Path(path).suffix.lower()
     if suffix == ".jsonl":
-        texts = []
-        for number, obj in iter_jsonl(path):
+        records: list[tuple[Any, str]] = []
+        for number, obj in iter_jsonl(path, text):
             value = obj.get(field)
             if not isinstance(value, str):
                 problem = "missing" if field not in obj else f"{json_type(value)}, not a string"
-                raise InputError(f"{path}:{number}: field {field!r} is {problem}")
-            texts.append(value)
-        return texts
+                raise InputError(f"{name}:{number}: field {field!r} is {problem}")
+            ident = obj.get("id")
+            if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
+                raise InputError(
+                    f"{name}:{number}: field 'id' must be a string or an integer, got {json_type(ident)}"
+                )
+            records.append((ident, value))
+        return records
     if suffix in (".txt", ".text", ""):
-        with _open_text(path) as handle:
-            try:
-                content = handle.read()
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-        if not content:
+        if text is None:
+            with _open_text(Path(path)) as handle:
+                try:
+                    text = handle.read()
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{name}: not UTF-8 text ({exc.reason})") from exc
+        if not text:
             return []
-        lines = content.split("\n")
+        lines = text.split("\n")
         if lines[-1] == "":
             lines.pop()
-        return [line.removesuffix("\r") for line in lines]
-    raise InputError(f"{path}: unsupported input type {suffix!r}; use .txt (one text per line) or .jsonl")
+        return [(None, line.removesuffix("\r")) for line in lines]
+    raise InputError(f"{name}: unsupported input type {suffix!r}; use .txt (one text per line) or .jsonl")
+
+
+def read_texts(path: str | os.PathLike[str], field: str = "text") -> list[str]:
+    """Texts from `.txt` (one per line) or `.jsonl` (`{"text": ...}` per line); `-`: stdin (see
+    `read_records`)."""
+    return [text for _, text in read_records(path, field)]
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """`{"query": ..., "passage": ...}` per line."""
+    """`{"query": ..., "passage": ...}` per line (`-`: stdin)."""
+    name = "<stdin>" if is_stdio(path) else str(path)
     pairs = []
     for number, obj in iter_jsonl(path):
         for key in ("query", "passage"):
             if not isinstance(obj.get(key), str):
                 problem = "missing" if key not in obj else f"{json_type(obj[key])}, not a string"
-                raise InputError(f"{path}:{number}: field {key!r} is {problem}")
+                raise InputError(f"{name}:{number}: field {key!r} is {problem}")
         pairs.append((obj["query"], obj["passage"]))
     return pairs
 
 
 def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Path:
     """Refuse an output path that cannot be written — a directory, a missing or read-only parent — before
-    any work is done, not after it."""
+    any work is done, not after it (`-`, stdout, is always fine)."""
     target = Path(path)
+    if is_stdio(path):
+        return target
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise InputError(f"{target}: is a directory; the {what} must be a file path")
@@ -142,3 +202,14 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """`atomic_writer(path)`, or stdout for `-` (flushed at the end)."""
+    if is_stdio(path):
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with atomic_writer(path) as handle:
+        yield handle

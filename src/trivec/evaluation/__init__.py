@@ -4,18 +4,45 @@ from trivec.evaluation import evaluate
 evaluate("default", tasks="cranfield,stsb-multi-mt-en", output_dir="runs/minilm")
 """
 
-from trivec.evaluation.evaluators import EVALUATORS, RETRIEVAL_MODES, EvalSettings, parse_modes
-from trivec.evaluation.mteb_adapter import MtebEncoder
-from trivec.evaluation.report import load_run, write_report
-from trivec.evaluation.runner import evaluate, resolve_tasks
-from trivec.evaluation.tasks import (
-    Task,
-    TaskType,
-    builtin_tasks,
-    default_data_dir,
-    infer_task_type,
-    select_tasks,
-    task_from_dir,
+from typing import TYPE_CHECKING
+
+from trivec._lazy import lazy_exports
+
+if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
+    from trivec.evaluation.evaluators import EVALUATORS, RETRIEVAL_MODES, EvalSettings, parse_modes
+    from trivec.evaluation.mteb_adapter import MtebEncoder
+    from trivec.evaluation.report import load_run, write_report
+    from trivec.evaluation.runner import evaluate, resolve_tasks
+    from trivec.evaluation.tasks import (
+        Task,
+        TaskType,
+        builtin_tasks,
+        default_data_dir,
+        infer_task_type,
+        select_tasks,
+        task_from_dir,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "EVALUATORS": "trivec.evaluation.evaluators",
+        "RETRIEVAL_MODES": "trivec.evaluation.evaluators",
+        "EvalSettings": "trivec.evaluation.evaluators",
+        "parse_modes": "trivec.evaluation.evaluators",
+        "MtebEncoder": "trivec.evaluation.mteb_adapter",
+        "load_run": "trivec.evaluation.report",
+        "write_report": "trivec.evaluation.report",
+        "evaluate": "trivec.evaluation.runner",
+        "resolve_tasks": "trivec.evaluation.runner",
+        "Task": "trivec.evaluation.tasks",
+        "TaskType": "trivec.evaluation.tasks",
+        "builtin_tasks": "trivec.evaluation.tasks",
+        "default_data_dir": "trivec.evaluation.tasks",
+        "infer_task_type": "trivec.evaluation.tasks",
+        "select_tasks": "trivec.evaluation.tasks",
+        "task_from_dir": "trivec.evaluation.tasks",
+    },
 )
 
 __all__ = [

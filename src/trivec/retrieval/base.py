@@ -223,10 +223,11 @@ def encode_chunks(
     prompt: str | None = None,
 ) -> Iterator[tuple[list[Chunk], EncodeResult]]:
     """Encode chunks in batches as documents (`prompt`, else the model's `document` prompt, before each;
-    unit-length dense vectors: cosine even for models that do not normalise)."""
-    from tqdm.auto import tqdm
+    unit-length dense vectors: cosine even for models that do not normalise). `progress`: a bar on a
+    terminal, a log line every 10 s otherwise (`trivec.progress`)."""
+    from trivec.progress import Progress
 
-    bar = tqdm(total=len(chunks), unit="chunk", desc="encode", disable=not progress)
+    bar = Progress(len(chunks), "encode", "chunks", enabled=progress)
     for start in range(0, len(chunks), ENCODE_BATCH):
         batch = list(chunks[start : start + ENCODE_BATCH])
         result = embedder.encode(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -18,6 +17,7 @@ from trivec.cli_options import (
     check_backend_options,
     prompt_overrides,
 )
+from trivec.progress import LOG
 
 IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index directory.")]
 
@@ -36,7 +36,11 @@ def register(app: typer.Typer) -> None:
     def build(
         corpus: Annotated[
             Path,
-            typer.Option("--corpus", "-c", help="JSONL ({id, title?, text}) or a folder of .txt/.md files."),
+            typer.Option(
+                "--corpus",
+                "-c",
+                help="JSONL ({id, title?, text}), a folder of .txt/.md files, or - (JSON Lines on stdin).",
+            ),
         ],
         index: IndexOption,
         model: Annotated[
@@ -71,7 +75,9 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index.")] = False,
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="Errors and warnings only: no progress or log lines.")
+        ] = False,
         model_backend: ModelBackendOption = "torch",
         onnx_file: OnnxFileOption = None,
     ) -> None:
@@ -112,19 +118,23 @@ def register(app: typer.Typer) -> None:
             encoder,
             backend=backend,
             overwrite=overwrite,
-            progress=not quiet and sys.stderr.isatty(),
+            progress=not quiet,  # a bar on a terminal, a line every 10 s in a log
             **options,
         ) as built:
-            typer.echo(
-                f"indexed {len(docs)} documents ({built.info()['chunks']} chunks; modes "
-                f"{', '.join(built.modes)}) → {index}",
-                err=True,
+            LOG.info(
+                "indexed %d documents (%d chunks; modes %s) → %s",
+                len(docs),
+                built.info()["chunks"],
+                ", ".join(built.modes),
+                index,
             )
 
     @index_app.command("add")
     @clean_errors
     def add(
-        corpus: Annotated[Path, typer.Option("--corpus", "-c", help="JSONL or folder of new documents.")],
+        corpus: Annotated[
+            Path, typer.Option("--corpus", "-c", help="JSONL or folder of new documents, or - (stdin).")
+        ],
         index: IndexOption,
         upsert: Annotated[
             bool, typer.Option("--upsert", help="Replace documents whose id is already indexed.")
@@ -136,9 +146,7 @@ def register(app: typer.Typer) -> None:
         docs = read_corpus(corpus)
         with Index.open(index) as opened:
             chunks = opened.update(docs, upsert=True) if upsert else opened.add(docs)
-            typer.echo(
-                f"added {len(docs)} documents ({chunks} chunks); the index has {len(opened)}", err=True
-            )
+            LOG.info("added %d documents (%d chunks); the index has %d", len(docs), chunks, len(opened))
 
     @index_app.command("delete")
     @clean_errors
@@ -154,7 +162,7 @@ def register(app: typer.Typer) -> None:
 
         with Index.open(index) as opened:
             removed = opened.delete(ids, missing_ok=missing_ok)
-            typer.echo(f"deleted {removed} chunks; the index has {len(opened)} documents", err=True)
+            LOG.info("deleted %d chunks; the index has %d documents", removed, len(opened))
 
     @index_app.command("compact")
     @clean_errors
@@ -166,7 +174,7 @@ def register(app: typer.Typer) -> None:
             if not isinstance(opened, EmbeddedIndex):
                 raise fail("compact applies to embedded indexes (Qdrant optimises its own segments)")
             opened.compact()
-            typer.echo(f"compacted: {len(opened.segments)} segment(s), {len(opened)} documents", err=True)
+            LOG.info("compacted: %d segment(s), %d documents", len(opened.segments), len(opened))
 
     @index_app.command("verify")
     @clean_errors
@@ -188,13 +196,16 @@ def register(app: typer.Typer) -> None:
             for problem in problems:
                 typer.echo(f"damaged: {problem}")
             for warning in report["warnings"]:
-                typer.echo(f"warning: {warning}", err=True)
+                LOG.warning("%s", warning)
         if problems:
             raise fail(f"{index} is damaged: {len(problems)} problem(s); the first: {problems[0]}")
-        typer.echo(
-            f"{index}: intact — {report['segments']} segment(s), {report['files']} files, "
-            f"{report['bytes']:,} bytes checked in {report['seconds']:.2f} s",
-            err=True,
+        LOG.info(
+            "%s: intact — %d segment(s), %d files, %s bytes checked in %.2f s",
+            index,
+            report["segments"],
+            report["files"],
+            f"{report['bytes']:,}",
+            report["seconds"],
         )
 
     @index_app.command("info")
@@ -264,19 +275,15 @@ def register(app: typer.Typer) -> None:
         """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion.
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
-        from trivec.io import iter_jsonl, read_texts
+        from trivec.io import read_records
         from trivec.retrieval import Hit, Index
 
         items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
         if queries is not None:
-            if queries.suffix.lower() == ".jsonl":
-                for number, row in iter_jsonl(queries):
-                    text = row.get("text")
-                    if not isinstance(text, str):
-                        raise fail(f"{queries}:{number}: field 'text' must be a string")
-                    items.append((str(row.get("id", number)), text))
-            else:
-                items.extend((str(i), t) for i, t in enumerate(read_texts(queries)))
+            records = read_records(queries)
+            items.extend(
+                (str(i if ident is None else ident), text) for i, (ident, text) in enumerate(records)
+            )
         if not items:
             raise fail("give a query text or --queries FILE")
         runtime = check_backend_options(backend, onnx_file)

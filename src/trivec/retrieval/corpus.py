@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
-from trivec.io import iter_jsonl
+from trivec.io import STDIO, is_stdio, iter_jsonl
 from trivec.textcheck import find_surrogate, json_type
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -93,11 +93,17 @@ def _from_row(row: Mapping[str, Any], where: str) -> Document:
 
 
 def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
-    """Documents from a JSONL file (`{"id", "title"?, "text", ...}`) or a folder of `.txt` / `.md` files.
+    """Documents from a JSONL file (`{"id", "title"?, "text", ...}`; `-`: JSON Lines on stdin) or a folder of
+    `.txt` / `.md` files.
 
     Extra JSONL fields go to `metadata`. A folder is read recursively; a file's id is its path relative to
     the folder. Duplicate ids and an empty corpus are errors (naming file and line).
     """
+    if is_stdio(path):
+        docs = list(_read_jsonl(STDIO))
+        if not docs:
+            raise InputError("<stdin>: the corpus has no documents")
+        return docs
     source = Path(path)
     if not source.exists():
         raise InputError(f"{source}: no such file or directory")
@@ -107,12 +113,14 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
     return docs
 
 
-def _read_jsonl(path: Path) -> Iterator[Document]:
-    if path.suffix.lower() != ".jsonl":
+def _read_jsonl(path: Path | str) -> Iterator[Document]:
+    stdin = is_stdio(path)
+    if not stdin and Path(path).suffix.lower() != ".jsonl":
         raise InputError(f"{path}: a corpus is a .jsonl file or a folder of .txt/.md files")
+    name = "<stdin>" if stdin else str(path)
     seen: dict[str, int] = {}
     for number, row in iter_jsonl(path):
-        where = f"{path}:{number}"
+        where = f"{name}:{number}"
         doc = Document.coerce(_from_row(row, where), where)
         if doc.id in seen:
             raise InputError(f"{where}: duplicate document id {doc.id!r} (first on line {seen[doc.id]})")

@@ -37,6 +37,7 @@ from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import maxsim_block
 from trivec.inference.sparse import SparseVector
+from trivec.progress import Step
 from trivec.retrieval import sparse_scorer
 from trivec.retrieval.base import (
     Hit,
@@ -542,6 +543,11 @@ class EmbeddedIndex(Index):
     def _merge(self, chosen: list[int]) -> None:
         if not chosen:
             return
+        rows = sum(self.segments[i].rows for i in chosen)
+        with Step(f"merging {len(chosen)} segment(s) of {rows:,} rows"):
+            self._merge_segments(chosen)
+
+    def _merge_segments(self, chosen: list[int]) -> None:
         full_dim = self.identity.colbert_dim
         writer = self._new_writer(full_dim)
         try:

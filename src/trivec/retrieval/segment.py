@@ -27,6 +27,7 @@ import numpy as np
 
 from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
+from trivec.progress import Step
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.integrity import (
@@ -245,6 +246,14 @@ def build_ann(directory: Path, rows: int, dim: int, ann: dict[str, Any]) -> dict
     faiss: Any = importlib.import_module("faiss")
 
     vectors = np.fromfile(directory / "dense.f32", dtype=np.float32).reshape(rows, dim)
+    kind = ann["kind"]
+    with Step(f"building the {kind.upper()} graph of {rows:,} vectors"):
+        return _build_ann(directory, vectors, rows, dim, ann, faiss)
+
+
+def _build_ann(
+    directory: Path, vectors: np.ndarray, rows: int, dim: int, ann: dict[str, Any], faiss: Any
+) -> dict[str, Any]:
     kind = ann["kind"]
     if kind == "hnsw":
         m = int(ann.get("m", 32))
