@@ -27,7 +27,13 @@ def main() -> None:
     texts: list[str] = json.loads(Path(job["texts"]).read_text(encoding="utf-8"))
     outputs = set(job["outputs"])
     start = time.perf_counter()
-    embedder = Embedder.from_pretrained(job["model"], device="cpu", dtype=job.get("dtype"))
+    embedder = Embedder.from_pretrained(
+        job["model"],
+        device="cpu",
+        dtype=job.get("dtype"),
+        backend=job.get("backend", "torch"),
+        onnx_file=job.get("onnx_file"),
+    )
     load_s = time.perf_counter() - start
     if job.get("batch_tokens"):
         embedder.batch_tokens = int(job["batch_tokens"])
@@ -71,6 +77,8 @@ def main() -> None:
             "max_batch_size": embedder.max_batch_size,
             "batch_sizes": [len(b) for b in batches],
             "packed": embedder._packed is not None,
+            "backend": embedder.backend,
+            "onnx_file": job.get("onnx_file"),
             "threads": job["threads"],
             "pid": os.getpid(),
             "error": error,

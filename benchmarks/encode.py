@@ -11,6 +11,10 @@ Sections:
   (c) 100 texts of ~8,000 tokens, max_length 8192: time and peak memory; trivec at two token budgets,
       FlagEmbedding at its batch size (256 by default; its own probe shrinks it when memory runs out).
 
+In (a) (dense only) and (b) (all three outputs) trivec also runs on its ONNX backend: the model exported once
+with `trivec export onnx --quantize int8` (under benchmarks/.cache/), rows "ONNX fp32" (onnx/model.onnx)
+and "ONNX int8" (onnx/model_int8.onnx) in onnxruntime, same token-budget batching (`--no-onnx` skips them).
+
 Each side runs in its own process (peak RSS per side; the peak mark is reset after loading and warm-up, so
 "encode peak" is the highest RSS while encoding, model and texts included), with the same torch thread
 count. FlagEmbedding lives in its own virtual environment (benchmarks/.venv-ref, created on first use) and
@@ -148,6 +152,29 @@ def build_m3_checkpoint(directory: Path, shape: Shape, seed: int = 0) -> Path:
     model.save_pretrained(tmp, head_dtype=torch.float16)  # heads in fp16 on disk, as on the hub
     tmp.rename(directory)
     return directory
+
+
+def onnx_export_dir(model_dir: Path, cache: Path = CACHE) -> Path:
+    """`model_dir` exported with `trivec export onnx --quantize int8` under `cache` (once; reused after)."""
+    from trivec.export import export_onnx
+    from trivec.inference.onnx_backend import ONNX_DIR, ONNX_FILE, ONNX_INT8_FILE
+
+    target = cache / f"{Path(model_dir).name}-onnx"
+    if (target / ONNX_DIR / ONNX_FILE).is_file() and (target / ONNX_DIR / ONNX_INT8_FILE).is_file():
+        return target
+    log(f"exporting {Path(model_dir).name} to ONNX (fp32 + int8) ...")
+    return export_onnx(model_dir, target, quantize="int8", overwrite=True)
+
+
+def onnx_runs(section: Section, export_dir: Path, job: dict[str, Any]) -> list[Run]:
+    """The trivec rows of `section` on the ONNX backend: the float32 graph and the int8 one."""
+    from trivec.inference.onnx_backend import ONNX_INT8_FILE
+
+    common = {**job, "model": str(export_dir), "backend": "onnx"}
+    return [
+        Run(section, "trivec", "ONNX fp32, default budget", {**common, "onnx_file": None}),
+        Run(section, "trivec", "ONNX int8, default budget", {**common, "onnx_file": ONNX_INT8_FILE}),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- machine limit
@@ -342,7 +369,7 @@ def render_table(runs: list[Run], matmul: dict[str, float]) -> str:
         else:
             parts = [_fmt(d.get(k), ".1e") for k in ("dense", "sparse", "colbert") if k in section.outputs]
             diffs = " / ".join(parts)
-            if "bf16" in run.label and "dense_min_cos" in d:
+            if ("bf16" in run.label or "int8" in run.label) and "dense_min_cos" in d:
                 diffs += f" (min cos {d['dense_min_cos']:.5f})"
         lines.append(
             f"| {section.key} | {run.side} | {label} | {m['tokens']:,} | {best:.2f} | {speed:,.0f} | "
@@ -361,6 +388,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per trivec side (best is kept)")
     parser.add_argument("--reference-repeats", type=int, default=1, help="timed runs per FlagEmbedding side")
     parser.add_argument("--no-bf16", action="store_true", help="skip the opt-in bf16 trivec rows")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX backend rows (fp32, int8)")
     parser.add_argument(
         "--mem-cap-gb",
         type=float,
@@ -425,6 +453,8 @@ def main() -> None:
             plan.append(
                 Run(a, "trivec", "bf16 (opt-in)", {"warmup": warm, "repeats": repeats, "dtype": "bfloat16"})
             )
+        if not args.no_onnx:
+            plan += onnx_runs(a, onnx_export_dir(minilm_path()), {"warmup": warm, "repeats": repeats})
     if "b" in sections or "c" in sections:
         m3_dir = build_m3_checkpoint(CACHE / "m3-xlmr-6x384", m3_shape)
     if "b" in sections:
@@ -452,6 +482,8 @@ def main() -> None:
             plan.append(
                 Run(b, "trivec", "bf16 (opt-in)", {"warmup": warm, "repeats": repeats, "dtype": "bfloat16"})
             )
+        if not args.no_onnx:
+            plan += onnx_runs(b, onnx_export_dir(m3_dir), {"warmup": warm, "repeats": repeats})
     if "c" in sections:
         long_dir = build_m3_checkpoint(CACHE / "m3-xlmr-1x384", long_shape)
         tokenizer = AutoTokenizer.from_pretrained(long_dir)

@@ -8,12 +8,14 @@ the same code whichever backend ran it. `M3Model` itself is the torch backend.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from trivec.errors import InputError
-from trivec.models.m3 import M3Output
+
+if TYPE_CHECKING:  # annotations only: the command line imports this module before torch
+    import torch
+
+    from trivec.models.m3 import M3Output
 
 Backend = Literal["torch", "onnx"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
