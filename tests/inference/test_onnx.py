@@ -353,6 +353,51 @@ def test_index_built_with_onnx_searches_with_either_backend(tiny_export: Path, t
     assert hits["onnx"][0]["id"] == "2"
 
 
+def test_serve_with_backend_onnx(tiny_export: Path, tiny: Embedder) -> None:
+    import httpx
+
+    from trivec.serving import ServerConfig, ServerThread, build_app
+
+    texts = texts_of_tiny()[:3]
+    app = build_app(ServerConfig(model=str(tiny_export), backend="onnx", onnx_file=ONNX_FILE))
+    with ServerThread(app) as running:
+        body = {"texts": texts, "sparse": True, "colbert": True}
+        data = httpx.post(f"{running.url}/encode", json=body, timeout=120).json()["data"]
+    expected = tiny.encode(texts, sparse=True, colbert=True)
+    assert expected.sparse is not None and expected.colbert is not None
+    np.testing.assert_allclose([d["dense"] for d in data], expected.dense, atol=TOLERANCE)
+    got_sparse = [SparseVector.from_dict(d["sparse"]) for d in data]
+    assert sparse_diff(got_sparse, expected.sparse) <= TOLERANCE
+    assert (
+        colbert_diff([np.asarray(d["colbert"], dtype=np.float32) for d in data], expected.colbert)
+        <= TOLERANCE
+    )
+
+
+def test_eval_with_backend_onnx_scores_as_torch(tiny_export: Path, tmp_path: Path) -> None:
+    from tests.conftest import DATA
+    from tests.evaluation.conftest import cut_retrieval
+
+    task = cut_retrieval(DATA / "cranfield", tmp_path / "cran-small", n_queries=4, n_noise=20)
+    scores = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        done = invoke(
+            "eval", "-m", str(tiny_export), "--task-dir", str(task), "--modes", "dense,sparse,colbert",
+            "--language", "en", "-o", str(out), "--quiet", "--backend", backend,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        scores[backend] = json.loads((out / "cran-small.json").read_text(encoding="utf-8"))["scores"]
+    assert set(scores["torch"]) == set(scores["onnx"]) == {"dense", "sparse", "colbert"}
+    compared = 0
+    for mode, metrics in scores["torch"].items():
+        for name, value in metrics.items():
+            if isinstance(value, float):
+                assert abs(value - scores["onnx"][mode][name]) <= 1e-4, (mode, name)
+                compared += 1
+    assert compared >= 3  # ndcg@10 and the rest, per mode
+
+
 # ---------------------------------------------------------------------- bad input: one line, nothing written
 def test_backend_onnx_without_a_graph_names_the_missing_file(tmp_path: Path) -> None:
     missing = TINY_M3 / ONNX_DIR / ONNX_FILE
