@@ -349,7 +349,15 @@ def test_index_built_with_onnx_searches_with_either_backend(tiny_export: Path, t
         done = invoke("search", "-x", str(index), docs[2], "--json", "--backend", backend, "-k", "3")
         assert done.returncode == 0, done.stderr
         hits[backend] = json.loads(done.stdout)["hits"]
-    assert [h["id"] for h in hits["torch"]] == [h["id"] for h in hits["onnx"]]
+    # the exported directory is the same model as the one it came from (same index fingerprint)
+    done = invoke("search", "-x", str(index), docs[2], "--json", "-m", str(TINY_M3), "-k", "3")
+    assert done.returncode == 0, done.stderr
+    hits["source"] = json.loads(done.stdout)["hits"]
+    assert (
+        [h["id"] for h in hits["torch"]]
+        == [h["id"] for h in hits["onnx"]]
+        == [h["id"] for h in hits["source"]]
+    )
     assert hits["onnx"][0]["id"] == "2"
 
 
