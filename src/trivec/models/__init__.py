@@ -17,8 +17,8 @@ from trivec.models.pooling import PoolingMode
 __all__ = [
     "DEFAULT_MODEL",
     "M3_SMALL_MODEL",
-    "MINILM_MODEL",
     "MINILM_M3_MODEL",
+    "MINILM_MODEL",
     "OFFLINE_MODELS",
     "ColbertHead",
     "M3Model",
