@@ -415,6 +415,48 @@ HTTP_CASES = [
     ],
     HttpCase("d3-encoded-surrogate-bytes", "/v1/embeddings", b'{"input": "\xed\xa0\x80"}', 422, "not UTF-8"),
     HttpCase("d3-score-pairs-surrogate", "/score", b'{"pairs": [["q", "\\ud800"]]}', 422, "lone surrogate"),
+    # --- a text past the character limit is refused before it is tokenised (defect 2)
+    HttpCase("d2-huge-text-encode", "/encode", {"texts": ["ab " * 100_000]}, 413, "300,000 characters"),
+    HttpCase(
+        "d2-huge-query-search", "/search", {"query": "ab " * 100_000}, 413, "query[0] has 300,000 characters"
+    ),
+    HttpCase(
+        "d2-huge-passage-score",
+        "/score",
+        {"query": "q", "passages": ["x", "ab " * 100_000]},
+        413,
+        "passage[1]",
+    ),
+    # --- other bad bodies: 4xx, never a 500
+    HttpCase("body-not-json", "/v1/embeddings", b"{not json", 422, "not valid JSON"),
+    HttpCase("body-not-utf8", "/encode", b'{"texts": ["\xff\xfe"]}', 422, "not UTF-8"),
+    HttpCase("body-array", "/encode", b"[1, 2]", 422, "JSON object"),
+    HttpCase(
+        "nan-weight",
+        "/score",
+        b'{"query": "q", "passages": ["p"], "weights": [NaN, 1, 1]}',
+        422,
+        "not valid JSON",
+    ),
+    HttpCase("token-ids", "/v1/embeddings", {"input": [[1, 2, 3]]}, 422, "token ids"),
+    HttpCase("empty-input", "/v1/embeddings", {"input": []}, 422, "must not be empty"),
+    HttpCase(
+        "dimensions-too-large", "/v1/embeddings", {"input": "x", "dimensions": 100_000}, 422, "dimensions"
+    ),
+    HttpCase("no-output", "/encode", {"texts": ["x"], "dense": False}, 422, "at least one output"),
+    HttpCase("unknown-field", "/encode", {"texts": ["x"], "bogus": 1}, 422, "bogus"),
+    HttpCase("max-length-over-limit", "/encode", {"texts": ["x"], "max_length": 100_000}, 422, "max_length"),
+    HttpCase(
+        "score-both-forms", "/score", {"pairs": [["q", "p"]], "query": "q", "passages": ["p"]}, 422, "either"
+    ),
+    HttpCase("search-top-k-0", "/search", {"query": "wing", "top_k": 0}, 422, "top_k"),
+    HttpCase("search-bad-mode", "/search", {"query": "wing", "mode": "fuzzy"}, 422, "mode"),
+    HttpCase("search-zero-weights", "/search", {"query": "wing", "weights": [0, 0, 0]}, 422, "is 0"),
+    HttpCase(
+        "unknown-prompt", "/encode", {"texts": ["x"], "prompt_name": "nope"}, 422, "unknown prompt name"
+    ),
+    HttpCase("unknown-path", "/v2/nothing", {"x": 1}, 404, "no such endpoint"),
+    HttpCase("wrong-method", "/encode", None, 405, "not allowed", method="GET"),
 ]
 
 
@@ -433,7 +475,7 @@ def test_http_bad_input_is_a_4xx_json_error(bad: HttpCase, server: Any) -> None:
     import httpx
 
     headers = {"content-type": "application/json", **bad.headers}
-    content = bad.body if isinstance(bad.body, bytes) else json.dumps(bad.body).encode()
+    content = bad.body if isinstance(bad.body, bytes) or bad.body is None else json.dumps(bad.body).encode()
     response = httpx.request(bad.method, server.url + bad.path, content=content, headers=headers, timeout=60)
     assert response.status_code == bad.status, response.text
     error = response.json()["error"]

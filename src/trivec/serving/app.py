@@ -28,7 +28,7 @@ from trivec.inference import Embedder, EncodeResult
 from trivec.inference.scoring import normalize_weights
 from trivec.models.prompts import DOCUMENT, QUERY
 from trivec.serving.batcher import DynamicBatcher, EncodeSpec
-from trivec.serving.config import ServerConfig
+from trivec.serving.config import CHARS_PER_TOKEN, ServerConfig
 from trivec.serving.errors import ApiError, install_error_handlers
 from trivec.serving.metrics import ServerMetrics
 from trivec.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
@@ -56,6 +56,7 @@ class ServingState:
     index: IndexSearcher | None
     max_tokens: int
     count: TokenCounter
+    max_chars: int = 0
     started: float = field(default_factory=time.time)
 
     @property
@@ -98,6 +99,31 @@ def with_prompt(
         return embedder.with_prompt(texts, prompt_name, prompt)
     except InputError as exc:
         raise ApiError(422, str(exc), param="prompt_name") from None
+
+
+def _fit_chars(state: ServingState, texts: list[str], truncate: bool, name: str) -> list[str]:
+    """Texts within the character limit, checked before they are tokenised: a longer one is refused (413) —
+    its tokens could only exceed the token limit, and counting them would hold a thread, the GIL and
+    gigabytes for seconds — or, when the request truncates, cut to the limit (at a space near it, if any:
+    the first `max_tokens` tokens lie well inside it)."""
+    limit = state.max_chars
+    out: list[str] | None = None
+    for position, text in enumerate(texts):
+        if len(text) <= limit:
+            continue
+        if not truncate:
+            raise ApiError(
+                413,
+                f"{name}[{position}] has {len(text):,} characters, more than this server reads per text "
+                f"({limit:,}, --max-chars; texts are limited to {state.max_tokens:,} tokens); shorten it, "
+                'or send "truncate": true to cut it',
+                param=name,
+            )
+        if out is None:
+            out = list(texts)
+        space = text.rfind(" ", limit - 256, limit)
+        out[position] = text[: space if space > 0 else limit]
+    return out if out is not None else texts
 
 
 def _check_count(state: ServingState, count: int) -> None:
@@ -260,6 +286,7 @@ def create_app(
         max_tokens=limits.max_tokens_per_text or embedder.max_length,  # default: where the model cuts inputs
         count=TokenCounter(embedder.tokenizer),
     )
+    state.max_chars = limits.max_chars_per_text or CHARS_PER_TOKEN * state.max_tokens
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -308,7 +335,7 @@ def create_app(
                 param="dimensions",
             )
         _check_count(state, len(req.input))
-        texts = with_prompt(embedder, req.input, req.prompt_name)
+        texts = with_prompt(embedder, _fit_chars(state, req.input, False, "input"), req.prompt_name)
         counts = await _offload(_heavy_text(texts), state.count, texts)
         tokens = _check_lengths(counts, state.max_tokens, False, "input")
         spec = EncodeSpec(dense=True, max_length=state.max_tokens)
@@ -331,9 +358,12 @@ def create_app(
         embedder.model.require(sparse=req.sparse, colbert=req.colbert)
         _check_count(state, len(req.texts))
         limit = _limit(state, req.max_length, "max_length")
-        texts = with_prompt(embedder, req.texts, req.prompt_name, req.prompt)
+        truncate = req.truncate or req.max_length is not None
+        texts = with_prompt(
+            embedder, _fit_chars(state, req.texts, truncate, "texts"), req.prompt_name, req.prompt
+        )
         counts = await _offload(_heavy_text(texts), state.count, texts)
-        tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "texts")
+        tokens = _check_lengths(counts, limit, truncate, "texts")
         spec = EncodeSpec(
             dense=req.dense, sparse=req.sparse, colbert=req.colbert, max_length=limit, mcls=req.mcls
         )
@@ -361,6 +391,8 @@ def create_app(
         _check_count(state, len(queries) + len(passages))
         q_limit = _limit(state, req.max_query_length, "max_query_length")
         p_limit = _limit(state, req.max_passage_length, "max_passage_length")
+        queries = _fit_chars(state, queries, req.truncate or req.max_query_length is not None, "query")
+        passages = _fit_chars(state, passages, req.truncate or req.max_passage_length is not None, "passage")
         formatted = with_prompt(embedder, queries, QUERY, req.query_prompt)
         formatted_passages = with_prompt(embedder, passages, DOCUMENT, req.document_prompt)
         q_counts, p_counts = await _offload(
@@ -407,6 +439,7 @@ def create_app(
         queries = req.texts()
         _check_count(state, len(queries))
         limit = _limit(state, req.max_length, "max_length")
+        queries = _fit_chars(state, queries, req.truncate or req.max_length is not None, "query")
         formatted = with_prompt(embedder, queries, QUERY, index.query_prompt(req.query_prompt))
         counts = await _offload(_heavy_text(formatted), state.count, formatted)
         tokens = _check_lengths(counts, limit, req.truncate or req.max_length is not None, "query")

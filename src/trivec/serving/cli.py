@@ -62,6 +62,13 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: Annotated[int, typer.Option(help="Request body size; larger → 413.")] = 16
         * 1024
         * 1024,
+        max_chars: Annotated[
+            int | None,
+            typer.Option(
+                help="Characters per text (default: 32 per token of --max-tokens); longer → 413 before "
+                "tokenising, or cut to it with truncate."
+            ),
+        ] = None,
         queue_size: Annotated[
             int, typer.Option(help="Texts waiting for the encoder; a request that does not fit → 503.")
         ] = 4096,
@@ -109,6 +116,7 @@ def register(app: typer.Typer) -> None:
             max_texts_per_request=max_texts,
             max_tokens_per_text=max_tokens,
             max_body_bytes=max_body_bytes,
+            max_chars_per_text=max_chars,
             queue_size=queue_size,
             batch_tokens=batch_tokens,
             max_wait_ms=max_wait_ms,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from trivec.errors import InputError
 
+CHARS_PER_TOKEN = 32  # the default character limit per text: this many per token of the token limit
+
 
 @dataclass
 class ServingLimits:
@@ -16,6 +18,9 @@ class ServingLimits:
     max_tokens_per_text: tokens of one text, special tokens included (None: the model's limit); a longer text
         → 413, unless the request asks to truncate (`truncate: true` or an explicit `max_length`).
     max_body_bytes: request body size; more → 413 before the body is read.
+    max_chars_per_text: characters of one text (None: `CHARS_PER_TOKEN` × the token limit); a longer text → 413
+        before it is tokenised (or, with truncation, cut to it first): one huge text must not hold the server
+        for seconds and gigabytes while its tokens are counted only to be refused.
     queue_size: texts waiting for the encoder; a request that does not fit → 503 with `Retry-After`.
     batch_tokens: token budget of one merged batch (and of each forward pass inside it).
     max_wait_ms: how long a request arriving at an idle encoder may wait for others to join its batch.
@@ -28,6 +33,7 @@ class ServingLimits:
     max_texts_per_request: int = 512
     max_tokens_per_text: int | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    max_chars_per_text: int | None = None
     queue_size: int = 4096
     batch_tokens: int = 16384
     max_wait_ms: float = 2.0
@@ -44,6 +50,10 @@ class ServingLimits:
             not isinstance(self.max_tokens_per_text, int) or self.max_tokens_per_text < 2
         ):
             _error("max_tokens_per_text", "must be an integer ≥ 2", self.max_tokens_per_text)
+        if self.max_chars_per_text is not None and (
+            not isinstance(self.max_chars_per_text, int) or self.max_chars_per_text < 1
+        ):
+            _error("max_chars_per_text", "must be a positive integer", self.max_chars_per_text)
         for name in ("max_wait_ms", "rejoin_wait_ms"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 60_000):
@@ -61,6 +71,7 @@ OPTIONS = {  # `trivec serve`'s option for each setting
     "max_texts_per_request": "--max-texts",
     "max_tokens_per_text": "--max-tokens",
     "max_body_bytes": "--max-body-bytes",
+    "max_chars_per_text": "--max-chars",
     "queue_size": "--queue-size",
     "batch_tokens": "--batch-tokens",
     "max_wait_ms": "--max-wait-ms",

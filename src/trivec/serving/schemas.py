@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trivec.textcheck import json_type, lone_surrogate, surrogate_message
+from trivec.textcheck import json_type
 
 Mode = Literal["dense", "sparse", "colbert"]
 EncodingFormat = Literal["float", "base64"]
@@ -29,9 +29,8 @@ def _text_list(value: Any, name: str) -> list[str]:
             raise ValueError(TOKEN_INPUT_MESSAGE)
         if not isinstance(item, str):
             raise ValueError(f"{name}[{position}] is {json_type(item)}, not a string")
-        position_of = lone_surrogate(item)
-        if position_of is not None:
-            raise ValueError(f"{name}[{position}] contains {surrogate_message(item, position_of)}")
+    # no scan for lone surrogates here (megabytes of text, on the event loop): orjson refused them when it
+    # parsed the body, and `Embedder.encode` refuses them from any other caller
     return list(value)
 
 

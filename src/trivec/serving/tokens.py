@@ -12,6 +12,8 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+LONG_TEXT = 2000  # characters from which a single text is counted with the GIL released
+
 
 class TokenCounter:
     """Tokens of each text with special tokens, untruncated — what the per-text limit is checked against."""
@@ -29,8 +31,10 @@ class TokenCounter:
         if not texts:
             return []
         if self._backend is not None:
-            # encode_batch hands even one text to the rayon pool: a cross-thread round trip
-            if len(texts) == 1:
+            # encode_batch hands even one text to the rayon pool: a cross-thread round trip, worth it only for
+            # a long text — `encode` holds the GIL (and with it the event loop) while it works, `encode_batch`
+            # lets it go
+            if len(texts) == 1 and len(texts[0]) < LONG_TEXT:
                 return [len(self._backend.encode(texts[0], add_special_tokens=True).ids)]
             return [len(e.ids) for e in self._backend.encode_batch(list(texts), add_special_tokens=True)]
         encoded = self._tokenizer(
