@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from trivec.compiled import one_thread
 from trivec.errors import InputError
 from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
@@ -689,7 +690,14 @@ class EmbeddedIndex(Index):
         )
 
     def _dense_top(self, snap: Snapshot, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query: (global rows, scores) of the top `k` live rows, best first."""
+        """Per query: (global rows, scores) of the top `k` live rows, best first (the graph walk on this
+        thread alone: see `trivec.compiled.one_thread`)."""
+        with one_thread():
+            return self._dense_top_here(snap, queries, k)
+
+    def _dense_top_here(
+        self, snap: Snapshot, queries: np.ndarray, k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         per_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(queries.shape[0])]
         for i, seg in enumerate(snap.segments):
             assert seg.dense is not None
@@ -776,11 +784,12 @@ class EmbeddedIndex(Index):
         """MaxSim of the candidates: per segment one gather of their token vectors, one decode, one matmul."""
         projected = self.codec.project(query)
         out = np.zeros(rows.shape[0], dtype=np.float32)
-        for s, pick, local in snap.by_segment(rows):
-            codes, scales, lengths = snap.segments[s].colbert_block(local)
-            # int8 rows need their scales; fp16 / fp32 rows go to the matmul as stored (it widens them)
-            stored = codes if scales is None else self.codec.decode(codes, scales)
-            out[pick] = maxsim_block(projected, stored, lengths)
+        with one_thread():  # a few hundred candidates: one thread, no OpenMP barrier to wait at
+            for s, pick, local in snap.by_segment(rows):
+                codes, scales, lengths = snap.segments[s].colbert_block(local)
+                # int8 rows need their scales; fp16 / fp32 rows go to the matmul as stored (it widens them)
+                stored = codes if scales is None else self.codec.decode(codes, scales)
+                out[pick] = maxsim_block(projected, stored, lengths)
         return out
 
     def _hits(

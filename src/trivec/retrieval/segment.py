@@ -421,10 +421,16 @@ class Segment:
             row_bytes = int(self.arrays[name].strides[0]) if self.arrays[name].ndim else 1
             check.rows(rows, row_bytes)
 
+    def _unchecked(self, *names: str) -> bool:
+        """Whether any of these files still has blocks to check (False once all are checked whole: then a
+        search pays one attribute read per file)."""
+        return any(name in self.checks and not self.checks[name].complete for name in names)
+
     def _check_postings(self, slots: np.ndarray) -> None:
         """Before the compiled scorer reads them: the postings of the query's terms."""
-        ptr = self.arrays["sparse.ptr"]
-        self._check_rows("sparse.ptr", np.concatenate([slots, slots + 1]))
+        if not self._unchecked("sparse.docs", "sparse.vals"):
+            return
+        ptr = self.arrays["sparse.ptr"]  # checked whole when the segment opened
         starts, ends = ptr[slots].astype(np.int64), ptr[slots + 1].astype(np.int64)
         self._check("sparse.docs", starts * 4, ends * 4)
         self._check("sparse.vals", starts * 4, ends * 4)
@@ -471,14 +477,17 @@ class Segment:
 
     # ------------------------------------------------------------------ strings
     def _string(self, column: str, row: int) -> str:
-        self._check_rows(f"{column}.off", np.array([row, row + 1]))
+        checking = self._unchecked(f"{column}.off", f"{column}.bin")
+        if checking:
+            self._check_rows(f"{column}.off", np.array([row, row + 1]))
         begin, end = self.arrays[f"{column}.off"][row : row + 2].tolist()
         data = self.arrays[f"{column}.bin"]
         if not 0 <= begin <= end <= data.shape[0]:
             raise CorruptIndexError(
                 f"{self.directory / (column + '.off')}: row {row} points outside {column}.bin"
             )
-        self._check(f"{column}.bin", np.array([begin]), np.array([end]))
+        if checking:
+            self._check(f"{column}.bin", np.array([begin]), np.array([end]))
         try:
             return str(data.data[begin:end], "utf-8")
         except UnicodeDecodeError:
@@ -564,11 +573,14 @@ class Segment:
         """Stored token vectors of `rows` in one gather: `(codes [ΣT, d], scales [ΣT] or None, T per row)`."""
         off = self.arrays["colbert.off"]
         rows = np.asarray(rows, dtype=np.int64)
-        self._check_rows("colbert.off", np.concatenate([rows, rows + 1]))
+        checking = self._unchecked("colbert.off", "colbert.codes", "colbert.scale")
+        if checking:
+            self._check_rows("colbert.off", np.concatenate([rows, rows + 1]))
         starts = off[rows]
         lengths = off[rows + 1] - starts
-        self._check_rows_span("colbert.codes", starts, starts + lengths)
-        self._check_rows_span("colbert.scale", starts, starts + lengths)
+        if checking:
+            self._check_rows_span("colbert.codes", starts, starts + lengths)
+            self._check_rows_span("colbert.scale", starts, starts + lengths)
         # each row's tokens are contiguous: token t of the block is stored row starts[i] + (t - first[i])
         first = np.cumsum(lengths) - lengths
         tokens = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)

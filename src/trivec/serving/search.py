@@ -1,8 +1,9 @@
 """`POST /search` over a `trivec.retrieval` index.
 
 The queries are encoded through the dynamic batcher (so they share batches with other requests), then the
-index is searched with those vectors (`Index.search_vectors`) in a worker thread, one search at a time (an
-index may reload a newer commit while it searches). Results equal `Index.search` on the same texts.
+index is searched with those vectors (`Index.search_vectors`) in worker threads — several at once: a search
+reads one snapshot of the index, whatever a reload does meanwhile — each on one core (its OpenMP work does
+not fan out: `trivec.compiled.one_thread`). Results equal `Index.search` on the same texts.
 """
 
 from __future__ import annotations
@@ -80,15 +81,16 @@ class IndexSearcher:
     def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:
         """Hits for already-encoded queries (the server's model, with `query_prompt()` before each)."""
         encoded.dense = unit(encoded.dense, self.embedder)
-        with self._lock:
-            hits = self.index.search_vectors(
-                encoded,
-                req.top_k,
-                mode=req.mode,
-                weights=req.weights,
-                fusion=req.fusion,
-                candidates=req.candidates,
-            )
+        # no lock: a search reads the snapshot current when it starts (`trivec.retrieval.snapshot`), so the
+        # searches of concurrent requests run side by side while the encoder thread batches the next queries
+        hits = self.index.search_vectors(
+            encoded,
+            req.top_k,
+            mode=req.mode,
+            weights=req.weights,
+            fusion=req.fusion,
+            candidates=req.candidates,
+        )
         return [[hit.to_dict() for hit in per_query] for per_query in hits]
 
     def close(self) -> None:
