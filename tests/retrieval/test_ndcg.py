@@ -93,6 +93,8 @@ def test_cli_search_ndcg_equals_brute_force_and_evaluation(
         [
             "index",
             "build",
+            "--model",
+            "all-MiniLM-L6-v2",
             "--corpus",
             str(task / "corpus.jsonl"),
             "--index",

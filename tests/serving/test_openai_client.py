@@ -52,7 +52,9 @@ def test_openai_client_vectors_equal_trivec_encode(
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(cli_app, ["encode", "-i", str(source), "-o", str(out), "--dense", "-q"])
+    result = CliRunner().invoke(
+        cli_app, ["encode", "-m", "all-MiniLM-L6-v2", "-i", str(source), "-o", str(out), "--dense", "-q"]
+    )
     assert result.exit_code == 0, result.output
     cli_vectors = np.array([json.loads(line)["dense"] for line in out.read_text().splitlines()])
     np.testing.assert_allclose(got, cli_vectors, atol=1e-6)
