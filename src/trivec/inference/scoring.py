@@ -157,4 +157,5 @@ def hybrid_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]
     if not used:
         raise ValueError(f"no mode with a positive weight among the computed scores {sorted(scores)}")
     total = sum(weights[m] for m in used)
-    return sum(np.asarray(scores[m], dtype=np.float64) * weights[m] for m in used) / total  # type: ignore[return-value]
+    # each weight divided by the total first: Σ s·w / Σ w rounds badly for denormal weights (5e-324 · 1.5 → 1e-323)
+    return sum(np.asarray(scores[m], dtype=np.float64) * (weights[m] / total) for m in used)  # type: ignore[return-value]
