@@ -34,7 +34,7 @@ def all_batches(data: ContrastiveDataset, epoch: int = 0) -> list[TrainBatch]:
 GOOD = {"query": "q", "pos": ["p"], "neg": ["n1", "n2"]}
 BAD_ROWS = [
     ("{not json", "invalid JSON"),
-    ("[1, 2]", "expected a JSON object, got list"),
+    ("[1, 2]", "expected a JSON object, got an array"),
     ({"pos": ["p"], "neg": []}, "field 'query' is missing"),
     ({"query": 3, "pos": ["p"]}, "field 'query' must be a string, got int"),
     ({"query": "  ", "pos": ["p"]}, "field 'query' is empty"),
