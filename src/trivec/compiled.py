@@ -10,11 +10,13 @@ instead of trivec failing to import.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, cast
 
 import numba
+import numpy as np
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,3 +61,20 @@ def one_thread() -> Iterator[None]:
             torch.set_num_threads(previous)
         if previous_faiss not in (None, 1):
             faiss.omp_set_num_threads(previous_faiss)
+
+
+def rows_times(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """`rows @ queries.T` in float32 by torch (MKL), on the calling thread's torch threads (one inside
+    `one_thread`). Not numpy's: its OpenBLAS workers keep spinning for a while after each call, burning a
+    core that the rest of the search — and a server's encoder — needs. `rows` may be read-only (a memory map):
+    torch only reads it."""
+    import torch
+
+    left = np.asarray(rows)
+    if left.dtype != np.float32:
+        left = left.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the given NumPy array is not writable"
+        tensor = torch.from_numpy(np.ascontiguousarray(left))
+    right = torch.from_numpy(np.ascontiguousarray(np.asarray(queries, dtype=np.float32).T))
+    return np.asarray((tensor @ right).numpy())

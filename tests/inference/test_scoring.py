@@ -99,7 +99,9 @@ def test_hybrid_is_a_weighted_mean(weights: list[float], scores: np.ndarray) -> 
         return
     fused = hybrid_scores(by_mode, w)
     total = sum(w.values())
-    expected = sum((w[m] / total) * by_mode[m] for m in by_mode)  # normalised first: denormal weights stay exact
+    expected = sum(
+        (w[m] / total) * by_mode[m] for m in by_mode
+    )  # normalised first: denormal weights stay exact
     np.testing.assert_allclose(fused, expected, rtol=1e-9, atol=1e-9)
     assert np.all(fused <= scores.max(axis=0) + 1e-9) and np.all(fused >= scores.min(axis=0) - 1e-9)
 

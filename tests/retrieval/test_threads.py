@@ -48,18 +48,18 @@ def test_the_rerank_and_the_graph_walk_run_on_one_thread(
     with Index.create(tmp_path / "ix", model=tiny, max_length=MAX_LENGTH, dense_index="hnsw") as index:
         index.add(small_docs)
     seen: dict[str, int] = {}
-    maxsim_block = embedded_module.maxsim_block
+    maxsim_chunked = embedded_module.maxsim_chunked
     dense_top = EmbeddedIndex._dense_top_here
 
     def rerank(*args: Any) -> Any:
         seen["rerank torch"] = torch.get_num_threads()
-        return maxsim_block(*args)
+        return maxsim_chunked(*args)
 
     def walk(self: EmbeddedIndex, *args: Any) -> Any:
         seen["walk faiss"], seen["walk torch"] = faiss.omp_get_max_threads(), torch.get_num_threads()
         return dense_top(self, *args)
 
-    monkeypatch.setattr(embedded_module, "maxsim_block", rerank)
+    monkeypatch.setattr(embedded_module, "maxsim_chunked", rerank)
     monkeypatch.setattr(EmbeddedIndex, "_dense_top_here", walk)
     with Index.open(tmp_path / "ix", model=tiny) as index:
         hits = index.search("boundary layer transition", top_k=5)

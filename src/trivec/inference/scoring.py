@@ -8,7 +8,9 @@ does not depend on what else is scored with it (unlike the reference's batched p
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -83,12 +85,90 @@ def maxsim_block(query: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np
     """MaxSim of one query against passages stored back to back: `rows` [ΣT, d] holds passage i's
     `lengths[i]` token vectors after passage i-1's. Passages without tokens score 0."""
     lengths = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return maxsim_chunked(
+        query, lambda i, j: rows[ends[i] - lengths[i] : ends[j - 1]], lengths, rows.shape[-1]
+    )
+
+
+CHUNK_ELEMENTS = 1 << 20  # numbers of the token rows widened and multiplied at once (4 MB as float32)
+
+
+def maxsim_chunked(
+    query: np.ndarray, fetch: Callable[[int, int], np.ndarray], lengths: np.ndarray, dim: int
+) -> np.ndarray:
+    """MaxSim of one query against passages whose token rows `fetch(i, j)` gives for passages `i … j-1`
+    (back to back, `lengths` rows each; float16 or float32), a chunk of about `CHUNK_ELEMENTS` numbers at a
+    time, widened and multiplied in small reused buffers. A re-rank of a few hundred long passages never
+    holds them all in float32: allocating (and page-faulting) tens of megabytes per query cost more than the
+    arithmetic. Passages without tokens score 0."""
+    lengths = np.asarray(lengths, dtype=np.int64)
     out = np.zeros(lengths.shape[0], dtype=np.float32)
     if query.shape[0] == 0 or not lengths.any():
         return out
-    sims = _rows_times_query(rows, query)  # [ΣT, Tq]
-    _segment_maxsim(sims, lengths, out)
+    torch: Any = importlib.import_module("torch")
+    right = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))
+    cap = max(1, CHUNK_ELEMENTS // max(dim, 1))
+    tq = int(query.shape[0])
+    ends = np.cumsum(lengths)
+    with _SCRATCH.take(cap, dim, tq) as (widened, sims):
+        i, n = 0, lengths.shape[0]
+        while i < n:
+            first_row = int(ends[i] - lengths[i])
+            j = max(i + 1, int(np.searchsorted(ends, first_row + cap, side="right")))  # ≥ 1 passage a chunk
+            rows = int(ends[j - 1]) - first_row
+            block = fetch(i, j)
+            if rows <= cap:
+                left = widened[:rows]
+                left.copy_(_as_tensor(torch, block))  # float16 → float32 in place, vectorised
+                product = torch.mm(left, right, out=sims[: rows * tq].view(rows, tq))
+            else:  # one passage longer than a chunk: its own buffers
+                product = torch.mm(_as_tensor(torch, block).float(), right)
+            _segment_maxsim(product.numpy(), lengths[i:j], out[i:j])
+            i = j
     return out
+
+
+def _as_tensor(torch: Any, block: np.ndarray) -> Any:
+    stored = np.ascontiguousarray(block)
+    if stored.dtype not in (np.float16, np.float32):
+        stored = stored.astype(np.float32)
+    return torch.from_numpy(stored if stored.flags.writeable else stored.copy())
+
+
+class _Scratch:
+    """Float32 buffers for `maxsim_chunked` — widened rows [cap, d] and similarities (cap × Tq numbers) —
+    shared by the threads that re-rank: a search takes a pair and gives it back; a few pairs are kept."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._free: list[tuple[Any, Any]] = []
+        self._lock = threading.Lock()
+        self._keep = keep
+
+    @contextmanager
+    def take(self, rows: int, dim: int, tq: int) -> Iterator[tuple[Any, Any]]:
+        """`(widened [rows, dim], sims [rows × tq numbers, flat])`."""
+        torch: Any = importlib.import_module("torch")
+        pair = None
+        with self._lock:
+            for k, (widened, sims) in enumerate(self._free):
+                if widened.shape[0] >= rows and widened.shape[1] == dim and sims.shape[0] >= rows * tq:
+                    pair = self._free.pop(k)
+                    break
+        if pair is None:
+            pair = (
+                torch.empty((rows, dim), dtype=torch.float32),
+                torch.empty(rows * tq, dtype=torch.float32),
+            )
+        try:
+            yield pair
+        finally:
+            with self._lock:
+                if len(self._free) < self._keep:
+                    self._free.append(pair)
+
+
+_SCRATCH = _Scratch()
 
 
 @kernel()
@@ -117,19 +197,6 @@ def _segment_maxsim(sims: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> N
 def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the MaxSim kernel now rather than in the first re-rank."""
     maxsim_block(np.ones((1, 2), np.float32), np.ones((1, 2), np.float16), np.ones(1, np.int64))
-
-
-def _rows_times_query(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """`rows @ query.T` in float32, computed by torch: it widens float16 storage vectorised (numpy goes
-    element by element, ≈8× slower) and keeps the whole re-rank on one thread pool instead of handing
-    OpenBLAS's and torch's spinning workers the same cores in turn."""
-    torch: Any = importlib.import_module("torch")
-    stored = np.ascontiguousarray(rows)
-    if stored.dtype not in (np.float16, np.float32):
-        stored = stored.astype(np.float32)
-    left = torch.from_numpy(stored if stored.flags.writeable else stored.copy()).float()
-    right = torch.from_numpy(np.ascontiguousarray(np.asarray(query, dtype=np.float32).T))
-    return np.asarray((left @ right).numpy())
 
 
 def normalize_weights(weights: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:

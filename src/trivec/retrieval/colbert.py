@@ -9,6 +9,7 @@ benchmarks/search.py measures what each option costs in nDCG.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,8 +44,11 @@ class ColbertCodec:
     def stored_dim(self, dim: int) -> int:
         return int(self.projection.shape[1]) if self.projection is not None else dim
 
-    def project(self, rows: np.ndarray) -> np.ndarray:
-        """Token vectors (document or query) in the stored space, float32."""
+    def project(
+        self, rows: np.ndarray, matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Token vectors (document or query) in the stored space, float32. `matmul(a, b)`: `a @ b.T` by
+        another route than numpy's (searches use torch on their own thread: `trivec.compiled.rows_times`)."""
         rows = np.asarray(rows, dtype=np.float32)
         if self.projection is None:
             return rows
@@ -52,6 +56,8 @@ class ColbertCodec:
             raise InputError(
                 f"ColBERT vectors have {rows.shape[-1]} dimensions, the index projects from {self.projection.shape[0]}"
             )
+        if matmul is not None:
+            return np.asarray(matmul(rows, np.ascontiguousarray(self.projection.T)), dtype=np.float32)
         return rows @ self.projection
 
     def encode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

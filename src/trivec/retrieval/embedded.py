@@ -32,11 +32,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from trivec.compiled import one_thread
+from trivec.compiled import one_thread, rows_times
 from trivec.errors import InputError
 from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
-from trivec.inference.scoring import maxsim_block
+from trivec.inference.scoring import maxsim_chunked
 from trivec.inference.sparse import SparseVector
 from trivec.progress import Step
 from trivec.retrieval import sparse_scorer
@@ -725,7 +725,7 @@ class EmbeddedIndex(Index):
                     )
                     per_query[q].append((values.astype(np.float64), found + snap.bases[i]))
                 continue
-            all_scores = np.asarray(seg.dense_all()) @ queries.T  # [n, Q]
+            all_scores = rows_times(seg.dense_all(), queries)  # [n, Q]
             if live is not None:
                 all_scores[~live] = -np.inf
             for q in range(queries.shape[0]):
@@ -782,15 +782,28 @@ class EmbeddedIndex(Index):
 
     def _colbert_scores(self, snap: Snapshot, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """MaxSim of the candidates: per segment one gather of their token vectors, one decode, one matmul."""
-        projected = self.codec.project(query)
         out = np.zeros(rows.shape[0], dtype=np.float32)
-        with one_thread():  # a few hundred candidates: one thread, no OpenMP barrier to wait at
+        with one_thread():
+            projected = self.codec.project(
+                query, matmul=rows_times
+            )  # a few hundred candidates: one thread, no OpenMP barrier to wait at
             for s, pick, local in snap.by_segment(rows):
-                codes, scales, lengths = snap.segments[s].colbert_block(local)
-                # int8 rows need their scales; fp16 / fp32 rows go to the matmul as stored (it widens them)
-                stored = codes if scales is None else self.codec.decode(codes, scales)
-                out[pick] = maxsim_block(projected, stored, lengths)
+                out[pick] = self._colbert_segment(snap.segments[s], projected, local)
         return out
+
+    def _colbert_segment(self, segment: Segment, projected: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """MaxSim of one segment's `rows`, their token rows gathered a chunk at a time (`maxsim_chunked`):
+        int8 rows decoded with their scales, fp16 / fp32 as stored (the matmul widens them)."""
+        tokens, lengths = segment.colbert_tokens(rows)
+        codes, scales = segment.arrays["colbert.codes"], segment.arrays.get("colbert.scale")
+        ends = np.cumsum(lengths)
+
+        def fetch(i: int, j: int) -> np.ndarray:
+            picked = tokens[ends[i] - lengths[i] : ends[j - 1]]
+            block = codes[picked]
+            return block if scales is None else self.codec.decode(block, scales[picked])
+
+        return maxsim_chunked(projected, fetch, lengths, int(codes.shape[1]))
 
     def _hits(
         self,

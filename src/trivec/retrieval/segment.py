@@ -569,6 +569,22 @@ class Segment:
             for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
         ]
 
+    def colbert_tokens(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`(token rows [ΣT], T per row)`: where the stored token vectors of `rows` are, back to back (their
+        blocks checked)."""
+        off = self.arrays["colbert.off"]
+        rows = np.asarray(rows, dtype=np.int64)
+        checking = self._unchecked("colbert.off", "colbert.codes", "colbert.scale")
+        if checking:
+            self._check_rows("colbert.off", np.concatenate([rows, rows + 1]))
+        starts = off[rows]
+        lengths = off[rows + 1] - starts
+        if checking:
+            self._check_rows_span("colbert.codes", starts, starts + lengths)
+            self._check_rows_span("colbert.scale", starts, starts + lengths)
+        first = np.cumsum(lengths) - lengths
+        return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64), lengths
+
     def colbert_block(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Stored token vectors of `rows` in one gather: `(codes [ΣT, d], scales [ΣT] or None, T per row)`."""
         off = self.arrays["colbert.off"]

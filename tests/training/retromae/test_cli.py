@@ -88,9 +88,18 @@ def test_mlm_objective_from_flags(tmp_path: Path, encoder_json: Path) -> None:
     [
         (["--model", "all-MiniLM-L6-v2", "--config", "{json}"], "exactly one of --model"),
         (["--config", "{json}"], "needs --tokenizer"),
-        (["--model", "all-MiniLM-L6-v2", "--corpus", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
-        (["--model", "all-MiniLM-L6-v2", "--set", "no_such_argument=1"], "unknown argument(s) no_such_argument"),
-        (["--model", "all-MiniLM-L6-v2", "--encoder-mlm-probability", "0"], "encoder_mlm_probability must lie in"),
+        (
+            ["--model", "all-MiniLM-L6-v2", "--corpus", "/nonexistent.jsonl"],
+            "/nonexistent.jsonl does not exist",
+        ),
+        (
+            ["--model", "all-MiniLM-L6-v2", "--set", "no_such_argument=1"],
+            "unknown argument(s) no_such_argument",
+        ),
+        (
+            ["--model", "all-MiniLM-L6-v2", "--encoder-mlm-probability", "0"],
+            "encoder_mlm_probability must lie in",
+        ),
         (["--model", "all-MiniLM-L6-v2", "--max-seq-length", "4096"], "exceeds the model's 512 positions"),
     ],
 )
@@ -109,7 +118,17 @@ def test_bad_corpus_line_is_named(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "fine"}\n{"text": 7}\n', encoding="utf-8")
     result = runner.invoke(
-        app, ["train", "retromae", "--model", "all-MiniLM-L6-v2", "--corpus", str(corpus), "-o", str(tmp_path / "x")]
+        app,
+        [
+            "train",
+            "retromae",
+            "--model",
+            "all-MiniLM-L6-v2",
+            "--corpus",
+            str(corpus),
+            "-o",
+            str(tmp_path / "x"),
+        ],
     )
     assert result.exit_code == 2
     assert f"{corpus}:2: field 'text' is a int" in result.output
