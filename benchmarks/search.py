@@ -15,13 +15,19 @@ Rows (one run, one table):
   the dense top 100 of Cranfield: nDCG@10 and top-10 agreement with fp32.
 
 Per engine: build time, bytes per document per representation, p50/p95 latency of one query (query encoding
-excluded) for dense, sparse, hybrid (dense ∪ sparse top 100, weighted fusion) and hybrid + ColBERT re-rank of
+excluded) — also with one other CPU-bound process running beside the benchmark ("1 busy core": a server
+encodes queries on the same cores while it searches) — for dense, sparse, hybrid (dense ∪ sparse top 100, weighted fusion) and hybrid + ColBERT re-rank of
 those candidates, and recall@100 against exact search (the same pipeline with brute-force first stages).
 Engines: trivec embedded (HNSW for the dense graph past 50k rows, else exact), qdrant-edge-py (Qdrant Edge,
 the in-process Rust engine; HNSW for dense, same hnsw_ef), and qdrant-client local mode (pure Python,
 exact; only a few queries — it takes seconds per sparse query at 100k). Qdrant runs the same algorithm as
 trivec's Qdrant backend: one prefetch query for the candidates (+ ColBERT MaxSim), one batch for per-mode
 scores, fused in numpy.
+
+trivec's index checks its files against checksums (docs/retrieval.md, "Integrity"): the notes give the cost at
+open, the background check of every block after opening, `index verify`, and per query (interleaved rounds
+with the checks on and off, after the background check; before it, a query also hashes the 64 KiB blocks it
+reads for the first time).
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +178,18 @@ def recall(found: list[np.ndarray], truth: list[np.ndarray]) -> float:
     return float(np.mean(values))
 
 
+@contextmanager
+def busy_core() -> Iterator[None]:
+    """One other CPU-bound process (a Python busy loop) for the block: on a 2-core machine, one busy core."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it get going
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 def timed(fn: Callable[[int], np.ndarray], queries: list[int]) -> tuple[list[np.ndarray], list[float]]:
     fn(queries[0])  # warm up (page cache, lazy graph load)
     results, latencies = [], []
@@ -212,10 +232,22 @@ def trivec_engine(
     index.add_encoded_batches(batches())
     build = time.perf_counter() - started
     index.close()
+    open_ms, open_unchecked_ms = opening_costs(path, embedder)
     t = time.perf_counter()
     index = Index.open(path, embedder)
-    open_ms = (time.perf_counter() - t) * 1000
+    index.wait_checked()  # the background check of every block (queries meanwhile hash what they read)
+    checked_s = time.perf_counter() - t
+    t = time.perf_counter()
+    problems = index.verify()["problems"]
+    verify_s = time.perf_counter() - t
+    assert not problems, problems
     info = index.info()
+    saved = {seg.name: seg.checks for seg in index.segments}
+
+    def set_checks(on: bool) -> None:
+        for seg in index.segments:
+            seg.checks = saved[seg.name] if on else {}
+
     row_of = {doc_id: i for i, doc_id in enumerate(ids)}
 
     def run(mode: str) -> Callable[[int], np.ndarray]:
@@ -237,11 +269,40 @@ def trivec_engine(
         "run": run,
         "build_s": build,
         "open_ms": open_ms,
+        "open_unchecked_ms": open_unchecked_ms,
+        "checked_s": checked_s,
+        "verify_s": verify_s,
+        "set_checks": set_checks,
         "bytes": {k: v / n for k, v in sizes.items()},
         "close": index.close,
         # a second graph budget on the same index: trivec's recall at (or above) Qdrant Edge's, and its cost
         "set_ef": lambda ef: setattr(index.settings, "hnsw_ef_search", ef),
     }
+
+
+def opening_costs(path: Path, embedder: Embedder, times: int = 10) -> tuple[float, float]:
+    """Median ms to open the index, as it opens (the checksum table, the small files and their offsets
+    checked), and with no small file hashed at open (the term table excepted): the checks' share."""
+    from trivec.retrieval import segment
+
+    def median_open() -> float:
+        spent = []
+        for _ in range(times):
+            started = time.perf_counter()
+            index = Index.open(path, embedder)
+            spent.append((time.perf_counter() - started) * 1000)
+            index.wait_checked()  # let its background check finish before the next open is timed
+            index.close()
+        return float(np.median(spent))
+
+    checked = median_open()
+    saved = segment.CHECK_AT_OPEN
+    segment.CHECK_AT_OPEN = -1
+    try:
+        unchecked = median_open()
+    finally:
+        segment.CHECK_AT_OPEN = saved
+    return checked, unchecked
 
 
 # ----------------------------------------------------------------------------------------------- qdrant edge
@@ -494,6 +555,51 @@ def scale_rows(args: argparse.Namespace, dim: int, colbert: bool, root: Path) ->
                     "exact_p50_ms": exact_ms.get(mode),
                 }
             )
+        if args.contention and name != "qdrant-client local":
+            for mode in [m for m in ("hybrid", "hybrid+colbert") if m in modes]:
+                if "set_ef" in engine:
+                    engine["set_ef"](args.ef)
+                print(
+                    f"[{label}] {name}, 1 busy core: {mode} ({len(qs)} queries)", file=sys.stderr, flush=True
+                )
+                with busy_core():
+                    found, lat = timed(engine["run"](mode), qs)
+                rows.append(
+                    {
+                        "set": label,
+                        "engine": f"{name}, 1 busy core",
+                        "mode": mode,
+                        "queries": len(qs),
+                        "p50_ms": pct(lat, 50),
+                        "p95_ms": pct(lat, 95),
+                        "recall@100": recall(found, truth[mode][: len(qs)]),
+                        "build_s": engine["build_s"],
+                        "bytes_per_doc": engine["bytes"],
+                    }
+                )
+        if "set_checks" in engine:  # the checksum checks' cost per query: interleaved rounds, on and off
+            mode = "hybrid+colbert" if colbert else "hybrid"
+            engine["set_ef"](args.ef)
+            latencies: dict[bool, list[float]] = {True: [], False: []}
+            for round_ in range(4):
+                for on in (True, False) if round_ % 2 == 0 else (False, True):
+                    engine["set_checks"](on)
+                    latencies[on] += timed(engine["run"](mode), qs)[1]
+            engine["set_checks"](True)
+            rows.append(
+                {
+                    "set": label,
+                    "integrity": True,
+                    "mode": mode,
+                    "open_ms": engine["open_ms"],
+                    "open_unchecked_ms": engine["open_unchecked_ms"],
+                    "checked_s": engine["checked_s"],
+                    "verify_s": engine["verify_s"],
+                    "checks_on_p50_ms": pct(latencies[True], 50),
+                    "checks_off_p50_ms": pct(latencies[False], 50),
+                    "queries": len(latencies[True]),
+                }
+            )
         engine["close"]()
     return rows
 
@@ -743,6 +849,8 @@ def report(
         "| set | engine | mode | queries | p50 ms | p95 ms | recall@100 | build s | bytes/doc |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    integrity = [r for r in rows if r.get("integrity")]
+    rows = [r for r in rows if not r.get("integrity")]
     for r in rows:
         lines.append(
             f"| {r['set']} | {r['engine']} | {r['mode']} | {r['queries']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
@@ -762,6 +870,27 @@ def report(
             )
         if r.get("open_ms") is not None and r["mode"] == "dense":
             notes.append(f"- {r['set']}: trivec index opens in {r['open_ms']:.1f} ms")
+    for r in integrity:
+        notes.append(
+            f"- {r['set']}: checksums — the index opens in {r['open_ms']:.1f} ms (median of 10; manifest, "
+            f"checksum table, small files and offsets checked; {r['open_unchecked_ms']:.1f} ms without hashing "
+            f"the small files), every block is checked {r['checked_s']:.2f} s after opening (in the background), "
+            f"`verify` takes {r['verify_s']:.2f} s; {r['mode']} p50 {r['checks_on_p50_ms']:.3f} ms with the "
+            f"checks, {r['checks_off_p50_ms']:.3f} ms without ({r['queries']} queries each, interleaved)"
+        )
+    quiet_p50 = {
+        (r["set"], r["engine"], r["mode"]): r["p50_ms"]
+        for r in rows
+        if not r["engine"].endswith(", 1 busy core")
+    }
+    for r in rows:
+        if r["engine"].endswith(", 1 busy core"):
+            quiet = quiet_p50.get((r["set"], r["engine"].removesuffix(", 1 busy core"), r["mode"]))
+            if quiet:
+                notes.append(
+                    f"- {r['set']}, {r['engine'].removesuffix(', 1 busy core')}, {r['mode']}: "
+                    f"{r['p50_ms'] / quiet:.2f}× its quiet p50 with one busy core"
+                )
     out = ["## Search latency, recall and size", "", *lines, "", *dict.fromkeys(notes), ""]
     out += [
         "## ColBERT at BGE-M3 width (1024 dims, 32 tokens/doc)",
@@ -854,6 +983,12 @@ def main() -> None:
         "--dims",
         default="384,1024",
         help="dense widths of the synthetic sets; 'none' runs only the real corpus",
+    )
+    parser.add_argument(
+        "--no-contention",
+        dest="contention",
+        action="store_false",
+        help="skip the rows measured beside one other CPU-bound process",
     )
     parser.add_argument("--out", type=Path, default=CACHE)
     args = parser.parse_args()

@@ -3,6 +3,8 @@
     python benchmarks/serve.py                  # 16 clients × 60 s per mode, default model, /v1/embeddings
     python benchmarks/serve.py --quick          # 8 clients × 10 s per mode
     python benchmarks/serve.py --model ../shared/fixtures/tiny-m3 --endpoint encode --outputs dense,sparse,colbert
+    python benchmarks/serve.py --endpoint search   # /search: 1 client against 16 on one server with an index
+    python benchmarks/serve.py --endpoint big      # one ~15 MB text: time to the 413, /health meanwhile, RSS
 
 Each mode starts its own server process (`python -m trivec.cli serve`, 127.0.0.1 only) and is warmed up; the
 modes are then measured in alternating slices (6 by default: batched, single, batched, …) so a drift in the
@@ -11,6 +13,12 @@ stops by itself. Reported per mode: requests/s, texts/s, p50/p99 latency, errors
 failures; target 0), the mean merged batch (from the server's /metrics), the server's peak RSS (VmHWM) and CPU
 seconds. Texts are real short queries (banking77 test set from ../shared/data). The load generator runs on the
 same machine as the server, so both share its cores: the table prints the load average to say how busy it was.
+
+`--endpoint search` measures POST /search instead (hybrid: dense ∪ sparse candidates, ColBERT re-rank, fusion)
+on one dynamically batched server with an index (`--index`, by default Cranfield's 1,400 abstracts indexed with
+the served model, built once into benchmarks/.cache/serve): one client against `--clients` clients in
+alternating slices, with Cranfield's queries. The queries of concurrent requests are encoded in shared batches
+by the dynamic batcher; the target is ≥ 3× the one-client throughput at 16 clients.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
 TEXTS_FILE = SHARED / "data" / "banking77" / "test.jsonl"
+CACHE = REPO / "benchmarks" / ".cache" / "serve"
 HOST = "127.0.0.1"  # loopback only
 
 
@@ -70,11 +79,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def read_texts(limit: int) -> list[str]:
-    if not TEXTS_FILE.is_file():
-        raise SystemExit(f"{TEXTS_FILE} not found (set TRIVEC_SHARED to the shared/ folder)")
+def read_texts(limit: int, source: Path = TEXTS_FILE) -> list[str]:
+    if not source.is_file():
+        raise SystemExit(f"{source} not found (set TRIVEC_SHARED to the shared/ folder)")
     texts = []
-    with TEXTS_FILE.open(encoding="utf-8") as handle:
+    with source.open(encoding="utf-8") as handle:
         for line in handle:
             texts.append(json.loads(line)["text"])
             if len(texts) >= limit:
@@ -106,6 +115,8 @@ def start_server(args: argparse.Namespace, port: int, batching: bool) -> subproc
     ]  # fmt: skip
     if not batching:
         command.append("--no-batching")
+    if args.endpoint == "search":
+        command += ["--index", str(args.index)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -131,6 +142,8 @@ def payload(args: argparse.Namespace, texts: list[str], i: int) -> tuple[str, di
     chosen = [texts[(i * args.texts_per_request + j) % len(texts)] for j in range(args.texts_per_request)]
     if args.endpoint == "embeddings":
         return "/v1/embeddings", {"input": chosen, "model": "bench"}
+    if args.endpoint == "search":
+        return "/search", {"query": chosen[0], "top_k": 10}
     outputs = set(args.outputs.split(","))
     return "/encode", {
         "texts": chosen,
@@ -204,7 +217,12 @@ async def client_loop(
                     status, data = await asyncio.wait_for(raw.post(path, encoded), args.request_timeout)
                 ok, kind = status == 200, str(status)
                 if ok and n % 50 == 0:  # check answers now and then (parsing all costs the server's CPU)
-                    ok = len(json.loads(data)["data"]) == len(body.get("input", body.get("texts", [])))
+                    answer = json.loads(data)
+                    ok = (
+                        len(answer["results"]) > 0
+                        if "query" in body
+                        else len(answer["data"]) == len(body.get("input", body.get("texts", [])))
+                    )
                     kind = "bad answer"
             except (
                 httpx.HTTPError,
@@ -219,7 +237,7 @@ async def client_loop(
                 continue
             result.latencies.append(time.perf_counter() - started)
             if ok:
-                result.texts += len(body.get("input", body.get("texts", [])))
+                result.texts += len(body.get("input", body.get("texts", [body.get("query")])))
             else:
                 result.errors += 1
                 result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
@@ -230,13 +248,18 @@ async def client_loop(
 
 
 async def load(
-    url: str, args: argparse.Namespace, texts: list[str], seconds: float, result: ModeResult | None
+    url: str,
+    args: argparse.Namespace,
+    texts: list[str],
+    seconds: float,
+    result: ModeResult | None,
+    clients: int | None = None,
 ) -> float:
     deadline = time.monotonic() + seconds
     started = time.perf_counter()
     tasks = [
         client_loop(url, args, texts, c, deadline, args.max_requests_per_client, result)
-        for c in range(args.clients)
+        for c in range(clients or args.clients)
     ]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + args.request_timeout + 30)
     return time.perf_counter() - started
@@ -317,6 +340,52 @@ def stop_mode(mode: ServedMode) -> None:
             process.wait(30)
 
 
+def search_index(args: argparse.Namespace) -> Path:
+    """The index /search runs on: `--index`, else Cranfield indexed with the served model (built once)."""
+    if args.index is not None:
+        return Path(args.index)
+    path = CACHE / f"{args.search_set}-{Path(args.model).name}"
+    if not (path / "MANIFEST.json").is_file():
+        print(f"building {path} …", file=sys.stderr, flush=True)
+        corpus = SHARED / "data" / args.search_set / "corpus.jsonl"
+        command = [sys.executable, "-m", "trivec.cli", "index", "build", "-q", "--model", args.model,
+                   "--corpus", str(corpus), "--index", str(path), "--overwrite"]  # fmt: skip
+        subprocess.run(command, check=True)
+    return path
+
+
+def run_search(args: argparse.Namespace, texts: list[str]) -> list[ModeResult]:
+    """One batched server with an index; one client and `--clients` clients measured in alternating slices."""
+    served = start_mode(args, batching=True)
+    counts = [1, args.clients]
+    results = [ModeResult(f"{c} client{'s' if c > 1 else ''}") for c in counts]
+    try:
+        asyncio.run(load(served.url, args, texts, args.warmup, None))
+        stats = {c: [0.0, 0.0, 0.0] for c in counts}  # per client count: batches, texts, requests merged
+        for _ in range(args.slices):
+            for count, result in zip(counts, results, strict=True):
+                before = httpx.get(f"{served.url}/metrics", timeout=30).text
+                cpu_before = cpu_seconds(served.process.pid)
+                result.seconds += asyncio.run(
+                    load(served.url, args, texts, args.duration / args.slices, result, clients=count)
+                )
+                result.cpu_s += cpu_seconds(served.process.pid) - cpu_before
+                after = httpx.get(f"{served.url}/metrics", timeout=30).text
+                for slot, metric in enumerate(
+                    ("trivec_batch_texts_count", "trivec_batch_texts_sum", "trivec_batch_requests_sum")
+                ):
+                    stats[count][slot] += metric_value(after, metric) - metric_value(before, metric)
+        for count, result in zip(counts, results, strict=True):
+            batches, merged_texts, merged_requests = stats[count]
+            if batches:
+                result.mean_batch_texts = merged_texts / batches
+                result.mean_batch_requests = merged_requests / batches
+            result.peak_rss_mib = proc_status(served.process.pid, "VmHWM")
+    finally:
+        stop_mode(served)
+    return results
+
+
 def encoder_ceiling(args: argparse.Namespace, texts: list[str], repeats: int = 30) -> tuple[float, float]:
     """CPU ms per text of the encoder alone (no HTTP) at batch 1 and at batch `clients`: how much merging
     can gain at most on this machine (a compute-bound model gains little from batching on a CPU)."""
@@ -359,8 +428,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="minilm-m3", help="model served (default: minilm-m3, all-MiniLM-L6-v2 with heads)")
-    parser.add_argument("--endpoint", choices=["embeddings", "encode"], default="embeddings")
+    parser.add_argument(
+        "--model", default="minilm-m3", help="model served (default: minilm-m3, all-MiniLM-L6-v2 with heads)"
+    )
+    parser.add_argument("--endpoint", choices=["embeddings", "encode", "search", "big"], default="embeddings")
+    parser.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="for --endpoint search: the index (default: --search-set's, built once)",
+    )
+    parser.add_argument(
+        "--search-set",
+        choices=["cranfield", "trecqa"],
+        default="cranfield",
+        help="for --endpoint search: the corpus (Cranfield: 1,400 abstracts of ≈ 220 tokens; TREC QA: 2,358 "
+        "sentences of ≈ 35) indexed with the served model unless --index is given, and its queries",
+    )
     parser.add_argument("--outputs", default="dense", help="for --endpoint encode: dense,sparse,colbert")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per mode")
@@ -389,6 +473,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.clients, args.duration, args.warmup = min(args.clients, 8), min(args.duration, 10.0), 2.0
+    if args.endpoint == "search":
+        search_main(args)
+        return
+    if args.endpoint == "big":
+        big_request(args)
+        return
     texts = read_texts(3080)
     load_before = os.getloadavg()
     modes = args.modes.split(",")
@@ -441,6 +531,104 @@ def main() -> None:
                     }
                     for r in results
                 ],
+                indent=2,
+            )
+        )
+
+
+def big_request(args: argparse.Namespace, megabytes: float = 15.0) -> None:
+    """One text of `megabytes` MB (under the 16 MiB body limit) to /v1/embeddings: how long until the answer,
+    what /health took meanwhile (asked every 10 ms), and the server's memory before, at its peak and after."""
+    import threading
+
+    served = start_mode(args, batching=True)
+    try:
+        pid, url = served.process.pid, served.url
+        text = "quantum chromodynamics " * int(megabytes * 1e6 / 23)
+        body = json.dumps({"input": text}).encode()
+        rss_before = proc_status(pid, "VmRSS")
+        # reset the peak to now (Linux: clear_refs 5), so that the peak read afterwards is the request's
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        answer: dict[str, Any] = {}
+
+        def send() -> None:
+            started = time.perf_counter()
+            response = httpx.post(
+                f"{url}/v1/embeddings",
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=600,
+            )
+            answer.update(
+                status=response.status_code, seconds=time.perf_counter() - started, text=response.text
+            )
+
+        worker = threading.Thread(target=send)
+        health: list[float] = []
+        with httpx.Client(timeout=60) as client:
+            client.get(f"{url}/health")
+            worker.start()
+            while worker.is_alive():
+                started = time.perf_counter()
+                client.get(f"{url}/health")
+                health.append(time.perf_counter() - started)
+                time.sleep(0.01)
+        worker.join()
+        time.sleep(1.0)
+        rss_after = proc_status(pid, "VmRSS")
+        hwm_after = proc_status(pid, "VmHWM")
+    finally:
+        stop_mode(served)
+    message = json.loads(answer["text"]).get("error", {}).get("message", "")[:120]
+    print(
+        f"\ntrivec serve — model {args.model}: one {len(body) / 1e6:.1f} MB request ({len(text):,} characters) to "
+        f"/v1/embeddings\n"
+        f"- answer {answer['status']} after {answer['seconds'] * 1000:.0f} ms: {message}\n"
+        f"- /health meanwhile: {len(health)} answers, max {max(health) * 1000:.1f} ms, "
+        f"median {statistics.median(health) * 1000:.1f} ms\n"
+        f"- server RSS {rss_before:.0f} MiB before, peak while it was handled {hwm_after:.0f} MiB (+"
+        f"{hwm_after - rss_before:.0f}), {rss_after:.0f} MiB after"
+    )
+
+
+def search_main(args: argparse.Namespace) -> None:
+    args.index = search_index(args)
+    texts = read_texts(1000, SHARED / "data" / args.search_set / "queries.jsonl")
+    load_before = os.getloadavg()
+    results = run_search(args, texts)
+    load_after = os.getloadavg()
+    print(
+        f"\ntrivec serve — model {args.model}, POST /search (hybrid, top 10; {args.search_set} queries) on {args.index}, "
+        f"1 client and {args.clients} clients in {args.slices} alternating slices, {args.duration:.0f} s each "
+        f"in all, after {args.warmup:.0f} s warm-up; loopback, torch threads {args.threads or os.cpu_count()}, "
+        f"{os.cpu_count()} cores shared with the load generator; load average before {load_before[0]:.2f}, "
+        f"after {load_after[0]:.2f}\n"
+    )
+    print(table(results))
+    one, many = results
+    gain = (many.requests / many.seconds) / max(one.requests / one.seconds, 1e-9)
+    print(f"\n/search throughput, {args.clients} clients / 1 client: {gain:.2f}× (target ≥ 3×)")
+    for r in results:
+        if r.error_kinds:
+            print(f"errors with {r.name}: {r.error_kinds}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                [
+                    {
+                        "clients": r.name,
+                        "requests": r.requests,
+                        "req_per_s": r.requests / r.seconds,
+                        "p50_ms": r.percentile(50),
+                        "p99_ms": r.percentile(99),
+                        "errors": r.errors,
+                        "mean_batch_requests": r.mean_batch_requests,
+                        "server_cpu_s": r.cpu_s,
+                    }
+                    for r in results
+                ]
+                + [{"gain": gain}],
                 indent=2,
             )
         )
