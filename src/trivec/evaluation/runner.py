@@ -143,11 +143,11 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Evaluate a model on tasks; returns one result dict per task (also written to `output_dir`).
 
-    model_or_embedder: an `Embedder`, an `M3Model`, or a model name/directory (`default` = all-MiniLM-L6-v2).
+    model_or_embedder: an `Embedder`, an `M3Model`, or a model name/directory (`default` = m3-small).
     tasks: `all`, comma-separated names (task, folder, `type:<type>`), `Task` objects, or directories.
     modes: retrieval/reranking scoring modes (default: dense, sparse, colbert, dense+sparse, all, bm25); modes
         the model has no head for are skipped with a note. Other task types use the dense embedding.
-    weights: hybrid weights (dense, sparse, colbert), default 0.4 / 0.2 / 0.4.
+    weights: hybrid weights (dense, sparse, colbert); default: the model's own, else 0.4 / 0.2 / 0.4.
     prompts: `{"query": ..., "document": ...}` — texts put before the queries / corpus texts of retrieval
         and reranking tasks instead of the model's prompts of those roles (either may be absent; '' = none).
         The texts of the other task types get the model's default prompt, if it has one.
@@ -188,6 +188,8 @@ def evaluate(
         if embedder is not None
         else None
     )
+    if weights is None and embedder is not None:
+        weight_map = embedder.fusion_weights
     env = versions()
     results: list[dict[str, Any]] = []
     bar = tqdm(selected, desc="tasks", unit="task", disable=not progress, file=sys.stderr)

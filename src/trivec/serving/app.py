@@ -32,17 +32,19 @@ from trivec.serving.config import CHARS_PER_TOKEN, ServerConfig
 from trivec.serving.errors import ApiError, install_error_handlers
 from trivec.serving.metrics import ServerMetrics
 from trivec.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from trivec.serving.rerank import RERANK_PATHS, RerankService, install_rerank
 from trivec.serving.schemas import EmbeddingsRequest, EncodeRequest, ScoreRequest, SearchRequest
 from trivec.serving.tokens import TokenCounter
 
 if TYPE_CHECKING:  # the retrieval stack (faiss) is imported only when an index is served
+    from trivec.inference.reranker import Reranker
     from trivec.serving.search import IndexSearcher
 
 logger = logging.getLogger("trivec.serving")
 T = TypeVar("T")
 INLINE_CHARS = 20_000  # tokenise inline below this many characters per request
 INLINE_FLOATS = 50_000  # render JSON inline below this many numbers per response
-ENDPOINTS = ("/v1/embeddings", "/encode", "/score", "/search", "/health", "/metrics")
+ENDPOINTS = ("/v1/embeddings", "/encode", "/score", "/search", "/health", "/metrics", *RERANK_PATHS)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ServingState:
     count: TokenCounter
     max_chars: int = 0
     started: float = field(default_factory=time.time)
+    rerank: RerankService | None = None  # the cross-encoder behind /v1/rerank, when one is served
 
     @property
     def colbert_dim(self) -> int | None:
@@ -264,9 +267,13 @@ def render_encode(state: ServingState, req: EncodeRequest, result: EncodeResult)
 
 # ---------------------------------------------------------------------- the app
 def create_app(
-    embedder: Embedder, config: ServerConfig | None = None, index: IndexSearcher | None = None
+    embedder: Embedder,
+    config: ServerConfig | None = None,
+    index: IndexSearcher | None = None,
+    reranker: Reranker | None = None,
 ) -> FastAPI:
-    """Build the app around a loaded model (and index); the batcher starts and drains with the app's lifespan."""
+    """Build the app around a loaded model (and index, and cross-encoder for /v1/rerank); the batchers start
+    and drain with the app's lifespan."""
     config = config or ServerConfig()
     limits = config.limits
     limits.validate()
@@ -287,10 +294,14 @@ def create_app(
         count=TokenCounter(embedder.tokenizer),
     )
     state.max_chars = limits.max_chars_per_text or CHARS_PER_TOKEN * state.max_tokens
+    if reranker is not None:
+        state.rerank = RerankService(reranker, limits, config.reranker_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
+        if state.rerank is not None:
+            state.rerank.batcher.start()
         logger.info(
             "serving %s (%s) — dynamic batching %s, queue %d texts, batch budget %d tokens",
             config.model_name,
@@ -308,6 +319,8 @@ def create_app(
                 logger.info("encoder stopped after finishing %d queued request(s)", pending)
             else:
                 logger.error("encoder still busy after %.0f s; exiting anyway", config.graceful_timeout_s)
+            if state.rerank is not None:
+                await run_in_threadpool(state.rerank.batcher.close, config.graceful_timeout_s)
             if state.index is not None:
                 state.index.close()
 
@@ -324,6 +337,7 @@ def create_app(
     if config.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=ENDPOINTS)
+    install_rerank(app, state.rerank, state.max_chars)
 
     @app.post("/v1/embeddings", summary="OpenAI-compatible dense embeddings")
     async def embeddings(req: EmbeddingsRequest) -> Response:
@@ -379,7 +393,7 @@ def create_app(
         if modes is not None:
             embedder.model.require(sparse="sparse" in modes, colbert="colbert" in modes)
         try:
-            weights = normalize_weights(req.weights)
+            weights = normalize_weights(req.weights, embedder.fusion_weights)
         except ValueError as exc:
             raise ApiError(422, str(exc), param="weights") from None
         if req.pairs is not None:
@@ -479,6 +493,7 @@ def create_app(
                 "capacity_texts": limits.queue_size,
             },
             "index": await run_in_threadpool(state.index.describe) if state.index is not None else None,
+            "reranker": state.rerank.describe() if state.rerank is not None else None,
             "uptime_s": round(time.time() - state.started, 3),
         }
         return Response(_dumps(payload), status_code=200 if ok else 503, media_type="application/json")

@@ -1,0 +1,31 @@
+"""Text written in capitals, read in lower case by models with a cased vocabulary.
+
+XLM-R's vocabulary is cased and learned from ordinary text: a word in capitals is cut into short,
+rare pieces (`INTERESTED` → `▁INTER`, `ESTE`, `D`; `COMPUTER` → `▁COMP`, `U`, `TER`), so the sparse head's lexical weights and the
+ColBERT token vectors of an all-capitals document match nothing that a normally written query contains, and
+the dense vector drifts too. Old test collections, telexes, legal and library records are typed that way.
+A model whose `trivec_config.json` sets `"fold_capitals": true` lower-cases such texts before tokenising.
+The rule is fixed (not fitted to any data): a text is "in capitals" when it has at least
+`MIN_CASED_LETTERS` cased letters and more of them are upper-case than lower-case, so acronyms in normal
+sentences (`NASA`, `BGE-M3`) and short all-capitals queries keep their case.
+"""
+
+from __future__ import annotations
+
+MIN_CASED_LETTERS = 20
+
+
+def in_capitals(text: str) -> bool:
+    """Whether `text` is written in capitals (see the module doc)."""
+    upper = lower = 0
+    for char in text:
+        if char.isupper():
+            upper += 1
+        elif char.islower():
+            lower += 1
+    return upper + lower >= MIN_CASED_LETTERS and upper > lower
+
+
+def fold_capitals(text: str) -> str:
+    """`text` lower-cased when it is written in capitals, else unchanged."""
+    return text.lower() if in_capitals(text) else text
