@@ -100,6 +100,7 @@ class ServerConfig:
     model: a directory, hub id or `default`; None with an index: the model the index records.
     prompts: `{name: text}` put over the model's prompts (`Embedder(prompts=...)`); an index's searches keep
     the query prompt the index records.
+    reranker: a cross-encoder served at `POST /v1/rerank` beside the model (None: that endpoint answers 404).
     threads: torch intra-op threads of the encoder (None: torch's default, one per core). On a CPU shared with
     the HTTP side or other programs, fewer threads than cores often serve faster.
     """
@@ -120,6 +121,7 @@ class ServerConfig:
     graceful_timeout_s: float = 30.0
     log_level: str = "info"
     verify_index: bool = True  # check every file of the index against its checksums before serving it
+    reranker: str | None = None  # a cross-encoder (directory or hub id) for POST /v1/rerank
 
     def validate(self) -> ServerConfig:
         """Check the limits and the settings (port, threads, dtype, …) before anything loads."""
@@ -143,6 +145,12 @@ class ServerConfig:
         if not self.host:
             raise InputError("host must not be empty", cli="--host must not be empty")
         return self
+
+    @property
+    def reranker_name(self) -> str:
+        """The id reported as `model` by /v1/rerank: the reranker path's last part."""
+        reranker = self.reranker or "reranker"
+        return Path(reranker).name or reranker
 
     @property
     def model_name(self) -> str:

@@ -19,7 +19,7 @@ logger = logging.getLogger("trivec.serving")
 
 
 def build_app(config: ServerConfig) -> FastAPI:
-    """Load the model (and the index, if any) named by `config` and build the app around them.
+    """Load the model (and the index and the reranker, if any) named by `config` and build the app around them.
 
     With an index and no model, the model is the one the index records.
     """
@@ -52,7 +52,14 @@ def build_app(config: ServerConfig) -> FastAPI:
         if searcher_cls and config.index
         else None
     )
-    return create_app(embedder, replace(config, model=model), index)
+    reranker = None
+    if config.reranker is not None:
+        from trivec.inference.reranker import Reranker
+
+        reranker = Reranker.from_pretrained(
+            config.reranker, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
+        )
+    return create_app(embedder, replace(config, model=model), index, reranker)
 
 
 def uvicorn_config(app: FastAPI, config: ServerConfig, access_log: bool = False) -> uvicorn.Config:
