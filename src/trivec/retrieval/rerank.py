@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trivec.errors import InputError
-from trivec.retrieval.searcher import Hit
 
 if TYPE_CHECKING:
     from trivec.inference.reranker import Reranker
+    from trivec.retrieval import Hit
 
 DEFAULT_RERANK_DEPTH = 100  # the usual recipe: re-rank the first stage's top 100
 
