@@ -46,6 +46,9 @@ def test_text_in_capitals_is_folded_and_normal_text_is_not() -> None:
         assert fold_capitals(kept) == kept
     assert in_capitals("A" * MIN_CASED_LETTERS) and not in_capitals("A" * (MIN_CASED_LETTERS - 1))
     assert not in_capitals("Ab" * MIN_CASED_LETTERS)  # as many lower-case as upper-case letters
+    # Latin acronyms in a text whose letters have no case: a minority of its letters, kept
+    mixed = "NBA 和 FIBA 的 MVP 是 NASA 与 UNESCO 的合作伙伴关系中的重要部分之一，由北京和上海主办"
+    assert sum(c.isupper() for c in mixed) >= MIN_CASED_LETTERS and fold_capitals(mixed) == mixed
 
 
 @given(st.text(max_size=80))
