@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,9 +25,13 @@ from trivec.models.prompts import DOCUMENT, QUERY, ROLES, check_prompts
 from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
 from trivec.retrieval.fusion import FUSIONS
 from trivec.retrieval.identity import ModelIdentity, check_same, identify
+from trivec.retrieval.rerank import load_reranker, rerank_depth, rerank_hits
 
 SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "hybrid")
 BACKENDS: tuple[str, ...] = ("embedded", "qdrant")
+if TYPE_CHECKING:
+    from trivec.inference.reranker import Reranker
+
 ENCODE_BATCH = 1024
 
 
@@ -498,15 +502,20 @@ class Index(ABC):
         candidates: int | None = None,
         prompt: str | None = None,
         max_length: int | None = None,
+        rerank: str | os.PathLike[str] | Reranker | None = None,
+        rerank_depth: int | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Search with query texts (the index's query prompt before each, or `prompt`; truncated like the
         documents unless `max_length` says otherwise); a list of hits per query (one list for a single
-        string)."""
+        string). `rerank`: a cross-encoder (`Reranker`, directory or hub id) that re-scores each query's top
+        `rerank_depth` hits (default max(100, top_k)) before the best `top_k` are returned
+        (`trivec.retrieval.rerank`)."""
         single = isinstance(queries, str)
         texts = [queries] if isinstance(queries, str) else list(queries)
+        reranker, depth = self._reranker(rerank, rerank_depth, top_k)
         if not texts:
             return []
-        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates)
+        plan = plan_search(mode, self.modes, weights, fusion, depth, candidates)
         dense, sparse, colbert = plan.needs
         encoded = self.embedder.encode(
             texts,
@@ -520,7 +529,28 @@ class Index(ABC):
         )
         encoded.dense = unit(encoded.dense, self.embedder)
         results = self.search_encoded(encoded, plan)
+        if reranker is not None:
+            results = rerank_hits(reranker, texts, results, top_k)
         return results[0] if single else results
+
+    def _reranker(
+        self, rerank: str | os.PathLike[str] | Reranker | None, depth: int | None, top_k: int
+    ) -> tuple[Reranker | None, int]:
+        """The reranker (loaded once per name and kept) and the first stage's depth."""
+        if rerank is None:
+            if depth is not None:
+                raise InputError(
+                    "rerank_depth applies with rerank", cli="--rerank-depth applies with --rerank"
+                )
+            return None, top_k
+        depth = rerank_depth(depth, top_k)
+        if not isinstance(rerank, (str, os.PathLike)):
+            return rerank, depth
+        cache: dict[str, Reranker] = self.__dict__.setdefault("_rerankers", {})
+        key = os.fspath(rerank)
+        if key not in cache:
+            cache[key] = load_reranker(rerank, device=str(self.embedder.device))
+        return cache[key], depth
 
     def search_vectors(
         self,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -74,14 +73,12 @@ def rerank_hits(
         row_scores = scores[start : start + len(row)]
         start += len(row)
         order = np.argsort(-row_scores, kind="stable")[:top_k]
-        out.append(
-            [
-                replace(
-                    row[i],
-                    score=float(row_scores[i]),
-                    scores={**row[i].scores, "retrieval": row[i].score, "rerank": float(row_scores[i])},
-                )
-                for i in order.tolist()
-            ]
-        )
+        kept = []
+        for i in order.tolist():
+            hit, value = row[i], float(row_scores[i])
+            # in place: hits are fresh per search (and may read their stored fields lazily)
+            hit.scores = {**hit.scores, "retrieval": hit.score, "rerank": value}
+            hit.score = value
+            kept.append(hit)
+        out.append(kept)
     return out
