@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, plan_batches
 from trivec.inference.forward import Backend, BatchForward, check_backend
+from trivec.inference.hidden import layer_states
 from trivec.inference.packed import PackedEncoder
 from trivec.inference.scoring import (
     dense_scores,
@@ -43,13 +44,15 @@ class EncodeResult:
     """Outputs for N texts, in input order; a field is None when it was not asked for.
 
     dense: float32 `[N, D]`; sparse: one `SparseVector` per text; colbert: float32 `[T_i, D_c]` per text
-    (one row per token after CLS, the final separator included).
+    (one row per token after CLS, the final separator included); hidden_states: float32 `[T_i, H]` per text,
+    one row per token, of the layer asked for (`trivec.inference.hidden`).
     """
 
     dense: np.ndarray | None = None
     sparse: list[SparseVector] | None = None
     colbert: list[np.ndarray] | None = None
     num_tokens: list[int] = field(default_factory=list)
+    hidden_states: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.num_tokens)
@@ -269,6 +272,8 @@ class Embedder:
         batch_tokens: int | None = None,
         mcls: bool = False,
         show_progress: bool | None = None,
+        hidden_states: bool = False,
+        layer: int = -1,
     ) -> EncodeResult:
         """Encode texts; any subset of the three outputs comes from one forward pass per batch.
 
@@ -277,20 +282,25 @@ class Embedder:
             the model's prompts have; None: the default prompt, if the model has one.
         prompt: the text to put before every text instead (wins over `prompt_name`; `""` for none).
         mcls: for long inputs insert a CLS token every 256 tokens and average their states as the dense vector.
+        hidden_states: also return the token vectors of layer `layer` (0 = the embeddings' output, -1 = the
+            last; `trivec.inference.hidden`), from a forward pass of their own.
         """
         items = _check_texts(texts)
-        if not (dense or sparse or colbert):
-            raise InputError("ask for at least one output: dense, sparse or colbert")
+        if not (dense or sparse or colbert or hidden_states):
+            raise InputError("ask for at least one output: dense, sparse, colbert or hidden_states")
         _check_budget(batch_tokens)
         self._forward.require(sparse=sparse, colbert=colbert)
         items = self.with_prompt(items, prompt_name, prompt)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
+        states = layer_states(self, ids, layer, batch_tokens) if hidden_states else None
+        if not (dense or sparse or colbert):
+            return EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)
         cls_id = self.tokenizer.cls_token_id
         slots: list[list[int]] | None = None
         if mcls:
             ids, slots = _insert_cls_slots(ids, int(cls_id), limit)
-        result = EncodeResult(num_tokens=[len(x) for x in ids])
+        result = EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)
         n = len(ids)
         dense_out = np.zeros((n, self.model.hidden_size), dtype=np.float32) if dense else None
         sparse_out: list[SparseVector | None] = [None] * n
