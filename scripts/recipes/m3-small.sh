@@ -56,9 +56,27 @@ if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then
   python -m trivec.models.m3_small package "$R/sd" src/trivec/resources/m3-small
 fi
 
-# 4. evaluation (bf16 encoding, ≈ 5× faster here; M3's default fusion weights 0.4 / 0.2 / 0.4, tuned on
-# none of these sets): multilingual-e5-small as published (dense, with its prompts), the shipped model
-# (`m3-small`, i.e. the sd run as packaged: fp16 adapters merged) and the run without self-distillation
+# 3b. the shipped model's fusion weights, chosen on validation sets cut from the training folders (rows the
+# run never read) — no evaluation set is read; written into its trivec_config.json. The nosd run is read with
+# the same settings (weights, fold_capitals) so the two variants differ only in training.
+if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then
+  python scripts/recipes/m3_small_weights.py --write src/trivec/resources/m3-small/trivec_config.json \
+      > "$R/weights.md"
+fi
+if [ -f "$R/nosd/trivec_config.json" ]; then
+  python - "$R/nosd/trivec_config.json" src/trivec/resources/m3-small/trivec_config.json <<'PY'
+import json, sys
+target, shipped = sys.argv[1], json.load(open(sys.argv[2]))
+settings = json.load(open(target))
+settings.update({k: shipped[k] for k in ("fold_capitals", "fusion_weights") if k in shipped})
+json.dump(settings, open(target, "w"), indent=2)
+PY
+fi
+
+# 4. evaluation (bf16 encoding, ≈ 5× faster here; each model's own fusion weights — step 3b for m3-small,
+# M3's 0.4 / 0.2 / 0.4 for the others): multilingual-e5-small as published (dense, with its prompts), the
+# shipped model (`m3-small`, i.e. the sd run as packaged: fp16 adapters merged) and the run without
+# self-distillation
 TASKS=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,jaquad-dev-retrieval,tquad-dev-retrieval
 TASKS=$TASKS,iapp-wiki-qa-dev-retrieval,tydiqa-id-dev-retrieval,arcd-test-retrieval,parsinlu-rc-dev-retrieval
 TASKS=$TASKS,trecqa,tatoeba-bitext,stsb-multi-mt

@@ -1,0 +1,313 @@
+"""Choose m3-small's fusion weights on validation sets made from the *training* splits — never an evaluation set.
+
+    python scripts/recipes/m3_small_weights.py [--model m3-small] [--config configs/m3-small.yaml]
+        [--out build/m3-small-val] [--write src/trivec/resources/m3-small/trivec_config.json]
+
+1. Validation sets. For each question → paragraph training folder the recipe trains on (`*-train`), the rows
+   the training run actually read are found again (the same seeded subsample of every mined file the config
+   lists, `max_examples_per_file` rows each); every query, positive and negative of those rows is "seen".
+   From the other rows: up to `--queries` questions whose paragraph was never seen, over a corpus of up to
+   `--corpus` unseen paragraphs of the same folder (the questions' own paragraphs included). Written in the
+   retrieval layout to `OUT/<folder>/` so `trivec eval --task-dir OUT/<folder> --language L` reads them too.
+   For the folders in cased scripts (French, Indonesian, Turkish) an all-capitals copy (`OUT/<folder>-caps/`)
+   checks the model's `fold_capitals` rule: scored with and without it.
+2. Weights. Each set is encoded once (dense, sparse, ColBERT; bf16 as the evaluation runs); the candidates of
+   a query are the union of its dense and sparse top 100 (as `trivec eval`'s `all`); nDCG@10 of the weighted
+   hybrid is computed for every (dense, sparse, colbert) weight triple on a 0.05 grid of the simplex. Best:
+   among the triples whose `all` is not below dense alone on any set, the best mean `all` nDCG@10 over the
+   (un-capitalised) sets (to 0.01), then the nearest to M3's 0.4 / 0.2 / 0.4. It replaces M3's weights only
+   if its gain is beyond the noise of these sets (the 95 % paired-bootstrap interval of the gain lies above
+   0); `--write` stores the result as the model's `fusion_weights`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from trivec import Embedder
+from trivec.inference.scoring import hybrid_scores, lexical_scores, maxsim_scores
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
+LANGUAGES = {
+    "cmrc2018-train": "zh",
+    "jaquad-train": "ja",
+    "iapp-wiki-qa-train": "th",
+    "tquad-train": "tr",
+    "arcd-train": "ar",
+    "parsinlu-rc-train": "fa",
+    "piaf-train": "fr",
+    "tydiqa-id-train": "id",
+}
+CASED = ("piaf-train", "tydiqa-id-train", "tquad-train")
+DEPTH = 100
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def seen_texts(config: dict, folder: str) -> set[str]:
+    """Every text of the rows the training run read from the files mined out of `folder`."""
+    data = config["data"]
+    limit = data.get("max_examples_per_file")
+    seed = int(config.get("training", {}).get("seed", 42))
+    seen: set[str] = set()
+    for entry in data["train_data"]:
+        path = Path(entry["path"] if isinstance(entry, dict) else entry)
+        if not path.name.startswith(folder + "-"):
+            continue
+        rows = read_jsonl(REPO / path if not path.is_absolute() else path)
+        if limit is not None and len(rows) > limit:
+            keep = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), limit, replace=False))
+            rows = [rows[i] for i in keep]
+        for row in rows:
+            seen.add(row["query"])
+            seen.update(row["pos"])
+            seen.update(row.get("neg", []))
+    if not seen:
+        raise SystemExit(f"no training file of {folder} in the config: nothing to hold out against")
+    return seen
+
+
+def build_set(config: dict, folder: str, out: Path, queries: int, corpus_size: int) -> Path:
+    rows = read_jsonl(SHARED / "data" / folder / "train.jsonl")
+    seen = seen_texts(config, folder)
+    paragraphs = list(dict.fromkeys(p for row in rows for p in row["pos"] if p not in seen))
+    rng = random.Random(0)
+    held = [row for row in rows if row["query"] not in seen and row["pos"][0] not in seen]
+    rng.shuffle(held)
+    chosen: dict[str, dict] = {}
+    for row in held:
+        if row["pos"][0] not in chosen:
+            chosen[row["pos"][0]] = row
+        if len(chosen) >= queries:
+            break
+    others = [p for p in paragraphs if p not in chosen]
+    rng.shuffle(others)
+    corpus = list(chosen) + others[: max(0, corpus_size - len(chosen))]
+    target = out / folder
+    target.mkdir(parents=True, exist_ok=True)
+    doc_id = {text: f"d{i}" for i, text in enumerate(corpus)}
+    with (target / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for text, i in doc_id.items():
+            handle.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
+    with (target / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for k, row in enumerate(chosen.values()):
+            handle.write(json.dumps({"id": f"q{k}", "text": row["query"]}, ensure_ascii=False) + "\n")
+    with (target / "qrels.tsv").open("w", encoding="utf-8") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for k, paragraph in enumerate(chosen):
+            handle.write(f"q{k}\t{doc_id[paragraph]}\t1\n")
+    print(
+        f"{folder}: {len(chosen)} queries, {len(corpus)} paragraphs (held out of {len(rows)} rows)",
+        file=sys.stderr,
+    )
+    return target
+
+
+def capitalised(source: Path) -> Path:
+    target = source.with_name(source.name + "-caps")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        rows = read_jsonl(source / name)
+        with (target / name).open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps({**row, "text": row["text"].upper()}, ensure_ascii=False) + "\n")
+    (target / "qrels.tsv").write_text((source / "qrels.tsv").read_text(encoding="utf-8"), encoding="utf-8")
+    return target
+
+
+class ScoredSet:
+    """One set encoded once: per query, the candidates (dense ∪ sparse top 100) with their three scores."""
+
+    def __init__(self, embedder: Embedder, folder: Path) -> None:
+        corpus = read_jsonl(folder / "corpus.jsonl")
+        queries = read_jsonl(folder / "queries.jsonl")
+        relevant = {}
+        for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+            q, d, _ = line.split("\t")
+            relevant[q] = d
+        ids = [row["id"] for row in corpus]
+        docs = embedder.encode(
+            [r["text"] for r in corpus], dense=True, sparse=True, colbert=True, prompt_name="document"
+        )
+        asked = embedder.encode(
+            [r["text"] for r in queries], dense=True, sparse=True, colbert=True, prompt_name="query"
+        )
+        assert docs.dense is not None and asked.dense is not None
+        dense_all = asked.dense @ docs.dense.T
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.gold: list[np.ndarray] = []
+        for q, row in enumerate(queries):
+            sparse_all = lexical_scores(asked.sparse[q], docs.sparse)
+            top = lambda s: np.argsort(-s, kind="stable")[:DEPTH]  # noqa: E731
+            candidates = np.array(
+                list(dict.fromkeys([*top(dense_all[q]).tolist(), *top(sparse_all).tolist()]))
+            )
+            self.parts.append(
+                {
+                    "dense": dense_all[q][candidates],
+                    "sparse": sparse_all[candidates],
+                    "colbert": maxsim_scores(
+                        asked.colbert[q], [docs.colbert[i] for i in candidates.tolist()]
+                    ),
+                }
+            )
+            self.gold.append(np.array([ids[i] == relevant[row["id"]] for i in candidates.tolist()]))
+
+    def per_query(self, weights: dict[str, float], modes: tuple[str, ...]) -> np.ndarray:
+        """nDCG@10 of each query (one relevant paragraph) under the weighted hybrid of `modes`."""
+        values = np.zeros(len(self.parts))
+        for k, (parts, gold) in enumerate(zip(self.parts, self.gold, strict=True)):
+            scores = (
+                hybrid_scores({m: parts[m] for m in modes}, weights) if len(modes) > 1 else parts[modes[0]]
+            )
+            order = np.argsort(-np.asarray(scores), kind="stable")[:10]
+            hit = np.flatnonzero(gold[order])
+            values[k] = 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
+        return values
+
+    def ndcg(self, weights: dict[str, float], modes: tuple[str, ...]) -> float:
+        """Mean nDCG@10 × 100."""
+        return float(100 * self.per_query(weights, modes).mean())
+
+
+def gain_interval(
+    sets: list[ScoredSet], chosen: dict[str, float], baseline: dict[str, float], rounds: int = 2000
+) -> tuple[float, float]:
+    """95 % interval of the mean-over-sets `all` gain of `chosen` over `baseline`: paired bootstrap of the
+    queries, resampled within each set (seeded)."""
+    modes = ("dense", "sparse", "colbert")
+    diffs = [s.per_query(chosen, modes) - s.per_query(baseline, modes) for s in sets]
+    rng = np.random.default_rng(0)
+    means = np.zeros(rounds)
+    for r in range(rounds):
+        means[r] = np.mean([d[rng.integers(0, d.size, d.size)].mean() for d in diffs])
+    low, high = np.quantile(100 * means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def grid(step: float = 0.05) -> list[dict[str, float]]:
+    n = round(1 / step)
+    return [
+        {"dense": d / n, "sparse": s / n, "colbert": (n - d - s) / n}
+        for d, s in itertools.product(range(n + 1), repeat=2)
+        if d + s <= n
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="m3-small")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "m3-small.yaml")
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "m3-small-val")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--corpus", type=int, default=800)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--write", type=Path, help="a trivec_config.json to store the chosen weights in")
+    args = parser.parse_args()
+    config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
+    torch.manual_seed(0)
+    default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+    candidates = grid()
+    sets: dict[str, ScoredSet] = {}
+    caps: dict[str, dict[str, float]] = {}
+    for folder in LANGUAGES:
+        path = build_set(config, folder, args.out, args.queries, args.corpus)
+        sets[folder] = ScoredSet(embedder, path)
+        if folder in CASED:
+            caps_path = capitalised(path)
+            fold = embedder.model.fold_capitals
+            row = {}
+            for on in (False, True):
+                embedder.model.fold_capitals = on
+                scored = ScoredSet(embedder, caps_path)
+                row[f"fold {'on' if on else 'off'}"] = scored.ndcg(default, ("dense", "sparse", "colbert"))
+                row[f"fold {'on' if on else 'off'} dense"] = scored.ndcg(default, ("dense",))
+                row[f"fold {'on' if on else 'off'} sparse"] = scored.ndcg(default, ("sparse",))
+            embedder.model.fold_capitals = fold
+            row["as written"] = sets[folder].ndcg(default, ("dense", "sparse", "colbert"))
+            caps[folder] = row
+        print(f"{folder}: scored", file=sys.stderr, flush=True)
+    table = {
+        tuple(w.values()): [s.ndcg(w, ("dense", "sparse", "colbert")) for s in sets.values()]
+        for w in candidates
+    }
+    dense_only = [s.ndcg(default, ("dense",)) for s in sets.values()]
+
+    def no_loss(w: dict[str, float]) -> bool:
+        return all(a >= d for a, d in zip(table[tuple(w.values())], dense_only, strict=True))
+
+    def preference(w: dict[str, float]) -> tuple[bool, float, float]:
+        """Rule: no set below dense alone, then the best mean `all`, then the nearest to M3's weights."""
+        distance = sum(abs(w[m] - default[m]) for m in default)
+        return no_loss(w), round(float(np.mean(table[tuple(w.values())])), 2), -distance
+
+    best = max(candidates, key=preference)
+    low, high = gain_interval(list(sets.values()), best, default)
+    verdict = (
+        f"the best triple {best} gains {np.mean(table[tuple(best.values())]) - np.mean(table[tuple(default.values())]):+.2f} "
+        f"on the mean over sets (95 % interval {low:+.2f} … {high:+.2f})"
+    )
+    if low <= 0:
+        print(f"M3's weights kept: {verdict} — not beyond the noise of these sets", file=sys.stderr)
+        print(f"\nM3's weights kept: {verdict}, not beyond the noise of these sets.")
+        best = dict(default)
+    print(
+        "| set | dense | sparse | colbert | dense+sparse (M3 0.4/0.2/0.4) | all (M3) | dense+sparse (chosen) | all (chosen) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    means = []
+    for folder, s in sets.items():
+        row = [
+            s.ndcg(default, ("dense",)),
+            s.ndcg(default, ("sparse",)),
+            s.ndcg(default, ("colbert",)),
+            s.ndcg(default, ("dense", "sparse")),
+            s.ndcg(default, ("dense", "sparse", "colbert")),
+            s.ndcg(best, ("dense", "sparse")),
+            s.ndcg(best, ("dense", "sparse", "colbert")),
+        ]
+        means.append(row)
+        print(f"| {folder} ({LANGUAGES[folder]}) | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    print("| **mean** | " + " | ".join(f"{v:.2f}" for v in np.mean(means, axis=0)) + " |")
+    print(f"\nchosen weights ({len(candidates)} triples, {len(sets)} sets; rule in the module doc): {best}")
+    ranked = sorted(candidates, key=preference, reverse=True)[:8]
+    for w in ranked:
+        print(
+            f"  {w}: mean all {np.mean(table[tuple(w.values())]):.2f}, worst set − dense "
+            f"{min(v - s.ndcg(w, ('dense',)) for v, s in zip(table[tuple(w.values())], sets.values(), strict=True)):+.2f}"
+        )
+    print(
+        "\n| all-capitals copy | as written (all) | fold off: all | fold on: all | fold off: dense | fold on: dense | fold off: sparse | fold on: sparse |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for folder, row in caps.items():
+        print(
+            f"| {folder} | {row['as written']:.2f} | {row['fold off']:.2f} | {row['fold on']:.2f} | "
+            f"{row['fold off dense']:.2f} | {row['fold on dense']:.2f} | {row['fold off sparse']:.2f} | {row['fold on sparse']:.2f} |"
+        )
+    if args.write:
+        config_file = json.loads(args.write.read_text(encoding="utf-8")) if args.write.is_file() else {}
+        config_file["fusion_weights"] = {k: round(v, 4) for k, v in best.items()}
+        args.write.write_text(json.dumps(config_file, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote fusion_weights to {args.write}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
