@@ -6,4 +6,5 @@ bash scripts/setup.sh
 . .venv/bin/activate
 ruff check src tests benchmarks examples
 mypy
+lint-imports  # the import layers of pyproject.toml's [tool.importlinter]
 python -m pytest -q "$@"

@@ -129,7 +129,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(
     import trivec.progress
 
     monkeypatch.setattr(trivec.progress, "INTERVAL_S", 0.0)
-    monkeypatch.setattr(trivec.cli, "ENCODE_CHUNK", 2)
+    monkeypatch.setattr(trivec.cli.embed, "ENCODE_CHUNK", 2)
     (tmp_path / "in.txt").write_text("".join(f"text number {i}\n" for i in range(6)), encoding="utf-8")
     code, _, stderr = run(
         "encode", "-m", TINY, "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.jsonl")

@@ -8,19 +8,21 @@ from typing import Annotated, Any
 
 import typer
 
-from trivec.cli_options import (
+from trivec.cli.common import (
     BackendOption,
     DocumentPromptOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
+    clean_errors,
+    fail,
+    parse_weights,
     prompt_overrides,
 )
 
 
 def register(app: typer.Typer) -> None:
     """Add the evaluation commands to the `trivec` app."""
-    from trivec.cli import clean_errors, fail, parse_weights
 
     @app.command("eval")
     @clean_errors

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from trivec.cli.common import clean_errors, command_group, fail
 from trivec.training.recipe_yaml import parse_assignments
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -15,8 +16,6 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def register(app: typer.Typer) -> None:
     """Add `train retromae` to the `train` group of `app` (shared with `train contrastive`, whichever
     registers first creates it)."""
-    from trivec.cli import clean_errors, fail
-    from trivec.training.cli import command_group
 
     group = command_group(app, "train")
 

@@ -8,18 +8,19 @@ from typing import Annotated
 
 import typer
 
-from trivec.cli_options import (
+from trivec.cli.common import (
     BackendOption,
     DocumentPromptOption,
     OnnxFileOption,
     QueryPromptOption,
+    clean_errors,
+    fail,
     prompt_overrides,
 )
 
 
 def register(app: typer.Typer) -> None:
     """Add the `serve` command to the `trivec` app."""
-    from trivec.cli import clean_errors, fail
 
     @app.command("serve")
     @clean_errors

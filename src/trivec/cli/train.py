@@ -7,23 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from trivec.cli_options import DocumentPromptOption, QueryPromptOption, prompt_overrides
+from trivec.cli.common import (
+    DocumentPromptOption,
+    QueryPromptOption,
+    clean_errors,
+    command_group,
+    prompt_overrides,
+)
 from trivec.training.recipe_yaml import parse_assignments
-
-GROUPS = {
-    "train": "Train embedding models (pre-training, fine-tuning).",
-    "data": "Build training data.",
-}
-
-
-def command_group(app: typer.Typer, name: str) -> typer.Typer:
-    """The sub-app `name` of `app`: the one already registered (by any concern), else a new one."""
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(name=name, help=GROUPS[name], no_args_is_help=True)
-    app.add_typer(group, name=name)
-    return group
 
 
 def show_training_log() -> None:
@@ -41,7 +32,6 @@ def show_training_log() -> None:
 def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = False) -> None:
     """Register `trivec train NAME`: the fine-tuning options, YAML recipes and launch shared by
     `contrastive` and `m3` (which starts from `M3_DEFAULTS`: unified fine-tuning with self-distillation)."""
-    from trivec.cli import clean_errors
 
     @train.command(name, help=help_text)
     @clean_errors
@@ -180,7 +170,6 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
 
 def register(app: typer.Typer) -> None:
     """Add `train contrastive`, `train m3`, `data pairs`, `data decontaminate` and `mine` to `app`."""
-    from trivec.cli import clean_errors
 
     train = command_group(app, "train")
     data_group = command_group(app, "data")

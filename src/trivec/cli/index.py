@@ -8,13 +8,16 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from trivec.cli_options import (
+from trivec.cli.common import (
     BackendOption,
     DocumentPromptOption,
     ModelBackendOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
+    clean_errors,
+    fail,
+    parse_weights,
     prompt_overrides,
 )
 from trivec.progress import LOG
@@ -24,7 +27,6 @@ IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index director
 
 def register(app: typer.Typer) -> None:
     """Add the retrieval commands to the `trivec` app."""
-    from trivec.cli import clean_errors, fail, parse_weights
 
     index_app = typer.Typer(
         name="index", help="Build and change a search index (embedded, or on Qdrant).", no_args_is_help=True

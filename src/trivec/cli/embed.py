@@ -1,108 +1,32 @@
-"""The `trivec` command line: a thin layer over the Python API."""
+"""`trivec encode` and `trivec score`: the model's outputs for texts and for query/passage pairs."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from trivec.cli_options import (
+from trivec.cli.common import (
+    QUIET_HELP,
     BackendOption,
     DocumentPromptOption,
+    ModelOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
+    check_positive,
+    clean_errors,
+    fail,
+    parse_weights,
     prompt_overrides,
 )
-from trivec.errors import TrivecError
-from trivec.progress import LOG, Progress, setup_logging
+from trivec.progress import LOG, Progress
 
-app = typer.Typer(
-    name="trivec",
-    help="BGE / BGE-M3 embeddings: dense, sparse and ColBERT outputs, scoring, search, training, evaluation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-QUIET_HELP = "Errors and warnings only: no progress or log lines on stderr."
+ENCODE_CHUNK = 4096  # texts encoded and written per step (bounds the memory of a long input)
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            typer.echo(f"trivec {version('trivec')}")
-        except PackageNotFoundError:  # pragma: no cover - running from a source tree without an install
-            typer.echo("trivec (not installed)")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
-) -> None:
-    """BGE / BGE-M3 embeddings: dense, sparse and ColBERT outputs, scoring, search, training, evaluation."""
-    setup_logging(quiet)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-ENCODE_CHUNK = 4096
-
-
-def fail(message: str) -> typer.Exit:
-    """Print one clear line and return the exit (code 2) to raise."""
-    typer.echo(f"trivec: error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
-def clean_errors(func: F) -> F:
-    """Turn trivec's and the OS's errors into one line on stderr and exit code 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except TrivecError as exc:
-            raise fail(exc.for_cli()) from None
-        except (OSError, ValueError) as exc:
-            raise fail(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def parse_weights(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        weights = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise fail(
-            f"--weights must be three comma-separated numbers (dense,sparse,colbert), got {text!r}"
-        ) from None
-    if len(weights) != 3:
-        raise fail(f"--weights must be three numbers (dense,sparse,colbert), got {len(weights)}")
-    return weights
-
-
-def check_positive(value: int | None, option: str, minimum: int = 1) -> None:
-    """Refuse an integer option below `minimum` (None: not given) with a message naming it."""
-    if value is not None and value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
-        raise fail(f"{option} must be {what}, got {value}")
-
-
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")]
-
-
-@app.command()
 @clean_errors
 def encode(
     input: Annotated[
@@ -199,7 +123,6 @@ def encode(
     LOG.info("encoded %d texts → %s", len(texts), "stdout" if str(output) == "-" else output)
 
 
-@app.command()
 @clean_errors
 def score(
     pairs: Annotated[
@@ -241,68 +164,7 @@ def score(
         typer.echo(json.dumps({mode: round(float(values[i]), 6) for mode, values in scores.items()}))
 
 
-# Command groups of the other concerns register here, one line each (keep imports inside the modules lazy).
-# --- registrations (start) ---
-__import__("trivec.evaluation.cli", fromlist=["register"]).register(app)
-__import__("trivec.training.retromae.cli", fromlist=["register"]).register(app)
-__import__("trivec.training.cli", fromlist=["register"]).register(app)
-__import__("trivec.serving.cli", fromlist=["register"]).register(app)
-__import__("trivec.retrieval.cli", fromlist=["register"]).register(app)
-__import__("trivec.export.cli", fromlist=["register"]).register(app)
-# --- registrations (end) ---
-
-
-def _with_quiet(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`func` as a command that takes -q / --quiet: its own option when it has one, else an added one."""
-    import inspect
-
-    signature = inspect.signature(func, eval_str=True)
-    if "quiet" in signature.parameters:
-
-        @wraps(func)
-        def own(*args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("quiet"):
-                setup_logging(quiet=True)
-            return func(*args, **kwargs)
-
-        return own
-
-    @wraps(func)
-    def added(*args: Any, quiet: bool = False, **kwargs: Any) -> Any:
-        if quiet:
-            setup_logging(quiet=True)
-        return func(*args, **kwargs)
-
-    option = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]
-    parameter = inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=option)
-    added.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), parameter]
-    )
-    added.__annotations__ = {
-        **{name: p.annotation for name, p in signature.parameters.items()},
-        "quiet": option,
-    }
-    return added
-
-
-def _quiet_everywhere(group: typer.Typer) -> None:
-    """-q on every command (issue #20): as `trivec -q COMMAND` and as `trivec COMMAND … -q`."""
-    for info in group.registered_commands:
-        if info.callback is not None and not getattr(info.callback, "_trivec_quiet", False):
-            info.callback = _with_quiet(info.callback)
-            info.callback._trivec_quiet = True  # type: ignore[attr-defined]
-    for sub in group.registered_groups:
-        if sub.typer_instance is not None:
-            _quiet_everywhere(sub.typer_instance)
-
-
-_quiet_everywhere(app)
-
-
-def main() -> None:
-    """Console entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add `encode` and `score` to the `trivec` app."""
+    app.command()(encode)
+    app.command()(score)

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from trivec.cli.common import clean_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add the `export` command group to the `trivec` app."""
-    from trivec.cli import clean_errors
 
     export_app = typer.Typer(
         name="export", help="Export a model for other runtimes (ONNX).", no_args_is_help=True

@@ -1,0 +1,5 @@
+"""`python -m trivec.cli`: the `trivec` command."""
+
+from trivec.cli import main
+
+main()

@@ -1,0 +1,135 @@
+"""What every `trivec` command shares: error handling, option checks, and the options defined once.
+
+The leaf of `trivec.cli`: the command modules import it, it imports none of them. The option annotations are
+module globals here so that the command modules can import them at module level (typer reads a command's
+annotations from its module's globals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from trivec.errors import TrivecError
+from trivec.inference.forward import BACKENDS, Backend
+
+F = TypeVar("F", bound=Callable[..., Any])
+QUIET_HELP = "Errors and warnings only: no progress or log lines on stderr."
+GROUPS = {
+    "train": "Train embedding models (pre-training, fine-tuning).",
+    "data": "Build training data.",
+}
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one clear line and return the exit (code 2) to raise."""
+    typer.echo(f"trivec: error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def clean_errors(func: F) -> F:
+    """Turn trivec's and the OS's errors into one line on stderr and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TrivecError as exc:
+            raise fail(exc.for_cli()) from None
+        except (OSError, ValueError) as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """`--weights dense,sparse,colbert` as three numbers (None: not given)."""
+    if text is None:
+        return None
+    try:
+        weights = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise fail(
+            f"--weights must be three comma-separated numbers (dense,sparse,colbert), got {text!r}"
+        ) from None
+    if len(weights) != 3:
+        raise fail(f"--weights must be three numbers (dense,sparse,colbert), got {len(weights)}")
+    return weights
+
+
+def check_positive(value: int | None, option: str, minimum: int = 1) -> None:
+    """Refuse an integer option below `minimum` (None: not given) with a message naming it."""
+    if value is not None and value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise fail(f"{option} must be {what}, got {value}")
+
+
+def command_group(app: typer.Typer, name: str) -> typer.Typer:
+    """The sub-app `name` of `app` (`train`, `data`): the one already registered, else a new one."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    group = typer.Typer(name=name, help=GROUPS[name], no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")]
+
+QueryPromptOption = Annotated[
+    str | None,
+    typer.Option(
+        "--query-prompt",
+        help="Text put before every query instead of the model's 'query' prompt ('' for none).",
+    ),
+]
+DocumentPromptOption = Annotated[
+    str | None,
+    typer.Option(
+        "--document-prompt",
+        help="Text put before every passage instead of the model's 'document' prompt ('' for none).",
+    ),
+]
+
+
+def prompt_overrides(query_prompt: str | None, document_prompt: str | None) -> dict[str, str] | None:
+    """`{"query": ..., "document": ...}` of the options given (None when neither is): for
+    `Embedder.from_pretrained(..., prompts=...)`, where they replace the model's prompts of those roles."""
+    given = {
+        name: value
+        for name, value in (("query", query_prompt), ("document", document_prompt))
+        if value is not None
+    }
+    return given or None
+
+
+_BACKEND_HELP = (
+    "Encoder runtime: torch (default) or onnx (the model directory's onnx/model.onnx, written by "
+    "`trivec export onnx`; runs in onnxruntime, same outputs)."
+)
+BackendOption = Annotated[str, typer.Option("--backend", "--model-backend", help=_BACKEND_HELP)]
+# `trivec index build`, where --backend names the index store (embedded / qdrant)
+ModelBackendOption = Annotated[str, typer.Option("--model-backend", help=_BACKEND_HELP)]
+OnnxFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--onnx-file",
+        help="With --backend onnx: the graph to run, a file in the model's onnx/ folder (default model.onnx; "
+        "model_int8.onnx: the int8 graph of `trivec export onnx --quantize int8`).",
+    ),
+]
+
+
+def check_backend_options(backend: str, onnx_file: str | None, option: str = "--backend") -> Backend:
+    """The backend for `Embedder.from_pretrained(..., backend=, onnx_file=)`, checked: torch or onnx, and
+    --onnx-file only with onnx. `option`: the flag's name in messages."""
+    from trivec.errors import InputError
+
+    if backend not in BACKENDS:
+        raise InputError(f"{option} must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if onnx_file is not None and backend != "onnx":
+        raise InputError(f"--onnx-file applies to {option} onnx")
+    return backend  # type: ignore[return-value]
