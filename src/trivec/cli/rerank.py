@@ -1,4 +1,5 @@
-"""`trivec rerank`: cross-encoder scores of query/passage pairs (FlagReranker's `compute_score`)."""
+"""`trivec rerank`: cross-encoder scores of query/passage pairs (FlagReranker's `compute_score`);
+`trivec data scores`: a teacher's scores added to training rows (knowledge distillation)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from trivec.cli.common import check_positive, clean_errors
+from trivec.cli.common import check_positive, clean_errors, command_group, fail
 
 RerankModelOption = Annotated[
     str,
@@ -72,6 +73,48 @@ def rerank(
     typer.echo("".join(json.dumps({"score": round(float(s), 6)}) + "\n" for s in scores), nl=False)
 
 
+@clean_errors
+def scores(
+    teacher: Annotated[
+        str, typer.Option("--teacher", "-t", help="Teacher: a reranker (BAAI/bge-reranker-*) or an M3 model.")
+    ],
+    data: Annotated[Path, typer.Option("--data", "-d", help="FlagEmbedding JSONL (query, pos[, neg]).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The same rows with pos_scores / neg_scores.")
+    ],
+    teacher_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher-mode",
+            help="reranker, all (colbert+sparse+dense), colbert or dense (default: reranker for a cross-encoder, "
+            "else all).",
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="Tokens per pair (reranker) or text.")
+    ] = None,
+    batch_tokens: BatchTokensOption = None,
+    device: DeviceOption = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="Start afresh instead of continuing an unfinished run.")
+    ] = False,
+) -> None:
+    """Add a teacher's pos_scores / neg_scores to training rows (resumable; the output appears when done)."""
+    from trivec.progress import LOG
+    from trivec.training.teacher import load_teacher, score_rows
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(max_length, "--max-length", minimum=4)
+    if not data.is_file():
+        raise fail(f"--data {data}: no such file")
+    loaded = load_teacher(
+        teacher, teacher_mode, device=device, max_length=max_length, batch_tokens=batch_tokens
+    )
+    stats = score_rows(loaded, data, output, resume=not no_resume)
+    LOG.info("teacher scores (%s, %s): %s → %s", loaded.name, loaded.mode, stats.summary(), output)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `rerank` to the `trivec` app."""
+    """Add `rerank` and `data scores` to the `trivec` app."""
     app.command()(rerank)
+    command_group(app, "data").command("scores")(scores)
