@@ -77,33 +77,22 @@ class PairInputs:
         return len(self.input_ids)
 
 
-class Reranker:
-    """A cross-encoder reranker: one relevance score per (query, passage) pair.
-
-    `query_instruction` is put before every query (`FlagReranker`'s `query_instruction_for_rerank`, format
-    `"{}{}"`); `max_length` (default 512) bounds each pair, `query_max_length` (default `max_length * 3 // 4`)
-    the query; `normalize=True` gives sigmoid scores in (0, 1) instead of raw logits. Each is a default that
-    the scoring calls can override.
-    """
+class PairTokenizer:
+    """FlagReranker's pair building (see the module doc) for one tokenizer; `Reranker` and the reranker
+    trainer share it, so a model is trained on exactly the inputs it is later scored on."""
 
     def __init__(
         self,
-        model: Any,
         tokenizer: Any,
+        limit: int,
         *,
-        device: str | torch.device | None = None,
         max_length: int | None = None,
         query_max_length: int | None = None,
         query_instruction: str | None = None,
-        normalize: bool = False,
-        batch_tokens: int | None = None,
-        max_batch_size: int = 256,
-        source: str | None = None,
     ) -> None:
-        self.device = torch.device(device) if device is not None else _default_device()
-        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.position_limit = position_limit(model.config, tokenizer)
+        self.position_limit = limit
+        self._types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         self.max_length = self._check_lengths(
             max_length if max_length is not None else min(DEFAULT_MAX_LENGTH, self.position_limit),
             query_max_length,
@@ -116,52 +105,6 @@ class Reranker:
                 )
             check_text(query_instruction, "the query instruction")
         self.query_instruction = query_instruction or None
-        self.normalize = bool(normalize)
-        if batch_tokens is not None:
-            _positive_int(batch_tokens, "batch_tokens")
-        self.batch_tokens = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
-        self.max_batch_size = _positive_int(max_batch_size, "max_batch_size")
-        self.source = source
-        self._types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike[str],
-        *,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | str | None = None,
-        max_length: int | None = None,
-        query_max_length: int | None = None,
-        query_instruction: str | None = None,
-        normalize: bool = False,
-        batch_tokens: int | None = None,
-    ) -> Reranker:
-        """Load a cross-encoder (`BAAI/bge-reranker-*` layout: a directory or a hub id); fp32 unless `dtype`.
-
-        A checkpoint that is not a one-logit `*ForSequenceClassification` is refused (`CheckpointError`). A
-        query instruction saved with the model (`trivec_reranker.json`) is used unless one is given."""
-        model, tokenizer, directory = load_cross_encoder(name_or_path, dtype=_dtype(dtype))
-        settings = read_reranker_settings(directory)
-        if query_instruction is None and isinstance(settings.get("query_instruction"), str):
-            query_instruction = settings["query_instruction"]
-        return cls(
-            model,
-            tokenizer,
-            device=device,
-            max_length=max_length,
-            query_max_length=query_max_length,
-            query_instruction=query_instruction,
-            normalize=normalize,
-            batch_tokens=batch_tokens,
-            source=str(name_or_path),
-        )
-
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> os.PathLike[str]:
-        """Save model and tokenizer in the bge-reranker layout (and the query instruction, if any)."""
-        settings = {"query_instruction": self.query_instruction} if self.query_instruction else None
-        return save_cross_encoder(self.model, self.tokenizer, directory, settings)
 
     # ------------------------------------------------------------------ tokenisation
     def _check_lengths(self, max_length: int, query_max_length: int | None) -> tuple[int, int]:
@@ -261,6 +204,85 @@ class Reranker:
             ids[i] = list(encoded["input_ids"][row])
             if self._types:
                 types[i] = list(encoded["token_type_ids"][row])
+
+
+class Reranker(PairTokenizer):
+    """A cross-encoder reranker: one relevance score per (query, passage) pair.
+
+    `query_instruction` is put before every query (`FlagReranker`'s `query_instruction_for_rerank`, format
+    `"{}{}"`); `max_length` (default 512) bounds each pair, `query_max_length` (default `max_length * 3 // 4`)
+    the query; `normalize=True` gives sigmoid scores in (0, 1) instead of raw logits. Each is a default that
+    the scoring calls can override.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: str | torch.device | None = None,
+        max_length: int | None = None,
+        query_max_length: int | None = None,
+        query_instruction: str | None = None,
+        normalize: bool = False,
+        batch_tokens: int | None = None,
+        max_batch_size: int = 256,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(
+            tokenizer,
+            position_limit(model.config, tokenizer),
+            max_length=max_length,
+            query_max_length=query_max_length,
+            query_instruction=query_instruction,
+        )
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.model = model.to(self.device).eval()
+        self.normalize = bool(normalize)
+        if batch_tokens is not None:
+            _positive_int(batch_tokens, "batch_tokens")
+        self.batch_tokens = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
+        self.max_batch_size = _positive_int(max_batch_size, "max_batch_size")
+        self.source = source
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        max_length: int | None = None,
+        query_max_length: int | None = None,
+        query_instruction: str | None = None,
+        normalize: bool = False,
+        batch_tokens: int | None = None,
+    ) -> Reranker:
+        """Load a cross-encoder (`BAAI/bge-reranker-*` layout: a directory or a hub id); fp32 unless `dtype`.
+
+        A checkpoint that is not a one-logit `*ForSequenceClassification` is refused (`CheckpointError`). A
+        query instruction saved with the model (`trivec_reranker.json`) is used unless one is given."""
+        model, tokenizer, directory = load_cross_encoder(name_or_path, dtype=_dtype(dtype))
+        settings = read_reranker_settings(directory)
+        if query_instruction is None and isinstance(settings.get("query_instruction"), str):
+            query_instruction = settings["query_instruction"]
+        return cls(
+            model,
+            tokenizer,
+            device=device,
+            max_length=max_length,
+            query_max_length=query_max_length,
+            query_instruction=query_instruction,
+            normalize=normalize,
+            batch_tokens=batch_tokens,
+            source=str(name_or_path),
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> os.PathLike[str]:
+        """Save model and tokenizer in the bge-reranker layout (and the query instruction, if any)."""
+        settings = {"query_instruction": self.query_instruction} if self.query_instruction else None
+        return save_cross_encoder(self.model, self.tokenizer, directory, settings)
 
     # ------------------------------------------------------------------ scoring
     def score(
