@@ -114,7 +114,79 @@ def scores(
     LOG.info("teacher scores (%s, %s): %s → %s", loaded.name, loaded.mode, stats.summary(), output)
 
 
+@clean_errors
+def train_reranker(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Start from: a reranker, or any encoder (a new one-logit head is added)."
+        ),
+    ],
+    data: Annotated[
+        list[Path], typer.Option("--data", "-d", help="FlagEmbedding JSONL (query, pos, neg); repeat.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the trained reranker is saved.")],
+    group_size: Annotated[
+        int, typer.Option("--group-size", help="Pairs per query: 1 positive + negatives.")
+    ] = 8,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per pair.")] = 512,
+    query_max_length: QueryMaxLengthOption = None,
+    instruction: InstructionOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Queries (groups) per device step.")] = 4,
+    epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (-1: the epochs).")] = -1,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr")] = 6e-5,
+    warmup_ratio: Annotated[float, typer.Option("--warmup-ratio")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    save_steps: Annotated[int, typer.Option("--save-steps", help="Checkpoint every N steps.")] = 500,
+    logging_steps: Annotated[int, typer.Option("--logging-steps")] = 10,
+    dropout: Annotated[float | None, typer.Option("--dropout", help="Override the model's dropout.")] = None,
+    use_cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even with a GPU.")] = False,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Checkpoint directory to resume from, or 'last'.")
+    ] = None,
+) -> None:
+    """Fine-tune a cross-encoder reranker (FlagEmbedding's recipe: groups of one positive and negatives,
+    cross-entropy per group). Launch with torchrun for several GPUs."""
+    from trivec.training.reranker import RerankerConfig
+    from trivec.training.reranker import train_reranker as run
+
+    checkpoint: str | bool | None = resume
+    if resume == "last":
+        if not any(output.glob("checkpoint-*")):
+            raise fail(f"--resume last: no checkpoint-* folder in {output}")
+        checkpoint = True
+    elif resume is not None and not Path(resume).is_dir():
+        raise fail(f"--resume {resume}: no such checkpoint directory")
+    for path in data:
+        if not path.is_file():
+            raise fail(f"--data {path}: no such file")
+    config = RerankerConfig(
+        model=model,
+        data=[str(p) for p in data],
+        output_dir=str(output),
+        group_size=group_size,
+        max_length=max_length,
+        query_max_length=query_max_length,
+        query_instruction=instruction,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        warmup_ratio=warmup_ratio,
+        seed=seed,
+        logging_steps=logging_steps,
+        save_steps=save_steps,
+        dropout=dropout,
+        use_cpu=use_cpu,
+        resume_from_checkpoint=checkpoint,
+    )
+    out = run(config)
+    typer.echo(f"reranker saved to {out}", err=True)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `rerank` and `data scores` to the `trivec` app."""
+    """Add `rerank`, `data scores` and `train reranker` to the `trivec` app."""
     app.command()(rerank)
     command_group(app, "data").command("scores")(scores)
+    command_group(app, "train").command("reranker")(train_reranker)
