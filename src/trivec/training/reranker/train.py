@@ -195,6 +195,9 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
         config.group_size,
         ", ".join(config.data),
     )
+    options: dict[str, Any] = dict(config.extra)
+    if config.gradient_checkpointing:
+        options["activation_checkpointing"] = True
     args = TrainingArguments(
         output_dir=config.output_dir,
         learning_rate=config.learning_rate,
@@ -215,8 +218,7 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
         report_to=[],
         disable_tqdm=True,
         dataloader_pin_memory=False,
-        **({"activation_checkpointing": True} if config.gradient_checkpointing else {}),
-        **config.extra,
+        **options,
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return RerankerTrainer(
