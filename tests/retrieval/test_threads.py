@@ -15,8 +15,9 @@ import torch
 from tests.retrieval.conftest import MAX_LENGTH
 from trivec import Embedder
 from trivec.compiled import one_thread
-from trivec.retrieval import Document, EmbeddedIndex, Index
-from trivec.retrieval import embedded as embedded_module
+from trivec.retrieval import Document, Index
+from trivec.retrieval import segment_search as search_module
+from trivec.retrieval.segment_search import SegmentSearch
 
 
 @pytest.fixture()
@@ -48,19 +49,19 @@ def test_the_rerank_and_the_graph_walk_run_on_one_thread(
     with Index.create(tmp_path / "ix", model=tiny, max_length=MAX_LENGTH, dense_index="hnsw") as index:
         index.add(small_docs)
     seen: dict[str, int] = {}
-    maxsim_chunked = embedded_module.maxsim_chunked
-    dense_top = EmbeddedIndex._dense_top_here
+    maxsim_chunked = search_module.maxsim_chunked
+    dense_top = SegmentSearch._dense_top_here
 
     def rerank(*args: Any) -> Any:
         seen["rerank torch"] = torch.get_num_threads()
         return maxsim_chunked(*args)
 
-    def walk(self: EmbeddedIndex, *args: Any) -> Any:
+    def walk(self: SegmentSearch, *args: Any) -> Any:
         seen["walk faiss"], seen["walk torch"] = faiss.omp_get_max_threads(), torch.get_num_threads()
         return dense_top(self, *args)
 
-    monkeypatch.setattr(embedded_module, "maxsim_chunked", rerank)
-    monkeypatch.setattr(EmbeddedIndex, "_dense_top_here", walk)
+    monkeypatch.setattr(search_module, "maxsim_chunked", rerank)
+    monkeypatch.setattr(SegmentSearch, "_dense_top_here", walk)
     with Index.open(tmp_path / "ix", model=tiny) as index:
         hits = index.search("boundary layer transition", top_k=5)
     assert len(hits) == 5 and set(hits[0].scores) == {"dense", "sparse", "colbert"}

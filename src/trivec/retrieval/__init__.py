@@ -14,24 +14,29 @@ from typing import TYPE_CHECKING
 from trivec._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
-    from trivec.retrieval.base import SEARCH_MODES, Hit, Index, IndexSettings, SearchPlan, plan_search
+    from trivec.retrieval.base import BaseIndex
     from trivec.retrieval.colbert import ColbertCodec
     from trivec.retrieval.corpus import Chunk, Document, chunk_documents, read_corpus
     from trivec.retrieval.embedded import EmbeddedIndex
     from trivec.retrieval.fusion import fuse, merge_top_k, rrf_scores, top_k
     from trivec.retrieval.identity import ModelIdentity, ModelMismatchError, identify
+    from trivec.retrieval.index import Index
     from trivec.retrieval.manifest import IndexLockedError, NotAnIndexError
+    from trivec.retrieval.plan import SEARCH_MODES, SearchPlan, plan_search
+    from trivec.retrieval.searcher import Hit
     from trivec.retrieval.segment import CorruptIndexError
+    from trivec.retrieval.settings import IndexSettings
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "SEARCH_MODES": "trivec.retrieval.base",
-        "Hit": "trivec.retrieval.base",
-        "Index": "trivec.retrieval.base",
-        "IndexSettings": "trivec.retrieval.base",
-        "SearchPlan": "trivec.retrieval.base",
-        "plan_search": "trivec.retrieval.base",
+        "SEARCH_MODES": "trivec.retrieval.plan",
+        "BaseIndex": "trivec.retrieval.base",
+        "Hit": "trivec.retrieval.searcher",
+        "Index": "trivec.retrieval.index",
+        "IndexSettings": "trivec.retrieval.settings",
+        "SearchPlan": "trivec.retrieval.plan",
+        "plan_search": "trivec.retrieval.plan",
         "ColbertCodec": "trivec.retrieval.colbert",
         "Chunk": "trivec.retrieval.corpus",
         "Document": "trivec.retrieval.corpus",
@@ -53,6 +58,7 @@ __getattr__, __dir__ = lazy_exports(
 
 __all__ = [
     "SEARCH_MODES",
+    "BaseIndex",
     "Chunk",
     "ColbertCodec",
     "CorruptIndexError",

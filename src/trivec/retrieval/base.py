@@ -1,220 +1,35 @@
-"""The index interface every backend implements, and what they share: settings, hits, encoding, mode plans.
+"""What every index backend implements and shares: the interface, model and prompts, adding, searching.
 
 An index stores chunks of documents with the three representations of one model and answers searches:
 dense top-k ∪ sparse top-k → exact per-mode scores of the candidates (ColBERT MaxSim re-ranks them) →
-weighted fusion (default weights 0.4 / 0.2 / 0.4) or RRF. The embedded backend keeps everything in a
-directory; the Qdrant backend in a Qdrant collection. Both take the same calls.
+weighted fusion (default weights 0.4 / 0.2 / 0.4) or RRF
+(`searcher.py`). The embedded backend keeps everything in a directory; the Qdrant backend in a Qdrant
+collection. Both take the same calls; `Index` (`index.py`) creates and opens them.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trivec.errors import InputError, UnsupportedOutputError
+from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
-from trivec.inference.scoring import DEFAULT_WEIGHTS, MODES, normalize_weights
-from trivec.models.prompts import DOCUMENT, QUERY, ROLES, check_prompts
+from trivec.models.prompts import DOCUMENT, QUERY, ROLES
 from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
-from trivec.retrieval.fusion import FUSIONS
 from trivec.retrieval.identity import ModelIdentity, check_same, identify
+from trivec.retrieval.plan import SearchPlan, plan_search
 from trivec.retrieval.rerank import load_reranker, rerank_depth, rerank_hits
+from trivec.retrieval.searcher import Hit
+from trivec.retrieval.settings import IndexSettings
 
-SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "hybrid")
-BACKENDS: tuple[str, ...] = ("embedded", "qdrant")
 if TYPE_CHECKING:
     from trivec.inference.reranker import Reranker
 
 ENCODE_BATCH = 1024
-
-
-@dataclass
-class IndexSettings:
-    """How an index stores its data; fixed when it is created (recorded with it).
-
-    prompts: `{"query": ..., "document": ...}`, the texts put before queries and documents ("" for none).
-    Given roles are used as they are; `Index.create` fills the others from the model's prompts. None in an
-    index built before prompts were recorded: the model's prompts apply.
-    """
-
-    chunk_tokens: int | None = None
-    chunk_overlap: int = 0
-    max_length: int | None = None
-    sparse: bool = True
-    colbert: bool = True
-    colbert_dtype: str = "float16"
-    colbert_dim: int | None = None
-    dense_index: str = "auto"
-    ann_threshold: int = 50_000
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 320
-    hnsw_storage: str = "float16"
-    ivf_nprobe: int = 32
-    max_segments: int = 8
-    prompts: dict[str, str] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def validate(self) -> IndexSettings:
-        """Raise `InputError` naming the first setting out of range (as the option `trivec index build`
-        takes for it, on the command line); returns the settings."""
-        choices = {
-            "dense_index": ("auto", "flat", "hnsw", "ivf"),
-            "hnsw_storage": ("float16", "float32"),
-            "colbert_dtype": ("float16", "float32", "int8"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                _setting_error(
-                    name, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}", getattr(self, name)
-                )
-        positive = ("ann_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")
-        for name in (*positive, "max_segments"):
-            _check_int(name, getattr(self, name), 1)
-        for name, minimum in (("chunk_tokens", 1), ("colbert_dim", 1), ("max_length", 2)):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum)
-        _check_int("chunk_overlap", self.chunk_overlap, 0)
-        if self.chunk_tokens is None and self.chunk_overlap:
-            raise InputError(
-                "chunk_overlap applies to chunking: give chunk_tokens too",
-                cli="--chunk-overlap applies to chunking: give --chunk-tokens too",
-            )
-        if self.chunk_tokens is not None and self.chunk_overlap >= self.chunk_tokens:
-            raise InputError(
-                f"chunk_overlap must be less than chunk_tokens ({self.chunk_tokens}), got {self.chunk_overlap}",
-                cli=f"--chunk-overlap must be less than --chunk-tokens ({self.chunk_tokens}), got "
-                f"{self.chunk_overlap}",
-            )
-        for name in ("sparse", "colbert"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.prompts is not None:
-            check_prompts(self.prompts, "index prompts")
-            unknown = set(self.prompts) - set(ROLES)
-            if unknown:
-                raise InputError(
-                    f"index prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
-                )
-        return self
-
-
-def _setting_error(name: str, problem: str, value: Any) -> None:
-    raise InputError(
-        f"{name} {problem}, got {value!r}", cli=f"--{name.replace('_', '-')} {problem}, got {value}"
-    )
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        _setting_error(
-            name, "must be a positive integer" if minimum == 1 else f"must be an integer ≥ {minimum}", value
-        )
-
-
-@dataclass
-class Hit:
-    """One search result: the chunk, its document, the fused score and every computed per-mode score."""
-
-    id: str
-    doc_id: str
-    score: float
-    scores: dict[str, float]
-    text: str
-    title: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class SearchPlan:
-    """What one search computes: its mode, the score modes, their weights and the candidate depth."""
-
-    mode: str
-    score_modes: list[str]
-    weights: dict[str, float]
-    fusion: str
-    top_k: int
-    candidates: int
-
-    @property
-    def first_stage(self) -> list[str]:
-        """Lists whose top `candidates` form the candidate set."""
-        if self.mode == "dense":
-            return ["dense"]
-        if self.mode == "sparse":
-            return ["sparse"]
-        if self.mode == "colbert":
-            return ["dense"]
-        return [m for m in ("dense", "sparse") if m in self.score_modes]
-
-    @property
-    def needs(self) -> tuple[bool, bool, bool]:
-        """(dense, sparse, colbert) query outputs needed."""
-        wanted = set(self.score_modes) | set(self.first_stage)
-        return "dense" in wanted, "sparse" in wanted, "colbert" in wanted
-
-
-def plan_search(
-    mode: str,
-    available: Sequence[str],
-    weights: Mapping[str, float] | Sequence[float] | None,
-    fusion: str,
-    top_k: int,
-    candidates: int | None,
-) -> SearchPlan:
-    """Check a search request against what the index holds; modes it lacks are skipped (hybrid) or refused."""
-    if mode not in SEARCH_MODES:
-        raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
-    if fusion not in FUSIONS:
-        raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise InputError(
-            f"top_k must be a positive integer, got {top_k!r}",
-            cli=f"--top-k must be a positive integer, got {top_k}",
-        )
-    if candidates is not None and (
-        not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1
-    ):
-        raise InputError(
-            f"candidates must be a positive integer, got {candidates!r}",
-            cli=f"--candidates must be a positive integer, got {candidates}",
-        )
-    depth = max(top_k, candidates if candidates is not None else 100)
-    try:
-        w = normalize_weights(weights) if weights is not None else dict(DEFAULT_WEIGHTS)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if mode in ("sparse", "colbert") and mode not in available:
-        raise UnsupportedOutputError(
-            f"this index has no {mode} vectors (the model has no {mode} head, or they were not stored); "
-            f"available modes: {', '.join(available)}"
-        )
-    if mode == "hybrid":
-        score_modes = [m for m in MODES if m in available and w.get(m, 0.0) > 0]
-        if not score_modes:
-            raise InputError(f"every weight of the index's modes ({', '.join(available)}) is 0")
-    elif mode == "colbert":
-        score_modes = ["colbert"]
-        w = {"dense": 0.0, "sparse": 0.0, "colbert": 1.0}
-    else:
-        score_modes = [mode]
-    return SearchPlan(mode, score_modes, w, fusion, top_k, depth)
 
 
 def encode_chunks(
@@ -258,12 +73,9 @@ def unit(vectors: np.ndarray | None, embedder: Embedder) -> np.ndarray | None:
     return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
-class Index(ABC):
-    """A searchable, persistent collection of documents encoded by one model.
-
-    Index.create(path, model="default") / Index.open(path) give the embedded backend (a directory);
-    `backend="qdrant"` (with `url=` for a server or cluster) gives the Qdrant one.
-    """
+class BaseIndex(ABC):
+    """A searchable, persistent collection of documents encoded by one model: what a backend implements
+    (storing chunks, searching encoded queries) and what every backend shares (chunking, encoding, plans)."""
 
     identity: ModelIdentity
     settings: IndexSettings
@@ -271,92 +83,6 @@ class Index(ABC):
 
     def __init__(self, embedder: Embedder | None = None) -> None:
         self._embedder = embedder
-
-    # ------------------------------------------------------------------ construction
-    @staticmethod
-    def create(
-        path: str | os.PathLike[str],
-        model: str | os.PathLike[str] | Embedder = "default",
-        *,
-        backend: str = "embedded",
-        settings: IndexSettings | None = None,
-        overwrite: bool = False,
-        **options: Any,
-    ) -> Index:
-        """A new, empty index at `path` for `model`. `options` are `IndexSettings` fields or backend options
-        (qdrant: `url`, `collection`, `api_key`). The query and document prompts (the model's, or
-        `prompts={"query": ..., "document": ...}`) are recorded with the index and used by every add and
-        search. Settings and the target are checked before the model loads."""
-        merged, rest = _merged_settings(backend, settings, options)
-        if backend == "embedded":
-            from trivec.retrieval.embedded import check_target
-
-            check_target(Path(path), overwrite)
-        embedder = load_model(model)
-        _check_for_model(merged, embedder)
-        given = merged.prompts or {}
-        merged.prompts = {role: embedder.resolve_prompt(role, given.get(role)) for role in ROLES}
-        if backend == "embedded":
-            from trivec.retrieval.embedded import EmbeddedIndex
-
-            return EmbeddedIndex.new(Path(path), embedder, merged, overwrite=overwrite)
-        from trivec.retrieval.qdrant import QdrantIndex
-
-        return QdrantIndex.new(Path(path), embedder, merged, overwrite=overwrite, **rest)
-
-    @staticmethod
-    def build(
-        path: str | os.PathLike[str],
-        documents: Sequence[Document | Mapping[str, Any]],
-        model: str | os.PathLike[str] | Embedder = "default",
-        *,
-        backend: str = "embedded",
-        settings: IndexSettings | None = None,
-        overwrite: bool = False,
-        progress: bool = False,
-        **options: Any,
-    ) -> Index:
-        """`create` + `add` of `documents` as one step that leaves nothing half-built: the embedded index is
-        built in a directory beside `path` and renamed into place only when complete, so a failure (bad
-        documents, an interrupted encode, a full disk) leaves no directory behind, and with `overwrite` the
-        index it replaces stays as it was until then. (A Qdrant index's local directory is removed on
-        failure when this call created it.) Returns the new index, open."""
-        target = Path(path)
-        merged, rest = _merged_settings(backend, settings, options)
-        if not documents:
-            raise InputError("no documents to add")
-        if backend == "embedded":
-            from trivec.retrieval.embedded import build_embedded
-
-            return build_embedded(target, documents, model, merged, overwrite, progress)
-        existed = target.exists()
-        index = Index.create(target, model, backend=backend, settings=merged, overwrite=overwrite, **rest)
-        try:
-            index.progress = progress
-            index.add(documents)
-        except BaseException:
-            index.close()
-            if not existed:
-                shutil.rmtree(target, ignore_errors=True)
-            raise
-        return index
-
-    @staticmethod
-    def open(
-        path: str | os.PathLike[str],
-        model: str | os.PathLike[str] | Embedder | None = None,
-        **options: Any,
-    ) -> Index:
-        """Open an existing index (embedded or Qdrant, told apart by its files). `model` defaults to the
-        one recorded in the index and is loaded on first need; a different model is refused."""
-        directory = Path(path)
-        if (directory / "qdrant.json").is_file():
-            from trivec.retrieval.qdrant import QdrantIndex
-
-            return QdrantIndex.load(directory, model, **options)
-        from trivec.retrieval.embedded import EmbeddedIndex
-
-        return EmbeddedIndex.load(directory, model, **options)
 
     # ------------------------------------------------------------------ model
     @property
@@ -612,47 +338,11 @@ class Index(ABC):
     def __len__(self) -> int:
         """Number of documents."""
 
-    def __enter__(self) -> Index:
+    def __enter__(self) -> BaseIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _merged_settings(
-    backend: str, settings: IndexSettings | None, options: Mapping[str, Any]
-) -> tuple[IndexSettings, dict[str, Any]]:
-    """The settings `options` give over `settings`, validated, and the backend options left over."""
-    if backend not in BACKENDS:
-        raise InputError(
-            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}",
-            cli=f"--backend must be {' or '.join(BACKENDS)}, got {backend}",
-        )
-    known = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
-    rest = {k: v for k, v in options.items() if k not in known}
-    if backend == "embedded" and rest:
-        raise InputError(f"unknown index option(s) {', '.join(sorted(rest))}")
-    merged = IndexSettings(**{**(settings.to_dict() if settings else {}), **known}).validate()
-    return merged, rest
-
-
-def _check_for_model(settings: IndexSettings, embedder: Embedder) -> None:
-    """Settings that depend on the model: truncation within its limit, a ColBERT reduction below its width."""
-    limit = embedder.position_limit
-    if settings.max_length is not None and settings.max_length > limit:
-        raise InputError(
-            f"max_length {settings.max_length} exceeds the model's limit of {limit} tokens",
-            cli=f"--max-length {settings.max_length} exceeds the model's limit of {limit} tokens",
-        )
-    colbert = embedder.model.colbert_head
-    full = int(colbert.out_features) if colbert is not None else None
-    if settings.colbert_dim is not None and full is not None and settings.colbert_dim >= full:
-        raise InputError(
-            f"colbert_dim must be between 1 and {full - 1} (the model's ColBERT vectors have {full}), "
-            f"got {settings.colbert_dim}",
-            cli=f"--colbert-dim must be between 1 and {full - 1} (the model's ColBERT vectors have {full}), "
-            f"got {settings.colbert_dim}",
-        )
 
 
 def sample_ids(ids: Sequence[str], limit: int = 5) -> str:

@@ -26,11 +26,13 @@ from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.sparse import SparseVector
 from trivec.io import atomic_writer
-from trivec.retrieval.base import Hit, Index, IndexSettings, SearchPlan, already_indexed, not_indexed
+from trivec.retrieval.base import BaseIndex, already_indexed, not_indexed
 from trivec.retrieval.corpus import CHUNK_SEPARATOR, Chunk
-from trivec.retrieval.fusion import fuse, top_k
 from trivec.retrieval.identity import ModelIdentity, identify
 from trivec.retrieval.manifest import NotAnIndexError
+from trivec.retrieval.plan import SearchPlan
+from trivec.retrieval.searcher import Hit, QueryScorer, Ranked, search
+from trivec.retrieval.settings import IndexSettings
 
 CONFIG = "qdrant.json"
 LOCAL_DIR = "qdrant"
@@ -53,7 +55,7 @@ def _client(url: str | None, path: Path, api_key: str | None) -> Any:
     return QdrantClient(url=url, api_key=api_key)
 
 
-class QdrantIndex(Index):
+class QdrantIndex(BaseIndex):
     """An index on a Qdrant collection (`url=None`: qdrant-client local mode in the index directory)."""
 
     def __init__(
@@ -255,8 +257,7 @@ class QdrantIndex(Index):
     # ------------------------------------------------------------------ search
     def search_encoded(self, encoded: EncodeResult, plan: SearchPlan) -> list[list[Hit]]:
         n = encoded.dense.shape[0] if encoded.dense is not None else len(encoded.sparse or [])
-        grouped = self._chunked()
-        return [self._search_one(encoded, q, plan, grouped) for q in range(n)]
+        return search((CollectionQuery(self, encoded, q) for q in range(n)), plan, self._chunked())
 
     def _chunked(self) -> bool:
         return bool(self.config.get("chunked"))
@@ -268,118 +269,6 @@ class QdrantIndex(Index):
         self.config["chunked"] = True
         with atomic_writer(self.directory / CONFIG) as handle:
             json.dump(self.config, handle, indent=1)
-
-    def _search_one(self, encoded: EncodeResult, q: int, plan: SearchPlan, grouped: bool) -> list[Hit]:
-        from qdrant_client import models
-
-        dense = encoded.dense[q].astype(np.float32).tolist() if encoded.dense is not None else None
-        sparse = None
-        if encoded.sparse is not None:
-            sv: SparseVector = encoded.sparse[q]
-            sparse = models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
-        colbert = np.asarray(encoded.colbert[q], dtype=np.float32) if encoded.colbert is not None else None
-        depth = plan.candidates if grouped or plan.mode in ("colbert", "hybrid") else plan.top_k
-        if plan.mode in ("dense", "sparse"):
-            query, using = (dense, "dense") if plan.mode == "dense" else (sparse, "sparse")
-            result = self.client.query_points(
-                self.collection, query=query, using=using, limit=depth, with_payload=True
-            ).points
-            if plan.mode == "sparse":
-                result = [p for p in result if p.score > 0]
-            values = np.array([p.score for p in result], dtype=np.float64)
-            return self._hits(result, values, {plan.mode: values}, plan.top_k, grouped)
-        prefetch = [models.Prefetch(query=dense, using="dense", limit=depth)]
-        if "sparse" in plan.first_stage and sparse is not None:
-            prefetch.append(models.Prefetch(query=sparse, using="sparse", limit=depth))
-        limit = depth * len(prefetch)
-        if "colbert" in plan.score_modes and colbert is not None:
-            found = self.client.query_points(
-                self.collection,
-                prefetch=prefetch,
-                query=colbert.tolist(),
-                using="colbert",
-                limit=limit,
-                with_payload=True,
-            ).points
-        else:
-            found = self.client.query_points(
-                self.collection,
-                prefetch=prefetch,
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
-                limit=limit,
-                with_payload=True,
-            ).points
-        if not found:
-            return []
-        ids = [p.id for p in found]
-        per_mode: dict[str, np.ndarray] = {}
-        if "colbert" in plan.score_modes and colbert is not None:
-            per_mode["colbert"] = np.array([p.score for p in found], dtype=np.float64) / max(
-                colbert.shape[0], 1
-            )
-        requests = []
-        wanted = [
-            m
-            for m in ("dense", "sparse")
-            if m in plan.score_modes or (m == "dense" and plan.mode == "colbert")
-        ]
-        for mode in wanted:
-            vector = dense if mode == "dense" else sparse
-            if vector is None:
-                continue
-            requests.append(
-                (
-                    mode,
-                    models.QueryRequest(
-                        query=vector,
-                        using=mode,
-                        filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
-                        limit=len(ids),
-                    ),
-                )
-            )
-        if requests:
-            responses = self.client.query_batch_points(self.collection, [r for _, r in requests])
-            for (mode, _), response in zip(requests, responses, strict=True):
-                by_id = {p.id: p.score for p in response.points}
-                per_mode[mode] = np.array([by_id.get(i, 0.0) for i in ids], dtype=np.float64)
-        scored = {m: per_mode[m] for m in plan.score_modes}
-        fused = fuse(scored, plan.fusion, plan.weights)
-        order = top_k(fused, len(found))
-        return self._hits(
-            [found[i] for i in order.tolist()],
-            fused[order],
-            {m: v[order] for m, v in per_mode.items()},
-            plan.top_k,
-            grouped,
-        )
-
-    def _hits(
-        self, points: Sequence[Any], fused: np.ndarray, per_mode: dict[str, np.ndarray], k: int, grouped: bool
-    ) -> list[Hit]:
-        hits: list[Hit] = []
-        seen: set[str] = set()
-        for j, point in enumerate(points):
-            payload = point.payload or {}
-            doc_id = payload.get("doc_id", "")
-            if grouped:
-                if doc_id in seen:
-                    continue
-                seen.add(doc_id)
-            hits.append(
-                Hit(
-                    id=payload.get("chunk_id", str(point.id)),
-                    doc_id=doc_id,
-                    score=float(fused[j]),
-                    scores={m: float(v[j]) for m, v in per_mode.items()},
-                    text=payload.get("text", ""),
-                    title=payload.get("title"),
-                    metadata=payload.get("metadata") or {},
-                )
-            )
-            if len(hits) == k:
-                break
-        return hits
 
     # ------------------------------------------------------------------ reading
     def get(self, doc_id: str) -> list[Chunk]:
@@ -437,3 +326,106 @@ class QdrantIndex(Index):
 
     def close(self) -> None:
         self.client.close()
+
+
+class CollectionQuery(QueryScorer):
+    """One query against the collection. Keys are positions in `points`, the points the query's requests
+    returned (with their payloads)."""
+
+    def __init__(self, index: QdrantIndex, encoded: EncodeResult, q: int) -> None:
+        from qdrant_client import models
+
+        self.client, self.collection = index.client, index.collection
+        self.points: list[Any] = []
+        self.dense = encoded.dense[q].astype(np.float32).tolist() if encoded.dense is not None else None
+        self.sparse = None
+        if encoded.sparse is not None:
+            sv: SparseVector = encoded.sparse[q]
+            self.sparse = models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
+        self.colbert = (
+            np.asarray(encoded.colbert[q], dtype=np.float32) if encoded.colbert is not None else None
+        )
+
+    def _keep(self, points: list[Any]) -> np.ndarray:
+        self.points = points
+        return np.arange(len(points), dtype=np.int64)
+
+    def top(self, mode: str, k: int) -> Ranked:
+        query = self.dense if mode == "dense" else self.sparse
+        result = self.client.query_points(
+            self.collection, query=query, using=mode, limit=k, with_payload=True
+        ).points
+        if mode == "sparse":
+            result = [p for p in result if p.score > 0]
+        return self._keep(result), np.array([p.score for p in result], dtype=np.float64)
+
+    def candidates(self, plan: SearchPlan, depth: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One request: the dense and sparse top `depth` (prefetched) re-ranked by the ColBERT multivector
+        (Qdrant's MaxSim sums over query tokens; trivec's averages, hence the division), or merged by RRF
+        when ColBERT is not scored."""
+        from qdrant_client import models
+
+        prefetch = [models.Prefetch(query=self.dense, using="dense", limit=depth)]
+        if "sparse" in plan.first_stage and self.sparse is not None:
+            prefetch.append(models.Prefetch(query=self.sparse, using="sparse", limit=depth))
+        by_colbert = "colbert" in plan.score_modes and self.colbert is not None
+        found = self.client.query_points(
+            self.collection,
+            prefetch=prefetch,
+            query=self.colbert.tolist()
+            if by_colbert and self.colbert is not None
+            else models.FusionQuery(fusion=models.Fusion.RRF),
+            using="colbert" if by_colbert else None,
+            limit=depth * len(prefetch),
+            with_payload=True,
+        ).points
+        known: dict[str, np.ndarray] = {}
+        if by_colbert and self.colbert is not None:
+            scores = np.array([p.score for p in found], dtype=np.float64)
+            known["colbert"] = scores / max(self.colbert.shape[0], 1)
+        return self._keep(found), known
+
+    def scores(self, modes: Iterable[str], keys: np.ndarray) -> dict[str, np.ndarray]:
+        """Dense and sparse scores of the candidates, one batch of requests filtered to their ids."""
+        from qdrant_client import models
+
+        ids = [self.points[i].id for i in keys.tolist()]
+        requests = []
+        for mode in modes:
+            vector = self.dense if mode == "dense" else self.sparse if mode == "sparse" else None
+            if vector is None:
+                continue
+            requests.append(
+                (
+                    mode,
+                    models.QueryRequest(
+                        query=vector,
+                        using=mode,
+                        filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
+                        limit=len(ids),
+                    ),
+                )
+            )
+        out: dict[str, np.ndarray] = {}
+        if requests:
+            responses = self.client.query_batch_points(self.collection, [r for _, r in requests])
+            for (mode, _), response in zip(requests, responses, strict=True):
+                by_id = {p.id: p.score for p in response.points}
+                out[mode] = np.array([by_id.get(i, 0.0) for i in ids], dtype=np.float64)
+        return out
+
+    def doc_id(self, where: Any) -> str:
+        return str((self.points[where].payload or {}).get("doc_id", ""))
+
+    def hit(self, where: Any, score: float, scores: dict[str, float], doc_id: str | None) -> Hit:
+        point = self.points[where]
+        payload = point.payload or {}
+        return Hit(
+            id=payload.get("chunk_id", str(point.id)),
+            doc_id=payload.get("doc_id", "") if doc_id is None else doc_id,
+            score=score,
+            scores=scores,
+            text=payload.get("text", ""),
+            title=payload.get("title"),
+            metadata=payload.get("metadata") or {},
+        )

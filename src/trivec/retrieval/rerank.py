@@ -17,7 +17,7 @@ from trivec.errors import InputError
 
 if TYPE_CHECKING:
     from trivec.inference.reranker import Reranker
-    from trivec.retrieval import Hit
+    from trivec.retrieval.searcher import Hit
 
 DEFAULT_RERANK_DEPTH = 100  # the usual recipe: re-rank the first stage's top 100
 

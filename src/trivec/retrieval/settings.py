@@ -1,0 +1,122 @@
+"""How an index stores its data (`IndexSettings`): fixed when it is created, recorded with it, checked once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from trivec.errors import InputError
+from trivec.models.prompts import ROLES, check_prompts
+
+if TYPE_CHECKING:
+    from trivec.inference.encoder import Embedder
+
+
+@dataclass
+class IndexSettings:
+    """How an index stores its data; fixed when it is created (recorded with it).
+
+    prompts: `{"query": ..., "document": ...}`, the texts put before queries and documents ("" for none).
+    Given roles are used as they are; `Index.create` fills the others from the model's prompts. None in an
+    index built before prompts were recorded: the model's prompts apply.
+    """
+
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0
+    max_length: int | None = None
+    sparse: bool = True
+    colbert: bool = True
+    colbert_dtype: str = "float16"
+    colbert_dim: int | None = None
+    dense_index: str = "auto"
+    ann_threshold: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 320
+    hnsw_storage: str = "float16"
+    ivf_nprobe: int = 32
+    max_segments: int = 8
+    prompts: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def validate(self) -> IndexSettings:
+        """Raise `InputError` naming the first setting out of range (as the option `trivec index build`
+        takes for it, on the command line); returns the settings."""
+        choices = {
+            "dense_index": ("auto", "flat", "hnsw", "ivf"),
+            "hnsw_storage": ("float16", "float32"),
+            "colbert_dtype": ("float16", "float32", "int8"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                _setting_error(
+                    name, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}", getattr(self, name)
+                )
+        positive = ("ann_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")
+        for name in (*positive, "max_segments"):
+            _check_int(name, getattr(self, name), 1)
+        for name, minimum in (("chunk_tokens", 1), ("colbert_dim", 1), ("max_length", 2)):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum)
+        _check_int("chunk_overlap", self.chunk_overlap, 0)
+        if self.chunk_tokens is None and self.chunk_overlap:
+            raise InputError(
+                "chunk_overlap applies to chunking: give chunk_tokens too",
+                cli="--chunk-overlap applies to chunking: give --chunk-tokens too",
+            )
+        if self.chunk_tokens is not None and self.chunk_overlap >= self.chunk_tokens:
+            raise InputError(
+                f"chunk_overlap must be less than chunk_tokens ({self.chunk_tokens}), got {self.chunk_overlap}",
+                cli=f"--chunk-overlap must be less than --chunk-tokens ({self.chunk_tokens}), got "
+                f"{self.chunk_overlap}",
+            )
+        for name in ("sparse", "colbert"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.prompts is not None:
+            check_prompts(self.prompts, "index prompts")
+            unknown = set(self.prompts) - set(ROLES)
+            if unknown:
+                raise InputError(
+                    f"index prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
+                )
+        return self
+
+
+def _setting_error(name: str, problem: str, value: Any) -> None:
+    raise InputError(
+        f"{name} {problem}, got {value!r}", cli=f"--{name.replace('_', '-')} {problem}, got {value}"
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        _setting_error(
+            name, "must be a positive integer" if minimum == 1 else f"must be an integer ≥ {minimum}", value
+        )
+
+
+def check_for_model(settings: IndexSettings, embedder: Embedder) -> None:
+    """Settings that depend on the model: truncation within its limit, a ColBERT reduction below its width."""
+    limit = embedder.position_limit
+    if settings.max_length is not None and settings.max_length > limit:
+        raise InputError(
+            f"max_length {settings.max_length} exceeds the model's limit of {limit} tokens",
+            cli=f"--max-length {settings.max_length} exceeds the model's limit of {limit} tokens",
+        )
+    colbert = embedder.model.colbert_head
+    full = int(colbert.out_features) if colbert is not None else None
+    if settings.colbert_dim is not None and full is not None and settings.colbert_dim >= full:
+        raise InputError(
+            f"colbert_dim must be between 1 and {full - 1} (the model's ColBERT vectors have {full}), "
+            f"got {settings.colbert_dim}",
+            cli=f"--colbert-dim must be between 1 and {full - 1} (the model's ColBERT vectors have {full}), "
+            f"got {settings.colbert_dim}",
+        )

@@ -1,0 +1,494 @@
+"""The embedded index's storage engine: segments, tombstones and the manifest that commits them.
+
+index/
+      MANIFEST.json        the commit point (see manifest.py); names every live file
+      LOCK                 flock held by the single writer while it has uncommitted changes
+      segments/<name>/     immutable segment files (see segment.py)
+      tombstones/<name>.<generation>.del   int64 rows deleted from a segment, as of that commit
+      colbert.projection.<id>.f32          reduced-dimension map, when ColBERT dimensions are reduced
+
+Writers stage new segments and tombstones, then commit by replacing the manifest; files no manifest names
+are removed by the next writer. Readers map the files the manifest names and see one commit at a time
+(a search re-reads the manifest when it changed); open mappings survive the removal of superseded files.
+
+`SegmentStore` writes (one writer at a time, under the lock; `transaction()` groups changes into one
+commit), merges segments, removes unreferenced files, and keeps a `Snapshot` of the last commit that
+searches read. It knows nothing of models or queries: the embedded index encodes, `segment_search.py` scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trivec.errors import InputError
+from trivec.inference.encoder import EncodeResult
+from trivec.progress import Step
+from trivec.retrieval.colbert import ColbertCodec, fit_projection
+from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.identity import ModelIdentity
+from trivec.retrieval.integrity import digest
+from trivec.retrieval.layout import (
+    SEGMENTS,
+    TOMBSTONES,
+    check_target,
+    check_tombstones,
+    read_array,
+    remove_unreferenced,
+    retrying,
+    write_synced,
+)
+from trivec.retrieval.manifest import MANIFEST, WriterLock, read_manifest, write_manifest
+from trivec.retrieval.prefault import Prefaulter
+from trivec.retrieval.segment import Segment, SegmentWriter, fsync_dir
+from trivec.retrieval.settings import IndexSettings
+from trivec.retrieval.snapshot import Snapshot
+
+logger = logging.getLogger("trivec.retrieval")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SegmentStore:
+    """The segments of one index directory, the rows deleted from them, and the writer's pending changes."""
+
+    def __init__(self, directory: Path, body: dict[str, Any], lock_timeout: float = 10.0) -> None:
+        self.directory = directory
+        self._lock = WriterLock(directory, lock_timeout)
+        self._txn = 0
+        self._dirty = False
+        self._uncommitted: set[str] = set()  # files/dirs written since the last commit
+        self._changed_tombstones: set[str] = set()
+        self._prefaulter = Prefaulter()
+        self.on_rebuild: Callable[[list[Segment]], None] | None = None  # told the segments on each change
+        self._load(body)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(
+        cls, directory: Path, identity: ModelIdentity, settings: IndexSettings, overwrite: bool
+    ) -> SegmentStore:
+        """A new empty store in `directory` (which must be absent, empty, or — with `overwrite` — an index)."""
+        check_target(directory, overwrite)
+        if (
+            settings.colbert_dim is not None
+            and identity.colbert_dim is not None
+            and not 1 <= settings.colbert_dim < identity.colbert_dim
+        ):
+            raise InputError(
+                f"colbert_dim must be between 1 and {identity.colbert_dim - 1}, got {settings.colbert_dim}"
+            )
+        if directory.exists() and any(directory.iterdir()):
+            shutil.rmtree(directory)  # an index, and overwrite (check_target)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SEGMENTS).mkdir(exist_ok=True)
+        (directory / TOMBSTONES).mkdir(exist_ok=True)
+        body = {
+            "generation": 0,
+            "created": _now(),
+            "updated": _now(),
+            "model": identity.to_dict(),
+            "settings": settings.to_dict(),
+            "projection": None,
+            "segments": [],
+            "documents": 0,
+            "chunks": 0,
+            "chunked": False,
+        }
+        write_manifest(directory, body)
+        return cls(directory, body)
+
+    @classmethod
+    def open(cls, directory: Path, lock_timeout: float = 10.0) -> SegmentStore:
+        """The store of an existing index directory, at its last commit."""
+        return retrying(lambda: cls(directory, read_manifest(directory), lock_timeout), directory)
+
+    @property
+    def stores_sparse(self) -> bool:
+        return self.identity.has_sparse and self.settings.sparse
+
+    @property
+    def stores_colbert(self) -> bool:
+        return self.identity.has_colbert and self.settings.colbert
+
+    @property
+    def documents(self) -> int:
+        return int(self._body["documents"])
+
+    @property
+    def chunks(self) -> int:
+        return int(self._body["chunks"])
+
+    @property
+    def chunked(self) -> bool:
+        """Whether any document was split into chunks (searches then group hits by document)."""
+        return bool(self._body.get("chunked"))
+
+    @property
+    def generation(self) -> int:
+        return int(self._body["generation"])
+
+    @property
+    def updated(self) -> str:
+        return str(self._body["updated"])
+
+    def deleted_rows(self, segment: Segment) -> int:
+        return int(self._deleted.get(segment.name, np.zeros(0)).size)
+
+    def _load(self, body: dict[str, Any]) -> None:
+        """Map the files `body` names; the index changes only when every file is there (all or nothing)."""
+        settings = IndexSettings.from_dict(body["settings"])
+        projection = None
+        if body.get("projection"):
+            spec = body["projection"]
+            projection = read_array(
+                self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3")
+            ).reshape(spec["shape"])
+        mapped = {seg.name: seg for seg in getattr(self, "segments", [])}  # segments never change: reuse maps
+        segments = [
+            mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
+            for r in body["segments"]
+        ]
+        deleted: dict[str, np.ndarray] = {}
+        for record in body["segments"]:
+            spec = record.get("deleted")
+            if spec:
+                rows = read_array(self.directory / spec["file"], np.int64, spec["size"], spec.get("xxh3"))
+                check_tombstones(self.directory / spec["file"], rows, int(record["rows"]))
+                deleted[record["name"]] = rows
+        self._body = copy.deepcopy(body)
+        self.identity = ModelIdentity.from_dict(body["model"])
+        self.settings = settings
+        self.codec = ColbertCodec(settings.colbert_dtype, projection)
+        self.segments = segments
+        self._deleted = deleted
+        self._rebuild_views()
+        # not the file's stamp now: a commit may have landed since `body` was read; the next refresh checks
+        self._stamp: bytes | None = None
+
+    def wait_checked(self, timeout: float | None = None) -> bool:
+        """Wait for the background check of the open segments (`prefault.py`); whether every one of them was
+        checked whole (an index too large to prefault is checked as searches read it)."""
+        self._prefaulter.wait(timeout)
+        return all(seg.checked for seg in self.snapshot.segments)
+
+    def _rebuild_views(self) -> None:
+        self._prefaulter.start(self.segments)
+        # one assignment: searches see the old snapshot or the new one
+        self.snapshot = Snapshot.build(self.segments, self._deleted)
+        if self.on_rebuild is not None:
+            self.on_rebuild(self.segments)
+
+    def _manifest_stamp(self) -> bytes:
+        """The manifest's bytes (a few KB; reading them costs ≈ 10 µs). Not `stat`: two commits within the
+        file system's timestamp tick can leave the same size, mtime and even inode (reused by the rename),
+        and a reader would then never see the second commit."""
+        try:
+            return (self.directory / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def refresh(self) -> bool:
+        """Load the latest commit if another process made one (not while this one has pending changes)."""
+        if self._lock.held or self._dirty:
+            return False
+        stamp = self._manifest_stamp()
+        if stamp == self._stamp:
+            return False
+
+        def load() -> bool:
+            body = read_manifest(self.directory)
+            if body["generation"] == self._body["generation"]:
+                self._stamp = stamp
+                return False
+            self._load(body)
+            return True
+
+        return retrying(load, self.directory)
+
+    # ------------------------------------------------------------------ writing: lock, commit, rollback
+    def _begin_write(self) -> None:
+        if self._lock.held:
+            return
+        self._lock.acquire()
+        try:
+            body = read_manifest(self.directory)
+            if body["generation"] != self._body["generation"]:
+                self._load(body)
+            self._collect_garbage()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SegmentStore]:
+        """Group changes into one commit; an exception rolls all of them back."""
+        self._begin_write()
+        self._txn += 1
+        try:
+            yield self
+        except BaseException:
+            self._txn -= 1
+            if self._txn == 0:
+                self.rollback()
+            raise
+        self._txn -= 1
+        if self._txn == 0:
+            self._commit()
+
+    def save(self) -> None:
+        if self._txn:
+            raise InputError("save() inside a transaction: the transaction commits when its block ends")
+        self._commit()
+
+    def _commit(self) -> None:
+        if not self._dirty:
+            self._lock.release()
+            return
+        body = self._body
+        generation = int(body["generation"]) + 1
+        tomb_dir = self.directory / TOMBSTONES
+        tomb_dir.mkdir(exist_ok=True)
+        for record in body["segments"]:
+            name = record["name"]
+            if name not in self._changed_tombstones:
+                continue
+            rows = self._deleted.get(name)
+            if rows is None or rows.size == 0:
+                record["deleted"] = None
+                continue
+            file = f"{TOMBSTONES}/{name}.{generation}.del"
+            path = self.directory / file
+            raw = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
+            write_synced(path, raw)
+            record["deleted"] = {"file": file, "count": int(rows.size), "size": len(raw), "xxh3": digest(raw)}
+        fsync_dir(tomb_dir)
+        fsync_dir(self.directory / SEGMENTS)
+        body["generation"] = generation
+        body["updated"] = _now()
+        write_manifest(self.directory, body)
+        self._dirty = False
+        self._uncommitted.clear()
+        self._changed_tombstones.clear()
+        self._stamp = self._manifest_stamp()
+        try:
+            self._collect_garbage()
+        finally:
+            self._lock.release()
+
+    def rollback(self) -> None:
+        """Drop every uncommitted change and go back to the last commit."""
+        for name in list(self._uncommitted):
+            path = self.directory / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        self._uncommitted.clear()
+        self._changed_tombstones.clear()
+        self._dirty = False
+        try:
+            self._load(read_manifest(self.directory))
+        finally:
+            self._lock.release()
+
+    def _collect_garbage(self) -> None:
+        """Remove files of crashed writers and of superseded commits (only under the writer lock)."""
+        remove_unreferenced(self.directory, self._body, self._uncommitted)
+
+    # ------------------------------------------------------------------ writing: segments, deletions, merges
+    def _ann_for(self, rows: int) -> dict[str, Any] | None:
+        s = self.settings
+        kind = s.dense_index
+        if kind == "auto":
+            kind = "hnsw" if rows >= s.ann_threshold else "flat"
+        if kind == "flat":
+            return None
+        if kind == "hnsw":
+            return {
+                "kind": "hnsw",
+                "m": s.hnsw_m,
+                "ef_construction": s.hnsw_ef_construction,
+                "storage": s.hnsw_storage,
+            }
+        return {"kind": "ivf"}
+
+    def _new_writer(self, colbert_full_dim: int | None) -> SegmentWriter:
+        name = f"{int(self._body['generation']) + 1:08d}-{uuid.uuid4().hex[:8]}"
+        self._uncommitted.add(f"{SEGMENTS}/{name}")
+        colbert = self.stores_colbert
+        return SegmentWriter(
+            self.directory / SEGMENTS / name,
+            self.identity.dense_dim,
+            self.stores_sparse,
+            self.codec if colbert else None,
+            self.codec.stored_dim(colbert_full_dim or 0) if colbert else None,
+        )
+
+    def _ensure_projection(self, colbert: Sequence[np.ndarray] | None) -> None:
+        dim = self.settings.colbert_dim
+        if dim is None or self.codec.projection is not None or not self.stores_colbert:
+            return
+        projection = fit_projection(list(colbert or []), dim)
+        file = f"colbert.projection.{uuid.uuid4().hex[:8]}.f32"
+        path = self.directory / file
+        write_synced(path, projection.tobytes())
+        self._uncommitted.add(file)
+        self._body["projection"] = {
+            "file": file,
+            "shape": list(projection.shape),
+            "size": path.stat().st_size,
+            "xxh3": digest(projection.tobytes()),
+        }
+        self.codec = ColbertCodec(self.settings.colbert_dtype, projection)
+
+    def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
+        record["deleted"] = None
+        self._body["segments"].append(record)
+        self.segments = [*self.segments, Segment(self.directory / SEGMENTS / record["name"], record)]
+        self._body["chunks"] += chunks
+        self._body["documents"] += documents
+        self._body["chunked"] = bool(self._body.get("chunked")) or chunked
+        self._rebuild_views()
+        self._dirty = True
+
+    def write_segment(
+        self,
+        batches: Iterable[tuple[list[Chunk], EncodeResult]],
+        check: Callable[[Sequence[Chunk]], None] | None = None,
+    ) -> int:
+        """Write one segment of encoded `batches` (`check`: run on each batch first); returns the rows
+        written. Call inside `transaction()`."""
+        writer: SegmentWriter | None = None
+        rows, chunked = 0, False
+        doc_ids: set[str] = set()
+        try:
+            for batch, encoded in batches:
+                if check is not None:
+                    check(batch)
+                if writer is None:
+                    self._ensure_projection(encoded.colbert)
+                    full = encoded.colbert[0].shape[1] if encoded.colbert else self.identity.colbert_dim
+                    writer = self._new_writer(full)
+                writer.append(batch, encoded.dense, encoded.sparse, encoded.colbert)
+                rows += len(batch)
+                doc_ids.update(c.doc_id for c in batch)
+                chunked = chunked or any(c.id != c.doc_id for c in batch)
+            if writer is None:
+                return 0
+            record = writer.finish(self._ann_for(writer.rows))
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        self._attach(record, rows, len(doc_ids), chunked)
+        return rows
+
+    def mark_deleted(self, doc_ids: Sequence[str]) -> int:
+        """Delete every live row of `doc_ids` (ids the snapshot has); returns the rows deleted."""
+        if not doc_ids:
+            return 0
+        present = self.snapshot.locate()
+        per_segment: dict[int, list[int]] = {}
+        for doc_id in doc_ids:
+            for seg_index, row in present[doc_id]:
+                per_segment.setdefault(seg_index, []).append(row)
+        removed = 0
+        for seg_index, rows in per_segment.items():
+            name = self.segments[seg_index].name
+            old = self._deleted.get(name, np.zeros(0, dtype=np.int64))
+            self._deleted[name] = np.union1d(old, np.asarray(rows, dtype=np.int64))
+            self._changed_tombstones.add(name)
+            removed += len(rows)
+        self._body["chunks"] -= removed
+        self._body["documents"] -= len(doc_ids)
+        self._drop_empty_segments()
+        self._rebuild_views()
+        self._dirty = True
+        return removed
+
+    def _drop_empty_segments(self) -> None:
+        keep = [
+            i
+            for i, seg in enumerate(self.segments)
+            if self._deleted.get(seg.name, np.zeros(0)).size < seg.rows
+        ]
+        if len(keep) == len(self.segments):
+            return
+        self.segments = [self.segments[i] for i in keep]
+        self._body["segments"] = [self._body["segments"][i] for i in keep]
+
+    def maybe_merge(self) -> None:
+        """Merge the smallest segments while there are more than `max_segments`."""
+        limit = self.settings.max_segments
+        if len(self.segments) <= limit:
+            return
+        live = [seg.rows - self._deleted.get(seg.name, np.zeros(0)).size for seg in self.segments]
+        order = np.argsort(live, kind="stable")
+        self._merge(sorted(order[: len(self.segments) - limit + 1].tolist()))
+
+    def compact(self) -> None:
+        """Merge every segment into one and drop deleted rows (rebuilding the ANN graph if one is due)."""
+        with self.transaction():
+            if len(self.segments) > 1 or self._deleted:
+                self._merge(list(range(len(self.segments))))
+
+    def _merge(self, chosen: list[int]) -> None:
+        if not chosen:
+            return
+        rows = sum(self.segments[i].rows for i in chosen)
+        with Step(f"merging {len(chosen)} segment(s) of {rows:,} rows"):
+            self._merge_segments(chosen)
+
+    def _merge_segments(self, chosen: list[int]) -> None:
+        full_dim = self.identity.colbert_dim
+        writer = self._new_writer(full_dim)
+        try:
+            for i in chosen:
+                seg, live = self.segments[i], self.snapshot.live[i]
+                seg.check_all()  # a damaged segment is never merged into a new one with fresh checksums
+                rows = np.flatnonzero(live) if live is not None else np.arange(seg.rows)
+                sparse_all = seg.sparse_vectors(rows) if seg.has_sparse else None
+                for start in range(0, rows.shape[0], 4096):
+                    part = rows[start : start + 4096]
+                    chunks = [seg.chunk(int(r)) for r in part]
+                    dense = np.asarray(seg.dense[part]) if seg.dense is not None else None
+                    sparse = sparse_all[start : start + 4096] if sparse_all is not None else None
+                    codes = [seg.colbert_codes(int(r)) for r in part] if seg.has_colbert else None
+                    writer.append(chunks, dense, sparse, None, colbert_codes=codes)
+            record = writer.finish(self._ann_for(writer.rows))
+        except BaseException:
+            writer.abort()
+            raise
+        record["deleted"] = None
+        names = {self.segments[i].name for i in chosen}
+        position = min(chosen)
+        kept_records = [r for r in self._body["segments"] if r["name"] not in names]
+        kept_records.insert(position, record)
+        self._body["segments"] = kept_records
+        for name in names:
+            self._deleted.pop(name, None)
+            self._changed_tombstones.discard(name)
+        self.segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in kept_records]
+        self._rebuild_views()
+        self._dirty = True
+
+    def close(self) -> None:
+        """Commit pending changes (if any) and release the writer lock."""
+        if self._txn:
+            return
+        if self._dirty:
+            self._commit()
+        self._lock.release()
