@@ -110,7 +110,8 @@ def search(
     return np.take_along_axis(sims, top, axis=1), top
 
 
-RETRIEVERS = ("dense", "bm25")
+RETRIEVERS = ("dense", "bm25", "hybrid")
+HYBRID_DENSE_WEIGHT = 0.5  # hybrid = w · dense + (1 − w) · BM25 / best BM25 of the query
 
 
 class _DenseRanking:
@@ -184,6 +185,41 @@ class _Bm25Ranking:
         return out
 
 
+class _HybridRanking:
+    """Dense and BM25 fused per query: `w · dense + (1 − w) · BM25 / the query's best BM25` — both on a 0–1
+    scale for a normalising model (cosine) — so the margin reads as for either alone; the window is the fused
+    top `depth`."""
+
+    def __init__(self, dense: _DenseRanking, bm25: _Bm25Ranking, depth: int, weight: float) -> None:
+        self.dense, self.bm25, self.depth, self.weight = dense, bm25, depth, weight
+        self._row: int = -1
+        self._scores: np.ndarray = np.zeros(0, dtype=np.float32)
+
+    def _all(self, row: int) -> np.ndarray:
+        if row != self._row:
+            dense = self.dense.corpus @ self.dense.queries[row]
+            self._row = row
+            self._scores = self.weight * dense + (1.0 - self.weight) * self.bm25._all(row)
+        return self._scores
+
+    def ranked(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        values = self._all(row)
+        top = np.argsort(-values, kind="stable")[: self.depth]
+        return values[top], top
+
+    def scores(self, row: int, ids: np.ndarray) -> np.ndarray:
+        return self._all(row)[ids]
+
+    def positive_scores(self, rows: list[Any]) -> list[np.ndarray]:
+        dense = self.dense.positive_scores(rows)
+        lexical = self.bm25.positive_scores(rows)
+        # a positive outside the candidate corpus has no BM25 score: no margin for that row
+        return [
+            self.weight * d + (1.0 - self.weight) * b if b.size == d.size else np.array([])
+            for d, b in zip(dense, lexical, strict=True)
+        ]
+
+
 def rows_language(rows: list[dict[str, Any]], path: Path) -> str:
     """The one `lang` of the rows (BM25 tokenises for it); `en` when no row says."""
     languages = {str(obj["lang"]) for obj in rows if obj.get("lang")}
@@ -212,7 +248,8 @@ def mine_hard_negatives(
     """Mine negatives for every row of `data`, writing `output` atomically.
 
     retriever: `dense` searches with the `Embedder` `model`; `bm25` needs no model (pass None) and
-    tokenises for `language` (default: the rows' `lang` field, else English).
+    tokenises for `language` (default: the rows' `lang` field, else English); `hybrid` fuses both
+    (`_HybridRanking`: half dense cosine, half BM25 scaled by the query's best), the usual first stage.
     """
     start, end = rank_range
     if negatives < 1:
@@ -232,13 +269,24 @@ def mine_hard_negatives(
                 seen.setdefault(text, None)
         texts = list(seen)
     queries = [ex.query for _, _, ex in rows]
-    ranking: _DenseRanking | _Bm25Ranking
+    ranking: _DenseRanking | _Bm25Ranking | _HybridRanking
     if retriever == "dense":
         limit = min(max_length or model.max_length, model.position_limit)
         ranking = _DenseRanking(model, texts, queries, limit, end)
-    else:
+    elif retriever == "bm25":
         lang = language or rows_language([obj for _, obj, _ in rows], data)
         ranking = _Bm25Ranking(texts, queries, lang, end)
+    else:
+        if model is None:
+            raise InputError("hybrid mining needs a dense model", cli="--retriever hybrid needs --model")
+        limit = min(max_length or model.max_length, model.position_limit)
+        lang = language or rows_language([obj for _, obj, _ in rows], data)
+        ranking = _HybridRanking(
+            _DenseRanking(model, texts, queries, limit, 1),  # its own top-k is not used
+            _Bm25Ranking(texts, queries, lang, end),
+            end,
+            HYBRID_DENSE_WEIGHT,
+        )
     own_scores = ranking.positive_scores([ex for _, _, ex in rows]) if margin is not None else None
     stats = MiningStats(rows=len(rows), corpus=len(texts))
     with atomic_writer(output) as handle:
