@@ -6,7 +6,7 @@ from trivec._lazy import lazy_exports
 from trivec.errors import CheckpointError, InputError, TrivecError, UnsupportedOutputError
 
 if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
-    from trivec.inference import Embedder, EncodeResult, SparseVector
+    from trivec.inference import Embedder, EncodeResult, Reranker, SparseVector
     from trivec.models import M3Model
 
 __getattr__, __dir__ = lazy_exports(
@@ -14,6 +14,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "Embedder": "trivec.inference.encoder",
         "EncodeResult": "trivec.inference.encoder",
+        "Reranker": "trivec.inference.reranker",
         "SparseVector": "trivec.inference.sparse",
         "M3Model": "trivec.models.m3",
     },
@@ -27,6 +28,7 @@ __all__ = [
     "EncodeResult",
     "InputError",
     "M3Model",
+    "Reranker",
     "SparseVector",
     "TrivecError",
     "UnsupportedOutputError",

@@ -6,6 +6,7 @@ from trivec._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
     from trivec.inference.encoder import Embedder, EncodeResult
+    from trivec.inference.reranker import Reranker
     from trivec.inference.scoring import (
         DEFAULT_WEIGHTS,
         dense_scores,
@@ -24,6 +25,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "Embedder": "trivec.inference.encoder",
         "EncodeResult": "trivec.inference.encoder",
+        "Reranker": "trivec.inference.reranker",
         "DEFAULT_WEIGHTS": "trivec.inference.scoring",
         "dense_scores": "trivec.inference.scoring",
         "hybrid_scores": "trivec.inference.scoring",
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "Embedder",
     "EncodeResult",
+    "Reranker",
     "SparseVector",
     "dense_scores",
     "hybrid_scores",
