@@ -593,3 +593,11 @@ def test_multilingual_e5_small_onnx_matches_torch(tmp_path: Path) -> None:
     assert_same_outputs(
         torch_embedder.encode(texts, prompt_name="query"), onnx_embedder.encode(texts, prompt_name="query")
     )
+
+
+def test_dtype_auto_runs_the_graph_as_exported(tiny_export: Path) -> None:
+    """`dtype="auto"` (what a command may pass by default) is float32 on the ONNX backend, not an error."""
+    texts = texts_of_tiny()[:3]
+    auto = Embedder.from_pretrained(tiny_export, backend="onnx", dtype="auto")
+    plain = Embedder.from_pretrained(tiny_export, backend="onnx")
+    assert np.array_equal(auto.encode(texts).dense, plain.encode(texts).dense)

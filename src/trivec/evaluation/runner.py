@@ -153,7 +153,8 @@ def evaluate(
         The texts of the other task types get the model's default prompt, if it has one.
     task_prompts: `{task or folder name: {"query": ..., "document": ...}}`, over `prompts` for that task.
     dtype: encoder precision when the model is loaded here (`float32` default, `bfloat16`: ≈ 5× faster on
-        AMX CPUs; the precision is recorded with every result).
+        AMX CPUs, `auto`: bfloat16 where it is native, `trivec.inference.precision`; the precision used is
+        recorded with every result).
     resume: keep the results already in `output_dir` for tasks of the same model and settings.
     """
     selected = resolve_tasks(tasks, data_dir, languages)

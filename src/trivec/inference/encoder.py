@@ -20,6 +20,7 @@ from trivec.inference.batching import default_batch_tokens, plan_batches
 from trivec.inference.forward import Backend, BatchForward, check_backend
 from trivec.inference.hidden import layer_states
 from trivec.inference.packed import PackedEncoder
+from trivec.inference.precision import check_dtype, resolve_dtype
 from trivec.inference.scoring import (
     dense_scores,
     hybrid_scores,
@@ -141,9 +142,14 @@ class Embedder:
     ) -> Embedder:
         """Load a model (directory, `default`, or hub id) ready to encode; fp32 unless `dtype` says otherwise.
 
+        `dtype`: float32 (None: exact, the FlagEmbedding parity), bfloat16, float16, or `"auto"`: bfloat16 where
+        the device runs it natively (CPUs with AMX / AVX512-BF16, CUDA GPUs from Ampere on), else float32
+        (`trivec.inference.precision`). The ONNX backend runs its graph as exported: `auto` is float32 there.
+
         `prompts` / `default_prompt_name` override the model's (see the class doc).
         `backend="onnx"`: run the graph `trivec export onnx` wrote (`DIR/onnx/model.onnx`; `onnx_file` names
         another in `onnx/`, e.g. `model_int8.onnx`) in onnxruntime; same outputs and API as torch."""
+        check_dtype(dtype)
         if check_backend(backend) == "onnx":
             from trivec.inference.onnx_backend import load_onnx_embedder
 
@@ -164,19 +170,13 @@ class Embedder:
             raise InputError(
                 "onnx_file applies to backend='onnx'", cli="--onnx-file applies to --backend onnx"
             )
-        if isinstance(dtype, str):
-            dtype = {
-                "float32": torch.float32,
-                "fp32": torch.float32,
-                "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16,
-                "float16": torch.float16,
-                "fp16": torch.float16,
-            }.get(dtype)
-            if dtype is None:
-                raise InputError("dtype must be one of float32, bfloat16, float16")
+        target = torch.device(device) if device is not None else default_device()
         model = M3Model.from_pretrained(
-            name_or_path, heads=heads, pooling=pooling, normalize=normalize, dtype=dtype
+            name_or_path,
+            heads=heads,
+            pooling=pooling,
+            normalize=normalize,
+            dtype=resolve_dtype(dtype, target),
         )
         return cls(
             model,

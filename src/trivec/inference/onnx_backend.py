@@ -267,8 +267,9 @@ def load_onnx_embedder(
 ) -> Any:
     """`Embedder.from_pretrained(..., backend="onnx")`: the model directory loads in torch on the CPU (its
     tokenizer, prompts, pooling, heads and weights describe the model and fingerprint an index), and each
-    batch runs through the ONNX graph. The graph is float32 (or int8 weights): `dtype` must be float32."""
-    if dtype not in (None, torch.float32, "float32", "fp32"):
+    batch runs through the ONNX graph. The graph is float32 (or int8 weights): `dtype` must be float32 or
+    `auto` (which is float32 here: the graph runs as exported)."""
+    if dtype not in (None, torch.float32, "float32", "fp32", "auto"):
         raise InputError(
             f"dtype {dtype} applies to the torch backend; the ONNX backend runs its graph as exported (float32, "
             f"or int8 weights with onnx_file={ONNX_INT8_FILE!r})",

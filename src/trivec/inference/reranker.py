@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, plan_batches
+from trivec.inference.precision import AUTO, check_dtype, resolve_dtype
 from trivec.models.cross_encoder import (
     load_cross_encoder,
     position_limit,
@@ -398,16 +399,8 @@ class Reranker(PairTokenizer):
 
 
 def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in names:
-        raise InputError(f"dtype must be one of float32, bfloat16, float16, got {dtype!r}")
-    return names[dtype]
+    """`dtype` for a cross-encoder: a name (`trivec.inference.precision`) or `auto`, which is float32 here —
+    bf16's effect on reranking quality has not been measured (the embedder's `auto` rests on measurements)."""
+    if check_dtype(dtype) == AUTO:
+        return torch.float32
+    return resolve_dtype(dtype, torch.device("cpu"))

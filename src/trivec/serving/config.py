@@ -83,7 +83,7 @@ OPTIONS = {  # `trivec serve`'s option for each setting
     "log_level": "--log-level",
     "backend": "--backend",
 }
-DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -133,7 +133,7 @@ class ServerConfig:
         if not self.graceful_timeout_s >= 0:
             _error("graceful_timeout_s", "must be ≥ 0 seconds", self.graceful_timeout_s)
         if self.dtype is not None and self.dtype not in DTYPES:
-            _error("dtype", "must be float32, bfloat16 or float16", self.dtype)
+            _error("dtype", "must be auto, float32, bfloat16 or float16", self.dtype)
         if self.backend not in ("torch", "onnx"):
             _error("backend", "must be torch or onnx", self.backend)
         if self.onnx_file is not None and self.backend != "onnx":

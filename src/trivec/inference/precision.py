@@ -1,0 +1,84 @@
+"""Encoder precision: the dtype names trivec takes, and `dtype="auto"` (bf16 where the hardware runs it fast).
+
+`auto` resolves per device:
+
+- CPU: bfloat16 when the CPU has AMX-BF16 tiles or AVX512-BF16 instructions (oneDNN then runs bf16 matmuls
+  natively: ≈ 3× trivec's fp32 on AMX in `benchmarks/encode.py`), float32 elsewhere (bf16 is emulated there
+  and slower than fp32);
+- CUDA: bfloat16 when the GPU supports it natively (compute capability ≥ 8.0), float32 otherwise;
+- any other device (MPS, ...): float32.
+
+bf16 keeps retrieval quality: on m3-small its nDCG@10 averaged over the retrieval sets of `../shared/data` is
+within 0.2 point of float32 in every mode (docs/onnx.md). float32 stays available, and is what a library call
+with no `dtype` gets: exact, as the FlagEmbedding parity tests require.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trivec.errors import InputError
+
+AUTO = "auto"
+NAMES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+CHOICES = "auto, float32, bfloat16 or float16"
+DtypeSpec = torch.dtype | str | None
+
+
+def check_dtype(dtype: DtypeSpec) -> DtypeSpec:
+    """`dtype` as given when trivec knows it (None, a torch dtype, `auto` or a name in `NAMES`); else a
+    one-line error. Checked where an option is defined, before anything loads."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == AUTO or dtype in NAMES:
+        return dtype
+    raise InputError(
+        f"dtype must be {CHOICES}, got {dtype!r}", cli=f"--dtype must be {CHOICES}, got {dtype!r}"
+    )
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bf16 matmuls natively (AMX-BF16 tiles or AVX512-BF16)."""
+    try:
+        capabilities = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):  # an older torch: ask the two probes it has
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """True when bf16 runs natively (and so faster than fp32) on `device`."""
+    if device.type == "cpu":
+        return cpu_has_fast_bf16()
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    return False
+
+
+def resolve_dtype(dtype: DtypeSpec, device: torch.device) -> torch.dtype | None:
+    """The torch dtype to load with on `device`: `auto` → bfloat16 where `fast_bf16`, else float32; a name →
+    its dtype; None stays None (the model's float32)."""
+    dtype = check_dtype(dtype)
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == AUTO:
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
+    return NAMES[dtype]
+
+
+def describe_auto(device: torch.device) -> str:
+    """What `auto` resolves to on `device`, and why (for logs and `--help`-style messages)."""
+    chosen = resolve_dtype(AUTO, device)
+    name = str(chosen).removeprefix("torch.")
+    if device.type == "cpu":
+        why = "AMX-BF16 / AVX512-BF16" if chosen == torch.bfloat16 else "no AMX-BF16 / AVX512-BF16"
+    elif device.type == "cuda":
+        why = "native bf16" if chosen == torch.bfloat16 else "no native bf16"
+    else:
+        why = f"{device.type}: bf16 not measured"
+    return f"{name} ({device.type}: {why})" if device.type in ("cpu", "cuda") else f"{name} ({why})"

@@ -1,0 +1,94 @@
+"""dtype="auto": bf16 where the device runs it natively, float32 elsewhere; float32 stays exact and the default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import SHARED, TINY_M3
+from trivec import Embedder
+from trivec.errors import InputError
+from trivec.inference import precision
+from trivec.inference.precision import check_dtype, describe_auto, resolve_dtype
+from trivec.inference.reranker import Reranker
+
+TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+
+
+@pytest.fixture
+def plain_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+
+
+def test_names_resolve_to_their_dtype() -> None:
+    for name, dtype in precision.NAMES.items():
+        assert resolve_dtype(name, CPU) == dtype
+    assert resolve_dtype(None, CPU) is None
+    assert resolve_dtype(torch.float16, CPU) == torch.float16
+
+
+def test_auto_follows_the_cpu(bf16_cpu: None) -> None:
+    assert resolve_dtype("auto", CPU) == torch.bfloat16
+    assert describe_auto(CPU) == "bfloat16 (cpu: AMX-BF16 / AVX512-BF16)"
+
+
+def test_auto_is_float32_without_native_bf16(plain_cpu: None) -> None:
+    assert resolve_dtype("auto", CPU) == torch.float32
+    assert describe_auto(CPU) == "float32 (cpu: no AMX-BF16 / AVX512-BF16)"
+
+
+def test_auto_on_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.float32
+    assert resolve_dtype("auto", torch.device("mps")) == torch.float32  # not measured there
+
+
+def test_cpu_probe_matches_torch() -> None:
+    capabilities = torch.cpu.get_capabilities()
+    expected = bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+    assert precision.cpu_has_fast_bf16() is expected
+
+
+def test_bad_dtype_is_one_line() -> None:
+    with pytest.raises(InputError, match=r"^dtype must be auto, float32, bfloat16 or float16, got 'int4'$"):
+        check_dtype("int4")
+    with pytest.raises(InputError, match="dtype must be auto"):
+        Embedder.from_pretrained(TINY_M3, dtype="int4")
+    with pytest.raises(InputError, match="dtype must be auto"):
+        Reranker.from_pretrained(TINY_RERANKER, dtype="double")
+
+
+def test_embedder_auto_loads_bf16_where_native(bf16_cpu: None) -> None:
+    embedder = Embedder.from_pretrained(TINY_M3, dtype="auto", device="cpu")
+    assert next(embedder.model.parameters()).dtype == torch.bfloat16
+    result = embedder.encode(["a short text", "another one"], dense=True, sparse=True, colbert=True)
+    assert result.dense is not None and result.dense.dtype == np.float32  # outputs stay float32
+
+
+def test_embedder_auto_is_exact_float32_elsewhere(plain_cpu: None) -> None:
+    texts = ["a short text", "another one, a little longer than the first"]
+    auto = Embedder.from_pretrained(TINY_M3, dtype="auto", device="cpu")
+    exact = Embedder.from_pretrained(TINY_M3, device="cpu")
+    assert next(auto.model.parameters()).dtype == torch.float32
+    assert np.array_equal(auto.encode(texts).dense, exact.encode(texts).dense)
+
+
+def test_the_api_default_stays_float32(bf16_cpu: None) -> None:
+    """No dtype: float32 even where bf16 is native (FlagEmbedding parity is exact)."""
+    assert next(Embedder.from_pretrained(TINY_M3, device="cpu").model.parameters()).dtype == torch.float32
+
+
+def test_reranker_auto_is_float32(bf16_cpu: None) -> None:
+    """bf16's effect on reranking is unmeasured: a cross-encoder's `auto` is float32."""
+    reranker = Reranker.from_pretrained(TINY_RERANKER, dtype="auto", device="cpu")
+    assert next(reranker.model.parameters()).dtype == torch.float32
