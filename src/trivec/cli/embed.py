@@ -72,8 +72,17 @@ def encode(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     backend: BackendOption = "torch",
     onnx_file: OnnxFileOption = None,
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            "--layer",
+            help="Write the token vectors of layer K as 'hidden_states' (0 = the embeddings' output, -1 = the "
+            "last).",
+        ),
+    ] = None,
 ) -> None:
-    """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen)."""
+    """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen; --layer alone: only
+    that layer's token vectors)."""
     from trivec.inference import Embedder
     from trivec.io import check_output_path, open_output, read_records
 
@@ -87,10 +96,14 @@ def encode(
     check_output_path(output)  # before the model loads and the texts are encoded, not after
     records = read_records(input)
     texts = [text for _, text in records]
-    if not (dense or sparse or colbert):
+    if not (dense or sparse or colbert or layer is not None):
         dense = True
     embedder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
     embedder.require(sparse=sparse, colbert=colbert)
+    if layer is not None:  # a layer out of range fails before any output is written
+        from trivec.inference.hidden import check_layer, num_layers
+
+        check_layer(layer, num_layers(embedder.model))
     embedder.resolve_prompt(prompt_name, prompt)  # an unknown prompt name fails before any output is written
     with open_output(output) as handle, Progress(len(texts), "encode", enabled=not quiet) as progress:
         for start in range(0, len(texts), ENCODE_CHUNK):
@@ -106,6 +119,8 @@ def encode(
                 batch_tokens=batch_tokens,
                 mcls=mcls,
                 show_progress=False,
+                hidden_states=layer is not None,
+                layer=layer if layer is not None else -1,
             )
             for i in range(len(chunk)):
                 row: dict[str, Any] = {}
@@ -118,6 +133,8 @@ def encode(
                     row["sparse"] = result.sparse[i].to_dict()
                 if result.colbert is not None:
                     row["colbert"] = result.colbert[i].tolist()
+                if result.hidden_states is not None:
+                    row["hidden_states"] = result.hidden_states[i].tolist()
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             progress.update(len(chunk))
     LOG.info("encoded %d texts → %s", len(texts), "stdout" if str(output) == "-" else output)

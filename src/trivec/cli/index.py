@@ -273,8 +273,19 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="JSON output (one line per query).")] = False,
         backend: BackendOption = "torch",
         onnx_file: OnnxFileOption = None,
+        rerank: Annotated[
+            str | None,
+            typer.Option(
+                "--rerank", help="Cross-encoder (dir or hub id) re-scoring the top --rerank-depth hits."
+            ),
+        ] = None,
+        rerank_depth: Annotated[
+            int | None,
+            typer.Option("--rerank-depth", help="Hits re-ranked per query (default max(100, top-k))."),
+        ] = None,
     ) -> None:
-        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion.
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion; --rerank:
+        a cross-encoder re-scores the top hits.
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
         from trivec.io import read_records
@@ -310,6 +321,8 @@ def register(app: typer.Typer) -> None:
                     fusion=fusion,
                     candidates=candidates,
                     prompt=query_prompt,
+                    rerank=rerank,
+                    rerank_depth=rerank_depth,
                 ),
             )
         for (query_id, text), hits in zip(items, results, strict=True):

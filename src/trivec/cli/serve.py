@@ -100,8 +100,13 @@ def register(app: typer.Typer) -> None:
                 help="Serve --index without checking its files first (blocks are still checked when read).",
             ),
         ] = False,
+        reranker: Annotated[
+            str | None,
+            typer.Option("--reranker", help="Cross-encoder (dir or hub id) served at POST /v1/rerank."),
+        ] = None,
     ) -> None:
-        """Serve the model over HTTP: OpenAI /v1/embeddings, /encode, /score, /search, /health, /metrics."""
+        """Serve the model over HTTP: OpenAI /v1/embeddings, /encode, /score, /search, /health, /metrics;
+        with --reranker, /v1/rerank."""
         from trivec.serving.config import ServerConfig, ServingLimits
         from trivec.serving.server import run_server
 
@@ -141,5 +146,6 @@ def register(app: typer.Typer) -> None:
             graceful_timeout_s=graceful_timeout,
             log_level=log_level.lower(),
             verify_index=not no_verify,
+            reranker=reranker,
         ).validate()  # every setting checked before the model loads
         run_server(config, access_log=access_log)

@@ -291,7 +291,10 @@ def register(app: typer.Typer) -> None:
         ] = True,
         with_title: Annotated[bool, typer.Option(help="Corpus text = title + text.")] = False,
         retriever: Annotated[
-            str, typer.Option(help="dense (exact search with --model) or bm25 (no model; --language).")
+            str,
+            typer.Option(
+                help="dense (exact search with --model), bm25 (no model; --language) or hybrid (both fused)."
+            ),
         ] = "dense",
         language: Annotated[
             str | None, typer.Option(help="BM25 tokeniser language (default: the rows' 'lang', else en).")
@@ -301,7 +304,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Encoder precision for dense mining: float32 (default) or bfloat16."),
         ] = None,
     ) -> None:
-        """Mine hard negatives from a rank window of a dense or BM25 search (FlagEmbedding hn_mine, seeded)."""
+        """Mine hard negatives from a rank window of a dense, BM25 or hybrid search (FlagEmbedding hn_mine,
+        seeded)."""
         from trivec.inference import Embedder
         from trivec.training.mining import mine_hard_negatives, parse_range
 
@@ -310,7 +314,7 @@ def register(app: typer.Typer) -> None:
             Embedder.from_pretrained(
                 model, dtype=dtype, prompts=prompt_overrides(query_prompt, document_prompt)
             )
-            if retriever == "dense"
+            if retriever in ("dense", "hybrid")
             else None
         )
         stats = mine_hard_negatives(
