@@ -19,6 +19,10 @@ TINY_M3 = SHARED / "fixtures" / "tiny-m3"
 MINILM_REFERENCE = SHARED / "fixtures" / "minilm" / "reference.json"
 XLMR_TOKENIZER = SHARED / "fixtures" / "xlmr-tokenizer"
 DATA = SHARED / "data"
+# The commands' outputs are compared with float32 references here: their default precision (`--dtype auto`,
+# bf16 on AMX CPUs) is set to float32 for the tests, in-process and in the commands they start;
+# tests/inference/test_precision.py checks `auto` itself.
+os.environ.setdefault("TRIVEC_DTYPE", "float32")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -92,3 +92,77 @@ def test_reranker_auto_is_float32(bf16_cpu: None) -> None:
     """bf16's effect on reranking is unmeasured: a cross-encoder's `auto` is float32."""
     reranker = Reranker.from_pretrained(TINY_RERANKER, dtype="auto", device="cpu")
     assert next(reranker.model.parameters()).dtype == torch.float32
+
+
+def test_fingerprint_is_the_stored_weights_whatever_the_dtype() -> None:
+    """An index built in float32 is searched by the same model loaded in bf16 (dtype="auto"), and back."""
+    from trivec.retrieval.identity import identify
+
+    exact = Embedder.from_pretrained(TINY_M3, device="cpu")
+    half = Embedder.from_pretrained(TINY_M3, dtype="bfloat16", device="cpu")
+    assert identify(half).fingerprint == identify(exact).fingerprint
+    # the fingerprint indexes were built with before dtype="auto": unchanged
+    assert identify(exact).fingerprint == "09e2cea7bfd2a50c11e767e82f96ef1b"
+
+
+def test_bf16_searches_a_float32_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from trivec.retrieval import Index
+
+    docs = [
+        {"id": str(i), "text": t} for i, t in enumerate(["red apples", "blue sky", "green grass", "cars"])
+    ]
+    with Index.build(tmp_path / "ix", docs, Embedder.from_pretrained(TINY_M3, device="cpu")):
+        pass
+    half = Embedder.from_pretrained(TINY_M3, dtype="bfloat16", device="cpu")
+    with Index.open(tmp_path / "ix", half) as index:
+        hits = index.search(["red apples"], top_k=2)
+    assert len(hits[0]) == 2
+
+
+def _encode_cli(tmp_path, *options: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from trivec.cli import app
+
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("a short text\nanother one, a little longer\n", encoding="utf-8")
+    done = CliRunner().invoke(
+        app, ["encode", "-m", str(TINY_M3), "-i", str(source), "-o", str(out), *options]
+    )
+    assert done.exit_code == 0, done.output
+    return np.array([json.loads(line)["dense"] for line in out.read_text(encoding="utf-8").splitlines()])
+
+
+def test_commands_default_to_auto(tmp_path, monkeypatch: pytest.MonkeyPatch, bf16_cpu: None) -> None:  # type: ignore[no-untyped-def]
+    """Without --dtype or TRIVEC_DTYPE a command encodes in bf16 where it is native; --dtype float32 is exact."""
+    monkeypatch.delenv("TRIVEC_DTYPE", raising=False)
+    exact = Embedder.from_pretrained(TINY_M3, device="cpu").encode(
+        ["a short text", "another one, a little longer"]
+    )
+    assert exact.dense is not None
+    auto = _encode_cli(tmp_path)
+    assert not np.array_equal(auto, exact.dense) and np.abs(auto - exact.dense).max() < 0.05
+    assert np.allclose(_encode_cli(tmp_path, "--dtype", "float32"), exact.dense, atol=1e-6)
+    monkeypatch.setenv("TRIVEC_DTYPE", "float32")  # the environment sets the commands' default
+    assert np.allclose(_encode_cli(tmp_path), exact.dense, atol=1e-6)
+
+
+def test_bad_dtype_option_is_one_line(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from trivec.cli import app
+
+    source = tmp_path / "in.txt"
+    source.write_text("text\n", encoding="utf-8")
+    args = ["encode", "-m", str(TINY_M3), "-i", str(source), "-o", str(tmp_path / "o.jsonl")]
+    for env, extra in (("float32", ["--dtype", "int4"]), ("int4", [])):
+        monkeypatch.setenv("TRIVEC_DTYPE", env)
+        done = CliRunner().invoke(app, args + extra)
+        assert done.exit_code == 2
+        assert (
+            done.stderr.strip()
+            == "trivec: error: --dtype must be auto, float32, bfloat16 or float16, got 'int4'"
+        )
+    assert not (tmp_path / "o.jsonl").exists()

@@ -133,3 +133,28 @@ def check_backend_options(backend: str, onnx_file: str | None, option: str = "--
     if onnx_file is not None and backend != "onnx":
         raise InputError(f"--onnx-file applies to {option} onnx")
     return backend  # type: ignore[return-value]
+
+
+# What the commands that encode load with when neither --dtype nor TRIVEC_DTYPE is given: `auto` = bf16 where it
+# is native (CPUs with AMX / AVX512-BF16, CUDA from Ampere on), float32 elsewhere (`trivec.inference.precision`;
+# the measurements behind it are in docs/onnx.md). The Python API's default stays float32.
+DEFAULT_DTYPE = "auto"
+DTYPE_ENV = "TRIVEC_DTYPE"
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        envvar=DTYPE_ENV,
+        help="Encoder precision: auto (bfloat16 on CPUs with AMX / AVX512-BF16 and GPUs with native bf16, "
+        "float32 elsewhere), float32 (exact), bfloat16 or float16.",
+    ),
+]
+
+
+def check_dtype_option(dtype: str) -> str:
+    """--dtype checked before anything loads (one line naming the choices)."""
+    from trivec.inference.precision import check_dtype
+
+    check_dtype(dtype)
+    return dtype
+

@@ -9,13 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from trivec.cli.common import (
+    DEFAULT_DTYPE,
     QUIET_HELP,
     BackendOption,
     DocumentPromptOption,
+    DtypeOption,
     ModelOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
+    check_dtype_option,
     check_positive,
     clean_errors,
     fail,
@@ -72,6 +75,7 @@ def encode(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     backend: BackendOption = "torch",
     onnx_file: OnnxFileOption = None,
+    dtype: DtypeOption = DEFAULT_DTYPE,
     layer: Annotated[
         int | None,
         typer.Option(
@@ -93,12 +97,13 @@ def encode(
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(max_length, "--max-length", minimum=2)
     runtime = check_backend_options(backend, onnx_file)
+    check_dtype_option(dtype)
     check_output_path(output)  # before the model loads and the texts are encoded, not after
     records = read_records(input)
     texts = [text for _, text in records]
     if not (dense or sparse or colbert or layer is not None):
         dense = True
-    embedder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
+    embedder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
     embedder.require(sparse=sparse, colbert=colbert)
     if layer is not None:  # a layer out of range fails before any output is written
         from trivec.inference.hidden import check_layer, num_layers
@@ -155,6 +160,7 @@ def score(
     max_passage_length: Annotated[int | None, typer.Option(help="Passage truncation.")] = None,
     backend: BackendOption = "torch",
     onnx_file: OnnxFileOption = None,
+    dtype: DtypeOption = DEFAULT_DTYPE,
 ) -> None:
     """Score query/passage pairs: per-mode scores and weighted hybrids, one JSON line per pair.
 
@@ -163,6 +169,7 @@ def score(
     from trivec.io import read_pairs
 
     runtime = check_backend_options(backend, onnx_file)
+    check_dtype_option(dtype)
     items = read_pairs(pairs)
     parsed = parse_weights(weights)
     embedder = Embedder.from_pretrained(
@@ -170,6 +177,7 @@ def score(
         prompts=prompt_overrides(query_prompt, document_prompt),
         backend=runtime,
         onnx_file=onnx_file,
+        dtype=dtype,
     )
     scores = embedder.score_pairs(
         items,

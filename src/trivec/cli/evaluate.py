@@ -9,11 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from trivec.cli.common import (
+    DEFAULT_DTYPE,
     BackendOption,
     DocumentPromptOption,
+    DtypeOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
+    check_dtype_option,
     clean_errors,
     fail,
     parse_weights,
@@ -77,10 +80,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per encoder batch.")] = None,
-        dtype: Annotated[
-            str | None,
-            typer.Option(help="Encoder precision: float32 (default) or bfloat16 (faster on AMX CPUs)."),
-        ] = None,
+        dtype: DtypeOption = DEFAULT_DTYPE,
         max_length: Annotated[
             int | None, typer.Option(help="Truncate texts (default: the model's limit).")
         ] = None,
@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
         from trivec.evaluation.tasks import task_from_dir
 
         runtime = check_backend_options(backend, onnx_file)
+        check_dtype_option(dtype)
         language_list = [x.strip() for x in languages.split(",")] if languages else None
         specs: list = []
         for folder in task_dir or []:

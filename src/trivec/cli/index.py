@@ -9,12 +9,15 @@ from typing import Annotated, Any, cast
 import typer
 
 from trivec.cli.common import (
+    DEFAULT_DTYPE,
     BackendOption,
     DocumentPromptOption,
+    DtypeOption,
     ModelBackendOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
+    check_dtype_option,
     clean_errors,
     fail,
     parse_weights,
@@ -82,6 +85,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         model_backend: ModelBackendOption = "torch",
         onnx_file: OnnxFileOption = None,
+        dtype: DtypeOption = DEFAULT_DTYPE,
     ) -> None:
         """Build an index of a corpus with a model's dense, sparse and ColBERT vectors.
 
@@ -107,12 +111,12 @@ def register(app: typer.Typer) -> None:
             raise fail("--url and --collection apply to --backend qdrant")
         IndexSettings(**{k: v for k, v in options.items() if k not in ("url", "collection")}).validate()
         runtime = check_backend_options(model_backend, onnx_file, "--model-backend")
+        check_dtype_option(dtype)
         docs = read_corpus(corpus)
-        encoder: Any = model
-        if runtime != "torch":  # the same model (and index fingerprint), its batches run in onnxruntime
-            from trivec.inference import Embedder
+        from trivec.inference import Embedder
 
-            encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
+        # the same model and index fingerprint whatever the runtime (onnxruntime) or precision (--dtype)
+        encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         # built beside --index and moved into place when complete: a failure leaves nothing behind
         with Index.build(
             index,
@@ -273,6 +277,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="JSON output (one line per query).")] = False,
         backend: BackendOption = "torch",
         onnx_file: OnnxFileOption = None,
+        dtype: DtypeOption = DEFAULT_DTYPE,
         rerank: Annotated[
             str | None,
             typer.Option(
@@ -300,16 +305,16 @@ def register(app: typer.Typer) -> None:
         if not items:
             raise fail("give a query text or --queries FILE")
         runtime = check_backend_options(backend, onnx_file)
-        encoder: Any = model
-        if runtime != "torch":  # the index's model (or --model), its batches run in onnxruntime
-            from trivec.inference import Embedder
+        check_dtype_option(dtype)
+        from trivec.inference import Embedder
 
-            if model is None:
-                with Index.open(index) as recorded:
-                    model = recorded.identity.name
-                if not model:
-                    raise fail(f"{index}: the index does not record a model name; give --model")
-            encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file)
+        # the index's model (or --model), in onnxruntime with --backend onnx, at --dtype's precision
+        if model is None:
+            with Index.open(index) as recorded:
+                model = recorded.identity.name
+            if not model:
+                raise fail(f"{index}: the index does not record a model name; give --model")
+        encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         with Index.open(index, encoder) as opened:
             results = cast(
                 list[list[Hit]],

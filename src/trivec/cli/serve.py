@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from trivec.cli.common import (
+    DEFAULT_DTYPE,
     BackendOption,
     DocumentPromptOption,
+    DtypeOption,
     OnnxFileOption,
     QueryPromptOption,
     clean_errors,
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[
             str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: cuda if any).")
         ] = None,
-        dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+        dtype: DtypeOption = DEFAULT_DTYPE,
         threads: Annotated[
             int | None, typer.Option(help="torch CPU threads of the encoder (default: one per core).")
         ] = None,

@@ -105,6 +105,8 @@ class M3Model(nn.Module):
         # hybrid weights chosen for this model (None: M3's; `trivec.models.weights`)
         self.fusion_weights = normalize_weights(fusion_weights) if fusion_weights is not None else None
         self.source: str | None = None
+        # `weights_sample` of the float32 weights, kept when loaded in another dtype (an index's fingerprint)
+        self.float32_weights: bytes | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -244,7 +246,8 @@ class M3Model(nn.Module):
         try:
             with quiet_loading():
                 config = AutoConfig.from_pretrained(directory)
-                backbone = AutoModel.from_pretrained(directory, config=config, dtype=dtype or torch.float32)
+                # float32 first, cast below: an index fingerprints the weights as stored, whatever the dtype
+                backbone = AutoModel.from_pretrained(directory, config=config, dtype=torch.float32)
                 tokenizer = AutoTokenizer.from_pretrained(directory)
         except CheckpointError:
             raise
@@ -270,7 +273,8 @@ class M3Model(nn.Module):
             fusion_weights=_read_weights(trivec_config, directory),
         )
         model.source = str(name_or_path)
-        if dtype is not None:
+        if dtype is not None and dtype != torch.float32:
+            model.float32_weights = weights_sample(model)
             model.to(dtype)
         logger.info(
             "model %s: %s pooling (%s), %snormalised, inputs cut at %d tokens, %s",
@@ -421,3 +425,25 @@ def _load_heads(
         )
     assert isinstance(sparse, SparseHead) and isinstance(colbert, ColbertHead)
     return sparse, colbert
+
+
+FINGERPRINT_SAMPLE = 64  # leading values per tensor that a model's fingerprint reads
+
+
+def weights_sample(model: nn.Module) -> bytes:
+    """What a model's fingerprint (`trivec.retrieval.identity`) reads of its weights: per tensor its name,
+    shape, first `FINGERPRINT_SAMPLE` values (4 decimals) and sum (4 significant digits), in name order."""
+    import numpy as np
+
+    parts: list[bytes] = []
+    for name, tensor in sorted(model.state_dict().items()):
+        values = tensor.detach().float().reshape(-1)
+        sample = values[:FINGERPRINT_SAMPLE].cpu().numpy().astype(np.float64)
+        parts += [
+            name.encode(),
+            str(tuple(tensor.shape)).encode(),
+            np.round(sample, 4).tobytes(),
+            f"{float(values.double().sum()):.4e}".encode(),
+        ]
+    return b"".join(parts)
+

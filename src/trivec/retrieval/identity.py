@@ -17,12 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from trivec.errors import TrivecError
+from trivec.models.m3 import weights_sample
 
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash"}
-SAMPLE = 64
 
 
 class ModelMismatchError(TrivecError):
@@ -77,13 +75,10 @@ def identify(embedder: Any) -> ModelIdentity:
         "vocab": len(model.tokenizer),
     }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        values = tensor.detach().float().reshape(-1)
-        sample = values[:SAMPLE].cpu().numpy().astype(np.float64)
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(np.round(sample, 4).tobytes())
-        digest.update(f"{float(values.double().sum()):.4e}".encode())
+    # the float32 weights as loaded: a model loaded in bf16 / fp16 (dtype="auto") searches the indexes its
+    # float32 self built, and the other way round
+    stored = getattr(model, "float32_weights", None)
+    digest.update(stored if stored is not None else weights_sample(model))
     colbert_dim = int(model.colbert_head.out_features) if model.colbert_head is not None else None
     return ModelIdentity(
         name=model_name(model.source),
