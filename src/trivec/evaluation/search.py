@@ -1,32 +1,27 @@
 """Exact search for evaluation: dense by faiss `IndexFlatIP`, sparse by a scipy CSR product of vocabulary vectors.
 
-Candidate scoring (ColBERT re-ranking, hybrids) reuses `trivec.inference.scoring`, so evaluation scores are
-the very numbers `Embedder.score` gives.
+`ArrayQuery` puts them behind the searcher's `QueryScorer`, so that evaluation ranks with the very pipeline
+an index search runs (`trivec.retrieval.searcher`: candidates, exact scores, fusion, ties). Candidate scores
+(ColBERT MaxSim, lexical matching) come from `trivec.inference.scoring`: the numbers `Embedder.score` gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse as sp
 
+from trivec.inference.scoring import lexical_scores, maxsim_scores
 from trivec.inference.sparse import SparseVector
+from trivec.retrieval.fusion import top_k
+from trivec.retrieval.searcher import Hit, QueryScorer, Ranked
 
+if TYPE_CHECKING:
+    from trivec.inference.encoder import EncodeResult
 
-def top_k(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the `k` largest values, highest first; ties by lower index (deterministic)."""
-    n = values.shape[0]
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if k < n:
-        kth = np.partition(values, n - k)[n - k]
-        candidates = np.flatnonzero(values >= kth)  # all ties with the k-th value, then a stable cut
-    else:
-        candidates = np.arange(n)
-    order = np.lexsort((candidates, -values[candidates]))
-    return candidates[order][:k].astype(np.int64)
+__all__ = ["ArrayQuery", "DenseIndex", "SparseIndex", "csr_from_sparse", "top_k"]
 
 
 class DenseIndex:
@@ -98,3 +93,43 @@ def _clip(vector: SparseVector, dim: int) -> SparseVector:
     if keep.all():
         return vector
     return SparseVector(vector.indices[keep], vector.values[keep])
+
+
+class ArrayQuery(QueryScorer):
+    """One query against an encoded corpus held in memory; keys are corpus positions. The first-stage lists
+    (`dense_top`, `sparse_top`: this query's, found for all queries at once) are given."""
+
+    def __init__(
+        self,
+        corpus: EncodeResult,
+        queries: EncodeResult,
+        q: int,
+        dense: DenseIndex | None,
+        dense_top: Ranked | None = None,
+        sparse_top: Ranked | None = None,
+    ) -> None:
+        self.corpus, self.queries, self.q, self.dense = corpus, queries, q, dense
+        self.lists = {"dense": dense_top, "sparse": sparse_top}
+
+    def top(self, mode: str, k: int) -> Ranked:
+        found = self.lists[mode]
+        assert found is not None
+        return found[0][:k], found[1][:k]
+
+    def scores(self, modes: Iterable[str], keys: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        corpus, queries, q, picked = self.corpus, self.queries, self.q, keys.tolist()
+        for mode in modes:
+            if mode == "dense" and self.dense is not None and queries.dense is not None:
+                out["dense"] = self.dense.scores(queries.dense[q], keys)
+            elif mode == "sparse" and queries.sparse is not None and corpus.sparse is not None:
+                out["sparse"] = lexical_scores(queries.sparse[q], [corpus.sparse[i] for i in picked])
+            elif mode == "colbert" and queries.colbert is not None and corpus.colbert is not None:
+                out["colbert"] = maxsim_scores(queries.colbert[q], [corpus.colbert[i] for i in picked])
+        return out
+
+    def doc_id(self, where: Any) -> str:
+        raise NotImplementedError("evaluation ranks corpus positions; it builds no hits")
+
+    def hit(self, where: Any, score: float, scores: dict[str, float], doc_id: str | None) -> Hit:
+        raise NotImplementedError("evaluation ranks corpus positions; it builds no hits")

@@ -21,7 +21,7 @@ from trivec.evaluation.evaluators.retrieval import (
     plan,
 )
 from trivec.evaluation.metrics import reranking_scores, retrieval_scores
-from trivec.evaluation.search import DenseIndex
+from trivec.evaluation.search import ArrayQuery, DenseIndex
 from trivec.evaluation.tasks import Task, TaskType
 
 
@@ -53,18 +53,16 @@ class RerankingEvaluator(Evaluator):
             docs, queries = encode_for_modes(encoder, texts, data.query_texts, modes, settings.prompts)
             assert docs.dense is not None
             dense = DenseIndex(docs.dense)
+            scorers = [ArrayQuery(docs, queries, q, dense) for q in range(len(query_ids))]
             for mode in modes:
                 if mode not in MODEL_MODES:
                     continue
                 per_mode[mode] = {
                     query_id: candidate_scores(
                         mode,
-                        q,
+                        scorers[q],
                         np.array([pool[d] for d in data.candidates[query_id]], dtype=np.int64),
-                        queries,
-                        docs,
-                        dense,
-                        settings.weights,
+                        settings,
                     )
                     for q, query_id in enumerate(query_ids)
                 }

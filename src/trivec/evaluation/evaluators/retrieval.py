@@ -3,14 +3,14 @@
 dense: exact inner-product search (faiss); sparse: exact lexical matching (CSR product); colbert: MaxSim
 re-ranking of the dense top `rerank_k` (as the M3 paper evaluates multi-vector); dense+sparse: the weighted
 hybrid over the union of the dense and sparse top `top_k`; all: the three-way hybrid over the union of the
-dense and sparse top `rerank_k`; bm25: bm25s over the same corpus. Hybrids use
-`trivec.inference.scoring.hybrid_scores` (weighted mean, default weights dense 0.4 / sparse 0.2 / colbert 0.4).
+dense and sparse top `rerank_k`; bm25: bm25s over the same corpus. Candidates, exact scores, fusion
+(weighted mean, `settings.weights`) and ties are an index search's own: the modes run as search plans
+(`mode_plan`) through `trivec.retrieval.searcher` over the corpus in memory (`ArrayQuery`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -25,11 +25,12 @@ from trivec.evaluation.evaluators.base import (
     mode_requirement,
 )
 from trivec.evaluation.metrics import retrieval_scores
-from trivec.evaluation.search import DenseIndex, SparseIndex
+from trivec.evaluation.search import ArrayQuery, DenseIndex, SparseIndex
 from trivec.evaluation.tasks import Task, TaskType
 from trivec.inference import EncodeResult
-from trivec.inference.scoring import hybrid_scores, lexical_scores, maxsim_scores
 from trivec.models.prompts import DOCUMENT, QUERY
+from trivec.retrieval.plan import SearchPlan
+from trivec.retrieval.searcher import candidate_depth, rank, score_candidates
 
 Ranking = list[tuple[np.ndarray, np.ndarray]]  # per query: (document indices, scores), best first
 HYBRID_PARTS: dict[str, list[str]] = {
@@ -114,39 +115,37 @@ def encode_for_modes(
     return docs, asked
 
 
-def union(*rankings: np.ndarray) -> np.ndarray:
-    """Distinct document indices of several rankings, in first-seen order."""
-    seen: dict[int, None] = {}
-    for ranking in rankings:
-        for i in ranking.tolist():
-            seen.setdefault(int(i), None)
-    return np.fromiter(seen, dtype=np.int64, count=len(seen))
+def mode_plan(mode: str, settings: EvalSettings) -> SearchPlan:
+    """A model mode as the search plan an index would run: single lists as ranked; `colbert` re-ranks the
+    dense top `rerank_k`; `dense+sparse` fuses the union of the dense and sparse top `top_k`, `all` of
+    their top `rerank_k` (weighted, `settings.weights`)."""
+    parts = HYBRID_PARTS[mode]
+    if mode == "colbert":
+        return SearchPlan(
+            "colbert",
+            ["colbert"],
+            {"dense": 0.0, "sparse": 0.0, "colbert": 1.0},
+            "weighted",
+            settings.top_k,
+            settings.rerank_k,
+        )
+    depth = settings.rerank_k if mode == "all" else settings.top_k
+    return SearchPlan(
+        mode if len(parts) == 1 else "hybrid",
+        parts,
+        dict(settings.weights),
+        "weighted",
+        settings.top_k,
+        depth,
+    )
 
 
 def candidate_scores(
-    mode: str,
-    q: int,
-    candidates: np.ndarray,
-    queries: EncodeResult,
-    corpus: EncodeResult,
-    dense: DenseIndex,
-    weights: dict[str, float],
+    mode: str, scorer: ArrayQuery, candidates: np.ndarray, settings: EvalSettings
 ) -> np.ndarray:
-    """Exact scores of one query against `candidates` for a model mode (hybrids via `hybrid_scores`)."""
-    parts: dict[str, np.ndarray] = {}
-    wanted = HYBRID_PARTS[mode]
-    if "dense" in wanted:
-        assert queries.dense is not None
-        parts["dense"] = dense.scores(queries.dense[q], candidates)
-    if "sparse" in wanted:
-        assert queries.sparse is not None and corpus.sparse is not None
-        parts["sparse"] = lexical_scores(queries.sparse[q], [corpus.sparse[i] for i in candidates.tolist()])
-    if "colbert" in wanted:
-        assert queries.colbert is not None and corpus.colbert is not None
-        parts["colbert"] = maxsim_scores(queries.colbert[q], [corpus.colbert[i] for i in candidates.tolist()])
-    if len(wanted) == 1:
-        return parts[wanted[0]]
-    return np.asarray(hybrid_scores(parts, weights), dtype=np.float64)
+    """Exact scores of one query's `candidates` for a model mode (hybrids fused as a search fuses them)."""
+    fused, _ = score_candidates(scorer, candidates, mode_plan(mode, settings))
+    return fused
 
 
 def to_run(ids: list[str], query_ids: list[str], ranking: Ranking) -> dict[str, dict[str, float]]:
@@ -154,17 +153,6 @@ def to_run(ids: list[str], query_ids: list[str], ranking: Ranking) -> dict[str, 
         query_id: {ids[i]: float(s) for i, s in zip(indices.tolist(), scores.tolist(), strict=True)}
         for query_id, (indices, scores) in zip(query_ids, ranking, strict=True)
     }
-
-
-def rerank(ranking: Ranking, scorer: Any, depth: int, keep: int) -> Ranking:
-    """Re-score each query's first `depth` candidates (0 = all), sort them best first (ties by position), keep `keep`."""
-    out: Ranking = []
-    for q, (indices, _) in enumerate(ranking):
-        candidates = indices[:depth] if depth else indices
-        values = np.asarray(scorer(q, candidates), dtype=np.float64)
-        order = np.argsort(-values, kind="stable")[:keep]
-        out.append((candidates[order], values[order]))
-    return out
 
 
 class RetrievalEvaluator(Evaluator):
@@ -222,26 +210,19 @@ class RetrievalEvaluator(Evaluator):
             assert corpus.sparse is not None and queries.sparse is not None
             sparse_top = SparseIndex(corpus.sparse).search(queries.sparse, settings.top_k)
 
-        def scorer(mode: str) -> Any:
-            return lambda q, cands: candidate_scores(mode, q, cands, queries, corpus, dense, settings.weights)
-
         ids, qids = data.corpus_ids, data.query_ids
         runs: dict[str, dict[str, dict[str, float]]] = {}
-        if "dense" in modes:
-            runs["dense"] = to_run(ids, qids, dense_top)
-        if "sparse" in modes:
-            runs["sparse"] = to_run(ids, qids, sparse_top)
-        if "colbert" in modes:
-            runs["colbert"] = to_run(
-                ids, qids, rerank(dense_top, scorer("colbert"), settings.rerank_k, settings.top_k)
-            )
-        if "dense+sparse" in modes:
-            pooled = [(union(d[0], s[0]), d[1]) for d, s in zip(dense_top, sparse_top, strict=True)]
-            runs["dense+sparse"] = to_run(
-                ids, qids, rerank(pooled, scorer("dense+sparse"), 0, settings.top_k)
-            )
-        if "all" in modes:
-            k = settings.rerank_k
-            pooled = [(union(d[0][:k], s[0][:k]), d[1]) for d, s in zip(dense_top, sparse_top, strict=True)]
-            runs["all"] = to_run(ids, qids, rerank(pooled, scorer("all"), 0, settings.top_k))
+        for mode in modes:
+            if mode not in MODEL_MODES:
+                continue
+            search_plan = mode_plan(mode, settings)
+            depth = candidate_depth(search_plan, grouped=False)
+            ranking: Ranking = []
+            for q in range(len(qids)):
+                scorer = ArrayQuery(
+                    corpus, queries, q, dense, dense_top[q], sparse_top[q] if sparse_top else None
+                )
+                ranked = rank(scorer, search_plan, depth).head(settings.top_k)
+                ranking.append((ranked.keys, ranked.fused))
+            runs[mode] = to_run(ids, qids, ranking)
         return runs
