@@ -1,11 +1,6 @@
 """The embedded index's storage engine: segments, tombstones and the manifest that commits them.
 
-index/
-      MANIFEST.json        the commit point (see manifest.py); names every live file
-      LOCK                 flock held by the single writer while it has uncommitted changes
-      segments/<name>/     immutable segment files (see segment.py)
-      tombstones/<name>.<generation>.del   int64 rows deleted from a segment, as of that commit
-      colbert.projection.<id>.f32          reduced-dimension map, when ColBERT dimensions are reduced
+The directory's files are described in `layout.py`.
 
 Writers stage new segments and tombstones, then commit by replacing the manifest; files no manifest names
 are removed by the next writer. Readers map the files the manifest names and see one commit at a time
