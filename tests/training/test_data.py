@@ -276,6 +276,20 @@ def test_collator_truncates_and_pads_each_side(rows_file: Path) -> None:
     assert torch.equal(collator(kd)["teacher_scores"], torch.tensor([1.0, 0.0]))
 
 
+def test_collator_reads_text_in_capitals_as_the_folding_model_does() -> None:
+    tokenizer = AutoTokenizer.from_pretrained(TINY_M3)
+    shouting = "WHAT IS THE BOUNDARY LAYER OF A FLAT PLATE IN SUPERSONIC FLOW"
+    batch = TrainBatch([shouting], [shouting, "Normal NASA text."], 2, True, None)
+    folded = ContrastiveCollator(tokenizer, 64, 64, fold_capitals=True)(batch)
+    lowered = ContrastiveCollator(tokenizer, 64, 64)(
+        TrainBatch([shouting.lower()], [shouting.lower(), "Normal NASA text."], 2, True, None)
+    )
+    as_is = ContrastiveCollator(tokenizer, 64, 64)(batch)
+    for side in ("query", "passage"):
+        assert torch.equal(folded[side]["input_ids"], lowered[side]["input_ids"])
+    assert not torch.equal(as_is["query"]["input_ids"], folded["query"]["input_ids"])
+
+
 # ---------------------------------------------------------------------------------------------- config
 def test_yaml_sections_are_flattened_and_flags_override(tmp_path: Path, rows_file: Path) -> None:
     recipe = tmp_path / "train.yaml"

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from trivec.models.casing import fold_capitals
 from trivec.training.dataset import TrainBatch
 
 
@@ -25,13 +26,17 @@ class ContrastiveCollator:
         query_max_len: int = 32,
         passage_max_len: int = 128,
         pad_to_multiple_of: int | None = None,
+        fold_capitals: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
+        self.fold_capitals = fold_capitals  # as the model reads text at inference (`trivec.models.casing`)
         self.query_max_len = query_max_len
         self.passage_max_len = passage_max_len
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+        if self.fold_capitals:
+            texts = [fold_capitals(text) for text in texts]
         encoded = self.tokenizer(
             list(texts), truncation=True, max_length=max_length, return_token_type_ids=False
         )

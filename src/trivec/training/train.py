@@ -82,6 +82,7 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         query_max_len=config.data.query_max_len,
         passage_max_len=config.data.passage_max_len,
         pad_to_multiple_of=config.data.pad_to_multiple_of,
+        fold_capitals=encoder.fold_capitals,
     )
     model = ContrastiveModel(encoder, config.loss, train_parts=config.model.parts())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
