@@ -128,3 +128,30 @@ def test_bad_input(tmp_path: Path) -> None:
         )
         lines = [line for line in result.output.splitlines() if line.startswith("trivec: error:")]
         assert result.exit_code == 2 and len(lines) == 1 and needle in lines[0], result.output
+
+
+def test_lora_trains_adapters_and_head_and_saves_both(tmp_path: Path) -> None:
+    """LoRA on an encoder: only adapters and the new head train; the merged model and `lora/` (adapters +
+    head) are saved, and the adapters re-applied to the base encoder give the merged model's scores."""
+    from trivec.models.cross_encoder import load_cross_encoder
+    from trivec.models.lora import LORA_DIR, merge_adapter
+
+    rows = synthetic_rows(4)
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    settings = {"model": str(TINY_M3), "max_steps": 4, "lora_rank": 4, "head_learning_rate": 1e-2}
+    out = train_reranker(config(tmp_path, data, max_examples_per_file=3, **settings))
+    assert (out / LORA_DIR / "adapter_model.safetensors").is_file()
+    merged = Reranker.from_pretrained(out, device="cpu", max_length=64)
+    base, _, _ = load_cross_encoder(TINY_M3, init_head=True)
+    rebuilt = merge_adapter(base, out / LORA_DIR)
+    pairs = [(row["query"], p) for row in rows for p in (*row["pos"], *row["neg"])]
+    again = Reranker(rebuilt, merged.tokenizer, device="cpu", max_length=64)
+    np.testing.assert_allclose(again.score(pairs), merged.score(pairs), atol=1e-5)
+    assert json.loads((out / "trivec_training.json").read_text(encoding="utf-8"))["lora_rank"] == 4
+
+
+def test_lora_and_subsample_settings_are_checked(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "train.jsonl", synthetic_rows(2))
+    for bad in ({"lora_rank": 0}, {"max_examples_per_file": 0}, {"head_learning_rate": 0.0}):
+        with pytest.raises(InputError, match="must be"):
+            config(tmp_path, data, **bad).check()

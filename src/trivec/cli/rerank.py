@@ -142,6 +142,19 @@ def train_reranker(
     logging_steps: Annotated[int, typer.Option("--logging-steps")] = 10,
     dropout: Annotated[float | None, typer.Option("--dropout", help="Override the model's dropout.")] = None,
     use_cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even with a GPU.")] = False,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="bfloat16 autocast (AMX / AVX512-BF16 CPUs, GPUs).")
+    ] = False,
+    max_examples_per_file: Annotated[
+        int | None, typer.Option("--max-examples-per-file", help="Seeded subsample of each file.")
+    ] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option("--lora-rank", help="Train LoRA adapters of this rank (+ the head) only.")
+    ] = None,
+    lora_alpha: Annotated[float | None, typer.Option("--lora-alpha", help="Default: 2 × rank.")] = None,
+    head_learning_rate: Annotated[
+        float | None, typer.Option("--head-lr", help="The head's own learning rate (default: --lr).")
+    ] = None,
     resume: Annotated[
         str | None, typer.Option("--resume", help="Checkpoint directory to resume from, or 'last'.")
     ] = None,
@@ -179,6 +192,11 @@ def train_reranker(
         save_steps=save_steps,
         dropout=dropout,
         use_cpu=use_cpu,
+        bf16=bf16,
+        max_examples_per_file=max_examples_per_file,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        head_learning_rate=head_learning_rate,
         resume_from_checkpoint=checkpoint,
     )
     out = run(config)

@@ -28,8 +28,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from trivec.errors import InputError
 from trivec.inference.reranker import PairTokenizer
 from trivec.models.cross_encoder import load_cross_encoder, position_limit, save_cross_encoder
+from trivec.models.lora import LORA_DIR, is_lora, merged_copy
 from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.examples import TrainExample, load_examples
+from trivec.training.reranker.adapters import add_reranker_lora, is_head_parameter, trainable_summary
 
 logger = logging.getLogger(__name__)
 RECIPE_FILE = "trivec_training.json"
@@ -63,6 +65,11 @@ class RerankerConfig:
     fp16: bool = False
     use_cpu: bool = False
     resume_from_checkpoint: str | bool | None = None
+    max_examples_per_file: int | None = None  # seeded subsample of each file
+    lora_rank: int | None = None  # train LoRA adapters (+ the head whole) instead of every weight
+    lora_alpha: float | None = None
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    head_learning_rate: float | None = None  # the (new) head's own rate; None: learning_rate
     extra: dict[str, Any] = field(default_factory=dict)  # other TrainingArguments fields
 
     def check(self) -> None:
@@ -78,6 +85,12 @@ class RerankerConfig:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("max_examples_per_file", "lora_rank"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
+            raise InputError(f"head_learning_rate must be positive, got {self.head_learning_rate}")
         if not self.data:
             raise InputError("no training data: give at least one JSONL file", cli="give --data FILE")
 
@@ -139,9 +152,39 @@ class GroupCollator:
 class RerankerTrainer(Trainer):
     """Cross-entropy over each group's logits, the positive (column 0) as the target."""
 
-    def __init__(self, *args: Any, group_size: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, group_size: int, head_learning_rate: float | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.group_size = group_size
+        self.head_learning_rate = head_learning_rate
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer; with `head_learning_rate`, the head (pooler, classifier) gets its own
+        parameter groups at that rate — a new head needs a far larger step than LoRA adapters."""
+        if self.head_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups: list[dict[str, Any]] = []
+        for head in (False, True):
+            for decayed in (True, False):
+                params = [
+                    p
+                    for n, p in model.named_parameters()
+                    if p.requires_grad and is_head_parameter(n) == head and (n in decay) == decayed
+                ]
+                if params:
+                    group: dict[str, Any] = {
+                        "params": params,
+                        "weight_decay": self.args.weight_decay * decayed,
+                    }
+                    if head:
+                        group["lr"] = self.head_learning_rate
+                    groups.append(group)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def compute_loss(
         self,
@@ -168,6 +211,10 @@ def load_groups(config: RerankerConfig) -> list[TrainExample]:
                     f"{ex.source}:{ex.line}: field 'neg' is empty: reranker training needs negatives for each "
                     "query (mine them with `trivec mine`)"
                 )
+        limit = config.max_examples_per_file
+        if limit is not None and len(rows) > limit:
+            keep = np.sort(np.random.default_rng([config.seed, 7]).choice(len(rows), limit, replace=False))
+            rows = [rows[i] for i in keep.tolist()]
         examples.extend(rows)
     return examples
 
@@ -181,6 +228,9 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = config.dropout
+    if config.lora_rank is not None:
+        model = add_reranker_lora(model, config.lora_rank, config.lora_alpha, config.lora_target_modules)
+        logger.info("LoRA rank %d: %s parameters", config.lora_rank, trainable_summary(model))
     pairs = PairTokenizer(
         tokenizer,
         position_limit(model.config, tokenizer),
@@ -229,6 +279,7 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
         processing_class=tokenizer,
         callbacks=[_Epochs(dataset), CSVLogCallback(Path(config.output_dir) / CSV_LOG_FILE)],
         group_size=config.group_size,
+        head_learning_rate=config.head_learning_rate,
     )
 
 
@@ -242,7 +293,10 @@ def train_reranker(config: RerankerConfig) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=".final-", dir=output))
         try:
             settings = {"query_instruction": config.query_instruction} if config.query_instruction else None
-            save_cross_encoder(trainer.model, trainer.processing_class, staging, settings)
+            model: Any = trainer.model
+            save_cross_encoder(merged_copy(model), trainer.processing_class, staging, settings)
+            if is_lora(model):  # adapters + head alone, to ship (trivec.models.reranker_small)
+                model.save_pretrained(staging / LORA_DIR)
             recipe = {k: v for k, v in asdict(config).items() if k != "resume_from_checkpoint"}
             (staging / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str), encoding="utf-8")
             for path in sorted(staging.rglob("*")):
