@@ -46,7 +46,7 @@ def ids(hits: object) -> list[str]:
 def test_add_encodes_like_the_embedder_and_search_scores_are_exact(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:
-    index = make(tmp_path / "ix", tiny, colbert_dtype="float32")
+    index = make(tmp_path / "ix", tiny, colbert_dtype="float32", colbert_pool_factor=1)
     assert index.add(small_docs[:6]) == 6
     query = "flow over a wing at supersonic speed"
     hits = index.search(query, top_k=6)
@@ -347,14 +347,14 @@ def test_ann_finds_what_exact_search_finds(
 def test_colbert_storage_options(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:
-    full = filled(tmp_path / "f32", tiny, small_docs, small_encoded, colbert_dtype="float32")
+    full = filled(tmp_path / "f32", tiny, small_docs, small_encoded, colbert_dtype="float32", colbert_pool_factor=1)
     queries = subset(small_encoded, list(range(0, 120, 11)))
     reference = full.search_vectors(queries, top_k=10, mode="colbert")
     sizes = {}
     for name, options in {
-        "float16": {"colbert_dtype": "float16"},
-        "int8": {"colbert_dtype": "int8"},
-        "dim32": {"colbert_dim": 32},
+        "float16": {"colbert_dtype": "float16", "colbert_pool_factor": 1},
+        "int8": {"colbert_dtype": "int8", "colbert_pool_factor": 1},
+        "dim32": {"colbert_dim": 32, "colbert_dtype": "float16", "colbert_pool_factor": 1},
     }.items():
         index = filled(tmp_path / name, tiny, small_docs, small_encoded, **options)
         sizes[name] = index.info()["bytes"]["colbert"]

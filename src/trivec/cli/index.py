@@ -64,10 +64,19 @@ def register(app: typer.Typer) -> None:
         ] = None,
         collection: Annotated[str | None, typer.Option(help="Qdrant collection name.")] = None,
         colbert_dtype: Annotated[
-            str, typer.Option(help="ColBERT storage: float16, float32, int8.")
-        ] = "float16",
+            str | None,
+            typer.Option(
+                help="ColBERT codes: float16, float32, int8, int4, binary (default: the index default)."
+            ),
+        ] = None,
         colbert_dim: Annotated[
             int | None, typer.Option(help="Store ColBERT vectors projected to this many dimensions.")
+        ] = None,
+        colbert_pool_factor: Annotated[
+            int | None,
+            typer.Option(
+                help="Pool each document's ColBERT tokens by this factor (1: none; default: the index default)."
+            ),
         ] = None,
         dense_index: Annotated[
             str, typer.Option(help="auto (HNSW past --ann-threshold rows), flat (exact), hnsw, ivf.")
@@ -97,7 +106,6 @@ def register(app: typer.Typer) -> None:
             "chunk_tokens": chunk_tokens,
             "chunk_overlap": chunk_overlap,
             "max_length": max_length,
-            "colbert_dtype": colbert_dtype,
             "colbert_dim": colbert_dim,
             "dense_index": dense_index,
             "ann_threshold": ann_threshold,
@@ -105,6 +113,8 @@ def register(app: typer.Typer) -> None:
             "colbert": not no_colbert,
             "prompts": prompt_overrides(query_prompt, document_prompt),
         }
+        given = {"colbert_dtype": colbert_dtype, "colbert_pool_factor": colbert_pool_factor}
+        options.update({k: v for k, v in given.items() if v is not None})  # else the settings' defaults
         if backend == "qdrant":
             options.update(url=url, collection=collection)
         elif url is not None or collection is not None:
@@ -234,6 +244,8 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"model      {model['name']} (fingerprint {model['fingerprint']})")
         typer.echo(f"modes      {', '.join(data['modes'])}")
+        if "colbert" in data["modes"]:
+            typer.echo(f"colbert    {colbert_storage(data['settings'])}")
         prompts = data["settings"].get("prompts")
         typer.echo(
             "prompts    "
@@ -347,3 +359,12 @@ def register(app: typer.Typer) -> None:
                 title = f" {hit.title} —" if hit.title else ""
                 typer.echo(f"{rank:3d}. {hit.score:.4f}  {label}{title} {snippet}  ({per_mode})")
             typer.echo("")
+
+
+def colbert_storage(settings: dict[str, Any]) -> str:
+    """How ColBERT vectors are stored, in words (an index that predates pooling records no pool factor)."""
+    dims = settings.get("colbert_dim") or "all"
+    pool = settings.get("colbert_pool_factor", 1)
+    return f"{settings.get('colbert_dtype')} codes, {dims} dimensions, pool factor {pool}" + (
+        " (no pooling)" if pool == 1 else f" (≈ 1/{pool} of the tokens)"
+    )

@@ -1,10 +1,13 @@
-"""How ColBERT token vectors are stored: fp16 (default), fp32, int8 with a per-row scale; optionally
-projected to fewer dimensions.
+"""How ColBERT token vectors are stored: pooled (`pool_factor`, `pooling.py`), optionally projected to fewer
+dimensions, then coded as fp16, fp32, int8, int4 or binary (the last three with a per-row float32 scale).
 
 Reduced dimensions use the top right-singular vectors of (uncentred) token vectors from the first batch
 added, so inner products — what MaxSim sums — are kept as well as a rank-`dim` map can; queries are
-projected with the same matrix. int8 stores `round(127·x/max|x|)` per row and the row's scale.
-benchmarks/search.py measures what each option costs in nDCG.
+projected with the same matrix (and never pooled). int8 stores `round(127·x/max|x|)` per row and the row's
+scale; int4 `round(7·x/max|x|)` two to a byte (low nibble first, offset by 8); binary the signs, eight to a
+byte (numpy's `packbits`, big-endian bits), decoded as `±mean|x|` — the scale that minimises the row's
+squared error. Scoring decodes exactly what is stored. benchmarks/colbert_quality.py measures what each
+option costs in nDCG@10 against bytes per document.
 """
 
 from __future__ import annotations
@@ -16,33 +19,57 @@ from typing import Literal
 import numpy as np
 
 from trivec.errors import InputError
+from trivec.retrieval.pooling import check_pool_factor, pool_tokens
 
-ColbertDtype = Literal["float16", "float32", "int8"]
-COLBERT_DTYPES: tuple[str, ...] = ("float16", "float32", "int8")
+ColbertDtype = Literal["float16", "float32", "int8", "int4", "binary"]
+COLBERT_DTYPES: tuple[str, ...] = ("float16", "float32", "int8", "int4", "binary")
+SCALED = ("int8", "int4", "binary")  # coded with a per-row scale (colbert.scale)
+PACKED = {"int4": 2, "binary": 8}  # values per stored byte
 PROJECTION_SAMPLE = 65536
 
 
 @dataclass
 class ColbertCodec:
-    """Encode / decode stored token vectors; `projection [D, dim]` when dimensions are reduced."""
+    """Encode / decode stored token vectors; `projection [D, dim]` when dimensions are reduced;
+    `pool_factor` > 1 pools each document's tokens before they are coded."""
 
     dtype: str = "float16"
     projection: np.ndarray | None = None
+    pool_factor: int = 1
 
     def __post_init__(self) -> None:
         if self.dtype not in COLBERT_DTYPES:
             raise InputError(f"colbert dtype must be one of {', '.join(COLBERT_DTYPES)}, got {self.dtype!r}")
+        check_pool_factor(self.pool_factor)
 
     @property
     def storage_dtype(self) -> np.dtype:
-        return np.dtype({"float16": np.float16, "float32": np.float32, "int8": np.int8}[self.dtype])
+        """The numpy type of `colbert.codes` (packed codes: bytes)."""
+        names = {"float16": np.float16, "float32": np.float32, "int8": np.int8}
+        return np.dtype(names.get(self.dtype, np.uint8))
 
     @property
     def has_scales(self) -> bool:
-        return self.dtype == "int8"
+        return self.dtype in SCALED
+
+    @property
+    def decodes(self) -> bool:
+        """Whether stored rows must be decoded before the matmul (fp16 / fp32 are widened as they are)."""
+        return self.dtype in SCALED
 
     def stored_dim(self, dim: int) -> int:
+        """Dimensions of a stored (decoded) token vector."""
         return int(self.projection.shape[1]) if self.projection is not None else dim
+
+    def code_width(self, dim: int) -> int:
+        """Columns of `colbert.codes` for `dim`-dimensional vectors (bytes per row when packed)."""
+        per_byte = PACKED.get(self.dtype, 1)
+        return -(-dim // per_byte)
+
+    def bytes_per_token(self, dim: int) -> int:
+        """Stored bytes of one token vector of `dim` dimensions (codes and scale)."""
+        width = self.code_width(self.stored_dim(dim)) * self.storage_dtype.itemsize
+        return width + (4 if self.has_scales else 0)
 
     def project(
         self, rows: np.ndarray, matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
@@ -61,21 +88,46 @@ class ColbertCodec:
         return rows @ self.projection
 
     def encode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """`(codes, scales)` of token vectors (scales only for int8)."""
-        projected = self.project(rows)
-        if self.dtype != "int8":
+        """`(codes, scales)` of one document's token vectors (pooled, projected, coded; scales only for the
+        scaled codes)."""
+        projected = self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows)
+        if self.dtype in ("float16", "float32"):
             return projected.astype(self.storage_dtype), None
-        scale = np.abs(projected).max(axis=1) / 127.0 if projected.size else np.zeros(0, np.float32)
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        codes = np.clip(np.rint(projected / scale[:, None]), -127, 127).astype(np.int8)
-        return codes, scale
-
-    def decode(self, codes: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
-        """float32 token vectors from stored codes."""
+        if self.dtype == "binary":
+            scale = np.abs(projected).mean(axis=1) if projected.size else np.zeros(0)
+            return np.packbits(projected > 0, axis=1), scale.astype(np.float32)  # a zero row stays zero
+        top = 127.0 if self.dtype == "int8" else 7.0
+        scale = _nonzero(np.abs(projected).max(axis=1) / top if projected.size else np.zeros(0, np.float32))
+        codes = np.clip(np.rint(projected / scale[:, None]), -top, top)
         if self.dtype == "int8":
-            assert scales is not None
-            return codes.astype(np.float32) * np.asarray(scales, dtype=np.float32)[:, None]
-        return np.asarray(codes, dtype=np.float32)
+            return codes.astype(np.int8), scale
+        nibbles = (codes + 8).astype(np.uint8)
+        if nibbles.shape[1] % 2:
+            nibbles = np.concatenate([nibbles, np.full((nibbles.shape[0], 1), 8, np.uint8)], axis=1)
+        return nibbles[:, 0::2] | (nibbles[:, 1::2] << 4), scale
+
+    def decode(self, codes: np.ndarray, scales: np.ndarray | None, dim: int | None = None) -> np.ndarray:
+        """float32 token vectors from stored codes (`dim`: the vectors' dimensions, for packed codes whose
+        last byte is part padding; default: every bit / nibble)."""
+        if self.dtype in ("float16", "float32"):
+            return np.asarray(codes, dtype=np.float32)
+        assert scales is not None
+        scale = np.asarray(scales, dtype=np.float32)[:, None]
+        if self.dtype == "int8":
+            return codes.astype(np.float32) * scale
+        if self.dtype == "binary":
+            bits = np.unpackbits(np.asarray(codes, dtype=np.uint8), axis=1, count=dim)
+            return (bits.astype(np.float32) * 2.0 - 1.0) * scale
+        packed = np.asarray(codes, dtype=np.uint8)
+        values = np.empty((packed.shape[0], packed.shape[1] * 2), dtype=np.float32)
+        values[:, 0::2] = (packed & 0x0F).astype(np.float32) - 8.0
+        values[:, 1::2] = (packed >> 4).astype(np.float32) - 8.0
+        return (values[:, :dim] if dim is not None else values) * scale
+
+
+def _nonzero(scale: np.ndarray) -> np.ndarray:
+    """Per-row scales as float32, 1 where a row is all zeros (its codes are zeros whatever the scale)."""
+    return np.where(scale > 0, scale, 1.0).astype(np.float32)
 
 
 def fit_projection(samples: list[np.ndarray], dim: int, seed: int = 0) -> np.ndarray:

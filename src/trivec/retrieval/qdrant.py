@@ -31,6 +31,7 @@ from trivec.retrieval.corpus import CHUNK_SEPARATOR, Chunk
 from trivec.retrieval.identity import ModelIdentity, identify
 from trivec.retrieval.manifest import NotAnIndexError
 from trivec.retrieval.plan import SearchPlan
+from trivec.retrieval.pooling import pool_tokens
 from trivec.retrieval.searcher import Hit, QueryScorer, Ranked, search
 from trivec.retrieval.settings import IndexSettings
 
@@ -119,7 +120,8 @@ class QdrantIndex(BaseIndex):
         if "colbert" in index.modes:
             if settings.colbert_dim is not None:
                 raise InputError("reduced ColBERT dimensions are an embedded-index option")
-            datatype = models.Datatype.FLOAT16 if settings.colbert_dtype == "float16" else None
+            # Qdrant has no signed int8 / int4 / binary multivectors: those codes are kept as fp16 there
+            datatype = None if settings.colbert_dtype == "float32" else models.Datatype.FLOAT16
             vectors["colbert"] = models.VectorParams(
                 size=int(identity.colbert_dim or 0),
                 distance=models.Distance.DOT,
@@ -191,7 +193,8 @@ class QdrantIndex(BaseIndex):
                 sv = encoded.sparse[i]
                 vector["sparse"] = models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
             if "colbert" in self.modes and encoded.colbert is not None:
-                vector["colbert"] = np.asarray(encoded.colbert[i], dtype=np.float32).tolist()
+                pooled = pool_tokens(encoded.colbert[i], self.settings.colbert_pool_factor)
+                vector["colbert"] = pooled.tolist()
             payload = {
                 "chunk_id": chunk.id,
                 "doc_id": chunk.doc_id,

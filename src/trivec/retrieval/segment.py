@@ -176,8 +176,8 @@ class SegmentWriter:
             self._write_postings(arrays)
         if self.codec is not None:
             self.colbert.close()
-            total = self.colbert_rows[-1]
-            arrays["colbert.codes"] = {"dtype": self.codec.dtype, "shape": [total, self.colbert_dim]}
+            total, dtype = self.colbert_rows[-1], self.codec.storage_dtype.name  # packed codes: bytes
+            arrays["colbert.codes"] = {"dtype": dtype, "shape": [total, self.colbert_dim]}
             if self.scales is not None:
                 self.scales.close()
                 arrays["colbert.scale"] = {"dtype": "float32", "shape": [total]}

@@ -8,9 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from trivec.errors import InputError
 from trivec.models.prompts import ROLES, check_prompts
+from trivec.retrieval.colbert import COLBERT_DTYPES
+from trivec.retrieval.pooling import check_pool_factor
 
 if TYPE_CHECKING:
     from trivec.inference.encoder import Embedder
+
+
+# settings added after indexes were first built: their values in an index that does not record them
+BEFORE_RECORDED: dict[str, Any] = {"colbert_pool_factor": 1}
 
 
 @dataclass
@@ -27,8 +33,9 @@ class IndexSettings:
     max_length: int | None = None
     sparse: bool = True
     colbert: bool = True
-    colbert_dtype: str = "float16"
+    colbert_dtype: str = "int8"
     colbert_dim: int | None = None
+    colbert_pool_factor: int = 2
     dense_index: str = "auto"
     ann_threshold: int = 50_000
     hnsw_m: int = 32
@@ -44,7 +51,9 @@ class IndexSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        """Recorded settings; those an older index does not record take the values it was built with."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**BEFORE_RECORDED, **known})
 
     def validate(self) -> IndexSettings:
         """Raise `InputError` naming the first setting out of range (as the option `trivec index build`
@@ -52,7 +61,7 @@ class IndexSettings:
         choices = {
             "dense_index": ("auto", "flat", "hnsw", "ivf"),
             "hnsw_storage": ("float16", "float32"),
-            "colbert_dtype": ("float16", "float32", "int8"),
+            "colbert_dtype": COLBERT_DTYPES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -62,6 +71,7 @@ class IndexSettings:
         positive = ("ann_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")
         for name in (*positive, "max_segments"):
             _check_int(name, getattr(self, name), 1)
+        check_pool_factor(self.colbert_pool_factor)
         for name, minimum in (("chunk_tokens", 1), ("colbert_dim", 1), ("max_length", 2)):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum)

@@ -165,7 +165,7 @@ class SegmentStore:
         self._body = copy.deepcopy(body)
         self.identity = ModelIdentity.from_dict(body["model"])
         self.settings = settings
-        self.codec = ColbertCodec(settings.colbert_dtype, projection)
+        self.codec = ColbertCodec(settings.colbert_dtype, projection, settings.colbert_pool_factor)
         self.segments = segments
         self._deleted = deleted
         self._rebuild_views()
@@ -329,7 +329,7 @@ class SegmentStore:
             self.identity.dense_dim,
             self.stores_sparse,
             self.codec if colbert else None,
-            self.codec.stored_dim(colbert_full_dim or 0) if colbert else None,
+            self.codec.code_width(self.codec.stored_dim(colbert_full_dim or 0)) if colbert else None,
         )
 
     def _ensure_projection(self, colbert: Sequence[np.ndarray] | None) -> None:
@@ -347,7 +347,7 @@ class SegmentStore:
             "size": path.stat().st_size,
             "xxh3": digest(projection.tobytes()),
         }
-        self.codec = ColbertCodec(self.settings.colbert_dtype, projection)
+        self.codec = ColbertCodec(self.settings.colbert_dtype, projection, self.settings.colbert_pool_factor)
 
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None

@@ -1,0 +1,212 @@
+"""ColBERT storage options of the embedded index: bytes per document against nDCG@10 (issue #19).
+
+    python benchmarks/colbert_quality.py encode            # encode each set once (cached, ≈ minutes each)
+    python benchmarks/colbert_quality.py evaluate          # index every set per storage option, nDCG@10
+
+Each retrieval set of `$TRIVEC_SHARED/data` is encoded ONCE with the real default model (bf16) and cached
+(`--cache`); every storage option then builds an index from the same encodings through
+`Index.add_encoded_batches` and searches with the same encoded queries (`search_vectors`), in every mode
+that uses ColBERT (colbert, hybrid). Bytes per document are the index's own (`info()`'s ColBERT files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SETS = (
+    "arcd-test-retrieval",
+    "iapp-wiki-qa-dev-retrieval",
+    "jaquad-dev-retrieval",
+    "parsinlu-rc-dev-retrieval",
+    "tquad-dev-retrieval",
+    "tydiqa-id-dev-retrieval",
+    "cmrc2018-trial-retrieval",
+    "cranfield",
+    "cacm",
+)
+# (label, settings): today's default first
+OPTIONS: dict[str, dict[str, Any]] = {
+    "fp16 (old default)": {"colbert_dtype": "float16", "colbert_pool_factor": 1},
+    "int8": {"colbert_dtype": "int8", "colbert_pool_factor": 1},
+    "pool2 fp16": {"colbert_dtype": "float16", "colbert_pool_factor": 2},
+    "pool2 int8": {"colbert_dtype": "int8", "colbert_pool_factor": 2},
+    "pool2 int8 d128": {"colbert_dtype": "int8", "colbert_pool_factor": 2, "colbert_dim": 128},
+    "pool2 int8 d192": {"colbert_dtype": "int8", "colbert_pool_factor": 2, "colbert_dim": 192},
+    "pool3 int8": {"colbert_dtype": "int8", "colbert_pool_factor": 3},
+    "pool3 int8 d192": {"colbert_dtype": "int8", "colbert_pool_factor": 3, "colbert_dim": 192},
+    "pool2 int4": {"colbert_dtype": "int4", "colbert_pool_factor": 2},
+    "pool3 int4": {"colbert_dtype": "int4", "colbert_pool_factor": 3},
+    "binary": {"colbert_dtype": "binary", "colbert_pool_factor": 1},
+    "pool2 binary": {"colbert_dtype": "binary", "colbert_pool_factor": 2},
+}
+MODES = ("colbert", "hybrid")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TRIVEC_SHARED", "/work/shared")) / "data"
+
+
+def encode_set(name: str, cache: Path, batch: int = 64) -> None:
+    """Documents and judged queries of one set, encoded once with the default model, pickled."""
+    from trivec.evaluation.data import read_corpus, read_qrels, read_queries
+    from trivec.inference.encoder import Embedder
+    from trivec.retrieval.base import encode_chunks
+    from trivec.retrieval.corpus import Document, chunk_documents
+
+    out = cache / f"{name}.pkl"
+    if out.exists():
+        return
+    folder = data_dir() / name
+    ids, texts = read_corpus(folder / "corpus.jsonl")
+    rows = [json.loads(line) for line in (folder / "corpus.jsonl").open(encoding="utf-8") if line.strip()]
+    docs = [Document.coerce({"id": r["id"], "title": r.get("title"), "text": r["text"]}, "doc") for r in rows]
+    qrels, _ = read_qrels(folder / "qrels.tsv")
+    queries = read_queries(folder / "queries.jsonl")
+    query_ids = [q for q in queries if any(g > 0 for g in qrels.get(q, {}).values())]
+    embedder = Embedder.from_pretrained("m3-small", dtype="bfloat16")
+    started = time.perf_counter()
+    chunks = chunk_documents(docs)
+    encoded = []
+    for _, result in encode_chunks(
+        embedder, chunks, True, True, None, prompt=embedder.resolve_prompt("document")
+    ):
+        encoded.append(result)
+    q = embedder.encode(
+        [queries[i] for i in query_ids], dense=True, sparse=True, colbert=True, prompt_name="query"
+    )
+    payload = {
+        "docs": [{"id": d.id, "title": d.title, "text": d.text} for d in docs],
+        "encoded": encoded,
+        "query_ids": query_ids,
+        "queries": q,
+        "qrels": qrels,
+        "seconds": time.perf_counter() - started,
+    }
+    assert len(ids) == len(docs) and len(texts) == len(docs)
+    with (cache / f"{name}.tmp").open("wb") as handle:
+        pickle.dump(payload, handle, protocol=5)
+    (cache / f"{name}.tmp").rename(out)
+    print(f"{name}: {len(docs)} docs, {len(query_ids)} queries, {payload['seconds']:.0f} s", flush=True)
+
+
+def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
+    from trivec.evaluation.metrics import evaluate_run
+
+    return float(evaluate_run(qrels, run, [10])["ndcg_at_10"])
+
+
+def evaluate_set(
+    name: str, cache: Path, root: Path, options: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Index one set once per storage option from the cached encodings; nDCG@10 per mode and bytes/doc."""
+    from trivec import Index
+    from trivec.inference.encoder import Embedder
+
+    with (cache / f"{name}.pkl").open("rb") as handle:
+        data = pickle.load(handle)
+    embedder = Embedder.from_pretrained("m3-small", dtype="bfloat16")
+    rows = []
+    for label, settings in options.items():
+        path = root / name
+        shutil.rmtree(path, ignore_errors=True)
+        started = time.perf_counter()
+        index = Index.create(path, model=embedder, **settings)
+        offset, batches = 0, []
+        for result in data["encoded"]:
+            n = len(result)
+            batches.append((data["docs"][offset : offset + n], result))
+            offset += n
+        index.add_encoded_batches(iter(batches))
+        built = time.perf_counter() - started
+        info = index.info()
+        row: dict[str, Any] = {
+            "set": name,
+            "option": label,
+            "colbert_bytes_per_doc": info["bytes"]["colbert"] / max(1, info["documents"]),
+            "build_s": built,
+        }
+        for mode in MODES:
+            started = time.perf_counter()
+            hits = index.search_vectors(data["queries"], top_k=10, mode=mode)
+            row[f"{mode}_ms"] = 1000 * (time.perf_counter() - started) / len(data["query_ids"])
+            run = {
+                q: {h.doc_id: float(h.score) for h in hs}
+                for q, hs in zip(data["query_ids"], hits, strict=True)
+            }
+            row[mode] = 100 * ndcg10({q: data["qrels"][q] for q in data["query_ids"]}, run)
+        index.close()
+        shutil.rmtree(path, ignore_errors=True)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Mean over sets per option: ColBERT bytes/doc, × smaller than the first option, nDCG@10 per mode."""
+    options = list(dict.fromkeys(r["option"] for r in rows))
+    sets = sorted({r["set"] for r in rows})
+    base = [r for r in rows if r["option"] == options[0]]
+    base_bytes = np.mean([r["colbert_bytes_per_doc"] for r in base])
+    lines = [
+        f"sets ({len(sets)}): {', '.join(sets)}",
+        "",
+        "| option | ColBERT bytes/doc | smaller | "
+        + " | ".join(f"{m} nDCG@10 (Δ)" for m in MODES)
+        + " | hybrid ms/query |",
+        "|---|---:|---:|" + "---:|" * (len(MODES) + 1),
+    ]
+    for option in options:
+        mine = [r for r in rows if r["option"] == option]
+        size = np.mean([r["colbert_bytes_per_doc"] for r in mine])
+        cells = []
+        for mode in MODES:
+            value = np.mean([r[mode] for r in mine])
+            delta = value - np.mean([r[mode] for r in base])
+            cells.append(f"{value:.2f} ({delta:+.2f})")
+        ms = np.mean([r["hybrid_ms"] for r in mine])
+        lines.append(
+            f"| {option} | {size:,.0f} | {base_bytes / size:.1f}× | " + " | ".join(cells) + f" | {ms:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("step", choices=("encode", "evaluate", "table"))
+    parser.add_argument("--sets", nargs="*", default=list(SETS))
+    parser.add_argument("--options", nargs="*", default=None, help="labels of OPTIONS (default: all)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/trivec-i19/enc"))
+    parser.add_argument("--root", type=Path, default=Path("/tmp/trivec-i19/idx"))
+    parser.add_argument("--results", type=Path, default=Path("/tmp/trivec-i19/colbert_quality.jsonl"))
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.step == "encode":
+        for name in args.sets:
+            encode_set(name, args.cache)
+        return
+    if args.step == "evaluate":
+        options = {k: OPTIONS[k] for k in (args.options or OPTIONS)}
+        with args.results.open("a", encoding="utf-8") as out:
+            for name in args.sets:
+                for row in evaluate_set(name, args.cache, args.root, options):
+                    out.write(json.dumps(row) + "\n")
+    rows = [json.loads(line) for line in args.results.open(encoding="utf-8")]
+    print(f"CPU: {platform.processor() or platform.machine()}, python {sys.version.split()[0]}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
