@@ -1,0 +1,265 @@
+"""How the embedded index scales (issue #19): synthetic corpora of 10k … 1M documents.
+
+    python benchmarks/scale.py --docs 10000 100000 300000     # one size per child process, in order
+
+Documents have the shapes of the default model's (m3-small): 384-d unit dense vectors in clusters, Zipf
+sparse vectors (≈ 60 terms), and ColBERT token matrices of 384 dims whose lengths follow Cranfield's after
+pooling (log-normal, median ≈ 105 tokens, at most 256). Token vectors are rows of a fixed pool of 65,536
+random unit vectors (so `exact` can score any document from its token ids); the index stores them with
+the default codes (pool factor 1 here: the lengths are already pooled ones; pooling costs ≈ 1–3 ms per
+document at build time on top, measured in docs/scale.md). Queries: 32 ColBERT tokens (half from the
+source document), a noisy copy of its dense vector, 12 sparse terms.
+
+Each size is built in its own process (`build` step) that generates batches of 10,000 documents on the
+fly and streams them into `Index.add_encoded_batches`, so its peak RSS (VmHWM) is the index's, not the
+generator's. The parent then measures: bytes per document per representation, open time, hybrid and
+hybrid+ColBERT p50 / p95, and recall@100 against an exact search (exact dense and sparse top 100, fused
+with the same weights; ColBERT scores from the decoded stored codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from trivec import EncodeResult  # noqa: E402
+from trivec.inference.scoring import hybrid_scores, maxsim_scores  # noqa: E402
+from trivec.inference.sparse import SparseVector  # noqa: E402
+from trivec.retrieval import Document, Index  # noqa: E402
+from trivec.retrieval.fusion import top_k  # noqa: E402
+
+DIM, BATCH, POOL, K, SEED = 384, 10_000, 65_536, 100, 19
+VOCAB = 250_002
+HYBRID = {"dense": 0.4, "sparse": 0.2, "colbert": 0.0}
+ALL = {"dense": 0.25, "sparse": 0.25, "colbert": 0.5}  # m3-small's fusion weights
+
+
+def token_pool() -> np.ndarray:
+    rows = np.random.default_rng(SEED).standard_normal((POOL, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def centers(n: int) -> np.ndarray:
+    spectrum = (1.0 / np.sqrt(np.arange(1, DIM + 1))).astype(np.float32)
+    return np.random.default_rng(SEED).standard_normal((max(64, n // 100), DIM)).astype(np.float32) * spectrum
+
+
+def batch(n: int, b: int, middle: np.ndarray, cdf: np.ndarray) -> dict[str, Any]:
+    """Documents b·BATCH … of an n-document corpus, the same in every process."""
+    rng = np.random.default_rng([SEED, b])
+    count = min(BATCH, n - b * BATCH)
+    spectrum = (1.0 / np.sqrt(np.arange(1, DIM + 1))).astype(np.float32)
+    dense = middle[rng.integers(0, middle.shape[0], count)]
+    dense = dense + 0.6 * rng.standard_normal((count, DIM)).astype(np.float32) * spectrum
+    dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+    sparse = []
+    for _ in range(count):
+        ids = np.unique(np.searchsorted(cdf, rng.random(70)) + 4)[:60]
+        sparse.append(
+            SparseVector(ids.astype(np.int32), rng.lognormal(-2.0, 0.6, ids.shape[0]).astype(np.float32))
+        )
+    lengths = np.clip(rng.lognormal(np.log(105), 0.45, count), 8, 256).astype(np.int64)
+    tokens = rng.integers(0, POOL, int(lengths.sum())).astype(np.int32)
+    return {"dense": dense, "sparse": sparse, "lengths": lengths, "tokens": tokens}
+
+
+def zipf_cdf() -> np.ndarray:
+    p = np.arange(1, VOCAB - 3, dtype=np.float64) ** -1.0
+    return np.cumsum(p / p.sum())
+
+
+def build(n: int, path: Path) -> dict[str, Any]:
+    """Child process: stream n synthetic documents into a new index; build time and peak RSS."""
+    embedder = vector_model(path.parent)
+    pool, middle, cdf = token_pool(), centers(n), zipf_cdf()
+
+    def batches() -> Any:
+        for b in range(-(-n // BATCH)):
+            data = batch(n, b, middle, cdf)
+            ends = np.cumsum(data["lengths"])
+            colbert = [
+                pool[data["tokens"][e - length : e]] for e, length in zip(ends, data["lengths"], strict=True)
+            ]
+            docs = [Document(id=f"d{b * BATCH + i}", text="") for i in range(len(colbert))]
+            yield docs, EncodeResult(dense=data["dense"], sparse=data["sparse"], colbert=colbert)
+
+    started = time.perf_counter()
+    index = Index.create(path, embedder, colbert_pool_factor=1, max_segments=64)
+    index.add_encoded_batches(batches())
+    index.close()
+    seconds = time.perf_counter() - started
+    return {"docs": n, "build_s": seconds, "build_peak_rss_mib": peak_rss_mib()}
+
+
+def vector_model(root: Path) -> Any:
+    """A model record with m3-small's shapes (XLM-R tokenizer, 384-d dense, sparse head, 384-d ColBERT head).
+    Random weights, never run: the documents come as pre-computed vectors (`Index.add_encoded_batches`)."""
+    import torch
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+
+    from trivec import Embedder
+    from trivec.models import M3Model
+    from trivec.models.heads import ColbertHead, SparseHead
+
+    shared = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
+    tokenizer = AutoTokenizer.from_pretrained(shared / "fixtures" / "xlmr-tokenizer")
+    config = XLMRobertaConfig(
+        vocab_size=1000, hidden_size=DIM, num_hidden_layers=1, num_attention_heads=8, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    model = M3Model(XLMRobertaModel(config), tokenizer, "cls", True, SparseHead(DIM), ColbertHead(DIM, DIM))
+    model.save_pretrained(root / "model")
+    return Embedder.from_pretrained(root / "model", device="cpu")
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(n: int, path: Path, queries: int) -> dict[str, Any]:
+    """Parent: open time, bytes per document, hybrid and hybrid+ColBERT latency and recall@100 vs exact."""
+    pool, middle, cdf = token_pool(), centers(n), zipf_cdf()
+    parts = [batch(n, b, middle, cdf) for b in range(-(-n // BATCH))]
+    dense = np.concatenate([p["dense"] for p in parts])
+    sparse = [v for p in parts for v in p["sparse"]]
+    lengths = np.concatenate([p["lengths"] for p in parts])
+    tokens = np.concatenate([p["tokens"] for p in parts])
+    ends = np.cumsum(lengths)
+    del parts
+    opened = []
+    for _ in range(5):
+        started = time.perf_counter()
+        index = Index.open(path)
+        opened.append(1000 * (time.perf_counter() - started))
+        index.wait_checked()
+        index.close()
+    index = Index.open(path)
+    index.wait_checked()
+    codec = index.codec  # type: ignore[attr-defined]
+    stored_pool = codec.decode(*codec.encode(pool), DIM)  # what the index scores: the decoded codes
+    rng = np.random.default_rng([SEED, 999])
+    source = rng.choice(n, queries, replace=False)
+    spectrum = (1.0 / np.sqrt(np.arange(1, DIM + 1))).astype(np.float32)
+    q_dense = dense[source] + 0.8 * rng.standard_normal((queries, DIM)).astype(np.float32) * spectrum
+    q_dense /= np.linalg.norm(q_dense, axis=1, keepdims=True)
+    q_sparse, q_colbert = [], []
+    for s in source:
+        own = sparse[s].indices
+        ids = np.unique(
+            np.concatenate(
+                [rng.choice(own, min(len(own), 6), replace=False), np.searchsorted(cdf, rng.random(6)) + 4]
+            )
+        )
+        q_sparse.append(
+            SparseVector(ids.astype(np.int32), rng.lognormal(-1.5, 0.5, ids.shape[0]).astype(np.float32))
+        )
+        doc = tokens[ends[s] - lengths[s] : ends[s]]
+        q = np.concatenate([pool[rng.choice(doc, 16)], pool[rng.integers(0, POOL, 16)]])
+        q_colbert.append(q)
+    matrix = csr_of(sparse, VOCAB)
+    row_of = {f"d{i}": i for i in range(n)}
+    out: dict[str, Any] = {"open_ms_median": float(np.median(opened))}
+    info = index.info()
+    out["bytes_per_doc"] = {k: round(v / n, 1) for k, v in info["bytes"].items()}
+    out["segments"] = len(info["segments"])
+    for mode, weights in (("hybrid", HYBRID), ("hybrid+colbert", ALL)):
+        latencies, recalls = [], []
+        for q in range(queries):
+            encoded = EncodeResult(
+                dense=q_dense[q : q + 1],
+                sparse=[q_sparse[q]],
+                colbert=[q_colbert[q]] if mode != "hybrid" else None,
+            )
+            started = time.perf_counter()
+            hits = index.search_vectors(encoded, top_k=K, mode="hybrid", weights=weights)[0]
+            latencies.append(1000 * (time.perf_counter() - started))
+            found = {row_of[h.doc_id] for h in hits}
+            d = dense @ q_dense[q]
+            s = np.asarray((csr_of([q_sparse[q]], VOCAB) @ matrix.T).todense()).ravel()
+            dt, st = top_k(d, K), top_k(s, K)
+            cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
+            scores = {"dense": d[cands], "sparse": s[cands]}
+            if mode != "hybrid":
+                docs = [stored_pool[tokens[ends[c] - lengths[c] : ends[c]]] for c in cands]
+                scores["colbert"] = maxsim_scores(codec.project(q_colbert[q]), docs)
+            fused = np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
+            truth = set(cands[top_k(fused, K)].tolist())
+            recalls.append(len(found & truth) / len(truth))
+        out[mode] = {
+            "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+            "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+            "recall@100": round(float(np.mean(recalls)), 4),
+        }
+    index.close()
+    return out
+
+
+def csr_of(vectors: list[SparseVector], width: int) -> Any:
+    from scipy import sparse as sp
+
+    lengths = np.array([len(v) for v in vectors])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, np.int32)
+    values = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, np.float32)
+    return sp.csr_matrix((values, indices, indptr), shape=(len(vectors), width))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 300_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--root", type=Path, default=Path("/tmp/trivec-scale"))
+    parser.add_argument("--results", type=Path, default=Path("/tmp/trivec-scale/results.jsonl"))
+    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # the child's step
+    args = parser.parse_args()
+    if args.build:
+        print(json.dumps(build(args.build, args.root / f"n{args.build}" / "index")))
+        return
+    args.root.mkdir(parents=True, exist_ok=True)
+    for n in args.docs:
+        folder = args.root / f"n{n}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--build", str(n), "--root", str(args.root)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRIVEC_QUIET": "1"},
+        )
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        row.update(measure(n, folder / "index", args.queries))
+        row["cpu"] = cpu_model()
+        print(json.dumps(row), flush=True)
+        with args.results.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
