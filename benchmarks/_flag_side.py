@@ -49,7 +49,9 @@ def main() -> None:
     outputs = set(job["outputs"])
     start = time.perf_counter()
     if job["kind"] == "m3":
-        model = BGEM3FlagModel(job["model"], use_fp16=False, devices="cpu")
+        model = BGEM3FlagModel(
+            job["model"], use_fp16=False, devices="cpu", pooling_method=job.get("pooling", "cls")
+        )
     else:
         model = FlagModel(
             job["model"],

@@ -1,7 +1,8 @@
 """Encoding speed and memory of trivec, side by side with FlagEmbedding 1.4.2 on the same models and texts.
 
-    python benchmarks/encode.py            # full run (about 20 minutes on 2 cores)
-    python benchmarks/encode.py --quick    # smoke run (a few minutes)
+    python benchmarks/encode.py                     # full run (about 45 minutes on 2 cores)
+    python benchmarks/encode.py --quick             # smoke run (a few minutes)
+    python benchmarks/encode.py --sections d,e      # m3-small only (--passages N: fewer texts)
 
 Sections:
   (a) all-MiniLM-L6-v2 (the default model, mean pooling) dense, 2,000 real passages from ../shared/data
@@ -9,9 +10,14 @@ Sections:
   (b) a BGE-M3-layout model of realistic shape (XLM-R config, 6 layers × hidden 384, vocab 250,002, random
       weights, built once under benchmarks/.cache/) returning dense + lexical weights + ColBERT vectors;
   (c) 100 texts of ~8,000 tokens, max_length 8192: time and peak memory; trivec at two token budgets,
-      FlagEmbedding at its batch size (256 by default; its own probe shrinks it when memory runs out).
+      FlagEmbedding at its batch size (256 by default; its own probe shrinks it when memory runs out);
+  (d) m3-small (trivec's multilingual default model: XLM-R 12 × 384, mean pooling) dense, the passages of (a),
+      max_length 512 (its limit);
+  (e) m3-small dense + lexical weights + ColBERT vectors, the same passages.
+  m3-small reads text in capitals lower-cased (`fold_capitals`); FlagEmbedding does not, so (d) and (e) give
+  both sides the passages folded already.
 
-In (a) (dense only) and (b) (all three outputs) trivec also runs on its ONNX backend: the model exported once
+In (a), (d) (dense only), (b) and (e) (all three outputs) trivec also runs on its ONNX backend: the model exported once
 with `trivec export onnx --quantize int8` (under benchmarks/.cache/), rows "ONNX fp32" (onnx/model.onnx)
 and "ONNX int8" (onnx/model_int8.onnx) in onnxruntime, same token-budget batching (`--no-onnx` skips them).
 
@@ -21,7 +27,8 @@ count. FlagEmbedding lives in its own virtual environment (benchmarks/.venv-ref,
 is never a dependency of trivec. Texts and outputs go through files. Every output is compared: dense
 vectors, lexical weights per token id, ColBERT rows. The encode GFLOP/s counts the encoder's matmul and
 attention FLOPs over the real (unpadded) tokens and is printed next to a plain fp32 matmul measured in the
-same run.
+same run. The header names the CPU, its ISA flags that matter here (AVX2, AVX-512, AVX512-BF16 / VNNI, AMX)
+and what `dtype="auto"` resolves to on it; the bf16 rows are what `auto` gives on AMX / AVX512-BF16 CPUs.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from _reference_env import REFERENCE_VENV, reference_python  # noqa: E402
 from _side_common import encoder_flops  # noqa: E402
 
 CORPORA = ("vaswani-npl", "cranfield", "cacm", "lisa", "trecqa")
+BF16_LABEL = "bf16 (dtype auto here)"
 
 
 def shared_dir() -> Path:
@@ -175,6 +183,35 @@ def onnx_runs(section: Section, export_dir: Path, job: dict[str, Any]) -> list[R
         Run(section, "trivec", "ONNX fp32, default budget", {**common, "onnx_file": None}),
         Run(section, "trivec", "ONNX int8, default budget", {**common, "onnx_file": ONNX_INT8_FILE}),
     ]
+
+
+# ---------------------------------------------------------------------------------------------- machine
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> str:
+    """The CPU model, which of `ISA_FLAGS` it has, and what `dtype="auto"` resolves to on it."""
+    import torch
+
+    from trivec.inference.precision import describe_auto
+
+    model, flags = "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "?":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    present = " ".join(f for f in ISA_FLAGS if f in flags) or "(flags unreadable)"
+    absent = " ".join(f for f in ISA_FLAGS if f not in flags and flags)
+    return (
+        f"CPU: {model}; ISA: {present}"
+        + (f" (absent: {absent})" if absent else "")
+        + f"; dtype='auto' → {describe_auto(torch.device('cpu'))}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- machine limit
@@ -383,11 +420,18 @@ def render_table(runs: list[Run], matmul: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (few texts, one repeat)")
-    parser.add_argument("--sections", default="a,b,c", help="comma list of a, b, c (default all)")
+    parser.add_argument("--sections", default="a,b,c,d,e", help="comma list of a, b, c, d, e (default all)")
+    parser.add_argument(
+        "--passages", type=int, default=None, help="corpus passages of (a), (b), (d), (e) (default 2,000)"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per trivec side (best is kept)")
     parser.add_argument("--reference-repeats", type=int, default=1, help="timed runs per FlagEmbedding side")
-    parser.add_argument("--no-bf16", action="store_true", help="skip the opt-in bf16 trivec rows")
+    parser.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="skip the bf16 trivec rows (what dtype auto gives on AMX / AVX512-BF16 CPUs)",
+    )
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX backend rows (fp32, int8)")
     parser.add_argument(
         "--mem-cap-gb",
@@ -400,7 +444,7 @@ def main() -> None:
     args = parser.parse_args()
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     quick = args.quick
-    n_passages = 128 if quick else 2000
+    n_passages = args.passages or (128 if quick else 2000)
     n_long = 4 if quick else 100
     warm = 16 if quick else 64
     repeats = args.repeats or (1 if quick else 3)
@@ -422,9 +466,16 @@ def main() -> None:
     passages = corpus_passages(n_passages)
     passages_file = out_dir / "passages.json"
     passages_file.write_text(json.dumps(passages), encoding="utf-8")
+    from trivec.models.casing import fold_capitals
+
+    folded_file = out_dir / "passages-folded.json"  # (d), (e): what m3-small reads (fold_capitals)
+    folded_file.write_text(json.dumps([fold_capitals(t) for t in passages]), encoding="utf-8")
     m3_shape = Shape(layers=6, hidden=384, heads=6, intermediate=1536)
     long_shape = Shape(layers=1, hidden=384, heads=6, intermediate=1536)
     minilm_shape = Shape(layers=6, hidden=384, heads=12, intermediate=1536)
+    small_shape = Shape(
+        layers=12, hidden=384, heads=12, intermediate=1536
+    )  # m3-small (multilingual-e5-small)
 
     plan: list[Run] = []
     if "a" in sections:
@@ -451,7 +502,7 @@ def main() -> None:
         ]
         if not args.no_bf16:
             plan.append(
-                Run(a, "trivec", "bf16 (opt-in)", {"warmup": warm, "repeats": repeats, "dtype": "bfloat16"})
+                Run(a, "trivec", BF16_LABEL, {"warmup": warm, "repeats": repeats, "dtype": "bfloat16"})
             )
         if not args.no_onnx:
             plan += onnx_runs(a, onnx_export_dir(minilm_path()), {"warmup": warm, "repeats": repeats})
@@ -480,10 +531,44 @@ def main() -> None:
         ]
         if not args.no_bf16:
             plan.append(
-                Run(b, "trivec", "bf16 (opt-in)", {"warmup": warm, "repeats": repeats, "dtype": "bfloat16"})
+                Run(b, "trivec", BF16_LABEL, {"warmup": warm, "repeats": repeats, "dtype": "bfloat16"})
             )
         if not args.no_onnx:
             plan += onnx_runs(b, onnx_export_dir(m3_dir), {"warmup": warm, "repeats": repeats})
+    if "d" in sections or "e" in sections:
+        from trivec.models.m3_small import m3_small_path
+
+        small_dir = m3_small_path()
+        small_onnx = None if args.no_onnx else onnx_export_dir(small_dir)
+    for key, outputs in (("d", ("dense",)), ("e", ("dense", "sparse", "colbert"))):
+        if key not in sections:
+            continue
+        section = Section(
+            key,
+            f"m3-small (XLM-R 12×384, mean pooling, vocab 250k) {'+'.join(outputs)}, corpus passages "
+            "(capitals folded), max_length 512",
+            str(small_dir),
+            "m3",
+            folded_file,
+            outputs,
+            512,
+            small_shape,
+            pooling="mean",
+        )
+        job = {"warmup": 64, "repeats": repeats}
+        plan += [
+            Run(
+                section,
+                "FlagEmbedding",
+                "BGEM3FlagModel fp32, batch 256",
+                {"warmup": 64, "repeats": args.reference_repeats},
+            ),
+            Run(section, "trivec", "fp32, default budget", dict(job)),
+        ]
+        if not args.no_bf16:
+            plan.append(Run(section, "trivec", BF16_LABEL, {**job, "dtype": "bfloat16"}))
+        if small_onnx is not None:
+            plan += onnx_runs(section, small_onnx, dict(job))
     if "c" in sections:
         long_dir = build_m3_checkpoint(CACHE / "m3-xlmr-1x384", long_shape)
         tokenizer = AutoTokenizer.from_pretrained(long_dir)
@@ -526,6 +611,7 @@ def main() -> None:
     table = render_table(plan, matmul)
     notes = [
         "",
+        cpu_description(),
         f"torch {torch.__version__}, transformers {transformers.__version__} (FlagEmbedding side: {_reference_transformers()}), FlagEmbedding 1.4.2, "
         f"{args.threads} threads on both sides; {os.cpu_count()} CPUs; load average at start {load_before}, at end {_load()}",
         "plain torch matmul (square, best of 1024/2048/4096): "
@@ -534,7 +620,7 @@ def main() -> None:
         "+ attention FLOPs over the real tokens; encode peak RSS = highest RSS of that side's process while "
         "encoding (model and texts included); RSS after load = the same process before the timed encode.",
     ]
-    for key in ("a", "b", "c"):
+    for key in ("a", "b", "c", "d", "e"):
         section = next((r.section for r in plan if r.section.key == key), None)
         if section is not None:
             notes.append(f"({key}) {section.title}")
