@@ -152,7 +152,10 @@ def score(
     ],
     model: ModelOption = "default",
     weights: Annotated[
-        str | None, typer.Option(help="dense,sparse,colbert weights (default 0.4,0.2,0.4)")
+        str | None,
+        typer.Option(
+            help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)"
+        ),
     ] = None,
     query_prompt: QueryPromptOption = None,
     document_prompt: DocumentPromptOption = None,

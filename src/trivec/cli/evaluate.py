@@ -67,7 +67,10 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Retrieval/reranking modes: dense,sparse,colbert,dense+sparse,all,bm25."),
         ] = "dense,sparse,colbert,dense+sparse,all,bm25",
         weights: Annotated[
-            str | None, typer.Option(help="Hybrid weights dense,sparse,colbert (default 0.4,0.2,0.4).")
+            str | None,
+            typer.Option(
+                help="Hybrid weights dense,sparse,colbert (default: the model's fusion_weights, else 0.4,0.2,0.4)."
+            ),
         ] = None,
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,

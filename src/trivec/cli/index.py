@@ -276,7 +276,10 @@ def register(app: typer.Typer) -> None:
         top_k: Annotated[int, typer.Option("--top-k", "-k", help="Results per query.")] = 10,
         mode: Annotated[str, typer.Option(help="dense, sparse, colbert or hybrid.")] = "hybrid",
         weights: Annotated[
-            str | None, typer.Option(help="dense,sparse,colbert weights (default 0.4,0.2,0.4).")
+            str | None,
+            typer.Option(
+                help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)."
+            ),
         ] = None,
         fusion: Annotated[str, typer.Option(help="weighted or rrf.")] = "weighted",
         candidates: Annotated[

@@ -2,7 +2,7 @@
 
 An index stores chunks of documents with the three representations of one model and answers searches:
 dense top-k ∪ sparse top-k → exact per-mode scores of the candidates (ColBERT MaxSim re-ranks them) →
-weighted fusion (default weights 0.4 / 0.2 / 0.4) or RRF
+weighted fusion (default weights: the model's `fusion_weights`, else 0.4 / 0.2 / 0.4) or RRF
 (`searcher.py`). The embedded backend keeps everything in a directory; the Qdrant backend in a Qdrant
 collection. Both take the same calls; `Index` (`index.py`) creates and opens them.
 """
@@ -243,7 +243,7 @@ class BaseIndex(ABC):
         reranker, depth = self._reranker(rerank, rerank_depth, top_k)
         if not texts:
             return []
-        plan = plan_search(mode, self.modes, weights, fusion, depth, candidates)
+        plan = plan_search(mode, self.modes, weights, fusion, depth, candidates, self.embedder.fusion_weights)
         dense, sparse, colbert = plan.needs
         encoded = self.embedder.encode(
             texts,
@@ -292,7 +292,7 @@ class BaseIndex(ABC):
     ) -> list[list[Hit]]:
         """Search with already-encoded queries (`Embedder.encode(queries, prompt=index.prompt("query"))` of
         this index's model)."""
-        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates)
+        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates, self.embedder.fusion_weights)
         n = (
             encoded.dense.shape[0]
             if encoded.dense is not None

@@ -76,7 +76,15 @@ class IndexSearcher:
 
     def plan(self, req: SearchRequest) -> SearchPlan:
         """Check the request's mode, weights and fusion against the index (InputError → 422)."""
-        return plan_search(req.mode, self.index.modes, req.weights, req.fusion, req.top_k, req.candidates)
+        return plan_search(
+            req.mode,
+            self.index.modes,
+            req.weights,
+            req.fusion,
+            req.top_k,
+            req.candidates,
+            self.embedder.fusion_weights,
+        )
 
     def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:
         """Hits for already-encoded queries (the server's model, with `query_prompt()` before each)."""
