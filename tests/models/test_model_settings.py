@@ -142,6 +142,7 @@ def test_the_models_weights_are_the_default_of_score_search_and_eval(tiny_copy: 
         json.dumps({"id": "q", "text": "boundary layer"}) + "\n", encoding="utf-8"
     )
     (task / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq\ta\t1\n", encoding="utf-8")
+    (tmp_path / "tasks.tsv").write_text("folder\ttype\tlanguages\ntask\tretrieval\ten\n", encoding="utf-8")
     results = evaluate(embedder, [task], modes="all", progress=False, report=False)
     assert results[0]["settings"]["weights"] == WEIGHTS
     assert normalize_weights(None, WEIGHTS) == WEIGHTS and normalize_weights(None) == DEFAULT_WEIGHTS
