@@ -395,7 +395,12 @@ def test_eval_with_backend_onnx_scores_as_torch(tiny_export: Path, tmp_path: Pat
             "--language", "en", "-o", str(out), "--quiet", "--backend", backend,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        scores[backend] = json.loads((out / "cran-small.json").read_text(encoding="utf-8"))["scores"]
+        result = json.loads((out / "cran-small.json").read_text(encoding="utf-8"))
+        scores[backend] = result["scores"]
+        # the graph is recorded with the results (an int8 run is not taken for a float32 one, nor resumed as one)
+        expected = "float32" if backend == "torch" else "onnx model.onnx"
+        assert result["settings"]["dtype"] == result["model"]["dtype"] == expected
+        assert result["model"]["backend"] == backend
     assert set(scores["torch"]) == set(scores["onnx"]) == {"dense", "sparse", "colbert"}
     compared = 0
     for mode, metrics in scores["torch"].items():

@@ -46,6 +46,15 @@ def load_embedder(
     return embedder
 
 
+def precision(embedder: Embedder) -> str:
+    """How the encoder computes: the torch weights' dtype (`float32`, `bfloat16`), or `onnx <graph file>` on
+    the ONNX backend (e.g. `onnx model_int8.onnx`), so results of different graphs are told apart."""
+    if embedder.backend != "torch":
+        path = getattr(embedder._forward, "path", None)
+        return f"{embedder.backend} {path.name}" if path is not None else embedder.backend
+    return str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
+
+
 def describe_model(embedder: Embedder, name: str | None = None) -> dict[str, Any]:
     """What identifies the model in a results file."""
     model = embedder.model
@@ -58,7 +67,8 @@ def describe_model(embedder: Embedder, name: str | None = None) -> dict[str, Any
         "normalize": model.normalize,
         "max_length": model.max_length,
         "heads": embedder.available_modes(),
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "dtype": precision(embedder),
+        "backend": embedder.backend,
         "device": str(embedder.device),
         "prompts": dict(embedder.prompts),
         "default_prompt_name": embedder.default_prompt_name,

@@ -18,7 +18,13 @@ from tqdm.auto import tqdm
 from trivec.errors import InputError
 from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.data import load_task
-from trivec.evaluation.encoding import ModelLike, TextEncoder, describe_model, load_embedder
+from trivec.evaluation.encoding import (
+    ModelLike,
+    TextEncoder,
+    describe_model,
+    load_embedder,
+    precision,
+)
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
 from trivec.evaluation.tasks import Task, TaskType, builtin_tasks, select_tasks, task_from_dir
 from trivec.inference import Embedder
@@ -210,9 +216,7 @@ def evaluate(
             "prompts": _effective_prompts(task, settings, embedder),
             "max_length": max_length or model_info.get("max_length"),
             "batch_tokens": batch_tokens or (embedder.batch_tokens if embedder is not None else None),
-            "dtype": str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
-            if embedder
-            else None,
+            "dtype": precision(embedder) if embedder else None,
         }
         target = out_dir / f"{task.name}.json" if out_dir is not None else None
         if resume and target is not None and target.is_file():
