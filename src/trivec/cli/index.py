@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
 
         Documents get the model's 'document' prompt; the query and document prompts are recorded with the
         index, and `trivec search` / `trivec index add` use them."""
-        from trivec.retrieval import Index, IndexSettings, read_corpus
+        from trivec.retrieval import Index, read_corpus
 
         options: dict[str, Any] = {
             "chunk_tokens": chunk_tokens,
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
             options.update(url=url, collection=collection)
         elif url is not None or collection is not None:
             raise fail("--url and --collection apply to --backend qdrant")
-        IndexSettings(**{k: v for k, v in options.items() if k not in ("url", "collection")}).validate()
+        Index.check_build(index, backend=backend, overwrite=overwrite, **options)  # before the model loads
         runtime = check_backend_options(model_backend, onnx_file, "--model-backend")
         check_dtype_option(dtype)
         docs = read_corpus(corpus)

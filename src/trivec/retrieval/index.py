@@ -98,6 +98,16 @@ class Index(BaseIndex):
         return index
 
     @staticmethod
+    def check_build(
+        path: str | os.PathLike[str], *, backend: str = "embedded", overwrite: bool = False, **options: Any
+    ) -> None:
+        """The checks `build` makes before it encodes anything (backend, settings, where the index goes), for
+        callers that load the model first: a bad option fails before the model is read."""
+        _merged_settings(backend, None, options)
+        if backend == "embedded":
+            check_target(Path(path), overwrite)
+
+    @staticmethod
     def open(
         path: str | os.PathLike[str],
         model: str | os.PathLike[str] | Embedder | None = None,
