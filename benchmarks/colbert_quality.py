@@ -59,7 +59,7 @@ def data_dir() -> Path:
 
 def encode_set(name: str, cache: Path, batch: int = 64) -> None:
     """Documents and judged queries of one set, encoded once with the default model, pickled."""
-    from trivec.evaluation.data import read_corpus, read_qrels, read_queries
+    from trivec.evaluation.data import read_ids_and_texts, read_qrels, read_queries
     from trivec.inference.encoder import Embedder
     from trivec.retrieval.base import encode_chunks
     from trivec.retrieval.corpus import Document, chunk_documents
@@ -68,7 +68,7 @@ def encode_set(name: str, cache: Path, batch: int = 64) -> None:
     if out.exists():
         return
     folder = data_dir() / name
-    ids, texts = read_corpus(folder / "corpus.jsonl")
+    ids, texts = read_ids_and_texts(folder / "corpus.jsonl")
     rows = [json.loads(line) for line in (folder / "corpus.jsonl").open(encoding="utf-8") if line.strip()]
     docs = [Document.coerce({"id": r["id"], "title": r.get("title"), "text": r["text"]}, "doc") for r in rows]
     qrels, _ = read_qrels(folder / "qrels.tsv")

@@ -6,9 +6,11 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -213,3 +215,42 @@ def open_output(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
         return
     with atomic_writer(path) as handle:
         yield handle
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename / file creation inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> Iterator[Path]:
+    """Build a directory out of sight, then move it to `target` in one rename: yields `.<name>.<label>-<id>`
+    beside `target` (not created; parents are), and when the block completes calls `recheck` (the target may
+    have changed meanwhile), renames a non-empty `target` aside, renames the staged directory into place and
+    removes the old one. On any error the staged directory, and parents this call created, are removed."""
+    missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.{label}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield staging
+        recheck()
+        if target.is_dir() and any(target.iterdir()):
+            aside = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
+            os.rename(target, aside)
+            os.rename(staging, target)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            if target.is_dir():
+                target.rmdir()
+            os.rename(staging, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for directory in missing:  # nearest first: only directories this call created, and only if empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise

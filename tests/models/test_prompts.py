@@ -122,7 +122,8 @@ def test_encode_with_prompt_name_or_prompt_equals_the_prefixed_text(tiny_prompte
     ]
     assert not np.allclose(plain.dense, by_name.dense)
     np.testing.assert_array_equal(
-        embedder.encode_corpus(TEXTS).dense, embedder.encode(["passage: " + t for t in TEXTS]).dense
+        embedder.encode(TEXTS, prompt_name="document").dense,
+        embedder.encode(["passage: " + t for t in TEXTS]).dense,
     )
     np.testing.assert_array_equal(  # an explicit prompt wins over the name
         embedder.encode(TEXTS, prompt_name="query", prompt="").dense, plain.dense

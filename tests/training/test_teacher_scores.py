@@ -51,7 +51,10 @@ def test_reranker_scores_are_the_rerankers(tmp_path: Path, reranker_teacher: Tea
         np.testing.assert_allclose(scored["pos_scores"] + scored["neg_scores"], expected, atol=1e-6)
     assert out[2]["neg_scores"] == []
     assert not any(p.exists() for p in partial_paths(tmp_path / "out.jsonl"))
-    assert all(ex.has_scores for ex in load_examples(tmp_path / "out.jsonl", need_scores=True))
+    assert all(
+        ex.pos_scores is not None and ex.neg_scores is not None
+        for ex in load_examples(tmp_path / "out.jsonl", need_scores=True)
+    )
 
 
 def test_embedder_modes(tmp_path: Path) -> None:

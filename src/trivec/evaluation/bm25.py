@@ -219,6 +219,16 @@ class Bm25Config:
     b: float = 0.75
     method: str = "lucene"
 
+    def describe(self, language: str) -> dict[str, str | float]:
+        """What a results file records of a BM25 run in `language`: library, parameters, tokenizer."""
+        return {
+            "library": "bm25s",
+            "k1": self.k1,
+            "b": self.b,
+            "method": self.method,
+            "tokenizer": describe_tokenizer(language),
+        }
+
 
 class Bm25Index:
     """A bm25s index over a corpus; `search` for top-k, `scores` for all documents of one query."""

@@ -77,7 +77,7 @@ def _need(path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- retrieval
-def read_corpus(path: Path) -> tuple[list[str], list[str]]:
+def read_ids_and_texts(path: Path) -> tuple[list[str], list[str]]:
     """Ids and texts (`"{title} {text}".strip()`, as MTEB / FlagEmbedding join them)."""
     ids: list[str] = []
     texts: list[str] = []
@@ -152,10 +152,12 @@ def read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, s
     return qrels, lines
 
 
-def load_retrieval(task: Task) -> RetrievalData:
-    """Corpus, judged queries (queries without a positive judgement are not evaluated) and qrels."""
-    folder = task.path
-    corpus_ids, corpus_texts = read_corpus(folder / "corpus.jsonl")
+def _read_judged_folder(
+    folder: Path,
+) -> tuple[list[str], list[str], dict[str, str], dict[str, dict[str, int]]]:
+    """Corpus ids and texts, queries and qrels of a retrieval-style task folder; every judgement must name
+    a query of queries.jsonl and a document of corpus.jsonl."""
+    corpus_ids, corpus_texts = read_ids_and_texts(folder / "corpus.jsonl")
     queries = read_queries(folder / "queries.jsonl")
     qrels, lines = read_qrels(folder / "qrels.tsv")
     known = set(corpus_ids)
@@ -166,6 +168,13 @@ def load_retrieval(task: Task) -> RetrievalData:
             )
         if doc_id not in known:
             raise InputError(f"{folder / 'qrels.tsv'}:{number}: corpus-id {doc_id!r} is not in corpus.jsonl")
+    return corpus_ids, corpus_texts, queries, qrels
+
+
+def load_retrieval(task: Task) -> RetrievalData:
+    """Corpus, judged queries (queries without a positive judgement are not evaluated) and qrels."""
+    folder = task.path
+    corpus_ids, corpus_texts, queries, qrels = _read_judged_folder(folder)
     judged = {q: docs for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
     query_ids = [q for q in queries if q in judged]
     if not query_ids:
@@ -183,9 +192,7 @@ def load_retrieval(task: Task) -> RetrievalData:
 def load_reranking(task: Task) -> RetrievalData:
     """Retrieval files plus the candidate list of each query (only those are ranked)."""
     folder = task.path
-    corpus_ids, corpus_texts = read_corpus(folder / "corpus.jsonl")
-    queries = read_queries(folder / "queries.jsonl")
-    qrels, lines = read_qrels(folder / "qrels.tsv")
+    corpus_ids, corpus_texts, queries, qrels = _read_judged_folder(folder)
     known = set(corpus_ids)
     path = folder / "candidates.jsonl"
     candidates: dict[str, list[str]] = {}
@@ -207,13 +214,6 @@ def load_reranking(task: Task) -> RetrievalData:
         if len(set(ids)) != len(ids):
             raise InputError(f"{path}:{number}: candidate list has duplicate ids")
         candidates[query_id] = ids
-    for (query_id, doc_id), number in lines.items():
-        if query_id not in queries:
-            raise InputError(
-                f"{folder / 'qrels.tsv'}:{number}: query-id {query_id!r} is not in queries.jsonl"
-            )
-        if doc_id not in known:
-            raise InputError(f"{folder / 'qrels.tsv'}:{number}: corpus-id {doc_id!r} is not in corpus.jsonl")
     if not candidates:
         raise InputError(f"{path}: no candidate lists")
     query_ids = list(candidates)

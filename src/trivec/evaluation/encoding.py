@@ -8,42 +8,13 @@ embeddings.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from trivec.errors import InputError
 from trivec.inference import Embedder, EncodeResult
-from trivec.models import M3Model
-
-ModelLike = Embedder | M3Model | str | os.PathLike[str]
-
-
-def load_embedder(
-    model: ModelLike,
-    *,
-    batch_tokens: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-) -> Embedder:
-    """An `Embedder` from an `Embedder`, an `M3Model`, a directory, `default` or a hub id."""
-    if isinstance(model, Embedder):
-        embedder = model
-    elif isinstance(model, M3Model):
-        embedder = Embedder(model, device=device)
-    elif isinstance(model, (str, os.PathLike)):
-        embedder = Embedder.from_pretrained(model, device=device, dtype=dtype)
-    else:
-        raise InputError(
-            f"model must be an Embedder, an M3Model or a model name/path, not {type(model).__name__}"
-        )
-    if batch_tokens is not None:
-        if batch_tokens < 1:
-            raise InputError(f"batch_tokens must be ≥ 1, got {batch_tokens}")
-        embedder.batch_tokens = batch_tokens
-    return embedder
+from trivec.inference.batching import distinct_texts
 
 
 def precision(embedder: Embedder) -> str:
@@ -116,9 +87,7 @@ class TextEncoder:
     ) -> EncodeResult:
         """The asked-for outputs of `texts` (prompts as `Embedder.encode` applies them); each distinct text runs
         once."""
-        position: dict[str, int] = {}
-        index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
-        unique = list(position)
+        unique, index = distinct_texts(texts)
         if not unique:
             return EncodeResult(
                 dense=np.zeros((0, self.embedder.model.hidden_size), np.float32) if dense else None,

@@ -31,6 +31,8 @@ from sklearn.metrics.pairwise import (
     paired_manhattan_distances,
 )
 
+from trivec.vectors import unit_rows
+
 K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)
 
 Run = Mapping[str, Mapping[str, float]]
@@ -210,8 +212,8 @@ def pair_classification_scores(
 # ----------------------------------------------------------------------------------------------- bitext
 def bitext_scores(source: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Nearest target (cosine) of every source row; gold = the same row. Weighted P/R/F1 as MTEB."""
-    src = _unit(source)
-    tgt = _unit(target)
+    src = unit_rows(source)
+    tgt = unit_rows(target)
     predictions = np.concatenate(
         [np.argmax(src[i : i + 1024] @ tgt.T, axis=1) for i in range(0, src.shape[0], 1024)]
     )
@@ -222,12 +224,6 @@ def bitext_scores(source: np.ndarray, target: np.ndarray) -> dict[str, float]:
         "recall": float(recall_score(gold, predictions, zero_division=0, average="weighted")),
         "f1": float(f1_score(gold, predictions, zero_division=0, average="weighted")),
     }
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1.0, norms)
 
 
 # ----------------------------------------------------------------------------------------------- classification

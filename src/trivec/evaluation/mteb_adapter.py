@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from trivec.evaluation.encoding import ModelLike, load_embedder
 from trivec.inference import Embedder
+from trivec.inference.loading import ModelLike, load_embedder
 from trivec.models.prompts import DOCUMENT, QUERY, ROLES
+from trivec.vectors import unit_rows
 
 
 def _texts_of(inputs: Any) -> list[str]:
@@ -115,14 +116,14 @@ class MtebEncoder:
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """Cosine similarity matrix `[N1, N2]`."""
-        a = _unit(np.atleast_2d(np.asarray(embeddings1, dtype=np.float32)))
-        b = _unit(np.atleast_2d(np.asarray(embeddings2, dtype=np.float32)))
+        a = unit_rows(np.atleast_2d(np.asarray(embeddings1, dtype=np.float32)))
+        b = unit_rows(np.atleast_2d(np.asarray(embeddings2, dtype=np.float32)))
         return a @ b.T
 
     def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """Cosine similarity of row i with row i, `[N]`."""
-        a = _unit(np.atleast_2d(np.asarray(embeddings1, dtype=np.float32)))
-        b = _unit(np.atleast_2d(np.asarray(embeddings2, dtype=np.float32)))
+        a = unit_rows(np.atleast_2d(np.asarray(embeddings1, dtype=np.float32)))
+        b = unit_rows(np.atleast_2d(np.asarray(embeddings2, dtype=np.float32)))
         return np.einsum("nd,nd->n", a, b)
 
     # mteb 1.x names
@@ -163,8 +164,3 @@ class MtebEncoder:
                 ),
             }
         )
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1.0, norms)

@@ -18,16 +18,11 @@ from tqdm.auto import tqdm
 from trivec.errors import InputError
 from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.data import load_task
-from trivec.evaluation.encoding import (
-    ModelLike,
-    TextEncoder,
-    describe_model,
-    load_embedder,
-    precision,
-)
+from trivec.evaluation.encoding import TextEncoder, describe_model, precision
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
 from trivec.evaluation.tasks import Task, TaskType, builtin_tasks, select_tasks, task_from_dir
 from trivec.inference import Embedder
+from trivec.inference.loading import ModelLike, load_embedder
 from trivec.inference.scoring import normalize_weights
 from trivec.io import atomic_writer
 from trivec.models.prompts import ROLES, check_prompts

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -521,8 +521,3 @@ def select_tasks(
         wanted = {lang.strip() for lang in languages if lang.strip()}
         result = [t for t in result if set(t.languages) <= wanted]
     return result
-
-
-def with_overrides(task: Task, **changes: Any) -> Task:
-    """A copy of `task` with fields changed (e.g. `max_documents=None`)."""
-    return replace(task, **changes)

@@ -24,12 +24,10 @@ checked (the graph runs in onnxruntime and matches torch): a failed export leave
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
 import shutil
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +54,7 @@ from trivec.inference.onnx_backend import (
     OUTPUT_NAMES,
     onnx_session,
 )
+from trivec.io import staged_directory
 from trivec.models.checkpoint import quiet_loading
 from trivec.models.lora import merged_copy
 from trivec.models.m3 import M3Model
@@ -384,10 +383,8 @@ def export_onnx(
     loaded = model if isinstance(model, M3Model) else M3Model.from_pretrained(model)
     kinds = choose_outputs(loaded, outputs)
     source = _float32_model(loaded)
-    missing_parents = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.export-{uuid.uuid4().hex[:8]}"
-    try:
+    # checked again before the rename: the target may have appeared while the graph was traced
+    with staged_directory(target, "export", lambda: check_target(target, overwrite)) as staging:
         with quiet_loading():  # no "Writing model shards" bar
             source.save_pretrained(staging)
         onnx_dir = staging / ONNX_DIR
@@ -420,22 +417,6 @@ def export_onnx(
         if quantize == "int8":
             quantize_int8(onnx_dir / ONNX_FILE, onnx_dir / ONNX_INT8_FILE)
             _check_int8(onnx_dir / ONNX_INT8_FILE, probe, kinds)
-        check_target(target, overwrite)  # again: the target may have appeared while the graph was traced
-        if target.is_dir() and any(target.iterdir()):
-            aside = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
-            os.rename(target, aside)
-            os.rename(staging, target)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            if target.is_dir():
-                target.rmdir()
-            os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for directory in missing_parents:  # nearest first: only those this call created, only if empty
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
     return target
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 DEFAULT_BATCH_TOKENS = 16384  # accelerators: large batches keep the device busy
-CPU_BATCH_TOKENS = 4096  # CPU: measured fastest (benchmarks/README.md): work buffers stay in cache
+CPU_BATCH_TOKENS = 4096  # CPU: a small budget keeps work buffers in cache (benchmarks/encode.py, section c)
 ATTENTION_BUDGET_FACTOR = 1024  # padded batch B·L² ≤ batch_tokens · factor bounds attention memory too
 
 
@@ -51,3 +52,11 @@ def plan_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def distinct_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Each distinct text once, in order of first appearance, and for every input the position of its text
+    among them (`distinct[index]` restores the input), so repeated texts are encoded once."""
+    position: dict[str, int] = {}
+    index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
+    return list(position), index

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trivec.errors import InputError
-from trivec.inference.batching import default_batch_tokens, plan_batches
+from trivec.inference.batching import default_batch_tokens, distinct_texts, plan_batches
 from trivec.inference.forward import Backend, BatchForward, check_backend
 from trivec.inference.hidden import layer_states
 from trivec.inference.packed import PackedEncoder
@@ -414,14 +414,6 @@ class Embedder:
             attention_mask[row, : len(ids)] = 1
         return input_ids.to(self.device), attention_mask.to(self.device)
 
-    def encode_queries(self, texts: str | Sequence[str], **kwargs: object) -> EncodeResult:
-        """`encode(..., prompt_name="query")`: search queries."""
-        return self.encode(texts, prompt_name=QUERY, **kwargs)  # type: ignore[arg-type]
-
-    def encode_corpus(self, texts: str | Sequence[str], **kwargs: object) -> EncodeResult:
-        """`encode(..., prompt_name="document")`: the passages searched."""
-        return self.encode(texts, prompt_name=DOCUMENT, **kwargs)  # type: ignore[arg-type]
-
     # ------------------------------------------------------------------ scoring
     def available_modes(self) -> list[str]:
         return ["dense"] + (["sparse"] if self.has_sparse else []) + (["colbert"] if self.has_colbert else [])
@@ -475,8 +467,8 @@ class Embedder:
         used = self._modes(modes)
         w = normalize_weights(weights, self.model.fusion_weights)
         queries, passages = _split_pairs(pairs)
-        q_unique, q_index = _unique(queries)
-        p_unique, p_index = _unique(passages)
+        q_unique, q_index = distinct_texts(queries)
+        p_unique, p_index = distinct_texts(passages)
         q = self._encode_modes(q_unique, used, QUERY, query_prompt, max_length=max_query_length)
         p = self._encode_modes(p_unique, used, DOCUMENT, document_prompt, max_length=max_passage_length)
         scores: dict[str, np.ndarray] = {}
@@ -543,12 +535,6 @@ def _split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]
         queries.append(pair[0])
         passages.append(pair[1])
     return queries, passages
-
-
-def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
-    position: dict[str, int] = {}
-    index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
-    return list(position), index
 
 
 def _insert_cls_slots(

@@ -18,6 +18,7 @@ import numpy as np
 
 from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.loading import load_embedder
 from trivec.models.prompts import DOCUMENT, QUERY, ROLES
 from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
 from trivec.retrieval.identity import ModelIdentity, check_same, identify
@@ -25,6 +26,7 @@ from trivec.retrieval.plan import SearchPlan, plan_search
 from trivec.retrieval.rerank import load_reranker, rerank_depth, rerank_hits
 from trivec.retrieval.searcher import Hit
 from trivec.retrieval.settings import IndexSettings
+from trivec.vectors import cosine_ready
 
 if TYPE_CHECKING:
     from trivec.inference.reranker import Reranker
@@ -68,11 +70,8 @@ def encode_chunks(
 
 
 def unit(vectors: np.ndarray | None, embedder: Embedder) -> np.ndarray | None:
-    """Dense vectors for cosine scoring; models that normalise are used as they are (as evaluation does)."""
-    if vectors is None or embedder.model.normalize:
-        return vectors
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    """Dense vectors of `embedder` for cosine scoring (`cosine_ready`); None stays None."""
+    return None if vectors is None else cosine_ready(vectors, embedder.model.normalize)
 
 
 class BaseIndex(ABC):
@@ -93,7 +92,7 @@ class BaseIndex(ABC):
         if self._embedder is None:
             if not self.identity.name:
                 raise InputError(f"{self.location}: the index does not record a model name; pass model=...")
-            embedder = load_model(self.identity.name)
+            embedder = load_embedder(self.identity.name)
             check_same(self.identity, identify(embedder), self.location)
             self._embedder = embedder
         return self._embedder
@@ -101,7 +100,7 @@ class BaseIndex(ABC):
     def _adopt_model(self, model: str | os.PathLike[str] | Embedder | None) -> None:
         if model is None:
             return
-        embedder = load_model(model)
+        embedder = load_embedder(model)
         check_same(self.identity, identify(embedder), self.location)
         self._embedder = embedder
 
@@ -367,12 +366,3 @@ def not_indexed(ids: Sequence[str], action: str) -> InputError:
             cli=f"{what} (trivec index add --upsert adds or replaces)",
         )
     return InputError(f"{what} (missing_ok=True ignores them)", cli=f"{what} (--missing-ok ignores them)")
-
-
-def load_model(model: str | os.PathLike[str] | Embedder) -> Embedder:
-    """An `Embedder` from an `Embedder` or a model name / directory."""
-    if isinstance(model, Embedder):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return Embedder.from_pretrained(model)
-    raise InputError(f"model must be an Embedder or a model name/path, not {type(model).__name__}")

@@ -7,23 +7,22 @@ all. Every index it returns is an `Index` (`isinstance` holds: the backends are 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from trivec.errors import InputError
 from trivec.inference.encoder import Embedder
+from trivec.inference.loading import load_embedder
+from trivec.io import staged_directory
 from trivec.models.prompts import ROLES
-from trivec.retrieval.base import BaseIndex, load_model
+from trivec.retrieval.base import BaseIndex
 from trivec.retrieval.corpus import Document
 from trivec.retrieval.embedded import EmbeddedIndex, check_target
 from trivec.retrieval.qdrant import CONFIG as QDRANT_CONFIG
 from trivec.retrieval.qdrant import QdrantIndex
-from trivec.retrieval.segment import fsync_dir
 from trivec.retrieval.settings import IndexSettings, check_for_model
 
 BACKENDS: tuple[str, ...] = ("embedded", "qdrant")
@@ -54,7 +53,7 @@ class Index(BaseIndex):
         merged, rest = _merged_settings(backend, settings, options)
         if backend == "embedded":
             check_target(Path(path), overwrite)
-        embedder = load_model(model)
+        embedder = load_embedder(model)
         check_for_model(merged, embedder)
         given = merged.prompts or {}
         merged.prompts = {role: embedder.resolve_prompt(role, given.get(role)) for role in ROLES}
@@ -153,30 +152,11 @@ def _build_embedded(
     """`Index.build` for the embedded backend: build in `.<name>.building-<id>` beside `target`, then rename
     it into place (an index it replaces is renamed aside first and removed once the new one is in place)."""
     check_target(target, overwrite)
-    missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
-    try:
+    # checked again before the rename: the directory may have changed while the corpus encoded
+    with staged_directory(target, "building", lambda: check_target(target, overwrite)) as staging:
         index = Index.create(staging, model, settings=settings)
         with index:
             index.progress = progress
             index.add(documents)
         embedder = index.embedder
-        check_target(target, overwrite)  # again: the directory may have changed while the corpus encoded
-        if target.exists() and any(target.iterdir()):
-            aside = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
-            os.rename(target, aside)
-            os.rename(staging, target)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            if target.exists():
-                target.rmdir()
-            os.rename(staging, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for directory in missing:  # nearest first: only directories this call created, and only if empty
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
     return EmbeddedIndex.load(target, embedder)

@@ -27,6 +27,7 @@ import numpy as np
 
 from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
+from trivec.io import fsync_dir
 from trivec.progress import Step
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
@@ -40,15 +41,6 @@ from trivec.retrieval.integrity import (
     write_checksums,
 )
 from trivec.retrieval.sparse_scorer import Postings
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename / file creation inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Appender:
@@ -382,7 +374,6 @@ class Segment:
             else None
         )
         self._ann: Any = None
-        self._ids: list[str] | None = None
         self.prefaulted = False
 
     # ------------------------------------------------------------------ checks
@@ -513,11 +504,6 @@ class Segment:
 
     def doc_id(self, row: int) -> str:
         return self._string("doc_ids", row)
-
-    def chunk_ids(self) -> list[str]:
-        if self._ids is None:
-            self._ids = self._strings("ids")
-        return self._ids
 
     def doc_ids(self) -> list[str]:
         return self._strings("doc_ids")

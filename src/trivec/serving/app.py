@@ -35,6 +35,7 @@ from trivec.serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, Met
 from trivec.serving.rerank import RERANK_PATHS, RerankService, install_rerank
 from trivec.serving.schemas import EmbeddingsRequest, EncodeRequest, ScoreRequest, SearchRequest
 from trivec.serving.tokens import TokenCounter
+from trivec.vectors import unit_rows
 
 if TYPE_CHECKING:  # the retrieval stack (faiss) is imported only when an index is served
     from trivec.inference.reranker import Reranker
@@ -215,8 +216,7 @@ def render_embeddings(
     if dimensions is not None and dimensions < vectors.shape[1]:
         vectors = vectors[:, :dimensions]
         if normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.maximum(norms, 1e-12)
+            vectors = unit_rows(vectors)
     data = [
         {
             "object": "embedding",

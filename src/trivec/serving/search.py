@@ -27,7 +27,7 @@ class IndexSearcher:
     def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index = index
         self.embedder = embedder
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards info() and close(); searches read a snapshot and take none
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], embedder: Embedder, verify: bool = False) -> IndexSearcher:

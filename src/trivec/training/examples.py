@@ -36,10 +36,6 @@ class TrainExample:
     source: str = ""
     line: int = 0
 
-    @property
-    def has_scores(self) -> bool:
-        return self.pos_scores is not None and self.neg_scores is not None
-
 
 def _where(path: Path, line: int, name: str) -> str:
     return f"{path}:{line}: field {name!r}"

@@ -67,7 +67,7 @@ def parse_range(text: str) -> tuple[int, int]:
     return start, end
 
 
-def read_corpus(path: str | os.PathLike[str], with_title: bool = False) -> list[str]:
+def read_distinct_texts(path: str | os.PathLike[str], with_title: bool = False) -> list[str]:
     """Texts of a JSONL corpus (`{"text"}`, optional `"title"`), duplicates removed, file order kept."""
     path = Path(path)
     seen: dict[str, None] = {}
@@ -261,7 +261,7 @@ def mine_hard_negatives(
     if not rows:
         raise InputError(f"{data}: no rows")
     if corpus is not None:
-        texts = read_corpus(corpus, with_title)
+        texts = read_distinct_texts(corpus, with_title)
     else:
         seen: dict[str, None] = {}
         for _, _, ex in rows:

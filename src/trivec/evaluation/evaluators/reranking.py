@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trivec.evaluation.bm25 import Bm25Index, describe_tokenizer
+from trivec.evaluation.bm25 import Bm25Index
 from trivec.evaluation.data import RetrievalData
 from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators.base import Evaluator, TaskScores
@@ -73,13 +73,7 @@ class RerankingEvaluator(Evaluator):
             for query_id, text in zip(query_ids, data.query_texts, strict=True):
                 values = index.scores(text)
                 per_mode["bm25"][query_id] = values[[position[d] for d in data.candidates[query_id]]]
-            outcome.details["bm25"] = {
-                "library": "bm25s",
-                "k1": settings.bm25.k1,
-                "b": settings.bm25.b,
-                "method": settings.bm25.method,
-                "tokenizer": describe_tokenizer(task.language),
-            }
+            outcome.details["bm25"] = settings.bm25.describe(task.language)
         positives = {q: {d for d, g in data.qrels.get(q, {}).items() if g > 0} for q in query_ids}
         judged = {q: data.qrels[q] for q in query_ids if positives[q]}
         for mode in modes:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from trivec.evaluation.bm25 import Bm25Index, describe_tokenizer
+from trivec.evaluation.bm25 import Bm25Index
 from trivec.evaluation.data import RetrievalData
 from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators.base import (
@@ -31,6 +31,7 @@ from trivec.inference import EncodeResult
 from trivec.models.prompts import DOCUMENT, QUERY
 from trivec.retrieval.plan import SearchPlan
 from trivec.retrieval.searcher import candidate_depth, rank, score_candidates
+from trivec.vectors import cosine_ready
 
 Ranking = list[tuple[np.ndarray, np.ndarray]]  # per query: (document indices, scores), best first
 HYBRID_PARTS: dict[str, list[str]] = {
@@ -75,14 +76,6 @@ def outputs_needed(modes: list[str]) -> tuple[bool, bool, bool]:
     return dense, sparse, colbert
 
 
-def as_unit(vectors: np.ndarray, encoder: TextEncoder) -> np.ndarray:
-    """Dense vectors for cosine scoring: models that normalise are used as they are."""
-    if encoder.embedder.model.normalize:
-        return vectors
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-
-
 def encode_for_modes(
     encoder: TextEncoder,
     passages: list[str],
@@ -110,8 +103,9 @@ def encode_for_modes(
         prompt=prompts.get(QUERY),
     )
     assert docs.dense is not None and asked.dense is not None
-    docs.dense = as_unit(docs.dense, encoder)
-    asked.dense = as_unit(asked.dense, encoder)
+    normalized = encoder.embedder.model.normalize
+    docs.dense = cosine_ready(docs.dense, normalized)
+    asked.dense = cosine_ready(asked.dense, normalized)
     return docs, asked
 
 
@@ -182,13 +176,7 @@ class RetrievalEvaluator(Evaluator):
             runs["bm25"] = to_run(
                 data.corpus_ids, data.query_ids, index.search(data.query_texts, settings.top_k)
             )
-            outcome.details["bm25"] = {
-                "library": "bm25s",
-                "k1": settings.bm25.k1,
-                "b": settings.bm25.b,
-                "method": settings.bm25.method,
-                "tokenizer": describe_tokenizer(task.language),
-            }
+            outcome.details["bm25"] = settings.bm25.describe(task.language)
         for mode in modes:
             outcome.scores[mode] = retrieval_scores(data.qrels, runs[mode])
         return outcome
