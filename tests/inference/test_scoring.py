@@ -69,7 +69,7 @@ def test_maxsim_matches_brute_force_and_ignores_other_passages(
     for i, passage in enumerate(passages):
         assert many[i] == pytest.approx(brute(query, passage), abs=1e-4)
         assert maxsim(query, passage) == pytest.approx(many[i], abs=1e-5)
-        # exact: scoring one passage alone gives the same number as scoring it among others (quirk Q1 fixed)
+        # exact: scoring one passage alone gives the same number as scoring it among others (docs/differences.md Q1)
         assert maxsim_scores(query, [passage])[0] == pytest.approx(many[i], abs=1e-5)
 
 

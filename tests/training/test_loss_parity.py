@@ -186,7 +186,7 @@ def test_m3_kd_loss_works_without_in_batch_negatives(
 def test_kl_div_teacher_works_without_in_batch_negatives(
     encoded: tuple[M3Model, Reps, Reps, Any], training_reference: dict[str, Any]
 ) -> None:
-    """kl_div on own-group scores: soft-label CE to softmax(teacher) + CE with target 0 (Part B §8.7)."""
+    """kl_div on own-group scores: soft-label CE to softmax(teacher) + CE with target 0 (FlagEmbedding's `kl_div`)."""
     encoder, q, p, _ = encoded
     teacher = training_reference["teacher_scores"]
     got = run_setting(encoder, q, p, teacher, in_batch=False, kd_loss_type="kl_div")

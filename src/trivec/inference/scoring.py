@@ -2,7 +2,8 @@
 
 dense: dot product of (normalised) vectors; sparse: lexical matching Σ_{t∈q∩p} w_q(t)·w_p(t);
 colbert: exact MaxSim (1/N_q) Σ_i max_j ⟨q_i, p_j⟩ over each passage's own rows — never padded, so a score
-does not depend on what else is scored with it (unlike the reference's batched path, quirk Q1).
+does not depend on what else is scored with it (unlike FlagEmbedding's batched path, which maxes over zero
+padding rows: docs/differences.md Q1).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 They are filled, in order of precedence, from defaults < a YAML file < command-line flags. The YAML file is a
 mapping whose keys are field names of any of the four dataclasses, either flat or grouped under the sections
 `model:`, `data:`, `loss:`, `training:` (the section only documents; names are unique across dataclasses).
-Defaults follow FlagEmbedding (Part B §8.1) unless a trivec decision says otherwise (Part A §A2).
+Defaults follow FlagEmbedding unless a comment here says why trivec chose otherwise (docs/differences.md).
 """
 
 from __future__ import annotations

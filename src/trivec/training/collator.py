@@ -1,6 +1,6 @@
 """`ContrastiveCollator`: a `TrainBatch` → padded token tensors for queries and passages.
 
-Queries and passages are tokenised separately with their own truncation lengths (Part B §8.2) and padded on
+Queries and passages are tokenised separately with their own truncation lengths (as FlagEmbedding) and padded on
 the right to the longest in the batch (or a multiple of `pad_to_multiple_of`). Teacher scores become a flat
 `[B·G]` float tensor. The batch layout is `[q0_pos, q0_neg1 … q0_neg(G−1), q1_pos, …]`.
 """

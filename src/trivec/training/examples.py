@@ -18,7 +18,7 @@ from trivec.errors import InputError
 from trivec.io import iter_jsonl
 
 KNOWN_FIELDS = frozenset({"query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"})
-# `type` values FlagEmbedding acts on (Part B §8.2); any other string is kept and ignored.
+# `type` values FlagEmbedding acts on (symmetric tasks get the instruction on passages too); any other string is kept and ignored.
 SYMMETRIC_TYPES = frozenset({"symmetric_sts", "symmetric_clustering"})
 
 

@@ -2,9 +2,9 @@
 
 `in_batch=True` scores every query against every passage of the batch (`[B, B·G]`; the positive of query i
 is column `i·G`); `in_batch=False` only against its own group (`[B, G]`; the positive is column 0).
-dense and sparse scores are dot products (Part B §8.4); ColBERT is exact MaxSim over real rows only — padding
-never takes part in the max, so a score does not depend on the rest of the batch (trivec fixes quirk Q1 in
-training as at inference; on the fixture batch both readings agree to 1e-6).
+dense and sparse scores are dot products divided by the temperature (as FlagEmbedding); ColBERT is exact
+MaxSim over real rows only — padding never takes part in the max, so a score does not depend on the rest of
+the batch (trivec fixes docs/differences.md Q1 in training as at inference; on the fixture batch both readings agree to 1e-6).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def teacher_targets(teacher_scores: torch.Tensor, num_queries: int) -> torch.Ten
 
 
 class ContrastiveLoss(nn.Module):
-    """The base loss `L_x` of Part B §8.5 / §8.7 for tempered scores `S_x`.
+    """The base loss `L_x` (InfoNCE, or a distillation loss given teacher scores; docs/training.md) for tempered scores `S_x`.
 
     Without teacher scores: InfoNCE (in-batch or own-group). With them: `kl_div` (soft-label CE on the
     own group + InfoNCE) or `m3_kd_loss` (listwise), for every dataset kind.

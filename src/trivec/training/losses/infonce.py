@@ -10,7 +10,7 @@ from trivec.training.losses.groups import check_layout, group_offsets
 
 
 class InfoNCELoss(nn.Module):
-    """`−mean_i log softmax(S_i)[pos(i)]` on tempered scores (Part B §8.5).
+    """`−mean_i log softmax(S_i)[pos(i)]` on tempered scores (FlagEmbedding's base loss).
 
     In batch (`[B, B·G]`) every other passage of the batch is a negative — the hard negatives of query i
     and all passages of the other queries; own group (`[B, G]`) only the query's hard negatives are.

@@ -16,7 +16,7 @@ def soft_label_ce(student: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class SoftLabelDistillLoss(nn.Module):
-    """`D_P(own-group scores) + InfoNCE(scores)` with `P = softmax(teacher scores)` per group (Part B §8.7).
+    """`D_P(own-group scores) + InfoNCE(scores)` with `P = softmax(teacher scores)` per group (FlagEmbedding's `kl_div`).
 
     Teacher scores are raw logits (a cross-encoder's), softmaxed without temperature as the reference does.
     """

@@ -1,4 +1,4 @@
-"""`M3UnifiedLoss`: BGE-M3's unified fine-tuning loss with self-knowledge distillation (Part B §8.6).
+"""`M3UnifiedLoss`: BGE-M3's unified fine-tuning loss with self-knowledge distillation (as FlagEmbedding's `EncoderOnlyEmbedderM3Model`; formula in docs/training.md).
 
     L = ( λ_d·L(S_d) + L(S_e) + λ_s·L(S_s) + λ_c·L(S_c) ) / 4,        S_e = w_d·S_d + w_s·S_s + w_c·S_c
     with self-distillation:  L = ( L + ( μ_d·D(S_d) + μ_s·D(S_s) + μ_c·D(S_c) ) / 3 ) / 2

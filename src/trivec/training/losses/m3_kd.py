@@ -10,11 +10,11 @@ from trivec.training.losses.groups import check_layout, group_offsets
 
 
 class M3KDLoss(nn.Module):
-    """`Σ_k mean_b [ P_bk · CE(S_b + M_k, target b·G + k) ]` (Part B §8.7).
+    """`Σ_k mean_b [ P_bk · CE(S_b + M_k, target b·G + k) ]` (FlagEmbedding's `m3_kd_loss`; `M_k` masks the group members before k).
 
     Passage k of each group is in turn the target, weighted by its teacher probability, and the group members
     before it are removed from the softmax (a Plackett-Luce-like listwise loss). Works on in-batch scores and —
-    unlike the reference, which raises IndexError there (quirk Q13) — on own-group scores, where the targets
+    unlike the reference, which raises IndexError there (docs/differences.md Q13) — on own-group scores, where the targets
     are simply `k`.
     """
 

@@ -1,4 +1,4 @@
-"""`SelfDistillLoss`: each M3 score learns from the (detached) ensemble of all three (Part B §8.6)."""
+"""`SelfDistillLoss`: each M3 score learns from the (detached) ensemble of all three (as FlagEmbedding's M3 self-distillation)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class SelfDistillLoss(nn.Module):
     """`−mean_b Σ_j softmax(S_e)_bj · log softmax(S)_bj` over the same columns as the student's rows.
 
     With own-group scores (`no_in_batch_neg` data) teacher and student are both `[B, G]` — the intended
-    semantics; the reference reduces the ensemble to one column there (quirk Q14) and so teaches every
+    semantics; the reference reduces the ensemble to one column there (docs/differences.md Q14) and so teaches every
     passage as if it were the positive.
     """
 

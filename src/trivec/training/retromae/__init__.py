@@ -1,5 +1,5 @@
 """RetroMAE pre-training (BGE's first stage): a masked encoder whose CLS vector must carry the text, and a
-one-layer enhanced decoder that rebuilds every token from that vector (Part A §A1, Part B §9)."""
+one-layer enhanced decoder that rebuilds every token from that vector (FlagEmbedding's RetroMAE; docs/retromae.md)."""
 
 from typing import TYPE_CHECKING
 

@@ -1,7 +1,7 @@
 """RetroMAE arguments: one dataclass for the recipe, Hugging Face `TrainingArguments` for the loop.
 
 Both can be filled from a YAML file (keys of either dataclass, flat) and then overridden by command-line
-flags. Defaults follow FlagEmbedding's `run.py` (Part B §9): max length 512, encoder masking 0.3,
+flags. Defaults follow FlagEmbedding's `run.py`: max length 512, encoder masking 0.3,
 decoder masking 0.5, lr 2e-5, 2 epochs, drop the last incomplete batch.
 """
 

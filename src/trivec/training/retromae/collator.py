@@ -1,4 +1,4 @@
-"""`RetroMAECollator`: texts → encoder MLM inputs and enhanced-decoding inputs (Part B §9, Q16 fixed).
+"""`RetroMAECollator`: texts → encoder MLM inputs and enhanced-decoding inputs (as FlagEmbedding's RetroMAE, but whole-word masking fixed: docs/differences.md Q16).
 
 Per batch:
 - encoder: whole words masked at `encoder_mlm_probability` (default 0.3), then 80/10/10 corruption;

@@ -3,7 +3,7 @@
 Words come from the fast tokenizer's `word_ids()` (WordPiece, SentencePiece and byte-level BPE alike), or,
 for a tokenizer without it, from the token strings (`##` continues a word; `▁`/`Ġ` starts one). Special
 tokens and padding get word id −1 and are never masked. This replaces the reference collator's BERT-only
-`##` rule and its transformers-4.x private helpers (Part B Q16).
+`##` rule and its transformers-4.x private helpers (docs/differences.md Q16).
 """
 
 from __future__ import annotations

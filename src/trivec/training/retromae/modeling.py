@@ -1,4 +1,4 @@
-"""`RetroMAEModel`: a masked-LM encoder plus a one-layer enhanced decoder (Part A §A1, Part B §9).
+"""`RetroMAEModel`: a masked-LM encoder plus a one-layer enhanced decoder (FlagEmbedding's RetroMAE; docs/retromae.md).
 
 The encoder reads the masked text; its last CLS state is the sentence embedding `h`. The decoder rebuilds
 every token of the text from `h` alone plus a random half of the other tokens:
