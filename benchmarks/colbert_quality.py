@@ -101,9 +101,9 @@ def encode_set(name: str, cache: Path, batch: int = 64) -> None:
 
 
 def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
-    from trivec.evaluation.metrics import evaluate_run
+    from trivec.evaluation.metrics import retrieval_scores
 
-    return float(evaluate_run(qrels, run, [10])["ndcg_at_10"])
+    return float(retrieval_scores(qrels, run, [10])["ndcg_at_10"])
 
 
 def evaluate_set(
@@ -155,7 +155,10 @@ def evaluate_set(
 def table(rows: list[dict[str, Any]]) -> str:
     """Mean over sets per option: ColBERT bytes/doc, × smaller than the first option, nDCG@10 per mode."""
     options = list(dict.fromkeys(r["option"] for r in rows))
-    sets = sorted({r["set"] for r in rows})
+    sets = sorted(
+        s for s in {r["set"] for r in rows} if {r["option"] for r in rows if r["set"] == s} >= set(options)
+    )
+    rows = [r for r in rows if r["set"] in sets]  # sets measured with every option
     base = [r for r in rows if r["option"] == options[0]]
     base_bytes = np.mean([r["colbert_bytes_per_doc"] for r in base])
     lines = [
@@ -203,6 +206,7 @@ def main() -> None:
             for name in args.sets:
                 for row in evaluate_set(name, args.cache, args.root, options):
                     out.write(json.dumps(row) + "\n")
+                out.flush()
     rows = [json.loads(line) for line in args.results.open(encoding="utf-8")]
     print(f"CPU: {platform.processor() or platform.machine()}, python {sys.version.split()[0]}")
     print(table(rows))

@@ -33,9 +33,9 @@ class IndexSettings:
     max_length: int | None = None
     sparse: bool = True
     colbert: bool = True
-    colbert_dtype: str = "int8"
+    colbert_dtype: str = "int4"
     colbert_dim: int | None = None
-    colbert_pool_factor: int = 2
+    colbert_pool_factor: int = 3
     dense_index: str = "auto"
     ann_threshold: int = 50_000
     hnsw_m: int = 32
