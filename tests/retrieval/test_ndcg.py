@@ -146,7 +146,7 @@ def test_every_mode_ndcg_equals_brute_force_and_evaluation(
     tiny: Embedder, task: Path, tmp_path: Path
 ) -> None:
     corpus, queries, qrels = load(task)
-    index = Index.create(tmp_path / "ix", tiny, max_length=64, colbert_dtype="float32")
+    index = Index.create(tmp_path / "ix", tiny, max_length=64, colbert_dtype="float32", colbert_pool_factor=1)
     index.add([{"id": r["id"], "title": r.get("title"), "text": r["text"]} for r in corpus])
     texts = [f"{row.get('title') or ''} {row['text']}".strip() for row in corpus]
     p = tiny.encode(texts, dense=True, sparse=True, colbert=True, max_length=64)
