@@ -26,16 +26,24 @@ import numpy as np
 from trivec.evaluation.data import RetrievalData, load_retrieval
 from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators.base import EvalSettings
-from trivec.evaluation.evaluators.retrieval import as_unit, mode_plan
+from trivec.evaluation.evaluators.retrieval import mode_plan
 from trivec.evaluation.metrics import retrieval_scores
-from trivec.evaluation.runner import resolve_tasks
 from trivec.evaluation.search import ArrayQuery, DenseIndex, SparseIndex
+from trivec.evaluation.tasks import builtin_tasks, select_tasks
 from trivec.inference import Embedder
 from trivec.inference.reranker import Reranker
 from trivec.models.prompts import DOCUMENT, QUERY
 from trivec.retrieval.searcher import candidate_depth, rank
 
 Run = dict[str, dict[str, float]]
+
+
+def as_unit(vectors: np.ndarray, encoder: TextEncoder) -> np.ndarray:
+    """Dense vectors for cosine scoring (as the evaluator's): models that normalise are used as they are."""
+    if encoder.embedder.model.normalize:
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
 def subsample(data: RetrievalData, count: int, seed: int) -> list[int]:
@@ -130,7 +138,7 @@ def main() -> None:
         rerankers[name] = Reranker.from_pretrained(path, dtype=args.dtype, max_length=args.max_length)
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
     results: dict[str, Any] = json.loads(args.output.read_text()) if args.output.is_file() else {}
-    for task in resolve_tasks(args.tasks):
+    for task in select_tasks(args.tasks, builtin_tasks()):
         if task.name in results:
             continue
         data = load_retrieval(task)
