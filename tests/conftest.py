@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,16 @@ def tiny_prompted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (target / "config_sentence_transformers.json").write_text(
         json.dumps({"prompts": TINY_PROMPTS, "default_prompt_name": None}), encoding="utf-8"
     )
+    return target
+
+
+@pytest.fixture()
+def tiny_copy(tmp_path: Path) -> Path:
+    """A writable copy of the tiny-m3 checkpoint (the fixture's files are read-only)."""
+    target = tmp_path / "tiny"
+    shutil.copytree(TINY_M3, target)
+    for path in target.rglob("*"):
+        path.chmod(0o644 if path.is_file() else 0o755)
     return target
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from trivec.models import minilm_path
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
 
 TEXTS = ["What is BGE M3?", "", "Der schnelle braune Fuchs.", "the the the cat " * 40]
-
-
-@pytest.fixture()
-def tiny_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "tiny"
-    shutil.copytree(TINY_M3, target)
-    for path in target.rglob("*"):
-        path.chmod(0o644 if path.is_file() else 0o755)
-    return target
 
 
 def outputs(embedder: Embedder) -> tuple:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import TINY_M3
 from trivec import CheckpointError, Embedder, M3Model
 from trivec.models.casing import MIN_CASED_LETTERS, fold_capitals, in_capitals
 from trivec.models.weights import DEFAULT_WEIGHTS, normalize_weights
 
 SHOUTING = "I AM INTERESTED IN THE IDENTIFICATION OF NOVEL COMPUTER ARCHITECTURES."
 WEIGHTS = {"dense": 0.25, "sparse": 0.25, "colbert": 0.5}
-
-
-@pytest.fixture()
-def tiny_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "tiny"
-    shutil.copytree(TINY_M3, target)
-    for path in target.rglob("*"):
-        path.chmod(0o644 if path.is_file() else 0o755)
-    return target
 
 
 def write_settings(directory: Path, settings: dict) -> None:

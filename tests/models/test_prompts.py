@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from trivec.errors import InputError
 from trivec.models.prompts import PROMPTS_FILE, select_prompt
 
 TEXTS = ["what is bge m3", "Der schnelle braune Fuchs."]
-
-
-@pytest.fixture()
-def tiny_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "tiny"
-    shutil.copytree(TINY_M3, target)
-    for path in target.rglob("*"):
-        path.chmod(0o644 if path.is_file() else 0o755)
-    return target
 
 
 def write_st_config(directory: Path, body: object) -> None:

@@ -568,26 +568,9 @@ class Segment:
         if checking:
             self._check_rows_span("colbert.codes", starts, starts + lengths)
             self._check_rows_span("colbert.scale", starts, starts + lengths)
-        first = np.cumsum(lengths) - lengths
-        return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64), lengths
-
-    def colbert_block(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Stored token vectors of `rows` in one gather: `(codes [ΣT, d], scales [ΣT] or None, T per row)`."""
-        off = self.arrays["colbert.off"]
-        rows = np.asarray(rows, dtype=np.int64)
-        checking = self._unchecked("colbert.off", "colbert.codes", "colbert.scale")
-        if checking:
-            self._check_rows("colbert.off", np.concatenate([rows, rows + 1]))
-        starts = off[rows]
-        lengths = off[rows + 1] - starts
-        if checking:
-            self._check_rows_span("colbert.codes", starts, starts + lengths)
-            self._check_rows_span("colbert.scale", starts, starts + lengths)
         # each row's tokens are contiguous: token t of the block is stored row starts[i] + (t - first[i])
         first = np.cumsum(lengths) - lengths
-        tokens = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
-        scales = self.arrays.get("colbert.scale")
-        return self.arrays["colbert.codes"][tokens], (scales[tokens] if scales is not None else None), lengths
+        return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64), lengths
 
     def colbert_codes(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
         off = self.arrays["colbert.off"]
