@@ -110,8 +110,8 @@ def evaluate_set(
     name: str, cache: Path, root: Path, options: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Index one set once per storage option from the cached encodings; nDCG@10 per mode and bytes/doc."""
-    from trivec.retrieval import Index
     from trivec.inference.encoder import Embedder
+    from trivec.retrieval import Index
 
     with (cache / f"{name}.pkl").open("rb") as handle:
         data = pickle.load(handle)

@@ -11,7 +11,10 @@ from trivec import Embedder
 from trivec.inference import lexical_matrix, lexical_score, maxsim
 
 TOL = 1e-5
-Q1_PAIRS = {10, 11}  # the two pairs whose batched ColBERT score shows docs/differences.md Q1 (padding rows in the max)
+Q1_PAIRS = {
+    10,
+    11,
+}  # the two pairs whose batched ColBERT score shows docs/differences.md Q1 (padding rows in the max)
 
 
 @pytest.fixture(scope="module")

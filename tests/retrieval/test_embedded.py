@@ -347,7 +347,9 @@ def test_ann_finds_what_exact_search_finds(
 def test_colbert_storage_options(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:
-    full = filled(tmp_path / "f32", tiny, small_docs, small_encoded, colbert_dtype="float32", colbert_pool_factor=1)
+    full = filled(
+        tmp_path / "f32", tiny, small_docs, small_encoded, colbert_dtype="float32", colbert_pool_factor=1
+    )
     queries = subset(small_encoded, list(range(0, 120, 11)))
     reference = full.search_vectors(queries, top_k=10, mode="colbert")
     sizes = {}

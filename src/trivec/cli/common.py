@@ -157,4 +157,3 @@ def check_dtype_option(dtype: str) -> str:
 
     check_dtype(dtype)
     return dtype
-
