@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import TINY_M3
+from trivec.inference import Embedder
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -61,3 +63,47 @@ def quick_overrides(tmp: Path, data: list[str], **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def rows_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "train.jsonl", synthetic_rows())
+
+
+# the tiny model, a small corpus and the mining files shared by the miners' tests
+WORDS = [
+    "river",
+    "music",
+    "school",
+    "garden",
+    "market",
+    "city",
+    "train",
+    "winter",
+    "bread",
+    "stone",
+    "light",
+    "water",
+    "table",
+    "paper",
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.from_pretrained(TINY_M3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def corpus_texts() -> list[str]:
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(WORDS, size=6)) + f" {i}" for i in range(60)]
+
+
+@pytest.fixture
+def mining_files(tmp_path: Path, corpus_texts: list[str]) -> tuple[Path, Path]:
+    rows = [
+        {"query": f"{WORDS[i]} {WORDS[i + 1]}", "pos": [corpus_texts[i * 5]], "neg": ["old"], "neg_scores": [1.0],
+         "prompt": "P: "}
+        for i in range(8)
+    ]  # fmt: skip
+    data = write_jsonl(tmp_path / "in.jsonl", rows)
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(corpus_texts)]
+    )
+    return data, corpus

@@ -12,55 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import DATA, TINY_M3
-from tests.training.conftest import write_jsonl
+from tests.training.conftest import WORDS, write_jsonl
 from trivec.cli import app
 from trivec.errors import InputError
 from trivec.inference import Embedder
 from trivec.io import iter_jsonl
 from trivec.training.mining import mine_hard_negatives, parse_range
 from trivec.training.pairs import build_pairs
-
-WORDS = [
-    "river",
-    "music",
-    "school",
-    "garden",
-    "market",
-    "city",
-    "train",
-    "winter",
-    "bread",
-    "stone",
-    "light",
-    "water",
-    "table",
-    "paper",
-]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder.from_pretrained(TINY_M3, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def corpus_texts() -> list[str]:
-    rng = np.random.default_rng(0)
-    return [" ".join(rng.choice(WORDS, size=6)) + f" {i}" for i in range(60)]
-
-
-@pytest.fixture
-def mining_files(tmp_path: Path, corpus_texts: list[str]) -> tuple[Path, Path]:
-    rows = [
-        {"query": f"{WORDS[i]} {WORDS[i + 1]}", "pos": [corpus_texts[i * 5]], "neg": ["old"], "neg_scores": [1.0],
-         "prompt": "P: "}
-        for i in range(8)
-    ]  # fmt: skip
-    data = write_jsonl(tmp_path / "in.jsonl", rows)
-    corpus = write_jsonl(
-        tmp_path / "corpus.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(corpus_texts)]
-    )
-    return data, corpus
 
 
 def mined(path: Path) -> list[dict[str, Any]]:
