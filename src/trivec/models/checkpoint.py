@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trivec.errors import CheckpointError
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE
@@ -157,15 +158,24 @@ class UnsupportedPooling(str):
     """A pooling configuration trivec cannot run (the message says which): an error unless overridden."""
 
 
-def _read_pooling(config_file: Path) -> PoolingMode | UnsupportedPooling | None:
-    if not config_file.is_file():
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's optional JSON settings file: its object, or None when the file is absent. Unreadable
+    JSON or another JSON value is a `CheckpointError` naming the file."""
+    if not path.is_file():
         return None
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_file} must hold a JSON object")
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def _read_pooling(config_file: Path) -> PoolingMode | UnsupportedPooling | None:
+    config = read_json_object(config_file)
+    if config is None:
+        return None
     if config.get("pooling_mode_cls_token"):
         return "cls"
     if config.get("pooling_mode_lasttoken"):

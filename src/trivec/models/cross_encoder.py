@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from trivec.errors import CheckpointError
-from trivec.models.checkpoint import quiet_loading, resolve_model_path
+from trivec.models.checkpoint import quiet_loading, read_json_object, resolve_model_path
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -54,16 +54,7 @@ def position_limit(config: Any, tokenizer: Any = None) -> int:
 
 def read_reranker_settings(directory: Path) -> dict[str, Any]:
     """trivec's reranker settings saved beside a checkpoint (`trivec_reranker.json`), or {}."""
-    path = directory / TRIVEC_RERANKER_FILE
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(settings, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return settings
+    return read_json_object(directory / TRIVEC_RERANKER_FILE) or {}
 
 
 def load_cross_encoder(

@@ -25,6 +25,7 @@ from trivec.models.checkpoint import (
     head_files_present,
     heads_directory,
     quiet_loading,
+    read_json_object,
     read_sentence_transformers_info,
     resolve_model_path,
     write_sentence_transformers_files,
@@ -370,16 +371,7 @@ def _read_weights(trivec_config: dict, directory: Path) -> dict[str, float] | No
 
 
 def _read_trivec_config(directory: Path) -> dict:
-    path = directory / TRIVEC_CONFIG_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return data
+    return read_json_object(directory / TRIVEC_CONFIG_FILE) or {}
 
 
 def _load_heads(

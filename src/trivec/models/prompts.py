@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import CheckpointError, InputError
+from trivec.models.checkpoint import read_json_object
 
 PROMPTS_FILE = "config_sentence_transformers.json"
 QUERY = "query"
@@ -69,13 +70,8 @@ def read_prompts(directory: Path, legacy_query_prompt: str | None = None) -> Pro
     path = directory / PROMPTS_FILE
     prompts: dict[str, str] = {}
     default = None
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"cannot read {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} must hold a JSON object")
+    data = read_json_object(path)
+    if data is not None:
         if data.get("prompts") is not None:
             prompts = check_prompts(data["prompts"], str(path), CheckpointError)
         default = check_default_name(data.get("default_prompt_name"), prompts, str(path), CheckpointError)
