@@ -36,6 +36,7 @@ import yaml
 
 from trivec import Embedder
 from trivec.inference.scoring import hybrid_scores, lexical_scores, maxsim_scores
+from trivec.training.dataset import subsample
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
@@ -68,10 +69,7 @@ def seen_texts(config: dict, folder: str) -> set[str]:
         path = Path(entry["path"] if isinstance(entry, dict) else entry)
         if not path.name.startswith(folder + "-"):
             continue
-        rows = read_jsonl(REPO / path if not path.is_absolute() else path)
-        if limit is not None and len(rows) > limit:
-            keep = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), limit, replace=False))
-            rows = [rows[i] for i in keep]
+        rows = subsample(read_jsonl(REPO / path if not path.is_absolute() else path), limit, seed)
         for row in rows:
             seen.add(row["query"])
             seen.update(row["pos"])

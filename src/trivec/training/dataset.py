@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -76,6 +76,18 @@ class Pool:
     group_size: int
     in_batch_negatives: bool
     distill: bool
+
+
+T = TypeVar("T")
+
+
+def subsample(rows: list[T], limit: int | None, seed: int) -> list[T]:
+    """At most `limit` of `rows`, a seeded choice kept in file order (`max_examples_per_file`): the same rows
+    for the same file length and seed, so a run's rows can be found again (scripts/recipes)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    keep = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), limit, replace=False))
+    return [rows[i] for i in keep]
 
 
 @dataclass
@@ -145,9 +157,7 @@ class ContrastiveDataset(Dataset):
         )
         examples = load_examples(source.path, need_scores=distill)
         limit = source.max_examples or data.max_examples_per_file
-        if limit is not None and len(examples) > limit:
-            keep = np.sort(np.random.default_rng([self.seed, 7]).choice(len(examples), limit, replace=False))
-            examples = [examples[i] for i in keep]
+        examples = subsample(examples, limit, self.seed)
         group = source.train_group_size or data.train_group_size
         kind = examples[0].type
         if kind == "only_1neg":
