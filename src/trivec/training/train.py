@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from trivec.errors import InputError
@@ -17,6 +14,7 @@ from trivec.training.arguments import ContrastiveConfig, DataArguments
 from trivec.training.collator import ContrastiveCollator
 from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.dataset import ContrastiveDataset
+from trivec.training.finish import close_processes, staged_output
 from trivec.training.modeling import ContrastiveModel, set_dropout
 from trivec.training.sparse_init import fit_sparse_head_to_idf
 from trivec.training.trainer import ContrastiveTrainer
@@ -112,7 +110,7 @@ def train_contrastive(config: ContrastiveConfig) -> Path:
     output = Path(str(config.training.output_dir))
     if trainer.args.should_save:
         save_final(trainer, output, config)
-    trainer.accelerator.wait_for_everyone()
+    close_processes()
     return output
 
 
@@ -144,21 +142,10 @@ def trained_prompts(config: ContrastiveConfig, prompts: dict[str, str]) -> dict[
 
 
 def save_final(trainer: ContrastiveTrainer, output: Path, config: ContrastiveConfig) -> None:
-    """Write the model to a temporary folder inside `output`, then move each file into place."""
-    output.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".final-", dir=output))
-    try:
+    """Write the model, the trainer state and the recipe into `output`, moved into place once complete."""
+    with staged_output(output) as staging:
         trainer.save_model(str(staging))
         trainer.save_state()
         (staging / RECIPE_FILE).write_text(
             json.dumps(config.to_dict(), indent=2, default=str), encoding="utf-8"
         )
-        for path in sorted(staging.rglob("*")):
-            target = output / path.relative_to(staging)
-            if path.is_dir():
-                target.mkdir(parents=True, exist_ok=True)  # e.g. the empty 2_Normalize module folder
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from trivec.models.cross_encoder import load_cross_encoder, position_limit, save
 from trivec.models.lora import LORA_DIR, is_lora, merged_copy
 from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.examples import TrainExample, load_examples
+from trivec.training.finish import close_processes, staged_output
 from trivec.training.reranker.adapters import add_reranker_lora, is_head_parameter, trainable_summary
 
 logger = logging.getLogger(__name__)
@@ -289,9 +287,7 @@ def train_reranker(config: RerankerConfig) -> Path:
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     output = Path(config.output_dir)
     if trainer.args.should_save:
-        output.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".final-", dir=output))
-        try:
+        with staged_output(output) as staging:
             settings = {"query_instruction": config.query_instruction} if config.query_instruction else None
             model: Any = trainer.model
             save_cross_encoder(merged_copy(model), trainer.processing_class, staging, settings)
@@ -299,14 +295,5 @@ def train_reranker(config: RerankerConfig) -> Path:
                 model.save_pretrained(staging / LORA_DIR)
             recipe = {k: v for k, v in asdict(config).items() if k != "resume_from_checkpoint"}
             (staging / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str), encoding="utf-8")
-            for path in sorted(staging.rglob("*")):
-                target = output / path.relative_to(staging)
-                if path.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(path, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    close_processes()
     return output

@@ -19,6 +19,7 @@ from transformers import (
 from trivec.errors import CheckpointError, InputError
 from trivec.models.checkpoint import quiet_loading, resolve_model_path
 from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
+from trivec.training.finish import close_processes
 from trivec.training.retromae.arguments import RetroMAEArguments
 from trivec.training.retromae.collator import RetroMAECollator
 from trivec.training.retromae.data import TextCorpus
@@ -129,6 +130,7 @@ def train_retromae(recipe: RetroMAEArguments, training: TrainingArguments) -> Pa
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_state()
+    close_processes()
     return Path(str(training.output_dir)) / ENCODER_DIR
 
 
