@@ -246,8 +246,18 @@ class LossArguments:
         default=None,
         metadata={"help": "M3 self-distillation weights: dense, sparse, colbert (default: loss_weights)."},
     )
+    anchor_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of 1 - cosine between each text's trained dense vector and the LoRA backbone's own "
+            "(adapters off): keeps what the pretrained model knew and the data does not teach (e.g. "
+            "cross-lingual alignment); needs LoRA."
+        },
+    )
 
     def validate(self) -> None:
+        if not self.anchor_weight >= 0:
+            raise InputError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0, got {self.temperature}")
         if self.kd_loss_type not in ("kl_div", "m3_kd_loss"):

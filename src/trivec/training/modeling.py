@@ -73,6 +73,12 @@ class ContrastiveModel(nn.Module):
             else ContrastiveLoss(self.config_loss.kd_loss_type)
         )
         self.train_parts = self._freeze(PARTS if train_parts is None else tuple(train_parts))
+        self.anchor_weight = float(self.config_loss.anchor_weight)
+        if self.anchor_weight and not (is_lora(encoder.backbone) and "backbone" in self.train_parts):
+            raise InputError(
+                "anchor_weight needs a backbone that trains through LoRA adapters (lora_rank > 0): the anchor "
+                "is the backbone's own output with the adapters switched off"
+            )
 
     def _freeze(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
         """Freeze every part not in `wanted` (and heads the loss never sees); returns the parts that train."""
@@ -124,7 +130,21 @@ class ContrastiveModel(nn.Module):
         if out.colbert is not None:
             reps.colbert = out.colbert
             reps.colbert_mask = attention_mask[:, 1:].bool()
+        if self.anchor_weight and self.training:
+            reps.reference = self._reference(input_ids, attention_mask)
         return reps
+
+    def _reference(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The dense output of the backbone as loaded: adapters off, no dropout, no gradient."""
+        self.encoder.eval()
+        try:
+            backbone: Any = self.encoder.backbone  # a peft model (checked in __init__)
+            with torch.no_grad(), backbone.disable_adapter():
+                dense = self.encoder(input_ids, attention_mask, dense=True).dense
+        finally:
+            self.encoder.train()
+        assert dense is not None
+        return dense
 
     # ------------------------------------------------------------------ loss
     def compute_loss(
@@ -157,6 +177,9 @@ class ContrastiveModel(nn.Module):
         else:
             loss = self.loss_fn(scores["dense"], group_size, in_batch_negatives, targets)
             parts = {}
+        if q.reference is not None and p.reference is not None:
+            parts["anchor"] = anchor_loss(q, p)
+            loss = loss + self.anchor_weight * parts["anchor"]
         return ContrastiveOutput(
             loss=loss,
             parts={k: v.detach() for k, v in parts.items()},
@@ -223,6 +246,14 @@ class ContrastiveModel(nn.Module):
             backbone.gradient_checkpointing_disable()
 
     activation_checkpointing_disable = gradient_checkpointing_disable
+
+
+def anchor_loss(q: Reps, p: Reps) -> torch.Tensor:
+    """Mean 1 - cosine between the trained dense vectors of all texts of the batch and their references."""
+    assert q.dense is not None and p.dense is not None and q.reference is not None and p.reference is not None
+    trained = torch.cat([q.dense, p.dense])
+    reference = torch.cat([q.reference, p.reference])
+    return (1 - torch.nn.functional.cosine_similarity(trained, reference, dim=-1)).mean()
 
 
 def _float32(reps: Reps) -> Reps:

@@ -14,17 +14,20 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
-FIELDS = ("dense", "sparse", "colbert", "colbert_mask")
+FIELDS = ("dense", "sparse", "colbert", "colbert_mask", "reference")
+NO_GRADIENT = ("colbert_mask", "reference")
 
 
 @dataclass
 class Reps:
-    """dense `[N, H]`; sparse `[N, V]` bag-of-words vectors; colbert `[N, T, D]` with mask `[N, T]`."""
+    """dense `[N, H]`; sparse `[N, V]` bag-of-words vectors; colbert `[N, T, D]` with mask `[N, T]`;
+    reference `[N, H]`: the dense output of the backbone as loaded (the anchor loss; no gradient)."""
 
     dense: torch.Tensor | None = None
     sparse: torch.Tensor | None = None
     colbert: torch.Tensor | None = None
     colbert_mask: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
 
     def __len__(self) -> int:
         for name in FIELDS:
@@ -38,15 +41,15 @@ class Reps:
         return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
 
     def differentiable(self) -> list[tuple[str, torch.Tensor]]:
-        """The float tensors that carry gradients (the mask does not)."""
-        return [(name, value) for name, value in self.items() if name != "colbert_mask"]
+        """The float tensors that carry gradients (the mask and the reference do not)."""
+        return [(name, value) for name, value in self.items() if name not in NO_GRADIENT]
 
     def map(self, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> Reps:
         return replace(self, **{name: fn(name, value) for name, value in self.items()})
 
     def detach_leaf(self) -> Reps:
         """Detached copies that require grad: the loss is differentiated w.r.t. them (gradient cache)."""
-        return self.map(lambda name, t: t if name == "colbert_mask" else t.detach().requires_grad_(True))
+        return self.map(lambda name, t: t if name in NO_GRADIENT else t.detach().requires_grad_(True))
 
     def slice(self, start: int, stop: int) -> Reps:
         return self.map(lambda _, t: t[start:stop])
