@@ -24,7 +24,6 @@ KNOWN_FILES = {
 KNOWN_FUNCTIONS = {
     "trivec/evaluation/runner.py::evaluate": 90,
     "trivec/inference/encoder.py::encode": 88,
-    "trivec/training/mining.py::mine_hard_negatives": 85,
 }
 
 

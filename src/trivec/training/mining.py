@@ -29,7 +29,7 @@ import numpy as np
 
 from trivec.errors import InputError
 from trivec.io import atomic_writer, iter_jsonl
-from trivec.training.examples import parse_example
+from trivec.training.examples import TrainExample, parse_example
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +230,9 @@ def rows_language(rows: list[dict[str, Any]], path: Path) -> str:
     return languages.pop() if languages else "en"
 
 
+_Ranking = _DenseRanking | _Bm25Ranking | _HybridRanking
+
+
 def mine_hard_negatives(
     model: Any,
     data: str | os.PathLike[str],
@@ -251,7 +254,6 @@ def mine_hard_negatives(
     tokenises for `language` (default: the rows' `lang` field, else English); `hybrid` fuses both
     (`_HybridRanking`: half dense cosine, half BM25 scaled by the query's best), the usual first stage.
     """
-    start, end = rank_range
     if negatives < 1:
         raise InputError(f"--negatives must be at least 1, got {negatives}")
     if retriever not in RETRIEVERS:
@@ -260,69 +262,26 @@ def mine_hard_negatives(
     rows = [(line, obj, parse_example(obj, data, line, need_scores=False)) for line, obj in iter_jsonl(data)]
     if not rows:
         raise InputError(f"{data}: no rows")
-    if corpus is not None:
-        texts = read_distinct_texts(corpus, with_title)
-    else:
-        seen: dict[str, None] = {}
-        for _, _, ex in rows:
-            for text in (*ex.pos, *ex.neg):
-                seen.setdefault(text, None)
-        texts = list(seen)
-    queries = [ex.query for _, _, ex in rows]
-    ranking: _DenseRanking | _Bm25Ranking | _HybridRanking
-    if retriever == "dense":
-        limit = min(max_length or model.max_length, model.position_limit)
-        ranking = _DenseRanking(model, texts, queries, limit, end)
-    elif retriever == "bm25":
-        lang = language or rows_language([obj for _, obj, _ in rows], data)
-        ranking = _Bm25Ranking(texts, queries, lang, end)
-    else:
-        if model is None:
-            raise InputError("hybrid mining needs a dense model", cli="--retriever hybrid needs --model")
-        limit = min(max_length or model.max_length, model.position_limit)
-        lang = language or rows_language([obj for _, obj, _ in rows], data)
-        ranking = _HybridRanking(
-            _DenseRanking(model, texts, queries, limit, 1),  # its own top-k is not used
-            _Bm25Ranking(texts, queries, lang, end),
-            end,
-            HYBRID_DENSE_WEIGHT,
-        )
-    own_scores = ranking.positive_scores([ex for _, _, ex in rows]) if margin is not None else None
+    examples = [ex for _, _, ex in rows]
+    texts = read_distinct_texts(corpus, with_title) if corpus is not None else _texts_of_rows(examples)
+    ranking = _ranking(
+        retriever,
+        model,
+        texts,
+        [ex.query for ex in examples],
+        bm25_language=lambda: language or rows_language([obj for _, obj, _ in rows], data),
+        max_length=max_length,
+        depth=rank_range[1],
+    )
+    own_scores = ranking.positive_scores(examples) if margin is not None else None
     stats = MiningStats(rows=len(rows), corpus=len(texts))
     with atomic_writer(output) as handle:
         for r, (_, obj, ex) in enumerate(rows):
-            rng = np.random.default_rng([seed, r])
-            banned = {*ex.pos, ex.query}
             threshold = np.inf
             if own_scores is not None and margin is not None and own_scores[r].size:
                 threshold = float(own_scores[r].min()) - margin
-            top_scores, top_ids = ranking.ranked(r)
-            window: list[int] = []
-            for rank in range(start, min(end, top_ids.shape[0])):
-                cid = int(top_ids[rank])
-                if cid < 0 or texts[cid] in banned:
-                    continue
-                if top_scores[rank] > threshold:
-                    stats.dropped_by_margin += 1
-                    continue
-                window.append(cid)
-            if len(window) > negatives:
-                picked = sorted(rng.choice(len(window), negatives, replace=False).tolist())
-                chosen = [window[i] for i in picked]
-            else:
-                chosen = list(window)
-            if fill and len(chosen) < negatives:
-                extra = _fill(
-                    rng,
-                    partial(ranking.scores, r),
-                    set(top_ids.tolist()) | set(chosen),
-                    texts,
-                    banned,
-                    threshold,
-                    negatives - len(chosen),
-                )
-                stats.filled += len(extra)
-                chosen += extra
+            rng = np.random.default_rng([seed, r])
+            chosen = _row_negatives(ranking, r, ex, texts, threshold, rank_range, negatives, fill, rng, stats)
             if len(chosen) < negatives:
                 stats.short_rows += 1
             stats.negatives += len(chosen)
@@ -330,6 +289,88 @@ def mine_hard_negatives(
             out["neg"] = [texts[c] for c in chosen]
             handle.write(json.dumps(out, ensure_ascii=False) + "\n")
     return stats
+
+
+def _texts_of_rows(examples: list[TrainExample]) -> list[str]:
+    """The candidate corpus when none is given: every positive and negative of the rows, first occurrence kept."""
+    seen: dict[str, None] = {}
+    for ex in examples:
+        for text in (*ex.pos, *ex.neg):
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def _ranking(
+    retriever: str,
+    model: Any,
+    texts: list[str],
+    queries: list[str],
+    bm25_language: Callable[[], str],
+    max_length: int | None,
+    depth: int,
+) -> _Ranking:
+    """The retriever that ranks `texts` for every query, `depth` deep; `bm25_language` is called (it may
+    raise) only by the retrievers that tokenise for BM25."""
+    if retriever == "dense":
+        limit = min(max_length or model.max_length, model.position_limit)
+        return _DenseRanking(model, texts, queries, limit, depth)
+    if retriever == "bm25":
+        return _Bm25Ranking(texts, queries, bm25_language(), depth)
+    if model is None:
+        raise InputError("hybrid mining needs a dense model", cli="--retriever hybrid needs --model")
+    limit = min(max_length or model.max_length, model.position_limit)
+    return _HybridRanking(
+        _DenseRanking(model, texts, queries, limit, 1),  # its own top-k is not used
+        _Bm25Ranking(texts, queries, bm25_language(), depth),
+        depth,
+        HYBRID_DENSE_WEIGHT,
+    )
+
+
+def _row_negatives(
+    ranking: _Ranking,
+    r: int,
+    ex: TrainExample,
+    texts: list[str],
+    threshold: float,
+    rank_range: tuple[int, int],
+    negatives: int,
+    fill: bool,
+    rng: np.random.Generator,
+    stats: MiningStats,
+) -> list[int]:
+    """Corpus ids of row `r`'s negatives: a seeded sample of its window (ranks `rank_range`, positives, the
+    query and candidates over `threshold` left out), topped up with random texts beyond it when `fill`."""
+    start, end = rank_range
+    banned = {*ex.pos, ex.query}
+    top_scores, top_ids = ranking.ranked(r)
+    window: list[int] = []
+    for rank in range(start, min(end, top_ids.shape[0])):
+        cid = int(top_ids[rank])
+        if cid < 0 or texts[cid] in banned:
+            continue
+        if top_scores[rank] > threshold:
+            stats.dropped_by_margin += 1
+            continue
+        window.append(cid)
+    if len(window) > negatives:
+        picked = sorted(rng.choice(len(window), negatives, replace=False).tolist())
+        chosen = [window[i] for i in picked]
+    else:
+        chosen = list(window)
+    if fill and len(chosen) < negatives:
+        extra = _fill(
+            rng,
+            partial(ranking.scores, r),
+            set(top_ids.tolist()) | set(chosen),
+            texts,
+            banned,
+            threshold,
+            negatives - len(chosen),
+        )
+        stats.filled += len(extra)
+        chosen += extra
+    return chosen
 
 
 def _fill(
