@@ -160,13 +160,7 @@ def evaluate(
     """
     selected = resolve_tasks(tasks, data_dir, languages)
     run_prompts = _role_prompts(prompts, "prompts")
-    per_task = {
-        str(name): _role_prompts(value, f"prompts of task {name}")
-        for name, value in (task_prompts or {}).items()
-    }
-    unknown = set(per_task) - {t.name for t in selected} - {t.path.name for t in selected}
-    if unknown:
-        raise InputError(f"prompts given for task(s) not selected: {', '.join(sorted(unknown))}")
+    per_task = _task_prompts(task_prompts, selected)
     if top_k < 1 or rerank_k < 0:
         raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
     mode_list = parse_modes(modes)
@@ -206,23 +200,12 @@ def evaluate(
             seed=seed,
             bm25=Bm25Config(),
         )
-        public = {
-            **settings.public(),
-            "prompts": _effective_prompts(task, settings, embedder),
-            "max_length": max_length or model_info.get("max_length"),
-            "batch_tokens": batch_tokens or (embedder.batch_tokens if embedder is not None else None),
-            "dtype": precision(embedder) if embedder else None,
-        }
+        public = _recorded_settings(task, settings, embedder, model_info, max_length, batch_tokens)
         target = out_dir / f"{task.name}.json" if out_dir is not None else None
-        if resume and target is not None and target.is_file():
-            previous = _read_previous(target)
-            if (
-                previous
-                and previous.get("model", {}).get("name") == model_info.get("name")
-                and previous.get("settings") == json.loads(json.dumps(public))
-            ):
-                results.append(previous)
-                continue
+        previous = _resumable(target, model_info, public) if resume and target is not None else None
+        if previous is not None:
+            results.append(previous)
+            continue
         results.append(_run_task(task, settings, encoder, model_info, public, env, target))
     bar.close()
     if out_dir is not None and report:
@@ -230,6 +213,53 @@ def evaluate(
 
         write_report([out_dir], out_dir)
     return results
+
+
+def _recorded_settings(
+    task: Task,
+    settings: EvalSettings,
+    embedder: Embedder | None,
+    model_info: dict[str, Any],
+    max_length: int | None,
+    batch_tokens: int | None,
+) -> dict[str, Any]:
+    """The settings written with a task's result (and compared by `resume`): the evaluator's, the prompts
+    used and how the texts were encoded."""
+    return {
+        **settings.public(),
+        "prompts": _effective_prompts(task, settings, embedder),
+        "max_length": max_length or model_info.get("max_length"),
+        "batch_tokens": batch_tokens or (embedder.batch_tokens if embedder is not None else None),
+        "dtype": precision(embedder) if embedder else None,
+    }
+
+
+def _task_prompts(
+    task_prompts: Mapping[str, Mapping[str, str]] | None, selected: Sequence[Task]
+) -> dict[str, dict[str, str]]:
+    """The per-task prompt overrides, checked: by role, and only for tasks (or folders) that were selected."""
+    per_task = {
+        str(name): _role_prompts(value, f"prompts of task {name}")
+        for name, value in (task_prompts or {}).items()
+    }
+    unknown = set(per_task) - {t.name for t in selected} - {t.path.name for t in selected}
+    if unknown:
+        raise InputError(f"prompts given for task(s) not selected: {', '.join(sorted(unknown))}")
+    return per_task
+
+
+def _resumable(target: Path, model_info: dict[str, Any], public: dict[str, Any]) -> dict[str, Any] | None:
+    """The result already at `target` when it is of the same model and settings (kept by `resume`), else None."""
+    if not target.is_file():
+        return None
+    previous = _read_previous(target)
+    if (
+        previous
+        and previous.get("model", {}).get("name") == model_info.get("name")
+        and previous.get("settings") == json.loads(json.dumps(public))
+    ):
+        return previous
+    return None
 
 
 def _read_previous(path: Path) -> dict[str, Any] | None:
