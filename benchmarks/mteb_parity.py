@@ -71,7 +71,8 @@ def trivec_side(model: str, out: Path) -> dict[str, Any]:
     from trivec.evaluation.evaluators import EVALUATORS, EvalSettings
     from trivec.evaluation.evaluators.classification import label_ids
     from trivec.evaluation.evaluators.clustering import stratified_subsample
-    from trivec.evaluation.tasks import builtin_tasks, select_tasks
+    from trivec.evaluation.registry import builtin_tasks
+    from trivec.evaluation.tasks import select_tasks
 
     out.mkdir(parents=True, exist_ok=True)
     embedder = load_embedder(model)

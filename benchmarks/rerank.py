@@ -28,8 +28,9 @@ from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators.base import EvalSettings
 from trivec.evaluation.evaluators.retrieval import mode_plan
 from trivec.evaluation.metrics import retrieval_scores
+from trivec.evaluation.registry import builtin_tasks
 from trivec.evaluation.search import ArrayQuery, DenseIndex, SparseIndex
-from trivec.evaluation.tasks import builtin_tasks, select_tasks
+from trivec.evaluation.tasks import select_tasks
 from trivec.inference import Embedder
 from trivec.inference.reranker import Reranker
 from trivec.models.prompts import DOCUMENT, QUERY

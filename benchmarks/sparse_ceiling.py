@@ -38,8 +38,9 @@ from trivec import Embedder  # noqa: E402
 from trivec.evaluation.bm25 import Bm25Config, Bm25Index  # noqa: E402
 from trivec.evaluation.data import RetrievalData, load_retrieval  # noqa: E402
 from trivec.evaluation.metrics import retrieval_scores  # noqa: E402
+from trivec.evaluation.registry import builtin_tasks  # noqa: E402
 from trivec.evaluation.search import top_k  # noqa: E402
-from trivec.evaluation.tasks import Task, builtin_tasks, select_tasks  # noqa: E402
+from trivec.evaluation.tasks import Task, select_tasks  # noqa: E402
 from trivec.training.sparse_init import bm25_idf  # noqa: E402
 
 TASKS = "vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval"

@@ -16,7 +16,6 @@ MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # still over the limit: path (or path::function) → lines when the check came (to be split, not to grow)
 KNOWN_FILES = {
-    "trivec/evaluation/tasks.py": 528,
     "trivec/inference/encoder.py": 574,
     "trivec/retrieval/segment.py": 644,
     "trivec/serving/app.py": 505,

@@ -17,13 +17,8 @@ from trivec.evaluation.data import (
     load_retrieval,
     load_sts,
 )
-from trivec.evaluation.tasks import (
-    TaskType,
-    builtin_tasks,
-    infer_task_type,
-    select_tasks,
-    task_from_dir,
-)
+from trivec.evaluation.registry import builtin_tasks, infer_task_type, task_from_dir
+from trivec.evaluation.tasks import TaskType, select_tasks
 
 
 @pytest.fixture(scope="module")

@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
 
         Retrieval and reranking queries get the model's 'query' prompt and their corpora its 'document'
         prompt; the texts of the other task types get its default prompt, if any."""
+        from trivec.evaluation.registry import task_from_dir
         from trivec.evaluation.runner import evaluate, resolve_tasks
-        from trivec.evaluation.tasks import task_from_dir
 
         runtime = check_backend_options(backend, onnx_file)
         check_dtype_option(dtype)

@@ -11,17 +11,10 @@ from trivec._lazy import lazy_exports
 if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
     from trivec.evaluation.evaluators import EVALUATORS, RETRIEVAL_MODES, EvalSettings, parse_modes
     from trivec.evaluation.mteb_adapter import MtebEncoder
+    from trivec.evaluation.registry import builtin_tasks, default_data_dir, infer_task_type, task_from_dir
     from trivec.evaluation.report import load_run, write_report
     from trivec.evaluation.runner import evaluate, resolve_tasks
-    from trivec.evaluation.tasks import (
-        Task,
-        TaskType,
-        builtin_tasks,
-        default_data_dir,
-        infer_task_type,
-        select_tasks,
-        task_from_dir,
-    )
+    from trivec.evaluation.tasks import Task, TaskType, select_tasks
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -37,11 +30,11 @@ __getattr__, __dir__ = lazy_exports(
         "resolve_tasks": "trivec.evaluation.runner",
         "Task": "trivec.evaluation.tasks",
         "TaskType": "trivec.evaluation.tasks",
-        "builtin_tasks": "trivec.evaluation.tasks",
-        "default_data_dir": "trivec.evaluation.tasks",
-        "infer_task_type": "trivec.evaluation.tasks",
+        "builtin_tasks": "trivec.evaluation.registry",
+        "default_data_dir": "trivec.evaluation.registry",
+        "infer_task_type": "trivec.evaluation.registry",
         "select_tasks": "trivec.evaluation.tasks",
-        "task_from_dir": "trivec.evaluation.tasks",
+        "task_from_dir": "trivec.evaluation.registry",
     },
 )
 

@@ -20,7 +20,8 @@ from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.data import load_task
 from trivec.evaluation.encoding import TextEncoder, describe_model, precision
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
-from trivec.evaluation.tasks import Task, TaskType, builtin_tasks, select_tasks, task_from_dir
+from trivec.evaluation.registry import builtin_tasks, task_from_dir
+from trivec.evaluation.tasks import Task, TaskType, select_tasks
 from trivec.inference import Embedder
 from trivec.inference.loading import ModelLike, load_embedder
 from trivec.inference.scoring import normalize_weights
