@@ -490,12 +490,12 @@ def test_a_build_that_fails_half_way_leaves_nothing(
     """A failure after the corpus was read and the model loaded (a full disk while the segment is written)
     leaves no directory behind — before, an empty index that refused a rebuild without --overwrite — and
     with --overwrite the index it was to replace stays as it was."""
-    from trivec.retrieval import segment
+    from trivec.retrieval import segment_writer
 
     def full_disk(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(segment.SegmentWriter, "finish", full_disk)
+    monkeypatch.setattr(segment_writer.SegmentWriter, "finish", full_disk)
     (tmp_path / "c.jsonl").write_text(CORPUS, encoding="utf-8")
     target = tmp_path / "out" / "ix"
     if over_an_index:

@@ -17,7 +17,6 @@ MAX_FUNCTION_LINES = 80
 # still over the limit: path (or path::function) → lines when the check came (to be split, not to grow)
 KNOWN_FILES = {
     "trivec/inference/encoder.py": 574,
-    "trivec/retrieval/segment.py": 644,
     "trivec/serving/app.py": 505,
 }
 KNOWN_FUNCTIONS = {

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from trivec.errors import InputError
-from trivec.retrieval.segment import CorruptIndexError, fsync_dir
+from trivec.io import fsync_dir
+from trivec.retrieval.segment import CorruptIndexError
 
 MANIFEST = "MANIFEST.json"
 LOCK = "LOCK"

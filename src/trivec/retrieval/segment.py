@@ -8,7 +8,8 @@ A segment directory holds, for `n` rows (chunks):
   colbert.codes/.scale/.off                        token vectors (fp16 / fp32 / int8 + per-row scale), offsets
   dense.faiss                                      optional HNSW / IVF graph over dense.f32
 The manifest (not the segment) records shapes, dtypes and byte sizes, so a reader never trusts a file the
-manifest does not vouch for, and a segment left by a crashed writer is simply not referenced.
+manifest does not vouch for, and a segment left by a crashed writer is simply not referenced. This module
+reads segments (`Segment`); `trivec.retrieval.segment_writer` writes them.
 """
 
 from __future__ import annotations
@@ -18,18 +19,13 @@ import functools
 import importlib
 import json
 import mmap
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
-from trivec.io import fsync_dir
-from trivec.progress import Step
-from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.integrity import (
     CHECK_AT_OPEN,
@@ -38,239 +34,8 @@ from trivec.retrieval.integrity import (
     check_offsets,
     check_sorted,
     read_checksums,
-    write_checksums,
 )
 from trivec.retrieval.sparse_scorer import Postings
-
-
-class _Appender:
-    """A binary file that arrays are appended to; fsync'd on close."""
-
-    def __init__(self, path: Path, dtype: np.dtype) -> None:
-        self.path = path
-        self.dtype = np.dtype(dtype)
-        self.handle: IO[bytes] = path.open("wb")
-        self.count = 0
-
-    def write(self, values: np.ndarray) -> None:
-        data = np.ascontiguousarray(values, dtype=self.dtype)
-        self.handle.write(data.tobytes())
-        self.count += int(data.shape[0]) if data.ndim else 1
-
-    def close(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-
-
-class _StringColumn:
-    """UTF-8 strings appended to `<name>.bin` with int64 offsets in `<name>.off`."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.data = _Appender(directory / f"{name}.bin", np.dtype(np.uint8))
-        self.offsets = [0]
-        self.directory, self.name = directory, name
-
-    def write(self, texts: Sequence[str]) -> None:
-        for text in texts:
-            raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-            self.data.write(raw)
-            self.offsets.append(self.offsets[-1] + raw.shape[0])
-
-    def close(self) -> None:
-        self.data.close()
-        off = _Appender(self.directory / f"{self.name}.off", np.dtype(np.int64))
-        off.write(np.asarray(self.offsets, dtype=np.int64))
-        off.close()
-
-
-class SegmentWriter:
-    """Write one segment row batch by row batch; `finish` builds the inverted index and returns its record."""
-
-    def __init__(
-        self,
-        directory: Path,
-        dense_dim: int | None,
-        has_sparse: bool,
-        colbert_codec: ColbertCodec | None,
-        colbert_dim: int | None,
-    ) -> None:
-        directory.mkdir(parents=True, exist_ok=False)
-        self.directory = directory
-        self.rows = 0
-        self.ids = _StringColumn(directory, "ids")
-        self.doc_ids = _StringColumn(directory, "doc_ids")
-        self.docs = _StringColumn(directory, "docs")
-        self.dense_dim = dense_dim
-        self.dense = _Appender(directory / "dense.f32", np.dtype(np.float32)) if dense_dim else None
-        self.has_sparse = has_sparse
-        self._sparse_ids: list[np.ndarray] = []
-        self._sparse_vals: list[np.ndarray] = []
-        self.codec = colbert_codec
-        self.colbert_dim = colbert_dim
-        self.colbert_rows = [0]
-        if colbert_codec is not None:
-            self.colbert = _Appender(directory / "colbert.codes", colbert_codec.storage_dtype)
-            self.scales = (
-                _Appender(directory / "colbert.scale", np.dtype(np.float32))
-                if colbert_codec.has_scales
-                else None
-            )
-
-    def append(
-        self,
-        chunks: Sequence[Chunk],
-        dense: np.ndarray | None,
-        sparse: Sequence[SparseVector] | None,
-        colbert: Sequence[np.ndarray] | None,
-        colbert_codes: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None,
-    ) -> None:
-        """Append rows; ColBERT vectors come raw (`colbert`, encoded here) or already encoded (`colbert_codes`)."""
-        n = len(chunks)
-        self.ids.write([c.id for c in chunks])
-        self.doc_ids.write([c.doc_id for c in chunks])
-        self.docs.write(
-            [
-                json.dumps(
-                    {"title": c.title, "text": c.text, "metadata": c.metadata, "position": c.position},
-                    ensure_ascii=False,
-                )
-                for c in chunks
-            ]
-        )
-        if self.dense is not None:
-            assert dense is not None and dense.shape == (n, self.dense_dim)
-            self.dense.write(dense)
-        if self.has_sparse:
-            assert sparse is not None and len(sparse) == n
-            self._sparse_ids.extend(v.indices for v in sparse)
-            self._sparse_vals.extend(v.values for v in sparse)
-        if self.codec is not None:
-            codec = self.codec
-            pairs = colbert_codes if colbert_codes is not None else [codec.encode(r) for r in colbert or []]
-            assert len(pairs) == n, "one ColBERT matrix per row"
-            for codes, scale in pairs:
-                self.colbert.write(codes.reshape(-1, self.colbert_dim or codes.shape[-1]))
-                if self.scales is not None and scale is not None:
-                    self.scales.write(scale)
-                self.colbert_rows.append(self.colbert_rows[-1] + int(codes.shape[0]))
-        self.rows += n
-
-    def finish(self, ann: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Close every file (fsync'd), build the inverted index and the optional ANN graph; the record."""
-        for column in (self.ids, self.doc_ids, self.docs):
-            column.close()
-        arrays: dict[str, dict[str, Any]] = {}
-        if self.dense is not None:
-            self.dense.close()
-            arrays["dense.f32"] = {"dtype": "float32", "shape": [self.rows, self.dense_dim]}
-        if self.has_sparse:
-            self._write_postings(arrays)
-        if self.codec is not None:
-            self.colbert.close()
-            total, dtype = self.colbert_rows[-1], self.codec.storage_dtype.name  # packed codes: bytes
-            arrays["colbert.codes"] = {"dtype": dtype, "shape": [total, self.colbert_dim]}
-            if self.scales is not None:
-                self.scales.close()
-                arrays["colbert.scale"] = {"dtype": "float32", "shape": [total]}
-            off = _Appender(self.directory / "colbert.off", np.dtype(np.int64))
-            off.write(np.asarray(self.colbert_rows, dtype=np.int64))
-            off.close()
-            arrays["colbert.off"] = {"dtype": "int64", "shape": [self.rows + 1]}
-        for name in ("ids", "doc_ids", "docs"):
-            arrays[f"{name}.off"] = {"dtype": "int64", "shape": [self.rows + 1]}
-            size = (self.directory / f"{name}.bin").stat().st_size
-            arrays[f"{name}.bin"] = {"dtype": "uint8", "shape": [size]}
-        ann_record = None
-        if ann is not None and self.dense is not None and self.rows > 0:
-            ann_record = build_ann(self.directory, self.rows, int(self.dense_dim or 0), ann)
-        files = {name: (self.directory / name).stat().st_size for name in arrays}
-        if ann_record is not None:
-            files[ann_record["file"]] = (self.directory / ann_record["file"]).stat().st_size
-        checksums = write_checksums(self.directory, files)  # of the bytes on disk, after every file is closed
-        fsync_dir(self.directory)
-        return {
-            "name": self.directory.name,
-            "rows": self.rows,
-            "arrays": arrays,
-            "files": files,
-            "ann": ann_record,
-            "checksums": checksums,
-        }
-
-    def _write_postings(self, arrays: dict[str, dict[str, Any]]) -> None:
-        lengths = np.fromiter((len(x) for x in self._sparse_ids), dtype=np.int64, count=len(self._sparse_ids))
-        terms_flat = (
-            np.concatenate(self._sparse_ids).astype(np.int32) if lengths.sum() else np.zeros(0, np.int32)
-        )
-        vals_flat = (
-            np.concatenate(self._sparse_vals).astype(np.float32) if lengths.sum() else np.zeros(0, np.float32)
-        )
-        rows = np.repeat(np.arange(self.rows, dtype=np.int32), lengths)
-        order = np.argsort(terms_flat, kind="stable")  # rows stay ascending within a term
-        terms_sorted = terms_flat[order]
-        unique, starts = np.unique(terms_sorted, return_index=True)
-        ptr = np.append(starts, terms_sorted.shape[0]).astype(np.int64)
-        for name, values, dtype in (
-            ("sparse.terms", unique, np.int32),
-            ("sparse.ptr", ptr, np.int64),
-            ("sparse.docs", rows[order], np.int32),
-            ("sparse.vals", vals_flat[order], np.float32),
-        ):
-            out = _Appender(self.directory / name, np.dtype(dtype))
-            out.write(values)
-            out.close()
-            arrays[name] = {"dtype": np.dtype(dtype).name, "shape": [int(np.asarray(values).shape[0])]}
-        self._sparse_ids, self._sparse_vals = [], []
-
-    def abort(self) -> None:
-        """Remove a segment that will not be committed."""
-        import shutil
-
-        for appender in [getattr(self, "dense", None), getattr(self, "colbert", None)]:
-            if appender is not None and not appender.handle.closed:
-                appender.handle.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def build_ann(directory: Path, rows: int, dim: int, ann: dict[str, Any]) -> dict[str, Any]:
-    """A faiss graph / IVF over the segment's dense vectors, saved as `dense.faiss`."""
-    faiss: Any = importlib.import_module("faiss")
-
-    vectors = np.fromfile(directory / "dense.f32", dtype=np.float32).reshape(rows, dim)
-    kind = ann["kind"]
-    with Step(f"building the {kind.upper()} graph of {rows:,} vectors"):
-        return _build_ann(directory, vectors, rows, dim, ann, faiss)
-
-
-def _build_ann(
-    directory: Path, vectors: np.ndarray, rows: int, dim: int, ann: dict[str, Any], faiss: Any
-) -> dict[str, Any]:
-    kind = ann["kind"]
-    if kind == "hnsw":
-        m = int(ann.get("m", 32))
-        if ann.get("storage", "float32") == "float16":
-            # the graph's own copy of the vectors in fp16: half the bytes walked; hits are re-scored from dense.f32
-            index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, m, faiss.METRIC_INNER_PRODUCT)
-            index.train(vectors[:1])
-        else:
-            index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(ann.get("ef_construction", 80))
-        index.add(vectors)
-    elif kind == "ivf":
-        nlist = int(ann.get("nlist") or max(1, min(4096, int(4 * np.sqrt(rows)))))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.add(vectors)
-        ann = {**ann, "nlist": nlist}
-    else:
-        raise TrivecError(f"unknown ANN kind {kind!r}")
-    path = directory / "dense.faiss"
-    faiss.write_index(index, str(path))
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    return {**ann, "file": "dense.faiss"}
 
 
 def _map(path: Path, dtype: str, shape: Sequence[int]) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 
 from trivec.errors import InputError
 from trivec.inference.encoder import EncodeResult
+from trivec.io import fsync_dir
 from trivec.progress import Step
 from trivec.retrieval.colbert import ColbertCodec, fit_projection
 from trivec.retrieval.corpus import Chunk
@@ -44,7 +45,8 @@ from trivec.retrieval.layout import (
 )
 from trivec.retrieval.manifest import MANIFEST, WriterLock, read_manifest, write_manifest
 from trivec.retrieval.prefault import Prefaulter
-from trivec.retrieval.segment import Segment, SegmentWriter, fsync_dir
+from trivec.retrieval.segment import Segment
+from trivec.retrieval.segment_writer import SegmentWriter
 from trivec.retrieval.settings import IndexSettings
 from trivec.retrieval.snapshot import Snapshot
 
