@@ -199,3 +199,22 @@ def test_cli_build_and_info_show_the_storage(tmp_path: Path, tiny: Embedder) -> 
     assert "colbert    int4 codes, all dimensions, pool factor 3" in shown.output, shown.output
     bad = runner.invoke(app, [*common, str(tmp_path / "bad"), "--colbert-pool-factor", "0"])
     assert bad.exit_code != 0 and "--colbert-pool-factor must be an integer ≥ 1" in bad.output
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(0, 12), dim=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_packed_codes_decode_to_their_nibbles_and_bits(rows: int, dim: int, seed: int) -> None:
+    """The byte → values tables give what the packing wrote: int4 low nibble first minus 8, binary
+    big-endian bits as ±1 — times the row's scale; `unscaled` is the same without it."""
+    rng = np.random.default_rng(seed)
+    scales = rng.uniform(0.1, 2.0, rows).astype(np.float32)
+    nibbles = rng.integers(0, 16, (rows, 2 * (-(-dim // 2))), dtype=np.uint8)
+    packed = (nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)).astype(np.uint8)
+    want = (nibbles[:, :dim].astype(np.float32) - 8) * scales[:, None]
+    np.testing.assert_array_equal(ColbertCodec("int4").decode(packed, scales, dim), want)
+    np.testing.assert_array_equal(ColbertCodec("int4").unscaled(packed, dim), nibbles[:, :dim] - 8.0)
+    bits = rng.integers(0, 2, (rows, dim), dtype=np.uint8)
+    signs = (bits.astype(np.float32) * 2 - 1) * scales[:, None]
+    np.testing.assert_array_equal(
+        ColbertCodec("binary").decode(np.packbits(bits, axis=1), scales, dim), signs
+    )

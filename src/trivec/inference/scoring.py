@@ -90,7 +90,7 @@ def maxsim_block(query: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np
     lengths = np.asarray(lengths, dtype=np.int64)
     ends = np.cumsum(lengths)
     return maxsim_chunked(
-        query, lambda i, j: rows[ends[i] - lengths[i] : ends[j - 1]], lengths, rows.shape[-1]
+        query, lambda i, j: (rows[ends[i] - lengths[i] : ends[j - 1]], None), lengths, rows.shape[-1]
     )
 
 
@@ -98,13 +98,18 @@ CHUNK_ELEMENTS = 1 << 20  # numbers of the token rows widened and multiplied at 
 
 
 def maxsim_chunked(
-    query: np.ndarray, fetch: Callable[[int, int], np.ndarray], lengths: np.ndarray, dim: int
+    query: np.ndarray,
+    fetch: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]],
+    lengths: np.ndarray,
+    dim: int,
 ) -> np.ndarray:
     """MaxSim of one query against passages whose token rows `fetch(i, j)` gives for passages `i … j-1`
-    (back to back, `lengths` rows each; float16 or float32), a chunk of about `CHUNK_ELEMENTS` numbers at a
-    time, widened and multiplied in small reused buffers. A re-rank of a few hundred long passages never
-    holds them all in float32: allocating (and page-faulting) tens of megabytes per query cost more than the
-    arithmetic. Passages without tokens score 0."""
+    (back to back, `lengths` rows each; float16 or float32) with each row's scale (or None: rows as they
+    are), a chunk of about `CHUNK_ELEMENTS` numbers at a time. float16 rows are widened in a small reused
+    buffer: a re-rank of a few hundred long passages never holds them all in float32 (allocating and
+    page-faulting tens of megabytes per query cost more than the arithmetic); float32 rows are multiplied as
+    given. A row's scale multiplies its similarities (query tokens wide), not the row (dimensions wide).
+    Passages without tokens score 0."""
     lengths = np.asarray(lengths, dtype=np.int64)
     out = np.zeros(lengths.shape[0], dtype=np.float32)
     if query.shape[0] == 0 or not lengths.any():
@@ -120,16 +125,26 @@ def maxsim_chunked(
             first_row = int(ends[i] - lengths[i])
             j = max(i + 1, int(np.searchsorted(ends, first_row + cap, side="right")))  # ≥ 1 passage a chunk
             rows = int(ends[j - 1]) - first_row
-            block = fetch(i, j)
-            if rows <= cap:
-                left = widened[:rows]
-                left.copy_(_as_tensor(torch, block))  # float16 → float32 in place, vectorised
-                product = torch.mm(left, right, out=sims[: rows * tq].view(rows, tq))
-            else:  # one passage longer than a chunk: its own buffers
+            block, row_scales = fetch(i, j)
+            if rows > cap:  # one passage longer than a chunk: its own buffers
                 product = torch.mm(_as_tensor(torch, block).float(), right)
+            else:
+                if _is_own_float32(block):
+                    left = torch.from_numpy(block)
+                else:
+                    left = widened[:rows]
+                    left.copy_(_as_tensor(torch, block))  # float16 → float32 in place, vectorised
+                product = torch.mm(left, right, out=sims[: rows * tq].view(rows, tq))
+            if row_scales is not None:
+                product.mul_(torch.from_numpy(np.ascontiguousarray(row_scales, dtype=np.float32))[:, None])
             _segment_maxsim(product.numpy(), lengths[i:j], out[i:j])
             i = j
     return out
+
+
+def _is_own_float32(block: np.ndarray) -> bool:
+    """A float32 array torch can multiply in place of a widened copy (contiguous, writeable)."""
+    return block.dtype == np.float32 and block.flags.c_contiguous and block.flags.writeable
 
 
 def _as_tensor(torch: Any, block: np.ndarray) -> Any:

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from trivec.compiled import kernel
 from trivec.errors import InputError
 from trivec.retrieval.pooling import check_pool_factor, pool_tokens
 
@@ -109,20 +110,46 @@ class ColbertCodec:
     def decode(self, codes: np.ndarray, scales: np.ndarray | None, dim: int | None = None) -> np.ndarray:
         """float32 token vectors from stored codes (`dim`: the vectors' dimensions, for packed codes whose
         last byte is part padding; default: every bit / nibble)."""
-        if self.dtype in ("float16", "float32"):
-            return np.asarray(codes, dtype=np.float32)
+        values = self.unscaled(codes, dim)
+        if not self.has_scales:
+            return values
         assert scales is not None
-        scale = np.asarray(scales, dtype=np.float32)[:, None]
-        if self.dtype == "int8":
-            return codes.astype(np.float32) * scale
-        if self.dtype == "binary":
-            bits = np.unpackbits(np.asarray(codes, dtype=np.uint8), axis=1, count=dim)
-            return (bits.astype(np.float32) * 2.0 - 1.0) * scale
-        packed = np.asarray(codes, dtype=np.uint8)
-        values = np.empty((packed.shape[0], packed.shape[1] * 2), dtype=np.float32)
-        values[:, 0::2] = (packed & 0x0F).astype(np.float32) - 8.0
-        values[:, 1::2] = (packed >> 4).astype(np.float32) - 8.0
-        return (values[:, :dim] if dim is not None else values) * scale
+        return values * np.asarray(scales, dtype=np.float32)[:, None]
+
+    def unscaled(self, codes: np.ndarray, dim: int | None = None) -> np.ndarray:
+        """float32 values of stored codes before their per-row scale: a search multiplies the scores of a
+        row by its scale instead (a query has far fewer tokens than a vector has dimensions). Packed codes
+        are unpacked by one compiled loop (numpy needs a pass per nibble or bit and a temporary each)."""
+        if self.dtype in ("float16", "float32", "int8"):
+            return np.asarray(codes, dtype=np.float32)
+        packed = np.ascontiguousarray(codes, dtype=np.uint8)
+        width = packed.shape[1] * PACKED[self.dtype]
+        out = np.empty((packed.shape[0], width if dim is None else min(dim, width)), dtype=np.float32)
+        (_unpack_int4 if self.dtype == "int4" else _unpack_bits)(packed, out)
+        return out
+
+
+@kernel()
+def _unpack_int4(packed: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """`out[r]`: row r's nibbles, low first, minus 8 (as many as `out` has columns)."""
+    columns = out.shape[1]
+    for r in range(packed.shape[0]):
+        for b in range(packed.shape[1]):
+            byte = packed[r, b]
+            if 2 * b < columns:
+                out[r, 2 * b] = np.float32(byte & 15) - np.float32(8.0)
+            if 2 * b + 1 < columns:
+                out[r, 2 * b + 1] = np.float32(byte >> 4) - np.float32(8.0)
+
+
+@kernel()
+def _unpack_bits(packed: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """`out[r]`: row r's bits, most significant first (`np.packbits`), as -1 / +1."""
+    columns = out.shape[1]
+    for r in range(packed.shape[0]):
+        for c in range(columns):
+            bit = (packed[r, c >> 3] >> (7 - (c & 7))) & 1
+            out[r, c] = np.float32(2.0) * np.float32(bit) - np.float32(1.0)
 
 
 def _nonzero(scale: np.ndarray) -> np.ndarray:

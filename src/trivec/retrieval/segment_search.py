@@ -166,16 +166,19 @@ class SegmentSearch:
 
     def _colbert_segment(self, segment: Segment, projected: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """MaxSim of one segment's `rows`, their token rows gathered a chunk at a time (`maxsim_chunked`):
-        int8 / int4 / binary rows decoded with their scales, fp16 / fp32 as stored (the matmul widens them)."""
+        int8 / int4 / binary rows decoded, their scales applied to the similarities; fp16 / fp32 as stored
+        (the matmul widens them)."""
         tokens, lengths = segment.colbert_tokens(rows)
         codes, scales = segment.arrays["colbert.codes"], segment.arrays.get("colbert.scale")
         ends = np.cumsum(lengths)
         dim, decode = int(projected.shape[1]), self.codec.decodes
 
-        def fetch(i: int, j: int) -> np.ndarray:
+        def fetch(i: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
             picked = tokens[ends[i] - lengths[i] : ends[j - 1]]
             block = codes[picked]
-            return self.codec.decode(block, scales[picked], dim) if decode and scales is not None else block
+            if decode and scales is not None:
+                return self.codec.unscaled(block, dim), scales[picked]
+            return block, None
 
         return maxsim_chunked(projected, fetch, lengths, dim)
 
