@@ -16,12 +16,9 @@ MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # still over the limit: path (or path::function) → lines when the check came (to be split, not to grow)
 KNOWN_FILES = {
-    "trivec/inference/encoder.py": 574,
     "trivec/serving/app.py": 505,
 }
-KNOWN_FUNCTIONS = {
-    "trivec/inference/encoder.py::encode": 88,
-}
+KNOWN_FUNCTIONS: dict[str, int] = {}
 
 
 def own_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:

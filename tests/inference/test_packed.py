@@ -66,9 +66,9 @@ def test_mcls_pooling_matches_cls_slots(tiny: Embedder) -> None:
     long_text = " ".join(f"word{i}" for i in range(700))
     packed = tiny.encode([long_text, "short"], mcls=True, max_length=1024)
     rows = tiny.tokenize([long_text, "short"], 1024)
-    from trivec.inference.encoder import _insert_cls_slots
+    from trivec.inference.text_outputs import insert_cls_slots
 
-    rows, slots = _insert_cls_slots(rows, int(tiny.tokenizer.cls_token_id), 1024)
+    rows, slots = insert_cls_slots(rows, int(tiny.tokenizer.cls_token_id), 1024)
     width = max(len(r) for r in rows)
     cls_slots = torch.zeros((2, width), dtype=torch.bool)
     for i, s in enumerate(slots):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, distinct_texts, plan_batches
 from trivec.inference.forward import Backend, BatchForward, check_backend
 from trivec.inference.hidden import layer_states
+from trivec.inference.inputs import check_batch_tokens, split_pairs, text_list
 from trivec.inference.packed import PackedEncoder
 from trivec.inference.precision import check_dtype, resolve_dtype
 from trivec.inference.scoring import (
@@ -31,13 +32,12 @@ from trivec.inference.scoring import (
     normalize_weights,
 )
 from trivec.inference.sparse import SparseVector
+from trivec.inference.text_outputs import TextOutputs, insert_cls_slots
 from trivec.models.casing import fold_capitals
 from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
 from trivec.models.prompts import DOCUMENT, QUERY, check_default_name, merge_prompts, select_prompt
-from trivec.textcheck import check_text, check_texts
-
-MCLS_INTERVAL = 256
+from trivec.textcheck import check_text
 
 
 @dataclass
@@ -57,27 +57,6 @@ class EncodeResult:
 
     def __len__(self) -> int:
         return len(self.num_tokens)
-
-
-def _check_texts(texts: str | Sequence[str], what: str = "text") -> list[str]:
-    if not isinstance(texts, (str, Iterable)):
-        raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
-    items = [texts] if isinstance(texts, str) else list(texts)
-    for position, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InputError(f"{what} at position {position} is {type(text).__name__}, not str")
-    check_texts(items, what)
-    return items
-
-
-def _check_budget(batch_tokens: int | None) -> None:
-    if batch_tokens is not None and (
-        not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool) or batch_tokens < 1
-    ):
-        raise InputError(
-            f"batch_tokens must be a positive integer, got {batch_tokens!r}",
-            cli=f"--batch-tokens must be a positive integer, got {batch_tokens!r}",
-        )
 
 
 def default_device() -> torch.device:
@@ -109,7 +88,7 @@ class Embedder:
         self.model = model.to(self.device).eval()
         self.tokenizer = model.tokenizer
         # token budget per forward pass; default per device (`batching.default_batch_tokens`)
-        _check_budget(batch_tokens)
+        check_batch_tokens(batch_tokens)
         self.batch_tokens = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
         self.max_batch_size = max_batch_size
         self.prompts: dict[str, str] = merge_prompts(model.prompts, prompts)
@@ -285,10 +264,10 @@ class Embedder:
         hidden_states: also return the token vectors of layer `layer` (0 = the embeddings' output, -1 = the
             last; `trivec.inference.hidden`), from a forward pass of their own.
         """
-        items = _check_texts(texts)
+        items = text_list(texts)
         if not (dense or sparse or colbert or hidden_states):
             raise InputError("ask for at least one output: dense, sparse, colbert or hidden_states")
-        _check_budget(batch_tokens)
+        check_batch_tokens(batch_tokens)
         self._forward.require(sparse=sparse, colbert=colbert)
         items = self.with_prompt(items, prompt_name, prompt)
         limit = self._check_max_length(max_length)
@@ -296,113 +275,67 @@ class Embedder:
         states = layer_states(self, ids, layer, batch_tokens) if hidden_states else None
         if not (dense or sparse or colbert):
             return EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)
-        cls_id = self.tokenizer.cls_token_id
         slots: list[list[int]] | None = None
         if mcls:
-            ids, slots = _insert_cls_slots(ids, int(cls_id), limit)
-        result = EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)
-        n = len(ids)
-        dense_out = np.zeros((n, self.model.hidden_size), dtype=np.float32) if dense else None
-        sparse_out: list[SparseVector | None] = [None] * n
-        colbert_out: list[np.ndarray | None] = [None] * n
+            ids, slots = insert_cls_slots(ids, int(self.tokenizer.cls_token_id), limit)
+        num_tokens = [len(x) for x in ids]
+        outputs = TextOutputs(
+            ids, slots, self._skip_ids, self.model.hidden_size, dense=dense, sparse=sparse, colbert=colbert
+        )
         budget = batch_tokens if batch_tokens is not None else self.batch_tokens
-        batches = plan_batches(result.num_tokens, budget, self.max_batch_size)
+        batches = plan_batches(num_tokens, budget, self.max_batch_size)
         if show_progress is None:
-            show_progress = n >= 5000 and sys.stderr.isatty()
-        bar = tqdm(total=sum(result.num_tokens), unit="tok", disable=not show_progress, desc="encode")
+            show_progress = len(ids) >= 5000 and sys.stderr.isatty()
+        bar = tqdm(total=sum(num_tokens), unit="tok", disable=not show_progress, desc="encode")
         with torch.inference_mode():
             for batch in batches:
                 if self._packed is not None:
-                    self._run_packed(
-                        batch,
-                        ids,
-                        slots,
-                        dense_out,
-                        sparse_out if sparse else None,
-                        colbert_out if colbert else None,
-                    )
-                    bar.update(sum(len(ids[i]) for i in batch))
-                    continue
-                input_ids, attention_mask = self._pad([ids[i] for i in batch])
-                cls_slots = None
-                if slots is not None:
-                    cls_slots = torch.zeros_like(attention_mask, dtype=torch.bool)
-                    for row, i in enumerate(batch):
-                        cls_slots[row, slots[i]] = True
-                out = self._forward(
-                    input_ids,
-                    attention_mask,
-                    dense=dense,
-                    sparse=sparse,
-                    colbert=colbert,
-                    cls_slots=cls_slots,
-                )
-                if dense_out is not None and out.dense is not None:
-                    dense_out[batch] = out.dense.float().cpu().numpy()
-                if out.token_weights is not None:
-                    weights = out.token_weights.float().cpu().numpy()
-                    for row, i in enumerate(batch):
-                        length = len(ids[i])
-                        sparse_out[i] = SparseVector.from_token_weights(
-                            np.asarray(ids[i]), weights[row, :length], self._skip_ids
-                        )
-                if out.colbert is not None:
-                    vectors = out.colbert.float().cpu().numpy()
-                    for row, i in enumerate(batch):
-                        rows = vectors[row, : len(ids[i]) - 1]
-                        if slots is not None and len(slots[i]) > 1:
-                            keep = np.ones(rows.shape[0], dtype=bool)
-                            keep[np.asarray(slots[i][1:]) - 1] = False
-                            rows = rows[keep]
-                        colbert_out[i] = np.ascontiguousarray(rows)
-                bar.update(sum(len(ids[i]) for i in batch))
+                    self._run_packed(batch, outputs)
+                else:
+                    self._run_padded(batch, outputs)
+                bar.update(sum(num_tokens[i] for i in batch))
         bar.close()
         if self._packed is not None:
             self._packed.release()
-        result.dense = dense_out
-        result.sparse = [s if s is not None else SparseVector.empty() for s in sparse_out] if sparse else None
-        result.colbert = [c for c in colbert_out if c is not None] if colbert else None
-        return result
+        return EncodeResult(
+            dense=outputs.dense,
+            sparse=outputs.sparse_vectors(),
+            colbert=outputs.colbert_rows(),
+            num_tokens=num_tokens,
+            hidden_states=states,
+        )
 
-    def _run_packed(
-        self,
-        batch: list[int],
-        ids: list[list[int]],
-        slots: list[list[int]] | None,
-        dense_out: np.ndarray | None,
-        sparse_out: list[SparseVector | None] | None,
-        colbert_out: list[np.ndarray | None] | None,
-    ) -> None:
+    def _run_padded(self, batch: list[int], outputs: TextOutputs) -> None:
+        """One batch through the padded forward (torch or ONNX); results are written at the texts' positions."""
+        input_ids, attention_mask = self._pad([outputs.ids[i] for i in batch])
+        cls_slots = None
+        if outputs.slots is not None:
+            cls_slots = torch.zeros_like(attention_mask, dtype=torch.bool)
+            for row, i in enumerate(batch):
+                cls_slots[row, outputs.slots[i]] = True
+        out = self._forward(
+            input_ids,
+            attention_mask,
+            dense=outputs.dense is not None,
+            sparse=outputs.sparse is not None,
+            colbert=outputs.colbert is not None,
+            cls_slots=cls_slots,
+        )
+        outputs.add_padded(batch, out)
+
+    def _run_packed(self, batch: list[int], outputs: TextOutputs) -> None:
         """One batch through the unpadded forward; results are written at the texts' input positions."""
         assert self._packed is not None
-        rows = [ids[i] for i in batch]
+        slots = outputs.slots
         out = self._packed(
-            rows,
+            [outputs.ids[i] for i in batch],
             self.device,
-            dense=dense_out is not None,
-            sparse=sparse_out is not None,
-            colbert=colbert_out is not None,
+            dense=outputs.dense is not None,
+            sparse=outputs.sparse is not None,
+            colbert=outputs.colbert is not None,
             cls_slots=[slots[i] for i in batch] if slots is not None else None,
         )
-        offsets = out.offsets
-        if dense_out is not None and out.dense is not None:
-            dense_out[batch] = out.dense.float().cpu().numpy()
-        if sparse_out is not None and out.token_weights is not None:
-            weights = out.token_weights.float().cpu().numpy()
-            for row, i in enumerate(batch):
-                sparse_out[i] = SparseVector.from_token_weights(
-                    np.asarray(ids[i]), weights[offsets[row] : offsets[row + 1]], self._skip_ids
-                )
-        if colbert_out is not None and out.colbert is not None:
-            vectors = out.colbert.float().cpu().numpy()
-            for row, i in enumerate(batch):
-                # the ColBERT rows skip each text's first token, so text `row` starts `row` rows earlier
-                rows_i = vectors[offsets[row] - row : offsets[row + 1] - row - 1]
-                if slots is not None and len(slots[i]) > 1:
-                    keep = np.ones(rows_i.shape[0], dtype=bool)
-                    keep[np.asarray(slots[i][1:]) - 1] = False
-                    rows_i = rows_i[keep]
-                colbert_out[i] = np.ascontiguousarray(rows_i)
+        outputs.add_packed(batch, out)
 
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -466,7 +399,7 @@ class Embedder:
         """
         used = self._modes(modes)
         w = normalize_weights(weights, self.model.fusion_weights)
-        queries, passages = _split_pairs(pairs)
+        queries, passages = split_pairs(pairs)
         q_unique, q_index = distinct_texts(queries)
         p_unique, p_index = distinct_texts(passages)
         q = self._encode_modes(q_unique, used, QUERY, query_prompt, max_length=max_query_length)
@@ -501,7 +434,7 @@ class Embedder:
         if not isinstance(query, str):
             raise InputError(f"query must be a string, not {type(query).__name__}")
         check_text(query, "the query")
-        _check_texts(passages, "passage")
+        text_list(passages, "passage")
         used = self._modes(modes)
         q = self._encode_modes([query], used, QUERY, query_prompt, max_length=max_query_length)
         p = self._encode_modes(passages, used, DOCUMENT, document_prompt, max_length=max_passage_length)
@@ -523,38 +456,3 @@ def _with_hybrids(scores: dict[str, np.ndarray], weights: dict[str, float]) -> d
         base: dict[str, np.ndarray] = {k: scores[k] for k in ("dense", "sparse", "colbert") if k in scores}
         scores["colbert+sparse+dense"] = hybrid_scores(base, weights).astype(np.float32)
     return scores
-
-
-def _split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    queries, passages = [], []
-    for position, pair in enumerate(pairs):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-            raise InputError(f"pair at position {position} must be a (query, passage) pair of strings")
-        check_text(pair[0], f"the query of pair {position}")
-        check_text(pair[1], f"the passage of pair {position}")
-        queries.append(pair[0])
-        passages.append(pair[1])
-    return queries, passages
-
-
-def _insert_cls_slots(
-    ids: list[list[int]], cls_id: int, limit: int
-) -> tuple[list[list[int]], list[list[int]]]:
-    """MCLS: put an extra CLS before every 256th token, trimming content so the result fits `limit`."""
-    out_ids: list[list[int]] = []
-    out_slots: list[list[int]] = []
-    for row in ids:
-        head, body, tail = row[:1], row[1:-1], row[-1:]
-        while 1 + len(body) + len(tail) + (len(body) // MCLS_INTERVAL) > limit:
-            body = body[: limit - len(tail) - 1 - (len(body) // MCLS_INTERVAL)]
-        new = list(head)
-        slots = [0]
-        for start in range(0, len(body), MCLS_INTERVAL):
-            if start > 0:
-                slots.append(len(new))
-                new.append(cls_id)
-            new.extend(body[start : start + MCLS_INTERVAL])
-        new.extend(tail)
-        out_ids.append(new)
-        out_slots.append(slots)
-    return out_ids, out_slots
