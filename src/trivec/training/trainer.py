@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import seed_worker
 
 from trivec.errors import CheckpointError
@@ -26,13 +26,17 @@ from trivec.models import M3Model
 from trivec.models.lora import LORA_DIR, is_lora, load_adapter_weights
 from trivec.training.dataset import ContrastiveDataset
 from trivec.training.gradcache import grad_cache_step
+from trivec.training.loss_parts import LossPartsTrainer
 from trivec.training.modeling import ContrastiveModel, ContrastiveOutput
+from trivec.training.optimizer import head_rate_optimizer
 
 TRAINING_ARGS_FILE = "training_args.bin"
 
 
-class ContrastiveTrainer(Trainer):
-    """`Trainer` for `ContrastiveModel` on a `ContrastiveDataset`."""
+class ContrastiveTrainer(LossPartsTrainer):
+    """`Trainer` for `ContrastiveModel` on a `ContrastiveDataset`; the loss parts logged as `loss_<part>`."""
+
+    part_prefix = "loss_"
 
     def __init__(
         self,
@@ -44,7 +48,6 @@ class ContrastiveTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.sub_batch_size = sub_batch_size
         self.heads_learning_rate = heads_learning_rate
-        self._parts: dict[str, list[float]] = {}
         self.add_callback(EpochPlanCallback())
         if sub_batch_size and self.is_deepspeed_enabled:
             raise ValueError("sub_batch_size (gradient cache) does not work with DeepSpeed; leave it unset")
@@ -87,25 +90,7 @@ class ContrastiveTrainer(Trainer):
         if self.heads_learning_rate is None or self.optimizer is not None:
             return super().create_optimizer(model)
         model = self.model if model is None else model
-        decay = set(self.get_decay_parameter_names(model))
-        groups: list[dict[str, Any]] = []
-        for head in (False, True):
-            for decayed in (True, False):
-                params = [
-                    p
-                    for n, p in model.named_parameters()
-                    if p.requires_grad and _is_head(n) == head and (n in decay) == decayed
-                ]
-                if params:
-                    group: dict[str, Any] = {
-                        "params": params,
-                        "weight_decay": self.args.weight_decay if decayed else 0.0,
-                    }
-                    if head:
-                        group["lr"] = self.heads_learning_rate
-                    groups.append(group)
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        self.optimizer = head_rate_optimizer(self, model, self.heads_learning_rate, _is_head)
         return self.optimizer
 
     # ------------------------------------------------------------------ loss
@@ -149,17 +134,8 @@ class ContrastiveTrainer(Trainer):
                 output = model(**inputs, step=self.state.global_step)
             assert isinstance(output, ContrastiveOutput)
             self.accelerator.backward(output.loss * output.gradient_scale * scale, **kwargs)
-        for name, value in output.parts.items():
-            self._parts.setdefault(name, []).append(float(value))
+        self.record_loss_parts(output.parts)
         return output.loss.detach() * scale
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            for name, values in self._parts.items():
-                if values:
-                    logs[f"loss_{name}"] = round(sum(values) / len(values), 4)
-                values.clear()
-        super().log(logs, start_time)
 
     # ------------------------------------------------------------------ saving and resuming
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:

@@ -1,4 +1,4 @@
-"""`RetroMAETrainer`: the Hugging Face `Trainer` with RetroMAE's saving and loss logging, and a CSV log.
+"""`RetroMAETrainer`: the Hugging Face `Trainer` with RetroMAE's saving, its encoder and decoder losses logged.
 
 Each save writes `encoder_model/` (the artefact fine-tuning starts from: masked-LM weights + tokenizer,
 loadable by `AutoModel` and `trivec.models.M3Model`) and `model.safetensors` (encoder + decoder) so that
@@ -13,20 +13,17 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from transformers import Trainer
 
+from trivec.training.loss_parts import LossPartsTrainer
 from trivec.training.retromae.modeling import ENCODER_DIR, RetroMAEModel
 
 WEIGHTS_FILE = "model.safetensors"
+LOSS_PARTS = ("encoder_loss", "decoder_loss")
 TRAINING_ARGS_FILE = "training_args.bin"
 
 
-class RetroMAETrainer(Trainer):
+class RetroMAETrainer(LossPartsTrainer):
     """Logs the encoder and decoder losses next to the total, and saves the encoder on its own."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._parts: dict[str, list[float]] = {"encoder_loss": [], "decoder_loss": []}
 
     def compute_loss(
         self,
@@ -36,19 +33,8 @@ class RetroMAETrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
         outputs = model(**inputs)
-        for name in self._parts:
-            value = getattr(outputs, name, None)
-            if value is not None:
-                self._parts[name].append(float(value))
+        self.record_loss_parts({name: getattr(outputs, name, None) for name in LOSS_PARTS})
         return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            for name, values in self._parts.items():
-                if values:
-                    logs[name] = round(sum(values) / len(values), 4)
-                values.clear()
-        super().log(logs, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = str(output_dir if output_dir is not None else self.args.output_dir)
