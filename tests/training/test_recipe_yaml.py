@@ -1,4 +1,5 @@
-"""Recipe values from YAML and `--set`: YAML 1.2 scalars, the same for every training command."""
+"""Recipe values from YAML and `--set`: YAML 1.2 scalars, the same for every training command; the options' help
+texts taken from the settings they set."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from trivec.cli import app
+from trivec.cli.common import field_help
 from trivec.errors import InputError
-from trivec.training.arguments import build_config, read_yaml
-from trivec.training.recipe_yaml import load_yaml, parse_assignments
+from trivec.training.arguments import DataArguments, LossArguments, ModelArguments, build_config, read_yaml
+from trivec.training.recipe_yaml import gather_recipe_values, load_yaml, parse_assignments
+from trivec.training.reranker import RerankerConfig
 from trivec.training.retromae.arguments import read_yaml as read_retromae_yaml
 
 
@@ -54,3 +59,33 @@ def test_yaml_files_read_alike_for_every_recipe(tmp_path: Path) -> None:
 def test_bad_set_flags_are_named(items: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_assignments(items)
+
+
+def test_gathered_values_keep_a_set_flag_when_its_option_is_not_given(tmp_path: Path) -> None:
+    """`--set temperature=0.1` without `--temperature` was lost: the option's None replaced it."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("loss:\n  temperature: 5e-2\ndata:\n  query_max_len: 16\n", encoding="utf-8")
+    options = {"temperature": None, "query_max_len": 24, "passage_max_len": None}
+    values = gather_recipe_values([recipe], read_yaml, ["temperature=0.1"], options)
+    assert values.yaml == {"temperature": 0.05, "query_max_len": 16}
+    assert values.overrides == {"temperature": 0.1, "query_max_len": 24}
+    assert values.merged() == {"temperature": 0.1, "query_max_len": 24}
+    assert values.source == str(recipe)
+    assert gather_recipe_values([], read_yaml, None, {}).source == "arguments"
+
+
+def test_options_take_their_help_from_the_settings() -> None:
+    assert (
+        field_help(DataArguments, "train_group_size")
+        == "Passages per query: 1 positive + G-1 negatives (default 8)."
+    )
+    assert field_help(ModelArguments, "train_parts").endswith("the others stay frozen (default all).")
+    assert (
+        field_help(LossArguments, "in_batch_negatives")
+        == "Other queries' passages are negatives too (else own group only)."
+    )
+    assert (
+        field_help(RerankerConfig, "model") == RerankerConfig.__dataclass_fields__["model"].metadata["help"]
+    )
+    shown = CliRunner().invoke(app, ["train", "reranker", "--help"], env={"COLUMNS": "200"}).output
+    assert "Queries (groups) per device step (default 4)." in shown

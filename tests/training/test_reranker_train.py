@@ -154,4 +154,4 @@ def test_lora_and_subsample_settings_are_checked(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "train.jsonl", synthetic_rows(2))
     for bad in ({"lora_rank": 0}, {"max_examples_per_file": 0}, {"head_learning_rate": 0.0}):
         with pytest.raises(InputError, match="must be"):
-            config(tmp_path, data, **bad).check()
+            config(tmp_path, data, **bad).validate()

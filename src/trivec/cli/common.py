@@ -8,6 +8,7 @@ annotations from its module's globals).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import MISSING, fields
 from functools import wraps
 from typing import Annotated, Any, TypeVar
 
@@ -67,6 +68,26 @@ def check_positive(value: int | None, option: str, minimum: int = 1) -> None:
         raise fail(f"{option} must be {what}, got {value}")
 
 
+def field_help(settings: type, name: str, *, with_default: bool = True) -> str:
+    """The help text of the dataclass field `name` of `settings` (its `metadata["help"]`), for the option that
+    sets it: said once, where the setting is defined. With the field's default value, as the options default
+    to None ('not given', so that a YAML recipe can set them)."""
+    definition = next(f for f in fields(settings) if f.name == name)
+    text = str(definition.metadata["help"])
+    factory = definition.default_factory
+    default = factory() if factory is not MISSING else definition.default
+    if not with_default or default in (None, MISSING, []) or isinstance(default, bool):
+        return text  # nothing to show, or an on/off flag: it says what it turns on
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    return f"{text.rstrip('.')} (default {shown})."
+
+
+def comma_list(items: list[str] | None) -> list[str] | None:
+    """A repeatable option whose values may also be comma-separated (`-d a.jsonl,b.jsonl -d c.jsonl`), as
+    one list (None: not given)."""
+    return [part for item in items for part in item.split(",") if part] if items else None
+
+
 def command_group(app: typer.Typer, name: str) -> typer.Typer:
     """The sub-app `name` of `app` (`train`, `data`): the one already registered, else a new one."""
     for info in app.registered_groups:
@@ -78,6 +99,19 @@ def command_group(app: typer.Typer, name: str) -> typer.Typer:
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")]
+
+# the training commands' options that set no field of a recipe's dataclass
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        help="Checkpoint directory to resume from, or 'last' (the newest checkpoint-* of --output).",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Any other argument (TrainingArguments too): KEY=VALUE; repeatable."),
+]
 
 QueryPromptOption = Annotated[
     str | None,

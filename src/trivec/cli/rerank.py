@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from trivec.cli.common import check_positive, clean_errors, command_group, fail
+from trivec.cli.common import ResumeOption, check_positive, clean_errors, command_group, fail, field_help
+from trivec.training.reranker.arguments import RerankerConfig
 
 RerankModelOption = Annotated[
     str,
@@ -114,91 +116,75 @@ def scores(
     LOG.info("teacher scores (%s, %s): %s → %s", loaded.name, loaded.mode, stats.summary(), output)
 
 
+reranker_help = partial(field_help, RerankerConfig)  # an option's help: its setting's, with the default
+
+
 @clean_errors
 def train_reranker(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model", "-m", help="Start from: a reranker, or any encoder (a new one-logit head is added)."
-        ),
-    ],
-    data: Annotated[
-        list[Path], typer.Option("--data", "-d", help="FlagEmbedding JSONL (query, pos, neg); repeat.")
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where the trained reranker is saved.")],
-    group_size: Annotated[
-        int, typer.Option("--group-size", help="Pairs per query: 1 positive + negatives.")
-    ] = 8,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per pair.")] = 512,
+    model: Annotated[str, typer.Option("--model", "-m", help=reranker_help("model"))],
+    data: Annotated[list[Path], typer.Option("--data", "-d", help=reranker_help("data"))],
+    output: Annotated[Path, typer.Option("--output", "-o", help=reranker_help("output_dir"))],
+    group_size: Annotated[int | None, typer.Option("--group-size", help=reranker_help("group_size"))] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help=reranker_help("max_length"))] = None,
     query_max_length: QueryMaxLengthOption = None,
     instruction: InstructionOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Queries (groups) per device step.")] = 4,
-    epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (-1: the epochs).")] = -1,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr")] = 6e-5,
-    warmup_ratio: Annotated[float, typer.Option("--warmup-ratio")] = 0.1,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
-    save_steps: Annotated[int, typer.Option("--save-steps", help="Checkpoint every N steps.")] = 500,
-    logging_steps: Annotated[int, typer.Option("--logging-steps")] = 10,
-    dropout: Annotated[float | None, typer.Option("--dropout", help="Override the model's dropout.")] = None,
-    use_cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even with a GPU.")] = False,
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="bfloat16 autocast (AMX / AVX512-BF16 CPUs, GPUs).")
-    ] = False,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help=reranker_help("batch_size"))] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help=reranker_help("epochs"))] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help=reranker_help("max_steps"))] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--lr", help=reranker_help("learning_rate"))
+    ] = None,
+    warmup_ratio: Annotated[
+        float | None, typer.Option("--warmup-ratio", help=reranker_help("warmup_ratio"))
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=reranker_help("seed"))] = None,
+    save_steps: Annotated[int | None, typer.Option("--save-steps", help=reranker_help("save_steps"))] = None,
+    logging_steps: Annotated[
+        int | None, typer.Option("--logging-steps", help=reranker_help("logging_steps"))
+    ] = None,
+    dropout: Annotated[float | None, typer.Option("--dropout", help=reranker_help("dropout"))] = None,
+    use_cpu: Annotated[bool | None, typer.Option("--cpu", help=reranker_help("use_cpu"))] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16", help=reranker_help("bf16"))] = None,
     max_examples_per_file: Annotated[
-        int | None, typer.Option("--max-examples-per-file", help="Seeded subsample of each file.")
+        int | None, typer.Option("--max-examples-per-file", help=reranker_help("max_examples_per_file"))
     ] = None,
-    lora_rank: Annotated[
-        int | None, typer.Option("--lora-rank", help="Train LoRA adapters of this rank (+ the head) only.")
+    lora_rank: Annotated[int | None, typer.Option("--lora-rank", help=reranker_help("lora_rank"))] = None,
+    lora_alpha: Annotated[
+        float | None, typer.Option("--lora-alpha", help=reranker_help("lora_alpha"))
     ] = None,
-    lora_alpha: Annotated[float | None, typer.Option("--lora-alpha", help="Default: 2 × rank.")] = None,
     head_learning_rate: Annotated[
-        float | None, typer.Option("--head-lr", help="The head's own learning rate (default: --lr).")
+        float | None, typer.Option("--head-lr", help=reranker_help("head_learning_rate"))
     ] = None,
-    resume: Annotated[
-        str | None, typer.Option("--resume", help="Checkpoint directory to resume from, or 'last'.")
-    ] = None,
+    resume: ResumeOption = None,
 ) -> None:
     """Fine-tune a cross-encoder reranker (FlagEmbedding's recipe: groups of one positive and negatives,
     cross-entropy per group). Launch with torchrun for several GPUs."""
-    from trivec.training.reranker import RerankerConfig
-    from trivec.training.reranker import train_reranker as run
+    from trivec.training.reranker.train import train_reranker as run
 
-    checkpoint: str | bool | None = resume
-    if resume == "last":
-        if not any(output.glob("checkpoint-*")):
-            raise fail(f"--resume last: no checkpoint-* folder in {output}")
-        checkpoint = True
-    elif resume is not None and not Path(resume).is_dir():
-        raise fail(f"--resume {resume}: no such checkpoint directory")
-    for path in data:
-        if not path.is_file():
-            raise fail(f"--data {path}: no such file")
-    config = RerankerConfig(
-        model=model,
-        data=[str(p) for p in data],
-        output_dir=str(output),
-        group_size=group_size,
-        max_length=max_length,
-        query_max_length=query_max_length,
-        query_instruction=instruction,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        warmup_ratio=warmup_ratio,
-        seed=seed,
-        logging_steps=logging_steps,
-        save_steps=save_steps,
-        dropout=dropout,
-        use_cpu=use_cpu,
-        bf16=bf16,
-        max_examples_per_file=max_examples_per_file,
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        head_learning_rate=head_learning_rate,
-        resume_from_checkpoint=checkpoint,
-    )
+    options: dict[str, Any] = {
+        "group_size": group_size,
+        "max_length": max_length,
+        "query_max_length": query_max_length,
+        "query_instruction": instruction,
+        "learning_rate": learning_rate,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "warmup_ratio": warmup_ratio,
+        "seed": seed,
+        "logging_steps": logging_steps,
+        "save_steps": save_steps,
+        "dropout": dropout,
+        "use_cpu": use_cpu,
+        "bf16": bf16,
+        "max_examples_per_file": max_examples_per_file,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "head_learning_rate": head_learning_rate,
+        "resume_from_checkpoint": resume,
+    }
+    given = {name: value for name, value in options.items() if value is not None}  # else the defaults
+    config = RerankerConfig(model=model, data=[str(p) for p in data], output_dir=str(output), **given)
     out = run(config)
     typer.echo(f"reranker saved to {out}", err=True)
 

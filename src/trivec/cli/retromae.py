@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from trivec.cli.common import clean_errors, command_group, fail
-from trivec.training.recipe_yaml import parse_assignments
+from trivec.cli.common import (
+    ResumeOption,
+    SetOption,
+    clean_errors,
+    comma_list,
+    command_group,
+    fail,
+    field_help,
+)
+from trivec.training.recipe_yaml import gather_recipe_values
+from trivec.training.retromae.arguments import RetroMAEArguments
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -25,7 +34,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
         model: Annotated[
             str | None,
-            typer.Option("--model", "-m", help="Masked LM to continue from (dir, hub id, 'default')."),
+            typer.Option("--model", "-m", help=field_help(RetroMAEArguments, "model")),
         ] = None,
         config: Annotated[
             list[Path] | None,
@@ -36,20 +45,23 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         tokenizer: Annotated[
-            str | None, typer.Option(help="Tokenizer (default: the model's; required for a new encoder).")
+            str | None, typer.Option(help=field_help(RetroMAEArguments, "tokenizer"))
         ] = None,
         corpus: Annotated[
-            list[str] | None, typer.Option(help="Text files, comma-separated or repeated (.jsonl / .txt).")
+            list[str] | None,
+            typer.Option(help=f"{field_help(RetroMAEArguments, 'corpus')} Comma-separated or repeated."),
         ] = None,
         objective: Annotated[
-            str | None, typer.Option(help="'retromae' (default) or 'mlm' (encoder MLM only, a baseline).")
+            str | None, typer.Option(help=field_help(RetroMAEArguments, "objective"))
         ] = None,
-        max_seq_length: Annotated[int | None, typer.Option(help="Tokens per text (default 512).")] = None,
+        max_seq_length: Annotated[
+            int | None, typer.Option(help=field_help(RetroMAEArguments, "max_seq_length"))
+        ] = None,
         encoder_mlm_probability: Annotated[
-            float | None, typer.Option(help="Encoder whole-word mask ratio (default 0.3).")
+            float | None, typer.Option(help=field_help(RetroMAEArguments, "encoder_mlm_probability"))
         ] = None,
         decoder_mlm_probability: Annotated[
-            float | None, typer.Option(help="Decoder per-position mask ratio (default 0.5).")
+            float | None, typer.Option(help=field_help(RetroMAEArguments, "decoder_mlm_probability"))
         ] = None,
         batch_size: Annotated[int | None, typer.Option(help="Texts per device batch.")] = None,
         learning_rate: Annotated[
@@ -60,65 +72,47 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Stop after this many steps (overrides epochs).")
         ] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-        resume: Annotated[
-            str | None, typer.Option(help="Checkpoint directory to resume from, or 'last'.")
-        ] = None,
-        set_: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any other argument (TrainingArguments too): KEY=VALUE; repeatable."),
-        ] = None,
+        resume: ResumeOption = None,
+        set_: SetOption = None,
     ) -> None:
         """Pre-train an encoder with RetroMAE (masked encoder + enhanced one-layer decoder).
 
         Writes OUTPUT/encoder_model (weights + tokenizer; `trivec train contrastive --model` starts from it),
         OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs.
         """
-        from trivec.errors import InputError
         from trivec.training.retromae.arguments import build_arguments, read_yaml
         from trivec.training.retromae.train import train_retromae
 
-        yaml_values: dict[str, Any] = {}
-        encoder_config: str | None = None
+        yaml_files = [p for p in config or [] if p.suffix.lower() in YAML_SUFFIXES]
+        encoder_configs = [p for p in config or [] if p.suffix.lower() == ".json"]
         for path in config or []:
-            if path.suffix.lower() in YAML_SUFFIXES:
-                yaml_values.update(read_yaml(path))
-            elif path.suffix.lower() == ".json":
-                if encoder_config is not None:
-                    raise fail("give one encoder config (.json), not several")
-                encoder_config = str(path)
-            else:
+            if path not in yaml_files and path not in encoder_configs:
                 raise fail(f"--config {path}: expected a .json encoder config or a .yaml recipe")
-        overrides: dict[str, Any] = parse_assignments(set_)
-        overrides.update(
-            {
-                "output_dir": str(output) if output is not None else None,
-                "model": model,
-                "config": encoder_config,
-                "tokenizer": tokenizer,
-                "corpus": [p for item in corpus for p in item.split(",") if p] if corpus else None,
-                "objective": objective,
-                "max_seq_length": max_seq_length,
-                "encoder_mlm_probability": encoder_mlm_probability,
-                "decoder_mlm_probability": decoder_mlm_probability,
-                "per_device_train_batch_size": batch_size,
-                "learning_rate": learning_rate,
-                "num_train_epochs": epochs,
-                "max_steps": max_steps,
-                "seed": seed,
-            }
-        )
-        if overrides.get("model") is not None and overrides.get("config") is None:
-            yaml_values.pop("config", None)  # --model on the command line replaces a YAML encoder config
-        if overrides.get("config") is not None and overrides.get("model") is None:
-            yaml_values.pop("model", None)
-        yaml_files = [str(p) for p in config or [] if p.suffix.lower() in YAML_SUFFIXES]
-        source = ", ".join(yaml_files) or "arguments"
-        recipe, training = build_arguments(yaml_values, overrides, source=source)
-        checkpoint: str | bool | None = resume
-        if resume == "last":
-            if not any(Path(str(training.output_dir)).glob("checkpoint-*")):
-                raise InputError(f"--resume last: no checkpoint-* folder in {training.output_dir}")
-            checkpoint = True
-        training.resume_from_checkpoint = checkpoint  # type: ignore[assignment]
+        if len(encoder_configs) > 1:
+            raise fail("give one encoder config (.json), not several")
+        options = {
+            "output_dir": str(output) if output is not None else None,
+            "model": model,
+            "config": str(encoder_configs[0]) if encoder_configs else None,
+            "tokenizer": tokenizer,
+            "corpus": comma_list(corpus),
+            "objective": objective,
+            "max_seq_length": max_seq_length,
+            "encoder_mlm_probability": encoder_mlm_probability,
+            "decoder_mlm_probability": decoder_mlm_probability,
+            "per_device_train_batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "num_train_epochs": epochs,
+            "max_steps": max_steps,
+            "seed": seed,
+            "resume_from_checkpoint": resume,
+        }
+        values = gather_recipe_values(yaml_files, read_yaml, set_, options)
+        # a model on the command line replaces an encoder config of the YAML, and the other way round
+        if "model" in values.overrides and "config" not in values.overrides:
+            values.yaml.pop("config", None)
+        if "config" in values.overrides and "model" not in values.overrides:
+            values.yaml.pop("model", None)
+        recipe, training = build_arguments(values.yaml, values.overrides, source=values.source)
         encoder_dir = train_retromae(recipe, training)
         typer.echo(f"encoder saved to {encoder_dir}", err=True)

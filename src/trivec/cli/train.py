@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from trivec.cli.common import (
     DocumentPromptOption,
     QueryPromptOption,
+    ResumeOption,
+    SetOption,
     clean_errors,
+    comma_list,
     command_group,
+    field_help,
     prompt_overrides,
 )
-from trivec.training.recipe_yaml import parse_assignments
-
-
-def show_training_log() -> None:
-    """trivec.training's INFO lines (the data summary) on stderr."""
-    import logging
-
-    log = logging.getLogger("trivec.training")
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+from trivec.training.arguments import DataArguments, LossArguments, ModelArguments
+from trivec.training.recipe_yaml import gather_recipe_values
 
 
 def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = False) -> None:
@@ -38,7 +31,8 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
     def command(
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
         model: Annotated[
-            str | None, typer.Option("--model", "-m", help="Model to fine-tune (dir, hub id, 'default').")
+            str | None,
+            typer.Option("--model", "-m", help=field_help(ModelArguments, "model", with_default=False)),
         ] = None,
         data: Annotated[
             list[str] | None,
@@ -48,7 +42,7 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
             list[Path] | None, typer.Option("--config", "-c", help="YAML recipe (repeatable; later wins).")
         ] = None,
         group_size: Annotated[
-            int | None, typer.Option(help="Passages per query: 1 positive + G-1 negatives (default 8).")
+            int | None, typer.Option(help=field_help(DataArguments, "train_group_size"))
         ] = None,
         batch_size: Annotated[int | None, typer.Option(help="Queries per device batch (default 8).")] = None,
         learning_rate: Annotated[
@@ -56,114 +50,106 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
         ] = None,
         epochs: Annotated[float | None, typer.Option(help="Epochs (default 1).")] = None,
         max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-        temperature: Annotated[float | None, typer.Option(help="InfoNCE temperature (default 0.02).")] = None,
-        query_max_len: Annotated[int | None, typer.Option(help="Query tokens (default 32).")] = None,
-        passage_max_len: Annotated[int | None, typer.Option(help="Passage tokens (default 128).")] = None,
+        temperature: Annotated[
+            float | None, typer.Option(help=field_help(LossArguments, "temperature"))
+        ] = None,
+        query_max_len: Annotated[
+            int | None, typer.Option(help=field_help(DataArguments, "query_max_len"))
+        ] = None,
+        passage_max_len: Annotated[
+            int | None, typer.Option(help=field_help(DataArguments, "passage_max_len"))
+        ] = None,
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,
         in_batch_negatives: Annotated[
             bool | None,
             typer.Option(
-                "--in-batch-negatives/--no-in-batch-negatives", help="Other queries' passages as negatives."
+                "--in-batch-negatives/--no-in-batch-negatives",
+                help=field_help(LossArguments, "in_batch_negatives"),
             ),
         ] = None,
         cross_device_negatives: Annotated[
-            bool | None, typer.Option("--cross-device-negatives", help="Gather passages of all processes.")
+            bool | None,
+            typer.Option(
+                "--cross-device-negatives", help=field_help(LossArguments, "negatives_cross_device")
+            ),
         ] = None,
         knowledge_distillation: Annotated[
-            bool | None, typer.Option("--knowledge-distillation", help="Distil from pos_scores / neg_scores.")
+            bool | None,
+            typer.Option(
+                "--knowledge-distillation", help=field_help(DataArguments, "knowledge_distillation")
+            ),
         ] = None,
         kd_loss_type: Annotated[
             str | None, typer.Option(help="kl_div or m3_kd_loss (default: m3_kd_loss for m3, else kl_div).")
         ] = None,
         sub_batch_size: Annotated[
-            int | None, typer.Option(help="Gradient cache: encode this many texts at a time.")
+            int | None, typer.Option(help=field_help(LossArguments, "sub_batch_size"))
         ] = None,
         gradient_checkpointing: Annotated[
             bool | None, typer.Option("--gradient-checkpointing", help="Recompute activations in backward.")
         ] = None,
         same_dataset_batches: Annotated[
-            bool | None, typer.Option("--same-dataset-batches", help="Each batch from one file.")
-        ] = None,
-        precision: Annotated[str | None, typer.Option(help="auto (default), fp32, bf16, fp16.")] = None,
-        seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
-        train_parts: Annotated[
-            str | None,
+            bool | None,
             typer.Option(
-                help="Parts to train, comma-separated: backbone, sparse, colbert, heads (= sparse,colbert), "
-                "all (default); the others stay frozen."
+                "--same-dataset-batches", help=field_help(DataArguments, "same_dataset_within_batch")
             ),
         ] = None,
+        precision: Annotated[str | None, typer.Option(help=field_help(ModelArguments, "precision"))] = None,
+        seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
+        train_parts: Annotated[
+            str | None, typer.Option(help=field_help(ModelArguments, "train_parts"))
+        ] = None,
         heads_learning_rate: Annotated[
-            float | None,
-            typer.Option(help="Learning rate of the sparse/ColBERT heads (default: --learning-rate)."),
+            float | None, typer.Option(help=field_help(ModelArguments, "heads_learning_rate"))
         ] = None,
         colbert_dim: Annotated[
-            int | None, typer.Option(help="Dimension of a NEW ColBERT head (default: hidden size).")
+            int | None, typer.Option(help=field_help(ModelArguments, "colbert_dim"))
         ] = None,
-        resume: Annotated[
-            str | None, typer.Option(help="Checkpoint directory to resume from, or 'last'.")
-        ] = None,
-        set_: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any other argument (TrainingArguments too): KEY=VALUE; repeatable."),
-        ] = None,
+        resume: ResumeOption = None,
+        set_: SetOption = None,
     ) -> None:
         from trivec.errors import InputError
         from trivec.training.arguments import M3_DEFAULTS, build_config, read_yaml
         from trivec.training.train import train_contrastive
 
-        show_training_log()
-
-        yaml_values: dict[str, Any] = {}
-        for path in config or []:
-            yaml_values.update(read_yaml(path))
-        overrides: dict[str, Any] = parse_assignments(set_)
-        overrides.update(
-            {
-                "output_dir": str(output) if output is not None else None,
-                "model": model,
-                "train_data": [p for item in data for p in item.split(",") if p] if data else None,
-                "train_group_size": group_size,
-                "per_device_train_batch_size": batch_size,
-                "learning_rate": learning_rate,
-                "num_train_epochs": epochs,
-                "max_steps": max_steps,
-                "temperature": temperature,
-                "query_max_len": query_max_len,
-                "passage_max_len": passage_max_len,
-                "query_instruction": query_prompt,
-                "passage_instruction": document_prompt,
-                "in_batch_negatives": in_batch_negatives,
-                "negatives_cross_device": cross_device_negatives,
-                "knowledge_distillation": knowledge_distillation,
-                "kd_loss_type": kd_loss_type,
-                "sub_batch_size": sub_batch_size,
-                "gradient_checkpointing": gradient_checkpointing,
-                "same_dataset_within_batch": same_dataset_batches,
-                "precision": precision,
-                "seed": seed,
-                "train_parts": train_parts,
-                "colbert_dim": colbert_dim,
-                "heads_learning_rate": heads_learning_rate,
-            }
-        )
-        source = ", ".join(str(p) for p in config or []) or "arguments"
-        given = {**yaml_values, **{k: v for k, v in overrides.items() if v is not None}}
-        if m3 and given.get("unified_finetuning", True) is not True:
+        options = {
+            "output_dir": str(output) if output is not None else None,
+            "model": model,
+            "train_data": comma_list(data),
+            "train_group_size": group_size,
+            "per_device_train_batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "num_train_epochs": epochs,
+            "max_steps": max_steps,
+            "temperature": temperature,
+            "query_max_len": query_max_len,
+            "passage_max_len": passage_max_len,
+            "query_instruction": query_prompt,
+            "passage_instruction": document_prompt,
+            "in_batch_negatives": in_batch_negatives,
+            "negatives_cross_device": cross_device_negatives,
+            "knowledge_distillation": knowledge_distillation,
+            "kd_loss_type": kd_loss_type,
+            "sub_batch_size": sub_batch_size,
+            "gradient_checkpointing": gradient_checkpointing,
+            "same_dataset_within_batch": same_dataset_batches,
+            "precision": precision,
+            "seed": seed,
+            "train_parts": train_parts,
+            "colbert_dim": colbert_dim,
+            "heads_learning_rate": heads_learning_rate,
+            "resume_from_checkpoint": resume,
+        }
+        values = gather_recipe_values(config or [], read_yaml, set_, options)
+        if m3 and values.merged().get("unified_finetuning", True) is not True:
             raise InputError(
                 "`trivec train m3` is unified fine-tuning (unified_finetuning: false given); "
                 "for dense-only training use `trivec train contrastive`"
             )
-        cfg = build_config(yaml_values, overrides, source=source, defaults=M3_DEFAULTS if m3 else None)
-        checkpoint: str | bool | None = resume
-        if resume == "last":
-            if not any(Path(str(cfg.training.output_dir)).glob("checkpoint-*")):
-                raise InputError(f"--resume last: no checkpoint-* folder in {cfg.training.output_dir}")
-            checkpoint = True
-        elif resume is not None and not Path(resume).is_dir():
-            raise InputError(f"--resume {resume}: no such checkpoint directory")
-        cfg.training.resume_from_checkpoint = checkpoint  # type: ignore[assignment]
+        cfg = build_config(
+            values.yaml, values.overrides, source=values.source, defaults=M3_DEFAULTS if m3 else None
+        )
         out = train_contrastive(cfg)
         typer.echo(f"model saved to {out}", err=True)
 

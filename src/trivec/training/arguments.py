@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from transformers import TrainingArguments
+from typing import TYPE_CHECKING, Any, Literal
 
 from trivec.errors import InputError
 from trivec.training.recipe_yaml import read_yaml_mapping
+
+if TYPE_CHECKING:  # torch and transformers load when a run is built, not when the CLI reads the help texts
+    from transformers import TrainingArguments
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 KDLossType = Literal["kl_div", "m3_kd_loss"]
@@ -45,10 +45,15 @@ class ModelArguments:
     precision: Precision = field(
         default="auto", metadata={"help": "auto = fp32 on CPU, bf16 (else fp16) on a GPU; or fp32/bf16/fp16."}
     )
-    colbert_dim: int | None = field(default=None, metadata={"help": "Dimension of a NEW ColBERT head."})
+    colbert_dim: int | None = field(
+        default=None, metadata={"help": "Dimension of a NEW ColBERT head (default: the hidden size)."}
+    )
     train_parts: list[str] = field(
         default_factory=lambda: ["all"],
-        metadata={"help": "Parts to train: backbone, sparse, colbert, heads (= sparse+colbert) or all."},
+        metadata={
+            "help": "Parts to train, comma-separated: backbone, sparse, colbert, heads (= sparse,colbert) or "
+            "all; the others stay frozen."
+        },
     )
     heads_learning_rate: float | None = field(
         default=None,
@@ -358,6 +363,8 @@ def check_model_and_loss(model: ModelArguments, loss: LossArguments) -> None:
 
 def default_precision(precision: str) -> dict[str, bool]:
     """`bf16`/`fp16` Trainer flags for a precision choice: fp32 on CPU, bf16 (else fp16) on a GPU."""
+    import torch
+
     if precision == "auto":
         if not torch.cuda.is_available():
             return {"bf16": False, "fp16": False}
@@ -374,6 +381,9 @@ def build_config(
 ) -> ContrastiveConfig:
     """Defaults < recipe `defaults` (e.g. `M3_DEFAULTS`) < YAML values < overrides (None means 'not given');
     unknown names are an error."""
+    import torch
+    from transformers import TrainingArguments
+
     values: dict[str, Any] = dict(TRAINING_DEFAULTS)
     values["dataloader_pin_memory"] = torch.cuda.is_available()
     values.update(defaults or {})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,32 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise InputError(f"--set {key}: cannot read value {raw!r} ({exc})") from exc
     return values
+
+
+@dataclass
+class RecipeValues:
+    """A run's values as a training command gathers them, for `build_config` / `build_arguments`."""
+
+    yaml: dict[str, Any]  # from the YAML recipe files, a later file winning
+    overrides: dict[str, Any]  # `--set` assignments, then the options given: they win over the YAML
+    source: str  # the YAML files' names, for messages ("arguments" without any)
+
+    def merged(self) -> dict[str, Any]:
+        """YAML values with the overrides applied: what the command was given."""
+        return {**self.yaml, **self.overrides}
+
+
+def gather_recipe_values(
+    yaml_files: Sequence[Path],
+    read: Callable[[Path], dict[str, Any]],
+    assignments: list[str] | None,
+    options: Mapping[str, Any],
+) -> RecipeValues:
+    """The YAML files (each through `read`), the `--set KEY=VALUE` assignments and the command's own options
+    by field name (None: not given, so neither a YAML value nor a `--set` of the same name is lost)."""
+    yaml_values: dict[str, Any] = {}
+    for path in yaml_files:
+        yaml_values.update(read(path))
+    overrides = parse_assignments(assignments)
+    overrides.update({name: value for name, value in options.items() if value is not None})
+    return RecipeValues(yaml_values, overrides, ", ".join(str(p) for p in yaml_files) or "arguments")

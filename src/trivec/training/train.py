@@ -1,8 +1,8 @@
-"""Build model, data and trainer from a `ContrastiveConfig`, train, and save the model in the BAAI layout."""
+"""Contrastive (and M3 unified) fine-tuning: model, data and trainer built from a `ContrastiveConfig`; the run
+itself (resume, train, save in the BAAI layout through the trainer) is `trivec.training.runner`'s."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -12,15 +12,13 @@ from trivec.models.lora import add_lora
 from trivec.models.prompts import DOCUMENT, QUERY, select_prompt
 from trivec.training.arguments import ContrastiveConfig, DataArguments
 from trivec.training.collator import ContrastiveCollator
-from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
 from trivec.training.dataset import ContrastiveDataset
-from trivec.training.finish import close_processes, staged_output
 from trivec.training.modeling import ContrastiveModel, set_dropout
+from trivec.training.runner import run_training
 from trivec.training.sparse_init import fit_sparse_head_to_idf
 from trivec.training.trainer import ContrastiveTrainer
 
 logger = logging.getLogger(__name__)
-RECIPE_FILE = "trivec_training.json"
 
 
 def load_encoder(config: ContrastiveConfig) -> M3Model:
@@ -94,7 +92,6 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         train_dataset=dataset,
         data_collator=collator,
         processing_class=encoder.tokenizer,
-        callbacks=[CSVLogCallback(Path(str(training.output_dir)) / CSV_LOG_FILE)],
         sub_batch_size=config.loss.sub_batch_size,
         heads_learning_rate=config.model.heads_learning_rate,
     )
@@ -102,16 +99,21 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
 
 def train_contrastive(config: ContrastiveConfig) -> Path:
     """Train and save the final model into `output_dir` (files moved into place only once complete)."""
+    return run_training(
+        lambda: build_trainer_saving_prompts(config),
+        output_dir=str(config.training.output_dir),
+        resume=config.training.resume_from_checkpoint,
+        recipe=config.to_dict,
+    )
+
+
+def build_trainer_saving_prompts(config: ContrastiveConfig) -> ContrastiveTrainer:
+    """`build_trainer`, the model's prompts set to those it trains with (saved with the model)."""
     trainer = build_trainer(config)
     model = trainer.model
     assert isinstance(model, ContrastiveModel)
-    model.encoder.prompts = trained_prompts(config, model.encoder.prompts)  # saved with the model
-    trainer.train(resume_from_checkpoint=config.training.resume_from_checkpoint)
-    output = Path(str(config.training.output_dir))
-    if trainer.args.should_save:
-        save_final(trainer, output, config)
-    close_processes()
-    return output
+    model.encoder.prompts = trained_prompts(config, model.encoder.prompts)
+    return trainer
 
 
 def apply_model_prompts(data: DataArguments, encoder: M3Model) -> None:
@@ -139,13 +141,3 @@ def trained_prompts(config: ContrastiveConfig, prompts: dict[str, str]) -> dict[
         if value is not None and not per_file:
             out[role] = value
     return out
-
-
-def save_final(trainer: ContrastiveTrainer, output: Path, config: ContrastiveConfig) -> None:
-    """Write the model, the trainer state and the recipe into `output`, moved into place once complete."""
-    with staged_output(output) as staging:
-        trainer.save_model(str(staging))
-        trainer.save_state()
-        (staging / RECIPE_FILE).write_text(
-            json.dumps(config.to_dict(), indent=2, default=str), encoding="utf-8"
-        )

@@ -5,15 +5,14 @@ the loss is the cross-entropy of the group's logits with the positive as the tar
 The rows are FlagEmbedding JSONL (`trivec.training.examples`, checked in full before the first step); the
 positive is drawn from `pos` and the negatives from `neg` (with repetition when a row has fewer), seeded by
 row and epoch. Pairs are built by `PairTokenizer`, exactly as `Reranker` scores them. Training runs on the
-Hugging Face Trainer (checkpoints, `resume_from_checkpoint`, `torchrun` launch, `log.csv`); the final model is
-saved in the bge-reranker layout, files moved into place only once complete.
+Hugging Face Trainer through `trivec.training.runner` (checkpoints, resume, `torchrun` launch, `log.csv`, the
+final model moved into place only once complete); this module saves that model in the bge-reranker layout.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,71 +25,15 @@ from trivec.errors import InputError
 from trivec.inference.reranker import PairTokenizer
 from trivec.models.cross_encoder import load_cross_encoder, position_limit, save_cross_encoder
 from trivec.models.lora import LORA_DIR, is_lora, merged_copy
-from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
+from trivec.training.dataset import subsample
 from trivec.training.examples import TrainExample, load_examples
-from trivec.training.finish import close_processes, staged_output
+from trivec.training.modeling import set_dropout
+from trivec.training.optimizer import head_rate_optimizer
 from trivec.training.reranker.adapters import add_reranker_lora, is_head_parameter, trainable_summary
+from trivec.training.reranker.arguments import RerankerConfig
+from trivec.training.runner import run_training
 
 logger = logging.getLogger(__name__)
-RECIPE_FILE = "trivec_training.json"
-
-
-@dataclass
-class RerankerConfig:
-    """A reranker run. Defaults follow FlagEmbedding's reranker examples (group 8, lr 6e-5, 512 tokens)."""
-
-    model: str
-    data: list[str]
-    output_dir: str
-    group_size: int = 8
-    max_length: int = 512
-    query_max_length: int | None = None
-    query_instruction: str | None = None
-    learning_rate: float = 6e-5
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    dropout: float | None = None
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    fp16: bool = False
-    use_cpu: bool = False
-    resume_from_checkpoint: str | bool | None = None
-    max_examples_per_file: int | None = None  # seeded subsample of each file
-    lora_rank: int | None = None  # train LoRA adapters (+ the head whole) instead of every weight
-    lora_alpha: float | None = None
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
-    head_learning_rate: float | None = None  # the (new) head's own rate; None: learning_rate
-    extra: dict[str, Any] = field(default_factory=dict)  # other TrainingArguments fields
-
-    def check(self) -> None:
-        """One-line errors for settings out of range, before anything loads."""
-        if self.group_size < 2:
-            raise InputError(
-                f"group_size must be at least 2 (one positive and a negative), got {self.group_size}",
-                cli=f"--group-size must be at least 2 (one positive and a negative), got {self.group_size}",
-            )
-        for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
-        for name in ("max_examples_per_file", "lora_rank"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
-            raise InputError(f"head_learning_rate must be positive, got {self.head_learning_rate}")
-        if not self.data:
-            raise InputError("no training data: give at least one JSONL file", cli="give --data FILE")
 
 
 class GroupDataset(Dataset):
@@ -163,25 +106,7 @@ class RerankerTrainer(Trainer):
         if self.head_learning_rate is None or self.optimizer is not None:
             return super().create_optimizer(model)
         model = self.model if model is None else model
-        decay = set(self.get_decay_parameter_names(model))
-        groups: list[dict[str, Any]] = []
-        for head in (False, True):
-            for decayed in (True, False):
-                params = [
-                    p
-                    for n, p in model.named_parameters()
-                    if p.requires_grad and is_head_parameter(n) == head and (n in decay) == decayed
-                ]
-                if params:
-                    group: dict[str, Any] = {
-                        "params": params,
-                        "weight_decay": self.args.weight_decay * decayed,
-                    }
-                    if head:
-                        group["lr"] = self.head_learning_rate
-                    groups.append(group)
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        self.optimizer = head_rate_optimizer(self, model, self.head_learning_rate, is_head_parameter)
         return self.optimizer
 
     def compute_loss(
@@ -209,23 +134,17 @@ def load_groups(config: RerankerConfig) -> list[TrainExample]:
                     f"{ex.source}:{ex.line}: field 'neg' is empty: reranker training needs negatives for each "
                     "query (mine them with `trivec mine`)"
                 )
-        limit = config.max_examples_per_file
-        if limit is not None and len(rows) > limit:
-            keep = np.sort(np.random.default_rng([config.seed, 7]).choice(len(rows), limit, replace=False))
-            rows = [rows[i] for i in keep.tolist()]
-        examples.extend(rows)
+        examples.extend(subsample(rows, config.max_examples_per_file, config.seed))
     return examples
 
 
 def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
     """Data checked, model loaded (a new one-logit head on an encoder without one), trainer wired."""
-    config.check()
+    config.validate()
     examples = load_groups(config)
     model, tokenizer, _ = load_cross_encoder(config.model, init_head=True)
     if config.dropout is not None:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = config.dropout
+        set_dropout(model, config.dropout)
     if config.lora_rank is not None:
         model = add_reranker_lora(model, config.lora_rank, config.lora_alpha, config.lora_target_modules)
         logger.info("LoRA rank %d: %s parameters", config.lora_rank, trainable_summary(model))
@@ -275,7 +194,7 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
         train_dataset=dataset,
         data_collator=GroupCollator(pairs, pad_id),
         processing_class=tokenizer,
-        callbacks=[_Epochs(dataset), CSVLogCallback(Path(config.output_dir) / CSV_LOG_FILE)],
+        callbacks=[_Epochs(dataset)],
         group_size=config.group_size,
         head_learning_rate=config.head_learning_rate,
     )
@@ -283,17 +202,20 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
 
 def train_reranker(config: RerankerConfig) -> Path:
     """Train and save the reranker into `output_dir` (files moved into place only once complete)."""
-    trainer = build_reranker_trainer(config)
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    output = Path(config.output_dir)
-    if trainer.args.should_save:
-        with staged_output(output) as staging:
-            settings = {"query_instruction": config.query_instruction} if config.query_instruction else None
-            model: Any = trainer.model
-            save_cross_encoder(merged_copy(model), trainer.processing_class, staging, settings)
-            if is_lora(model):  # adapters + head alone, to ship (trivec.models.reranker_small)
-                model.save_pretrained(staging / LORA_DIR)
-            recipe = {k: v for k, v in asdict(config).items() if k != "resume_from_checkpoint"}
-            (staging / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str), encoding="utf-8")
-    close_processes()
-    return output
+    return run_training(
+        partial(build_reranker_trainer, config),
+        output_dir=config.output_dir,
+        resume=config.resume_from_checkpoint,
+        recipe=config.recipe,
+        save_model=partial(save_reranker, query_instruction=config.query_instruction),
+    )
+
+
+def save_reranker(trainer: Trainer, folder: Path, query_instruction: str | None) -> None:
+    """The bge-reranker layout (LoRA merged into a copy), the query instruction in its settings file, and a
+    LoRA run's adapters + head alone in `lora/` (to ship: `trivec.models.reranker_small`)."""
+    settings = {"query_instruction": query_instruction} if query_instruction else None
+    model: Any = trainer.model
+    save_cross_encoder(merged_copy(model), trainer.processing_class, folder, settings)
+    if is_lora(model):
+        model.save_pretrained(folder / LORA_DIR)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from transformers import HfArgumentParser, TrainingArguments
+from typing import TYPE_CHECKING, Any, Literal
 
 from trivec.errors import InputError
 from trivec.training.recipe_yaml import read_yaml_mapping
+
+if TYPE_CHECKING:  # torch and transformers load when a run is built, not when the CLI reads the help texts
+    from transformers import TrainingArguments
 
 Objective = Literal["retromae", "mlm"]
 read_yaml = read_yaml_mapping  # a RetroMAE recipe is one flat mapping of argument names to values
@@ -63,14 +63,24 @@ class RetroMAEArguments:
         for path in self.corpus:
             if not Path(path).is_file():
                 raise InputError(f"corpus file {path} does not exist")
-        for name in ("encoder_mlm_probability", "decoder_mlm_probability"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise InputError(f"{name} must lie in (0, 1), got {value}")
+        check_masking(self.max_seq_length, self.encoder_mlm_probability, self.decoder_mlm_probability)
         if self.objective not in ("retromae", "mlm"):
             raise InputError(f"objective must be 'retromae' or 'mlm', got {self.objective!r}")
-        if self.max_seq_length < 3:
-            raise InputError(f"max_seq_length must be at least 3, got {self.max_seq_length}")
+
+
+def check_masking(
+    max_seq_length: int, encoder_mlm_probability: float, decoder_mlm_probability: float
+) -> None:
+    """The text length and mask ratios of a run, checked by the recipe before anything loads and by the
+    collator that uses them."""
+    for name, value in (
+        ("encoder_mlm_probability", encoder_mlm_probability),
+        ("decoder_mlm_probability", decoder_mlm_probability),
+    ):
+        if not 0.0 < value < 1.0:
+            raise InputError(f"{name} must lie in (0, 1), got {value}")
+    if max_seq_length < 3:
+        raise InputError(f"max_seq_length must be at least 3, got {max_seq_length}")
 
 
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -90,6 +100,9 @@ def build_arguments(
     yaml_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, source: str = "config"
 ) -> tuple[RetroMAEArguments, TrainingArguments]:
     """Defaults < YAML values < overrides (command-line flags); unknown names are an error."""
+    import torch
+    from transformers import HfArgumentParser, TrainingArguments
+
     values: dict[str, Any] = dict(TRAINING_DEFAULTS)
     values["dataloader_pin_memory"] = torch.cuda.is_available()  # pinning without a GPU only warns
     values.update(yaml_values or {})

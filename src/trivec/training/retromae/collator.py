@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from trivec.errors import InputError
+from trivec.training.retromae.arguments import check_masking
 from trivec.training.retromae.masking import (
     corrupt_for_mlm,
     split_unspaced_words,
@@ -41,16 +42,11 @@ class RetroMAECollator:
     _unspaced: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("encoder_mlm_probability", "decoder_mlm_probability"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise InputError(f"{name} must lie in (0, 1), got {value}")
+        check_masking(self.max_seq_length, self.encoder_mlm_probability, self.decoder_mlm_probability)
         if self.tokenizer.mask_token_id is None:
             raise InputError(f"tokenizer {type(self.tokenizer).__name__} has no mask token; MLM needs one")
         if self.tokenizer.pad_token_id is None:
             raise InputError(f"tokenizer {type(self.tokenizer).__name__} has no padding token")
-        if self.max_seq_length < 3:
-            raise InputError(f"max_seq_length must be at least 3, got {self.max_seq_length}")
         vocabulary = torch.arange(len(self.tokenizer))
         special = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
         self._replacement_ids = vocabulary[~torch.isin(vocabulary, special)]

@@ -1,9 +1,12 @@
-"""Build the masked LM, the corpus and the collator from the arguments, and run the Trainer."""
+"""Build the masked LM, the corpus and the collator from the arguments; `trivec.training.runner` runs the
+Trainer and saves `encoder_model/` and the recipe once training is complete."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,13 @@ from transformers import (
 
 from trivec.errors import CheckpointError, InputError
 from trivec.models.checkpoint import quiet_loading, resolve_model_path
-from trivec.training.csv_log import CSV_LOG_FILE, CSVLogCallback
-from trivec.training.finish import close_processes
+from trivec.models.cross_encoder import position_limit
 from trivec.training.retromae.arguments import RetroMAEArguments
 from trivec.training.retromae.collator import RetroMAECollator
 from trivec.training.retromae.data import TextCorpus
 from trivec.training.retromae.modeling import ENCODER_DIR, RetroMAEModel
 from trivec.training.retromae.trainer import RetroMAETrainer
+from trivec.training.runner import run_training
 
 logger = logging.getLogger(__name__)
 SPECIAL_CONFIG_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
@@ -92,7 +95,7 @@ def build_trainer(recipe: RetroMAEArguments, training: TrainingArguments) -> Ret
     """Everything the run needs, wired into a `RetroMAETrainer` (no training yet)."""
     recipe.validate()
     lm, tokenizer = load_masked_lm(recipe)
-    limit = _position_limit(lm)
+    limit = position_limit(lm.config)
     if recipe.max_seq_length > limit:
         raise InputError(f"max_seq_length {recipe.max_seq_length} exceeds the model's {limit} positions")
     with_decoder = recipe.objective == "retromae"
@@ -120,23 +123,15 @@ def build_trainer(recipe: RetroMAEArguments, training: TrainingArguments) -> Ret
         train_dataset=corpus,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[CSVLogCallback(Path(str(training.output_dir)) / CSV_LOG_FILE)],
     )
 
 
 def train_retromae(recipe: RetroMAEArguments, training: TrainingArguments) -> Path:
     """Pre-train and save; returns the final encoder directory (`output_dir/encoder_model`)."""
-    trainer = build_trainer(recipe, training)
-    trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
-    trainer.save_model()
-    trainer.save_state()
-    close_processes()
-    return Path(str(training.output_dir)) / ENCODER_DIR
-
-
-def _position_limit(lm: PreTrainedModel) -> int:
-    config = lm.config
-    positions = int(getattr(config, "max_position_embeddings", 512))
-    if getattr(config, "model_type", "") in {"xlm-roberta", "roberta", "camembert"}:
-        positions -= int(config.pad_token_id) + 1
-    return positions
+    output = run_training(
+        partial(build_trainer, recipe, training),
+        output_dir=str(training.output_dir),
+        resume=training.resume_from_checkpoint,
+        recipe=partial(asdict, recipe),
+    )
+    return output / ENCODER_DIR
