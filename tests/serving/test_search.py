@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import DATA
 from tests.serving.conftest import TINY, error_of
 from trivec import Embedder
+from trivec.errors import InputError
 from trivec.retrieval import Index, ModelMismatchError
 from trivec.serving import ServerConfig, ServerThread, build_app, create_app
 from trivec.serving.search import IndexSearcher
@@ -119,3 +120,42 @@ def test_serving_an_index_without_a_model_loads_the_index_model(index_dir: Path)
 def test_an_index_of_another_model_is_refused(index_dir: Path, minilm: Embedder) -> None:
     with pytest.raises(ModelMismatchError, match="was built with model"):
         IndexSearcher.open(index_dir, minilm)
+
+
+def test_waiting_searches_that_ask_the_same_are_searched_as_one_batch(
+    index_dir: Path, tiny: Embedder, direct: Index
+) -> None:
+    """Searches queued while the search thread is busy: those with equal settings go through one
+    `search_vectors` call (in queue order), another setting on its own — each request gets its own hits,
+    equal to `Index.search`; an error reaches every request of its batch."""
+    from trivec.serving.schemas import SearchRequest
+
+    searcher = IndexSearcher.open(index_dir, tiny)
+    batches: list[int] = []
+    original = searcher.index.search_vectors
+
+    def recording(encoded, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append(len(encoded))
+        return original(encoded, *args, **kwargs)
+
+    searcher.index.search_vectors = recording  # type: ignore[method-assign]
+    texts = [*QUERIES, "heat transfer", "supersonic flow over a cone"]
+    requests = [SearchRequest(query=texts[0], top_k=4), SearchRequest(query=texts[1], top_k=7)]
+    requests += [SearchRequest(queries=texts[2:], top_k=4), SearchRequest(query=texts[1], weights=[0, 0, 0])]
+    try:
+        with searcher._cond:  # the thread cannot take work until all four are queued
+            futures = [
+                searcher.submit(tiny.encode(r.texts(), dense=True, sparse=True, colbert=True), r)
+                for r in requests
+            ]
+        for request, future in zip(requests[:3], futures[:3], strict=True):
+            got = future.result(timeout=60)
+            want = direct.search(request.texts(), top_k=request.top_k)
+            assert len(got) == len(want)
+            for hits, expected in zip(got, want, strict=True):
+                same_hits(hits, expected)
+        with pytest.raises(InputError, match="weight"):
+            futures[3].result(timeout=60)
+        assert sorted(batches) == [1, 1, 3]  # the two top-4 requests (1 + 2 queries) together
+    finally:
+        searcher.close()

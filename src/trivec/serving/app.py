@@ -461,7 +461,7 @@ def create_app(
         dense, sparse, colbert = plan.needs
         spec = EncodeSpec(dense=dense, sparse=sparse, colbert=colbert, max_length=limit)
         encoded = await _wait(state.batcher.submit(formatted, spec, tokens))
-        hits = await run_in_threadpool(index.search, encoded, req)
+        hits = await _wait(index.submit(encoded, req))
         payload: dict[str, Any] = {"object": "search", "model": config.model_name}
         if req.query is not None:
             payload["results"] = hits[0]

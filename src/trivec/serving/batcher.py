@@ -20,6 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+
 from trivec.errors import TrivecError
 from trivec.inference import Embedder, EncodeResult
 from trivec.serving.config import ServingLimits
@@ -70,6 +72,21 @@ def slice_result(result: EncodeResult, start: int, stop: int) -> EncodeResult:
         sparse=None if result.sparse is None else result.sparse[start:stop],
         colbert=None if result.colbert is None else result.colbert[start:stop],
         num_tokens=result.num_tokens[start:stop],
+    )
+
+
+def merge_results(parts: Sequence[EncodeResult]) -> EncodeResult:
+    """The results of several encodes as one, in order (the outputs all parts have)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return EncodeResult(
+        dense=None
+        if first.dense is None
+        else np.concatenate([p.dense for p in parts if p.dense is not None]),
+        sparse=None if first.sparse is None else [v for p in parts for v in p.sparse or []],
+        colbert=None if first.colbert is None else [v for p in parts for v in p.colbert or []],
+        num_tokens=[n for p in parts for n in p.num_tokens],
     )
 
 

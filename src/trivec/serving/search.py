@@ -1,24 +1,46 @@
 """`POST /search` over a `trivec.retrieval` index.
 
-The queries are encoded through the dynamic batcher (so they share batches with other requests), then the
-index is searched with those vectors (`Index.search_vectors`) in worker threads — several at once: a search
-reads one snapshot of the index, whatever a reload does meanwhile — each on one core (its OpenMP work does
-not fan out: `trivec.compiled.one_thread`). Results equal `Index.search` on the same texts.
+The queries are encoded through the dynamic batcher (so they share batches with other requests), then
+searched by one search thread: the requests waiting when it comes free that ask for the same search (top k,
+mode, weights, fusion, candidates) are searched as one batch of queries (`Index.search_vectors`: one
+snapshot, one dense product for all of them, one pass of the per-search work). The encoder thread encodes
+the next queries meanwhile, so encoding and searching run side by side on the two halves of a CPU. Results
+equal `Index.search` on the same texts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from trivec.inference import Embedder, EncodeResult
 from trivec.retrieval import CorruptIndexError, EmbeddedIndex, Index, SearchPlan, plan_search
 from trivec.retrieval.base import unit
+from trivec.serving.batcher import merge_results
 from trivec.serving.schemas import SearchRequest
 
 logger = logging.getLogger("trivec.serving")
+MAX_MERGED_QUERIES = 64  # queries searched together at most: bounds one batch's latency and memory
+
+
+@dataclass(eq=False)
+class _Search:
+    encoded: EncodeResult
+    request: SearchRequest
+    key: str
+    future: Future[list[list[dict[str, Any]]]]
+
+
+def search_key(req: SearchRequest) -> str:
+    """Requests with equal keys ask for the same search and may be searched as one batch."""
+    fields = (req.top_k, req.mode, req.weights, req.fusion, req.candidates)
+    return json.dumps(fields, sort_keys=True, default=str)
 
 
 class IndexSearcher:
@@ -28,6 +50,10 @@ class IndexSearcher:
         self.index = index
         self.embedder = embedder
         self._lock = threading.Lock()  # guards info() and close(); searches read a snapshot and take none
+        self._pending: deque[_Search] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], embedder: Embedder, verify: bool = False) -> IndexSearcher:
@@ -101,6 +127,63 @@ class IndexSearcher:
         )
         return [[hit.to_dict() for hit in per_query] for per_query in hits]
 
+    def submit(self, encoded: EncodeResult, req: SearchRequest) -> Future[list[list[dict[str, Any]]]]:
+        """Queue a search of already-encoded queries for the search thread (started on first use); the
+        future gives one list of hits per query."""
+        job = _Search(encoded, req, search_key(req), Future())
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the index is closing")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="trivec-search", daemon=True)
+                self._thread.start()
+            self._pending.append(job)
+            self._cond.notify()
+        return job.future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                group = self._take_group()
+            self._search_group(group)
+
+    def _take_group(self) -> list[_Search]:
+        """The oldest search and the waiting ones that ask for the same, up to `MAX_MERGED_QUERIES`."""
+        first = self._pending.popleft()
+        group, queries = [first], len(first.encoded)
+        others: deque[_Search] = deque()
+        while self._pending:
+            job = self._pending.popleft()
+            if job.key == first.key and queries + len(job.encoded) <= MAX_MERGED_QUERIES:
+                group.append(job)
+                queries += len(job.encoded)
+            else:
+                others.append(job)
+        self._pending.extendleft(reversed(others))
+        return group
+
+    def _search_group(self, group: list[_Search]) -> None:
+        try:
+            hits = self.search(merge_results([job.encoded for job in group]), group[0].request)
+        except BaseException as exc:  # every request of the batch gets the error
+            for job in group:
+                job.future.set_exception(exc)
+            return
+        start = 0
+        for job in group:
+            job.future.set_result(hits[start : start + len(job.encoded)])
+            start += len(job.encoded)
+
     def close(self) -> None:
+        """Finish the queued searches, stop the search thread, close the index."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
         with self._lock:
             self.index.close()
