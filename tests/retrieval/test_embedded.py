@@ -49,7 +49,7 @@ def test_add_encodes_like_the_embedder_and_search_scores_are_exact(
     index = make(tmp_path / "ix", tiny, colbert_dtype="float32", colbert_pool_factor=1)
     assert index.add(small_docs[:6]) == 6
     query = "flow over a wing at supersonic speed"
-    hits = index.search(query, top_k=6)
+    hits = index.search(query, top_k=6)[0]
     assert sorted(ids(hits)) == sorted(d.id for d in small_docs[:6])
     q = tiny.encode([query], dense=True, sparse=True, colbert=True, prompt_name="query")
     assert q.dense is not None and q.sparse is not None and q.colbert is not None
@@ -62,12 +62,12 @@ def test_add_encodes_like_the_embedder_and_search_scores_are_exact(
     }
     fused = hybrid_scores(exact, {"dense": 0.4, "sparse": 0.2, "colbert": 0.4})
     position = {d.id: i for i, d in enumerate(small_docs[:6])}
-    for hit in hits:  # type: ignore[union-attr]
+    for hit in hits:
         i = position[hit.doc_id]
         for mode in ("dense", "sparse", "colbert"):
             assert hit.scores[mode] == pytest.approx(float(exact[mode][i]), abs=1e-5)
         assert hit.score == pytest.approx(float(fused[i]), abs=1e-5)
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)  # type: ignore[union-attr]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def test_add_delete_update_reopen(
@@ -383,7 +383,7 @@ def test_chunked_index_returns_documents(tmp_path: Path, tiny: Embedder, small_d
     index = make(tmp_path / "ix", tiny, chunk_tokens=24, chunk_overlap=4)
     index.add(small_docs[:4])
     assert index.num_chunks > 4 and len(index) == 4
-    hits = index.search(small_docs[2].text[:200], top_k=4)
+    hits = index.search(small_docs[2].text[:200], top_k=4)[0]
     assert len(hits) == 4 and len(set(ids(hits))) == 4  # one hit per document
     chunks = index.get(small_docs[2].id)
     assert [c.position for c in chunks] == list(range(len(chunks)))
@@ -398,9 +398,9 @@ def test_dense_only_model_and_explicit_modes(
     index = Index.create(tmp_path / "ix", minilm, max_length=64)
     index.add(small_docs[:5])
     assert index.modes == ["dense"]
-    hybrid = index.search("transition of the boundary layer", top_k=3)
-    dense = index.search("transition of the boundary layer", top_k=3, mode="dense")
-    assert ids(hybrid) == ids(dense) and set(hybrid[0].scores) == {"dense"}  # type: ignore[union-attr]
+    hybrid = index.search("transition of the boundary layer", top_k=3)[0]
+    dense = index.search("transition of the boundary layer", top_k=3, mode="dense")[0]
+    assert ids(hybrid) == ids(dense) and set(hybrid[0].scores) == {"dense"}
     for mode in ("sparse", "colbert"):
         with pytest.raises(UnsupportedOutputError, match=f"no {mode} vectors"):
             index.search("x", mode=mode)

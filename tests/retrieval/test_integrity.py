@@ -110,7 +110,9 @@ def test_corruption_of_any_file_is_reported_before_a_wrong_result(
     every search raises. Opening the index raises at once when the damage is in a file read whole."""
     with Index.open(pristine, model=tiny) as intact:
         want = {
-            (q, mode): intact.search(q, top_k=5, mode=mode) for q in QUERIES for mode in ("hybrid", "sparse")
+            (q, mode): intact.search(q, top_k=5, mode=mode)[0]
+            for q in QUERIES
+            for mode in ("hybrid", "sparse")
         }
     for rel in all_files(pristine):
         shutil.rmtree(damaged)
@@ -126,7 +128,7 @@ def test_corruption_of_any_file_is_reported_before_a_wrong_result(
             assert isinstance(index, EmbeddedIndex)
             for (query, mode), hits in want.items():
                 try:
-                    got = index.search(query, top_k=5, mode=mode)
+                    got = index.search(query, top_k=5, mode=mode)[0]
                     texts = [h.text for h in got]  # stored texts are read (and checked) on access
                 except CorruptIndexError as exc:
                     assert name in str(exc), (rel, str(exc))
@@ -159,8 +161,8 @@ def test_the_reported_corruptions_are_caught(damaged: Path, tiny: Embedder, name
         Index.open(damaged, model=tiny) as index,
     ):
         for query in QUERIES:
-            [h.text for h in index.search(query, top_k=10)]
-            [h.text for h in index.search(query, top_k=10, mode="sparse")]
+            [h.text for h in index.search(query, top_k=10)[0]]
+            [h.text for h in index.search(query, top_k=10, mode="sparse")[0]]
 
 
 def test_a_server_does_not_start_on_a_damaged_index(damaged: Path, tiny: Embedder) -> None:
@@ -188,7 +190,7 @@ def test_segments_without_checksums_still_get_structural_checks(damaged: Path, t
         assert isinstance(index, EmbeddedIndex)
         report = index.verify()
         assert report["problems"] == [] and "compact" in report["warnings"][0]
-        assert len(index.search(QUERIES[0], top_k=3)) == 3
+        assert len(index.search(QUERIES[0], top_k=3)[0]) == 3
     off = segment_dir(damaged) / "docs.off"
     values = np.fromfile(off, dtype=np.int64)
     values[5] = -values[5] - 1

@@ -21,8 +21,8 @@ QUERY = "flow over a wing at supersonic speed"
 
 
 def dense_hits(index: Index, query: str, **options: object) -> dict[str, float]:
-    hits = index.search(query, top_k=10, mode="dense", **options)  # type: ignore[arg-type]
-    return {h.doc_id: h.score for h in hits}  # type: ignore[union-attr]
+    hits = index.search(query, top_k=10, mode="dense", **options)[0]  # type: ignore[arg-type]
+    return {h.doc_id: h.score for h in hits}
 
 
 def expected(

@@ -52,8 +52,8 @@ def test_rerank_reorders_the_first_stage_depth(index, reranker: Reranker) -> Non
 
 
 def test_rerank_by_path_loads_once(index) -> None:
-    one = index.search(QUERIES[0], top_k=3, rerank=str(TINY_RERANKER), rerank_depth=10)
-    again = index.search(QUERIES[0], top_k=3, rerank=TINY_RERANKER, rerank_depth=10)
+    one = index.search(QUERIES[0], top_k=3, rerank=str(TINY_RERANKER), rerank_depth=10)[0]
+    again = index.search(QUERIES[0], top_k=3, rerank=TINY_RERANKER, rerank_depth=10)[0]
     assert [h.id for h in one] == [h.id for h in again]
     assert len(index._rerankers) == 1
 

@@ -63,7 +63,7 @@ def test_the_rerank_and_the_graph_walk_run_on_one_thread(
     monkeypatch.setattr(search_module, "maxsim_chunked", rerank)
     monkeypatch.setattr(SegmentSearch, "_dense_top_here", walk)
     with Index.open(tmp_path / "ix", model=tiny) as index:
-        hits = index.search("boundary layer transition", top_k=5)
+        hits = index.search("boundary layer transition", top_k=5)[0]
     assert len(hits) == 5 and set(hits[0].scores) == {"dense", "sparse", "colbert"}
     assert seen == {"rerank torch": 1, "walk faiss": 1, "walk torch": 1}
     assert torch.get_num_threads() == 2  # the caller's thread keeps its count

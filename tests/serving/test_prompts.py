@@ -108,10 +108,10 @@ def test_search_uses_the_index_query_prompt(
                 json={"query": "boundary layer", "mode": "dense", **fields},
                 timeout=60,
             ).json()
-            want = index.search("boundary layer", mode="dense", prompt=prompt)
-            assert [h["id"] for h in body["results"]] == [h.id for h in want]  # type: ignore[union-attr]
+            want = index.search("boundary layer", mode="dense", prompt=prompt)[0]
+            assert [h["id"] for h in body["results"]] == [h.id for h in want]
             np.testing.assert_allclose(
                 [h["score"] for h in body["results"]],
-                [h.score for h in want],  # type: ignore[union-attr]
+                [h.score for h in want],
                 atol=1e-5,
             )

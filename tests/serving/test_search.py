@@ -70,7 +70,7 @@ def test_search_equals_index_search(server: ServerThread, direct: Index, options
     assert response.status_code == 200, response.text
     body = response.json()
     arguments = {"prompt" if k == "query_prompt" else k: v for k, v in options.items()}
-    want = direct.search(QUERIES[0], **{"top_k": 10, **arguments})
+    want = direct.search(QUERIES[0], **{"top_k": 10, **arguments})[0]
     assert len(body["results"]) == len(want) > 0
     same_hits(body["results"], want)
     assert body["usage"]["prompt_tokens"] > 0

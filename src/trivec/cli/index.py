@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -309,7 +309,7 @@ def register(app: typer.Typer) -> None:
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
         from trivec.io import read_records
-        from trivec.retrieval import Hit, Index
+        from trivec.retrieval import Index
 
         items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
         if queries is not None:
@@ -331,19 +331,16 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"{index}: the index does not record a model name; give --model")
         encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         with Index.open(index, encoder) as opened:
-            results = cast(
-                list[list[Hit]],
-                opened.search(
-                    [text for _, text in items],
-                    top_k=top_k,
-                    mode=mode,
-                    weights=parse_weights(weights),
-                    fusion=fusion,
-                    candidates=candidates,
-                    prompt=query_prompt,
-                    rerank=rerank,
-                    rerank_depth=rerank_depth,
-                ),
+            results = opened.search(
+                [text for _, text in items],
+                top_k=top_k,
+                mode=mode,
+                weights=parse_weights(weights),
+                fusion=fusion,
+                candidates=candidates,
+                prompt=query_prompt,
+                rerank=rerank,
+                rerank_depth=rerank_depth,
             )
         for (query_id, text), hits in zip(items, results, strict=True):
             if as_json:

@@ -3,7 +3,7 @@
 from trivec.retrieval import Index, read_corpus
 index = Index.create("my-index", model="default")          # embedded: a directory, no service
 index.add(read_corpus("corpus.jsonl"))
-hits = index.search("how do wings stall?", top_k=5)        # dense ∪ sparse → ColBERT → weighted fusion
+hits = index.search("how do wings stall?", top_k=5)[0]     # one list per query; dense ∪ sparse → ColBERT → fusion
 index = Index.open("my-index")                              # later; the recorded model is loaded on use
 
 `backend="qdrant"` (with `url=` for a server or cluster) keeps the same calls on a Qdrant collection.

@@ -231,13 +231,12 @@ class BaseIndex(ABC):
         max_length: int | None = None,
         rerank: str | os.PathLike[str] | Reranker | None = None,
         rerank_depth: int | None = None,
-    ) -> list[Hit] | list[list[Hit]]:
+    ) -> list[list[Hit]]:
         """Search with query texts (the index's query prompt before each, or `prompt`; truncated like the
-        documents unless `max_length` says otherwise); a list of hits per query (one list for a single
-        string). `rerank`: a cross-encoder (`Reranker`, directory or hub id) that re-scores each query's top
+        documents unless `max_length` says otherwise); one list of hits per query, always — a single string
+        is one query (`index.search("q")[0]` are its hits). `rerank`: a cross-encoder (`Reranker`, directory or hub id) that re-scores each query's top
         `rerank_depth` hits (default max(100, top_k)) before the best `top_k` are returned
         (`trivec.retrieval.rerank`)."""
-        single = isinstance(queries, str)
         texts = [queries] if isinstance(queries, str) else list(queries)
         reranker, depth = self._reranker(rerank, rerank_depth, top_k)
         if not texts:
@@ -258,7 +257,7 @@ class BaseIndex(ABC):
         results = self.search_encoded(encoded, plan)
         if reranker is not None:
             results = rerank_hits(reranker, texts, results, top_k)
-        return results[0] if single else results
+        return results
 
     def _reranker(
         self, rerank: str | os.PathLike[str] | Reranker | None, depth: int | None, top_k: int
