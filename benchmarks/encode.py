@@ -163,13 +163,19 @@ def build_m3_checkpoint(directory: Path, shape: Shape, seed: int = 0) -> Path:
 
 
 def onnx_export_dir(model_dir: Path, cache: Path = CACHE) -> Path:
-    """`model_dir` exported with `trivec export onnx --quantize int8` under `cache` (once; reused after)."""
+    """`model_dir` exported with `trivec export onnx --quantize int8` under `cache` (once; reused after, until
+    the export writes a different graph: its `EXPORT_FORMAT` changed)."""
+    import onnx
+
     from trivec.export import export_onnx
-    from trivec.inference.onnx_backend import ONNX_DIR, ONNX_FILE, ONNX_INT8_FILE
+    from trivec.inference.onnx_backend import EXPORT_FORMAT, META_FORMAT, ONNX_DIR, ONNX_FILE, ONNX_INT8_FILE
 
     target = cache / f"{Path(model_dir).name}-onnx"
-    if (target / ONNX_DIR / ONNX_FILE).is_file() and (target / ONNX_DIR / ONNX_INT8_FILE).is_file():
-        return target
+    graph = target / ONNX_DIR / ONNX_FILE
+    if graph.is_file() and (target / ONNX_DIR / ONNX_INT8_FILE).is_file():
+        meta = {p.key: p.value for p in onnx.load(str(graph), load_external_data=False).metadata_props}
+        if meta.get(META_FORMAT) == str(EXPORT_FORMAT):
+            return target
     log(f"exporting {Path(model_dir).name} to ONNX (fp32 + int8) ...")
     return export_onnx(model_dir, target, quantize="int8", overwrite=True)
 

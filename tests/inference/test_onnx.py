@@ -25,14 +25,18 @@ from trivec.errors import CheckpointError, InputError, UnsupportedOutputError
 from trivec.export import ExportError, export_onnx
 from trivec.export import onnx as export_module
 from trivec.inference.onnx_backend import (
+    EXPORT_FORMAT,
     HIDDEN_OUTPUT,
+    META_FORMAT,
     META_OUTPUTS,
+    ONNX_CPU_BATCH_TOKENS,
     ONNX_DIR,
     ONNX_FILE,
     ONNX_INT8_FILE,
     OnnxForward,
 )
 from trivec.inference.sparse import SparseVector
+from trivec.models.m3 import M3Model
 
 TOLERANCE = 1e-5
 SENTENCES = [
@@ -159,6 +163,44 @@ def test_graph_inputs_outputs_and_metadata(tiny_export: Path) -> None:
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["trivec.outputs"] == "dense,sparse,colbert"
     assert meta["trivec.pooling"] == "cls" and meta["trivec.normalize"] == "true"
+    assert meta[META_FORMAT] == str(EXPORT_FORMAT)
+
+
+def op_types(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def test_encoders_are_traced_with_eager_attention(tiny_export: Path) -> None:
+    """Both graphs come from the eager attention trace: no SDPA masking (`IsNaN` guards a `Where` over every
+    score tensor), the int8 one with int8 matmuls; plain ONNX ops (no onnxruntime-only fused op written)."""
+    plain, int8 = (
+        op_types(tiny_export / ONNX_DIR / ONNX_FILE),
+        op_types(tiny_export / ONNX_DIR / ONNX_INT8_FILE),
+    )
+    assert "IsNaN" not in plain | int8 and {"Softmax", "MatMul"} <= plain
+    assert "MatMulInteger" in int8 and "DynamicQuantizeLinear" in int8
+    assert not {"Attention", "QAttention", "SkipLayerNormalization"} & (plain | int8)
+
+
+def test_export_leaves_the_models_attention_as_it_was(tmp_path: Path) -> None:
+    """The backbone is switched to eager attention for the trace only (the export may get the caller's own
+    model, whose backbone it then traces as it is)."""
+    model = M3Model.from_pretrained(TINY_M3)
+    before = model.backbone.config._attn_implementation
+    assert before != "eager"
+    export_onnx(model, tmp_path / "out")
+    assert model.backbone.config._attn_implementation == before
+    with export_module.eager_attention(model.backbone):
+        assert model.backbone.config._attn_implementation == "eager"
+    assert model.backbone.config._attn_implementation == before
+
+
+def test_onnx_cpu_budget_is_its_own(tiny_export: Path) -> None:
+    """On the CPU an ONNX encoder batches `ONNX_CPU_BATCH_TOKENS` (small batches keep onnxruntime's
+    attention tensors in cache); a budget given is kept."""
+    assert Embedder.from_pretrained(tiny_export, backend="onnx").batch_tokens == ONNX_CPU_BATCH_TOKENS
+    given = Embedder.from_pretrained(tiny_export, backend="onnx", batch_tokens=4096)
+    assert given.batch_tokens == 4096
 
 
 def test_torch_still_loads_the_exported_directory(tiny_export: Path, tiny: Embedder) -> None:
@@ -583,6 +625,26 @@ def test_benchmark_onnx_rows_run_on_a_tiny_input(tiny_export: Path, tmp_path: Pa
     assert max(runs[1].diff[k] for k in ("dense", "sparse", "colbert")) <= TOLERANCE
     table = bench.render_table(runs, {"float32": 100.0})
     assert "ONNX int8" in table and "min cos" in table
+
+
+def test_benchmark_exports_again_when_the_cached_graph_is_of_an_older_format(
+    tiny_export: Path, tmp_path: Path
+) -> None:
+    """benchmarks/encode.py times what the export writes now: a cached export of an older `EXPORT_FORMAT`
+    is replaced."""
+    from benchmarks import encode as bench
+
+    cached = tmp_path / tiny_export.name
+    shutil.copytree(tiny_export, cached)
+    graph = cached / ONNX_DIR / ONNX_FILE
+    proto = onnx.load(str(graph))
+    for prop in proto.metadata_props:
+        if prop.key == META_FORMAT:
+            prop.value = "1"
+    onnx.save_model(proto, str(graph))
+    assert bench.onnx_export_dir(TINY_M3, cache=tmp_path) == cached
+    meta = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}
+    assert meta[META_FORMAT] == str(EXPORT_FORMAT)
 
 
 @pytest.mark.slow

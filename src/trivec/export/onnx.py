@@ -18,6 +18,15 @@ Metadata (`trivec.*` keys) records the outputs, pooling, normalisation and sizes
 which outputs it may take from the graph. `quantize="int8"` adds `onnx/model_int8.onnx`: onnxruntime's
 dynamic quantisation (int8 weights of the MatMuls, activations quantised at run time).
 
+BERT-family encoders are traced with transformers' eager attention (`eager_attention`), not its SDPA: the
+SDPA trace masks the scores with `Where` and zeroes fully masked rows with `IsNaN` / `Where`, passes over
+every `[batch, heads, L, L]` score tensor that took a third of the int8 graph's time on all-MiniLM-L6-v2;
+eager adds a `[batch, 1, 1, L]` mask. The maths is the same (≤ 1e-6 to torch). onnxruntime's transformer
+optimiser (fused `Attention` / `QAttention`, SkipLayerNorm, BiasGelu before quantising) was measured too and
+was slower on the CPU than the graph as traced, which onnxruntime fuses itself when it loads it
+(`DynamicQuantizeMatMul`, `SkipLayerNormalization`, `Gelu`): the graphs keep plain ONNX ops, which other
+runtimes read too. Speeds: docs/benchmarks/encode.md.
+
 Everything is written to a staging directory beside the target and renamed into place when complete and
 checked (the graph runs in onnxruntime and matches torch): a failed export leaves nothing behind.
 """
@@ -29,7 +38,8 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +50,11 @@ from torch import nn
 from trivec.errors import InputError, TrivecError, UnsupportedOutputError
 from trivec.inference.onnx_backend import (
     ATTENTION_MASK,
+    EXPORT_FORMAT,
     HIDDEN_OUTPUT,
     INPUT_IDS,
     META_COLBERT_DIM,
+    META_FORMAT,
     META_HIDDEN_SIZE,
     META_NORMALIZE,
     META_OUTPUTS,
@@ -67,6 +79,9 @@ QUANTIZE_CHOICES = ("int8",)
 OUTPUT_KINDS = ("dense", "sparse", "colbert")
 PROTOBUF_LIMIT = 2_000_000_000  # a graph larger than this keeps its weights in model.onnx_data
 CHECK_TOLERANCE = 1e-3  # export check: the graph's outputs vs torch's on a probe batch (float32: ~1e-6)
+# encoders traced with eager attention (`eager_attention`): the families measured (BERT, RoBERTa, XLM-R
+# layers); others (decoders with their causal masks) are traced with the attention they load with
+EAGER_TRACE_FAMILIES = frozenset({"bert", "roberta", "xlm-roberta", "camembert"})
 PROBE_TEXTS = ("ONNX export check: a longer sentence, with several more tokens than the other.", "short")
 
 
@@ -156,6 +171,25 @@ class ExportGraph(nn.Module):
             vectors = self.colbert_head(hidden[:, 1:], normalize=True)
             out.append(vectors * attention_mask[:, 1:].unsqueeze(-1).to(vectors.dtype))
         return tuple(out)
+
+
+@contextmanager
+def eager_attention(backbone: nn.Module) -> Iterator[None]:
+    """Within the block a backbone of `EAGER_TRACE_FAMILIES` computes attention the eager way, the trace
+    onnxruntime runs fastest (see the module doc); the implementation it had is restored after (the backbone
+    may be the caller's own model). Any other backbone is left as it is."""
+    config = getattr(backbone, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    switch = getattr(backbone, "set_attn_implementation", None)
+    family = getattr(config, "model_type", None)
+    if switch is None or before in (None, "eager") or family not in EAGER_TRACE_FAMILIES:
+        yield
+        return
+    switch("eager")
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def graph_output_names(outputs: Sequence[str]) -> list[str]:
@@ -392,8 +426,10 @@ def export_onnx(
         onnx_dir.mkdir()
         scratch.mkdir()
         probe = _probe(source)
+        graph = ExportGraph(source, kinds)
         try:
-            trace_to_onnx(ExportGraph(source, kinds), probe, scratch / ONNX_FILE, opset, kinds)
+            with eager_attention(graph.backbone):
+                trace_to_onnx(graph, probe, scratch / ONNX_FILE, opset, kinds)
         except TrivecError:
             raise
         except Exception as exc:
@@ -408,6 +444,7 @@ def export_onnx(
             META_NORMALIZE: str(bool(source.normalize)).lower(),
             META_HIDDEN_SIZE: str(source.hidden_size),
             META_VERSION: trivec.__version__,
+            META_FORMAT: str(EXPORT_FORMAT),
         }
         if "colbert" in kinds and source.colbert_head is not None:
             metadata[META_COLBERT_DIM] = str(source.colbert_head.out_features)
@@ -427,6 +464,7 @@ __all__ = [
     "check_opset",
     "check_quantize",
     "choose_outputs",
+    "eager_attention",
     "export_onnx",
     "parse_outputs",
     "quantize_int8",

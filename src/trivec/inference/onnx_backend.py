@@ -40,6 +40,14 @@ META_NORMALIZE = "trivec.normalize"
 META_HIDDEN_SIZE = "trivec.hidden_size"
 META_COLBERT_DIM = "trivec.colbert_dim"
 META_VERSION = "trivec.version"
+META_FORMAT = "trivec.export_format"  # `EXPORT_FORMAT` of the export that wrote the graph
+# bumped when `trivec export onnx` writes a different graph for the same model (2: eager attention traced),
+# so a cache of exports (benchmarks/encode.py) knows an old one
+EXPORT_FORMAT = 2
+# the CPU token budget of an ONNX encoder (torch's is `batching.CPU_BATCH_TOKENS`, 4,096): onnxruntime
+# materialises every `[batch, heads, L, L]` attention tensor, and a small batch keeps them in cache (the int8
+# graph of m3-small ran 1.8× faster at 1,024 than at 8,192; torch's speed does not change)
+ONNX_CPU_BATCH_TOKENS = 1024
 
 
 def import_onnxruntime() -> Any:
@@ -93,6 +101,9 @@ def onnx_session(path: Path, device: torch.device | None = None, threads: int | 
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads if threads is not None else torch.get_num_threads())
     options.inter_op_num_threads = 1
+    # every onnxruntime fusion (its default, said here: the int8 graph's speed rests on them); intra-op
+    # threads spin between kernels (also its default: without, the int8 graph ran ~15 % slower)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
@@ -268,7 +279,8 @@ def load_onnx_embedder(
     """`Embedder.from_pretrained(..., backend="onnx")`: the model directory loads in torch on the CPU (its
     tokenizer, prompts, pooling, heads and weights describe the model and fingerprint an index), and each
     batch runs through the ONNX graph. The graph is float32 (or int8 weights): `dtype` must be float32 or
-    `auto` (which is float32 here: the graph runs as exported)."""
+    `auto` (which is float32 here: the graph runs as exported). On the CPU the token budget defaults to
+    `ONNX_CPU_BATCH_TOKENS`."""
     if dtype not in (None, torch.float32, "float32", "fp32", "auto"):
         raise InputError(
             f"dtype {dtype} applies to the torch backend; the ONNX backend runs its graph as exported (float32, "
@@ -284,10 +296,11 @@ def load_onnx_embedder(
         onnx_session(path)
     model = M3Model.from_pretrained(name_or_path, dtype=torch.float32, **model_options)
     forward = OnnxForward(model, path, device=device)
+    on_cpu = device is None or torch.device(device).type == "cpu"
     return cls(
         model,
         device="cpu",
-        batch_tokens=batch_tokens,
+        batch_tokens=ONNX_CPU_BATCH_TOKENS if batch_tokens is None and on_cpu else batch_tokens,
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         forward=forward,
