@@ -191,6 +191,13 @@ class DataArguments:
         default="error",
         metadata={"help": "A row with no negatives when G > 1: 'error', or 'random' texts of the same file."},
     )
+    token_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Tokenise each file's texts once and keep the ids beside it (.trivec-tokens/, else "
+            "$TRIVEC_CACHE/token-cache), reused while tokenizer, lengths, prompts and file are unchanged."
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.train_data, (str, os.PathLike)):
@@ -204,6 +211,8 @@ class DataArguments:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fill_negatives not in ("error", "random"):
             raise InputError(f"fill_negatives must be 'error' or 'random', got {self.fill_negatives!r}")
+        if not isinstance(self.token_cache, bool):
+            raise InputError(f"token_cache must be true or false, got {self.token_cache!r}")
         if "{}" not in self.query_instruction_format:
             raise InputError("query_instruction_format needs two '{}' slots (instruction, query)")
         if self.length_buckets is not None:

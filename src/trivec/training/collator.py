@@ -3,18 +3,27 @@
 Queries and passages are tokenised separately with their own truncation lengths (as FlagEmbedding) and padded on
 the right to the longest in the batch (or a multiple of `pad_to_multiple_of`). Teacher scores become a flat
 `[B·G]` float tensor. The batch layout is `[q0_pos, q0_neg1 … q0_neg(G−1), q1_pos, …]`.
+
+With a token cache (`use_token_cache`, `trivec.training.token_cache`) the ids of each text come from the
+cache, tokenised once per data file and setting, and are only padded here: the same tensors as tokenising.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from trivec.models.casing import fold_capitals
-from trivec.training.dataset import TrainBatch
+from trivec.training.dataset import ContrastiveDataset, TrainBatch
+from trivec.training.token_cache import TokenLookup, load_or_build, tokenizer_fingerprint
+
+logger = logging.getLogger(__name__)
 
 
 class ContrastiveCollator:
@@ -33,23 +42,92 @@ class ContrastiveCollator:
         self.query_max_len = query_max_len
         self.passage_max_len = passage_max_len
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.token_cache: TokenLookup | None = None
+
+    def max_length(self, role: str) -> int:
+        return self.query_max_len if role == "query" else self.passage_max_len
+
+    def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Token ids of each text (folded, truncated, unpadded): what the token cache holds."""
+        texts = [fold_capitals(text) for text in texts] if self.fold_capitals else list(texts)
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return [list(ids) for ids in encoded["input_ids"]]
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-        if self.fold_capitals:
-            texts = [fold_capitals(text) for text in texts]
-        encoded = self.tokenizer(
-            list(texts), truncation=True, max_length=max_length, return_token_type_ids=False
+        """Tokenised and padded: `input_ids` and `attention_mask`, `[len(texts), longest]`."""
+        return self.pad([np.asarray(ids, dtype=np.int64) for ids in self.encode(texts, max_length)])
+
+    def features(self, role: str, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Padded ids and mask of one side of the batch: from the token cache when it holds every text."""
+        cache = self.token_cache
+        if cache is not None:
+            rows = [cache.get(role, text) for text in texts]
+            if all(row is not None for row in rows):
+                return self.pad([row for row in rows if row is not None])
+            logger.debug("token cache lacks %d %s texts: tokenising", rows.count(None), role)
+        return self.tokenize(texts, self.max_length(role))
+
+    def pad(self, rows: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Rows of ids padded as `tokenizer.pad` pads them (its side, its pad id, `pad_to_multiple_of`)."""
+        width = max((len(row) for row in rows), default=0)
+        multiple = self.pad_to_multiple_of
+        if multiple and width % multiple:
+            width += multiple - width % multiple
+        pad_id = self.tokenizer.pad_token_id
+        ids = np.full((len(rows), width), 0 if pad_id is None else int(pad_id), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for i, row in enumerate(rows):
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            ids[i, span] = row
+            mask[i, span] = 1
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+    def use_token_cache(self, dataset: ContrastiveDataset, folder: Path | None = None) -> TokenLookup:
+        """Load (or build and write) the token cache of each of `dataset`'s files and read ids from it."""
+        settings = {
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "query_max_len": self.query_max_len,
+            "passage_max_len": self.passage_max_len,
+            "fold_capitals": self.fold_capitals,
+        }
+        lookup = TokenLookup()
+        built = []
+        for index, item in enumerate(dataset.files):
+            texts = dataset.file_texts(index)
+            arrays, new = load_or_build(
+                item.source.path,
+                texts,
+                settings,
+                lambda role, texts: self.encode(texts, self.max_length(role)),
+                vocab_size=len(self.tokenizer),
+                folder=folder,
+            )
+            lookup.add(texts, arrays)
+            if new:
+                built.append(item.source.path)
+        logger.info(
+            "token cache: %d texts of %d files (%d tokenised now)",
+            len(lookup),
+            len(dataset.files),
+            len(built),
         )
-        encoded = self.tokenizer.pad(
-            encoded, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
-        )
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        self.token_cache = lookup
+        return lookup
 
     def __call__(self, items: Sequence[TrainBatch] | TrainBatch) -> dict[str, Any]:
         batch = items if isinstance(items, TrainBatch) else _single(items)
         features: dict[str, Any] = {
-            "query": self.tokenize(batch.queries, self.query_max_len),
-            "passage": self.tokenize(batch.passages, self.passage_max_len),
+            "query": self.features("query", batch.queries),
+            "passage": self.features("passage", batch.passages),
             "in_batch_negatives": batch.in_batch_negatives,
         }
         if batch.teacher_scores is not None:

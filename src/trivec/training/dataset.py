@@ -327,17 +327,13 @@ class ContrastiveDataset(Dataset):
     def _add_group(
         self, batch: TrainBatch, item: _File, ex: TrainExample, rng: np.random.Generator, group: int
     ) -> None:
-        data = self.data
-        instruction = ex.prompt if (data.use_row_prompts and ex.prompt) else item.query_instruction
-        query = data.query_instruction_format.format(instruction, ex.query) if instruction else ex.query
-        p_instruction = instruction if ex.type in SYMMETRIC_TYPES else item.passage_instruction
+        query, p_instruction = self._instructions(item, ex)
         pos_index = int(rng.integers(len(ex.pos)))
         neg_index = self._sample_negatives(ex, group - 1, rng)
         passages = [ex.pos[pos_index]]
         for i in neg_index:
             passages.append(ex.neg[i] if i >= 0 else self._random_text(item, ex, rng))
-        if p_instruction:
-            passages = [data.query_instruction_format.format(p_instruction, p) for p in passages]
+        passages = [self._with_instruction(p_instruction, p) for p in passages]
         batch.queries.append(query)
         batch.passages.extend(passages)
         batch.sources.append(f"{ex.source}:{ex.line}")
@@ -345,6 +341,34 @@ class ContrastiveDataset(Dataset):
             assert ex.pos_scores is not None and ex.neg_scores is not None
             batch.teacher_scores.append(ex.pos_scores[pos_index])
             batch.teacher_scores.extend(ex.neg_scores[i] for i in neg_index)
+
+    def _instructions(self, item: _File, ex: TrainExample) -> tuple[str, str | None]:
+        """A row's query as the model reads it (its instruction put first) and its passages' instruction."""
+        data = self.data
+        instruction = ex.prompt if (data.use_row_prompts and ex.prompt) else item.query_instruction
+        query = self._with_instruction(instruction, ex.query)
+        return query, instruction if ex.type in SYMMETRIC_TYPES else item.passage_instruction
+
+    def _with_instruction(self, instruction: str | None, text: str) -> str:
+        return self.data.query_instruction_format.format(instruction, text) if instruction else text
+
+    def file_texts(self, index: int) -> dict[str, list[str]]:
+        """Every distinct text file `index` can put in a batch, as the collator receives it, by role (query,
+        passage), in first-seen order: what the token cache tokenises once."""
+        item = self.files[index]
+        queries: dict[str, None] = {}
+        passages: dict[str, None] = {}
+        instructions: dict[str | None, None] = {}
+        for ex in item.examples:
+            query, p_instruction = self._instructions(item, ex)
+            queries.setdefault(query, None)
+            instructions.setdefault(p_instruction, None)
+            for text in (*ex.pos, *ex.neg):
+                passages.setdefault(self._with_instruction(p_instruction, text), None)
+        for p_instruction in instructions:  # random negatives (fill 'random') take the row's instruction
+            for text in item.texts:
+                passages.setdefault(self._with_instruction(p_instruction, text), None)
+        return {"query": list(queries), "passage": list(passages)}
 
     @staticmethod
     def _sample_negatives(ex: TrainExample, count: int, rng: np.random.Generator) -> list[int]:

@@ -80,6 +80,8 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         pad_to_multiple_of=config.data.pad_to_multiple_of,
         fold_capitals=encoder.fold_capitals,
     )
+    if config.data.token_cache:
+        collator.use_token_cache(dataset)
     model = ContrastiveModel(encoder, config.loss, train_parts=config.model.parts())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
