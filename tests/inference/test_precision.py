@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,13 @@ def test_bad_dtype_option_is_one_line(tmp_path, monkeypatch: pytest.MonkeyPatch)
             == "trivec: error: --dtype must be auto, float32, bfloat16 or float16, got 'int4'"
         )
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_onednn_cache_is_bounded_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU `Embedder` bounds oneDNN's primitive cache (docs/scale.md), and keeps a capacity the user set."""
+    monkeypatch.delenv(precision.ONEDNN_CACHE_ENV, raising=False)
+    Embedder.from_pretrained(TINY_M3, device="cpu")
+    assert os.environ[precision.ONEDNN_CACHE_ENV] == str(precision.ONEDNN_CACHE_CAPACITY)
+    monkeypatch.setenv(precision.ONEDNN_CACHE_ENV, "7")
+    precision.limit_onednn_cache()
+    assert os.environ[precision.ONEDNN_CACHE_ENV] == "7"

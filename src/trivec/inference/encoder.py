@@ -21,7 +21,7 @@ from trivec.inference.forward import Backend, BatchForward, check_backend
 from trivec.inference.hidden import layer_states
 from trivec.inference.inputs import check_batch_tokens, split_pairs, text_list
 from trivec.inference.packed import PackedEncoder
-from trivec.inference.precision import check_dtype, resolve_dtype
+from trivec.inference.precision import check_dtype, limit_onednn_cache, resolve_dtype
 from trivec.inference.scoring import (
     dense_scores,
     hybrid_scores,
@@ -85,6 +85,8 @@ class Embedder:
         forward: BatchForward | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cpu":
+            limit_onednn_cache()  # before the first matmul: oneDNN reads it once
         self.model = model.to(self.device).eval()
         self.tokenizer = model.tokenizer
         # token budget per forward pass; default per device (`batching.default_batch_tokens`)

@@ -16,6 +16,8 @@ library call with no `dtype` gets: exact, as the FlagEmbedding parity tests requ
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from trivec.errors import InputError
@@ -83,3 +85,17 @@ def describe_auto(device: torch.device) -> str:
     else:
         why = f"{device.type}: bf16 not measured"
     return f"{name} ({device.type}: {why})" if device.type in ("cpu", "cuda") else f"{name} ({why})"
+
+
+# oneDNN primitives kept for reuse (its default is 1024). The packed encoder's row count changes with every
+# batch, so nearly every CPU matmul is a new shape: a large cache seldom hits and keeps ≈ 1 MB per primitive
+# (AMX-blocked buffers): ≈ 240 MB after one Cranfield build (docs/scale.md). 32 keeps the shapes that repeat.
+ONEDNN_CACHE_CAPACITY = 32
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+
+
+def limit_onednn_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> None:
+    """Bound oneDNN's primitive cache unless the user set `ONEDNN_PRIMITIVE_CACHE_CAPACITY`: oneDNN reads it when
+    it makes its first primitive, so this acts only before the process's first CPU matmul; results are the
+    same (a primitive made again runs the same kernel), only memory and the cost of re-making one change."""
+    os.environ.setdefault(ONEDNN_CACHE_ENV, str(capacity))
