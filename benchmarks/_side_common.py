@@ -1,4 +1,5 @@
-"""What both benchmark sides share: job files, timing, peak memory, and the on-disk form of the outputs.
+"""What both benchmark sides share: job files, timing, peak memory, the on-disk form of the outputs, and the
+CPU's name for the tables' headers.
 
 Only the standard library and numpy: this module is imported by the trivec worker and by the reference
 worker, which runs in its own virtual environment without trivec.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import sys
 import time
@@ -18,6 +20,17 @@ from typing import Any
 import numpy as np
 
 MB = 1024 * 1024
+
+
+def cpu_model() -> str:
+    """The CPU's model name (timings move by 2× between the machines these benchmarks run on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() == "model name":
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _status_kb(field: str) -> int | None:

@@ -15,13 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from trivec import Embedder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _side_common import cpu_model
 
 DATA = Path(os.environ.get("TRIVEC_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data"
 CORPORA = (
@@ -36,16 +39,6 @@ CORPORA = (
     "parsinlu-rc-dev-retrieval",
 )
 MODELS = ("m3-small", "minilm-m3")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":")[0].strip() == "model name":
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def passages(count: int) -> list[str]:

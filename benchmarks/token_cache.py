@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,15 +31,8 @@ from trivec.training.arguments import DataArguments
 from trivec.training.collator import ContrastiveCollator
 from trivec.training.dataset import ContrastiveDataset
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":")[0].strip() == "model name":
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _side_common import cpu_model
 
 
 def epoch(dataset: ContrastiveDataset, collator: ContrastiveCollator) -> list[dict[str, torch.Tensor]]:
