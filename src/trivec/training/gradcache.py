@@ -97,7 +97,7 @@ def grad_cache_step(
         context = no_sync() if i < len(chunks) - 1 else contextlib.nullcontext()
         with context, states[i].replay():
             with autocast():
-                reps = model(**{side: features}, encode_only=True)
+                reps = model(**{side: features}, encode_only=True, reference=False)  # pass 1 kept it
             tensors, grads = [], []
             for (name, value), (_, cached) in zip(reps.differentiable(), full.differentiable(), strict=True):
                 grad = cached.grad

@@ -114,8 +114,9 @@ class ContrastiveModel(nn.Module):
         return "backbone" not in self.train_parts
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, features: Mapping[str, torch.Tensor]) -> Reps:
-        """Run the encoder (and the heads the loss uses) on one tokenised side."""
+    def encode(self, features: Mapping[str, torch.Tensor], reference: bool = True) -> Reps:
+        """Run the encoder (and the heads the loss uses) on one tokenised side; `reference`: also the anchor
+        loss's reference vectors when it is on (the gradient cache's replay pass has them already)."""
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         out = self.encoder(
             input_ids,
@@ -130,7 +131,7 @@ class ContrastiveModel(nn.Module):
         if out.colbert is not None:
             reps.colbert = out.colbert
             reps.colbert_mask = attention_mask[:, 1:].bool()
-        if self.anchor_weight and self.training:
+        if reference and self.anchor_weight and self.training:
             reps.reference = self._reference(input_ids, attention_mask)
         return reps
 
@@ -195,13 +196,14 @@ class ContrastiveModel(nn.Module):
         in_batch_negatives: bool = True,
         step: int = 0,
         encode_only: bool = False,
+        reference: bool = True,
     ) -> ContrastiveOutput | Reps:
         if encode_only:
             if (query is None) == (passage is None):
                 raise ValueError("encode_only needs exactly one of query / passage")
             features = query if query is not None else passage
             assert features is not None
-            return self.encode(features)
+            return self.encode(features, reference)
         if query is None or passage is None:
             raise ValueError("the loss needs both query and passage features")
         return self.compute_loss(
