@@ -22,7 +22,7 @@ from typing import Any
 from trivec.inference import Embedder, EncodeResult
 from trivec.retrieval import CorruptIndexError, EmbeddedIndex, Index, SearchPlan, plan_search
 from trivec.retrieval.base import unit
-from trivec.serving.batcher import merge_results
+from trivec.serving.batcher import ShuttingDownError, merge_results
 from trivec.serving.schemas import SearchRequest
 
 logger = logging.getLogger("trivec.serving")
@@ -115,8 +115,8 @@ class IndexSearcher:
     def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:
         """Hits for already-encoded queries (the server's model, with `query_prompt()` before each)."""
         encoded.dense = unit(encoded.dense, self.embedder)
-        # no lock: a search reads the snapshot current when it starts (`trivec.retrieval.snapshot`), so the
-        # searches of concurrent requests run side by side while the encoder thread batches the next queries
+        # no lock: a search reads the snapshot current when it starts (`trivec.retrieval.snapshot`), whatever
+        # a reload does meanwhile
         hits = self.index.search_vectors(
             encoded,
             req.top_k,
@@ -133,7 +133,7 @@ class IndexSearcher:
         job = _Search(encoded, req, search_key(req), Future())
         with self._cond:
             if self._closing:
-                raise RuntimeError("the index is closing")
+                raise ShuttingDownError("the server is shutting down and takes no new searches")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="trivec-search", daemon=True)
                 self._thread.start()
