@@ -62,13 +62,15 @@ def read_jsonl(path: Path) -> list[dict]:
 def seen_texts(config: dict, folder: str) -> set[str]:
     """Every text of the rows the training run read from the files mined out of `folder`."""
     data = config["data"]
-    limit = data.get("max_examples_per_file")
     seed = int(config.get("training", {}).get("seed", 42))
     seen: set[str] = set()
     for entry in data["train_data"]:
         path = Path(entry["path"] if isinstance(entry, dict) else entry)
         if not path.name.startswith(folder + "-"):
             continue
+        limit = (entry.get("max_examples") if isinstance(entry, dict) else None) or data.get(
+            "max_examples_per_file"
+        )
         rows = subsample(read_jsonl(REPO / path if not path.is_absolute() else path), limit, seed)
         for row in rows:
             seen.add(row["query"])
@@ -79,9 +81,9 @@ def seen_texts(config: dict, folder: str) -> set[str]:
     return seen
 
 
-def build_set(config: dict, folder: str, out: Path, queries: int, corpus_size: int) -> Path:
+def build_set(configs: list[dict], folder: str, out: Path, queries: int, corpus_size: int) -> Path:
     rows = read_jsonl(SHARED / "data" / folder / "train.jsonl")
-    seen = seen_texts(config, folder)
+    seen = set().union(*(seen_texts(config, folder) for config in configs))
     paragraphs = list(dict.fromkeys(p for row in rows for p in row["pos"] if p not in seen))
     rng = random.Random(0)
     held = [row for row in rows if row["query"] not in seen and row["pos"][0] not in seen]
@@ -188,7 +190,13 @@ def gain_interval(
     """95 % interval of the mean-over-sets `all` gain of `chosen` over `baseline`: paired bootstrap of the
     queries, resampled within each set (seeded)."""
     modes = ("dense", "sparse", "colbert")
-    diffs = [s.per_query(chosen, modes) - s.per_query(baseline, modes) for s in sets]
+    return bootstrap_interval(
+        [s.per_query(chosen, modes) - s.per_query(baseline, modes) for s in sets], rounds
+    )
+
+
+def bootstrap_interval(diffs: list[np.ndarray], rounds: int = 2000) -> tuple[float, float]:
+    """95 % interval (× 100) of the mean over sets of per-query differences, queries resampled within each set."""
     rng = np.random.default_rng(0)
     means = np.zeros(rounds)
     for r in range(rounds):
@@ -206,27 +214,78 @@ def grid(step: float = 0.05) -> list[dict[str, float]]:
     ]
 
 
+def compare(
+    embedder: Embedder, args: argparse.Namespace, configs: list[dict], weights: dict[str, float]
+) -> None:
+    """`--model` and `--compare` side by side on the same validation sets (M3's weights), with the 95 %
+    paired-bootstrap interval of the mean `all` difference."""
+    other = Embedder.from_pretrained(args.compare, dtype=args.dtype)
+    modes = {
+        "dense": ("dense",),
+        "sparse": ("sparse",),
+        "colbert": ("colbert",),
+        "all": ("dense", "sparse", "colbert"),
+    }
+    scored: dict[str, list[ScoredSet]] = {args.model: [], args.compare: []}
+    print("| set | " + " | ".join(f"{m} {name}" for m in modes for name in ("model", "compare")) + " |")
+    print("|---|" + "---|" * (2 * len(modes)))
+    rows = []
+    for folder in LANGUAGES:
+        path = build_set(configs, folder, args.out, args.queries, args.corpus)
+        pair = [ScoredSet(model, path) for model in (embedder, other)]
+        for name, s in zip(scored, pair, strict=True):
+            scored[name].append(s)
+        row = [s.ndcg(weights, m) for m in modes.values() for s in pair]
+        rows.append(row)
+        print(f"| {folder} ({LANGUAGES[folder]}) | " + " | ".join(f"{v:.2f}" for v in row) + " |", flush=True)
+    print("| **mean** | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
+    diffs = [
+        a.per_query(weights, modes["all"]) - b.per_query(weights, modes["all"])
+        for a, b in zip(scored[args.model], scored[args.compare], strict=True)
+    ]
+    low, high = bootstrap_interval(diffs)
+    gain = 100 * np.mean([d.mean() for d in diffs])
+    print(
+        f"\nmean `all`, {args.model} − {args.compare}: {gain:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="m3-small")
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "m3-small.yaml")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="training config whose rows are held out (repeatable: rows any of them read; default "
+        "configs/m3-small.yaml)",
+    )
+    parser.add_argument(
+        "--compare", help="a second model scored on the same sets with M3's weights, side by side (then exit)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "build" / "m3-small-val")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--corpus", type=int, default=800)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--write", type=Path, help="a trivec_config.json to store the chosen weights in")
     args = parser.parse_args()
-    config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    configs = [
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in args.config or [REPO / "configs" / "m3-small.yaml"]
+    ]
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
     torch.manual_seed(0)
     default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+    if args.compare:
+        compare(embedder, args, configs, default)
+        return
     candidates = grid()
     sets: dict[str, ScoredSet] = {}
     caps: dict[str, dict[str, float]] = {}
     for folder in LANGUAGES:
-        path = build_set(config, folder, args.out, args.queries, args.corpus)
+        path = build_set(configs, folder, args.out, args.queries, args.corpus)
         sets[folder] = ScoredSet(embedder, path)
         if folder in CASED:
             caps_path = capitalised(path)

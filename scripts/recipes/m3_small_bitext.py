@@ -1,0 +1,103 @@
+"""English ↔ Chinese translation pairs for m3-small's training, from the *train* split of stsb-multi-mt.
+
+    python scripts/recipes/m3_small_bitext.py --out build/m3-small-data
+
+The QA training sets are monolingual: nothing in them asks a sentence and its translation to meet. BGE-M3
+trains on translation pairs for that; the one parallel training split among the shared data is STS-B's
+train split in English and its Chinese translation (rows aligned by position within a split). Every
+sentence of those rows becomes a training row in both directions (`en-zh`: English query → its Chinese
+translation; `zh-en`: the reverse), without negatives (the config fills them with random sentences of the
+same file, and in-batch negatives apply).
+
+Decontamination is by sentence, not by pair: a translation pair is dropped when either side appears (after
+lower-casing and collapsing spaces) anywhere in an evaluation set of the shared data — every non-train row
+of the STS / pair-classification folders and every row of tatoeba-bitext — since STS-B train was drawn from
+the same SemEval sources that semeval-sts evaluates on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
+EVALUATION_PAIRS = ("semeval-sts", "stsb-multi-mt", "sick", "mrpc", "stsb-zh-cnsd", "bustm", "ocnli")
+BITEXT = "tatoeba-bitext"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def evaluation_sentences(data: Path) -> set[str]:
+    """Every sentence of an evaluation row: non-train rows of the pair folders, all of tatoeba."""
+    seen: set[str] = set()
+    for folder in (*EVALUATION_PAIRS, BITEXT):
+        path = data / folder / "pairs.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: cannot decontaminate against it")
+        for row in read_jsonl(path):
+            if folder != BITEXT and row.get("split") == "train":
+                continue
+            seen.add(key(row["sentence1"]))
+            seen.add(key(row["sentence2"]))
+    return seen
+
+
+def translation_pairs(data: Path, split: str = "train") -> list[tuple[str, str]]:
+    """(English, Chinese) sentence pairs of stsb-multi-mt's `split`, aligned by position, deduplicated."""
+    rows = [r for r in read_jsonl(data / "stsb-multi-mt" / "pairs.jsonl") if r.get("split") == split]
+    english = [r for r in rows if r["lang"] == "en"]
+    chinese = [r for r in rows if r["lang"] == "zh"]
+    if len(english) != len(chinese):
+        raise SystemExit(f"stsb-multi-mt {split}: {len(english)} English rows vs {len(chinese)} Chinese")
+    pairs: dict[str, str] = {}
+    for en, zh in zip(english, chinese, strict=True):
+        if en["score"] != zh["score"]:
+            raise SystemExit(f"stsb-multi-mt {split}: rows not aligned at {en['sentence1']!r}")
+        for field in ("sentence1", "sentence2"):
+            pairs.setdefault(en[field].strip(), zh[field].strip())
+    return list(pairs.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "m3-small-data")
+    args = parser.parse_args()
+    data = SHARED / "data"
+    banned = evaluation_sentences(data)
+    pairs = translation_pairs(data)
+    kept = [(en, zh) for en, zh in pairs if key(en) not in banned and key(zh) not in banned]
+    chinese = [zh for _, zh in kept]
+    if len(set(chinese)) != len(chinese):  # two English sentences, one translation: keep the first
+        first: dict[str, str] = {}
+        for en, zh in kept:
+            first.setdefault(zh, en)
+        kept = [(en, zh) for zh, en in first.items()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("en-zh", kept), ("zh-en", [(zh, en) for en, zh in kept])):
+        with (args.out / f"stsb-bitext-{name}.jsonl").open("w", encoding="utf-8") as handle:
+            for query, positive in rows:
+                handle.write(
+                    json.dumps({"query": query, "pos": [positive], "neg": []}, ensure_ascii=False) + "\n"
+                )
+    print(
+        f"stsb-multi-mt train: {len(pairs)} English sentences, {len(pairs) - len(kept)} dropped "
+        f"(evaluation sentence or repeated translation), {len(kept)} pairs per direction written to {args.out}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

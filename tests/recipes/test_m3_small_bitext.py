@@ -1,0 +1,95 @@
+"""The translation pairs of m3-small's recipe: aligned by position, and never a sentence of an evaluation set."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "recipes" / "m3_small_bitext.py"
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, shared: Path):
+    monkeypatch.setenv("TRIVEC_SHARED", str(shared))
+    spec = importlib.util.spec_from_file_location("m3_small_bitext", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _shared(tmp_path: Path) -> Path:
+    data = tmp_path / "shared" / "data"
+    train = [
+        ("A plane is taking off.", "An air plane is taking off.", "一架飞机正在起飞。", "一架飞机起飞了。"),
+        ("A man plays the flute.", "Three men play chess.", "一个男人在吹笛子。", "三个人在下棋。"),
+    ]
+    rows = []
+    for lang, i1, i2 in (("en", 0, 1), ("zh", 2, 3)):
+        rows += [
+            {"sentence1": t[i1], "sentence2": t[i2], "score": 4.0, "lang": lang, "split": "train"}
+            for t in train
+        ]
+    # an English test row: not a training pair, and not a reason to drop anything by itself
+    rows.append(
+        {
+            "sentence1": "A dog runs.",
+            "sentence2": "A cat sleeps.",
+            "score": 1.0,
+            "lang": "en",
+            "split": "test",
+        }
+    )
+    _write(data / "stsb-multi-mt" / "pairs.jsonl", rows)
+    # semeval-sts evaluates on "Three men play chess." (other case and spacing): its pair must go
+    _write(
+        data / "semeval-sts" / "pairs.jsonl",
+        [{"sentence1": "three  men play CHESS.", "sentence2": "x", "score": 3}],
+    )
+    _write(
+        data / "tatoeba-bitext" / "pairs.jsonl",
+        [{"sentence1": "一个男人在吹笛子。", "sentence2": "y", "lang": "zh"}],
+    )
+    for folder in ("sick", "mrpc", "stsb-zh-cnsd", "bustm", "ocnli"):
+        _write(data / folder / "pairs.jsonl", [{"sentence1": "a", "sentence2": "b", "split": "train"}])
+    return tmp_path / "shared"
+
+
+def test_pairs_are_aligned_and_decontaminated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _load(monkeypatch, _shared(tmp_path))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["m3_small_bitext.py", "--out", str(out)])
+    module.main()
+    en_zh = [
+        json.loads(line)
+        for line in (out / "stsb-bitext-en-zh.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    zh_en = [
+        json.loads(line)
+        for line in (out / "stsb-bitext-zh-en.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert [(r["query"], r["pos"]) for r in en_zh] == [
+        ("A plane is taking off.", ["一架飞机正在起飞。"]),
+        ("An air plane is taking off.", ["一架飞机起飞了。"]),
+    ]
+    assert [(r["query"], r["pos"]) for r in zh_en] == [(r["pos"][0], [r["query"]]) for r in en_zh]
+    assert all(r["neg"] == [] for r in en_zh + zh_en)
+
+
+def test_misaligned_rows_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = _shared(tmp_path)
+    path = shared / "data" / "stsb-multi-mt" / "pairs.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows[2]["score"] = 0.5  # the first Chinese row no longer matches its English row
+    _write(path, rows)
+    module = _load(monkeypatch, shared)
+    with pytest.raises(SystemExit, match="not aligned"):
+        module.translation_pairs(shared / "data")
