@@ -15,9 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # still over the limit: path (or path::function) → lines when the check came (to be split, not to grow)
-KNOWN_FILES = {
-    "trivec/serving/app.py": 505,
-}
+KNOWN_FILES: dict[str, int] = {}
 KNOWN_FUNCTIONS: dict[str, int] = {}
 
 

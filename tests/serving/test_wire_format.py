@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pydantic import ValidationError
 
-from trivec.serving.app import render_embeddings
+from trivec.serving.render import render_embeddings
 from trivec.serving.schemas import EmbeddingsRequest
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32)

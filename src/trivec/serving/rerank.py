@@ -141,7 +141,9 @@ def install_rerank(app: FastAPI, service: RerankService | None, max_chars: int) 
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
-    from trivec.serving.app import _check_count, _dumps, _wait
+    from trivec.serving.inputs import check_count
+    from trivec.serving.offload import wait
+    from trivec.serving.wire import dumps
 
     async def rerank(req: RerankRequest) -> Response:
         if service is None:
@@ -149,7 +151,7 @@ def install_rerank(app: FastAPI, service: RerankService | None, max_chars: int) 
                 404, "no reranker is loaded on this server; start it with `trivec serve --reranker MODEL`"
             )
         state = app.state.trivec
-        _check_count(state, len(req.documents))  # one text per (query, document) pair
+        check_count(state, len(req.documents))  # one text per (query, document) pair
         query = _cut(req.query, max_chars)
         documents = [_cut(d, max_chars) for d in req.documents]
         started = time.perf_counter()
@@ -160,7 +162,7 @@ def install_rerank(app: FastAPI, service: RerankService | None, max_chars: int) 
             else service.tokenize(query, documents)
         )
         tokens = sum(len(ids) for ids in inputs.input_ids)
-        logits = await _wait(service.batcher.submit_pairs(inputs, tokens))
+        logits = await wait(service.batcher.submit_pairs(inputs, tokens))
         scores = logits if req.raw_scores else 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         order = np.argsort(-scores, kind="stable")[: req.top_n or len(documents)]
         results: list[dict[str, Any]] = []
@@ -176,7 +178,7 @@ def install_rerank(app: FastAPI, service: RerankService | None, max_chars: int) 
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "meta": {"elapsed_ms": round((time.perf_counter() - started) * 1000, 3)},
         }
-        return Response(_dumps(payload), media_type="application/json")
+        return Response(dumps(payload), media_type="application/json")
 
     for path in RERANK_PATHS:
         app.post(path, summary="Rank documents for a query with the cross-encoder (Cohere / Jina / TEI)")(
