@@ -6,13 +6,13 @@ after a request reaches an idle encoder, or `rejoin_wait_ms` after a batch when 
 waiting — the clients just answered usually send again within it), runs `Embedder.encode` once on the
 merged texts, and hands each request its own slice of the result. The queue is bounded in texts: a request
 that does not fit is refused at once (`QueueFullError`, HTTP 503) rather than piling up memory and latency.
-`close()` refuses new work, lets the worker finish everything already queued, and joins it.
+`close()` refuses new work, lets the worker finish everything already queued, and joins it (the thread, the
+queue and the shutdown are `trivec.serving.worker.MergingWorker`'s).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,6 +26,7 @@ from trivec.errors import TrivecError
 from trivec.inference import Embedder, EncodeResult
 from trivec.serving.config import ServingLimits
 from trivec.serving.metrics import ServerMetrics
+from trivec.serving.worker import MergingWorker, ShuttingDownError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,10 +38,6 @@ class QueueFullError(TrivecError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class ShuttingDownError(TrivecError):
-    """The server is draining its queue before exit and takes no new work."""
 
 
 @dataclass(frozen=True)
@@ -90,51 +87,25 @@ def merge_results(parts: Sequence[EncodeResult]) -> EncodeResult:
     )
 
 
-class DynamicBatcher:
+class DynamicBatcher(MergingWorker[_Job]):
     """A bounded queue in front of one encoder thread that merges requests into token-budget batches."""
+
+    thread_name = "trivec-encoder"
 
     def __init__(
         self, embedder: Embedder, limits: ServingLimits, metrics: ServerMetrics | None = None
     ) -> None:
         limits.validate()
+        super().__init__()
         self.embedder = embedder
         self.limits = limits
         self.metrics = metrics
-        self._pending: deque[_Job] = deque()
         self._queued_texts = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread: threading.Thread | None = None
         self._free_since = 0.0  # when the encoder last finished a batch (monotonic)
         if metrics is not None:
             metrics.queue_capacity.set(limits.queue_size)
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Start the worker thread (once)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="trivec-encoder", daemon=True)
-        self._thread.start()
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Refuse new work, finish what is queued, stop the worker; True when it stopped within `timeout`."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
+    # ------------------------------------------------------------------ queue state
     @property
     def queued_texts(self) -> int:
         return self._queued_texts
@@ -156,23 +127,25 @@ class DynamicBatcher:
         return self._enqueue(_Job(texts=[], tokens=tokens, future=Future(), call=call, size=size))
 
     def _enqueue(self, job: _Job) -> Future[Any]:
-        size = len(job.texts) if job.spec is not None else job.size
-        job.size = size
-        with self._cond:
-            if self._closing:
-                self._count_rejected()
-                raise ShuttingDownError("the server is shutting down and takes no new requests")
-            if self._queued_texts + size > self.limits.queue_size:
-                self._count_rejected()
-                raise QueueFullError(
-                    f"the encoder queue is full ({self._queued_texts} of {self.limits.queue_size} texts "
-                    f"waiting; this request has {size}); retry shortly"
-                )
-            self._pending.append(job)
-            self._queued_texts += size
-            self._update_gauges()
-            self._cond.notify_all()
+        if job.spec is not None:
+            job.size = len(job.texts)
+        try:
+            self._submit(job)
+        except (ShuttingDownError, QueueFullError):
+            self._count_rejected()
+            raise
         return job.future
+
+    def _admit(self, job: _Job) -> None:
+        """Queue the job if its texts fit in the queue; `QueueFullError` if not."""
+        if self._queued_texts + job.size > self.limits.queue_size:
+            raise QueueFullError(
+                f"the encoder queue is full ({self._queued_texts} of {self.limits.queue_size} texts "
+                f"waiting; this request has {job.size}); retry shortly"
+            )
+        self._pending.append(job)
+        self._queued_texts += job.size
+        self._update_gauges()
 
     def _count_rejected(self) -> None:
         if self.metrics is not None:
@@ -184,59 +157,58 @@ class DynamicBatcher:
             self.metrics.queue_requests.set(len(self._pending))
 
     # ------------------------------------------------------------------ worker
-    def _run(self) -> None:
-        while True:
-            jobs = self._take()
-            if jobs is None:
-                return
-            try:
-                self._execute(jobs)
-            except Exception as exc:  # keep the worker alive whatever one batch does
-                logger.exception("encoder batch failed")
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-            self._free_since = time.monotonic()
-
     def _take(self) -> list[_Job] | None:
-        """Wait for work; return the next batch of jobs (None once closed and drained)."""
-        limits = self.limits
-        with self._cond:
-            while not self._pending:
-                if self._closing:
-                    return None
-                self._cond.wait()
-            first = self._pending[0]
-            merging = limits.dynamic_batching and first.spec is not None
-            if merging:
-                if first.enqueued >= self._free_since:  # arrived at an idle encoder: wait for company
-                    deadline = first.enqueued + limits.max_wait_ms / 1000.0
-                else:  # under load: give the clients just answered a moment to rejoin (see rejoin_wait_ms)
-                    deadline = self._free_since + limits.rejoin_wait_ms / 1000.0
-                while not self._closing:
-                    ready = sum(j.tokens for j in self._pending if j.spec == first.spec)
-                    remaining = deadline - time.monotonic()
-                    if ready >= limits.batch_tokens or remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            jobs = [self._pending.popleft()]
-            if merging:
-                total = first.tokens
-                keep: deque[_Job] = deque()
-                for job in self._pending:
-                    if job.spec == first.spec and total + job.tokens <= limits.batch_tokens:
-                        jobs.append(job)
-                        total += job.tokens
-                    else:
-                        keep.append(job)
-                self._pending = keep
-            self._queued_texts -= sum(job.size for job in jobs)
-            self._update_gauges()
-        if self.metrics is not None:
+        """The next batch (None once closed and drained), each job's time in the queue observed."""
+        jobs = super()._take()
+        if jobs is not None and self.metrics is not None:
             now = time.monotonic()
             for job in jobs:
                 self.metrics.queue_wait.observe(now - job.enqueued)
         return jobs
+
+    def _take_batch(self) -> list[_Job]:
+        """The oldest job and, when it encodes texts, the waiting ones with its spec up to the token budget
+        (after waiting for them: see the module's docstring). A call runs alone."""
+        limits = self.limits
+        first = self._pending[0]
+        merging = limits.dynamic_batching and first.spec is not None
+        if merging:
+            if first.enqueued >= self._free_since:  # arrived at an idle encoder: wait for company
+                deadline = first.enqueued + limits.max_wait_ms / 1000.0
+            else:  # under load: give the clients just answered a moment to rejoin (see rejoin_wait_ms)
+                deadline = self._free_since + limits.rejoin_wait_ms / 1000.0
+            while not self._closing:
+                ready = sum(j.tokens for j in self._pending if j.spec == first.spec)
+                remaining = deadline - time.monotonic()
+                if ready >= limits.batch_tokens or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        jobs = [self._pending.popleft()]
+        if merging:
+            total = first.tokens
+            keep: deque[_Job] = deque()
+            for job in self._pending:
+                if job.spec == first.spec and total + job.tokens <= limits.batch_tokens:
+                    jobs.append(job)
+                    total += job.tokens
+                else:
+                    keep.append(job)
+            self._pending = keep
+        self._queued_texts -= sum(job.size for job in jobs)
+        self._update_gauges()
+        return jobs
+
+    def _process(self, batch: list[_Job]) -> None:
+        """Run the batch; the encoder is free again after it, failed or not (`_free_since`)."""
+        try:
+            self._execute(batch)
+        finally:
+            self._free_since = time.monotonic()
+
+    def _fail(self, batch: list[_Job], exc: BaseException) -> None:
+        """Log the failure, then give every unanswered request of the batch the error."""
+        logger.error("encoder batch failed", exc_info=exc)
+        super()._fail(batch, exc)
 
     def _execute(self, jobs: list[_Job]) -> None:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]

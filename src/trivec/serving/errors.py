@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from trivec.errors import CorruptIndexError, TrivecError
-from trivec.serving.batcher import QueueFullError, ShuttingDownError
+from trivec.serving.batcher import QueueFullError
+from trivec.serving.worker import ShuttingDownError
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from typing import Any
 from trivec.inference import Embedder, EncodeResult
 from trivec.retrieval import CorruptIndexError, EmbeddedIndex, Index, SearchPlan, plan_search
 from trivec.retrieval.base import unit
-from trivec.serving.batcher import ShuttingDownError, merge_results
+from trivec.serving.batcher import merge_results
 from trivec.serving.schemas import SearchRequest
+from trivec.serving.worker import MergingWorker
 
 logger = logging.getLogger("trivec.serving")
 MAX_MERGED_QUERIES = 64  # queries searched together at most: bounds one batch's latency and memory
@@ -43,17 +44,17 @@ def search_key(req: SearchRequest) -> str:
     return json.dumps(fields, sort_keys=True, default=str)
 
 
-class IndexSearcher:
-    """An opened index searched with query vectors from the server's own model."""
+class IndexSearcher(MergingWorker[_Search]):
+    """An opened index searched with query vectors from the server's own model, on its search thread."""
+
+    thread_name = "trivec-search"
+    closed_message = "the server is shutting down and takes no new searches"
 
     def __init__(self, index: Index, embedder: Embedder) -> None:
+        super().__init__()
         self.index = index
         self.embedder = embedder
         self._lock = threading.Lock()  # guards info() and close(); searches read a snapshot and take none
-        self._pending: deque[_Search] = deque()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], embedder: Embedder, verify: bool = False) -> IndexSearcher:
@@ -131,27 +132,14 @@ class IndexSearcher:
         """Queue a search of already-encoded queries for the search thread (started on first use); the
         future gives one list of hits per query."""
         job = _Search(encoded, req, search_key(req), Future())
-        with self._cond:
-            if self._closing:
-                raise ShuttingDownError("the server is shutting down and takes no new searches")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="trivec-search", daemon=True)
-                self._thread.start()
-            self._pending.append(job)
-            self._cond.notify()
+        self._submit(job)
         return job.future
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                group = self._take_group()
-            self._search_group(group)
+    def _admit(self, job: _Search) -> None:
+        self.start()  # the search thread starts with the first search
+        super()._admit(job)
 
-    def _take_group(self) -> list[_Search]:
+    def _take_batch(self) -> list[_Search]:
         """The oldest search and the waiting ones that ask for the same, up to `MAX_MERGED_QUERIES`."""
         first = self._pending.popleft()
         group, queries = [first], len(first.encoded)
@@ -166,24 +154,19 @@ class IndexSearcher:
         self._pending.extendleft(reversed(others))
         return group
 
-    def _search_group(self, group: list[_Search]) -> None:
-        try:
-            hits = self.search(merge_results([job.encoded for job in group]), group[0].request)
-        except BaseException as exc:  # every request of the batch gets the error
-            for job in group:
-                job.future.set_exception(exc)
-            return
+    def _process(self, batch: list[_Search]) -> None:
+        """One `search` of the batch's queries; each request gets its own hits (an error reaches them all)."""
+        hits = self.search(merge_results([job.encoded for job in batch]), batch[0].request)
         start = 0
-        for job in group:
+        for job in batch:
             job.future.set_result(hits[start : start + len(job.encoded)])
             start += len(job.encoded)
 
-    def close(self) -> None:
-        """Finish the queued searches, stop the search thread, close the index."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish the queued searches, stop the search thread, close the index; False (the index left open)
+        when the thread is still searching after `timeout`."""
+        if not super().close(timeout):
+            return False
         with self._lock:
             self.index.close()
+        return True
