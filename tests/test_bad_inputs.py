@@ -163,6 +163,26 @@ CLI_CASES = [
                 "--dense-index annoy",
                 "--dense-index must be auto, flat, hnsw or ivf, got annoy",
             ),
+            (
+                "dense-quantization",
+                "--dense-quantization int4",
+                "--dense-quantization must be none, int8 or binary, got int4",
+            ),
+            (
+                "dense-oversampling",
+                "--dense-quantization binary --dense-oversampling 0.5",
+                "--dense-oversampling must be a number ≥ 1, got 0.5",
+            ),
+            (
+                "dense-oversampling-without-quantization",
+                "--dense-oversampling 4",
+                "--dense-oversampling applies to quantised dense vectors: give --dense-quantization too",
+            ),
+            (
+                "dense-quantization-with-hnsw",
+                "--dense-quantization int8 --dense-index hnsw",
+                "--dense-quantization int8 applies to the flat first stage, not to --dense-index hnsw",
+            ),
             ("backend", "--backend faiss", "--backend must be embedded or qdrant, got faiss"),
             ("url-without-qdrant", "--url http://x:6333", "--url and --collection apply to --backend qdrant"),
         ]

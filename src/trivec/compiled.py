@@ -21,16 +21,18 @@ import numpy as np
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def kernel(*, inline: Literal["never", "always"] = "never") -> Callable[[F], F]:
-    """`numba.njit(nogil=True, cache=True)`, without the cache when there is nowhere to write it."""
+def kernel(*, inline: Literal["never", "always"] = "never", fastmath: bool = False) -> Callable[[F], F]:
+    """`numba.njit(nogil=True, cache=True)`, without the cache when there is nowhere to write it.
+    `fastmath`: float sums may be reassociated (vectorised) — for approximate scores only, never for the
+    exact ones a search returns."""
 
     def wrap(fn: F) -> F:
         try:
-            compiled = numba.njit(fn, nogil=True, cache=True, inline=inline)
+            compiled = numba.njit(fn, nogil=True, cache=True, inline=inline, fastmath=fastmath)
         except RuntimeError as exc:
             if "cannot cache" not in str(exc):
                 raise
-            compiled = numba.njit(fn, nogil=True, inline=inline)
+            compiled = numba.njit(fn, nogil=True, inline=inline, fastmath=fastmath)
         return cast(F, compiled)  # called like the Python function it compiles
 
     return wrap

@@ -81,6 +81,17 @@ def register(app: typer.Typer) -> None:
         dense_index: Annotated[
             str, typer.Option(help="auto (HNSW past --ann-threshold rows), flat (exact), hnsw, ivf.")
         ] = "auto",
+        dense_quantization: Annotated[
+            str | None,
+            typer.Option(
+                help="Dense first stage over codes: none (float32), int8 or binary; the best rows re-scored "
+                "from float32 (segments then stay flat: no HNSW)."
+            ),
+        ] = None,
+        dense_oversampling: Annotated[
+            float | None,
+            typer.Option(help="Rows re-scored per segment: k × this (≥ 1; default: int8 2, binary 8)."),
+        ] = None,
         ann_threshold: Annotated[int, typer.Option(help="Segment rows from which auto uses HNSW.")] = 50_000,
         no_sparse: Annotated[bool, typer.Option("--no-sparse", help="Do not store sparse vectors.")] = False,
         no_colbert: Annotated[
@@ -113,7 +124,12 @@ def register(app: typer.Typer) -> None:
             "colbert": not no_colbert,
             "prompts": prompt_overrides(query_prompt, document_prompt),
         }
-        given = {"colbert_dtype": colbert_dtype, "colbert_pool_factor": colbert_pool_factor}
+        given = {
+            "colbert_dtype": colbert_dtype,
+            "colbert_pool_factor": colbert_pool_factor,
+            "dense_quantization": dense_quantization,
+            "dense_oversampling": dense_oversampling,
+        }
         options.update({k: v for k, v in given.items() if v is not None})  # else the settings' defaults
         if backend == "qdrant":
             options.update(url=url, collection=collection)
@@ -244,6 +260,7 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"model      {model['name']} (fingerprint {model['fingerprint']})")
         typer.echo(f"modes      {', '.join(data['modes'])}")
+        typer.echo(f"dense      {dense_storage(data['settings'])}")
         if "colbert" in data["modes"]:
             typer.echo(f"colbert    {colbert_storage(data['settings'])}")
         prompts = data["settings"].get("prompts")
@@ -261,6 +278,7 @@ def register(app: typer.Typer) -> None:
             for seg in data["segments"]:
                 typer.echo(
                     f"  {seg['name']}: {seg['rows']} rows, {seg['deleted']} deleted, dense {seg['ann']}"
+                    + (f" ({seg['codes']} codes)" if seg.get("codes") else "")
                 )
             typer.echo("bytes      " + ", ".join(f"{k} {v:,}" for k, v in data["bytes"].items()))
 
@@ -359,6 +377,19 @@ def register(app: typer.Typer) -> None:
                 title = f" {hit.title} —" if hit.title else ""
                 typer.echo(f"{rank:3d}. {hit.score:.4f}  {label}{title} {snippet}  ({per_mode})")
             typer.echo("")
+
+
+def dense_storage(settings: dict[str, Any]) -> str:
+    """How the dense first stage reads its vectors, in words (an index that predates quantisation: none)."""
+    from trivec.retrieval import IndexSettings
+
+    recorded = IndexSettings.from_dict(settings)
+    if recorded.dense_quantization == "none":
+        return "float32"
+    return (
+        f"{recorded.dense_quantization} codes, oversampling {recorded.oversampling:g} "
+        "(the first stage; its best rows re-scored from float32)"
+    )
 
 
 def colbert_storage(settings: dict[str, Any]) -> str:

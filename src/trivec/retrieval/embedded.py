@@ -22,7 +22,7 @@ from typing import Any
 from trivec.errors import InputError
 from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
-from trivec.retrieval import sparse_scorer
+from trivec.retrieval import dense_codes, sparse_scorer
 from trivec.retrieval.base import BaseIndex, already_indexed, not_indexed
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
@@ -72,6 +72,8 @@ class EmbeddedIndex(BaseIndex):
     def _segments_changed(self, segments: Sequence[Segment]) -> None:
         if any(seg.has_sparse or seg.has_colbert for seg in segments):
             _warm_up_kernels()
+        if any(seg.quantization is not None for seg in segments):
+            _warm_up_dense_codes()
         self._sparse.prune({seg.name for seg in segments})
 
     # ------------------------------------------------------------------ the store's state
@@ -216,6 +218,7 @@ class EmbeddedIndex(BaseIndex):
         groups = {
             "dense": ("dense.f32",),
             "dense_ann": ("dense.faiss",),
+            "dense_codes": (dense_codes.CODES, dense_codes.SCALE),
             "sparse": ("sparse.terms", "sparse.ptr", "sparse.docs", "sparse.vals"),
             "colbert": ("colbert.codes", "colbert.scale", "colbert.off"),
             "documents": ("docs.bin", "docs.off", "ids.bin", "ids.off", "doc_ids.bin", "doc_ids.off"),
@@ -243,6 +246,7 @@ class EmbeddedIndex(BaseIndex):
                     "rows": seg.rows,
                     "deleted": self.store.deleted_rows(seg),
                     "ann": (seg.record.get("ann") or {}).get("kind", "flat"),
+                    "codes": seg.quantization,  # int8 / binary codes of the flat first stage, or None
                 }
                 for seg in self.segments
             ],
@@ -261,6 +265,12 @@ def _warm_up_kernels() -> None:
         scoring.warm_up()
 
     threading.Thread(target=warm, name="trivec-warm-up", daemon=True).start()
+
+
+@functools.cache
+def _warm_up_dense_codes() -> None:
+    """The same for the kernels that score dense codes (an index with `dense_quantization`)."""
+    threading.Thread(target=dense_codes.warm_up, name="trivec-warm-up-dense", daemon=True).start()
 
 
 __all__ = ["EmbeddedIndex", "NotAnIndexError", "check_target"]

@@ -3,6 +3,8 @@
 A segment directory holds, for `n` rows (chunks):
   ids.bin/.off, doc_ids.bin/.off, docs.bin/.off   UTF-8 strings / JSON per row + int64 offsets [n+1]
   dense.f32                                        float32 [n, D]
+  dense.codes/.scale                               optional int8 / binary codes of dense.f32 for the flat first
+                                                   stage, int8's per-dimension lo and step (dense_codes.py)
   sparse.terms/.ptr/.docs/.vals                    inverted index: sorted term ids, int64 postings offsets,
                                                    int32 row ids, float32 weights (rows ascending per term)
   colbert.codes/.scale/.off                        token vectors (fp16 / fp32 / int8 + per-row scale), offsets
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from trivec.inference.sparse import SparseVector
+from trivec.retrieval import dense_codes
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.integrity import (
     CHECK_AT_OPEN,
@@ -47,7 +50,8 @@ def _map(path: Path, dtype: str, shape: Sequence[int]) -> np.ndarray:
 
 
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux ≥ 5.14; Python 3.11 lacks the name
-PREFAULTED = ("colbert.codes", "colbert.scale", "colbert.off", "dense.f32")  # read at random rows per query
+# read at random rows per query (dense.codes: scanned whole by every query)
+PREFAULTED = ("colbert.codes", "colbert.scale", "colbert.off", "dense.f32", "dense.codes", "dense.scale")
 
 
 def prefault(array: np.ndarray) -> None:
@@ -107,6 +111,10 @@ class Segment:
         self.dense: np.ndarray | None = self.arrays.get("dense.f32")
         self.has_sparse = "sparse.terms" in arrays
         self.has_colbert = "colbert.codes" in arrays
+        # "int8" / "binary" when the flat first stage scans codes (dense.codes) instead of dense.f32
+        self.quantization: str | None = (
+            record.get("dense_quantization") if dense_codes.CODES in arrays else None
+        )
         try:
             self._ann_bytes = (
                 _map(directory / record["ann"]["file"], "uint8", [record["files"][record["ann"]["file"]]])
@@ -221,6 +229,8 @@ class Segment:
                     )
             for row in range(self.rows):
                 self.chunk(row)
+            if self.quantization is not None and not problems:
+                problems.extend(self._verify_codes())
             if self._ann_bytes is not None:
                 ann = self.ann()
                 if int(ann.ntotal) != self.rows:
@@ -230,6 +240,23 @@ class Segment:
         except CorruptIndexError as exc:
             problems.append(str(exc))
         return problems
+
+    def _verify_codes(self) -> list[str]:
+        """The dense codes must be what encoding dense.f32 gives (after both matched their checksums)."""
+        kind, dense = self.quantization, self.dense
+        assert kind is not None and dense is not None
+        scale = dense_codes.fit(kind, dense)
+        stored_scale = self.arrays.get(dense_codes.SCALE)
+        if scale is not None and (stored_scale is None or not np.array_equal(stored_scale, scale)):
+            return [f"{self.directory / dense_codes.SCALE} does not hold dense.f32's per-dimension ranges"]
+        codes = self.arrays[dense_codes.CODES]
+        for start in range(0, self.rows, dense_codes.CHUNK_ROWS):
+            stop = min(self.rows, start + dense_codes.CHUNK_ROWS)
+            if not np.array_equal(codes[start:stop], dense_codes.encode(kind, dense[start:stop], scale)):
+                return [
+                    f"{self.directory / dense_codes.CODES}: rows {start:,}–{stop:,} are not the codes of dense.f32"
+                ]
+        return []
 
     # ------------------------------------------------------------------ strings
     def _string(self, column: str, row: int) -> str:
@@ -302,6 +329,16 @@ class Segment:
         if "dense.f32" in self.checks:
             self.checks["dense.f32"].all()
         return self.dense
+
+    def dense_code_scores(self, queries: np.ndarray) -> np.ndarray:
+        """`[n, Q]` approximate scores of every row by its dense codes (the codes checked whole first)."""
+        assert self.quantization is not None
+        for name in (dense_codes.CODES, dense_codes.SCALE):
+            if name in self.checks:
+                self.checks[name].all()
+        return dense_codes.approximate_scores(
+            self.quantization, self.arrays[dense_codes.CODES], self.arrays.get(dense_codes.SCALE), queries
+        )
 
     def sparse_vectors(self, rows: np.ndarray) -> list[SparseVector]:
         """Per-row lexical weights rebuilt from the inverted index (for merging segments)."""

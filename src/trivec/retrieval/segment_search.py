@@ -1,9 +1,10 @@
 """Searching the embedded index's segments: the first-stage lists and exact scores the searcher asks for.
 
-`SegmentSearch` reads one snapshot (one commit): dense top rows per segment (exact, or through a segment's
-HNSW / IVF graph) merged across segments, lexical matching scores of every row (the inverted index,
-accumulated once per query and kept for re-scoring), dense and ColBERT scores of given rows. Keys are global
-row numbers over the snapshot's segments. What to do with them is `searcher.py`'s.
+`SegmentSearch` reads one snapshot (one commit): dense top rows per segment (exact, through a segment's
+HNSW / IVF graph, or by its int8 / binary codes and then re-scored exactly) merged across segments, lexical
+matching scores of every row (the inverted index, accumulated once per query and kept for re-scoring),
+dense and ColBERT scores of given rows. Keys are global row numbers over the snapshot's segments. What to do
+with them is `searcher.py`'s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from trivec.inference.scoring import maxsim_chunked
 from trivec.inference.sparse import SparseVector
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.dense_codes import rescored_rows
 from trivec.retrieval.fusion import merge_top_k, top_k
 from trivec.retrieval.plan import SearchPlan
 from trivec.retrieval.searcher import Hit, QueryScorer, Ranked, union
@@ -102,6 +104,10 @@ class SegmentSearch:
                     )
                     per_query[q].append((values.astype(np.float64), found + self.snap.bases[i]))
                 continue
+            if seg.quantization is not None:
+                for q, found in enumerate(self._rescored_top(i, queries, k)):
+                    per_query[q].append(found)
+                continue
             all_scores = rows_times(seg.dense_all(), queries)  # [n, Q]
             if live is not None:
                 all_scores[~live] = -np.inf
@@ -114,6 +120,25 @@ class SegmentSearch:
         for parts in per_query:
             values, rows = merge_top_k(parts, k)
             out.append((rows.astype(np.int64), values))
+        return out
+
+    def _rescored_top(self, i: int, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: (exact scores, global rows) of segment `i`'s top `k` live rows, best first, found among
+        the ⌈k × oversampling⌉ rows its dense codes rank highest and re-scored from the float32 vectors."""
+        seg, live, base = self.snap.segments[i], self.snap.live[i], self.snap.bases[i]
+        approximate = seg.dense_code_scores(queries)  # [n, Q]
+        if live is not None:
+            approximate[~live] = -np.inf
+        keep = rescored_rows(k, self.settings.oversampling)
+        out = []
+        for q in range(queries.shape[0]):
+            column = approximate[:, q]
+            found = top_k(column, keep)
+            found = found[np.isfinite(column[found])]
+            # the scores `dense_scores` gives these rows, bit for bit (einsum over the float32 vectors)
+            exact = np.einsum("ij,j->i", seg.dense_rows(found), queries[q])
+            best = top_k(exact, k)
+            out.append((exact[best].astype(np.float64), found[best] + base))
         return out
 
     def dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Writing a segment: its files appended row batch by row batch, then the inverted index, the optional ANN
-graph and the checksums when it is finished (the layout is described in `trivec.retrieval.segment`).
+"""Writing a segment: its files appended row batch by row batch, then the inverted index, the dense codes
+(`dense_quantization`), the optional ANN graph and the checksums when it is finished (the layout is
+described in `trivec.retrieval.segment`).
 
 Every file is fsync'd before its size and checksum go into the record that the manifest commits, so a
 segment the manifest references is whole on disk; one a writer left unfinished is never referenced.
@@ -20,6 +21,7 @@ from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
 from trivec.io import fsync_dir
 from trivec.progress import Step
+from trivec.retrieval import dense_codes
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.integrity import write_checksums
@@ -76,6 +78,7 @@ class SegmentWriter:
         has_sparse: bool,
         colbert_codec: ColbertCodec | None,
         colbert_dim: int | None,
+        dense_quantization: str = "none",
     ) -> None:
         directory.mkdir(parents=True, exist_ok=False)
         self.directory = directory
@@ -85,6 +88,7 @@ class SegmentWriter:
         self.docs = _StringColumn(directory, "docs")
         self.dense_dim = dense_dim
         self.dense = _Appender(directory / "dense.f32", np.dtype(np.float32)) if dense_dim else None
+        self.quantization = dense_quantization if dense_dim else "none"
         self.has_sparse = has_sparse
         self._sparse_ids: list[np.ndarray] = []
         self._sparse_vals: list[np.ndarray] = []
@@ -146,6 +150,8 @@ class SegmentWriter:
         if self.dense is not None:
             self.dense.close()
             arrays["dense.f32"] = {"dtype": "float32", "shape": [self.rows, self.dense_dim]}
+            if self.quantization != "none":
+                self._write_dense_codes(arrays)
         if self.has_sparse:
             self._write_postings(arrays)
         if self.codec is not None:
@@ -171,7 +177,7 @@ class SegmentWriter:
             files[ann_record["file"]] = (self.directory / ann_record["file"]).stat().st_size
         checksums = write_checksums(self.directory, files)  # of the bytes on disk, after every file is closed
         fsync_dir(self.directory)
-        return {
+        record = {
             "name": self.directory.name,
             "rows": self.rows,
             "arrays": arrays,
@@ -179,6 +185,36 @@ class SegmentWriter:
             "ann": ann_record,
             "checksums": checksums,
         }
+        if self.quantization != "none":
+            record["dense_quantization"] = self.quantization
+        return record
+
+    def _write_dense_codes(self, arrays: dict[str, dict[str, Any]]) -> None:
+        """`dense.codes` (and int8's `dense.scale`) from the float32 rows just written, whose per-dimension
+        ranges are known only now: read back from the file a chunk at a time."""
+        kind, dim = self.quantization, int(self.dense_dim or 0)
+        vectors = (
+            np.memmap(self.directory / "dense.f32", dtype=np.float32, mode="r", shape=(self.rows, dim))
+            if self.rows
+            else np.zeros((0, dim), np.float32)
+        )
+        scale = dense_codes.fit(kind, vectors)
+        codes = _Appender(self.directory / dense_codes.CODES, np.dtype(np.uint8))
+        try:
+            for start in range(0, self.rows, dense_codes.CHUNK_ROWS):
+                codes.write(dense_codes.encode(kind, vectors[start : start + dense_codes.CHUNK_ROWS], scale))
+        finally:
+            codes.close()
+        arrays[dense_codes.CODES] = {
+            "dtype": "uint8",
+            "shape": [self.rows, dense_codes.code_width(kind, dim)],
+        }
+        if scale is not None:
+            out = _Appender(self.directory / dense_codes.SCALE, np.dtype(np.float32))
+            out.write(scale)
+            out.close()
+            arrays[dense_codes.SCALE] = {"dtype": "float32", "shape": list(scale.shape)}
+        del vectors
 
     def _write_postings(self, arrays: dict[str, dict[str, Any]]) -> None:
         lengths = np.fromiter((len(x) for x in self._sparse_ids), dtype=np.int64, count=len(self._sparse_ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from trivec.errors import InputError
 from trivec.models.prompts import ROLES, check_prompts
 from trivec.retrieval.colbert import COLBERT_DTYPES
+from trivec.retrieval.dense_codes import DEFAULT_OVERSAMPLING, DENSE_QUANTIZATIONS
 from trivec.retrieval.pooling import check_pool_factor
 
 if TYPE_CHECKING:
@@ -16,7 +18,11 @@ if TYPE_CHECKING:
 
 
 # settings added after indexes were first built: their values in an index that does not record them
-BEFORE_RECORDED: dict[str, Any] = {"colbert_pool_factor": 1}
+BEFORE_RECORDED: dict[str, Any] = {
+    "colbert_pool_factor": 1,
+    "dense_quantization": "none",
+    "dense_oversampling": None,
+}
 
 
 @dataclass
@@ -26,6 +32,12 @@ class IndexSettings:
     prompts: `{"query": ..., "document": ...}`, the texts put before queries and documents ("" for none).
     Given roles are used as they are; `Index.create` fills the others from the model's prompts. None in an
     index built before prompts were recorded: the model's prompts apply.
+
+    dense_quantization: "none" (the flat first stage reads float32), "int8" or "binary" — the flat first
+    stage scans codes and re-scores its best ⌈k × dense_oversampling⌉ rows per segment from the float32
+    vectors (`trivec.retrieval.dense_codes`); dense_oversampling None: the kind's default (int8 2, binary 8).
+    With codes every segment is searched flat: dense_index "auto" no longer switches to HNSW, and "hnsw" /
+    "ivf" are refused (a graph keeps its own fp16 copy instead, `hnsw_storage`).
     """
 
     chunk_tokens: int | None = None
@@ -45,9 +57,18 @@ class IndexSettings:
     ivf_nprobe: int = 32
     max_segments: int = 8
     prompts: dict[str, str] | None = None
+    dense_quantization: str = "none"
+    dense_oversampling: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def oversampling(self) -> float:
+        """The first stage's oversampling: the setting, else the quantisation's default (1: no codes)."""
+        if self.dense_oversampling is not None:
+            return float(self.dense_oversampling)
+        return DEFAULT_OVERSAMPLING.get(self.dense_quantization, 1.0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
@@ -62,6 +83,7 @@ class IndexSettings:
             "dense_index": ("auto", "flat", "hnsw", "ivf"),
             "hnsw_storage": ("float16", "float32"),
             "colbert_dtype": COLBERT_DTYPES,
+            "dense_quantization": DENSE_QUANTIZATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -76,6 +98,7 @@ class IndexSettings:
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum)
         _check_int("chunk_overlap", self.chunk_overlap, 0)
+        self._check_quantization()
         if self.chunk_tokens is None and self.chunk_overlap:
             raise InputError(
                 "chunk_overlap applies to chunking: give chunk_tokens too",
@@ -98,6 +121,28 @@ class IndexSettings:
                     f"index prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
                 )
         return self
+
+    def _check_quantization(self) -> None:
+        over = self.dense_oversampling
+        if over is not None and (
+            not isinstance(over, (int, float))
+            or isinstance(over, bool)
+            or not math.isfinite(over)
+            or over < 1
+        ):
+            _setting_error("dense_oversampling", "must be a number ≥ 1", over)
+        if self.dense_quantization == "none" and over is not None:
+            raise InputError(
+                "dense_oversampling applies to quantised dense vectors: give dense_quantization too",
+                cli="--dense-oversampling applies to quantised dense vectors: give --dense-quantization too",
+            )
+        if self.dense_quantization != "none" and self.dense_index in ("hnsw", "ivf"):
+            raise InputError(
+                f"dense_quantization {self.dense_quantization} applies to the flat first stage, not to "
+                f"dense_index {self.dense_index} (its graph keeps its own copy: hnsw_storage); choose one",
+                cli=f"--dense-quantization {self.dense_quantization} applies to the flat first stage, not to "
+                f"--dense-index {self.dense_index} (its graph keeps its own copy); choose one",
+            )
 
 
 def _setting_error(name: str, problem: str, value: Any) -> None:

@@ -309,6 +309,8 @@ class SegmentStore:
     def _ann_for(self, rows: int) -> dict[str, Any] | None:
         s = self.settings
         kind = s.dense_index
+        if s.dense_quantization != "none":  # codes: every segment flat ("hnsw" / "ivf" refused by validate)
+            return None
         if kind == "auto":
             kind = "hnsw" if rows >= s.ann_threshold else "flat"
         if kind == "flat":
@@ -332,6 +334,7 @@ class SegmentStore:
             self.stores_sparse,
             self.codec if colbert else None,
             self.codec.code_width(self.codec.stored_dim(colbert_full_dim or 0)) if colbert else None,
+            self.settings.dense_quantization,
         )
 
     def _ensure_projection(self, colbert: Sequence[np.ndarray] | None) -> None:
