@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,80 @@ def test_qdrant_chunked_documents(tmp_path: Path, tiny: Embedder, small_docs: li
     assert len({h.doc_id for h in hits}) == len(hits) == 3
     index.delete([small_docs[0].id])
     assert len(index) == 2 and small_docs[0].id not in index.doc_ids()
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_dense_quantization_maps_to_qdrant_quantization(
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collection's dense vector carries Qdrant's quantisation (in RAM); a server is asked to re-score
+    the first stage (`rescore`, the oversampling of the settings) and to score candidates without codes;
+    local mode, which searches exactly, gets no such parameters and finds what an exact embedded index
+    finds."""
+    from qdrant_client import models
+
+    options = {
+        "max_length": MAX_LENGTH,
+        "dense_quantization": kind,
+        "dense_oversampling": 3.0,
+        "colbert_dtype": "float32",
+    }
+    index = Index.create(tmp_path / "q", tiny, backend="qdrant", **options)  # type: ignore[arg-type]
+    assert isinstance(index, QdrantIndex)
+    index.add_encoded(small_docs[:40], subset(small_encoded, list(range(40))))
+    dense = index.client.get_collection(index.collection).config.params.vectors["dense"]
+    config = dense.quantization_config
+    if kind == "int8":
+        assert isinstance(config, models.ScalarQuantization)
+        assert config.scalar.type == models.ScalarType.INT8 and config.scalar.always_ram
+    else:
+        assert isinstance(config, models.BinaryQuantization)
+        assert config.binary.always_ram
+        assert config.binary.query_encoding == models.BinaryQuantizationQueryEncoding.SCALAR8BITS
+    exact = {k: v for k, v in options.items() if not k.startswith("dense_")}
+    embedded = Index.create(tmp_path / "e", tiny, dense_index="flat", **exact)  # type: ignore[arg-type]
+    embedded.add_encoded(small_docs[:40], subset(small_encoded, list(range(40))))
+    queries = subset(small_encoded, [3, 17, 30])
+    for mode in ("dense", "hybrid"):
+        a = embedded.search_vectors(queries, top_k=5, mode=mode)
+        b = index.search_vectors(queries, top_k=5, mode=mode)
+        for x, y in zip(a, b, strict=True):
+            assert [h.doc_id for h in x] == [h.doc_id for h in y]
+            assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-5)
+    index.close()
+    embedded.close()
+
+    reopened = Index.open(tmp_path / "q")
+    assert isinstance(reopened, QdrantIndex)
+    assert reopened.settings.dense_quantization == kind and reopened.local
+    calls: list[dict] = []
+    for name in ("query_points", "query_batch_points"):
+        original = getattr(reopened.client, name)
+
+        def spy(*args: object, _original: object = original, **kwargs: object) -> object:
+            calls.append({**kwargs, "args": args})
+            return _original(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(reopened.client, name, spy)
+    reopened.search_vectors(queries, top_k=5, mode="hybrid")
+    assert calls and all(c.get("search_params") is None for c in calls)
+    assert all(p.params is None for c in calls for p in c.get("prefetch") or [])
+    calls.clear()
+    reopened.local = False  # as on a server: the parameters are sent (local mode ignores them, warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        hits = reopened.search_vectors(subset(small_encoded, [5]), top_k=3, mode="dense")[0]
+        reopened.search_vectors(subset(small_encoded, [5]), top_k=3, mode="hybrid")
+    assert hits[0].doc_id == small_docs[5].id
+    first_stage = calls[0]["search_params"].quantization
+    assert first_stage.rescore is True and first_stage.oversampling == 3.0
+    (prefetch_dense, *_) = calls[1]["prefetch"]
+    assert prefetch_dense.using == "dense" and prefetch_dense.params.quantization.rescore is True
+    requests = {r.using: r for r in calls[2]["args"][1]}
+    assert requests["dense"].params.quantization.ignore is True and requests["sparse"].params is None
+    reopened.close()

@@ -8,6 +8,14 @@ candidates by dense and sparse; fusion then runs here with the embedded index's 
 alike. Qdrant's MaxSim sums over query tokens; trivec's averages, so ColBERT scores are divided by the query
 length. The index directory keeps `qdrant.json` (where the collection is, the model, the settings) and, in
 local mode, the Qdrant files.
+
+`dense_quantization` maps to Qdrant's own quantisation of the `dense` vector, kept in RAM (`always_ram`):
+int8 → scalar int8 (one range over the whole collection, where the embedded index has one per dimension),
+binary → binary with an 8-bit query (asymmetric, like the embedded index's float query against ±1). Dense
+searches ask Qdrant to re-score from the original vectors (`rescore=True`, `oversampling` as the settings
+say); the dense scores of candidates ignore the codes, so every score returned is exact. qdrant-client's
+local mode searches by brute force and has no quantisation: it records the configuration, searches exactly,
+and is sent no quantisation search parameters (it would warn on each).
 """
 
 from __future__ import annotations
@@ -56,6 +64,35 @@ def _client(url: str | None, path: Path, api_key: str | None) -> Any:
     return QdrantClient(url=url, api_key=api_key)
 
 
+def quantization_config(settings: IndexSettings) -> Any:
+    """Qdrant's quantisation of the dense vectors for `dense_quantization` (None: none), codes kept in RAM."""
+    from qdrant_client import models
+
+    if settings.dense_quantization == "int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+        )
+    if settings.dense_quantization == "binary":
+        return models.BinaryQuantization(
+            binary=models.BinaryQuantizationConfig(
+                always_ram=True, query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS
+            )
+        )
+    return None
+
+
+def dense_search_params(settings: IndexSettings) -> Any:
+    """Search parameters of a dense first stage over quantised vectors: the best `limit × oversampling` by
+    their codes, re-scored from the original vectors (None without quantisation)."""
+    from qdrant_client import models
+
+    if settings.dense_quantization == "none":
+        return None
+    return models.SearchParams(
+        quantization=models.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
+    )
+
+
 class QdrantIndex(BaseIndex):
     """An index on a Qdrant collection (`url=None`: qdrant-client local mode in the index directory)."""
 
@@ -69,6 +106,7 @@ class QdrantIndex(BaseIndex):
         self.collection = config["collection"]
         self.identity = ModelIdentity.from_dict(config["model"])
         self.settings = IndexSettings.from_dict(config["settings"])
+        self.local = config.get("url") in (None, ":memory:")  # qdrant-client local mode: exact search only
         self.location = (
             f"{directory} (Qdrant collection {self.collection!r} at {config.get('url') or 'local mode'})"
         )
@@ -106,7 +144,11 @@ class QdrantIndex(BaseIndex):
                 )
             client.delete_collection(name)
         vectors: dict[str, Any] = {
-            "dense": models.VectorParams(size=identity.dense_dim, distance=models.Distance.DOT)
+            "dense": models.VectorParams(
+                size=identity.dense_dim,
+                distance=models.Distance.DOT,
+                quantization_config=quantization_config(settings),
+            )
         }
         config = {
             "format": "trivec-qdrant",
@@ -339,6 +381,14 @@ class CollectionQuery(QueryScorer):
         from qdrant_client import models
 
         self.client, self.collection = index.client, index.collection
+        quantized = index.settings.dense_quantization != "none" and not index.local
+        self.dense_params = dense_search_params(index.settings) if quantized else None
+        # the candidates' dense scores from the original vectors, whatever found them
+        self.exact_params = (
+            models.SearchParams(quantization=models.QuantizationSearchParams(ignore=True))
+            if quantized
+            else None
+        )
         self.points: list[Any] = []
         self.dense = encoded.dense[q].astype(np.float32).tolist() if encoded.dense is not None else None
         self.sparse = None
@@ -355,8 +405,9 @@ class CollectionQuery(QueryScorer):
 
     def top(self, mode: str, k: int) -> Ranked:
         query = self.dense if mode == "dense" else self.sparse
+        params = self.dense_params if mode == "dense" else None
         result = self.client.query_points(
-            self.collection, query=query, using=mode, limit=k, with_payload=True
+            self.collection, query=query, using=mode, limit=k, with_payload=True, search_params=params
         ).points
         if mode == "sparse":
             result = [p for p in result if p.score > 0]
@@ -368,7 +419,7 @@ class CollectionQuery(QueryScorer):
         when ColBERT is not scored."""
         from qdrant_client import models
 
-        prefetch = [models.Prefetch(query=self.dense, using="dense", limit=depth)]
+        prefetch = [models.Prefetch(query=self.dense, using="dense", limit=depth, params=self.dense_params)]
         if "sparse" in plan.first_stage and self.sparse is not None:
             prefetch.append(models.Prefetch(query=self.sparse, using="sparse", limit=depth))
         by_colbert = "colbert" in plan.score_modes and self.colbert is not None
@@ -406,6 +457,7 @@ class CollectionQuery(QueryScorer):
                         using=mode,
                         filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
                         limit=len(ids),
+                        params=self.exact_params if mode == "dense" else None,
                     ),
                 )
             )
