@@ -10,6 +10,12 @@ Rows (one run, one table):
   1024-d (M3's own width) subset of 10k documents for the re-rank cost at full width. Dense vectors come
   from a clustered, anisotropic distribution (unit length), queries are perturbed documents.
 * real: Cranfield (1,400 abstracts, 225 queries) with the default model's real embeddings (dense).
+* dense-codes: the flat dense first stage over float32, int8 and binary codes (`dense_quantization`,
+  re-scored exactly from float32 at the default oversampling; `--dense-oversampling` adds others) on the
+  384-d synthetic set, on the same set in a random orthonormal basis (every inner product and so every exact
+  neighbour unchanged; no dimension singled out, as in real embeddings) and on Cranfield's real MiniLM
+  vectors: p50 / p95 per query at k = 10 and 100, recall@10 / @100 against exact search, and the bytes per
+  document the first stage scans (and keeps resident) — `--dense-codes-only` runs just this section.
 * colbert-quality: what fp16 / int8 / reduced dimensions cost, on real token vectors (MiniLM's normalised
   last hidden states as a ColBERT stand-in — the only real multi-vector model available offline) re-ranking
   the dense top 100 of Cranfield: nDCG@10 and top-10 agreement with fp32.
@@ -604,6 +610,87 @@ def scale_rows(args: argparse.Namespace, dim: int, colbert: bool, root: Path) ->
     return rows
 
 
+def dense_code_rows(
+    args: argparse.Namespace,
+    label: str,
+    dense: np.ndarray,
+    queries: np.ndarray,
+    embedder: Embedder,
+    root: Path,
+) -> list[dict[str, Any]]:
+    """The flat dense first stage over float32 and over each of `args.dense_codes` (one index each, dense
+    only): latency per query at k = 10 and 100, recall against exact search, bytes per document scanned."""
+    n = dense.shape[0]
+    ids = [f"d{i}" for i in range(n)]
+    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
+    picked = list(range(queries.shape[0]))
+    truth = {k: [top_k(dense @ queries[q], k) for q in picked] for k in (10, 100)}
+    rows: list[dict[str, Any]] = []
+    for kind in ("none", *args.dense_codes):
+        print(f"[{label}] dense codes: {kind} …", file=sys.stderr, flush=True)
+        options: dict[str, Any] = {"dense_index": "flat", "sparse": False, "colbert": False}
+        if kind != "none":
+            options["dense_quantization"] = kind
+        path = root / f"codes-{label.replace(' ', '_')}-{kind}"
+        index = Index.create(path, embedder, **options)
+        started = time.perf_counter()
+        index.add_encoded_batches(
+            (
+                [Document(id=ids[i], text="") for i in range(start, min(n, start + 10_000))],
+                EncodeResult(dense=dense[start : start + 10_000]),
+            )
+            for start in range(0, n, 10_000)
+        )
+        build = time.perf_counter() - started
+        index.close()
+        index = Index.open(path, embedder)
+        index.wait_checked()  # every block checked and the files prefaulted: steady-state queries
+        sizes = index.info()["bytes"]
+        defaults = [None] if kind == "none" else [None, *args.dense_oversampling]
+        for over in dict.fromkeys(defaults):
+            if over is not None:
+                index.settings.dense_oversampling = over
+            row: dict[str, Any] = {
+                "set": label,
+                "storage": "float32" if kind == "none" else kind,
+                "oversampling": None if kind == "none" else index.settings.oversampling,
+                "queries": len(picked),
+                "build_s": build,
+                "first_stage_bytes_per_doc": (sizes["dense_codes"] if kind != "none" else sizes["dense"]) / n,
+                "dense_bytes_per_doc": sizes["dense"] / n,
+            }
+            for k in (10, 100):
+
+                def search(q: int, k: int = k, index: Any = index) -> np.ndarray:
+                    hits = index.search_vectors(
+                        EncodeResult(dense=queries[q : q + 1]), top_k=k, mode="dense"
+                    )[0]
+                    return np.array([row_of[h.doc_id] for h in hits], dtype=np.int64)
+
+                found, lat = timed(search, picked)
+                row[f"p50_ms@{k}"], row[f"p95_ms@{k}"] = pct(lat, 50), pct(lat, 95)
+                row[f"recall@{k}"] = recall(found, truth[k])
+            rows.append(row)
+        index.close()
+    return rows
+
+
+def dense_code_sets(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """The dense-codes section on the 384-d synthetic set, in its own basis and in a random one."""
+    n, dim = args.docs, 384
+    label = f"scale {n // 1000}k×{dim}"
+    print(f"[{label}] generating vectors for the dense codes …", file=sys.stderr, flush=True)
+    data = synthetic(n, dim, args.queries, None, 32, seed=dim)
+    embedder = vector_model(dim, root)
+    rows = dense_code_rows(args, label, data["dense"], data["q_dense"], embedder, root)
+    basis, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((dim, dim)))
+    rotate = basis.astype(np.float32)
+    rows += dense_code_rows(
+        args, f"{label}, random basis", data["dense"] @ rotate, data["q_dense"] @ rotate, embedder, root
+    )
+    return rows
+
+
 def colbert_full_width(args: argparse.Namespace) -> dict[str, Any]:
     """Re-rank cost at BGE-M3's own ColBERT width (1024) on a 10k-document subset: bytes and MaxSim time."""
     rng = np.random.default_rng(7)
@@ -748,6 +835,7 @@ def real_rows(args: argparse.Namespace, root: Path) -> tuple[list[dict[str, Any]
             "ndcg@10": ndcg10(qrels, run),
         }
 
+    args.real_dense = (dense, qdense)  # for the dense-codes section
     row = real_row("trivec embedded", index_search(index), build_s=build, encode_s=encode_s)
     row["bytes_per_doc"] = {k: v / n for k, v in index.info()["bytes"].items()}
     row["query_encode_p50_ms"] = pct(q_lat, 50)
@@ -839,11 +927,39 @@ def fmt_bytes(b: dict[str, float]) -> str:
     return ", ".join(f"{k} {b[k]:,.0f}" for k in keys) + f" (total {b.get('total', 0):,.0f})"
 
 
+def dense_codes_report(codes: list[dict[str, Any]]) -> list[str]:
+    if not codes:
+        return []
+    out = [
+        "## Dense first stage: float32, int8 and binary codes (flat; codes re-scored exactly from float32)",
+        "",
+        "| set | storage | oversampling | queries | p50 ms k=10 | p95 ms k=10 | recall@10 | p50 ms k=100 | "
+        "p95 ms k=100 | recall@100 | first stage bytes/doc | float32 bytes/doc | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in codes:
+        over = "" if r["oversampling"] is None else f"{r['oversampling']:g}"
+        out.append(
+            f"| {r['set']} | {r['storage']} | {over} | {r['queries']} | {r['p50_ms@10']:.2f} | "
+            f"{r['p95_ms@10']:.2f} | {r['recall@10']:.4f} | {r['p50_ms@100']:.2f} | {r['p95_ms@100']:.2f} | "
+            f"{r['recall@100']:.4f} | {r['first_stage_bytes_per_doc']:,.1f} | {r['dense_bytes_per_doc']:,.0f} | "
+            f"{r['build_s']:.1f} |"
+        )
+    out += [
+        "",
+        "Recall against exact float32 search (k = 10 / 100, the same search at each k); the first stage scans "
+        "the bytes shown for every query and re-scores ⌈k × oversampling⌉ float32 rows per segment.",
+        "",
+    ]
+    return out
+
+
 def report(
     rows: list[dict[str, Any]],
     colbert_full: dict[str, Any],
     quality: list[dict[str, Any]],
     args: argparse.Namespace,
+    codes: list[dict[str, Any]] | None = None,
 ) -> str:
     lines = [
         "| set | engine | mode | queries | p50 ms | p95 ms | recall@100 | build s | bytes/doc |",
@@ -892,6 +1008,7 @@ def report(
                     f"{r['p50_ms'] / quiet:.2f}× its quiet p50 with one busy core"
                 )
     out = ["## Search latency, recall and size", "", *lines, "", *dict.fromkeys(notes), ""]
+    out += dense_codes_report(codes or [])
     out += [
         "## ColBERT at BGE-M3 width (1024 dims, 32 tokens/doc)",
         "",
@@ -990,14 +1107,37 @@ def main() -> None:
         action="store_false",
         help="skip the rows measured beside one other CPU-bound process",
     )
+    parser.add_argument(
+        "--dense-codes",
+        type=lambda text: [x.strip() for x in text.split(",") if x.strip()],
+        default=["int8", "binary"],
+        help="dense_quantization kinds of the dense-codes section (comma-separated; '' skips the section)",
+    )
+    parser.add_argument(
+        "--dense-oversampling",
+        type=lambda text: [float(x) for x in text.split(",") if x.strip()],
+        default=[],
+        help="more oversampling values for the dense-codes rows (comma-separated), beside each kind's default",
+    )
+    parser.add_argument(
+        "--dense-codes-only",
+        action="store_true",
+        help="run only the dense-codes section (synthetic 384-d sets and Cranfield's MiniLM vectors)",
+    )
     parser.add_argument("--out", type=Path, default=CACHE)
     args = parser.parse_args()
     args.docs = args.docs or (20_000 if args.quick else 100_000)
     args.queries = args.queries or (100 if args.quick else 200)
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="trivec-search-bench-"))
+    if args.dense_codes_only:
+        dense_codes_main(args, started)
+        return
+    codes: list[dict[str, Any]] = []
     try:
         rows: list[dict[str, Any]] = []
+        if args.dense_codes and "384" in args.dims.split(","):
+            codes += dense_code_sets(args, root)
         for dim in [int(x) for x in args.dims.split(",") if x.strip() not in ("", "none")]:
             rows += scale_rows(args, dim, colbert=dim == 384, root=root)
             args.out.mkdir(parents=True, exist_ok=True)  # keep what is measured if a later part fails
@@ -1007,10 +1147,12 @@ def main() -> None:
         full = colbert_full_width(args)
         real, quality = real_rows(args, root)
         rows += real
+        if args.dense_codes:
+            codes += cranfield_dense_codes(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     text = (
-        report(rows, full, quality, args)
+        report(rows, full, quality, args, codes)
         + f"\n\nTotal benchmark time {time.perf_counter() - started:.0f} s.\n"
     )
     print(text)
@@ -1018,10 +1160,51 @@ def main() -> None:
     (args.out / "results.md").write_text(text, encoding="utf-8")
     (args.out / "results.json").write_text(
         json.dumps(
-            {"rows": rows, "colbert_full_width": full, "colbert_quality": quality}, indent=1, default=float
+            {"rows": rows, "colbert_full_width": full, "colbert_quality": quality, "dense_codes": codes},
+            indent=1,
+            default=float,
         ),
         encoding="utf-8",
     )
+
+
+def cranfield_dense_codes(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """The dense-codes section on Cranfield's real MiniLM vectors (encoded by `real_rows`, or cached)."""
+    dense, qdense = getattr(args, "real_dense", (None, None))
+    if dense is None:
+        cache = CACHE / "cranfield-minilm-256.npz"
+        if not cache.is_file():
+            print("[cranfield] no cached MiniLM vectors: run the full benchmark once", file=sys.stderr)
+            return []
+        z = np.load(cache, allow_pickle=True)
+        dense, qdense = z["dense"], z["qdense"]
+    embedder = Embedder.from_pretrained("minilm-m3", device="cpu")
+    label = f"cranfield {dense.shape[0]} docs, MiniLM"
+    vectors, queries = np.asarray(dense, np.float32), np.asarray(qdense, np.float32)
+    return dense_code_rows(args, label, vectors, queries, embedder, root)
+
+
+def dense_codes_main(args: argparse.Namespace, started: float) -> None:
+    """`--dense-codes-only`: the dense-codes section alone, printed and saved as dense-codes.md / .json."""
+    import platform
+
+    root = Path(tempfile.mkdtemp(prefix="trivec-search-bench-"))
+    try:
+        codes = dense_code_sets(args, root) + cranfield_dense_codes(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    text = "\n".join(
+        [
+            *dense_codes_report(codes),
+            f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, numpy "
+            f"{np.__version__}; {args.docs:,} synthetic documents, {args.queries} queries; total "
+            f"{time.perf_counter() - started:.0f} s.",
+        ]
+    )
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "dense-codes.md").write_text(text + "\n", encoding="utf-8")
+    (args.out / "dense-codes.json").write_text(json.dumps(codes, indent=1, default=float), encoding="utf-8")
 
 
 if __name__ == "__main__":
