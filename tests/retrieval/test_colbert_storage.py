@@ -218,3 +218,10 @@ def test_packed_codes_decode_to_their_nibbles_and_bits(rows: int, dim: int, seed
     np.testing.assert_array_equal(
         ColbertCodec("binary").decode(np.packbits(bits, axis=1), scales, dim), signs
     )
+    if rows:  # chosen rows (repeats and any order) are gathered as the rows alone give them
+        pick = rng.integers(0, rows, 2 * rows)
+        for dtype, codes in (("int4", packed), ("binary", np.packbits(bits, axis=1)), ("int8", nibbles)):
+            codec = ColbertCodec(dtype)
+            np.testing.assert_array_equal(
+                codec.unscaled(codes, dim, rows=pick), codec.unscaled(codes, dim)[pick]
+            )

@@ -200,10 +200,9 @@ class SegmentSearch:
 
         def fetch(i: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
             picked = tokens[ends[i] - lengths[i] : ends[j - 1]]
-            block = codes[picked]
             if decode and scales is not None:
-                return self.codec.unscaled(block, dim), scales[picked]
-            return block, None
+                return self.codec.unscaled(codes, dim, rows=picked), scales[picked]
+            return codes[picked], None
 
         return maxsim_chunked(projected, fetch, lengths, dim)
 
