@@ -366,10 +366,12 @@ def run_search(args: argparse.Namespace, texts: list[str]) -> list[ModeResult]:
             for count, result in zip(counts, results, strict=True):
                 before = httpx.get(f"{served.url}/metrics", timeout=30).text
                 cpu_before = cpu_seconds(served.process.pid)
+                client_before = time.process_time()
                 result.seconds += asyncio.run(
                     load(served.url, args, texts, args.duration / args.slices, result, clients=count)
                 )
                 result.cpu_s += cpu_seconds(served.process.pid) - cpu_before
+                result.client_cpu_s += time.process_time() - client_before
                 after = httpx.get(f"{served.url}/metrics", timeout=30).text
                 for slot, metric in enumerate(
                     ("trivec_batch_texts_count", "trivec_batch_texts_sum", "trivec_batch_requests_sum")

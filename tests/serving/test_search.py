@@ -122,15 +122,17 @@ def test_an_index_of_another_model_is_refused(index_dir: Path, minilm: Embedder)
         IndexSearcher.open(index_dir, minilm)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 def test_waiting_searches_that_ask_the_same_are_searched_as_one_batch(
-    index_dir: Path, tiny: Embedder, direct: Index
+    index_dir: Path, tiny: Embedder, direct: Index, threads: int
 ) -> None:
-    """Searches queued while the search thread is busy: those with equal settings go through one
-    `search_vectors` call (in queue order), another setting on its own — each request gets its own hits,
-    equal to `Index.search`; an error reaches every request of its batch."""
+    """Searches queued while the search threads are busy: those with equal settings go through one
+    `search_vectors` call (in queue order; a thread's share of them when another thread waits too),
+    another setting on its own — each request gets its own hits, equal to `Index.search`; an error reaches
+    every request of its batch."""
     from trivec.serving.schemas import SearchRequest
 
-    searcher = IndexSearcher.open(index_dir, tiny)
+    searcher = IndexSearcher.open(index_dir, tiny, threads=threads)
     batches: list[int] = []
     original = searcher.index.search_vectors
 
@@ -143,7 +145,7 @@ def test_waiting_searches_that_ask_the_same_are_searched_as_one_batch(
     requests = [SearchRequest(query=texts[0], top_k=4), SearchRequest(query=texts[1], top_k=7)]
     requests += [SearchRequest(queries=texts[2:], top_k=4), SearchRequest(query=texts[1], weights=[0, 0, 0])]
     try:
-        with searcher._cond:  # the thread cannot take work until all four are queued
+        with searcher._cond:  # no thread can take work until all four are queued
             futures = [
                 searcher.submit(tiny.encode(r.texts(), dense=True, sparse=True, colbert=True), r)
                 for r in requests
@@ -156,6 +158,45 @@ def test_waiting_searches_that_ask_the_same_are_searched_as_one_batch(
                 same_hits(hits, expected)
         with pytest.raises(InputError, match="weight"):
             futures[3].result(timeout=60)
-        assert sorted(batches) == [1, 1, 3]  # the two top-4 requests (1 + 2 queries) together
+        if threads == 1:  # the two top-4 requests (1 + 2 queries) together
+            assert sorted(batches) == [1, 1, 3]
+        else:  # together, or split between the two threads when both were waiting
+            assert sorted(batches) in ([1, 1, 3], [1, 1, 1, 2])
     finally:
         searcher.close()
+
+
+def test_an_error_reaches_only_its_batch_and_every_search_thread_goes_on(
+    index_dir: Path, tiny: Embedder
+) -> None:
+    from trivec.serving.schemas import SearchRequest
+
+    searcher = IndexSearcher.open(index_dir, tiny, threads=2)
+    original = searcher.index.search_vectors
+
+    def failing_on_two_queries(encoded, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(encoded) == 2:
+            raise RuntimeError("this batch failed")
+        return original(encoded, *args, **kwargs)
+
+    searcher.index.search_vectors = failing_on_two_queries  # type: ignore[method-assign]
+    # another top_k: never merged with the failing request
+    requests = [SearchRequest(query=QUERIES[0], top_k=3), SearchRequest(queries=QUERIES, top_k=4)]
+    try:
+        with searcher._cond:
+            futures = [
+                searcher.submit(tiny.encode(r.texts(), dense=True, sparse=True, colbert=True), r)
+                for r in requests
+            ]
+        assert len(futures[0].result(timeout=60)) == 1
+        with pytest.raises(RuntimeError, match="this batch failed"):
+            futures[1].result(timeout=60)
+        again = [SearchRequest(query=q, top_k=2) for q in (*QUERIES, "heat transfer")]
+        answers = [
+            searcher.submit(tiny.encode(r.texts(), dense=True, sparse=True, colbert=True), r) for r in again
+        ]
+        assert [len(a.result(60)[0]) for a in answers] == [2, 2, 2]
+        assert len(searcher._workers) == 2 and searcher.alive
+    finally:
+        assert searcher.close(30)
+    assert not searcher.alive

@@ -86,3 +86,24 @@ def test_close_drains_the_queue_then_refuses_new_work() -> None:
 
 def test_a_worker_never_started_closes_at_once() -> None:
     assert _SumByKey().close(0.1)
+
+
+def test_two_threads_take_batches_side_by_side_and_close_joins_both() -> None:
+    class _Slow(_SumByKey):
+        def __init__(self) -> None:
+            MergingWorker.__init__(self, threads=2)
+            self.batches, self.gate = [], threading.Event()
+            self.running = threading.Barrier(2, timeout=10)
+
+        def _process(self, batch: list[_Job]) -> None:
+            self.running.wait()  # both threads inside a batch at once, or BrokenBarrierError
+            super()._process(batch)
+
+    worker = _Slow()
+    worker.gate.set()
+    jobs = [worker.submit(key, 1) for key in ("a", "b")]
+    assert [job.result(10) for job in jobs] == [1, 1]
+    assert len(worker._workers) == 2 and worker.alive
+    assert worker.close(10) and not worker.alive
+    with pytest.raises(ValueError, match="at least one thread"):
+        MergingWorker(threads=0)

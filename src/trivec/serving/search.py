@@ -1,11 +1,13 @@
 """`POST /search` over a `trivec.retrieval` index.
 
 The queries are encoded through the dynamic batcher (so they share batches with other requests), then
-searched by one search thread: the requests waiting when it comes free that ask for the same search (top k,
-mode, weights, fusion, candidates) are searched as one batch of queries (`Index.search_vectors`: one
-snapshot, one dense product for all of them, one pass of the per-search work). The encoder thread encodes
-the next queries meanwhile, so encoding and searching run side by side on the two halves of a CPU. Results
-equal `Index.search` on the same texts.
+searched by `search_threads()` search threads, one per core: a thread coming free takes the requests waiting
+that ask for the same search (top k, mode, weights, fusion, candidates) — its share of them when other
+search threads wait too — and searches them as one batch of queries (`Index.search_vectors`: one snapshot,
+one dense product for all of them, one pass of the per-search work). A search re-ranks on one core
+(`trivec.compiled.one_thread`), so a single search thread would cap the server at one core's worth of
+searches however many clients wait; the threads take batches independently, so none waits for another's.
+The encoder thread encodes the next queries meanwhile. Results equal `Index.search` on the same texts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from trivec.serving.worker import MergingWorker
 
 logger = logging.getLogger("trivec.serving")
 MAX_MERGED_QUERIES = 64  # queries searched together at most: bounds one batch's latency and memory
+MAX_SEARCH_THREADS = 4
+
+
+def search_threads() -> int:
+    """Search threads of a server: one per core this process may run on, at most `MAX_SEARCH_THREADS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_SEARCH_THREADS, cores))
 
 
 @dataclass(eq=False)
@@ -50,17 +62,24 @@ class IndexSearcher(MergingWorker[_Search]):
     thread_name = "trivec-search"
     closed_message = "the server is shutting down and takes no new searches"
 
-    def __init__(self, index: Index, embedder: Embedder) -> None:
-        super().__init__()
+    def __init__(self, index: Index, embedder: Embedder, threads: int | None = None) -> None:
+        super().__init__(search_threads() if threads is None else threads)
         self.index = index
         self.embedder = embedder
         self._lock = threading.Lock()  # guards info() and close(); searches read a snapshot and take none
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], embedder: Embedder, verify: bool = False) -> IndexSearcher:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        embedder: Embedder,
+        verify: bool = False,
+        threads: int | None = None,
+    ) -> IndexSearcher:
         """Open the index at `path` for `embedder` (a model other than the index's is refused). `verify`:
         check every file of an embedded index first (`EmbeddedIndex.verify`), so that a server never starts
-        on a damaged index (a `CorruptIndexError` naming the first damaged file)."""
+        on a damaged index (a `CorruptIndexError` naming the first damaged file). `threads`: search threads
+        (default `search_threads()`)."""
         index = Index.open(path, model=embedder)
         if verify and isinstance(index, EmbeddedIndex):
             report = index.verify()
@@ -76,7 +95,7 @@ class IndexSearcher(MergingWorker[_Search]):
                 f"{report['bytes']:,}",
                 report["seconds"],
             )
-        return cls(index, embedder)
+        return cls(index, embedder, threads)
 
     @staticmethod
     def recorded_model(path: str | os.PathLike[str]) -> str:
@@ -140,13 +159,20 @@ class IndexSearcher(MergingWorker[_Search]):
         super()._admit(job)
 
     def _take_batch(self) -> list[_Search]:
-        """The oldest search and the waiting ones that ask for the same, up to `MAX_MERGED_QUERIES`."""
+        """The oldest search and the waiting ones that ask for the same, up to `MAX_MERGED_QUERIES` — and
+        up to this thread's share of them when other search threads wait for work."""
         first = self._pending.popleft()
+        same = 1 + sum(1 for job in self._pending if job.key == first.key)
+        share = -(-same // (1 + self.idle_threads))  # requests this thread takes, rounded up
         group, queries = [first], len(first.encoded)
         others: deque[_Search] = deque()
         while self._pending:
             job = self._pending.popleft()
-            if job.key == first.key and queries + len(job.encoded) <= MAX_MERGED_QUERIES:
+            if (
+                job.key == first.key
+                and len(group) < share
+                and queries + len(job.encoded) <= MAX_MERGED_QUERIES
+            ):
                 group.append(job)
                 queries += len(job.encoded)
             else:

@@ -1,9 +1,9 @@
-"""One worker thread that merges waiting jobs into batches: the encoder's batcher, the reranker's and the
-search thread are such workers.
+"""Worker threads that merge waiting jobs into batches: the encoder's batcher, the reranker's and the search
+threads are such workers.
 
-`MergingWorker` owns what they share: the queue of pending jobs and its condition, the thread, and the
-shutdown — `close()` refuses new work (`ShuttingDownError`), lets the thread finish everything already
-queued, and joins it. A subclass says how a job is queued (`_admit`: a bounded queue refuses it there), how
+`MergingWorker` owns what they share: the queue of pending jobs and its condition, the threads (one, or
+`threads` taking batches side by side), and the shutdown — `close()` refuses new work (`ShuttingDownError`),
+lets the threads finish everything already queued, and joins them. A subclass says how a job is queued (`_admit`: a bounded queue refuses it there), how
 the next batch is taken from the queue (`_take_batch`: the oldest job and the waiting ones it may merge
 with) and how a batch runs (`_process`: each job gets its own slice of the answer); whatever `_process`
 raises reaches every job of the batch still unanswered, and the thread goes on.
@@ -12,6 +12,7 @@ raises reaches every job of the batch still unanswered, and the thread goes on.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -39,29 +40,38 @@ class MergingWorker(Generic[J]):
     thread_name: ClassVar[str] = "trivec-worker"
     closed_message: ClassVar[str] = "the server is shutting down and takes no new requests"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"a worker needs at least one thread, got {threads}")
+        self.threads = threads
         self._pending: deque[J] = deque()
-        self._cond = threading.Condition()  # guards _pending and _closing; the thread waits on it for work
+        # guards _pending, _closing and _idle; the threads wait on it for work
+        self._cond = threading.Condition()
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._idle = 0  # threads waiting for work (a batch may leave jobs for them)
+        self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Start the worker thread (once)."""
-        if self._thread is not None:
+        """Start the worker threads (once)."""
+        if self._workers:
             return
-        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
-        self._thread.start()
+        for k in range(self.threads):
+            name = self.thread_name if self.threads == 1 else f"{self.thread_name}-{k}"
+            self._workers.append(threading.Thread(target=self._run, name=name, daemon=True))
+        for thread in self._workers:
+            thread.start()
 
     def close(self, timeout: float | None = None) -> bool:
-        """Refuse new work, finish what is queued, stop the thread; True when it stopped within `timeout`."""
+        """Refuse new work, finish what is queued, stop the threads; True when they stopped within `timeout`
+        (shared by all of them)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._workers:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self.alive
 
     @property
     def closing(self) -> bool:
@@ -69,7 +79,12 @@ class MergingWorker(Generic[J]):
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(thread.is_alive() for thread in self._workers)
+
+    @property
+    def idle_threads(self) -> int:
+        """Threads waiting for work besides the one taking a batch (read with the lock held)."""
+        return self._idle
 
     # ------------------------------------------------------------------ submission
     def _submit(self, job: J) -> None:
@@ -98,8 +113,15 @@ class MergingWorker(Generic[J]):
             while not self._pending:
                 if self._closing:
                     return None
-                self._cond.wait()
-            return self._take_batch()
+                self._idle += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._idle -= 1
+            batch = self._take_batch()
+            if self._pending:
+                self._cond.notify()  # what this batch left: another thread's, if one waits
+            return batch
 
     def _take_batch(self) -> list[J]:
         """The next batch, taken off the queue (never empty; the lock held: it may `self._cond.wait()`)."""
