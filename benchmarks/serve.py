@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from trivec.retrieval import IndexSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
@@ -344,7 +347,9 @@ def search_index(args: argparse.Namespace) -> Path:
     """The index /search runs on: `--index`, else Cranfield indexed with the served model (built once)."""
     if args.index is not None:
         return Path(args.index)
-    path = CACHE / f"{args.search_set}-{Path(args.model).name}"
+    # the index defaults are part of the name: an index built under older defaults is not measured as today's
+    defaults = hashlib.sha256(json.dumps(IndexSettings().to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    path = CACHE / f"{args.search_set}-{Path(args.model).name}-{defaults}"
     if not (path / "MANIFEST.json").is_file():
         print(f"building {path} …", file=sys.stderr, flush=True)
         corpus = SHARED / "data" / args.search_set / "corpus.jsonl"
