@@ -11,8 +11,9 @@ document at build time on top, measured in docs/scale.md). Queries: 32 ColBERT t
 source document), a noisy copy of its dense vector, 12 sparse terms.
 
 Each size is built in its own process (`build` step) that generates batches of 10,000 documents on the
-fly and streams them into `Index.add_encoded_batches`, so its peak RSS (VmHWM) is the index's, not the
-generator's. The parent then measures: bytes per document per representation, open time, hybrid and
+fly (compact: dense, sparse, token ids) and streams them into `Index.add_encoded_batches` 256 documents
+(`ENCODE_BATCH`) at a time, as `index build` does, so its peak RSS (VmHWM) is the index's plus the model
+record's, not a whole batch's float32 token vectors; the time spent generating is taken out of `build_s`. The parent then measures: bytes per document per representation, open time, hybrid and
 hybrid+ColBERT p50 / p95, and recall@100 against an exact search (exact dense and sparse top 100, fused
 with the same weights; ColBERT scores from the decoded stored codes).
 """
@@ -39,6 +40,7 @@ from trivec import EncodeResult  # noqa: E402
 from trivec.inference.scoring import hybrid_scores, maxsim_scores  # noqa: E402
 from trivec.inference.sparse import SparseVector  # noqa: E402
 from trivec.retrieval import Document, Index  # noqa: E402
+from trivec.retrieval.base import ENCODE_BATCH  # noqa: E402
 from trivec.retrieval.fusion import top_k  # noqa: E402
 
 DIM, BATCH, POOL, K, SEED = 384, 10_000, 65_536, 100, 19
@@ -86,22 +88,45 @@ def build(n: int, path: Path) -> dict[str, Any]:
     embedder = vector_model(path.parent)
     pool, middle, cdf = token_pool(), centers(n), zipf_cdf()
 
+    generating = [0.0]  # seconds spent making the synthetic vectors: not the index's, taken out of build_s
+    written = [0.0]  # when the last batch was handed over (the rest: postings, ANN graph, checksums)
+
     def batches() -> Any:
         for b in range(-(-n // BATCH)):
+            started = time.perf_counter()
             data = batch(n, b, middle, cdf)
             ends = np.cumsum(data["lengths"])
-            colbert = [
-                pool[data["tokens"][e - length : e]] for e, length in zip(ends, data["lengths"], strict=True)
-            ]
-            docs = [Document(id=f"d{b * BATCH + i}", text="") for i in range(len(colbert))]
-            yield docs, EncodeResult(dense=data["dense"], sparse=data["sparse"], colbert=colbert)
+            generating[0] += time.perf_counter() - started
+            # handed over ENCODE_BATCH documents at a time, as `index build` does: the float32 token vectors
+            # of a whole 10,000-document batch (≈ 1.8 GB) would be the generator's peak, not the index's
+            for lo in range(0, data["lengths"].shape[0], ENCODE_BATCH):
+                started = time.perf_counter()
+                hi = min(lo + ENCODE_BATCH, data["lengths"].shape[0])
+                colbert = [
+                    pool[data["tokens"][ends[i] - data["lengths"][i] : ends[i]]] for i in range(lo, hi)
+                ]
+                docs = [Document(id=f"d{b * BATCH + i}", text="") for i in range(lo, hi)]
+                encoded = EncodeResult(
+                    dense=data["dense"][lo:hi], sparse=data["sparse"][lo:hi], colbert=colbert
+                )
+                generating[0] += time.perf_counter() - started
+                yield docs, encoded
+        written[0] = time.perf_counter()
 
+    before = peak_rss_mib()  # the model record, libraries and token pool, before any document
     started = time.perf_counter()
     index = Index.create(path, embedder, colbert_pool_factor=1, max_segments=64)
     index.add_encoded_batches(batches())
     index.close()
-    seconds = time.perf_counter() - started
-    return {"docs": n, "build_s": seconds, "build_peak_rss_mib": peak_rss_mib()}
+    ended = time.perf_counter()
+    return {
+        "docs": n,
+        "build_s": ended - started - generating[0],
+        "finish_s": ended - written[0],  # of build_s: the segment's postings, ANN graph, checksums
+        "generate_s": generating[0],
+        "build_peak_rss_mib": peak_rss_mib(),
+        "rss_before_docs_mib": before,
+    }
 
 
 def vector_model(root: Path) -> Any:
@@ -172,7 +197,8 @@ def measure(n: int, path: Path, queries: int) -> dict[str, Any]:
         doc = tokens[ends[s] - lengths[s] : ends[s]]
         q = np.concatenate([pool[rng.choice(doc, 16)], pool[rng.integers(0, POOL, 16)]])
         q_colbert.append(q)
-    matrix = csr_of(sparse, VOCAB)
+    inverted = csr_of(sparse, VOCAB).T.tocsr()  # term-major: a query's product reads its terms' rows only
+    del sparse
     row_of = {f"d{i}": i for i in range(n)}
     out: dict[str, Any] = {"open_ms_median": float(np.median(opened))}
     info = index.info()
@@ -191,7 +217,7 @@ def measure(n: int, path: Path, queries: int) -> dict[str, Any]:
             latencies.append(1000 * (time.perf_counter() - started))
             found = {row_of[h.doc_id] for h in hits}
             d = dense @ q_dense[q]
-            s = np.asarray((csr_of([q_sparse[q]], VOCAB) @ matrix.T).todense()).ravel()
+            s = np.asarray((csr_of([q_sparse[q]], VOCAB) @ inverted).todense()).ravel()
             dt, st = top_k(d, K), top_k(s, K)
             cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
             scores = {"dense": d[cands], "sparse": s[cands]}
@@ -245,9 +271,11 @@ def main() -> None:
             text=True,
             env={**os.environ, "TRIVEC_QUIET": "1"},
         )
-        row = json.loads(child.stdout.strip().splitlines()[-1])
+        row = {"load_before": os.getloadavg(), **json.loads(child.stdout.strip().splitlines()[-1])}
         row.update(measure(n, folder / "index", args.queries))
         row["cpu"] = cpu_model()
+        row["load_after"] = os.getloadavg()  # 1 / 5 / 15-minute load: other jobs on the cores show here
+        row["date"] = time.strftime("%Y-%m-%d %H:%M")
         print(json.dumps(row), flush=True)
         with args.results.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
