@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from trivec.errors import CheckpointError, InputError, UnsupportedOutputError
 from trivec.models.m3 import M3Model, M3Output
-from trivec.models.pooling import pool, pool_cls_slots
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"  # where sentence-transformers (backend="onnx") and optimum look
@@ -235,32 +233,24 @@ class OnnxForward:
         hidden = (
             torch.from_numpy(np.asarray(values[HIDDEN_OUTPUT], dtype=np.float32)) if need_hidden else None
         )
-        model = self.model
-        out = M3Output()
-        if dense:
-            if "dense" in graph:
-                out.dense = graph["dense"]
-            else:
-                assert hidden is not None
-                pooled = (
-                    pool_cls_slots(hidden, cls_slots.cpu())
-                    if cls_slots is not None
-                    else pool(hidden, mask, model.pooling)
-                )
-                out.dense = F.normalize(pooled, dim=-1) if model.normalize else pooled
-        if sparse:
-            if "sparse" in graph:
-                out.token_weights = graph["sparse"]
-            else:
-                assert hidden is not None and model.sparse_head is not None
-                out.token_weights = model.sparse_head(hidden)
-        if colbert:
-            if "colbert" in graph:
-                out.colbert = graph["colbert"]
-            else:
-                assert hidden is not None and model.colbert_head is not None
-                vectors = model.colbert_head(hidden[:, 1:], normalize=True)
-                out.colbert = vectors * mask[:, 1:].unsqueeze(-1).to(vectors.dtype)
+        missing = {
+            k: on and k not in graph for k, on in (("dense", dense), ("sparse", sparse), ("colbert", colbert))
+        }
+        if any(missing.values()):  # computed from the hidden states by the model's own heads
+            assert hidden is not None
+            out = self.model.apply_heads(
+                hidden,
+                mask,
+                missing["dense"],
+                missing["sparse"],
+                missing["colbert"],
+                cls_slots.cpu() if cls_slots is not None else None,
+            )
+        else:
+            out = M3Output()
+        out.dense = graph.get("dense", out.dense)
+        out.token_weights = graph.get("sparse", out.token_weights)
+        out.colbert = graph.get("colbert", out.colbert)
         return out
 
 

@@ -187,6 +187,20 @@ class M3Model(nn.Module):
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask if has_padding else None
         ).last_hidden_state
+        return self.apply_heads(hidden, attention_mask, dense, sparse, colbert, cls_slots)
+
+    def apply_heads(
+        self,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        dense: bool = True,
+        sparse: bool = False,
+        colbert: bool = False,
+        cls_slots: torch.Tensor | None = None,
+    ) -> M3Output:
+        """The requested outputs from the encoder's last hidden states `[B, L, H]` (padded batch): pooled
+        (and normalised) dense, per-token sparse weights, ColBERT vectors of every token after the first,
+        padding zeroed. Shared by `forward` and backends that run the encoder elsewhere (ONNX)."""
         out = M3Output()
         if dense:
             pooled = (
