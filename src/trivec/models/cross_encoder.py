@@ -14,16 +14,8 @@ from typing import Any
 import torch
 
 from trivec.errors import CheckpointError
-from trivec.models.checkpoint import quiet_loading, read_json_object, resolve_model_path
+from trivec.models.checkpoint import TOKENIZER_FILES, quiet_loading, read_json_object, resolve_model_path
 
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "sentencepiece.model",
-    "tokenizer.model",
-    "vocab.txt",
-)
 ROBERTA_TYPES = {"xlm-roberta", "roberta", "camembert", "xlm-roberta-xl"}
 CLASSIFIER_SUFFIX = "ForSequenceClassification"
 TRIVEC_RERANKER_FILE = "trivec_reranker.json"  # trivec's settings beside a reranker (query instruction)

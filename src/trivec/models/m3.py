@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 
 from trivec.errors import CheckpointError, UnsupportedOutputError
 from trivec.models.checkpoint import (
+    TOKENIZER_FILES,
     SentenceTransformersInfo,
     head_files_present,
     heads_directory,
@@ -45,16 +46,6 @@ from trivec.models.weights import normalize_weights
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
 TRIVEC_CONFIG_FILE = "trivec_config.json"
-# the files a Hugging Face tokenizer is built from (fast tokenizer, SentencePiece models, WordPiece / BPE vocab)
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "sentencepiece.model",
-    "tokenizer.model",
-    "vocab.txt",
-    "vocab.json",
-)
 
 
 @dataclass
