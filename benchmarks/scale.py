@@ -264,14 +264,9 @@ def main() -> None:
         folder = args.root / f"n{n}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        child = subprocess.run(
-            [sys.executable, __file__, "--build", str(n), "--root", str(args.root)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TRIVEC_QUIET": "1"},
-        )
-        row = {"load_before": os.getloadavg(), **json.loads(child.stdout.strip().splitlines()[-1])}
+        load_before = os.getloadavg()
+        stdout, sampled = build_child(n, args.root)
+        row = {"load_before": load_before, **json.loads(stdout.strip().splitlines()[-1]), **sampled}
         row.update(measure(n, folder / "index", args.queries))
         row["cpu"] = cpu_model()
         row["load_after"] = os.getloadavg()  # 1 / 5 / 15-minute load: other jobs on the cores show here
@@ -280,6 +275,46 @@ def main() -> None:
         with args.results.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def build_child(n: int, root: Path) -> tuple[str, dict[str, float]]:
+    """Run the `build` step in a child process; its stdout, and the peaks of its anonymous and file-backed
+    resident memory sampled every 50 ms from /proc (VmHWM counts both: mapped index files the process
+    reads, such as the new segment it prefaults after the commit, are page cache that can be reclaimed)."""
+    import tempfile
+
+    with (
+        tempfile.TemporaryFile("w+") as out,  # files, not pipes: a child's full pipe would wait on us
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(
+            [sys.executable, __file__, "--build", str(n), "--root", str(root)],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env={**os.environ, "TRIVEC_QUIET": "1"},
+        ) as child,
+    ):
+        status = Path(f"/proc/{child.pid}/status")
+        peaks = {"RssAnon": 0, "RssFile": 0}
+        while child.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    key = line.split(":", 1)[0]
+                    if key in peaks:
+                        peaks[key] = max(peaks[key], int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            time.sleep(0.05)
+        child.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read()
+        if child.returncode:
+            raise SystemExit(f"build of {n} documents failed ({child.returncode}):\n{err.read()[-4000:]}")
+    return stdout, {
+        "build_peak_anon_mib": round(peaks["RssAnon"] / 1024, 1),
+        "build_peak_file_mib": round(peaks["RssFile"] / 1024, 1),
+    }
 
 
 def cpu_model() -> str:
