@@ -7,7 +7,7 @@ annotations from its module's globals).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
 from functools import wraps
 from typing import Annotated, Any, TypeVar
@@ -80,6 +80,12 @@ def field_help(settings: type, name: str, *, with_default: bool = True) -> str:
         return text  # nothing to show, or an on/off flag: it says what it turns on
     shown = ",".join(map(str, default)) if isinstance(default, list) else default
     return f"{text.rstrip('.')} (default {shown})."
+
+
+def trainer_help(text: str, defaults: Mapping[str, Any], name: str) -> str:
+    """The help of an option that sets the Trainer argument `name`, with the recipe's default for it (its
+    `TRAINING_DEFAULTS`): said where the default is defined, so help and behaviour cannot disagree."""
+    return f"{text.rstrip('.')} (default {defaults[name]})." if name in defaults else text
 
 
 def comma_list(items: list[str] | None) -> list[str] | None:

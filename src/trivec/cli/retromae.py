@@ -15,8 +15,10 @@ from trivec.cli.common import (
     command_group,
     fail,
     field_help,
+    trainer_help,
 )
 from trivec.training.recipe_yaml import gather_recipe_values
+from trivec.training.retromae.arguments import TRAINING_DEFAULTS as RETROMAE_DEFAULTS
 from trivec.training.retromae.arguments import RetroMAEArguments
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -63,15 +65,25 @@ def register(app: typer.Typer) -> None:
         decoder_mlm_probability: Annotated[
             float | None, typer.Option(help=field_help(RetroMAEArguments, "decoder_mlm_probability"))
         ] = None,
-        batch_size: Annotated[int | None, typer.Option(help="Texts per device batch.")] = None,
-        learning_rate: Annotated[
-            float | None, typer.Option(help="Peak learning rate (default 2e-5).")
+        batch_size: Annotated[
+            int | None,
+            typer.Option(
+                help=trainer_help("Texts per device batch", RETROMAE_DEFAULTS, "per_device_train_batch_size")
+            ),
         ] = None,
-        epochs: Annotated[float | None, typer.Option(help="Epochs (default 2).")] = None,
+        learning_rate: Annotated[
+            float | None,
+            typer.Option(help=trainer_help("Peak learning rate", RETROMAE_DEFAULTS, "learning_rate")),
+        ] = None,
+        epochs: Annotated[
+            float | None, typer.Option(help=trainer_help("Epochs", RETROMAE_DEFAULTS, "num_train_epochs"))
+        ] = None,
         max_steps: Annotated[
             int | None, typer.Option(help="Stop after this many steps (overrides epochs).")
         ] = None,
-        seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+        seed: Annotated[
+            int | None, typer.Option(help=trainer_help("Random seed", RETROMAE_DEFAULTS, "seed"))
+        ] = None,
         resume: ResumeOption = None,
         set_: SetOption = None,
     ) -> None:

@@ -17,8 +17,9 @@ from trivec.cli.common import (
     command_group,
     field_help,
     prompt_overrides,
+    trainer_help,
 )
-from trivec.training.arguments import DataArguments, LossArguments, ModelArguments
+from trivec.training.arguments import TRAINING_DEFAULTS, DataArguments, LossArguments, ModelArguments
 from trivec.training.recipe_yaml import gather_recipe_values
 
 
@@ -44,11 +45,21 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
         group_size: Annotated[
             int | None, typer.Option(help=field_help(DataArguments, "train_group_size"))
         ] = None,
-        batch_size: Annotated[int | None, typer.Option(help="Queries per device batch (default 8).")] = None,
-        learning_rate: Annotated[
-            float | None, typer.Option(help="Peak learning rate (default 1e-5).")
+        batch_size: Annotated[
+            int | None,
+            typer.Option(
+                help=trainer_help(
+                    "Queries per device batch", TRAINING_DEFAULTS, "per_device_train_batch_size"
+                )
+            ),
         ] = None,
-        epochs: Annotated[float | None, typer.Option(help="Epochs (default 1).")] = None,
+        learning_rate: Annotated[
+            float | None,
+            typer.Option(help=trainer_help("Peak learning rate", TRAINING_DEFAULTS, "learning_rate")),
+        ] = None,
+        epochs: Annotated[
+            float | None, typer.Option(help=trainer_help("Epochs", TRAINING_DEFAULTS, "num_train_epochs"))
+        ] = None,
         max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
         temperature: Annotated[
             float | None, typer.Option(help=field_help(LossArguments, "temperature"))
@@ -96,7 +107,9 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
             ),
         ] = None,
         precision: Annotated[str | None, typer.Option(help=field_help(ModelArguments, "precision"))] = None,
-        seed: Annotated[int | None, typer.Option(help="Random seed (default 42).")] = None,
+        seed: Annotated[
+            int | None, typer.Option(help=trainer_help("Random seed", TRAINING_DEFAULTS, "seed"))
+        ] = None,
         train_parts: Annotated[
             str | None, typer.Option(help=field_help(ModelArguments, "train_parts"))
         ] = None,

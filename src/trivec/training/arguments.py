@@ -300,6 +300,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "remove_unused_columns": False,
     "dataloader_drop_last": False,
     "per_device_train_batch_size": 8,
+    "seed": 42,
 }
 
 # `trivec train m3`: BGE-M3's unified fine-tuning (FlagEmbedding's m3.sh); YAML and flags still win

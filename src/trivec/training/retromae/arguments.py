@@ -93,6 +93,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "report_to": ["tensorboard"],
     "warmup_steps": 0.1,
+    "per_device_train_batch_size": 8,
+    "seed": 42,
 }
 
 
