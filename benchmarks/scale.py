@@ -13,9 +13,14 @@ source document), a noisy copy of its dense vector, 12 sparse terms.
 Each size is built in its own process (`build` step) that generates batches of 10,000 documents on the
 fly (compact: dense, sparse, token ids) and streams them into `Index.add_encoded_batches` 256 documents
 (`ENCODE_BATCH`) at a time, as `index build` does, so its peak RSS (VmHWM) is the index's plus the model
-record's, not a whole batch's float32 token vectors; the time spent generating is taken out of `build_s`. The parent then measures: bytes per document per representation, open time, hybrid and
-hybrid+ColBERT p50 / p95, and recall@100 against an exact search (exact dense and sparse top 100, fused
-with the same weights; ColBERT scores from the decoded stored codes).
+record's, not a whole batch's float32 token vectors; the time spent generating is taken out of `build_s`;
+the parent samples its anonymous and file-backed RSS. The parent then computes the exact results (exact
+dense and sparse top 100, fused with the same weights; ColBERT scores from the decoded stored codes), frees
+the corpus arrays, and measures: bytes per document per representation, open time, the share of the big
+files in the page cache, hybrid and hybrid+ColBERT p50 / p95 and recall@100 (at each `--ef`).
+
+    python benchmarks/scale.py --docs 1000000 --keep          # keep the index and its build row …
+    python benchmarks/scale.py --docs 1000000 --reuse --ef 320,1000   # … and search it again
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ sys.path.insert(0, str(REPO / "src"))
 from trivec import EncodeResult  # noqa: E402
 from trivec.inference.scoring import hybrid_scores, maxsim_scores  # noqa: E402
 from trivec.inference.sparse import SparseVector  # noqa: E402
-from trivec.retrieval import Document, Index  # noqa: E402
+from trivec.retrieval import Document, Index, IndexSettings  # noqa: E402
 from trivec.retrieval.base import ENCODE_BATCH  # noqa: E402
 from trivec.retrieval.fusion import top_k  # noqa: E402
 
@@ -157,8 +162,14 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def measure(n: int, path: Path, queries: int) -> dict[str, Any]:
-    """Parent: open time, bytes per document, hybrid and hybrid+ColBERT latency and recall@100 vs exact."""
+def measure(n: int, path: Path, queries: int, efs: list[int]) -> dict[str, Any]:
+    """Parent: open time, bytes per document, hybrid and hybrid+ColBERT latency and recall@100 vs exact.
+
+    The exact results are computed first and the corpus arrays freed before the index is opened and searched
+    (at 1M they are ≈ 5 GB: held during the searches, they would take page cache from the index's files, as
+    no serving process would). `efs`: HNSW ef_search values searched (the first is the row's main figure)."""
+    import gc
+
     pool, middle, cdf = token_pool(), centers(n), zipf_cdf()
     parts = [batch(n, b, middle, cdf) for b in range(-(-n // BATCH))]
     dense = np.concatenate([p["dense"] for p in parts])
@@ -167,17 +178,6 @@ def measure(n: int, path: Path, queries: int) -> dict[str, Any]:
     tokens = np.concatenate([p["tokens"] for p in parts])
     ends = np.cumsum(lengths)
     del parts
-    opened = []
-    for _ in range(5):
-        started = time.perf_counter()
-        index = Index.open(path)
-        opened.append(1000 * (time.perf_counter() - started))
-        index.wait_checked()
-        index.close()
-    index = Index.open(path)
-    index.wait_checked()
-    codec = index.codec  # type: ignore[attr-defined]
-    stored_pool = codec.decode(*codec.encode(pool), DIM)  # what the index scores: the decoded codes
     rng = np.random.default_rng([SEED, 999])
     source = rng.choice(n, queries, replace=False)
     spectrum = (1.0 / np.sqrt(np.arange(1, DIM + 1))).astype(np.float32)
@@ -199,40 +199,84 @@ def measure(n: int, path: Path, queries: int) -> dict[str, Any]:
         q_colbert.append(q)
     inverted = csr_of(sparse, VOCAB).T.tocsr()  # term-major: a query's product reads its terms' rows only
     del sparse
-    row_of = {f"d{i}": i for i in range(n)}
-    out: dict[str, Any] = {"open_ms_median": float(np.median(opened))}
-    info = index.info()
-    out["bytes_per_doc"] = {k: round(v / n, 1) for k, v in info["bytes"].items()}
-    out["segments"] = len(info["segments"])
-    for mode, weights in (("hybrid", HYBRID), ("hybrid+colbert", ALL)):
-        latencies, recalls = [], []
-        for q in range(queries):
-            encoded = EncodeResult(
-                dense=q_dense[q : q + 1],
-                sparse=[q_sparse[q]],
-                colbert=[q_colbert[q]] if mode != "hybrid" else None,
-            )
-            started = time.perf_counter()
-            hits = index.search_vectors(encoded, top_k=K, mode="hybrid", weights=weights)[0]
-            latencies.append(1000 * (time.perf_counter() - started))
-            found = {row_of[h.doc_id] for h in hits}
-            d = dense @ q_dense[q]
-            s = np.asarray((csr_of([q_sparse[q]], VOCAB) @ inverted).todense()).ravel()
-            dt, st = top_k(d, K), top_k(s, K)
-            cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
+    index = Index.open(path)
+    codec = index.codec  # type: ignore[attr-defined]
+    index.close()
+    del index
+    stored_pool = codec.decode(*codec.encode(pool), DIM)  # what the index scores: the decoded codes
+    modes = (("hybrid", HYBRID), ("hybrid+colbert", ALL))
+    truths: dict[str, list[set[int]]] = {mode: [] for mode, _ in modes}
+    for q in range(queries):
+        d = dense @ q_dense[q]
+        s = np.asarray((csr_of([q_sparse[q]], VOCAB) @ inverted).todense()).ravel()
+        dt, st = top_k(d, K), top_k(s, K)
+        cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
+        for mode, weights in modes:
             scores = {"dense": d[cands], "sparse": s[cands]}
             if mode != "hybrid":
                 docs = [stored_pool[tokens[ends[c] - lengths[c] : ends[c]]] for c in cands]
                 scores["colbert"] = maxsim_scores(codec.project(q_colbert[q]), docs)
             fused = np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
-            truth = set(cands[top_k(fused, K)].tolist())
-            recalls.append(len(found & truth) / len(truth))
-        out[mode] = {
-            "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-            "p95_ms": round(float(np.percentile(latencies, 95)), 2),
-            "recall@100": round(float(np.mean(recalls)), 4),
-        }
+            truths[mode].append(set(cands[top_k(fused, K)].tolist()))
+    del dense, inverted, tokens, lengths, ends, stored_pool, pool
+    gc.collect()
+
+    opened = []
+    for _ in range(5):
+        started = time.perf_counter()
+        index = Index.open(path)
+        opened.append(1000 * (time.perf_counter() - started))
+        index.wait_checked()
+        index.close()
+    index = Index.open(path)
+    index.wait_checked()
+    out: dict[str, Any] = {"open_ms_median": float(np.median(opened))}
+    info = index.info()
+    out["bytes_per_doc"] = {k: round(v / n, 1) for k, v in info["bytes"].items()}
+    out["segments"] = len(info["segments"])
+    out["page_cache_before_search"] = cached_fraction(path)
+    out["search"] = []
+    for ef in efs:
+        index.settings.hnsw_ef_search = ef  # type: ignore[attr-defined]  # read at each search
+        for mode, weights in modes:
+            latencies, recalls = [], []
+            for q in range(queries):
+                encoded = EncodeResult(
+                    dense=q_dense[q : q + 1],
+                    sparse=[q_sparse[q]],
+                    colbert=[q_colbert[q]] if mode != "hybrid" else None,
+                )
+                started = time.perf_counter()
+                hits = index.search_vectors(encoded, top_k=K, mode="hybrid", weights=weights)[0]
+                latencies.append(1000 * (time.perf_counter() - started))
+                found = {int(h.doc_id[1:]) for h in hits}
+                recalls.append(len(found & truths[mode][q]) / len(truths[mode][q]))
+            result = {
+                "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+                "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+                "recall@100": round(float(np.mean(recalls)), 4),
+            }
+            out["search"].append({"ef_search": ef, "mode": mode, **result})
+            if ef == efs[0]:
+                out[mode] = result
+    out["page_cache_after_search"] = cached_fraction(path)
     index.close()
+    return out
+
+
+def cached_fraction(path: Path) -> dict[str, float]:
+    """The share of each large segment file in the page cache (`fincore`), where fincore is installed."""
+    out: dict[str, float] = {}
+    for file in sorted(path.glob("segments/*/*")):
+        if file.stat().st_size < 64 << 20 or shutil.which("fincore") is None:
+            continue
+        done = subprocess.run(
+            ["fincore", "--bytes", "--noheadings", "--output", "RES", str(file)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            out[file.name] = round(int(done.stdout.split()[0]) / file.stat().st_size, 3)
     return out
 
 
@@ -254,6 +298,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--root", type=Path, default=Path("/tmp/trivec-scale"))
     parser.add_argument("--results", type=Path, default=Path("/tmp/trivec-scale/results.jsonl"))
+    parser.add_argument(
+        "--ef",
+        type=lambda text: [int(x) for x in text.split(",") if x.strip()],
+        default=[IndexSettings().hnsw_ef_search],
+        help="HNSW ef_search values to search with (comma-separated; the first is the row's main figure)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each index (and its build row) for a later --reuse"
+    )
+    parser.add_argument("--reuse", action="store_true", help="measure an index kept by --keep, unbuilt")
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # the child's step
     args = parser.parse_args()
     if args.build:
@@ -262,25 +316,34 @@ def main() -> None:
     args.root.mkdir(parents=True, exist_ok=True)
     for n in args.docs:
         folder = args.root / f"n{n}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        load_before = os.getloadavg()
-        stdout, sampled = build_child(n, args.root)
-        row = {"load_before": load_before, **json.loads(stdout.strip().splitlines()[-1]), **sampled}
-        row.update(measure(n, folder / "index", args.queries))
+        built = folder / "build.json"
+        if args.reuse and built.is_file():
+            row = {**json.loads(built.read_text(encoding="utf-8")), "reused_index": True}
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            load_before = os.getloadavg()
+            stdout, sampled = build_child(n, args.root)
+            row = {"load_before": load_before, **json.loads(stdout.strip().splitlines()[-1]), **sampled}
+            row["build_date"] = time.strftime("%Y-%m-%d %H:%M")
+            built.write_text(json.dumps(row), encoding="utf-8")
+        row["load_before_search"] = os.getloadavg()
+        row.update(measure(n, folder / "index", args.queries, args.ef))
         row["cpu"] = cpu_model()
         row["load_after"] = os.getloadavg()  # 1 / 5 / 15-minute load: other jobs on the cores show here
         row["date"] = time.strftime("%Y-%m-%d %H:%M")
         print(json.dumps(row), flush=True)
         with args.results.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def build_child(n: int, root: Path) -> tuple[str, dict[str, float]]:
-    """Run the `build` step in a child process; its stdout, and the peaks of its anonymous and file-backed
-    resident memory sampled every 50 ms from /proc (VmHWM counts both: mapped index files the process
-    reads, such as the new segment it prefaults after the commit, are page cache that can be reclaimed)."""
+    """Run the `build` step in a child process; its stdout, and the peaks of its resident memory, anonymous
+    and file-backed, sampled every 50 ms from /proc. Both count in RSS, but the file-backed pages are page
+    cache the kernel can take back (the new segment, prefaulted after the commit when the index fits in
+    half the RAM); and the child's own VmHWM misses peaks of pages reclaimed without an unmap."""
     import tempfile
 
     with (
@@ -295,7 +358,7 @@ def build_child(n: int, root: Path) -> tuple[str, dict[str, float]]:
         ) as child,
     ):
         status = Path(f"/proc/{child.pid}/status")
-        peaks = {"RssAnon": 0, "RssFile": 0}
+        peaks = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
         while child.poll() is None:
             try:
                 for line in status.read_text().splitlines():
@@ -312,6 +375,7 @@ def build_child(n: int, root: Path) -> tuple[str, dict[str, float]]:
         if child.returncode:
             raise SystemExit(f"build of {n} documents failed ({child.returncode}):\n{err.read()[-4000:]}")
     return stdout, {
+        "build_peak_rss_sampled_mib": round(peaks["VmRSS"] / 1024, 1),
         "build_peak_anon_mib": round(peaks["RssAnon"] / 1024, 1),
         "build_peak_file_mib": round(peaks["RssFile"] / 1024, 1),
     }
