@@ -1129,10 +1129,10 @@ def main() -> None:
     args.docs = args.docs or (20_000 if args.quick else 100_000)
     args.queries = args.queries or (100 if args.quick else 200)
     started = time.perf_counter()
-    root = Path(tempfile.mkdtemp(prefix="trivec-search-bench-"))
-    if args.dense_codes_only:
+    if args.dense_codes_only:  # makes its own temporary directory
         dense_codes_main(args, started)
         return
+    root = Path(tempfile.mkdtemp(prefix="trivec-search-bench-"))
     codes: list[dict[str, Any]] = []
     try:
         rows: list[dict[str, Any]] = []
