@@ -171,10 +171,15 @@ def test_bad_dtype_option_is_one_line(tmp_path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_onednn_cache_is_bounded_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A CPU `Embedder` bounds oneDNN's primitive cache (docs/scale.md), and keeps a capacity the user set."""
-    monkeypatch.delenv(precision.ONEDNN_CACHE_ENV, raising=False)
+    """A CPU `Embedder` bounds oneDNN's primitive cache and ideep's (docs/scale.md), and keeps a capacity the
+    user set."""
+    for env in (precision.ONEDNN_CACHE_ENV, precision.IDEEP_CACHE_ENV):
+        monkeypatch.delenv(env, raising=False)
     Embedder.from_pretrained(TINY_M3, device="cpu")
     assert os.environ[precision.ONEDNN_CACHE_ENV] == str(precision.ONEDNN_CACHE_CAPACITY)
+    assert os.environ[precision.IDEEP_CACHE_ENV] == str(precision.ONEDNN_CACHE_CAPACITY)
     monkeypatch.setenv(precision.ONEDNN_CACHE_ENV, "7")
+    monkeypatch.setenv(precision.IDEEP_CACHE_ENV, "9")
     precision.limit_onednn_cache()
     assert os.environ[precision.ONEDNN_CACHE_ENV] == "7"
+    assert os.environ[precision.IDEEP_CACHE_ENV] == "9"

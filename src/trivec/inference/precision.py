@@ -92,10 +92,16 @@ def describe_auto(device: torch.device) -> str:
 # (AMX-blocked buffers): ≈ 240 MB after one Cranfield build (docs/scale.md). 32 keeps the shapes that repeat.
 ONEDNN_CACHE_CAPACITY = 32
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+# torch's bf16 matmuls also keep what they made per shape in ideep's own LRU cache (default 1024 entries,
+# ≈ 0.2 MB each beyond oneDNN's): ≈ 25 MB more per 256 Cranfield chunks encoded, ≈ 80 MB per build, growing
+# with the corpus. Bounded the same way.
+IDEEP_CACHE_ENV = "LRU_CACHE_CAPACITY"
 
 
 def limit_onednn_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> None:
-    """Bound oneDNN's primitive cache unless the user set `ONEDNN_PRIMITIVE_CACHE_CAPACITY`: oneDNN reads it when
-    it makes its first primitive, so this acts only before the process's first CPU matmul; results are the
-    same (a primitive made again runs the same kernel), only memory and the cost of re-making one change."""
+    """Bound oneDNN's primitive cache and ideep's LRU cache of matmul primitives unless the user set
+    `ONEDNN_PRIMITIVE_CACHE_CAPACITY` / `LRU_CACHE_CAPACITY`: each is read when its first primitive is made,
+    so this acts only before the process's first CPU matmul; results are the same (a primitive made again
+    runs the same kernel), only memory and the cost of re-making one change."""
     os.environ.setdefault(ONEDNN_CACHE_ENV, str(capacity))
+    os.environ.setdefault(IDEEP_CACHE_ENV, str(capacity))

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from trivec.errors import CheckpointError, UnsupportedOutputError
 from trivec.models.checkpoint import (
@@ -31,7 +31,9 @@ from trivec.models.checkpoint import (
     resolve_model_path,
     write_sentence_transformers_files,
 )
+from trivec.models.fingerprint import join_samples, tensor_sample, weights_sample
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
+from trivec.models.lean_load import Samples, load_in_dtype, load_tokenizer
 from trivec.models.lora import LORA_DIR, is_lora, merged_copy
 from trivec.models.pooling import PoolingMode, check_pooling_mode, pool, pool_cls_slots
 from trivec.models.prompts import (
@@ -249,12 +251,19 @@ class M3Model(nn.Module):
                 "where the model came from"
             )
         prompt_config = read_prompts(directory, legacy_query_prompt=trivec_config.get("query_instruction"))
+        reduced = dtype if dtype is not None and dtype != torch.float32 else None
         try:
             with quiet_loading():
                 config = AutoConfig.from_pretrained(directory)
-                # float32 first, cast below: an index fingerprints the weights as stored, whatever the dtype
-                backbone = AutoModel.from_pretrained(directory, config=config, dtype=torch.float32)
-                tokenizer = AutoTokenizer.from_pretrained(directory)
+                # first: what its loading freed goes back to the system before the weights arrive
+                tokenizer = load_tokenizer(directory)
+                # an index fingerprints the float32 weights, whatever the dtype: read from the file while
+                # loading straight into `dtype` where that is exact, else loaded in float32 and cast below
+                direct = load_in_dtype(directory, config, reduced) if reduced is not None else None
+                backbone, samples = direct or (
+                    AutoModel.from_pretrained(directory, config=config, dtype=torch.float32),
+                    None,
+                )
         except CheckpointError:
             raise
         except Exception as exc:
@@ -279,9 +288,9 @@ class M3Model(nn.Module):
             fusion_weights=_read_weights(trivec_config, directory),
         )
         model.source = str(name_or_path)
-        if dtype is not None and dtype != torch.float32:
-            model.float32_weights = weights_sample(model)
-            model.to(dtype)
+        if reduced is not None:
+            model.float32_weights = _float32_sample(model, samples)
+            model.to(reduced)
         logger.info(
             "model %s: %s pooling (%s), %snormalised, inputs cut at %d tokens, %s",
             name_or_path,
@@ -322,6 +331,18 @@ class M3Model(nn.Module):
             config["fusion_weights"] = self.fusion_weights
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
+
+
+def _float32_sample(model: M3Model, backbone: Samples | None) -> bytes:
+    """`weights_sample` of the float32 model, before it is cast: the backbone's from `backbone` (read from its
+    file by `load_in_dtype`) where given, the heads' (float32 until the cast) from their tensors."""
+    if backbone is None:
+        return weights_sample(model)
+    samples = {
+        name: backbone[name[len("backbone.") :]] if name.startswith("backbone.") else tensor_sample(tensor)
+        for name, tensor in model.state_dict().items()
+    }
+    return join_samples(samples)
 
 
 def _choose_pooling(
@@ -422,30 +443,3 @@ def _load_heads(
         )
     assert isinstance(sparse, SparseHead) and isinstance(colbert, ColbertHead)
     return sparse, colbert
-
-
-FINGERPRINT_SAMPLE = 64  # leading values per tensor that a model's fingerprint reads
-
-
-def _float64_sum(values: torch.Tensor, chunk: int = 1 << 20) -> float:
-    """Σ values in float64, a million values at a time: widening a whole 250k-row embedding table at once
-    would allocate 768 MB (and keep the process's peak memory there)."""
-    return float(sum(part.double().sum() for part in values.split(chunk)))
-
-
-def weights_sample(model: nn.Module) -> bytes:
-    """What a model's fingerprint (`trivec.retrieval.identity`) reads of its weights: per tensor its name,
-    shape, first `FINGERPRINT_SAMPLE` values (4 decimals) and sum (4 significant digits), in name order."""
-    import numpy as np
-
-    parts: list[bytes] = []
-    for name, tensor in sorted(model.state_dict().items()):
-        values = tensor.detach().float().reshape(-1)
-        sample = values[:FINGERPRINT_SAMPLE].cpu().numpy().astype(np.float64)
-        parts += [
-            name.encode(),
-            str(tuple(tensor.shape)).encode(),
-            np.round(sample, 4).tobytes(),
-            f"{_float64_sum(values):.4e}".encode(),
-        ]
-    return b"".join(parts)

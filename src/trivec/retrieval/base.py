@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trivec import heap
 from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.loading import load_embedder
@@ -66,6 +67,10 @@ def encode_chunks(
         result.dense = unit(result.dense, embedder)
         bar.update(len(batch))
         yield batch, result
+        # not held while the next batch is encoded: one batch's float32 token vectors in memory, not two;
+        # and the heap they leave behind given back, or its holes stay resident
+        del batch, result
+        heap.trim()
     bar.close()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import TrivecError
-from trivec.models.m3 import weights_sample
+from trivec.models.fingerprint import weights_sample
 
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash"}
 

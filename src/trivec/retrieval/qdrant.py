@@ -262,6 +262,7 @@ class QdrantIndex(BaseIndex):
             for start in range(0, len(points), UPSERT_BATCH):
                 self.client.upsert(self.collection, points[start : start + UPSERT_BATCH], wait=True)
             stored += len(batch)
+            del encoded, points  # sent: not held while the next batch is encoded
         return stored
 
     def _check_absent(self, chunks: Sequence[Chunk]) -> None:

@@ -386,6 +386,7 @@ class SegmentStore:
                 rows += len(batch)
                 doc_ids.update(c.doc_id for c in batch)
                 chunked = chunked or any(c.id != c.doc_id for c in batch)
+                del encoded  # written: let it go before the next batch is encoded
             if writer is None:
                 return 0
             record = writer.finish(self._ann_for(writer.rows))
