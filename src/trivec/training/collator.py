@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from trivec.models.casing import fold_capitals
 from trivec.training.dataset import ContrastiveDataset, TrainBatch
-from trivec.training.token_cache import TokenLookup, load_or_build, tokenizer_fingerprint
+from trivec.training.token_cache import TokenLookup, load_or_build, pad_rows, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -67,28 +67,20 @@ class ContrastiveCollator:
 
     def features(self, role: str, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Padded ids and mask of one side of the batch: from the token cache when it holds every text."""
-        cache = self.token_cache
-        if cache is not None:
-            rows = [cache.get(role, text) for text in texts]
-            if all(row is not None for row in rows):
-                return self.pad([row for row in rows if row is not None])
-            logger.debug("token cache lacks %d %s texts: tokenising", rows.count(None), role)
+        rows = self.token_cache.rows(role, texts) if self.token_cache is not None else None
+        if rows is not None:
+            return self.pad(rows)
         return self.tokenize(texts, self.max_length(role))
 
     def pad(self, rows: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """Rows of ids padded as `tokenizer.pad` pads them (its side, its pad id, `pad_to_multiple_of`)."""
-        width = max((len(row) for row in rows), default=0)
-        multiple = self.pad_to_multiple_of
-        if multiple and width % multiple:
-            width += multiple - width % multiple
         pad_id = self.tokenizer.pad_token_id
-        ids = np.full((len(rows), width), 0 if pad_id is None else int(pad_id), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        left = self.tokenizer.padding_side == "left"
-        for i, row in enumerate(rows):
-            span = slice(width - len(row), width) if left else slice(0, len(row))
-            ids[i, span] = row
-            mask[i, span] = 1
+        ids, mask = pad_rows(
+            rows,
+            0 if pad_id is None else int(pad_id),
+            multiple=self.pad_to_multiple_of,
+            left=self.tokenizer.padding_side == "left",
+        )
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
     def use_token_cache(self, dataset: ContrastiveDataset, folder: Path | None = None) -> TokenLookup:
@@ -107,7 +99,7 @@ class ContrastiveCollator:
                 item.source.path,
                 texts,
                 settings,
-                lambda role, texts: self.encode(texts, self.max_length(role)),
+                lambda role, texts: {"ids": self.encode(cast(list[str], texts), self.max_length(role))},
                 vocab_size=len(self.tokenizer),
                 folder=folder,
             )

@@ -1,10 +1,15 @@
 """Token ids of a training file's texts, stored once beside the data and reused by every later run.
 
-A trainer tokenises the same queries and passages again in every batch of every epoch of every run. The cache
-tokenises each distinct text of a file once (per role: queries and passages have their own truncation
-length) and writes the ids to `<data dir>/.trivec-tokens/<file name>.<key>.safetensors` (safetensors is a
-dependency already; Arrow would add pyarrow). A data folder without write permission (e.g. ../shared/data)
-gets the cache under `$TRIVEC_CACHE/token-cache/` instead.
+A trainer tokenises the same texts again in every batch of every epoch of every run. The cache tokenises each
+distinct item of a file once and writes the ids to `<data dir>/.trivec-tokens/<file name>.<key>.safetensors`
+(safetensors is a dependency already; Arrow would add pyarrow). A data folder without write permission (e.g.
+../shared/data) gets the cache under `$TRIVEC_CACHE/token-cache/` instead.
+
+Items come in roles, each tokenised its own way: the contrastive collator's `query` and `passage` (their own
+truncation lengths), RetroMAE's `text`, the reranker's `pair` (an item is then a `(query, passage)` tuple:
+its pair is cut, decoded and tokenised again, so it cannot be put together from per-text ids). Each item's
+row holds the aligned columns its trainer needs: `ids` always (checked against the vocabulary on load), and
+e.g. RetroMAE's word ids or the reranker's token types.
 
 The file's name carries a digest of everything that decides the ids — the tokenizer's own serialisation, the
 max lengths, `fold_capitals`, the data file's bytes and the exact texts to tokenise (so prompts, instructions,
@@ -38,9 +43,11 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 CACHE_DIR = ".trivec-tokens"  # beside the data file
 META_KEY = "trivec_token_cache"
-ROLES = ("query", "passage")
+IDS = "ids"  # the column every role has
 
-Encode = Callable[[str, list[str]], list[list[int]]]  # (role, texts) → token ids of each text
+Item = str | tuple[str, ...]  # a text, or several tokenised together (a reranker's pair)
+Columns = Mapping[str, list[list[int]]]  # column name → one row per item, every column aligned with `ids`
+Encode = Callable[[str, list[Item]], Columns]  # (role, items) → their columns
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -93,15 +100,19 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def texts_digest(texts: Mapping[str, Sequence[str]]) -> str:
-    """A digest of the texts of each role, in order (length-prefixed, so no separator can collide)."""
+def texts_digest(texts: Mapping[str, Sequence[Item]]) -> str:
+    """A digest of the items of each role, in order (length-prefixed, so no separator can collide; a tuple
+    is its part count with the top bit set, then its parts)."""
     digest = xxhash.xxh3_128()
-    for role in ROLES:
-        digest.update(f"{role}:{len(texts.get(role, ()))}\n".encode())
-        for text in texts.get(role, ()):
-            data = text.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
+    for role, items in texts.items():
+        digest.update(f"{role}:{len(items)}\n".encode())
+        for item in items:
+            if isinstance(item, tuple):
+                digest.update((len(item) | 1 << 63).to_bytes(8, "little"))
+            for text in item if isinstance(item, tuple) else (item,):
+                data = text.encode("utf-8", "surrogatepass")
+                digest.update(len(data).to_bytes(8, "little"))
+                digest.update(data)
     return digest.hexdigest()
 
 
@@ -119,37 +130,45 @@ def cache_folder(data_path: Path) -> Path:
 
 
 class TokenArrays:
-    """The ids of one file's texts per role: row `i` of a role is `ids[offsets[i]:offsets[i + 1]]`."""
+    """The columns of one file's items per role: row `i` of a role's column is
+    `columns[role][column][offsets[role][i]:offsets[role][i + 1]]` (every column of a role aligned)."""
 
-    def __init__(self, offsets: dict[str, np.ndarray], ids: dict[str, np.ndarray]) -> None:
-        self.offsets, self.ids = offsets, ids
+    def __init__(self, offsets: dict[str, np.ndarray], columns: dict[str, dict[str, np.ndarray]]) -> None:
+        self.offsets, self.columns = offsets, columns
 
-    def row(self, role: str, i: int) -> np.ndarray:
+    def row(self, role: str, i: int, column: str = IDS) -> np.ndarray:
         start, end = self.offsets[role][i], self.offsets[role][i + 1]
-        return self.ids[role][start:end]
+        return self.columns[role][column][start:end]
 
     @classmethod
-    def from_lists(cls, encoded: Mapping[str, list[list[int]]]) -> TokenArrays:
-        offsets, ids = {}, {}
-        for role in ROLES:
-            rows = encoded.get(role, [])
-            offsets[role] = np.zeros(len(rows) + 1, dtype=np.int64)
-            offsets[role][1:] = np.cumsum([len(r) for r in rows])
-            ids[role] = np.fromiter(
-                (t for r in rows for t in r), dtype=np.int32, count=int(offsets[role][-1])
-            )
-        return cls(offsets, ids)
+    def from_lists(cls, encoded: Mapping[str, Columns]) -> TokenArrays:
+        """Arrays of each role's columns; a column whose rows are not as long as the ids is an error."""
+        offsets: dict[str, np.ndarray] = {}
+        columns: dict[str, dict[str, np.ndarray]] = {}
+        for role, named in encoded.items():
+            lengths = [len(r) for r in named[IDS]]
+            offsets[role] = np.zeros(len(lengths) + 1, dtype=np.int64)
+            offsets[role][1:] = np.cumsum(lengths)
+            columns[role] = {}
+            for column, rows in named.items():
+                if [len(r) for r in rows] != lengths:
+                    raise ValueError(f"token cache column {role}.{column} is not aligned with its ids")
+                columns[role][column] = np.fromiter(
+                    (t for r in rows for t in r), dtype=np.int32, count=int(offsets[role][-1])
+                )
+        return cls(offsets, columns)
 
     def tensors(self) -> dict[str, np.ndarray]:
         out = {}
-        for role in ROLES:
+        for role, named in self.columns.items():
             out[f"{role}.offsets"] = self.offsets[role]
-            out[f"{role}.ids"] = self.ids[role]
+            for column, values in named.items():
+                out[f"{role}.{column}"] = values
         return out
 
 
 def cache_key(
-    data_path: Path, texts: Mapping[str, Sequence[str]], settings: Mapping[str, Any]
+    data_path: Path, texts: Mapping[str, Sequence[Item]], settings: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Everything the cached ids depend on; `settings`: the tokenizer fingerprint, max lengths, folding."""
     return {
@@ -157,7 +176,7 @@ def cache_key(
         **{k: settings[k] for k in sorted(settings)},
         "file": file_digest(data_path),
         "texts": texts_digest(texts),
-        "counts": {role: len(texts.get(role, ())) for role in ROLES},
+        "counts": {role: len(items) for role, items in texts.items()},
     }
 
 
@@ -166,24 +185,27 @@ def _name(data_path: Path, key: Mapping[str, Any]) -> str:
     return f"{data_path.name}.{digest}.safetensors"
 
 
-def _read(path: Path, key: Mapping[str, Any], vocab_size: int | None) -> TokenArrays:
+def _read(path: Path, key: Mapping[str, Any], columns: Sequence[str], vocab_size: int | None) -> TokenArrays:
     """The arrays of a cache file whose key matches; ValueError if it does not or the file is damaged."""
+    roles = list(key["counts"])
     try:
         with safe_open(str(path), framework="numpy") as handle:
             meta = json.loads((handle.metadata() or {}).get(META_KEY, "null"))
             if meta != json.loads(json.dumps(key)):
                 raise ValueError("its key does not match")
-            offsets = {role: handle.get_tensor(f"{role}.offsets") for role in ROLES}
-            ids = {role: handle.get_tensor(f"{role}.ids") for role in ROLES}
+            offsets = {role: handle.get_tensor(f"{role}.offsets") for role in roles}
+            named = {role: {c: handle.get_tensor(f"{role}.{c}") for c in columns} for role in roles}
     except (SafetensorError, OSError, json.JSONDecodeError, KeyError) as exc:
         raise ValueError(f"unreadable ({exc})") from exc
-    for role in ROLES:
-        o, i = offsets[role], ids[role]
+    for role in roles:
+        o, i = offsets[role], named[role][IDS]
         if len(o) != key["counts"][role] + 1 or o[0] != 0 or o[-1] != len(i) or np.any(np.diff(o) < 0):
             raise ValueError(f"its {role} offsets do not fit its ids")
+        if any(len(values) != len(i) for values in named[role].values()):
+            raise ValueError(f"its {role} columns are not aligned with its ids")
         if len(i) and (i.min() < 0 or (vocab_size is not None and i.max() >= vocab_size)):
             raise ValueError(f"its {role} ids lie outside the vocabulary")
-    return TokenArrays(offsets, ids)
+    return TokenArrays(offsets, named)
 
 
 def _write(path: Path, arrays: TokenArrays, key: Mapping[str, Any]) -> None:
@@ -218,25 +240,31 @@ def _remove_stale(folder: Path, data_path: Path, key: Mapping[str, Any], keep: P
 
 def load_or_build(
     data_path: str | os.PathLike[str],
-    texts: Mapping[str, list[str]],
+    texts: Mapping[str, Sequence[Item]],
     settings: Mapping[str, Any],
     encode: Encode,
     *,
+    columns: Sequence[str] = (IDS,),
     vocab_size: int | None = None,
     folder: Path | None = None,
 ) -> tuple[TokenArrays, bool]:
-    """The ids of `texts` (per role, in order) from the current cache file of `data_path`, or tokenised by
-    `encode` and written as that file; the flag says whether they were built now."""
+    """The `columns` of `texts` (per role, in order) from the current cache file of `data_path`, or
+    tokenised by `encode` and written as that file; the flag says whether they were built now. `settings`
+    must name everything else the rows depend on (a trainer's own settings differ from another's)."""
     data = Path(data_path)
     key = cache_key(data, texts, settings)
     where = folder if folder is not None else cache_folder(data)
     path = where / _name(data, key)
     if path.is_file():
         try:
-            return _read(path, key, vocab_size), False
+            return _read(path, key, columns, vocab_size), False
         except ValueError as exc:
             logger.warning("token cache %s is damaged (%s): rebuilding it", path, exc)
-    arrays = TokenArrays.from_lists({role: encode(role, list(texts.get(role, []))) for role in ROLES})
+    encoded = {role: encode(role, list(items)) for role, items in texts.items()}
+    for role, named in encoded.items():
+        if sorted(named) != sorted(columns):
+            raise ValueError(f"token cache: {role} was encoded to {sorted(named)}, not {sorted(columns)}")
+    arrays = TokenArrays.from_lists(encoded)
     try:
         _write(path, arrays, key)
         _remove_stale(where, data, key, keep=path)
@@ -245,24 +273,53 @@ def load_or_build(
     return arrays, True
 
 
+def pad_rows(
+    rows: Sequence[np.ndarray | Sequence[int]], value: int, *, multiple: int | None = None, left: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ints stacked into `[len(rows), width]` (the longest, rounded up to `multiple`), padded with
+    `value` on the right (or the left): the values and the 0/1 mask of the real positions, as
+    `tokenizer.pad` lays them out — one layout for cached and freshly tokenised rows."""
+    width = max((len(row) for row in rows), default=0)
+    if multiple and width % multiple:
+        width += multiple - width % multiple
+    values = np.full((len(rows), width), value, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        values[i, span] = row
+        mask[i, span] = 1
+    return values, mask
+
+
 class TokenLookup:
-    """Texts of several files → their cached ids, per role (the first file holding a text answers)."""
+    """Items of several files → their cached rows, per role (the first file holding an item answers)."""
 
     def __init__(self) -> None:
         self.files: list[TokenArrays] = []
-        self.index: dict[str, dict[str, tuple[int, int]]] = {role: {} for role in ROLES}
+        self.index: dict[str, dict[Item, tuple[int, int]]] = {}
 
-    def add(self, texts: Mapping[str, Iterable[str]], arrays: TokenArrays) -> None:
+    def add(self, texts: Mapping[str, Iterable[Item]], arrays: TokenArrays) -> None:
         number = len(self.files)
         self.files.append(arrays)
-        for role in ROLES:
-            index = self.index[role]
-            for row, text in enumerate(texts.get(role, ())):
-                index.setdefault(text, (number, row))
+        for role, items in texts.items():
+            index = self.index.setdefault(role, {})
+            for row, item in enumerate(items):
+                index.setdefault(item, (number, row))
 
-    def get(self, role: str, text: str) -> np.ndarray | None:
-        found = self.index[role].get(text)
-        return None if found is None else self.files[found[0]].row(role, found[1])
+    def get(self, role: str, item: Item, column: str = IDS) -> np.ndarray | None:
+        found = self.index.get(role, {}).get(item)
+        return None if found is None else self.files[found[0]].row(role, found[1], column)
+
+    def rows(self, role: str, items: Sequence[Item], column: str = IDS) -> list[np.ndarray] | None:
+        """The cached rows of all `items`, or None when one is missing (the caller tokenises the batch)."""
+        rows = []
+        for item in items:
+            row = self.get(role, item, column)
+            if row is None:
+                logger.debug("token cache lacks a %s item: tokenising the batch", role)
+                return None
+            rows.append(row)
+        return rows
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.index.values())

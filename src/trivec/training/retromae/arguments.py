@@ -47,6 +47,14 @@ class RetroMAEArguments:
     encoder_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the encoder MLM loss."})
     decoder_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the decoder loss."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple."})
+    token_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Tokenise each corpus file's texts once and keep the ids beside it (.trivec-tokens/, else "
+            "$TRIVEC_CACHE/token-cache), reused while tokenizer, max_seq_length and file are unchanged; "
+            "masks are still drawn per batch."
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.corpus, str):
@@ -64,6 +72,8 @@ class RetroMAEArguments:
             if not Path(path).is_file():
                 raise InputError(f"corpus file {path} does not exist")
         check_masking(self.max_seq_length, self.encoder_mlm_probability, self.decoder_mlm_probability)
+        if not isinstance(self.token_cache, bool):
+            raise InputError(f"token_cache must be true or false, got {self.token_cache!r}")
         if self.objective not in ("retromae", "mlm"):
             raise InputError(f"objective must be 'retromae' or 'mlm', got {self.objective!r}")
 

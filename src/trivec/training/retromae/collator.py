@@ -6,13 +6,22 @@ Per batch:
   position-specific attention matrix `[B, L, L]` (True = may attend): row i hides its own random
   `decoder_mlm_probability` (default 0.5) of the words, never sees position i itself, always sees the CLS
   slot (position 0) and the special tokens, never sees padding.
+
+Each text's ids and word ids are computed once per text (unpadded) and padded per batch; with a token cache
+(`use_token_cache`, `trivec.training.token_cache`) they come from the corpus file's cache instead of the
+tokenizer. Only the tokenisation is cached: the masks are drawn anew for every batch, as without it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -25,6 +34,11 @@ from trivec.training.retromae.masking import (
     whole_word_mask,
     word_ids_from_tokens,
 )
+from trivec.training.token_cache import TokenLookup, load_or_build, pad_rows, tokenizer_fingerprint
+
+logger = logging.getLogger(__name__)
+CACHE_ROLE = "text"  # the token cache's role for corpus texts: ids and word ids
+CACHE_COLUMNS = ("ids", "words")
 
 
 @dataclass
@@ -38,6 +52,7 @@ class RetroMAECollator:
     pad_to_multiple_of: int | None = None
     with_decoder: bool = True
     generator: torch.Generator | None = None
+    token_cache: TokenLookup | None = field(default=None, repr=False)
     _replacement_ids: torch.Tensor = field(init=False, repr=False)
     _unspaced: torch.Tensor = field(init=False, repr=False)
 
@@ -53,33 +68,91 @@ class RetroMAECollator:
         self._unspaced = unspaced_token_table(self.tokenizer.convert_ids_to_tokens(vocabulary.tolist()))
 
     # ------------------------------------------------------------------ tokenisation
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and word ids (−1 for special tokens) of each text, truncated and unpadded: what the
+        token cache holds. Words come from the fast tokenizer's `word_ids`, else from the token strings."""
+        if not texts:
+            return [], []
+        encoding = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        ids_rows: list[list[int]] = []
+        word_rows: list[list[int]] = []
+        for i, row in enumerate(encoding["input_ids"]):
+            special = [bool(s) for s in encoding["special_tokens_mask"][i]]
+            try:
+                words = encoding.word_ids(i)
+            except (ValueError, AttributeError):  # no fast tokenizer: read words from the token strings
+                word_rows.append(
+                    word_ids_from_tokens(self.tokenizer.convert_ids_to_tokens(list(row)), special)
+                )
+            else:
+                word_rows.append([-1 if w is None or s else w for w, s in zip(words, special, strict=True)])
+            ids_rows.append(list(row))
+        return ids_rows, word_rows
+
     def word_ids(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Tokenise and return `(encoding, word_ids [B, L])` with −1 for special tokens and padding.
+        """Tokenise (or read from the token cache) and return `(encoding, word_ids [B, L])` with −1 for
+        special tokens and padding, padded as the tokenizer pads.
 
         Each token of a script written without spaces (Chinese, Japanese, Thai, …) is its own word.
         """
-        encoding = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_seq_length,
-            padding="longest",
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_special_tokens_mask=True,
-            return_tensors="pt",
+        cached = self._cached(texts)
+        ids_rows, word_rows = cached if cached is not None else self.encode(texts)
+        left = self.tokenizer.padding_side == "left"
+        ids, mask = pad_rows(
+            ids_rows, int(self.tokenizer.pad_token_id), multiple=self.pad_to_multiple_of, left=left
         )
-        input_ids = encoding["input_ids"]
-        special = encoding["special_tokens_mask"].bool() | (encoding["attention_mask"] == 0)
-        rows = []
-        for i in range(input_ids.shape[0]):
-            try:
-                ids = encoding.word_ids(i)
-            except (ValueError, AttributeError):  # no fast tokenizer: read words from the token strings
-                tokens = self.tokenizer.convert_ids_to_tokens(input_ids[i].tolist())
-                rows.append(word_ids_from_tokens(tokens, special[i].tolist()))
-                continue
-            rows.append([-1 if w is None or s else w for w, s in zip(ids, special[i].tolist(), strict=True)])
-        word_ids = split_unspaced_words(torch.tensor(rows, dtype=torch.long), self._unspaced[input_ids])
-        return {"input_ids": input_ids, "attention_mask": encoding["attention_mask"]}, word_ids
+        words, _ = pad_rows(word_rows, -1, multiple=self.pad_to_multiple_of, left=left)
+        input_ids = torch.from_numpy(ids)
+        word_ids = split_unspaced_words(torch.from_numpy(words), self._unspaced[input_ids])
+        return {"input_ids": input_ids, "attention_mask": torch.from_numpy(mask)}, word_ids
+
+    def _cached(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+        """The cached ids and word ids of every text, or None (no cache, or a text it lacks)."""
+        if self.token_cache is None:
+            return None
+        ids = self.token_cache.rows(CACHE_ROLE, texts)
+        words = self.token_cache.rows(CACHE_ROLE, texts, "words") if ids is not None else None
+        return None if ids is None or words is None else (ids, words)
+
+    def use_token_cache(
+        self, files: Sequence[tuple[str | os.PathLike[str], Sequence[str]]], folder: Path | None = None
+    ) -> TokenLookup:
+        """Load (or build and write) the token cache of each corpus file (`(path, its texts)`) and read each
+        text's ids and word ids from it from now on."""
+        settings = {
+            "trainer": "retromae",
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "max_seq_length": self.max_seq_length,
+        }
+        lookup = TokenLookup()
+        built = 0
+        for path, texts in files:
+            items = {CACHE_ROLE: list(dict.fromkeys(texts))}
+            arrays, new = load_or_build(
+                path,
+                items,
+                settings,
+                self._cache_rows,
+                columns=CACHE_COLUMNS,
+                vocab_size=len(self.tokenizer),
+                folder=folder,
+            )
+            lookup.add(items, arrays)
+            built += new
+        logger.info("token cache: %d texts of %d files (%d tokenised now)", len(lookup), len(files), built)
+        self.token_cache = lookup
+        return lookup
+
+    def _cache_rows(self, role: str, texts: list[Any]) -> dict[str, list[list[int]]]:
+        ids, words = self.encode(texts)
+        return {"ids": ids, "words": words}
 
     # ------------------------------------------------------------------ decoder attention
     def decoder_attention(self, word_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,14 @@ class TextCorpus(Dataset):
             self.sizes[str(path)] = len(texts)
             self.texts.extend(texts)
 
+    def files(self) -> list[tuple[str, list[str]]]:
+        """Each corpus file with its texts, in file order (what the token cache tokenises per file)."""
+        out, start = [], 0
+        for path, size in self.sizes.items():
+            out.append((path, self.texts[start : start + size]))
+            start += size
+        return out
+
     def __len__(self) -> int:
         return len(self.texts)
 

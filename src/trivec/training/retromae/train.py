@@ -114,6 +114,8 @@ def build_trainer(recipe: RetroMAEArguments, training: TrainingArguments) -> Ret
         pad_to_multiple_of=recipe.pad_to_multiple_of,
         with_decoder=with_decoder,
     )
+    if recipe.token_cache:
+        collator.use_token_cache(corpus.files())
     logger.info(
         "corpus: %d texts from %s", len(corpus), ", ".join(f"{k} ({v})" for k, v in corpus.sizes.items())
     )
