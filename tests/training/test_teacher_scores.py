@@ -18,7 +18,7 @@ from trivec.errors import CheckpointError, InputError
 from trivec.inference import Embedder
 from trivec.inference.reranker import Reranker
 from trivec.training.examples import load_examples
-from trivec.training.teacher import Teacher, load_teacher, partial_paths, score_rows
+from trivec.training.teacher import Teacher, file_digest, load_teacher, partial_paths, score_rows
 
 TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 runner = CliRunner()
@@ -72,6 +72,29 @@ def test_embedder_modes(tmp_path: Path) -> None:
             s for row in read(tmp_path / f"{mode}.jsonl") for s in (*row["pos_scores"], *row["neg_scores"])
         ]
         np.testing.assert_allclose(got, reference[key], atol=1e-6)
+
+
+def test_temperature_divides_the_scores_and_is_part_of_what_a_resumed_run_must_match(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", synthetic_rows(3))
+    raw, cooled = tmp_path / "raw.jsonl", tmp_path / "cooled.jsonl"
+    score_rows(load_teacher(TINY_M3, "all", device="cpu"), data, raw, progress=False)
+    teacher = load_teacher(TINY_M3, "all", device="cpu", temperature=0.02)
+    score_rows(teacher, data, cooled, progress=False)
+    for a, b in zip(read(raw), read(cooled), strict=True):
+        np.testing.assert_allclose(
+            np.array(b["pos_scores"] + b["neg_scores"]) * 0.02, a["pos_scores"] + a["neg_scores"], rtol=1e-6
+        )
+    partial, state = partial_paths(tmp_path / "again.jsonl")
+    partial.write_text(raw.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
+    state.write_text(  # an unfinished run of the same input and teacher without a temperature
+        json.dumps({"data_sha256": file_digest(data), "teacher": teacher.name, "mode": "all"}),
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="unfinished run with another input, teacher or mode"):
+        score_rows(teacher, data, tmp_path / "again.jsonl", progress=False)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="teacher temperature must be a positive number"):
+            load_teacher(TINY_M3, "all", device="cpu", temperature=bad)
 
 
 class Stop(Exception):
@@ -175,6 +198,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
             "--teacher-mode reranker",
         ),
         (["--teacher", str(TINY_M3), "--data", str(data), "--teacher-mode", "reranker"], "is not a reranker"),
+        (["--teacher", str(TINY_M3), "--data", str(data), "--temperature", "0"], "--temperature must be"),
     ):
         result = runner.invoke(app, ["data", "scores", *args, "--output", str(out)])
         lines = [line for line in result.output.splitlines() if line.startswith("trivec: error:")]

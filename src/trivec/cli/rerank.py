@@ -95,6 +95,15 @@ def scores(
     max_length: Annotated[
         int | None, typer.Option("--max-length", help="Tokens per pair (reranker) or text.")
     ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature",
+            help="Divide the scores by this before writing them (training softmaxes them as written): an "
+            "embedder's cosine-scale scores need a training temperature (e.g. the student's); 1 (default) "
+            "for a reranker's logits.",
+        ),
+    ] = 1.0,
     batch_tokens: BatchTokensOption = None,
     device: DeviceOption = None,
     no_resume: Annotated[
@@ -110,7 +119,12 @@ def scores(
     if not data.is_file():
         raise fail(f"--data {data}: no such file")
     loaded = load_teacher(
-        teacher, teacher_mode, device=device, max_length=max_length, batch_tokens=batch_tokens
+        teacher,
+        teacher_mode,
+        device=device,
+        max_length=max_length,
+        batch_tokens=batch_tokens,
+        temperature=temperature,
     )
     stats = score_rows(loaded, data, output, resume=not no_resume)
     LOG.info("teacher scores (%s, %s): %s → %s", loaded.name, loaded.mode, stats.summary(), output)

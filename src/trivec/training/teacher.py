@@ -5,6 +5,12 @@ M3's distillation format carries, for every positive and negative of a row, the 
 embedder: its weighted `colbert+sparse+dense` score (`all`, as BGE-M3's self-distillation uses), `colbert` or
 `dense`.
 
+The loss softmaxes the written scores as they are (no temperature, as FlagEmbedding), which suits a reranker's
+logits; an embedder's scores are cosine-scale (a positive at 0.9 and hard negatives at 0.5 give the positive
+only ≈ 0.35 of the softmax), so `temperature` divides them first: the teacher's own training temperature
+(0.02 for m3-small) writes the distribution it was trained to give; the student's temperature writes the one
+the student would give with the teacher's scores (as M3's self-distillation does with the ensemble's).
+
 The run is resumable and its output atomic: rows are scored a chunk at a time and appended to
 `OUTPUT.partial`, beside a small `OUTPUT.partial.json` naming the input (its SHA-256), the teacher and the mode;
 a run that stops (crash, Ctrl-C, a lost machine) continues from the last complete row when started again with
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,11 +48,16 @@ class Teacher:
     mode: str
     name: str
     max_length: int | None = None  # an embedder's query and passage truncation (a reranker keeps its own)
+    temperature: float = 1.0  # scores are divided by this (see the module doc)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Teacher scores of (query, passage) pairs, float32, in input order."""
+        """Teacher scores of (query, passage) pairs divided by `temperature`, float32, in input order."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
+        raw = self._raw_scores(pairs)
+        return raw if self.temperature == 1.0 else (raw / np.float32(self.temperature)).astype(np.float32)
+
+    def _raw_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if self.mode == "reranker":
             return np.asarray(self.model.score(pairs, show_progress=False), dtype=np.float32)
         modes = {"all": None, "colbert": ["colbert"], "dense": ["dense"]}[self.mode]
@@ -65,11 +77,18 @@ def load_teacher(
     device: str | None = None,
     max_length: int | None = None,
     batch_tokens: int | None = None,
+    temperature: float = 1.0,
 ) -> Teacher:
     """Load `name` as a teacher. `mode` None: `reranker` when the checkpoint is a one-logit classifier, else
-    `all`. A reranker mode with an embedder (or the reverse) is a one-line error."""
+    `all`. A reranker mode with an embedder (or the reverse) is a one-line error. Scores are divided by
+    `temperature` (module doc)."""
     from trivec.models.checkpoint import resolve_model_path
 
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise InputError(
+            f"teacher temperature must be a positive number, got {temperature!r}",
+            cli=f"--temperature must be a positive number, got {temperature!r}",
+        )
     if mode is not None and mode not in TEACHER_MODES:
         raise InputError(
             f"teacher mode must be one of {', '.join(TEACHER_MODES)}, got {mode!r}",
@@ -85,7 +104,7 @@ def load_teacher(
         reranker = Reranker.from_pretrained(
             name, device=device, max_length=max_length, batch_tokens=batch_tokens
         )
-        return Teacher(reranker, mode, str(name))
+        return Teacher(reranker, mode, str(name), temperature=float(temperature))
     if is_classifier:
         raise InputError(
             f"teacher {name} is a cross-encoder: it gives reranker scores, not {mode} ones",
@@ -97,7 +116,7 @@ def load_teacher(
     embedder.require(sparse=False, colbert=mode == "colbert")
     if max_length is not None:
         embedder._check_max_length(max_length)
-    return Teacher(embedder, mode, str(name), max_length)
+    return Teacher(embedder, mode, str(name), max_length, float(temperature))
 
 
 def _is_classifier(directory: Path) -> bool:
@@ -186,7 +205,13 @@ def score_rows(
     if not rows:
         raise InputError(f"{source}: no rows")
     partial, state = partial_paths(target)
-    expected = {"data_sha256": file_digest(source), "teacher": teacher.name, "mode": teacher.mode}
+    expected: dict[str, Any] = {
+        "data_sha256": file_digest(source),
+        "teacher": teacher.name,
+        "mode": teacher.mode,
+    }
+    if teacher.temperature != 1.0:  # (a run without one records none, as before the option existed)
+        expected["temperature"] = teacher.temperature
     done = _resume_point(partial, state, expected, resume)
     if done > len(rows):
         raise InputError(f"{partial} has more rows ({done}) than {source} ({len(rows)}); delete it")
