@@ -107,6 +107,11 @@ class PairTokenizer:
             check_text(query_instruction, "the query instruction")
         self.query_instruction = query_instruction or None
 
+    @property
+    def with_token_types(self) -> bool:
+        """Whether pairs carry token type ids (BERT-style models; XLM-R has none)."""
+        return self._types
+
     # ------------------------------------------------------------------ tokenisation
     def _check_lengths(self, max_length: int, query_max_length: int | None) -> tuple[int, int]:
         _positive_int(max_length, "max_length", minimum=4)

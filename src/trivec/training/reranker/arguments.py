@@ -22,7 +22,13 @@ class RerankerConfig:
     group_size: int = field(default=8, metadata={"help": "Pairs per query: 1 positive + negatives."})
     max_length: int = field(default=512, metadata={"help": "Tokens per pair."})
     query_max_length: int | None = None
-    query_instruction: str | None = None
+    query_instruction: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text put before every query (FlagReranker's query_instruction_for_rerank); saved with the "
+            "reranker, which puts it before the queries it scores."
+        },
+    )
     learning_rate: float = field(default=6e-5, metadata={"help": "Peak learning rate."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the data."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after N steps; -1: train for the epochs."})
@@ -57,6 +63,14 @@ class RerankerConfig:
     head_learning_rate: float | None = field(
         default=None, metadata={"help": "The (new) head's own learning rate (default: the learning rate)."}
     )
+    token_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Build each file's distinct (query, passage) pairs once and keep their ids beside it "
+            "(.trivec-tokens/, else $TRIVEC_CACHE/token-cache), reused while tokenizer, lengths, "
+            "instruction and file are unchanged."
+        },
+    )
     extra: dict[str, Any] = field(default_factory=dict)  # other TrainingArguments fields
 
     def validate(self) -> None:
@@ -76,6 +90,8 @@ class RerankerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.token_cache, bool):
+            raise InputError(f"token_cache must be true or false, got {self.token_cache!r}")
         if self.head_learning_rate is not None and not self.head_learning_rate > 0:
             raise InputError(f"head_learning_rate must be positive, got {self.head_learning_rate}")
         if not self.data:

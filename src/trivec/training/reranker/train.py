@@ -4,7 +4,10 @@ the loss is the cross-entropy of the group's logits with the positive as the tar
 
 The rows are FlagEmbedding JSONL (`trivec.training.examples`, checked in full before the first step); the
 positive is drawn from `pos` and the negatives from `neg` (with repetition when a row has fewer), seeded by
-row and epoch. Pairs are built by `PairTokenizer`, exactly as `Reranker` scores them. Training runs on the
+row and epoch. Pairs are built by `PairTokenizer`, exactly as `Reranker` scores them. With the token cache
+(`token_cache`, `trivec.training.token_cache`) each file's distinct (query, passage) pairs are built once and
+their ids stored beside the data: a pair is cut, decoded and tokenised again as a whole (the round trip can
+change a text's ids), so the cache holds whole pairs, not texts to put together. Training runs on the
 Hugging Face Trainer through `trivec.training.runner` (checkpoints, resume, `torchrun` launch, `log.csv`, the
 final model moved into place only once complete); this module saves that model in the bge-reranker layout.
 """
@@ -12,9 +15,11 @@ final model moved into place only once complete); this module saves that model i
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -32,6 +37,7 @@ from trivec.training.optimizer import head_rate_optimizer
 from trivec.training.reranker.adapters import add_reranker_lora, is_head_parameter, trainable_summary
 from trivec.training.reranker.arguments import RerankerConfig
 from trivec.training.runner import run_training
+from trivec.training.token_cache import TokenLookup, load_or_build, pad_rows, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -66,27 +72,87 @@ class _Epochs(TrainerCallback):
         self.dataset.epoch = int(state.epoch or 0)
 
 
+def file_pairs(examples: Sequence[TrainExample]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every distinct (query, passage) pair a group can hold, per source file: what the token cache builds."""
+    files: dict[str, dict[tuple[str, str], None]] = {}
+    for ex in examples:
+        pairs = files.setdefault(ex.source, {})
+        for passage in (*ex.pos, *ex.neg):
+            pairs.setdefault((ex.query, passage), None)
+    return [(source, list(pairs)) for source, pairs in files.items()]
+
+
 class GroupCollator:
-    """Groups → padded pair tensors (`[B·G, L]`), built by `PairTokenizer` as `Reranker` builds them."""
+    """Groups → padded pair tensors (`[B·G, L]`), built by `PairTokenizer` as `Reranker` builds them (or read
+    from the token cache: the same ids), padded on the right."""
+
+    ROLE = "pair"
 
     def __init__(self, pairs: PairTokenizer, pad_id: int) -> None:
         self.pairs, self.pad_id = pairs, pad_id
+        self.columns = ("ids", "types") if pairs.with_token_types else ("ids",)
+        self.token_cache: TokenLookup | None = None
+
+    def encode(self, items: Sequence[tuple[str, str]]) -> dict[str, list[list[int]]]:
+        """The ids (and token types) of each pair, unpadded: what the token cache holds."""
+        inputs = self.pairs.tokenize_pairs(items)
+        columns = {"ids": inputs.input_ids}
+        if inputs.token_type_ids is not None:
+            columns["types"] = inputs.token_type_ids
+        return columns
+
+    def use_token_cache(
+        self,
+        files: Sequence[tuple[str | os.PathLike[str], Sequence[tuple[str, str]]]],
+        folder: Path | None = None,
+    ) -> TokenLookup:
+        """Load (or build and write) the token cache of each data file (`(path, its pairs)`, `file_pairs`)
+        and read each pair's ids from it from now on."""
+        settings = {
+            "trainer": "reranker",
+            "tokenizer": tokenizer_fingerprint(self.pairs.tokenizer),
+            "max_length": self.pairs.max_length,
+            "query_max_length": self.pairs.query_max_length,
+            "query_instruction": self.pairs.query_instruction,
+        }
+        lookup = TokenLookup()
+        built = 0
+        for path, pairs in files:
+            items = {self.ROLE: list(dict.fromkeys(pairs))}
+            arrays, new = load_or_build(
+                path,
+                items,
+                settings,
+                lambda role, pairs: self.encode(cast(list[tuple[str, str]], pairs)),
+                columns=self.columns,
+                vocab_size=len(self.pairs.tokenizer),
+                folder=folder,
+            )
+            lookup.add(items, arrays)
+            built += new
+        logger.info("token cache: %d pairs of %d files (%d tokenised now)", len(lookup), len(files), built)
+        self.token_cache = lookup
+        return lookup
+
+    def _cached(self, items: list[tuple[str, str]]) -> Mapping[str, Sequence[Any]] | None:
+        """Every column of every pair from the token cache, or None (no cache, or a pair it lacks)."""
+        if self.token_cache is None:
+            return None
+        columns = {}
+        for name in self.columns:
+            rows = self.token_cache.rows(self.ROLE, items, name)
+            if rows is None:
+                return None
+            columns[name] = rows
+        return columns
 
     def __call__(self, groups: list[tuple[str, list[str]]]) -> dict[str, torch.Tensor]:
         items = [(query, passage) for query, passages in groups for passage in passages]
-        inputs = self.pairs.tokenize_pairs(items)
-        width = max(len(ids) for ids in inputs.input_ids)
-        input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        types = torch.zeros((len(items), width), dtype=torch.long)
-        for row, ids in enumerate(inputs.input_ids):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-            if inputs.token_type_ids is not None:
-                types[row, : len(ids)] = torch.tensor(inputs.token_type_ids[row])
-        batch = {"input_ids": input_ids, "attention_mask": mask}
-        if inputs.token_type_ids is not None:
-            batch["token_type_ids"] = types
+        columns = self._cached(items) or self.encode(items)
+        input_ids, mask = pad_rows(columns["ids"], self.pad_id)
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+        if "types" in columns:
+            batch["token_type_ids"] = torch.from_numpy(pad_rows(columns["types"], 0)[0])
         return batch
 
 
@@ -188,11 +254,14 @@ def build_reranker_trainer(config: RerankerConfig) -> RerankerTrainer:
         **options,
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collator = GroupCollator(pairs, pad_id)
+    if config.token_cache:
+        collator.use_token_cache(file_pairs(examples))
     return RerankerTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=GroupCollator(pairs, pad_id),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[_Epochs(dataset)],
         group_size=config.group_size,
