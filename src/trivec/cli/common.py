@@ -7,6 +7,7 @@ annotations from its module's globals).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
 from functools import wraps
@@ -88,6 +89,26 @@ def trainer_help(text: str, defaults: Mapping[str, Any], name: str) -> str:
     return f"{text.rstrip('.')} (default {defaults[name]})." if name in defaults else text
 
 
+def field_names(*settings: type) -> frozenset[str]:
+    """The names the dataclasses `settings` take as keyword arguments (a recipe's, Hugging Face's
+    `TrainingArguments`): what a training command's options may be named."""
+    return frozenset(f.name for cls in settings for f in fields(cls) if f.init)
+
+
+def given_fields(values: Mapping[str, Any], *settings: type) -> dict[str, Any]:
+    """The options a training command was given, by the field of `settings` each sets: the command's
+    parameters are named after the fields (`given_fields(locals(), ...)`), so no option is renamed by hand.
+    None is 'not given' (a YAML recipe or a default decides) and is left out; paths become strings."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return [plain(item) for item in value] if isinstance(value, list) else value
+
+    names = field_names(*settings)
+    return {name: plain(value) for name, value in values.items() if name in names and value is not None}
+
+
 def comma_list(items: list[str] | None) -> list[str] | None:
     """A repeatable option whose values may also be comma-separated (`-d a.jsonl,b.jsonl -d c.jsonl`), as
     one list (None: not given)."""
@@ -106,12 +127,15 @@ def command_group(app: typer.Typer, name: str) -> typer.Typer:
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")]
 
-# the training commands' options that set no field of a recipe's dataclass
+# the help panel of a training command's options that set Hugging Face's TrainingArguments
+TRAINER_PANEL = "Trainer (Hugging Face TrainingArguments)"
+# what every training command takes: the Trainer's resume_from_checkpoint, and --set (no field of its own)
 ResumeOption = Annotated[
     str | None,
     typer.Option(
+        "--resume-from-checkpoint",
         "--resume",
-        help="Checkpoint directory to resume from, or 'last' (the newest checkpoint-* of --output).",
+        help="Checkpoint directory to resume from, or 'last' (the newest checkpoint-* of the output directory).",
     ),
 ]
 SetOption = Annotated[

@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from trivec.cli.common import ResumeOption, check_positive, clean_errors, command_group, fail, field_help
+from trivec.cli.common import (
+    ResumeOption,
+    check_positive,
+    clean_errors,
+    command_group,
+    fail,
+    field_help,
+    given_fields,
+)
 from trivec.training.reranker.arguments import RerankerConfig
 
 RerankModelOption = Annotated[
@@ -137,11 +145,16 @@ reranker_help = partial(field_help, RerankerConfig)  # an option's help: its set
 def train_reranker(
     model: Annotated[str, typer.Option("--model", "-m", help=reranker_help("model"))],
     data: Annotated[list[Path], typer.Option("--data", "-d", help=reranker_help("data"))],
-    output: Annotated[Path, typer.Option("--output", "-o", help=reranker_help("output_dir"))],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "--output", "-o", help=reranker_help("output_dir"))
+    ],
     group_size: Annotated[int | None, typer.Option("--group-size", help=reranker_help("group_size"))] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help=reranker_help("max_length"))] = None,
     query_max_length: QueryMaxLengthOption = None,
-    instruction: InstructionOption = None,
+    query_instruction: Annotated[
+        str | None,
+        typer.Option("--query-instruction", "--instruction", help=reranker_help("query_instruction")),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help=reranker_help("batch_size"))] = None,
     epochs: Annotated[float | None, typer.Option("--epochs", help=reranker_help("epochs"))] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help=reranker_help("max_steps"))] = None,
@@ -157,7 +170,7 @@ def train_reranker(
         int | None, typer.Option("--logging-steps", help=reranker_help("logging_steps"))
     ] = None,
     dropout: Annotated[float | None, typer.Option("--dropout", help=reranker_help("dropout"))] = None,
-    use_cpu: Annotated[bool | None, typer.Option("--cpu", help=reranker_help("use_cpu"))] = None,
+    use_cpu: Annotated[bool | None, typer.Option("--use-cpu", "--cpu", help=reranker_help("use_cpu"))] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16", help=reranker_help("bf16"))] = None,
     max_examples_per_file: Annotated[
         int | None, typer.Option("--max-examples-per-file", help=reranker_help("max_examples_per_file"))
@@ -167,39 +180,17 @@ def train_reranker(
         float | None, typer.Option("--lora-alpha", help=reranker_help("lora_alpha"))
     ] = None,
     head_learning_rate: Annotated[
-        float | None, typer.Option("--head-lr", help=reranker_help("head_learning_rate"))
+        float | None,
+        typer.Option("--head-learning-rate", "--head-lr", help=reranker_help("head_learning_rate")),
     ] = None,
-    resume: ResumeOption = None,
+    resume_from_checkpoint: ResumeOption = None,
 ) -> None:
     """Fine-tune a cross-encoder reranker (FlagEmbedding's recipe: groups of one positive and negatives,
     cross-entropy per group). Launch with torchrun for several GPUs."""
+    given = dict(locals())  # the parameters (nothing else is defined yet), named after the fields they set
     from trivec.training.reranker.train import train_reranker as run
 
-    options: dict[str, Any] = {
-        "group_size": group_size,
-        "max_length": max_length,
-        "query_max_length": query_max_length,
-        "query_instruction": instruction,
-        "learning_rate": learning_rate,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "warmup_ratio": warmup_ratio,
-        "seed": seed,
-        "logging_steps": logging_steps,
-        "save_steps": save_steps,
-        "dropout": dropout,
-        "use_cpu": use_cpu,
-        "bf16": bf16,
-        "max_examples_per_file": max_examples_per_file,
-        "lora_rank": lora_rank,
-        "lora_alpha": lora_alpha,
-        "head_learning_rate": head_learning_rate,
-        "resume_from_checkpoint": resume,
-    }
-    given = {name: value for name, value in options.items() if value is not None}  # else the defaults
-    config = RerankerConfig(model=model, data=[str(p) for p in data], output_dir=str(output), **given)
-    out = run(config)
+    out = run(RerankerConfig(**given_fields(given, RerankerConfig)))  # options not given: the defaults
     typer.echo(f"reranker saved to {out}", err=True)
 
 

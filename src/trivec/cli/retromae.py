@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from trivec.cli.common import (
+    TRAINER_PANEL,
     ResumeOption,
     SetOption,
     clean_errors,
@@ -15,6 +16,7 @@ from trivec.cli.common import (
     command_group,
     fail,
     field_help,
+    given_fields,
     trainer_help,
 )
 from trivec.training.recipe_yaml import gather_recipe_values
@@ -33,12 +35,14 @@ def register(app: typer.Typer) -> None:
     @group.command("retromae")
     @clean_errors
     def retromae(
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
+        output_dir: Annotated[
+            Path | None, typer.Option("--output-dir", "--output", "-o", help="Output directory.")
+        ] = None,
         model: Annotated[
             str | None,
             typer.Option("--model", "-m", help=field_help(RetroMAEArguments, "model")),
         ] = None,
-        config: Annotated[
+        config_files: Annotated[
             list[Path] | None,
             typer.Option(
                 "--config",
@@ -65,60 +69,68 @@ def register(app: typer.Typer) -> None:
         decoder_mlm_probability: Annotated[
             float | None, typer.Option(help=field_help(RetroMAEArguments, "decoder_mlm_probability"))
         ] = None,
-        batch_size: Annotated[
+        resume_from_checkpoint: ResumeOption = None,
+        set_: SetOption = None,
+        per_device_train_batch_size: Annotated[
             int | None,
             typer.Option(
-                help=trainer_help("Texts per device batch", RETROMAE_DEFAULTS, "per_device_train_batch_size")
+                "--per-device-train-batch-size",
+                "--batch-size",
+                help=trainer_help("Texts per device batch", RETROMAE_DEFAULTS, "per_device_train_batch_size"),
+                rich_help_panel=TRAINER_PANEL,
             ),
         ] = None,
         learning_rate: Annotated[
             float | None,
-            typer.Option(help=trainer_help("Peak learning rate", RETROMAE_DEFAULTS, "learning_rate")),
+            typer.Option(
+                help=trainer_help("Peak learning rate", RETROMAE_DEFAULTS, "learning_rate"),
+                rich_help_panel=TRAINER_PANEL,
+            ),
         ] = None,
-        epochs: Annotated[
-            float | None, typer.Option(help=trainer_help("Epochs", RETROMAE_DEFAULTS, "num_train_epochs"))
+        num_train_epochs: Annotated[
+            float | None,
+            typer.Option(
+                "--num-train-epochs",
+                "--epochs",
+                help=trainer_help("Epochs", RETROMAE_DEFAULTS, "num_train_epochs"),
+                rich_help_panel=TRAINER_PANEL,
+            ),
         ] = None,
         max_steps: Annotated[
-            int | None, typer.Option(help="Stop after this many steps (overrides epochs).")
+            int | None,
+            typer.Option(
+                help="Stop after this many steps (overrides epochs).", rich_help_panel=TRAINER_PANEL
+            ),
         ] = None,
         seed: Annotated[
-            int | None, typer.Option(help=trainer_help("Random seed", RETROMAE_DEFAULTS, "seed"))
+            int | None,
+            typer.Option(
+                help=trainer_help("Random seed", RETROMAE_DEFAULTS, "seed"), rich_help_panel=TRAINER_PANEL
+            ),
         ] = None,
-        resume: ResumeOption = None,
-        set_: SetOption = None,
     ) -> None:
         """Pre-train an encoder with RetroMAE (masked encoder + enhanced one-layer decoder).
 
         Writes OUTPUT/encoder_model (weights + tokenizer; `trivec train contrastive --model` starts from it),
         OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs.
         """
+        # the parameters (nothing else is defined yet), named after the fields they set
+        given = {**locals(), "corpus": comma_list(corpus)}
+        from transformers import TrainingArguments
+
         from trivec.training.retromae.arguments import build_arguments, read_yaml
         from trivec.training.retromae.train import train_retromae
 
-        yaml_files = [p for p in config or [] if p.suffix.lower() in YAML_SUFFIXES]
-        encoder_configs = [p for p in config or [] if p.suffix.lower() == ".json"]
-        for path in config or []:
+        yaml_files = [p for p in config_files or [] if p.suffix.lower() in YAML_SUFFIXES]
+        encoder_configs = [p for p in config_files or [] if p.suffix.lower() == ".json"]
+        for path in config_files or []:
             if path not in yaml_files and path not in encoder_configs:
                 raise fail(f"--config {path}: expected a .json encoder config or a .yaml recipe")
         if len(encoder_configs) > 1:
             raise fail("give one encoder config (.json), not several")
-        options = {
-            "output_dir": str(output) if output is not None else None,
-            "model": model,
-            "config": str(encoder_configs[0]) if encoder_configs else None,
-            "tokenizer": tokenizer,
-            "corpus": comma_list(corpus),
-            "objective": objective,
-            "max_seq_length": max_seq_length,
-            "encoder_mlm_probability": encoder_mlm_probability,
-            "decoder_mlm_probability": decoder_mlm_probability,
-            "per_device_train_batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "num_train_epochs": epochs,
-            "max_steps": max_steps,
-            "seed": seed,
-            "resume_from_checkpoint": resume,
-        }
+        options = given_fields(given, RetroMAEArguments, TrainingArguments)
+        if encoder_configs:  # --config takes the recipes too: the encoder config is its .json file
+            options["config"] = str(encoder_configs[0])
         values = gather_recipe_values(yaml_files, read_yaml, set_, options)
         # a model on the command line replaces an encoder config of the YAML, and the other way round
         if "model" in values.overrides and "config" not in values.overrides:

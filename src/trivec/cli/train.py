@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from trivec.cli.common import (
+    TRAINER_PANEL,
     DocumentPromptOption,
     QueryPromptOption,
     ResumeOption,
@@ -16,11 +17,21 @@ from trivec.cli.common import (
     comma_list,
     command_group,
     field_help,
+    given_fields,
     prompt_overrides,
     trainer_help,
 )
-from trivec.training.arguments import TRAINING_DEFAULTS, DataArguments, LossArguments, ModelArguments
+from trivec.training.arguments import (
+    DATACLASSES,
+    TRAINING_DEFAULTS,
+    DataArguments,
+    LossArguments,
+    ModelArguments,
+)
 from trivec.training.recipe_yaml import gather_recipe_values
+
+# `trivec train contrastive / m3 --help` lists the options by what they set (the run's own ones first)
+MODEL, DATA, LOSS, TRAINER = "Model", "Data", "Loss", TRAINER_PANEL
 
 
 def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = False) -> None:
@@ -30,131 +41,169 @@ def add_train_command(train: typer.Typer, name: str, help_text: str, m3: bool = 
     @train.command(name, help=help_text)
     @clean_errors
     def command(
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
+        output_dir: Annotated[
+            Path | None, typer.Option("--output-dir", "--output", "-o", help="Output directory.")
+        ] = None,
         model: Annotated[
             str | None,
             typer.Option("--model", "-m", help=field_help(ModelArguments, "model", with_default=False)),
         ] = None,
-        data: Annotated[
+        train_data: Annotated[
             list[str] | None,
-            typer.Option("--data", "-d", help="FlagEmbedding JSONL files, comma-separated or repeated."),
+            typer.Option(
+                "--train-data", "--data", "-d", help="FlagEmbedding JSONL files, comma-separated or repeated."
+            ),
         ] = None,
-        config: Annotated[
+        config_files: Annotated[
             list[Path] | None, typer.Option("--config", "-c", help="YAML recipe (repeatable; later wins).")
         ] = None,
-        group_size: Annotated[
-            int | None, typer.Option(help=field_help(DataArguments, "train_group_size"))
+        resume_from_checkpoint: ResumeOption = None,
+        set_: SetOption = None,
+        precision: Annotated[
+            str | None, typer.Option(help=field_help(ModelArguments, "precision"), rich_help_panel=MODEL)
         ] = None,
-        batch_size: Annotated[
+        train_parts: Annotated[
+            str | None, typer.Option(help=field_help(ModelArguments, "train_parts"), rich_help_panel=MODEL)
+        ] = None,
+        heads_learning_rate: Annotated[
+            float | None,
+            typer.Option(help=field_help(ModelArguments, "heads_learning_rate"), rich_help_panel=MODEL),
+        ] = None,
+        colbert_dim: Annotated[
+            int | None, typer.Option(help=field_help(ModelArguments, "colbert_dim"), rich_help_panel=MODEL)
+        ] = None,
+        train_group_size: Annotated[
             int | None,
             typer.Option(
-                help=trainer_help(
-                    "Queries per device batch", TRAINING_DEFAULTS, "per_device_train_batch_size"
-                )
+                "--train-group-size",
+                "--group-size",
+                help=field_help(DataArguments, "train_group_size"),
+                rich_help_panel=DATA,
             ),
-        ] = None,
-        learning_rate: Annotated[
-            float | None,
-            typer.Option(help=trainer_help("Peak learning rate", TRAINING_DEFAULTS, "learning_rate")),
-        ] = None,
-        epochs: Annotated[
-            float | None, typer.Option(help=trainer_help("Epochs", TRAINING_DEFAULTS, "num_train_epochs"))
-        ] = None,
-        max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-        temperature: Annotated[
-            float | None, typer.Option(help=field_help(LossArguments, "temperature"))
         ] = None,
         query_max_len: Annotated[
-            int | None, typer.Option(help=field_help(DataArguments, "query_max_len"))
+            int | None, typer.Option(help=field_help(DataArguments, "query_max_len"), rich_help_panel=DATA)
         ] = None,
         passage_max_len: Annotated[
-            int | None, typer.Option(help=field_help(DataArguments, "passage_max_len"))
+            int | None, typer.Option(help=field_help(DataArguments, "passage_max_len"), rich_help_panel=DATA)
         ] = None,
-        query_prompt: QueryPromptOption = None,
-        document_prompt: DocumentPromptOption = None,
-        in_batch_negatives: Annotated[
-            bool | None,
+        query_instruction: Annotated[
+            str | None,
             typer.Option(
-                "--in-batch-negatives/--no-in-batch-negatives",
-                help=field_help(LossArguments, "in_batch_negatives"),
+                "--query-instruction",
+                "--query-prompt",
+                help=field_help(DataArguments, "query_instruction"),
+                rich_help_panel=DATA,
             ),
         ] = None,
-        cross_device_negatives: Annotated[
-            bool | None,
+        passage_instruction: Annotated[
+            str | None,
             typer.Option(
-                "--cross-device-negatives", help=field_help(LossArguments, "negatives_cross_device")
+                "--passage-instruction",
+                "--document-prompt",
+                help=field_help(DataArguments, "passage_instruction"),
+                rich_help_panel=DATA,
             ),
         ] = None,
         knowledge_distillation: Annotated[
             bool | None,
             typer.Option(
-                "--knowledge-distillation", help=field_help(DataArguments, "knowledge_distillation")
+                "--knowledge-distillation",
+                help=field_help(DataArguments, "knowledge_distillation"),
+                rich_help_panel=DATA,
+            ),
+        ] = None,
+        same_dataset_within_batch: Annotated[
+            bool | None,
+            typer.Option(
+                "--same-dataset-within-batch",
+                "--same-dataset-batches",
+                help=field_help(DataArguments, "same_dataset_within_batch"),
+                rich_help_panel=DATA,
+            ),
+        ] = None,
+        temperature: Annotated[
+            float | None, typer.Option(help=field_help(LossArguments, "temperature"), rich_help_panel=LOSS)
+        ] = None,
+        in_batch_negatives: Annotated[
+            bool | None,
+            typer.Option(
+                "--in-batch-negatives/--no-in-batch-negatives",
+                help=field_help(LossArguments, "in_batch_negatives"),
+                rich_help_panel=LOSS,
+            ),
+        ] = None,
+        negatives_cross_device: Annotated[
+            bool | None,
+            typer.Option(
+                "--negatives-cross-device",
+                "--cross-device-negatives",
+                help=field_help(LossArguments, "negatives_cross_device"),
+                rich_help_panel=LOSS,
             ),
         ] = None,
         kd_loss_type: Annotated[
-            str | None, typer.Option(help="kl_div or m3_kd_loss (default: m3_kd_loss for m3, else kl_div).")
-        ] = None,
-        sub_batch_size: Annotated[
-            int | None, typer.Option(help=field_help(LossArguments, "sub_batch_size"))
-        ] = None,
-        gradient_checkpointing: Annotated[
-            bool | None, typer.Option("--gradient-checkpointing", help="Recompute activations in backward.")
-        ] = None,
-        same_dataset_batches: Annotated[
-            bool | None,
+            str | None,
             typer.Option(
-                "--same-dataset-batches", help=field_help(DataArguments, "same_dataset_within_batch")
+                help="kl_div or m3_kd_loss (default: m3_kd_loss for m3, else kl_div).", rich_help_panel=LOSS
             ),
         ] = None,
-        precision: Annotated[str | None, typer.Option(help=field_help(ModelArguments, "precision"))] = None,
+        sub_batch_size: Annotated[
+            int | None, typer.Option(help=field_help(LossArguments, "sub_batch_size"), rich_help_panel=LOSS)
+        ] = None,
+        per_device_train_batch_size: Annotated[
+            int | None,
+            typer.Option(
+                "--per-device-train-batch-size",
+                "--batch-size",
+                help=trainer_help(
+                    "Queries per device batch", TRAINING_DEFAULTS, "per_device_train_batch_size"
+                ),
+                rich_help_panel=TRAINER,
+            ),
+        ] = None,
+        learning_rate: Annotated[
+            float | None,
+            typer.Option(
+                help=trainer_help("Peak learning rate", TRAINING_DEFAULTS, "learning_rate"),
+                rich_help_panel=TRAINER,
+            ),
+        ] = None,
+        num_train_epochs: Annotated[
+            float | None,
+            typer.Option(
+                "--num-train-epochs",
+                "--epochs",
+                help=trainer_help("Epochs", TRAINING_DEFAULTS, "num_train_epochs"),
+                rich_help_panel=TRAINER,
+            ),
+        ] = None,
+        max_steps: Annotated[
+            int | None, typer.Option(help="Stop after this many optimizer steps.", rich_help_panel=TRAINER)
+        ] = None,
         seed: Annotated[
-            int | None, typer.Option(help=trainer_help("Random seed", TRAINING_DEFAULTS, "seed"))
+            int | None,
+            typer.Option(
+                help=trainer_help("Random seed", TRAINING_DEFAULTS, "seed"), rich_help_panel=TRAINER
+            ),
         ] = None,
-        train_parts: Annotated[
-            str | None, typer.Option(help=field_help(ModelArguments, "train_parts"))
+        gradient_checkpointing: Annotated[
+            bool | None,
+            typer.Option(
+                "--gradient-checkpointing", help="Recompute activations in backward.", rich_help_panel=TRAINER
+            ),
         ] = None,
-        heads_learning_rate: Annotated[
-            float | None, typer.Option(help=field_help(ModelArguments, "heads_learning_rate"))
-        ] = None,
-        colbert_dim: Annotated[
-            int | None, typer.Option(help=field_help(ModelArguments, "colbert_dim"))
-        ] = None,
-        resume: ResumeOption = None,
-        set_: SetOption = None,
     ) -> None:
+        # the parameters (nothing else is defined yet), named after the fields they set
+        given = {**locals(), "train_data": comma_list(train_data)}
+        from transformers import TrainingArguments
+
         from trivec.errors import InputError
         from trivec.training.arguments import M3_DEFAULTS, build_config, read_yaml
         from trivec.training.train import train_contrastive
 
-        options = {
-            "output_dir": str(output) if output is not None else None,
-            "model": model,
-            "train_data": comma_list(data),
-            "train_group_size": group_size,
-            "per_device_train_batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "num_train_epochs": epochs,
-            "max_steps": max_steps,
-            "temperature": temperature,
-            "query_max_len": query_max_len,
-            "passage_max_len": passage_max_len,
-            "query_instruction": query_prompt,
-            "passage_instruction": document_prompt,
-            "in_batch_negatives": in_batch_negatives,
-            "negatives_cross_device": cross_device_negatives,
-            "knowledge_distillation": knowledge_distillation,
-            "kd_loss_type": kd_loss_type,
-            "sub_batch_size": sub_batch_size,
-            "gradient_checkpointing": gradient_checkpointing,
-            "same_dataset_within_batch": same_dataset_batches,
-            "precision": precision,
-            "seed": seed,
-            "train_parts": train_parts,
-            "colbert_dim": colbert_dim,
-            "heads_learning_rate": heads_learning_rate,
-            "resume_from_checkpoint": resume,
-        }
-        values = gather_recipe_values(config or [], read_yaml, set_, options)
+        options = given_fields(given, *DATACLASSES, TrainingArguments)
+        values = gather_recipe_values(config_files or [], read_yaml, set_, options)
         if m3 and values.merged().get("unified_finetuning", True) is not True:
             raise InputError(
                 "`trivec train m3` is unified fine-tuning (unified_finetuning: false given); "
@@ -179,7 +228,7 @@ def register(app: typer.Typer) -> None:
         help_text=(
             "Contrastive fine-tuning (InfoNCE with hard and in-batch negatives, optional teacher distillation)."
             "\n\nQueries get the model's 'query' prompt and passages its 'document' prompt unless "
-            "--query-prompt / --document-prompt say otherwise; the output model keeps the prompts it was "
+            "--query-instruction / --passage-instruction say otherwise; the output model keeps the prompts it was "
             "trained with.\n\nWrites the model in the BAAI layout to OUTPUT (loadable by trivec and sentence-transformers), "
             "checkpoints OUTPUT/checkpoint-*, OUTPUT/log.csv and TensorBoard logs under OUTPUT/runs. "
             "Launch with `torchrun --nproc_per_node N $(which trivec) train contrastive ...` for several "

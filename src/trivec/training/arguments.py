@@ -162,15 +162,15 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Instruction put before every query (a row's 'prompt' wins); default: the model's "
-            "'query' prompt. Saved with the model as its 'query' prompt."
+            "'query' prompt ('' for none). Saved with the model as its 'query' prompt."
         },
     )
     query_instruction_format: str = field(default="{}{}", metadata={"help": "format(instruction, query)."})
     passage_instruction: str | None = field(
         default=None,
         metadata={
-            "help": "Put before every passage; default: the model's 'document' prompt. Saved with the model "
-            "as its 'document' prompt."
+            "help": "Put before every passage; default: the model's 'document' prompt ('' for none). Saved "
+            "with the model as its 'document' prompt."
         },
     )
     use_row_prompts: bool = field(default=True, metadata={"help": "Use a row's 'prompt' as its instruction."})
