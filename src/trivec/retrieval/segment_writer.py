@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from trivec import heap
 from trivec.errors import TrivecError
 from trivec.inference.sparse import SparseVector
 from trivec.io import fsync_dir
@@ -90,8 +91,12 @@ class SegmentWriter:
         self.dense = _Appender(directory / "dense.f32", np.dtype(np.float32)) if dense_dim else None
         self.quantization = dense_quantization if dense_dim else "none"
         self.has_sparse = has_sparse
+        # one flat array of term ids, weights and per-row lengths per appended batch, not two small arrays
+        # per row: held until `finish` writes the postings, so their size is the writer's (≈ 480 bytes per
+        # document at 60 terms, where per-row arrays and their objects took ≈ 750 and kept the heap fragmented)
         self._sparse_ids: list[np.ndarray] = []
         self._sparse_vals: list[np.ndarray] = []
+        self._sparse_lengths: list[np.ndarray] = []
         self.codec = colbert_codec
         self.colbert_dim = colbert_dim
         self.colbert_rows = [0]
@@ -129,8 +134,17 @@ class SegmentWriter:
             self.dense.write(dense)
         if self.has_sparse:
             assert sparse is not None and len(sparse) == n
-            self._sparse_ids.extend(v.indices for v in sparse)
-            self._sparse_vals.extend(v.values for v in sparse)
+            self._sparse_lengths.append(np.fromiter((len(v) for v in sparse), dtype=np.int64, count=n))
+            self._sparse_ids.append(
+                np.concatenate([v.indices for v in sparse]).astype(np.int32, copy=False)
+                if n
+                else np.zeros(0, np.int32)
+            )
+            self._sparse_vals.append(
+                np.concatenate([v.values for v in sparse]).astype(np.float32, copy=False)
+                if n
+                else np.zeros(0, np.float32)
+            )
         if self.codec is not None:
             codec = self.codec
             pairs = colbert_codes if colbert_codes is not None else [codec.encode(r) for r in colbert or []]
@@ -217,29 +231,36 @@ class SegmentWriter:
         del vectors
 
     def _write_postings(self, arrays: dict[str, dict[str, Any]]) -> None:
-        lengths = np.fromiter((len(x) for x in self._sparse_ids), dtype=np.int64, count=len(self._sparse_ids))
-        terms_flat = (
-            np.concatenate(self._sparse_ids).astype(np.int32) if lengths.sum() else np.zeros(0, np.int32)
+        """The inverted index (`sparse.terms`, `sparse.ptr`, `sparse.docs`, `sparse.vals`: rows ascending
+        within a term) from the appended batches. Each input is let go as soon as it is used and the freed
+        heap given back, so that the graph built next does not sit on top of it (docs/scale.md)."""
+        lengths = np.concatenate(self._sparse_lengths) if self._sparse_lengths else np.zeros(0, np.int64)
+        terms = np.concatenate(self._sparse_ids) if self._sparse_ids else np.zeros(0, np.int32)
+        self._sparse_ids, self._sparse_lengths = [], []
+        if terms.size and int(terms.min()) < 0:
+            raise TrivecError(f"sparse term ids must be >= 0, got {int(terms.min())}")
+        order = np.argsort(terms, kind="stable")  # rows stay ascending within a term
+        counts = np.bincount(terms) if terms.size else np.zeros(0, np.int64)
+        del terms
+        unique = np.flatnonzero(counts).astype(np.int32)
+        ptr = np.concatenate([[0], np.cumsum(counts[unique])]).astype(np.int64)
+        self._write_array(arrays, "sparse.terms", unique)
+        self._write_array(arrays, "sparse.ptr", ptr)
+        self._write_array(
+            arrays, "sparse.docs", np.repeat(np.arange(self.rows, dtype=np.int32), lengths)[order]
         )
-        vals_flat = (
-            np.concatenate(self._sparse_vals).astype(np.float32) if lengths.sum() else np.zeros(0, np.float32)
-        )
-        rows = np.repeat(np.arange(self.rows, dtype=np.int32), lengths)
-        order = np.argsort(terms_flat, kind="stable")  # rows stay ascending within a term
-        terms_sorted = terms_flat[order]
-        unique, starts = np.unique(terms_sorted, return_index=True)
-        ptr = np.append(starts, terms_sorted.shape[0]).astype(np.int64)
-        for name, values, dtype in (
-            ("sparse.terms", unique, np.int32),
-            ("sparse.ptr", ptr, np.int64),
-            ("sparse.docs", rows[order], np.int32),
-            ("sparse.vals", vals_flat[order], np.float32),
-        ):
-            out = _Appender(self.directory / name, np.dtype(dtype))
-            out.write(values)
-            out.close()
-            arrays[name] = {"dtype": np.dtype(dtype).name, "shape": [int(np.asarray(values).shape[0])]}
-        self._sparse_ids, self._sparse_vals = [], []
+        del lengths
+        values = np.concatenate(self._sparse_vals) if self._sparse_vals else np.zeros(0, np.float32)
+        self._sparse_vals = []
+        self._write_array(arrays, "sparse.vals", values[order])
+        del values, order
+        heap.trim()
+
+    def _write_array(self, arrays: dict[str, dict[str, Any]], name: str, values: np.ndarray) -> None:
+        out = _Appender(self.directory / name, values.dtype)
+        out.write(values)
+        out.close()
+        arrays[name] = {"dtype": values.dtype.name, "shape": [int(values.shape[0])]}
 
     def abort(self) -> None:
         """Remove a segment that will not be committed."""
@@ -251,41 +272,66 @@ class SegmentWriter:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+ANN_CHUNK_BYTES = 96 << 20  # float32 rows handed to faiss per add: 65,536 rows at 384 dimensions
+
+
 def build_ann(directory: Path, rows: int, dim: int, ann: dict[str, Any]) -> dict[str, Any]:
-    """A faiss graph / IVF over the segment's dense vectors, saved as `dense.faiss`."""
+    """A faiss graph / IVF over the segment's dense vectors, saved as `dense.faiss`.
+
+    The vectors are read from `dense.f32` a chunk at a time (`ANN_CHUNK_BYTES`) and added chunk by chunk, so
+    the float32 rows are never all in memory beside the graph and its own copy of them (1.5 GB at 1M × 384).
+    IVF: the same index as one add. HNSW: faiss inserts the points of each add call by level (highest first,
+    shuffled), so the graph is not byte for byte the one a single add builds; searches at a high ef find the
+    same neighbours (tested), and recall at the default ef was measured up to 1M (docs/scale.md)."""
     faiss: Any = importlib.import_module("faiss")
 
-    vectors = np.fromfile(directory / "dense.f32", dtype=np.float32).reshape(rows, dim)
     kind = ann["kind"]
     with Step(f"building the {kind.upper()} graph of {rows:,} vectors"):
-        return _build_ann(directory, vectors, rows, dim, ann, faiss)
+        return _build_ann(directory, rows, dim, ann, faiss)
 
 
-def _build_ann(
-    directory: Path, vectors: np.ndarray, rows: int, dim: int, ann: dict[str, Any], faiss: Any
-) -> dict[str, Any]:
+def _chunks(path: Path, rows: int, dim: int) -> Iterator[np.ndarray]:
+    """The float32 rows of `path`, `ANN_CHUNK_BYTES` at a time, read into one buffer (plain reads: the file's
+    pages stay page cache, not this process's mapped memory)."""
+    step = max(1, ANN_CHUNK_BYTES // (4 * dim))
+    buffer = np.empty((min(step, rows), dim), dtype=np.float32)
+    with path.open("rb") as handle:
+        for start in range(0, rows, step):
+            part = buffer[: min(step, rows - start)]
+            view = part.data.cast("B")
+            if handle.readinto(view) != view.nbytes:
+                raise TrivecError(f"{path} is shorter than its {rows:,} rows of {dim} float32 values")
+            yield part
+
+
+def _build_ann(directory: Path, rows: int, dim: int, ann: dict[str, Any], faiss: Any) -> dict[str, Any]:
+    path = directory / "dense.f32"
     kind = ann["kind"]
     if kind == "hnsw":
         m = int(ann.get("m", 32))
         if ann.get("storage", "float32") == "float16":
             # the graph's own copy of the vectors in fp16: half the bytes walked; hits are re-scored from dense.f32
             index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, m, faiss.METRIC_INNER_PRODUCT)
-            index.train(vectors[:1])
+            index.train(np.zeros((1, dim), np.float32))  # fp16 needs no training; faiss asks for a call
         else:
             index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = int(ann.get("ef_construction", 80))
-        index.add(vectors)
+        for part in _chunks(path, rows, dim):
+            index.add(part)
     elif kind == "ivf":
         nlist = int(ann.get("nlist") or max(1, min(4096, int(4 * np.sqrt(rows)))))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.add(vectors)
+        vectors = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim))
+        index.train(vectors)  # k-means samples its training points from the map
+        del vectors
+        for part in _chunks(path, rows, dim):
+            index.add(part)
         ann = {**ann, "nlist": nlist}
     else:
         raise TrivecError(f"unknown ANN kind {kind!r}")
-    path = directory / "dense.faiss"
-    faiss.write_index(index, str(path))
-    with path.open("rb+") as handle:
+    out = directory / "dense.faiss"
+    faiss.write_index(index, str(out))
+    with out.open("rb+") as handle:
         os.fsync(handle.fileno())
     return {**ann, "file": "dense.faiss"}

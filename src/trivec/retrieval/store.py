@@ -68,6 +68,7 @@ class SegmentStore:
         self._uncommitted: set[str] = set()  # files/dirs written since the last commit
         self._changed_tombstones: set[str] = set()
         self._prefaulter = Prefaulter()
+        self._prefault_due = False  # segments this process wrote: prefaulted when it first reads (below)
         self.on_rebuild: Callable[[list[Segment]], None] | None = None  # told the segments on each change
         self._load(body)
 
@@ -177,11 +178,19 @@ class SegmentStore:
     def wait_checked(self, timeout: float | None = None) -> bool:
         """Wait for the background check of the open segments (`prefault.py`); whether every one of them was
         checked whole (an index too large to prefault is checked as searches read it)."""
+        self._start_due_prefault()
         self._prefaulter.wait(timeout)
         return all(seg.checked for seg in self.snapshot.segments)
 
-    def _rebuild_views(self) -> None:
-        self._prefaulter.start(self.segments)
+    def _rebuild_views(self, prefault: bool = True) -> None:
+        """New views of the segments. `prefault`: read the new ones ahead now (opened, or committed by another
+        process); a segment this process has just written is read ahead only when it first searches or
+        waits for the check: a writer that exits next (`trivec index build`) would only fill its resident
+        memory with page cache (6.5 GB at 300k documents, docs/scale.md)."""
+        if prefault:
+            self._prefaulter.start(self.segments)
+        else:
+            self._prefault_due = True
         # one assignment: searches see the old snapshot or the new one
         self.snapshot = Snapshot.build(self.segments, self._deleted)
         if self.on_rebuild is not None:
@@ -198,6 +207,7 @@ class SegmentStore:
 
     def refresh(self) -> bool:
         """Load the latest commit if another process made one (not while this one has pending changes)."""
+        self._start_due_prefault()
         if self._lock.held or self._dirty:
             return False
         stamp = self._manifest_stamp()
@@ -213,6 +223,11 @@ class SegmentStore:
             return True
 
         return retrying(load, self.directory)
+
+    def _start_due_prefault(self) -> None:
+        if self._prefault_due:
+            self._prefault_due = False
+            self._prefaulter.start(self.segments)
 
     # ------------------------------------------------------------------ writing: lock, commit, rollback
     def _begin_write(self) -> None:
@@ -361,7 +376,7 @@ class SegmentStore:
         self._body["chunks"] += chunks
         self._body["documents"] += documents
         self._body["chunked"] = bool(self._body.get("chunked")) or chunked
-        self._rebuild_views()
+        self._rebuild_views(prefault=False)
         self._dirty = True
 
     def write_segment(
@@ -416,7 +431,7 @@ class SegmentStore:
         self._body["chunks"] -= removed
         self._body["documents"] -= len(doc_ids)
         self._drop_empty_segments()
-        self._rebuild_views()
+        self._rebuild_views(prefault=False)
         self._dirty = True
         return removed
 
@@ -483,7 +498,7 @@ class SegmentStore:
             self._deleted.pop(name, None)
             self._changed_tombstones.discard(name)
         self.segments = [Segment(self.directory / SEGMENTS / r["name"], r) for r in kept_records]
-        self._rebuild_views()
+        self._rebuild_views(prefault=False)
         self._dirty = True
 
     def close(self) -> None:
