@@ -93,6 +93,13 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Rows re-scored per segment: k × this (≥ 1; default: int8 2, binary 8)."),
         ] = None,
         ann_threshold: Annotated[int, typer.Option(help="Segment rows from which auto uses HNSW.")] = 50_000,
+        max_segment_rows: Annotated[
+            int | None,
+            typer.Option(
+                help="At most this many rows per segment, each with its own graph (default: no limit): "
+                "a large build stays linear in time, searches read every segment."
+            ),
+        ] = None,
         no_sparse: Annotated[bool, typer.Option("--no-sparse", help="Do not store sparse vectors.")] = False,
         no_colbert: Annotated[
             bool, typer.Option("--no-colbert", help="Do not store ColBERT vectors.")
@@ -129,6 +136,7 @@ def register(app: typer.Typer) -> None:
             "colbert_pool_factor": colbert_pool_factor,
             "dense_quantization": dense_quantization,
             "dense_oversampling": dense_oversampling,
+            "max_segment_rows": max_segment_rows,
         }
         options.update({k: v for k, v in given.items() if v is not None})  # else the settings' defaults
         if backend == "qdrant":
@@ -274,7 +282,11 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"documents  {data['documents']} ({data['chunks']} chunks)")
         if "segments" in data:
-            typer.echo(f"segments   {len(data['segments'])} (generation {data['generation']})")
+            cap = data["settings"].get("max_segment_rows")
+            typer.echo(
+                f"segments   {len(data['segments'])} (generation {data['generation']})"
+                + (f", at most {cap:,} rows each" if cap else "")
+            )
             for seg in data["segments"]:
                 typer.echo(
                     f"  {seg['name']}: {seg['rows']} rows, {seg['deleted']} deleted, dense {seg['ann']}"

@@ -22,6 +22,7 @@ BEFORE_RECORDED: dict[str, Any] = {
     "colbert_pool_factor": 1,
     "dense_quantization": "none",
     "dense_oversampling": None,
+    "max_segment_rows": None,
 }
 
 
@@ -38,6 +39,12 @@ class IndexSettings:
     vectors (`trivec.retrieval.dense_codes`); dense_oversampling None: the kind's default (int8 2, binary 8).
     With codes every segment is searched flat: dense_index "auto" no longer switches to HNSW, and "hnsw" /
     "ivf" are refused (a graph keeps its own fp16 copy instead, `hnsw_storage`).
+
+    max_segment_rows: None (no limit), or the most rows a segment holds: a build or add writes a new
+    segment whenever the next batch would take the current one past it, and merges never make a larger
+    one. Each segment gets its own graph and every search reads all of them: an HNSW graph's build time
+    grows faster than its rows, so a bounded segment keeps a large build linear, for a few more graphs per
+    query. A capped index may hold more than `max_segments` segments (when no merge fits under the cap).
     """
 
     chunk_tokens: int | None = None
@@ -56,6 +63,7 @@ class IndexSettings:
     hnsw_storage: str = "float16"
     ivf_nprobe: int = 32
     max_segments: int = 8
+    max_segment_rows: int | None = None
     prompts: dict[str, str] | None = None
     dense_quantization: str = "none"
     dense_oversampling: float | None = None
@@ -94,7 +102,12 @@ class IndexSettings:
         for name in (*positive, "max_segments"):
             _check_int(name, getattr(self, name), 1)
         check_pool_factor(self.colbert_pool_factor)
-        for name, minimum in (("chunk_tokens", 1), ("colbert_dim", 1), ("max_length", 2)):
+        for name, minimum in (
+            ("chunk_tokens", 1),
+            ("colbert_dim", 1),
+            ("max_length", 2),
+            ("max_segment_rows", 1),
+        ):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum)
         _check_int("chunk_overlap", self.chunk_overlap, 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import logging
 import shutil
 import uuid
@@ -384,33 +385,51 @@ class SegmentStore:
         batches: Iterable[tuple[list[Chunk], EncodeResult]],
         check: Callable[[Sequence[Chunk]], None] | None = None,
     ) -> int:
-        """Write one segment of encoded `batches` (`check`: run on each batch first); returns the rows
-        written. Call inside `transaction()`."""
+        """Write encoded `batches` as one segment, or as several of at most `max_segment_rows` rows (a new
+        one begins at the first document that would not fit; a document's chunks stay in one segment, so
+        one whose chunks alone pass the limit, or continue from the previous batch, makes its segment
+        larger) (`check`: run on each batch first); returns the rows written. Call inside `transaction()`."""
+        cap = self.settings.max_segment_rows
         writer: SegmentWriter | None = None
-        rows, chunked = 0, False
+        total, rows, chunked = 0, 0, False
         doc_ids: set[str] = set()
+        last_doc: str | None = None
         try:
             for batch, encoded in batches:
                 if check is not None:
                     check(batch)
-                if writer is None:
-                    self._ensure_projection(encoded.colbert)
-                    full = encoded.colbert[0].shape[1] if encoded.colbert else self.identity.colbert_dim
-                    writer = self._new_writer(full)
-                writer.append(batch, encoded.dense, encoded.sparse, encoded.colbert)
-                rows += len(batch)
-                doc_ids.update(c.doc_id for c in batch)
-                chunked = chunked or any(c.id != c.doc_id for c in batch)
+                cuts = [] if cap is None else segment_cuts(batch, rows, cap, last_doc)
+                bounds = [0, *cuts, len(batch)]
+                for lo, hi in itertools.pairwise(bounds):
+                    if lo == hi:
+                        continue
+                    if lo in cuts and writer is not None:  # the segment is full: finish it, begin the next
+                        self._attach(writer.finish(self._ann_for(writer.rows)), rows, len(doc_ids), chunked)
+                        writer, rows, chunked, doc_ids = None, 0, False, set()
+                    part = batch[lo:hi]
+                    vectors = encoded if (lo, hi) == (0, len(batch)) else rows_of(encoded, lo, hi)
+                    if writer is None:
+                        self._ensure_projection(vectors.colbert)
+                        full = vectors.colbert[0].shape[1] if vectors.colbert else self.identity.colbert_dim
+                        writer = self._new_writer(full)
+                    writer.append(part, vectors.dense, vectors.sparse, vectors.colbert)
+                    rows += len(part)
+                    total += len(part)
+                    doc_ids.update(c.doc_id for c in part)
+                    chunked = chunked or any(c.id != c.doc_id for c in part)
+                    del vectors
+                if batch:
+                    last_doc = batch[-1].doc_id
                 del encoded  # written: let it go before the next batch is encoded
             if writer is None:
-                return 0
+                return total
             record = writer.finish(self._ann_for(writer.rows))
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
         self._attach(record, rows, len(doc_ids), chunked)
-        return rows
+        return total
 
     def mark_deleted(self, doc_ids: Sequence[str]) -> int:
         """Delete every live row of `doc_ids` (ids the snapshot has); returns the rows deleted."""
@@ -446,20 +465,33 @@ class SegmentStore:
         self.segments = [self.segments[i] for i in keep]
         self._body["segments"] = [self._body["segments"][i] for i in keep]
 
+    def _live_rows(self) -> list[int]:
+        return [seg.rows - self._deleted.get(seg.name, np.zeros(0)).size for seg in self.segments]
+
     def maybe_merge(self) -> None:
-        """Merge the smallest segments while there are more than `max_segments`."""
+        """Merge the smallest segments while there are more than `max_segments`; with `max_segment_rows`,
+        only as many of the smallest as fit under it together (none if not two)."""
         limit = self.settings.max_segments
         if len(self.segments) <= limit:
             return
-        live = [seg.rows - self._deleted.get(seg.name, np.zeros(0)).size for seg in self.segments]
-        order = np.argsort(live, kind="stable")
-        self._merge(sorted(order[: len(self.segments) - limit + 1].tolist()))
+        live = self._live_rows()
+        order = np.argsort(live, kind="stable")[: len(self.segments) - limit + 1].tolist()
+        cap = self.settings.max_segment_rows
+        if cap is not None:
+            fitting = np.cumsum([live[i] for i in order]) <= cap
+            order = order[: int(fitting.sum())] if fitting.sum() >= 2 else []
+        self._merge(sorted(order))
 
     def compact(self) -> None:
-        """Merge every segment into one and drop deleted rows (rebuilding the ANN graph if one is due)."""
+        """Merge every segment into one and drop deleted rows (rebuilding the ANN graph if one is due); with
+        `max_segment_rows`, neighbouring segments are merged into as few as fit under it."""
         with self.transaction():
-            if len(self.segments) > 1 or self._deleted:
-                self._merge(list(range(len(self.segments))))
+            if not (len(self.segments) > 1 or self._deleted):
+                return
+            groups = merge_groups(self._live_rows(), self.settings.max_segment_rows)
+            for group in reversed(groups):  # from the last: a merge keeps the positions before it
+                if len(group) > 1 or any(self.segments[i].name in self._deleted for i in group):
+                    self._merge(group)
 
     def _merge(self, chosen: list[int]) -> None:
         if not chosen:
@@ -508,3 +540,48 @@ class SegmentStore:
         if self._dirty:
             self._commit()
         self._lock.release()
+
+
+def segment_cuts(chunks: Sequence[Chunk], filled: int, cap: int, previous_doc: str | None) -> list[int]:
+    """Positions in a batch of `chunks` where a new segment begins, for a segment holding `filled` rows
+    before it and at most `cap` rows: at the start of each document that would take it past `cap` (a
+    document continued from the previous batch, `previous_doc`, stays where it began)."""
+    cuts: list[int] = []
+    start = 0
+    while start < len(chunks):
+        end = start + 1
+        while end < len(chunks) and chunks[end].doc_id == chunks[start].doc_id:
+            end += 1
+        continued = start == 0 and chunks[0].doc_id == previous_doc
+        if filled and not continued and filled + end - start > cap:
+            cuts.append(start)
+            filled = 0
+        filled += end - start
+        start = end
+    return cuts
+
+
+def rows_of(encoded: EncodeResult, lo: int, hi: int) -> EncodeResult:
+    """Rows `lo:hi` of a batch's vectors."""
+    return EncodeResult(
+        dense=encoded.dense[lo:hi] if encoded.dense is not None else None,
+        sparse=encoded.sparse[lo:hi] if encoded.sparse is not None else None,
+        colbert=encoded.colbert[lo:hi] if encoded.colbert is not None else None,
+        num_tokens=encoded.num_tokens[lo:hi],
+    )
+
+
+def merge_groups(live: Sequence[int], cap: int | None) -> list[list[int]]:
+    """Neighbouring segments (positions) packed into groups of at most `cap` live rows (None: one group)."""
+    if cap is None:
+        return [list(range(len(live)))]
+    groups: list[list[int]] = []
+    total = 0
+    for i, rows in enumerate(live):
+        if groups and total + rows <= cap:
+            groups[-1].append(i)
+            total += rows
+        else:
+            groups.append([i])
+            total = rows
+    return groups
