@@ -21,6 +21,12 @@ files in the page cache, hybrid and hybrid+ColBERT p50 / p95 and recall@100 (at 
 
     python benchmarks/scale.py --docs 1000000 --keep          # keep the index and its build row …
     python benchmarks/scale.py --docs 1000000 --reuse --ef 320,1000   # … and search it again
+
+ColBERT storage other than the default (`--colbert-dtype`, `--colbert-dim`: the index settings of the same
+names; the token counts stay the pooled ones) and segments of at most `--segment-rows` rows (the index
+setting `max_segment_rows`: each segment gets its own graph, and every search reads all of them):
+
+    python benchmarks/scale.py --docs 100000 1000000 --colbert-dtype binary --segment-rows 250000
 """
 
 from __future__ import annotations
@@ -88,8 +94,9 @@ def zipf_cdf() -> np.ndarray:
     return np.cumsum(p / p.sum())
 
 
-def build(n: int, path: Path) -> dict[str, Any]:
-    """Child process: stream n synthetic documents into a new index; build time and peak RSS."""
+def build(n: int, path: Path, storage: dict[str, Any]) -> dict[str, Any]:
+    """Child process: stream n synthetic documents into a new index (`storage`: index settings); build time
+    and peak RSS."""
     embedder = vector_model(path.parent)
     pool, middle, cdf = token_pool(), centers(n), zipf_cdf()
 
@@ -120,7 +127,7 @@ def build(n: int, path: Path) -> dict[str, Any]:
 
     before = peak_rss_mib()  # the model record, libraries and token pool, before any document
     started = time.perf_counter()
-    index = Index.create(path, embedder, colbert_pool_factor=1, max_segments=64)
+    index = Index.create(path, embedder, colbert_pool_factor=1, max_segments=64, **storage)
     index.add_encoded_batches(batches())
     index.close()
     ended = time.perf_counter()
@@ -226,7 +233,7 @@ def measure(n: int, path: Path, queries: int, efs: list[int], warmup: int = 0) -
     codec = index.codec  # type: ignore[attr-defined]
     index.close()
     del index
-    stored_pool = codec.decode(*codec.encode(pool), DIM)  # what the index scores: the decoded codes
+    stored_pool = codec.decode(*codec.encode(pool), codec.stored_dim(DIM))  # what the index scores
     modes = (("hybrid", HYBRID), ("hybrid+colbert", ALL))
     truths: dict[str, list[set[int]]] = {mode: [] for mode, _ in modes}
     for q in range(queries):
@@ -350,14 +357,24 @@ def main() -> None:
         "--keep", action="store_true", help="keep each index (and its build row) for a later --reuse"
     )
     parser.add_argument("--reuse", action="store_true", help="measure an index kept by --keep, unbuilt")
+    parser.add_argument(
+        "--colbert-dtype", default=IndexSettings().colbert_dtype, help="ColBERT codes (index setting)"
+    )
+    parser.add_argument(
+        "--colbert-dim", type=int, help="ColBERT dimensions kept (index setting; default all)"
+    )
+    parser.add_argument(
+        "--segment-rows", type=int, help="at most this many rows per segment (index setting max_segment_rows)"
+    )
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # the child's step
     args = parser.parse_args()
+    storage = storage_settings(args)
     if args.build:
-        print(json.dumps(build(args.build, args.root / f"n{args.build}" / "index")))
+        print(json.dumps(build(args.build, args.root / folder_name(args.build, storage) / "index", storage)))
         return
     args.root.mkdir(parents=True, exist_ok=True)
     for n in args.docs:
-        folder = args.root / f"n{n}"
+        folder = args.root / folder_name(n, storage)
         built = folder / "build.json"
         if args.reuse and built.is_file():
             row = {**json.loads(built.read_text(encoding="utf-8")), "reused_index": True}
@@ -365,8 +382,9 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             load_before = os.getloadavg()
-            stdout, sampled = build_child(n, args.root)
+            stdout, sampled = build_child(n, args.root, storage)
             row = {"load_before": load_before, **json.loads(stdout.strip().splitlines()[-1]), **sampled}
+            row["storage"] = storage
             row["build_date"] = time.strftime("%Y-%m-%d %H:%M")
             built.write_text(json.dumps(row), encoding="utf-8")
         row["load_before_search"] = os.getloadavg()
@@ -381,7 +399,34 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def build_child(n: int, root: Path) -> tuple[str, dict[str, float]]:
+def storage_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The index settings given on the command line (ColBERT codes and dimensions, rows per segment)."""
+    out: dict[str, Any] = {"colbert_dtype": args.colbert_dtype}
+    if args.colbert_dim is not None:
+        out["colbert_dim"] = args.colbert_dim
+    if args.segment_rows is not None:
+        out["max_segment_rows"] = args.segment_rows
+    return out
+
+
+def folder_name(n: int, storage: dict[str, Any]) -> str:
+    """The folder of an n-document index with `storage` (the default storage: `n<N>`, as before)."""
+    default = {"colbert_dtype": IndexSettings().colbert_dtype}
+    tags = [f"{key}-{value}" for key, value in storage.items() if default.get(key) != value]
+    return "-".join([f"n{n}", *tags])
+
+
+def storage_flags(storage: dict[str, Any]) -> list[str]:
+    """`storage` as the command-line flags that give it (for the child process)."""
+    names = {
+        "colbert_dtype": "--colbert-dtype",
+        "colbert_dim": "--colbert-dim",
+        "max_segment_rows": "--segment-rows",
+    }
+    return [part for key, value in storage.items() for part in (names[key], str(value))]
+
+
+def build_child(n: int, root: Path, storage: dict[str, Any]) -> tuple[str, dict[str, float]]:
     """Run the `build` step in a child process; its stdout, and the peaks of its resident memory, anonymous
     and file-backed, sampled every 50 ms from /proc. Both count in RSS, but the file-backed pages are page
     cache the kernel can take back (the new segment, prefaulted after the commit when the index fits in
@@ -392,7 +437,7 @@ def build_child(n: int, root: Path) -> tuple[str, dict[str, float]]:
         tempfile.TemporaryFile("w+") as out,  # files, not pipes: a child's full pipe would wait on us
         tempfile.TemporaryFile("w+") as err,
         subprocess.Popen(
-            [sys.executable, __file__, "--build", str(n), "--root", str(root)],
+            [sys.executable, __file__, "--build", str(n), "--root", str(root), *storage_flags(storage)],
             stdout=out,
             stderr=err,
             text=True,
