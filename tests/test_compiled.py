@@ -1,6 +1,10 @@
-"""trivec.compiled.kernel: cached where numba can write its cache, compiled per process where it cannot."""
+"""trivec.compiled.kernel: cached where numba can write its cache, compiled per process where it cannot,
+and not before its first call (numba is not imported by the modules that define kernels)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +17,19 @@ def _total(values: np.ndarray) -> float:
     out = 0.0
     for v in values:
         out += v
+    return out
+
+
+@kernel(inline="always")
+def _twice(v: float) -> float:  # pragma: no cover - compiled
+    return 2.0 * v
+
+
+@kernel()
+def _total_twice(values: np.ndarray) -> float:  # pragma: no cover - compiled
+    out = 0.0
+    for v in values:
+        out += _twice(v)
     return out
 
 
@@ -32,3 +49,20 @@ def test_kernel_without_a_writable_cache_location_still_compiles(monkeypatch: py
     compiled = kernel()(_total)
     assert compiled(np.arange(4.0)) == 6.0
     assert type(compiled._cache).__name__ == "NullCache"  # type: ignore[attr-defined]
+
+
+def test_a_kernel_calling_a_kernel_compiles_both() -> None:
+    assert _total_twice(np.arange(4.0)) == 12.0
+    assert _twice(1.5) == 3.0  # in its caller's module now the dispatcher itself, still callable from Python
+
+
+def test_modules_with_kernels_do_not_import_numba_until_one_runs() -> None:
+    code = (
+        "import sys\n"
+        "import trivec.inference.encoder, trivec.retrieval.index, trivec.retrieval.embedded\n"
+        "from trivec.retrieval import colbert, dense_codes, sparse_scorer\n"
+        "assert 'numba' not in sys.modules, 'numba imported with the modules'\n"
+        "sparse_scorer.warm_up()\n"
+        "assert 'numba' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

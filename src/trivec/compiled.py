@@ -5,35 +5,77 @@ disk where numba finds a writable place (beside the source, else the user's cach
 ≈ 2 s, a cached load ≈ 0.5 s). Where neither is writable — a read-only install with a read-only home, as in
 some containers — numba refuses `cache=True` at import time; the kernel is then compiled once per process
 instead of trivec failing to import.
+
+numba itself (with llvmlite ≈ 50 MiB resident) is imported when a kernel is first called, not when the
+modules that define kernels are: an index build, which runs none, does not carry it (docs/scale.md).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, cast
 
-import numba
 import numpy as np
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_COMPILING = threading.RLock()  # one kernel made at a time (a search's warm-up thread and its first query)
+
+
+class _Kernel:
+    """A kernel made into a numba dispatcher on first use (a call, or any dispatcher attribute). Kernels that
+    its function calls are made first and put in its module's namespace in their place, so that numba, which
+    reads them from there while it compiles, sees dispatchers."""
+
+    def __init__(self, fn: Callable[..., Any], inline: Literal["never", "always"], fastmath: bool) -> None:
+        self._fn = fn
+        self._inline = inline
+        self._fastmath = fastmath
+        self._dispatcher: Any = None
+
+    def dispatcher(self) -> Any:
+        """The numba dispatcher, made (or loaded from numba's cache) the first time it is asked for."""
+        if self._dispatcher is not None:
+            return self._dispatcher
+        with _COMPILING:
+            if self._dispatcher is None:
+                import numba
+
+                namespace = self._fn.__globals__
+                for name in self._fn.__code__.co_names:
+                    called = namespace.get(name)
+                    if isinstance(called, _Kernel):
+                        namespace[name] = called.dispatcher()
+                fn, inline, fastmath = self._fn, self._inline, self._fastmath
+                try:
+                    self._dispatcher = numba.njit(
+                        fn, nogil=True, cache=True, inline=inline, fastmath=fastmath
+                    )
+                except RuntimeError as exc:
+                    if "cannot cache" not in str(exc):
+                        raise
+                    self._dispatcher = numba.njit(fn, nogil=True, inline=inline, fastmath=fastmath)
+        return self._dispatcher
+
+    def __call__(self, *args: Any) -> Any:
+        return self.dispatcher()(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dispatcher(), name)
+
+
 def kernel(*, inline: Literal["never", "always"] = "never", fastmath: bool = False) -> Callable[[F], F]:
-    """`numba.njit(nogil=True, cache=True)`, without the cache when there is nowhere to write it.
-    `fastmath`: float sums may be reassociated (vectorised) — for approximate scores only, never for the
-    exact ones a search returns."""
+    """`numba.njit(nogil=True, cache=True)`, without the cache when there is nowhere to write it, compiled
+    (and numba imported) at the first call. `fastmath`: float sums may be reassociated (vectorised) — for
+    approximate scores only, never for the exact ones a search returns."""
 
     def wrap(fn: F) -> F:
-        try:
-            compiled = numba.njit(fn, nogil=True, cache=True, inline=inline, fastmath=fastmath)
-        except RuntimeError as exc:
-            if "cannot cache" not in str(exc):
-                raise
-            compiled = numba.njit(fn, nogil=True, inline=inline, fastmath=fastmath)
-        return cast(F, compiled)  # called like the Python function it compiles
+        return cast(F, _Kernel(fn, inline, fastmath))  # called like the Python function it compiles
 
     return wrap
 
