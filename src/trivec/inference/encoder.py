@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
 from trivec.models.prompts import DOCUMENT, QUERY, check_default_name, merge_prompts, select_prompt
 from trivec.textcheck import check_text
+
+if TYPE_CHECKING:
+    from trivec.inference.pool import EncodePool
 
 
 @dataclass
@@ -104,6 +108,9 @@ class Embedder:
         self.backend: Backend = "torch" if forward is None else getattr(forward, "name", "onnx")
         # Unpadded fast path for BERT-family encoders in torch; None (the padded forward) otherwise.
         self._packed = PackedEncoder.for_model(self.model) if forward is None else None
+        # `from_pretrained`'s arguments (what an `EncodePool` loads in each worker) and the open pool, if any
+        self.source: dict[str, Any] | None = None
+        self._pool: EncodePool | None = None
 
     @classmethod
     def from_pretrained(
@@ -130,11 +137,12 @@ class Embedder:
         `prompts` / `default_prompt_name` override the model's (see the class doc).
         `backend="onnx"`: run the graph `trivec export onnx` wrote (`DIR/onnx/model.onnx`; `onnx_file` names
         another in `onnx/`, e.g. `model_int8.onnx`) in onnxruntime; same outputs and API as torch."""
+        source = {k: v for k, v in locals().items() if k not in ("cls", "device")}
         check_dtype(dtype)
         if check_backend(backend) == "onnx":
             from trivec.inference.onnx_backend import load_onnx_embedder
 
-            return load_onnx_embedder(
+            embedder = load_onnx_embedder(
                 cls,
                 name_or_path,
                 onnx_file=onnx_file,
@@ -147,6 +155,8 @@ class Embedder:
                 prompts=prompts,
                 default_prompt_name=default_prompt_name,
             )
+            embedder.source = source
+            return embedder
         if onnx_file is not None:
             raise InputError(
                 "onnx_file applies to backend='onnx'", cli="--onnx-file applies to --backend onnx"
@@ -159,13 +169,24 @@ class Embedder:
             normalize=normalize,
             dtype=resolve_dtype(dtype, target),
         )
-        return cls(
+        embedder = cls(
             model,
             device=device,
             batch_tokens=batch_tokens,
             prompts=prompts,
             default_prompt_name=default_prompt_name,
         )
+        embedder.source = source
+        return embedder
+
+    def start_pool(
+        self, workers: int | None = None, devices: str | Sequence[str] | None = None
+    ) -> EncodePool:
+        """Start `workers` processes (or one per device: `"cpu,cpu"`, `["cuda:0", "cuda:1"]`) that load this
+        model; until the pool is closed, `encode` runs in them, with the same results (`trivec.inference.pool`)."""
+        from trivec.inference.pool import EncodePool
+
+        return EncodePool(self, workers, devices)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -271,6 +292,8 @@ class Embedder:
             raise InputError("ask for at least one output: dense, sparse, colbert or hidden_states")
         check_batch_tokens(batch_tokens)
         self._forward.require(sparse=sparse, colbert=colbert)
+        if self._pool is not None and items:
+            return self._pool.encode(items, locals())  # the arguments as given, to the worker processes
         items = self.with_prompt(items, prompt_name, prompt)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
