@@ -8,15 +8,19 @@ annotations from its module's globals).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from trivec.errors import TrivecError
 from trivec.inference.forward import BACKENDS, Backend
+
+if TYPE_CHECKING:
+    from trivec.inference.encoder import Embedder
 
 F = TypeVar("F", bound=Callable[..., Any])
 QUIET_HELP = "Errors and warnings only: no progress or log lines on stderr."
@@ -221,3 +225,40 @@ def check_dtype_option(dtype: str) -> str:
 
     check_dtype(dtype)
     return dtype
+
+
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Encode in N processes, each loading the model once (on the CPU they share the cores); the "
+        "outputs are those of one process.",
+    ),
+]
+DevicesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--devices", help="One encode worker per device, comma-separated: cpu,cpu or cuda:0,cuda:1."
+    ),
+]
+
+
+def check_workers(workers: int | None, devices: str | None) -> None:
+    """Refuse bad `--workers` / `--devices` before a model loads (each device checked once)."""
+    if workers is None and devices is None:
+        return
+    from trivec.inference.encoder import default_device
+    from trivec.inference.pool import resolve_devices
+
+    resolve_devices(workers, devices, default_device())
+
+
+@contextmanager
+def encode_workers(embedder: Embedder, workers: int | None, devices: str | None) -> Iterator[None]:
+    """While open, `embedder` encodes in the worker processes `--workers` / `--devices` ask for (none for one
+    worker on the default device); they are stopped on the way out, whatever happened."""
+    if devices is None and workers in (None, 1):
+        yield
+        return
+    with embedder.start_pool(workers, devices):
+        yield

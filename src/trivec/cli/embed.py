@@ -12,15 +12,19 @@ from trivec.cli.common import (
     DEFAULT_DTYPE,
     QUIET_HELP,
     BackendOption,
+    DevicesOption,
     DocumentPromptOption,
     DtypeOption,
     ModelOption,
     OnnxFileOption,
     QueryPromptOption,
+    WorkersOption,
     check_backend_options,
     check_dtype_option,
     check_positive,
+    check_workers,
     clean_errors,
+    encode_workers,
     fail,
     parse_weights,
     prompt_overrides,
@@ -84,6 +88,8 @@ def encode(
             "last).",
         ),
     ] = None,
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
 ) -> None:
     """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen; --layer alone: only
     that layer's token vectors)."""
@@ -98,6 +104,7 @@ def encode(
     check_positive(max_length, "--max-length", minimum=2)
     runtime = check_backend_options(backend, onnx_file)
     check_dtype_option(dtype)
+    check_workers(workers, devices)
     check_output_path(output)  # before the model loads and the texts are encoded, not after
     records = read_records(input)
     texts = [text for _, text in records]
@@ -110,7 +117,11 @@ def encode(
 
         check_layer(layer, num_layers(embedder.model))
     embedder.resolve_prompt(prompt_name, prompt)  # an unknown prompt name fails before any output is written
-    with open_output(output) as handle, Progress(len(texts), "encode", enabled=not quiet) as progress:
+    with (
+        encode_workers(embedder, workers, devices),
+        open_output(output) as handle,
+        Progress(len(texts), "encode", enabled=not quiet) as progress,
+    ):
         for start in range(0, len(texts), ENCODE_CHUNK):
             chunk = texts[start : start + ENCODE_CHUNK]
             result = embedder.encode(

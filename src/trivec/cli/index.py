@@ -11,14 +11,18 @@ import typer
 from trivec.cli.common import (
     DEFAULT_DTYPE,
     BackendOption,
+    DevicesOption,
     DocumentPromptOption,
     DtypeOption,
     ModelBackendOption,
     OnnxFileOption,
     QueryPromptOption,
+    WorkersOption,
     check_backend_options,
     check_dtype_option,
+    check_workers,
     clean_errors,
+    encode_workers,
     fail,
     parse_weights,
     prompt_overrides,
@@ -113,6 +117,8 @@ def register(app: typer.Typer) -> None:
         model_backend: ModelBackendOption = "torch",
         onnx_file: OnnxFileOption = None,
         dtype: DtypeOption = DEFAULT_DTYPE,
+        workers: WorkersOption = None,
+        devices: DevicesOption = None,
     ) -> None:
         """Build an index of a corpus with a model's dense, sparse and ColBERT vectors.
 
@@ -146,21 +152,25 @@ def register(app: typer.Typer) -> None:
         Index.check_build(index, backend=backend, overwrite=overwrite, **options)  # before the model loads
         runtime = check_backend_options(model_backend, onnx_file, "--model-backend")
         check_dtype_option(dtype)
+        check_workers(workers, devices)
         docs = read_corpus(corpus)
         from trivec.inference import Embedder
 
         # the same model and index fingerprint whatever the runtime (onnxruntime) or precision (--dtype)
         encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         # built beside --index and moved into place when complete: a failure leaves nothing behind
-        with Index.build(
-            index,
-            docs,
-            encoder,
-            backend=backend,
-            overwrite=overwrite,
-            progress=not quiet,  # a bar on a terminal, a line every 10 s in a log
-            **options,
-        ) as built:
+        with (
+            encode_workers(encoder, workers, devices),
+            Index.build(
+                index,
+                docs,
+                encoder,
+                backend=backend,
+                overwrite=overwrite,
+                progress=not quiet,  # a bar on a terminal, a line every 10 s in a log
+                **options,
+            ) as built,
+        ):
             LOG.info(
                 "indexed %d documents (%d chunks; modes %s) → %s",
                 len(docs),
@@ -179,12 +189,15 @@ def register(app: typer.Typer) -> None:
         upsert: Annotated[
             bool, typer.Option("--upsert", help="Replace documents whose id is already indexed.")
         ] = False,
+        workers: WorkersOption = None,
+        devices: DevicesOption = None,
     ) -> None:
         """Add documents to an index (with --upsert: add or replace)."""
         from trivec.retrieval import Index, read_corpus
 
+        check_workers(workers, devices)
         docs = read_corpus(corpus)
-        with Index.open(index) as opened:
+        with Index.open(index) as opened, encode_workers(opened.embedder, workers, devices):
             chunks = opened.update(docs, upsert=True) if upsert else opened.add(docs)
             LOG.info("added %d documents (%d chunks); the index has %d", len(docs), chunks, len(opened))
 
