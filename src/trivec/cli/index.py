@@ -97,6 +97,17 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Rows re-scored per segment: k × this (≥ 1; default: int8 2, binary 8)."),
         ] = None,
         ann_threshold: Annotated[int, typer.Option(help="Segment rows from which auto uses HNSW.")] = 50_000,
+        qdrant_on_disk: Annotated[
+            str | None,
+            typer.Option(
+                help="Qdrant: the parts kept on disk, comma-separated, from dense, colbert, sparse, hnsw, "
+                "payload; the others in RAM ('' for none on disk; default: Qdrant's defaults)."
+            ),
+        ] = None,
+        qdrant_shards: Annotated[int | None, typer.Option(help="Qdrant: the collection's shards.")] = None,
+        qdrant_replicas: Annotated[
+            int | None, typer.Option(help="Qdrant: copies of each shard (replication factor).")
+        ] = None,
         max_segment_rows: Annotated[
             int | None,
             typer.Option(
@@ -143,6 +154,9 @@ def register(app: typer.Typer) -> None:
             "dense_quantization": dense_quantization,
             "dense_oversampling": dense_oversampling,
             "max_segment_rows": max_segment_rows,
+            "qdrant_on_disk": None if qdrant_on_disk is None else [p for p in qdrant_on_disk.split(",") if p],
+            "qdrant_shards": qdrant_shards,
+            "qdrant_replicas": qdrant_replicas,
         }
         options.update({k: v for k, v in given.items() if v is not None})  # else the settings' defaults
         if backend == "qdrant":

@@ -23,7 +23,7 @@ from trivec.retrieval.corpus import Document
 from trivec.retrieval.embedded import EmbeddedIndex, check_target
 from trivec.retrieval.qdrant import CONFIG as QDRANT_CONFIG
 from trivec.retrieval.qdrant import QdrantIndex
-from trivec.retrieval.settings import IndexSettings, check_for_model
+from trivec.retrieval.settings import QDRANT_SETTINGS, IndexSettings, check_for_model
 
 BACKENDS: tuple[str, ...] = ("embedded", "qdrant")
 
@@ -138,6 +138,12 @@ def _merged_settings(
     if backend == "embedded" and rest:
         raise InputError(f"unknown index option(s) {', '.join(sorted(rest))}")
     merged = IndexSettings(**{**(settings.to_dict() if settings else {}), **known}).validate()
+    qdrant_only = [name for name in QDRANT_SETTINGS if getattr(merged, name) is not None]
+    if backend == "embedded" and qdrant_only:
+        raise InputError(
+            f"{qdrant_only[0]} applies to the Qdrant backend",
+            cli=f"--{qdrant_only[0].replace('_', '-')} applies to --backend qdrant",
+        )
     return merged, rest
 
 

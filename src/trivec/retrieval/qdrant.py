@@ -9,9 +9,8 @@ alike. Qdrant's MaxSim sums over query tokens; trivec's averages, so ColBERT sco
 length. The index directory keeps `qdrant.json` (where the collection is, the model, the settings) and, in
 local mode, the Qdrant files.
 
-`dense_quantization` maps to Qdrant's own quantisation of the `dense` vector, kept in RAM (`always_ram`):
-int8 → scalar int8 (one range over the whole collection, where the embedded index has one per dimension),
-binary → binary with an 8-bit query (asymmetric, like the embedded index's float query against ±1). Dense
+How the settings map to the collection's configuration — quantisation, multivector datatype, what is kept
+on disk, shards and replicas — is `trivec.retrieval.qdrant_collection`. With `dense_quantization`, dense
 searches ask Qdrant to re-score from the original vectors (`rescore=True`, `oversampling` as the settings
 say); the dense scores of candidates ignore the codes, so every score returned is exact. qdrant-client's
 local mode searches by brute force and has no quantisation: it records the configuration, searches exactly,
@@ -40,6 +39,7 @@ from trivec.retrieval.identity import ModelIdentity, identify
 from trivec.retrieval.manifest import NotAnIndexError
 from trivec.retrieval.plan import SearchPlan
 from trivec.retrieval.pooling import pool_tokens
+from trivec.retrieval.qdrant_collection import collection_options, dense_search_params
 from trivec.retrieval.searcher import Hit, QueryScorer, Ranked, search
 from trivec.retrieval.settings import IndexSettings
 
@@ -62,35 +62,6 @@ def _client(url: str | None, path: Path, api_key: str | None) -> Any:
     if url == ":memory:":
         return QdrantClient(location=":memory:")
     return QdrantClient(url=url, api_key=api_key)
-
-
-def quantization_config(settings: IndexSettings) -> Any:
-    """Qdrant's quantisation of the dense vectors for `dense_quantization` (None: none), codes kept in RAM."""
-    from qdrant_client import models
-
-    if settings.dense_quantization == "int8":
-        return models.ScalarQuantization(
-            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
-        )
-    if settings.dense_quantization == "binary":
-        return models.BinaryQuantization(
-            binary=models.BinaryQuantizationConfig(
-                always_ram=True, query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS
-            )
-        )
-    return None
-
-
-def dense_search_params(settings: IndexSettings) -> Any:
-    """Search parameters of a dense first stage over quantised vectors: the best `limit × oversampling` by
-    their codes, re-scored from the original vectors (None without quantisation)."""
-    from qdrant_client import models
-
-    if settings.dense_quantization == "none":
-        return None
-    return models.SearchParams(
-        quantization=models.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
-    )
 
 
 class QdrantIndex(BaseIndex):
@@ -143,13 +114,6 @@ class QdrantIndex(BaseIndex):
                     cli=f"Qdrant collection {name!r} exists already (--overwrite replaces it)",
                 )
             client.delete_collection(name)
-        vectors: dict[str, Any] = {
-            "dense": models.VectorParams(
-                size=identity.dense_dim,
-                distance=models.Distance.DOT,
-                quantization_config=quantization_config(settings),
-            )
-        }
         config = {
             "format": "trivec-qdrant",
             "version": 1,
@@ -159,20 +123,9 @@ class QdrantIndex(BaseIndex):
             "settings": settings.to_dict(),
         }
         index = cls(directory, config, client, embedder)
-        if "colbert" in index.modes:
-            if settings.colbert_dim is not None:
-                raise InputError("reduced ColBERT dimensions are an embedded-index option")
-            # Qdrant has no signed int8 / int4 / binary multivectors: those codes are kept as fp16 there
-            datatype = None if settings.colbert_dtype == "float32" else models.Datatype.FLOAT16
-            vectors["colbert"] = models.VectorParams(
-                size=int(identity.colbert_dim or 0),
-                distance=models.Distance.DOT,
-                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-                hnsw_config=models.HnswConfigDiff(m=0),  # re-ranking only: no graph over token vectors
-                datatype=datatype,
-            )
-        sparse = {"sparse": models.SparseVectorParams()} if "sparse" in index.modes else None
-        client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
+        if "colbert" in index.modes and settings.colbert_dim is not None:
+            raise InputError("reduced ColBERT dimensions are an embedded-index option")
+        client.create_collection(name, **collection_options(settings, identity, index.modes))
         if url not in (None, ":memory:"):  # local mode has no payload indexes
             client.create_payload_index(name, "doc_id", models.PayloadSchemaType.KEYWORD)
         with atomic_writer(directory / CONFIG) as handle:

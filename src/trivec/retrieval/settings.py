@@ -24,6 +24,9 @@ BEFORE_RECORDED: dict[str, Any] = {
     "dense_oversampling": None,
     "max_segment_rows": None,
 }
+# what the Qdrant backend can keep on disk (`qdrant_on_disk`); the Qdrant backend's own settings
+QDRANT_ON_DISK = ("dense", "colbert", "sparse", "hnsw", "payload")
+QDRANT_SETTINGS = ("qdrant_on_disk", "qdrant_shards", "qdrant_replicas")
 
 
 @dataclass
@@ -45,6 +48,12 @@ class IndexSettings:
     one. Each segment gets its own graph and every search reads all of them: an HNSW graph's build time
     grows faster than its rows, so a bounded segment keeps a large build linear, for a few more graphs per
     query. A capped index may hold more than `max_segments` segments (when no merge fits under the cap).
+
+    The Qdrant backend's own settings (None: Qdrant's defaults; the embedded index refuses them):
+    qdrant_on_disk, the parts of the collection kept on disk — any of dense and colbert (the original
+    vectors), sparse (its inverted index), hnsw (the dense graph) and payload (the chunks) — the others
+    in RAM; qdrant_shards / qdrant_replicas, the collection's shard count and replication factor on a
+    cluster (`trivec.retrieval.qdrant`).
     """
 
     chunk_tokens: int | None = None
@@ -67,6 +76,9 @@ class IndexSettings:
     prompts: dict[str, str] | None = None
     dense_quantization: str = "none"
     dense_oversampling: float | None = None
+    qdrant_on_disk: list[str] | None = None
+    qdrant_shards: int | None = None
+    qdrant_replicas: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,11 +119,14 @@ class IndexSettings:
             ("colbert_dim", 1),
             ("max_length", 2),
             ("max_segment_rows", 1),
+            ("qdrant_shards", 1),
+            ("qdrant_replicas", 1),
         ):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum)
         _check_int("chunk_overlap", self.chunk_overlap, 0)
         self._check_quantization()
+        self._check_on_disk()
         if self.chunk_tokens is None and self.chunk_overlap:
             raise InputError(
                 "chunk_overlap applies to chunking: give chunk_tokens too",
@@ -134,6 +149,17 @@ class IndexSettings:
                     f"index prompts are given per role ({', '.join(ROLES)}), not {', '.join(sorted(unknown))}"
                 )
         return self
+
+    def _check_on_disk(self) -> None:
+        parts = self.qdrant_on_disk
+        if parts is not None and (
+            not isinstance(parts, list)
+            or len(set(parts)) != len(parts)
+            or not set(parts) <= set(QDRANT_ON_DISK)
+        ):
+            _setting_error(
+                "qdrant_on_disk", f"must name distinct parts of {', '.join(QDRANT_ON_DISK)}", parts
+            )
 
     def _check_quantization(self) -> None:
         over = self.dense_oversampling
