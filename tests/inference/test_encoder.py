@@ -113,3 +113,28 @@ def test_mcls_long_text_averages_cls_slots(tiny: Embedder) -> None:
     # and MCLS never exceeds the length limit
     limited = tiny.encode([text], mcls=True, max_length=300)
     assert limited.num_tokens[0] <= 300
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+@pytest.mark.parametrize("mcls", [False, True])
+def test_colbert_coder_codes_each_texts_rows_as_encoded(
+    tiny: Embedder, monkeypatch: pytest.MonkeyPatch, packed: bool, mcls: bool
+) -> None:
+    if not packed:
+        monkeypatch.setattr(tiny, "_packed", None)
+    texts = ["short text", " ".join(f"w{i}" for i in range(600)), "über 北京 🤖", "the cat"]
+    seen: list[np.ndarray] = []
+
+    def coder(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        seen.append(rows)
+        return np.round(rows * 7).astype(np.int8), rows.sum(axis=1)
+
+    plain = encode_all(tiny, texts, mcls=mcls, batch_tokens=300)
+    coded = encode_all(tiny, texts, mcls=mcls, batch_tokens=300, colbert_coder=coder)
+    assert coded.colbert is None and len(coded.colbert_codes) == len(texts) == len(seen)
+    np.testing.assert_array_equal(coded.dense, plain.dense)
+    for (codes, scales), rows in zip(coded.colbert_codes, plain.colbert, strict=True):
+        np.testing.assert_array_equal(codes, np.round(rows * 7).astype(np.int8))
+        np.testing.assert_array_equal(scales, rows.sum(axis=1))
+    without_colbert = tiny.encode(texts, colbert=False, colbert_coder=coder)
+    assert without_colbert.colbert is None and without_colbert.colbert_codes is None

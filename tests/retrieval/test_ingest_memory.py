@@ -1,5 +1,6 @@
 """Ingestion holds one encoded batch at a time: a batch's vectors are let go once written, before the next
-batch is encoded (docs/scale.md, memory while building)."""
+batch is encoded; ColBERT rows are coded as each forward pass gives them, with the same segment files as rows
+coded when written (docs/scale.md, memory while building)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from tests.retrieval.conftest import MAX_LENGTH
 from trivec import Embedder
-from trivec.retrieval import Document, Index, base
+from trivec.retrieval import Document, Index, IndexSettings, base
+from trivec.retrieval.embedded import EmbeddedIndex
 
 
 def test_a_batch_is_let_go_before_the_next_is_encoded(
@@ -32,3 +34,49 @@ def test_a_batch_is_let_go_before_the_next_is_encoded(
     with Index.build(tmp_path / "index", small_docs, tiny, max_length=MAX_LENGTH) as index:
         assert index.info()["chunks"] == len(small_docs)
     assert alive_at_encode == [0, 0, 0]
+
+
+def _segment_files(index_dir: Path) -> dict[str, bytes]:
+    """Every segment file's bytes by name (segment directories are named afresh per build)."""
+    files = sorted((index_dir / "segments").glob("*/*"))
+    assert files
+    return {path.name: path.read_bytes() for path in files}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        IndexSettings(),
+        IndexSettings(colbert_dtype="int8", colbert_pool_factor=1),
+        IndexSettings(colbert_dtype="binary"),
+        IndexSettings(colbert_dim=16),  # a projection fitted from the first batch: coded when written
+    ],
+    ids=["int4-pooled", "int8", "binary", "projected"],
+)
+def test_colbert_codes_made_while_encoding_give_the_same_segment(
+    tiny: Embedder,
+    small_docs: list[Document],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings: IndexSettings,
+) -> None:
+    monkeypatch.setattr(base, "ENCODE_BATCH", 50)
+    results: list[Any] = []
+    encode = tiny.encode
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        results.append(encode(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(tiny, "encode", tracked)
+    build = dict(model=tiny, settings=settings, max_length=MAX_LENGTH)
+    with Index.build(tmp_path / "coded", small_docs, **build):
+        pass
+    coded_while_encoding = settings.colbert_dim is None
+    assert [r.colbert is None for r in results] == [coded_while_encoding] * 3
+    assert [r.colbert_codes is not None for r in results] == [coded_while_encoding] * 3
+    monkeypatch.setattr(EmbeddedIndex, "_colbert_coder", lambda self: None)  # rows held, coded when written
+    with Index.build(tmp_path / "rows", small_docs, **build):
+        pass
+    assert results[-1].colbert is not None
+    assert _segment_files(tmp_path / "coded") == _segment_files(tmp_path / "rows")

@@ -33,7 +33,7 @@ from trivec.inference.scoring import (
     normalize_weights,
 )
 from trivec.inference.sparse import SparseVector
-from trivec.inference.text_outputs import TextOutputs, insert_cls_slots
+from trivec.inference.text_outputs import ColbertCoder, TextOutputs, insert_cls_slots
 from trivec.models.casing import fold_capitals
 from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
@@ -50,12 +50,14 @@ class EncodeResult:
 
     dense: float32 `[N, D]`; sparse: one `SparseVector` per text; colbert: float32 `[T_i, D_c]` per text
     (one row per token after CLS, the final separator included); hidden_states: float32 `[T_i, H]` per text,
-    one row per token, of the layer asked for (`trivec.inference.hidden`).
+    one row per token, of the layer asked for (`trivec.inference.hidden`); colbert_codes: `(codes, scales)`
+    per text in place of `colbert`, when `encode` was given a `colbert_coder`.
     """
 
     dense: np.ndarray | None = None
     sparse: list[SparseVector] | None = None
     colbert: list[np.ndarray] | None = None
+    colbert_codes: list[tuple[np.ndarray, np.ndarray | None]] | None = None
     num_tokens: list[int] = field(default_factory=list)
     hidden_states: list[np.ndarray] | None = None
 
@@ -276,6 +278,7 @@ class Embedder:
         show_progress: bool | None = None,
         hidden_states: bool = False,
         layer: int = -1,
+        colbert_coder: ColbertCoder | None = None,
     ) -> EncodeResult:
         """Encode texts; any subset of the three outputs comes from one forward pass per batch.
 
@@ -286,6 +289,8 @@ class Embedder:
         mcls: for long inputs insert a CLS token every 256 tokens and average their states as the dense vector.
         hidden_states: also return the token vectors of layer `layer` (0 = the embeddings' output, -1 = the
             last; `trivec.inference.hidden`), from a forward pass of their own.
+        colbert_coder: with `colbert`, code each text's ColBERT rows as its forward pass gives them and return
+            the codes (`colbert_codes`) instead of the rows: the float32 rows of one pass are held, not all.
         """
         items = text_list(texts)
         if not (dense or sparse or colbert or hidden_states):
@@ -305,7 +310,14 @@ class Embedder:
             ids, slots = insert_cls_slots(ids, int(self.tokenizer.cls_token_id), limit)
         num_tokens = [len(x) for x in ids]
         outputs = TextOutputs(
-            ids, slots, self._skip_ids, self.model.hidden_size, dense=dense, sparse=sparse, colbert=colbert
+            ids,
+            slots,
+            self._skip_ids,
+            self.model.hidden_size,
+            dense=dense,
+            sparse=sparse,
+            colbert=colbert,
+            colbert_coder=colbert_coder if colbert else None,
         )
         budget = batch_tokens if batch_tokens is not None else self.batch_tokens
         batches = plan_batches(num_tokens, budget, self.max_batch_size)
@@ -326,6 +338,7 @@ class Embedder:
             dense=outputs.dense,
             sparse=outputs.sparse_vectors(),
             colbert=outputs.colbert_rows(),
+            colbert_codes=outputs.colbert_codes(),
             num_tokens=num_tokens,
             hidden_states=states,
         )

@@ -9,6 +9,7 @@ left out) and its ColBERT rows — the tokens after its first, less the extra CL
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +21,9 @@ if TYPE_CHECKING:  # annotations only
     from trivec.models.m3 import M3Output
 
 MCLS_INTERVAL = 256
+
+# `(codes, scales)` of one text's ColBERT rows: what an index stores of them (`ColbertCodec.encode`)
+ColbertCoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 def insert_cls_slots(
@@ -56,7 +60,9 @@ def _without_cls_slots(rows: np.ndarray, slots: list[int] | None) -> np.ndarray:
 
 class TextOutputs:
     """The outputs asked for of every text (`ids`: their token ids; `slots`: their MCLS slots, or None),
-    filled batch by batch; an output not asked for stays None."""
+    filled batch by batch; an output not asked for stays None. With `colbert_coder`, each text's ColBERT rows
+    are coded as their forward pass gives them and only the codes are kept (`colbert_codes`): an index
+    build then holds one pass's float32 rows, not a whole batch's."""
 
     def __init__(
         self,
@@ -68,12 +74,15 @@ class TextOutputs:
         dense: bool,
         sparse: bool,
         colbert: bool,
+        colbert_coder: ColbertCoder | None = None,
     ) -> None:
         n = len(ids)
         self.ids, self.slots, self.skip_ids = ids, slots, skip_ids
         self.dense: np.ndarray | None = np.zeros((n, hidden_size), dtype=np.float32) if dense else None
         self.sparse: list[SparseVector | None] | None = [None] * n if sparse else None
         self.colbert: list[np.ndarray | None] | None = [None] * n if colbert else None
+        self.coder = colbert_coder
+        self.codes: list[tuple[np.ndarray, np.ndarray | None] | None] = [None] * n if colbert_coder else []
 
     def _slots(self, i: int) -> list[int] | None:
         return self.slots[i] if self.slots is not None else None
@@ -92,7 +101,7 @@ class TextOutputs:
         if self.colbert is not None and out.colbert is not None:
             vectors = out.colbert.float().cpu().numpy()
             for row, i in enumerate(batch):
-                self.colbert[i] = _without_cls_slots(vectors[row, : len(self.ids[i]) - 1], self._slots(i))
+                self._add_colbert(i, _without_cls_slots(vectors[row, : len(self.ids[i]) - 1], self._slots(i)))
 
     def add_packed(self, batch: list[int], out: PackedOutput) -> None:
         """The outputs of texts `batch` from the packed forward (text `batch[row]` spans `offsets[row:row+2]`)."""
@@ -110,7 +119,13 @@ class TextOutputs:
             for row, i in enumerate(batch):
                 # the ColBERT rows skip each text's first token, so text `row` starts `row` rows earlier
                 rows = vectors[offsets[row] - row : offsets[row + 1] - row - 1]
-                self.colbert[i] = _without_cls_slots(rows, self._slots(i))
+                self._add_colbert(i, _without_cls_slots(rows, self._slots(i)))
+
+    def _add_colbert(self, i: int, rows: np.ndarray) -> None:
+        if self.coder is not None:
+            self.codes[i] = self.coder(rows)
+        elif self.colbert is not None:
+            self.colbert[i] = rows
 
     def sparse_vectors(self) -> list[SparseVector] | None:
         """One `SparseVector` per text (empty where no batch gave one), or None when not asked for."""
@@ -119,7 +134,13 @@ class TextOutputs:
         return [s if s is not None else SparseVector.empty() for s in self.sparse]
 
     def colbert_rows(self) -> list[np.ndarray] | None:
-        """The ColBERT rows of every text, or None when not asked for."""
-        if self.colbert is None:
+        """The ColBERT rows of every text, or None when not asked for (or coded instead)."""
+        if self.colbert is None or self.coder is not None:
             return None
         return [c for c in self.colbert if c is not None]
+
+    def colbert_codes(self) -> list[tuple[np.ndarray, np.ndarray | None]] | None:
+        """The coded ColBERT rows of every text, or None without a `colbert_coder`."""
+        if self.coder is None:
+            return None
+        return [c for c in self.codes if c is not None]

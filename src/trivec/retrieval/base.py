@@ -20,6 +20,7 @@ from trivec import heap
 from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.loading import load_embedder
+from trivec.inference.text_outputs import ColbertCoder
 from trivec.models.prompts import DOCUMENT, QUERY, ROLES
 from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
 from trivec.retrieval.identity import ModelIdentity, check_same, identify
@@ -45,10 +46,12 @@ def encode_chunks(
     max_length: int | None,
     progress: bool = False,
     prompt: str | None = None,
+    colbert_coder: ColbertCoder | None = None,
 ) -> Iterator[tuple[list[Chunk], EncodeResult]]:
     """Encode chunks in batches as documents (`prompt`, else the model's `document` prompt, before each;
     unit-length dense vectors: cosine even for models that do not normalise). `progress`: a bar on a
-    terminal, a log line every 10 s otherwise (`trivec.progress`)."""
+    terminal, a log line every 10 s otherwise (`trivec.progress`). `colbert_coder`: ColBERT rows come as
+    `colbert_codes`, coded as each forward pass gives them (the batch's float32 rows are never all held)."""
     from trivec.progress import Progress
 
     bar = Progress(len(chunks), "encode", "chunks", enabled=progress)
@@ -63,7 +66,10 @@ def encode_chunks(
             prompt=prompt,
             max_length=max_length,
             show_progress=False,
+            colbert_coder=colbert_coder,
         )
+        if colbert_coder is not None and result.colbert is not None:  # given back uncoded (worker processes)
+            result.colbert_codes, result.colbert = [colbert_coder(rows) for rows in result.colbert], None
         result.dense = unit(result.dense, embedder)
         bar.update(len(batch))
         yield batch, result
@@ -148,7 +154,13 @@ class BaseIndex(ABC):
             self.settings.max_length,
             progress=self.progress,
             prompt=self.prompt(DOCUMENT),
+            colbert_coder=self._colbert_coder(),
         )
+
+    def _colbert_coder(self) -> ColbertCoder | None:
+        """How this index codes a document's ColBERT rows when it knows before encoding (coded as they are
+        encoded, the float32 rows are not held); None: they are stored as given, or coded when written."""
+        return None
 
     def add(self, documents: Sequence[Document | Mapping[str, Any]]) -> int:
         """Add new documents (ids must be new); returns the number of chunks stored."""

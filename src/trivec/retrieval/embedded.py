@@ -22,6 +22,7 @@ from typing import Any
 from trivec.errors import InputError
 from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.text_outputs import ColbertCoder
 from trivec.retrieval import dense_codes, sparse_scorer
 from trivec.retrieval.base import BaseIndex, already_indexed, not_indexed
 from trivec.retrieval.colbert import ColbertCodec
@@ -153,6 +154,9 @@ class EmbeddedIndex(BaseIndex):
                 stored = self.store.write_segment(batches, check=self._check_absent)
             self.store.maybe_merge()
         return stored
+
+    def _colbert_coder(self) -> ColbertCoder | None:
+        return self.store.colbert_coder()
 
     def _check_absent(self, chunks: Sequence[Chunk]) -> None:
         present = self.store.snapshot.locate()

@@ -28,6 +28,7 @@ import numpy as np
 
 from trivec.errors import InputError
 from trivec.inference.encoder import EncodeResult
+from trivec.inference.text_outputs import ColbertCoder
 from trivec.io import fsync_dir
 from trivec.progress import Step
 from trivec.retrieval.colbert import ColbertCodec, fit_projection
@@ -353,6 +354,15 @@ class SegmentStore:
             self.settings.dense_quantization,
         )
 
+    def colbert_coder(self) -> ColbertCoder | None:
+        """`codec.encode` when the codec is settled before a batch is encoded (no projection left to fit from
+        the first batch's rows), so rows can be coded as they are encoded; None otherwise."""
+        if not self.stores_colbert or (
+            self.settings.colbert_dim is not None and self.codec.projection is None
+        ):
+            return None
+        return self.codec.encode
+
     def _ensure_projection(self, colbert: Sequence[np.ndarray] | None) -> None:
         dim = self.settings.colbert_dim
         if dim is None or self.codec.projection is not None or not self.stores_colbert:
@@ -412,7 +422,13 @@ class SegmentStore:
                         self._ensure_projection(vectors.colbert)
                         full = vectors.colbert[0].shape[1] if vectors.colbert else self.identity.colbert_dim
                         writer = self._new_writer(full)
-                    writer.append(part, vectors.dense, vectors.sparse, vectors.colbert)
+                    writer.append(
+                        part,
+                        vectors.dense,
+                        vectors.sparse,
+                        vectors.colbert,
+                        colbert_codes=vectors.colbert_codes,
+                    )
                     rows += len(part)
                     total += len(part)
                     doc_ids.update(c.doc_id for c in part)
@@ -567,6 +583,7 @@ def rows_of(encoded: EncodeResult, lo: int, hi: int) -> EncodeResult:
         dense=encoded.dense[lo:hi] if encoded.dense is not None else None,
         sparse=encoded.sparse[lo:hi] if encoded.sparse is not None else None,
         colbert=encoded.colbert[lo:hi] if encoded.colbert is not None else None,
+        colbert_codes=encoded.colbert_codes[lo:hi] if encoded.colbert_codes is not None else None,
         num_tokens=encoded.num_tokens[lo:hi],
     )
 
