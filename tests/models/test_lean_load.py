@@ -1,6 +1,7 @@
 """Loading in bf16 without a float32 copy (`trivec.models.lean_load`): the index fingerprint's sample read
 from the safetensors file is byte for byte the one of the float32 weights, the weights are the float32 load
-cast, and anything the file reader cannot map exactly falls back to loading in float32."""
+cast, and anything the file reader cannot map exactly falls back to loading in float32. The input embedding
+table served from a mapped copy in the cache gives the same weights, vectors and fingerprint."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from tests.conftest import TINY_M3, XLMR_TOKENIZER
 from trivec import Embedder, heap
-from trivec.models import M3Model, resolve_model_path
+from trivec.models import M3Model, lean_load, resolve_model_path
 from trivec.models.fingerprint import SUM_CHUNK, tensor_sample, weights_sample
 from trivec.models.lean_load import SAFETENSORS_FILE, exact_names, load_in_dtype, load_tokenizer
 from trivec.retrieval.identity import identify
@@ -193,3 +194,77 @@ def test_files_are_read_in_file_dtype(tmp_path: Path) -> None:
     assert set(samples) == set(backbone.state_dict())
     for key, tensor in backbone.state_dict().items():
         assert tensor.dtype == (torch.bfloat16 if stored[key].is_floating_point() else stored[key].dtype)
+
+
+def mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose mapping holds `tensor`'s storage (from /proc/self/maps), or None."""
+    address = tensor.untyped_storage().data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, *rest = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in span.split("-"))
+        if start <= address < end:
+            name = rest[4] if len(rest) == 5 else ""
+            return name if name.startswith("/") else None  # not [heap], [anon: ...]
+    return None
+
+
+def encode_bits(embedder: Embedder) -> list[bytes]:
+    texts = ["the flow over a flat plate", "über 北京 🤖", "boundary layer transition at Mach 3"]
+    out = embedder.encode(texts, dense=True, sparse=True, colbert=True)
+    assert out.dense is not None and out.sparse is not None and out.colbert is not None
+    return [
+        out.dense.tobytes(),
+        *(v.values.tobytes() for v in out.sparse),
+        *(c.tobytes() for c in out.colbert),
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+def test_input_embeddings_served_from_a_checked_mapped_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tiny_as_safetensors(tmp_path / "tiny")
+    monkeypatch.setenv("TRIVEC_CACHE", str(tmp_path / "cache"))
+    in_memory = Embedder.from_pretrained(directory, dtype="bfloat16", device="cpu")
+    assert mapped_file(in_memory.model.backbone.get_input_embeddings().weight) is None  # under the size
+    monkeypatch.setattr(lean_load, "MAP_EMBEDDINGS_BYTES", 0)
+
+    def load() -> tuple[Embedder, Path]:
+        embedder = Embedder.from_pretrained(directory, dtype="bfloat16", device="cpu")
+        weight = embedder.model.backbone.get_input_embeddings().weight
+        found = mapped_file(weight)
+        assert found is not None and found.startswith(str(tmp_path / "cache" / "embeddings"))
+        assert isinstance(weight, nn.Parameter) and weight.dtype == torch.bfloat16
+        return embedder, Path(found)
+
+    mapped, copy = load()
+    expected = in_memory.model.state_dict()
+    assert all(same_bits(t, expected[k]) for k, t in mapped.model.state_dict().items())
+    assert encode_bits(mapped) == encode_bits(in_memory)
+    assert identify(mapped).fingerprint == identify(in_memory).fingerprint
+    written = copy.stat().st_mtime_ns
+    load()
+    assert copy.stat().st_mtime_ns == written  # a copy that matches is not written again
+    with copy.open("r+b") as f:  # a damaged copy is found and written afresh
+        f.seek(100)
+        f.write(b"\xff" * 64)
+    again, _ = load()
+    assert encode_bits(again) == encode_bits(in_memory)
+    monkeypatch.setenv("TRIVEC_CACHE", str(copy))  # a cache that cannot be written: kept in memory
+    kept = Embedder.from_pretrained(directory, dtype="bfloat16", device="cpu")
+    assert mapped_file(kept.model.backbone.get_input_embeddings().weight) is None
+    assert encode_bits(kept) == encode_bits(in_memory)
+
+
+def test_mapped_embeddings_stay_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing to the weights (training a loaded model) changes the process's copy, never the cache file."""
+    directory = tiny_as_safetensors(tmp_path / "tiny")
+    monkeypatch.setenv("TRIVEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lean_load, "MAP_EMBEDDINGS_BYTES", 0)
+    model = M3Model.from_pretrained(directory, dtype=torch.bfloat16)
+    weight = model.backbone.get_input_embeddings().weight
+    copy = Path(str(mapped_file(weight)))
+    before = copy.read_bytes()
+    with torch.no_grad():
+        weight[0] += 1
+    assert copy.read_bytes() == before
