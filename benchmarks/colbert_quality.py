@@ -47,6 +47,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool3 int8 d192": {"colbert_dtype": "int8", "colbert_pool_factor": 3, "colbert_dim": 192},
     "pool2 int4": {"colbert_dtype": "int4", "colbert_pool_factor": 2},
     "pool3 int4": {"colbert_dtype": "int4", "colbert_pool_factor": 3},
+    "pool3 int4 d128": {"colbert_dtype": "int4", "colbert_pool_factor": 3, "colbert_dim": 128},
+    "pool3 binary": {"colbert_dtype": "binary", "colbert_pool_factor": 3},
     "binary": {"colbert_dtype": "binary", "colbert_pool_factor": 1},
     "pool2 binary": {"colbert_dtype": "binary", "colbert_pool_factor": 2},
 }
