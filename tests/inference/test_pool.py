@@ -97,6 +97,30 @@ def test_a_worker_that_dies_is_one_clear_error_and_the_pool_shuts_down() -> None
     assert all(gone(pid) for pid in pids if pid is not None)
 
 
+def test_a_failure_inside_a_worker_is_one_clear_error(tmp_path: Path) -> None:
+    """Workers that load the model without its heads (their files gone after the parent loaded it) fail
+    when asked for sparse weights: one `WorkerError` with the worker's exception, and the pool is shut."""
+    copy = shutil.copytree(TINY_M3, tmp_path / "model")
+    embedder = Embedder.from_pretrained(copy, device="cpu")
+    for head in ("sparse_linear.pt", "colbert_linear.pt"):
+        (copy / head).unlink()
+    pool = embedder.start_pool(workers=2)
+    pids = [p.pid for p in pool.processes]
+    with pytest.raises(
+        WorkerError, match=r"encode worker \d \(cpu\) failed: UnsupportedOutputError: .*sparse"
+    ):
+        embedder.encode(TEXTS, sparse=True)
+    assert pool.closed and embedder._pool is None
+    assert all(gone(pid) for pid in pids if pid is not None)
+
+
+def test_a_bad_layer_is_refused_in_the_parent(pooled: tuple[Embedder, EncodePool]) -> None:
+    embedder, pool = pooled
+    with pytest.raises(InputError, match="layer"):
+        embedder.encode(TEXTS[:3], hidden_states=True, layer=99)
+    assert not pool.closed
+
+
 def test_a_worker_that_cannot_load_the_model_fails_the_start(tmp_path: Path) -> None:
     copy = shutil.copytree(TINY_M3, tmp_path / "model")
     embedder = Embedder.from_pretrained(copy, device="cpu")

@@ -31,6 +31,7 @@ import torch
 
 from trivec.errors import InputError, TrivecError
 from trivec.inference.batching import plan_batches
+from trivec.inference.hidden import check_layer, num_layers
 from trivec.inference.text_outputs import insert_cls_slots
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class EncodePool:
         options = {k: arguments[k] for k in names if k not in ("self", "texts", "show_progress")}
         embedder = self._embedder
         outputs = options["dense"] or options["sparse"] or options["colbert"]
+        if options["hidden_states"]:  # checked here, where `encode` checks it later: not a worker's failure
+            check_layer(options["layer"], num_layers(embedder.model))
         limit = embedder._check_max_length(options["max_length"])
         ids = embedder.tokenize(embedder.with_prompt(texts, options["prompt_name"], options["prompt"]), limit)
         if options["mcls"] and outputs:
