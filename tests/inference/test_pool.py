@@ -69,6 +69,8 @@ def test_pool_splits_the_cores_and_checks_inputs_in_the_parent(
         embedder.encode(["a"], max_length=10**6)
     with pytest.raises(InputError, match="open pool"):
         embedder.start_pool(workers=1)
+    with pytest.raises(InputError, match="cannot be sent to the workers"):
+        pool.encode(TEXTS[:2], {"layer": lambda: 0})  # a lambda does not pickle
     assert embedder.encode(["still working"]).dense is not None
 
 
@@ -82,7 +84,7 @@ def test_closing_leaves_no_process_and_encoding_returns_in_process(tiny: Embedde
     assert all(gone(pid) for pid in pids if pid is not None)
     assert np.array_equal(embedder.encode(TEXTS[:5]).dense, tiny.encode(TEXTS[:5]).dense)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="closed"):
-        pool.encode(TEXTS[:1], {"dense": True})
+        pool.encode(TEXTS[:1], {})
 
 
 def test_a_worker_that_dies_is_one_clear_error_and_the_pool_shuts_down() -> None:

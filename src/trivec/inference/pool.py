@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import traceback
 from collections.abc import Sequence
@@ -160,13 +161,14 @@ class EncodePool:
 
     def encode(self, texts: list[str], arguments: dict[str, Any]) -> EncodeResult:
         """`Embedder.encode(texts, **arguments)` in the workers, one planned batch per task (`texts` and
-        `arguments` checked by `encode` already; progress is not shown)."""
+        `arguments` checked by `encode` already; those not given take `encode`'s defaults)."""
         from trivec.inference.encoder import Embedder, EncodeResult
 
         if self.closed:
             raise InputError("the encode pool is closed")
-        names = inspect.signature(Embedder.encode).parameters
-        options = {k: arguments[k] for k in names if k not in ("self", "texts", "show_progress")}
+        parameters = inspect.signature(Embedder.encode).parameters.items()
+        skip = ("self", "texts", "show_progress")  # progress is not shown from workers
+        options = {k: arguments.get(k, p.default) for k, p in parameters if k not in skip}
         embedder = self._embedder
         outputs = options["dense"] or options["sparse"] or options["colbert"]
         if options["hidden_states"]:  # checked here, where `encode` checks it later: not a worker's failure
@@ -178,6 +180,10 @@ class EncodePool:
         budget = options["batch_tokens"] or embedder.batch_tokens
         batches = plan_batches([len(x) for x in ids], budget, embedder.max_batch_size)
         sent = {**options, "batch_tokens": budget}
+        try:  # here, not in the queue's feeder thread, which would only print the error and drop the task
+            pickle.dumps(sent)
+        except Exception as exc:
+            raise InputError(f"encode arguments cannot be sent to the workers: {_describe(exc)}") from exc
         for key, batch in enumerate(batches):
             self._tasks.put((key, [texts[i] for i in batch], sent))
         done = self._wait(dict.fromkeys(range(len(batches)), 1))
