@@ -46,6 +46,8 @@ def test_on_disk_parts_reach_the_collection(tmp_path: Path, tiny: Embedder, part
     index.close()
     with Index.open(tmp_path / "q") as reopened:
         assert reopened.settings.qdrant_on_disk == parts  # recorded with the index
+    shown = CliRunner().invoke(app, ["index", "info", "-x", str(tmp_path / "q")])
+    assert f"on disk: {', '.join(parts) or 'nothing'}; shards default, replicas default" in shown.stdout
 
 
 def test_defaults_leave_qdrant_its_own_and_float32_colbert_stays_float32(

@@ -298,6 +298,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"dense      {dense_storage(data['settings'])}")
         if "colbert" in data["modes"]:
             typer.echo(f"colbert    {colbert_storage(data['settings'])}")
+        if data["backend"] == "qdrant":
+            typer.echo(f"qdrant     {qdrant_storage(data['settings'])}")
         prompts = data["settings"].get("prompts")
         typer.echo(
             "prompts    "
@@ -438,3 +440,11 @@ def colbert_storage(settings: dict[str, Any]) -> str:
     return f"{settings.get('colbert_dtype')} codes, {dims} dimensions, pool factor {pool}" + (
         " (no pooling)" if pool == 1 else f" (≈ 1/{pool} of the tokens)"
     )
+
+
+def qdrant_storage(settings: dict[str, Any]) -> str:
+    """Where a Qdrant collection keeps its parts, and its shards and replicas, in words (None: Qdrant's)."""
+    parts = settings.get("qdrant_on_disk")
+    where = "Qdrant's defaults" if parts is None else ", ".join(parts) or "nothing"
+    shards, replicas = settings.get("qdrant_shards"), settings.get("qdrant_replicas")
+    return f"on disk: {where}; shards {shards or 'default'}, replicas {replicas or 'default'}"
