@@ -138,3 +138,24 @@ def test_colbert_coder_codes_each_texts_rows_as_encoded(
         np.testing.assert_array_equal(scales, rows.sum(axis=1))
     without_colbert = tiny.encode(texts, colbert=False, colbert_coder=coder)
     assert without_colbert.colbert is None and without_colbert.colbert_codes is None
+
+
+def test_trim_heap_trims_after_each_forward_pass_and_changes_nothing(
+    tiny: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trivec.inference import encoder
+
+    texts = [" ".join(f"w{i}" for i in range(n)) for n in (5, 300, 40, 120, 7)]
+    plain = encode_all(tiny, texts, batch_tokens=300)
+    calls: list[int] = []
+    monkeypatch.setattr(encoder.heap, "trim", lambda: calls.append(1) or True)
+    passes: list[int] = []
+    run = tiny._run_packed
+    monkeypatch.setattr(tiny, "_run_packed", lambda *a: passes.append(1) or run(*a))
+    trimmed = encode_all(tiny, texts, batch_tokens=300, trim_heap=True)
+    assert len(passes) > 1 and len(calls) == len(passes)
+    np.testing.assert_array_equal(trimmed.dense, plain.dense)
+    for a, b in zip(trimmed.colbert, plain.colbert, strict=True):
+        np.testing.assert_array_equal(a, b)
+    encode_all(tiny, texts, batch_tokens=300)
+    assert len(calls) == len(passes) // 2  # not asked for: no trims

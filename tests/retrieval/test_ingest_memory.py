@@ -1,6 +1,6 @@
 """Ingestion holds one encoded batch at a time: a batch's vectors are let go once written, before the next
-batch is encoded; ColBERT rows are coded as each forward pass gives them, with the same segment files as rows
-coded when written (docs/scale.md, memory while building)."""
+batch is encoded, and the heap is trimmed after each forward pass; ColBERT rows are coded as each forward pass
+gives them, with the same segment files as rows coded when written (docs/scale.md, memory while building)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ def test_a_batch_is_let_go_before_the_next_is_encoded(
     monkeypatch.setattr(base, "ENCODE_BATCH", 40)
     results: list[weakref.ref[Any]] = []
     alive_at_encode: list[int] = []
+    trims: list[bool] = []
     encode = tiny.encode
 
     def tracked(*args: Any, **kwargs: Any) -> Any:
         alive_at_encode.append(sum(ref() is not None for ref in results))
+        trims.append(kwargs.get("trim_heap", False))
         result = encode(*args, **kwargs)
         results.append(weakref.ref(result))
         return result
@@ -34,6 +36,7 @@ def test_a_batch_is_let_go_before_the_next_is_encoded(
     with Index.build(tmp_path / "index", small_docs, tiny, max_length=MAX_LENGTH) as index:
         assert index.info()["chunks"] == len(small_docs)
     assert alive_at_encode == [0, 0, 0]
+    assert trims == [True, True, True]  # freed heap given back after each forward pass
 
 
 def _segment_files(index_dir: Path) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from trivec import heap
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, distinct_texts, plan_batches
 from trivec.inference.forward import Backend, BatchForward, check_backend
@@ -279,6 +280,7 @@ class Embedder:
         hidden_states: bool = False,
         layer: int = -1,
         colbert_coder: ColbertCoder | None = None,
+        trim_heap: bool = False,
     ) -> EncodeResult:
         """Encode texts; any subset of the three outputs comes from one forward pass per batch.
 
@@ -291,6 +293,8 @@ class Embedder:
             last; `trivec.inference.hidden`), from a forward pass of their own.
         colbert_coder: with `colbert`, code each text's ColBERT rows as its forward pass gives them and return
             the codes (`colbert_codes`) instead of the rows: the float32 rows of one pass are held, not all.
+        trim_heap: give the heap's free pages back after each forward pass (`trivec.heap.trim`): the passes'
+            temporaries leave holes that stay resident otherwise (an index build's peak; ≈ 1 ms a pass).
         """
         items = text_list(texts)
         if not (dense or sparse or colbert or hidden_states):
@@ -330,6 +334,8 @@ class Embedder:
                     self._run_packed(batch, outputs)
                 else:
                     self._run_padded(batch, outputs)
+                if trim_heap:
+                    heap.trim()
                 bar.update(sum(num_tokens[i] for i in batch))
         bar.close()
         if self._packed is not None:

@@ -67,6 +67,7 @@ def encode_chunks(
             max_length=max_length,
             show_progress=False,
             colbert_coder=colbert_coder,
+            trim_heap=True,
         )
         if colbert_coder is not None and result.colbert is not None:  # given back uncoded (worker processes)
             result.colbert_codes, result.colbert = [colbert_coder(rows) for rows in result.colbert], None
