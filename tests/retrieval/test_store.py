@@ -16,7 +16,7 @@ from trivec.cli import app
 from trivec.errors import InputError
 from trivec.retrieval import Document, EmbeddedIndex, Index
 from trivec.retrieval.corpus import Chunk
-from trivec.retrieval.store import merge_groups, segment_cuts
+from trivec.retrieval.segment_sizes import merge_groups, segment_cuts, smallest_to_merge
 
 
 def make(path: Path, tiny: Embedder, **options: object) -> EmbeddedIndex:
@@ -144,3 +144,10 @@ def test_the_setting_is_checked_once_and_shown(
     assert runner.invoke(app, [*build, "64", "--max-segment-rows", "3", "-q"]).exit_code == 0
     info = runner.invoke(app, ["index", "info", "--index", ix])
     assert info.exit_code == 0 and "segments   3 (generation 1), at most 3 rows each" in info.stdout
+
+
+def test_smallest_to_merge_takes_the_smallest_down_to_the_limit_and_under_the_cap() -> None:
+    assert smallest_to_merge([9, 1, 5, 2], max_segments=3, cap=None) == [1, 3]
+    assert smallest_to_merge([9, 1, 5, 2], max_segments=2, cap=None) == [1, 2, 3]
+    assert smallest_to_merge([9, 1, 5, 2], max_segments=2, cap=4) == [1, 3]  # 1 + 2 fit, + 5 does not
+    assert smallest_to_merge([9, 6, 5, 7], max_segments=3, cap=10) == []  # no two fit together

@@ -26,12 +26,12 @@ from trivec.inference.packed import PackedEncoder
 from trivec.inference.precision import check_dtype, limit_onednn_cache, resolve_dtype
 from trivec.inference.scoring import (
     dense_scores,
-    hybrid_scores,
     lexical_score,
     lexical_scores,
     maxsim,
     maxsim_scores,
     normalize_weights,
+    with_hybrids,
 )
 from trivec.inference.sparse import SparseVector
 from trivec.inference.text_outputs import ColbertCoder, TextOutputs, insert_cls_slots
@@ -460,7 +460,7 @@ class Embedder:
         if q.colbert is not None and p.colbert is not None:
             qc, pc = q.colbert, p.colbert
             scores["colbert"] = np.array([maxsim(qc[a], pc[b]) for a, b in index_pairs], dtype=np.float32)
-        return _with_hybrids(scores, w)
+        return with_hybrids(scores, w)
 
     def score(
         self,
@@ -489,14 +489,4 @@ class Embedder:
             scores["sparse"] = lexical_scores(q.sparse[0], p.sparse)
         if q.colbert is not None and p.colbert is not None:
             scores["colbert"] = maxsim_scores(q.colbert[0], p.colbert)
-        return _with_hybrids(scores, normalize_weights(weights, self.model.fusion_weights))
-
-
-def _with_hybrids(scores: dict[str, np.ndarray], weights: dict[str, float]) -> dict[str, np.ndarray]:
-    if "sparse" in scores and "dense" in scores:
-        pair: dict[str, np.ndarray] = {"dense": scores["dense"], "sparse": scores["sparse"]}
-        scores["sparse+dense"] = hybrid_scores(pair, weights).astype(np.float32)
-    if len(scores) > 1 and "colbert" in scores:
-        base: dict[str, np.ndarray] = {k: scores[k] for k in ("dense", "sparse", "colbert") if k in scores}
-        scores["colbert+sparse+dense"] = hybrid_scores(base, weights).astype(np.float32)
-    return scores
+        return with_hybrids(scores, normalize_weights(weights, self.model.fusion_weights))

@@ -225,3 +225,15 @@ def hybrid_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]
     total = sum(weights[m] for m in used)
     # each weight divided by the total first: Σ s·w / Σ w rounds badly for denormal weights (5e-324 · 1.5 → 1e-323)
     return sum(np.asarray(scores[m], dtype=np.float64) * (weights[m] / total) for m in used)  # type: ignore[return-value]
+
+
+def with_hybrids(scores: dict[str, np.ndarray], weights: dict[str, float]) -> dict[str, np.ndarray]:
+    """`scores` (per mode) with the fused rows added under FlagEmbedding's names: "sparse+dense" when both
+    are there, "colbert+sparse+dense" over every mode present when ColBERT is, with `weights`."""
+    if "sparse" in scores and "dense" in scores:
+        pair: dict[str, np.ndarray] = {"dense": scores["dense"], "sparse": scores["sparse"]}
+        scores["sparse+dense"] = hybrid_scores(pair, weights).astype(np.float32)
+    if len(scores) > 1 and "colbert" in scores:
+        base: dict[str, np.ndarray] = {k: scores[k] for k in ("dense", "sparse", "colbert") if k in scores}
+        scores["colbert+sparse+dense"] = hybrid_scores(base, weights).astype(np.float32)
+    return scores

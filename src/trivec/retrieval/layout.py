@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from trivec.errors import InputError
+from trivec.io import fsync_dir
 from trivec.retrieval.integrity import digest
 from trivec.retrieval.manifest import MANIFEST, NotAnIndexError, read_manifest
 from trivec.retrieval.segment import CorruptIndexError, Segment
@@ -86,6 +87,44 @@ def check_tombstones(path: Path, rows: np.ndarray, segment_rows: int) -> None:
         int(rows[0]) < 0 or int(rows[-1]) >= segment_rows or (rows.size > 1 and (np.diff(rows) <= 0).any())
     ):
         raise CorruptIndexError(f"{path}: the deleted rows are not valid row numbers: the file is damaged")
+
+
+def read_tombstones(directory: Path, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The deleted rows of each segment record that names a tombstone file, checked (segment name → rows)."""
+    deleted: dict[str, np.ndarray] = {}
+    for record in records:
+        spec = record.get("deleted")
+        if spec:
+            rows = read_array(directory / spec["file"], np.int64, spec["size"], spec.get("xxh3"))
+            check_tombstones(directory / spec["file"], rows, int(record["rows"]))
+            deleted[record["name"]] = rows
+    return deleted
+
+
+def write_tombstones(
+    directory: Path,
+    records: list[dict[str, Any]],
+    deleted: dict[str, np.ndarray],
+    changed: set[str],
+    generation: int,
+) -> None:
+    """Write the deleted rows of the `changed` segments as new tombstone files of commit `generation` and
+    point their records at them (a segment without deleted rows gets none); synced before the commit."""
+    tomb_dir = directory / TOMBSTONES
+    tomb_dir.mkdir(exist_ok=True)
+    for record in records:
+        name = record["name"]
+        if name not in changed:
+            continue
+        rows = deleted.get(name)
+        if rows is None or rows.size == 0:
+            record["deleted"] = None
+            continue
+        file = f"{TOMBSTONES}/{name}.{generation}.del"
+        raw = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
+        write_synced(directory / file, raw)
+        record["deleted"] = {"file": file, "count": int(rows.size), "size": len(raw), "xxh3": digest(raw)}
+    fsync_dir(tomb_dir)
 
 
 def listdir(path: Path) -> list[Path]:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +35,27 @@ class NotAnIndexError(InputError):
 
 class IndexLockedError(InputError):
     """Another process holds the index's writer lock."""
+
+
+def now() -> str:
+    """The time a commit records (UTC, to the second)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_body(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of an empty index: generation 0, no segments, the model record and the settings."""
+    return {
+        "generation": 0,
+        "created": now(),
+        "updated": now(),
+        "model": model,
+        "settings": settings,
+        "projection": None,
+        "segments": [],
+        "documents": 0,
+        "chunks": 0,
+        "chunked": False,
+    }
 
 
 def _checksum(body: dict[str, Any]) -> str:

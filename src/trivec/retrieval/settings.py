@@ -90,6 +90,33 @@ class IndexSettings:
             return float(self.dense_oversampling)
         return DEFAULT_OVERSAMPLING.get(self.dense_quantization, 1.0)
 
+    def ann_for(self, rows: int) -> dict[str, Any] | None:
+        """The ANN structure a segment of `rows` rows gets under these settings (None: flat, exact scan)."""
+        kind = self.dense_index
+        if (
+            self.dense_quantization != "none"
+        ):  # codes: every segment flat ("hnsw" / "ivf" refused by validate)
+            return None
+        if kind == "auto":
+            kind = "hnsw" if rows >= self.ann_threshold else "flat"
+        if kind == "flat":
+            return None
+        if kind == "hnsw":
+            return {
+                "kind": "hnsw",
+                "m": self.hnsw_m,
+                "ef_construction": self.hnsw_ef_construction,
+                "storage": self.hnsw_storage,
+            }
+        return {"kind": "ivf"}
+
+    def check_colbert_dim(self, model_colbert_dim: int | None) -> None:
+        """A reduced `colbert_dim` must be smaller than the model's ColBERT width (checked when an index is
+        made for a model)."""
+        dim = self.colbert_dim
+        if dim is not None and model_colbert_dim is not None and not 1 <= dim < model_colbert_dim:
+            raise InputError(f"colbert_dim must be between 1 and {model_colbert_dim - 1}, got {dim}")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:
         """Recorded settings; those an older index does not record take the values it was built with."""

@@ -20,7 +20,6 @@ import logging
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +38,28 @@ from trivec.retrieval.layout import (
     SEGMENTS,
     TOMBSTONES,
     check_target,
-    check_tombstones,
     read_array,
+    read_tombstones,
     remove_unreferenced,
     retrying,
     write_synced,
+    write_tombstones,
 )
-from trivec.retrieval.manifest import MANIFEST, WriterLock, read_manifest, write_manifest
+from trivec.retrieval.manifest import MANIFEST, WriterLock, new_body, now, read_manifest, write_manifest
 from trivec.retrieval.prefault import Prefaulter
 from trivec.retrieval.segment import Segment
+from trivec.retrieval.segment_sizes import (
+    copy_live_rows,
+    merge_groups,
+    rows_of,
+    segment_cuts,
+    smallest_to_merge,
+)
 from trivec.retrieval.segment_writer import SegmentWriter
 from trivec.retrieval.settings import IndexSettings
 from trivec.retrieval.snapshot import Snapshot
 
 logger = logging.getLogger("trivec.retrieval")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class SegmentStore:
@@ -81,31 +84,13 @@ class SegmentStore:
     ) -> SegmentStore:
         """A new empty store in `directory` (which must be absent, empty, or — with `overwrite` — an index)."""
         check_target(directory, overwrite)
-        if (
-            settings.colbert_dim is not None
-            and identity.colbert_dim is not None
-            and not 1 <= settings.colbert_dim < identity.colbert_dim
-        ):
-            raise InputError(
-                f"colbert_dim must be between 1 and {identity.colbert_dim - 1}, got {settings.colbert_dim}"
-            )
+        settings.check_colbert_dim(identity.colbert_dim)
         if directory.exists() and any(directory.iterdir()):
             shutil.rmtree(directory)  # an index, and overwrite (check_target)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SEGMENTS).mkdir(exist_ok=True)
         (directory / TOMBSTONES).mkdir(exist_ok=True)
-        body = {
-            "generation": 0,
-            "created": _now(),
-            "updated": _now(),
-            "model": identity.to_dict(),
-            "settings": settings.to_dict(),
-            "projection": None,
-            "segments": [],
-            "documents": 0,
-            "chunks": 0,
-            "chunked": False,
-        }
+        body = new_body(identity.to_dict(), settings.to_dict())
         write_manifest(directory, body)
         return cls(directory, body)
 
@@ -160,13 +145,7 @@ class SegmentStore:
             mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
             for r in body["segments"]
         ]
-        deleted: dict[str, np.ndarray] = {}
-        for record in body["segments"]:
-            spec = record.get("deleted")
-            if spec:
-                rows = read_array(self.directory / spec["file"], np.int64, spec["size"], spec.get("xxh3"))
-                check_tombstones(self.directory / spec["file"], rows, int(record["rows"]))
-                deleted[record["name"]] = rows
+        deleted = read_tombstones(self.directory, body["segments"])
         self._body = copy.deepcopy(body)
         self.identity = ModelIdentity.from_dict(body["model"])
         self.settings = settings
@@ -272,25 +251,12 @@ class SegmentStore:
             return
         body = self._body
         generation = int(body["generation"]) + 1
-        tomb_dir = self.directory / TOMBSTONES
-        tomb_dir.mkdir(exist_ok=True)
-        for record in body["segments"]:
-            name = record["name"]
-            if name not in self._changed_tombstones:
-                continue
-            rows = self._deleted.get(name)
-            if rows is None or rows.size == 0:
-                record["deleted"] = None
-                continue
-            file = f"{TOMBSTONES}/{name}.{generation}.del"
-            path = self.directory / file
-            raw = np.ascontiguousarray(rows, dtype=np.int64).tobytes()
-            write_synced(path, raw)
-            record["deleted"] = {"file": file, "count": int(rows.size), "size": len(raw), "xxh3": digest(raw)}
-        fsync_dir(tomb_dir)
+        write_tombstones(
+            self.directory, body["segments"], self._deleted, self._changed_tombstones, generation
+        )
         fsync_dir(self.directory / SEGMENTS)
         body["generation"] = generation
-        body["updated"] = _now()
+        body["updated"] = now()
         write_manifest(self.directory, body)
         self._dirty = False
         self._uncommitted.clear()
@@ -323,24 +289,6 @@ class SegmentStore:
         remove_unreferenced(self.directory, self._body, self._uncommitted)
 
     # ------------------------------------------------------------------ writing: segments, deletions, merges
-    def _ann_for(self, rows: int) -> dict[str, Any] | None:
-        s = self.settings
-        kind = s.dense_index
-        if s.dense_quantization != "none":  # codes: every segment flat ("hnsw" / "ivf" refused by validate)
-            return None
-        if kind == "auto":
-            kind = "hnsw" if rows >= s.ann_threshold else "flat"
-        if kind == "flat":
-            return None
-        if kind == "hnsw":
-            return {
-                "kind": "hnsw",
-                "m": s.hnsw_m,
-                "ef_construction": s.hnsw_ef_construction,
-                "storage": s.hnsw_storage,
-            }
-        return {"kind": "ivf"}
-
     def _new_writer(self, colbert_full_dim: int | None) -> SegmentWriter:
         name = f"{int(self._body['generation']) + 1:08d}-{uuid.uuid4().hex[:8]}"
         self._uncommitted.add(f"{SEGMENTS}/{name}")
@@ -414,7 +362,9 @@ class SegmentStore:
                     if lo == hi:
                         continue
                     if lo in cuts and writer is not None:  # the segment is full: finish it, begin the next
-                        self._attach(writer.finish(self._ann_for(writer.rows)), rows, len(doc_ids), chunked)
+                        self._attach(
+                            writer.finish(self.settings.ann_for(writer.rows)), rows, len(doc_ids), chunked
+                        )
                         writer, rows, chunked, doc_ids = None, 0, False, set()
                     part = batch[lo:hi]
                     vectors = encoded if (lo, hi) == (0, len(batch)) else rows_of(encoded, lo, hi)
@@ -439,7 +389,7 @@ class SegmentStore:
                 del encoded  # written: let it go before the next batch is encoded
             if writer is None:
                 return total
-            record = writer.finish(self._ann_for(writer.rows))
+            record = writer.finish(self.settings.ann_for(writer.rows))
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -487,16 +437,12 @@ class SegmentStore:
     def maybe_merge(self) -> None:
         """Merge the smallest segments while there are more than `max_segments`; with `max_segment_rows`,
         only as many of the smallest as fit under it together (none if not two)."""
-        limit = self.settings.max_segments
-        if len(self.segments) <= limit:
-            return
-        live = self._live_rows()
-        order = np.argsort(live, kind="stable")[: len(self.segments) - limit + 1].tolist()
-        cap = self.settings.max_segment_rows
-        if cap is not None:
-            fitting = np.cumsum([live[i] for i in order]) <= cap
-            order = order[: int(fitting.sum())] if fitting.sum() >= 2 else []
-        self._merge(sorted(order))
+        if len(self.segments) > self.settings.max_segments:
+            self._merge(
+                smallest_to_merge(
+                    self._live_rows(), self.settings.max_segments, self.settings.max_segment_rows
+                )
+            )
 
     def compact(self) -> None:
         """Merge every segment into one and drop deleted rows (rebuilding the ANN graph if one is due); with
@@ -521,18 +467,8 @@ class SegmentStore:
         writer = self._new_writer(full_dim)
         try:
             for i in chosen:
-                seg, live = self.segments[i], self.snapshot.live[i]
-                seg.check_all()  # a damaged segment is never merged into a new one with fresh checksums
-                rows = np.flatnonzero(live) if live is not None else np.arange(seg.rows)
-                sparse_all = seg.sparse_vectors(rows) if seg.has_sparse else None
-                for start in range(0, rows.shape[0], 4096):
-                    part = rows[start : start + 4096]
-                    chunks = [seg.chunk(int(r)) for r in part]
-                    dense = np.asarray(seg.dense[part]) if seg.dense is not None else None
-                    sparse = sparse_all[start : start + 4096] if sparse_all is not None else None
-                    codes = [seg.colbert_codes(int(r)) for r in part] if seg.has_colbert else None
-                    writer.append(chunks, dense, sparse, None, colbert_codes=codes)
-            record = writer.finish(self._ann_for(writer.rows))
+                copy_live_rows(self.segments[i], self.snapshot.live[i], writer)
+            record = writer.finish(self.settings.ann_for(writer.rows))
         except BaseException:
             writer.abort()
             raise
@@ -556,49 +492,3 @@ class SegmentStore:
         if self._dirty:
             self._commit()
         self._lock.release()
-
-
-def segment_cuts(chunks: Sequence[Chunk], filled: int, cap: int, previous_doc: str | None) -> list[int]:
-    """Positions in a batch of `chunks` where a new segment begins, for a segment holding `filled` rows
-    before it and at most `cap` rows: at the start of each document that would take it past `cap` (a
-    document continued from the previous batch, `previous_doc`, stays where it began)."""
-    cuts: list[int] = []
-    start = 0
-    while start < len(chunks):
-        end = start + 1
-        while end < len(chunks) and chunks[end].doc_id == chunks[start].doc_id:
-            end += 1
-        continued = start == 0 and chunks[0].doc_id == previous_doc
-        if filled and not continued and filled + end - start > cap:
-            cuts.append(start)
-            filled = 0
-        filled += end - start
-        start = end
-    return cuts
-
-
-def rows_of(encoded: EncodeResult, lo: int, hi: int) -> EncodeResult:
-    """Rows `lo:hi` of a batch's vectors."""
-    return EncodeResult(
-        dense=encoded.dense[lo:hi] if encoded.dense is not None else None,
-        sparse=encoded.sparse[lo:hi] if encoded.sparse is not None else None,
-        colbert=encoded.colbert[lo:hi] if encoded.colbert is not None else None,
-        colbert_codes=encoded.colbert_codes[lo:hi] if encoded.colbert_codes is not None else None,
-        num_tokens=encoded.num_tokens[lo:hi],
-    )
-
-
-def merge_groups(live: Sequence[int], cap: int | None) -> list[list[int]]:
-    """Neighbouring segments (positions) packed into groups of at most `cap` live rows (None: one group)."""
-    if cap is None:
-        return [list(range(len(live)))]
-    groups: list[list[int]] = []
-    total = 0
-    for i, rows in enumerate(live):
-        if groups and total + rows <= cap:
-            groups[-1].append(i)
-            total += rows
-        else:
-            groups.append([i])
-            total = rows
-    return groups

@@ -1,0 +1,86 @@
+"""How rows are divided between segments: where ingestion begins a new segment under `max_segment_rows`,
+which segments a merge combines, and the copying of a merged segment's live rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from trivec.inference.encoder import EncodeResult
+from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.segment import Segment
+from trivec.retrieval.segment_writer import SegmentWriter
+
+COPY_ROWS = 4096  # rows read from a merged segment per append
+
+
+def segment_cuts(chunks: Sequence[Chunk], filled: int, cap: int, previous_doc: str | None) -> list[int]:
+    """Positions in a batch of `chunks` where a new segment begins, for a segment holding `filled` rows
+    before it and at most `cap` rows: at the start of each document that would take it past `cap` (a
+    document continued from the previous batch, `previous_doc`, stays where it began)."""
+    cuts: list[int] = []
+    start = 0
+    while start < len(chunks):
+        end = start + 1
+        while end < len(chunks) and chunks[end].doc_id == chunks[start].doc_id:
+            end += 1
+        continued = start == 0 and chunks[0].doc_id == previous_doc
+        if filled and not continued and filled + end - start > cap:
+            cuts.append(start)
+            filled = 0
+        filled += end - start
+        start = end
+    return cuts
+
+
+def rows_of(encoded: EncodeResult, lo: int, hi: int) -> EncodeResult:
+    """Rows `lo:hi` of a batch's vectors."""
+    return EncodeResult(
+        dense=encoded.dense[lo:hi] if encoded.dense is not None else None,
+        sparse=encoded.sparse[lo:hi] if encoded.sparse is not None else None,
+        colbert=encoded.colbert[lo:hi] if encoded.colbert is not None else None,
+        colbert_codes=encoded.colbert_codes[lo:hi] if encoded.colbert_codes is not None else None,
+        num_tokens=encoded.num_tokens[lo:hi],
+    )
+
+
+def merge_groups(live: Sequence[int], cap: int | None) -> list[list[int]]:
+    """Neighbouring segments (positions) packed into groups of at most `cap` live rows (None: one group)."""
+    if cap is None:
+        return [list(range(len(live)))]
+    groups: list[list[int]] = []
+    total = 0
+    for i, rows in enumerate(live):
+        if groups and total + rows <= cap:
+            groups[-1].append(i)
+            total += rows
+        else:
+            groups.append([i])
+            total = rows
+    return groups
+
+
+def smallest_to_merge(live: Sequence[int], max_segments: int, cap: int | None) -> list[int]:
+    """Positions of the smallest segments (by live rows) to merge so that `max_segments` remain; with a
+    `cap` on rows per segment, only as many of them as fit under it together (none if not two)."""
+    order = np.argsort(live, kind="stable")[: len(live) - max_segments + 1].tolist()
+    if cap is not None:
+        fitting = int((np.cumsum([live[i] for i in order]) <= cap).sum())
+        order = order[:fitting] if fitting >= 2 else []
+    return sorted(order)
+
+
+def copy_live_rows(segment: Segment, live: np.ndarray | None, writer: SegmentWriter) -> None:
+    """Append the rows of `segment` not deleted (`live`: its mask, None when none is) to `writer`, codes as
+    stored; the segment's checksums are checked first, so a damaged segment never gets fresh ones."""
+    segment.check_all()
+    rows = np.flatnonzero(live) if live is not None else np.arange(segment.rows)
+    sparse_all = segment.sparse_vectors(rows) if segment.has_sparse else None
+    for start in range(0, rows.shape[0], COPY_ROWS):
+        part = rows[start : start + COPY_ROWS]
+        chunks = [segment.chunk(int(r)) for r in part]
+        dense = np.asarray(segment.dense[part]) if segment.dense is not None else None
+        sparse = sparse_all[start : start + COPY_ROWS] if sparse_all is not None else None
+        codes = [segment.colbert_codes(int(r)) for r in part] if segment.has_colbert else None
+        writer.append(chunks, dense, sparse, None, colbert_codes=codes)
