@@ -151,3 +151,12 @@ def test_reranker_aliases_reach_their_fields(tmp_path: Path, monkeypatch: pytest
     assert config.resume_from_checkpoint == "last"
     default = RerankerConfig.__dataclass_fields__["batch_size"].default
     assert config.batch_size == default  # not given: RerankerConfig's default
+
+
+def test_reranker_token_cache_flag_reaches_its_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = capture(monkeypatch, "trivec.training.reranker.train.train_reranker")
+    base = ["train", "reranker", "-m", "r", "-d", str(tmp_path / "rows.jsonl"), "-o", str(tmp_path / "run")]
+    for flag, expected in (([], True), (["--no-token-cache"], False), (["--token-cache"], True)):
+        result = runner.invoke(app, [*base, *flag])
+        assert result.exit_code == 0, result.output
+        assert calls[-1][0].token_cache is expected

@@ -183,6 +183,9 @@ def train_reranker(
         float | None,
         typer.Option("--head-learning-rate", "--head-lr", help=reranker_help("head_learning_rate")),
     ] = None,
+    token_cache: Annotated[
+        bool | None, typer.Option("--token-cache/--no-token-cache", help=reranker_help("token_cache"))
+    ] = None,
     resume_from_checkpoint: ResumeOption = None,
 ) -> None:
     """Fine-tune a cross-encoder reranker (FlagEmbedding's recipe: groups of one positive and negatives,
