@@ -10,7 +10,6 @@ cache, tokenised once per data file and setting, and are only padded here: the s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -21,9 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from trivec.models.casing import fold_capitals
 from trivec.training.dataset import ContrastiveDataset, TrainBatch
-from trivec.training.token_cache import TokenLookup, load_or_build, pad_rows, tokenizer_fingerprint
-
-logger = logging.getLogger(__name__)
+from trivec.training.token_cache import TokenLookup, build_lookup, pad_rows, tokenizer_fingerprint
 
 
 class ContrastiveCollator:
@@ -91,26 +88,12 @@ class ContrastiveCollator:
             "passage_max_len": self.passage_max_len,
             "fold_capitals": self.fold_capitals,
         }
-        lookup = TokenLookup()
-        built = []
-        for index, item in enumerate(dataset.files):
-            texts = dataset.file_texts(index)
-            arrays, new = load_or_build(
-                item.source.path,
-                texts,
-                settings,
-                lambda role, texts: {"ids": self.encode(cast(list[str], texts), self.max_length(role))},
-                vocab_size=len(self.tokenizer),
-                folder=folder,
-            )
-            lookup.add(texts, arrays)
-            if new:
-                built.append(item.source.path)
-        logger.info(
-            "token cache: %d texts of %d files (%d tokenised now)",
-            len(lookup),
-            len(dataset.files),
-            len(built),
+        lookup = build_lookup(
+            [(item.source.path, dataset.file_texts(index)) for index, item in enumerate(dataset.files)],
+            settings,
+            lambda role, texts: {"ids": self.encode(cast(list[str], texts), self.max_length(role))},
+            vocab_size=len(self.tokenizer),
+            folder=folder,
         )
         self.token_cache = lookup
         return lookup

@@ -273,6 +273,31 @@ def load_or_build(
     return arrays, True
 
 
+def build_lookup(
+    files: Sequence[tuple[str | os.PathLike[str], Mapping[str, Sequence[Item]]]],
+    settings: Mapping[str, Any],
+    encode: Encode,
+    *,
+    columns: Sequence[str] = (IDS,),
+    vocab_size: int | None = None,
+    folder: Path | None = None,
+    what: str = "texts",
+) -> TokenLookup:
+    """One lookup over the cache of every data file (`(path, its items per role)`): each loaded when
+    current, else tokenised and written (`load_or_build`); logs how many items and how many files were
+    tokenised now (`what` names the items)."""
+    lookup = TokenLookup()
+    built = 0
+    for path, items in files:
+        arrays, new = load_or_build(
+            path, items, settings, encode, columns=columns, vocab_size=vocab_size, folder=folder
+        )
+        lookup.add(items, arrays)
+        built += new
+    logger.info("token cache: %d %s of %d files (%d tokenised now)", len(lookup), what, len(files), built)
+    return lookup
+
+
 def pad_rows(
     rows: Sequence[np.ndarray | Sequence[int]], value: int, *, multiple: int | None = None, left: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:

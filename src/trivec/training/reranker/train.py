@@ -37,7 +37,7 @@ from trivec.training.optimizer import head_rate_optimizer
 from trivec.training.reranker.adapters import add_reranker_lora, is_head_parameter, trainable_summary
 from trivec.training.reranker.arguments import RerankerConfig
 from trivec.training.runner import run_training
-from trivec.training.token_cache import TokenLookup, load_or_build, pad_rows, tokenizer_fingerprint
+from trivec.training.token_cache import TokenLookup, build_lookup, pad_rows, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -115,22 +115,15 @@ class GroupCollator:
             "query_max_length": self.pairs.query_max_length,
             "query_instruction": self.pairs.query_instruction,
         }
-        lookup = TokenLookup()
-        built = 0
-        for path, pairs in files:
-            items = {self.ROLE: list(dict.fromkeys(pairs))}
-            arrays, new = load_or_build(
-                path,
-                items,
-                settings,
-                lambda role, pairs: self.encode(cast(list[tuple[str, str]], pairs)),
-                columns=self.columns,
-                vocab_size=len(self.pairs.tokenizer),
-                folder=folder,
-            )
-            lookup.add(items, arrays)
-            built += new
-        logger.info("token cache: %d pairs of %d files (%d tokenised now)", len(lookup), len(files), built)
+        lookup = build_lookup(
+            [(path, {self.ROLE: list(dict.fromkeys(pairs))}) for path, pairs in files],
+            settings,
+            lambda role, pairs: self.encode(cast(list[tuple[str, str]], pairs)),
+            columns=self.columns,
+            vocab_size=len(self.pairs.tokenizer),
+            folder=folder,
+            what="pairs",
+        )
         self.token_cache = lookup
         return lookup
 

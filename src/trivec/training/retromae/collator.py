@@ -14,7 +14,6 @@ tokenizer. Only the tokenisation is cached: the masks are drawn anew for every b
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,9 +33,8 @@ from trivec.training.retromae.masking import (
     whole_word_mask,
     word_ids_from_tokens,
 )
-from trivec.training.token_cache import TokenLookup, load_or_build, pad_rows, tokenizer_fingerprint
+from trivec.training.token_cache import TokenLookup, build_lookup, pad_rows, tokenizer_fingerprint
 
-logger = logging.getLogger(__name__)
 CACHE_ROLE = "text"  # the token cache's role for corpus texts: ids and word ids
 CACHE_COLUMNS = ("ids", "words")
 
@@ -131,22 +129,14 @@ class RetroMAECollator:
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "max_seq_length": self.max_seq_length,
         }
-        lookup = TokenLookup()
-        built = 0
-        for path, texts in files:
-            items = {CACHE_ROLE: list(dict.fromkeys(texts))}
-            arrays, new = load_or_build(
-                path,
-                items,
-                settings,
-                self._cache_rows,
-                columns=CACHE_COLUMNS,
-                vocab_size=len(self.tokenizer),
-                folder=folder,
-            )
-            lookup.add(items, arrays)
-            built += new
-        logger.info("token cache: %d texts of %d files (%d tokenised now)", len(lookup), len(files), built)
+        lookup = build_lookup(
+            [(path, {CACHE_ROLE: list(dict.fromkeys(texts))}) for path, texts in files],
+            settings,
+            self._cache_rows,
+            columns=CACHE_COLUMNS,
+            vocab_size=len(self.tokenizer),
+            folder=folder,
+        )
         self.token_cache = lookup
         return lookup
 
