@@ -235,6 +235,11 @@ class Embedder:
         )
         return [list(ids) for ids in encoded["input_ids"]]
 
+    def batch_plan(self, num_tokens: list[int], batch_tokens: int | None) -> tuple[int, list[list[int]]]:
+        """The token budget (`batch_tokens`, else the embedder's) and the batches `encode` runs under it."""
+        budget = self.batch_tokens if batch_tokens is None else batch_tokens
+        return budget, plan_batches(num_tokens, budget, self.max_batch_size)
+
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:
             return self.max_length
@@ -323,8 +328,7 @@ class Embedder:
             colbert=colbert,
             colbert_coder=colbert_coder if colbert else None,
         )
-        budget = batch_tokens if batch_tokens is not None else self.batch_tokens
-        batches = plan_batches(num_tokens, budget, self.max_batch_size)
+        _, batches = self.batch_plan(num_tokens, batch_tokens)
         if show_progress is None:
             show_progress = len(ids) >= 5000 and sys.stderr.isatty()
         bar = tqdm(total=sum(num_tokens), unit="tok", disable=not show_progress, desc="encode")

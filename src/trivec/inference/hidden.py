@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from trivec.errors import InputError, UnsupportedOutputError
-from trivec.inference.batching import plan_batches
 
 if TYPE_CHECKING:
     from trivec.inference.encoder import Embedder
@@ -51,9 +50,9 @@ def layer_states(
         )
     index = check_layer(layer, num_layers(embedder.model))
     out: list[np.ndarray | None] = [None] * len(ids)
-    budget = batch_tokens if batch_tokens is not None else embedder.batch_tokens
+    _, batches = embedder.batch_plan([len(x) for x in ids], batch_tokens)
     with torch.inference_mode():
-        for batch in plan_batches([len(x) for x in ids], budget, embedder.max_batch_size):
+        for batch in batches:
             input_ids, attention_mask = embedder._pad([ids[i] for i in batch])
             states = embedder.model.backbone(
                 input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
