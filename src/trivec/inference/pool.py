@@ -17,6 +17,7 @@ thread pools and CUDA): a script that starts a pool must guard its top level wit
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import multiprocessing as mp
 import os
@@ -31,7 +32,6 @@ import numpy as np
 import torch
 
 from trivec.errors import InputError, TrivecError
-from trivec.inference.batching import plan_batches
 from trivec.inference.hidden import check_layer, num_layers
 from trivec.inference.text_outputs import insert_cls_slots
 
@@ -177,8 +177,7 @@ class EncodePool:
         ids = embedder.tokenize(embedder.with_prompt(texts, options["prompt_name"], options["prompt"]), limit)
         if options["mcls"] and outputs:
             ids, _ = insert_cls_slots(ids, int(embedder.tokenizer.cls_token_id), limit)
-        budget = options["batch_tokens"] or embedder.batch_tokens
-        batches = plan_batches([len(x) for x in ids], budget, embedder.max_batch_size)
+        budget, batches = embedder.batch_plan([len(x) for x in ids], options["batch_tokens"])
         sent = {**options, "batch_tokens": budget}
         try:  # here, not in the queue's feeder thread, which would only print the error and drop the task
             pickle.dumps(sent)
@@ -215,13 +214,7 @@ class EncodePool:
             try:
                 kind, worker, key, payload = self._results.get(timeout=POLL_S)
             except queue.Empty:
-                for i, process in enumerate(self.processes):
-                    if not process.is_alive():
-                        code = process.exitcode
-                        self.close(wait=False)
-                        raise WorkerError(
-                            f"encode worker {i} ({self.devices[i]}) ended unexpectedly (exit code {code})"
-                        ) from None
+                self._raise_if_one_ended()
                 continue
             if kind == "failed":
                 self.close(wait=False)
@@ -230,7 +223,27 @@ class EncodePool:
             pending[key] -= 1
             if not pending[key]:
                 del pending[key]
+            # after each result too, not only when none comes: the others may do all the work of a dead one
+            self._raise_if_one_ended()
         return done
+
+    def _raise_if_one_ended(self) -> None:
+        """A worker that ended while the pool waits closes it and raises (workers end only when closed), with
+        the failure it reported before ending (could not load the model) when there is one."""
+        ended = [(i, p.exitcode) for i, p in enumerate(self.processes) if not p.is_alive()]
+        if not ended:
+            return
+        reason = None
+        with contextlib.suppress(queue.Empty):
+            while reason is None:  # what the workers sent before ending is in the queue already
+                kind, worker, _, payload = self._results.get(timeout=POLL_S)
+                if kind == "failed":
+                    reason = f"encode worker {worker} ({self.devices[worker]}) failed: {payload}"
+        self.close(wait=False)
+        i, code = ended[0]
+        raise WorkerError(
+            reason or f"encode worker {i} ({self.devices[i]}) ended unexpectedly (exit code {code})"
+        )
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers (`wait`: let them finish first, else terminate them) and detach from the embedder."""
