@@ -238,7 +238,13 @@ def compare(
         row = [s.ndcg(weights, m) for m in modes.values() for s in pair]
         rows.append(row)
         print(f"| {folder} ({LANGUAGES[folder]}) | " + " | ".join(f"{v:.2f}" for v in row) + " |", flush=True)
-    print("| **mean** | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
+    print("| **mean over sets** | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
+    pooled = [
+        100 * np.concatenate([s.per_query(weights, m) for s in scored[name]]).mean()
+        for m in modes.values()
+        for name in scored
+    ]
+    print("| **pooled (each query once)** | " + " | ".join(f"{v:.2f}" for v in pooled) + " |")
     diffs = [
         a.per_query(weights, modes["all"]) - b.per_query(weights, modes["all"])
         for a, b in zip(scored[args.model], scored[args.compare], strict=True)
@@ -247,6 +253,12 @@ def compare(
     gain = 100 * np.mean([d.mean() for d in diffs])
     print(
         f"\nmean `all`, {args.model} − {args.compare}: {gain:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
+    )
+    every_query = np.concatenate(diffs)
+    low, high = bootstrap_interval([every_query])
+    print(
+        f"pooled `all` (each query once), {args.model} − {args.compare}: {100 * every_query.mean():+.2f} "
+        f"(95 % interval {low:+.2f} … {high:+.2f})"
     )
 
 
