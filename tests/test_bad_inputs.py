@@ -156,7 +156,7 @@ CLI_CASES = [
             (
                 "colbert-dtype",
                 "--colbert-dtype bfloat16",
-                "--colbert-dtype must be float16, float32, int8, int4 or binary, got bfloat16",
+                "--colbert-dtype must be float16, float32, int8, int4, binary, residual1 or residual2, got bfloat16",
             ),
             (
                 "dense-index",

@@ -16,7 +16,7 @@ from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import maxsim_scores
 from trivec.retrieval import Index
-from trivec.retrieval.colbert import COLBERT_DTYPES, ColbertCodec
+from trivec.retrieval.colbert import COLBERT_DTYPES, FITTED, ColbertCodec
 from trivec.retrieval.corpus import Document
 from trivec.retrieval.manifest import read_manifest, write_manifest
 from trivec.retrieval.pooling import pool_tokens
@@ -24,13 +24,15 @@ from trivec.retrieval.settings import IndexSettings
 
 from .conftest import MAX_LENGTH, subset
 
+UNFITTED = tuple(d for d in COLBERT_DTYPES if d not in FITTED)  # residual codes: test_colbert_residual.py
+
 
 def unit_rows(rng: np.random.Generator, tokens: int, dim: int) -> np.ndarray:
     rows = rng.standard_normal((tokens, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("dtype", COLBERT_DTYPES)
+@pytest.mark.parametrize("dtype", UNFITTED)
 @pytest.mark.parametrize("dim", [8, 13, 384])
 def test_codes_round_trip_as_stored(dtype: str, dim: int) -> None:
     """Decoding is a function of the stored bytes alone, and close to the input (bounded per code)."""
@@ -52,7 +54,7 @@ def test_codes_round_trip_as_stored(dtype: str, dim: int) -> None:
 
 
 def test_zero_rows_and_empty_documents() -> None:
-    for dtype in COLBERT_DTYPES:
+    for dtype in UNFITTED:
         codec = ColbertCodec(dtype, pool_factor=2)
         codes, scales = codec.encode(np.zeros((3, 16), np.float32))
         assert np.array_equal(codec.decode(codes, scales, 16), np.zeros((1, 16), np.float32))
@@ -173,7 +175,10 @@ def test_an_index_without_a_pool_factor_opens_as_built(
         ({"colbert_pool_factor": 0}, "colbert_pool_factor must be an integer ≥ 1"),
         ({"colbert_pool_factor": "2"}, "colbert_pool_factor must be an integer ≥ 1"),
         ({"colbert_pool_factor": True}, "colbert_pool_factor must be an integer ≥ 1"),
-        ({"colbert_dtype": "int2"}, "colbert_dtype must be float16, float32, int8, int4 or binary"),
+        (
+            {"colbert_dtype": "int2"},
+            "colbert_dtype must be float16, float32, int8, int4, binary, residual1 or residual2",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path: Path, tiny: Embedder, options: dict, message: str) -> None:

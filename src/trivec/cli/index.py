@@ -70,7 +70,8 @@ def register(app: typer.Typer) -> None:
         colbert_dtype: Annotated[
             str | None,
             typer.Option(
-                help="ColBERT codes: float16, float32, int8, int4, binary (default: the index default)."
+                help="ColBERT codes: float16, float32, int8, int4, binary, residual1, residual2 (centroid + 1 or 2 "
+                "bits per dimension; default: the index default)."
             ),
         ] = None,
         colbert_dim: Annotated[
@@ -297,7 +298,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"modes      {', '.join(data['modes'])}")
         typer.echo(f"dense      {dense_storage(data['settings'])}")
         if "colbert" in data["modes"]:
-            typer.echo(f"colbert    {colbert_storage(data['settings'])}")
+            typer.echo(f"colbert    {colbert_storage(data['settings'], data.get('colbert_residual'))}")
         if data["backend"] == "qdrant":
             typer.echo(f"qdrant     {qdrant_storage(data['settings'])}")
         prompts = data["settings"].get("prompts")
@@ -433,11 +434,17 @@ def dense_storage(settings: dict[str, Any]) -> str:
     )
 
 
-def colbert_storage(settings: dict[str, Any]) -> str:
-    """How ColBERT vectors are stored, in words (an index that predates pooling records no pool factor)."""
+def colbert_storage(settings: dict[str, Any], residual: dict[str, Any] | None = None) -> str:
+    """How ColBERT vectors are stored, in words (an index that predates pooling records no pool factor);
+    `residual`: residual codes' bits and centroids (`info()["colbert_residual"]`)."""
     dims = settings.get("colbert_dim") or "all"
     pool = settings.get("colbert_pool_factor", 1)
-    return f"{settings.get('colbert_dtype')} codes, {dims} dimensions, pool factor {pool}" + (
+    codes = f"{settings.get('colbert_dtype')} codes"
+    if residual is not None:
+        count = residual.get("centroids")
+        fitted = f"{count} centroids" if count else "centroids fitted on the first batch"
+        codes = f"residual codes, {residual['bits']} bit{'s' if residual['bits'] > 1 else ''}, {fitted}"
+    return f"{codes}, {dims} dimensions, pool factor {pool}" + (
         " (no pooling)" if pool == 1 else f" (≈ 1/{pool} of the tokens)"
     )
 

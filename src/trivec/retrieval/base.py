@@ -203,7 +203,8 @@ class BaseIndex(ABC):
         return self._add_chunks([], checked())
 
     def _check_encoded(self, encoded: EncodeResult, n: int, queries: bool) -> None:
-        """Shapes of pre-computed vectors against the index's model."""
+        """Shapes of pre-computed vectors against the index's model. Documents may bring their ColBERT rows
+        coded (`colbert_codes`) by this index's settled codec (`Index.codec.encode`)."""
         what = "queries" if queries else "documents"
         ident = self.identity
         if encoded.dense is not None:
@@ -215,6 +216,10 @@ class BaseIndex(ABC):
             raise InputError("documents need dense vectors")
         for name in ("sparse", "colbert"):
             value = getattr(encoded, name)
+            if name == "colbert" and value is None and encoded.colbert_codes is not None and not queries:
+                if self._colbert_coder() is None:  # no settled codec to have coded them with
+                    raise InputError("this index codes ColBERT vectors itself: give them, not codes")
+                value = encoded.colbert_codes  # coded by this index's codec (`Index.codec.encode`)
             if value is None:
                 if not queries and name in self.modes:
                     raise InputError(f"this index stores {name} vectors; the {what} have none")

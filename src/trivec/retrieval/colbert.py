@@ -1,30 +1,34 @@
 """How ColBERT token vectors are stored: pooled (`pool_factor`, `pooling.py`), optionally projected to fewer
-dimensions, then coded as fp16, fp32, int8, int4 or binary (the last three with a per-row float32 scale).
+dimensions, then coded as fp16, fp32, int8, int4 or binary (the last three with a per-row float32 scale), or
+as residual codes (`residual1` / `residual2`: a centroid id and 1 or 2 bits per dimension, `residual.py`).
 
 Reduced dimensions use the top right-singular vectors of (uncentred) token vectors from the first batch
 added, so inner products — what MaxSim sums — are kept as well as a rank-`dim` map can; queries are
 projected with the same matrix (and never pooled). int8 stores `round(127·x/max|x|)` per row and the row's
 scale; int4 `round(7·x/max|x|)` two to a byte (low nibble first, offset by 8); binary the signs, eight to a
 byte (numpy's `packbits`, big-endian bits), decoded as `±mean|x|` — the scale that minimises the row's
-squared error. Scoring decodes exactly what is stored. benchmarks/colbert_quality.py measures what each
+squared error. Residual codes need a codebook fitted on the first batch's tokens, like the projection.
+Scoring decodes exactly what is stored. benchmarks/colbert_quality.py measures what each
 option costs in nDCG@10 against bytes per document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 
 from trivec.compiled import kernel
 from trivec.errors import InputError
 from trivec.retrieval.pooling import check_pool_factor, pool_tokens
+from trivec.retrieval.residual import RESIDUAL_BITS, ResidualCodes, fit_residual
 
-ColbertDtype = Literal["float16", "float32", "int8", "int4", "binary"]
-COLBERT_DTYPES: tuple[str, ...] = ("float16", "float32", "int8", "int4", "binary")
+ColbertDtype = Literal["float16", "float32", "int8", "int4", "binary", "residual1", "residual2"]
+COLBERT_DTYPES: tuple[str, ...] = ("float16", "float32", "int8", "int4", "binary", *RESIDUAL_BITS)
 SCALED = ("int8", "int4", "binary")  # coded with a per-row scale (colbert.scale)
+FITTED = tuple(RESIDUAL_BITS)  # coded with a codebook fitted on the first batch (`residual.py`)
 PACKED = {"int4": 2, "binary": 8}  # values per stored byte
 PROJECTION_SAMPLE = 65536
 
@@ -32,16 +36,35 @@ PROJECTION_SAMPLE = 65536
 @dataclass
 class ColbertCodec:
     """Encode / decode stored token vectors; `projection [D, dim]` when dimensions are reduced;
-    `pool_factor` > 1 pools each document's tokens before they are coded."""
+    `pool_factor` > 1 pools each document's tokens before they are coded; `residual`: the fitted codebook of
+    residual codes (None until it is fitted)."""
 
     dtype: str = "float16"
     projection: np.ndarray | None = None
     pool_factor: int = 1
+    residual: ResidualCodes | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in COLBERT_DTYPES:
             raise InputError(f"colbert dtype must be one of {', '.join(COLBERT_DTYPES)}, got {self.dtype!r}")
         check_pool_factor(self.pool_factor)
+        if self.residual is not None and RESIDUAL_BITS.get(self.dtype) != self.residual.bits:
+            raise InputError(f"a {self.residual.bits}-bit residual codebook does not code {self.dtype}")
+
+    def needs_fit(self, dim: int | None) -> bool:
+        """Whether the codec still has something to fit on the first batch written (`fit_codec`): the
+        projection to `dim` dimensions (None: full), or a residual codebook."""
+        return (dim is not None and self.projection is None) or (
+            self.dtype in FITTED and self.residual is None
+        )
+
+    def fitting_sample(self, documents: list[np.ndarray]) -> list[np.ndarray]:
+        """Token vectors as this codec stores them (pooled, projected), of `documents`: what a residual
+        codebook is fitted on."""
+        return [
+            self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows)
+            for rows in documents
+        ]
 
     @property
     def storage_dtype(self) -> np.dtype:
@@ -56,7 +79,7 @@ class ColbertCodec:
     @property
     def decodes(self) -> bool:
         """Whether stored rows must be decoded before the matmul (fp16 / fp32 are widened as they are)."""
-        return self.dtype in SCALED
+        return self.dtype in SCALED or self.dtype in FITTED
 
     def stored_dim(self, dim: int) -> int:
         """Dimensions of a stored (decoded) token vector."""
@@ -64,6 +87,8 @@ class ColbertCodec:
 
     def code_width(self, dim: int) -> int:
         """Columns of `colbert.codes` for `dim`-dimensional vectors (bytes per row when packed)."""
+        if self.dtype in FITTED:
+            return self._codebook().code_width(dim)
         per_byte = PACKED.get(self.dtype, 1)
         return -(-dim // per_byte)
 
@@ -92,6 +117,8 @@ class ColbertCodec:
         """`(codes, scales)` of one document's token vectors (pooled, projected, coded; scales only for the
         scaled codes)."""
         projected = self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows)
+        if self.dtype in FITTED:
+            return self._codebook().encode(projected), None
         if self.dtype in ("float16", "float32"):
             return projected.astype(self.storage_dtype), None
         if self.dtype == "binary":
@@ -120,12 +147,15 @@ class ColbertCodec:
         self, codes: np.ndarray, dim: int | None = None, rows: np.ndarray | None = None
     ) -> np.ndarray:
         """float32 values of stored codes before their per-row scale: a search multiplies the scores of a
-        row by its scale instead (a query has far fewer tokens than a vector has dimensions). `rows`: only
+        row by its scale instead (a query has far fewer tokens than a vector has dimensions); residual codes,
+        which have no scale, decoded whole. `rows`: only
         those rows of `codes`, in that order (a re-rank's candidates' tokens of a whole segment's codes).
         Packed codes are gathered and unpacked by one compiled loop — no gathered copy, and numpy would need a
         pass per nibble or bit and a temporary each."""
         if self.dtype in ("float16", "float32", "int8"):
             return np.asarray(codes if rows is None else codes[rows], dtype=np.float32)
+        if self.dtype in FITTED:
+            return self._codebook().decode(codes, rows, dim)
         packed = np.asarray(codes)  # a memory map's pages, read in place
         if packed.dtype != np.uint8 or not packed.flags.c_contiguous:
             packed = np.ascontiguousarray(packed, dtype=np.uint8)
@@ -134,6 +164,14 @@ class ColbertCodec:
         out = np.empty((picked.shape[0], width if dim is None else min(dim, width)), dtype=np.float32)
         (_unpack_int4 if self.dtype == "int4" else _unpack_bits)(packed, picked, out)
         return out
+
+    def _codebook(self) -> ResidualCodes:
+        if self.residual is None:
+            raise InputError(
+                f"{self.dtype} ColBERT codes have no codebook yet: it is fitted on the first batch an index "
+                "writes (`fit_residual`)"
+            )
+        return self.residual
 
 
 @kernel()
@@ -191,3 +229,23 @@ def fit_projection(samples: list[np.ndarray], dim: int, seed: int = 0) -> np.nda
         rows = rows[np.sort(pick)]
     _, _, vt = np.linalg.svd(rows.astype(np.float64), full_matrices=False)
     return np.ascontiguousarray(vt[:dim].T.astype(np.float32))
+
+
+def fit_codec(
+    codec: ColbertCodec, documents: list[np.ndarray], dim: int | None
+) -> tuple[ColbertCodec, dict[str, tuple[np.ndarray, dict[str, Any]]]]:
+    """`codec` with what it learns from the first batch's ColBERT rows (`documents`, one matrix each): the
+    projection to `dim` dimensions when `dim` is given, then the residual codebook of residual codes, fitted
+    on the rows as they are stored (pooled, projected). Also what to store with the index, by manifest key:
+    `(float32 values, the record's other fields)`; empty when there was nothing to fit."""
+    fitted: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+    if dim is not None and codec.projection is None:
+        projection = fit_projection(documents, dim)
+        fitted["projection"] = (projection, {"shape": list(projection.shape)})
+        codec = replace(codec, projection=projection)
+    if codec.dtype in FITTED and codec.residual is None:
+        residual = fit_residual(codec.fitting_sample(documents), RESIDUAL_BITS[codec.dtype])
+        record = {"centroids": residual.count, "dim": residual.dim, "bits": residual.bits}
+        fitted["residual"] = (residual.to_array(), record)
+        codec = replace(codec, residual=residual)
+    return codec, fitted

@@ -31,6 +31,7 @@ from trivec.retrieval.identity import ModelIdentity, identify
 from trivec.retrieval.layout import check_target, verify_index
 from trivec.retrieval.manifest import NotAnIndexError
 from trivec.retrieval.plan import SearchPlan
+from trivec.retrieval.residual import RESIDUAL_BITS
 from trivec.retrieval.searcher import Hit, candidate_depth, search
 from trivec.retrieval.segment import CorruptIndexError, Segment
 from trivec.retrieval.segment_search import SegmentSearch, count_queries
@@ -136,7 +137,7 @@ class EmbeddedIndex(BaseIndex):
 
     def verify(self) -> dict[str, Any]:
         """Check the whole index: the manifest, every file's size and every block's checksum, the structure
-        of offsets, postings and stored documents, the graph, tombstones and the ColBERT projection. Files
+        of offsets, postings and stored documents, the graph, tombstones and the fitted ColBERT files. Files
         are read afresh (blocks checked before are checked again). Returns `{"path", "generation",
         "segments", "files", "bytes", "seconds", "problems", "warnings"}`; `problems` (one line each, naming
         the file) is empty when the index is intact; `warnings` names segments without checksums."""
@@ -244,6 +245,7 @@ class EmbeddedIndex(BaseIndex):
             "model": self.identity.to_dict(),
             "modes": self.modes,
             "settings": self.settings.to_dict(),
+            "colbert_residual": _residual_info(self.codec),
             "segments": [
                 {
                     "name": seg.name,
@@ -278,3 +280,11 @@ def _warm_up_dense_codes() -> None:
 
 
 __all__ = ["EmbeddedIndex", "NotAnIndexError", "check_target"]
+
+
+def _residual_info(codec: ColbertCodec) -> dict[str, int | None] | None:
+    """Residual codes' centroids and bits (centroids None until fitted); None for other codes."""
+    bits = RESIDUAL_BITS.get(codec.dtype)
+    if bits is None:
+        return None
+    return {"bits": bits, "centroids": codec.residual.count if codec.residual is not None else None}

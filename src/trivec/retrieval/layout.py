@@ -7,6 +7,7 @@ names (sizes and checksums checked), opening against a committing writer, and ch
       segments/<name>/     immutable segment files (see segment.py)
       tombstones/<name>.<generation>.del   int64 rows deleted from a segment, as of that commit
       colbert.projection.<id>.f32          reduced-dimension map, when ColBERT dimensions are reduced
+      colbert.residual.<id>.f32            the codebook of residual ColBERT codes (residual.py)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from trivec.retrieval.segment import CorruptIndexError, Segment
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
+FITTED_KEYS = ("projection", "residual")  # fitted on the first batch: `colbert.<key>.<id>.f32`, body[key]
 OPEN_RETRY_SECONDS = 30.0  # how long a reader keeps chasing a writer that commits faster than it maps
 
 
@@ -135,12 +137,11 @@ def listdir(path: Path) -> list[Path]:
 
 
 def remove_unreferenced(directory: Path, body: dict[str, Any], uncommitted: set[str]) -> None:
-    """Remove the files of crashed writers and of superseded commits: every segment, tombstone, projection
-    and manifest temporary that neither `body` (the last commit) nor `uncommitted` (this writer's) names."""
+    """Remove the files of crashed writers and of superseded commits: every segment, tombstone, fitted
+    ColBERT file (projection, residual codebook) and manifest temporary that neither `body` (the last commit) nor `uncommitted` (this writer's) names."""
     keep_segments = {r["name"] for r in body["segments"]}
     keep_files = {r["deleted"]["file"] for r in body["segments"] if r.get("deleted")}
-    if body.get("projection"):
-        keep_files.add(body["projection"]["file"])
+    keep_files |= {body[key]["file"] for key in FITTED_KEYS if body.get(key)}
     keep_files |= uncommitted
     for entry in listdir(directory / SEGMENTS):
         if entry.name not in keep_segments and f"{SEGMENTS}/{entry.name}" not in uncommitted:
@@ -151,8 +152,8 @@ def remove_unreferenced(directory: Path, body: dict[str, Any], uncommitted: set[
                 entry.unlink()
     for entry in listdir(directory):
         stale_tmp = entry.name.startswith(f".{MANIFEST}.") and entry.name.endswith(".tmp")
-        stale_projection = entry.name.startswith("colbert.projection.") and entry.name not in keep_files
-        if stale_tmp or stale_projection:
+        fitted = any(entry.name.startswith(f"colbert.{key}.") for key in FITTED_KEYS)
+        if stale_tmp or (fitted and entry.name not in keep_files):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
 
@@ -167,7 +168,7 @@ def write_synced(path: Path, data: bytes) -> None:
 
 def verify_index(directory: Path) -> dict[str, Any]:
     """Check the whole index: the manifest, every file's size and every block's checksum, the structure
-    of offsets, postings and stored documents, the graph, tombstones and the ColBERT projection. Files
+    of offsets, postings and stored documents, the graph, tombstones and the fitted ColBERT files. Files
     are read afresh (blocks checked before are checked again). Returns `{"path", "generation",
     "segments", "files", "bytes", "seconds", "problems", "warnings"}`; `problems` (one line each, naming
     the file) is empty when the index is intact; `warnings` names segments without checksums."""
@@ -209,8 +210,7 @@ def verify_index(directory: Path) -> dict[str, Any]:
                 check_tombstones(directory / spec["file"], rows, int(record["rows"]))
             except CorruptIndexError as exc:
                 problems.append(str(exc))
-    spec = body.get("projection")
-    if spec:
+    for spec in (body[key] for key in FITTED_KEYS if body.get(key)):
         files += 1
         size += int(spec["size"])
         try:

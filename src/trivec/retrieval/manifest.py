@@ -51,6 +51,7 @@ def new_body(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         "model": model,
         "settings": settings,
         "projection": None,
+        "residual": None,
         "segments": [],
         "documents": 0,
         "chunks": 0,

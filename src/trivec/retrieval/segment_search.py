@@ -191,8 +191,8 @@ class SegmentSearch:
 
     def _colbert_segment(self, segment: Segment, projected: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """MaxSim of one segment's `rows`, their token rows gathered a chunk at a time (`maxsim_chunked`):
-        int8 / int4 / binary rows decoded, their scales applied to the similarities; fp16 / fp32 as stored
-        (the matmul widens them)."""
+        int8 / int4 / binary rows decoded, their scales applied to the similarities; residual rows decoded;
+        fp16 / fp32 as stored (the matmul widens them)."""
         tokens, lengths = segment.colbert_tokens(rows)
         codes, scales = segment.arrays["colbert.codes"], segment.arrays.get("colbert.scale")
         ends = np.cumsum(lengths)
@@ -200,9 +200,10 @@ class SegmentSearch:
 
         def fetch(i: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
             picked = tokens[ends[i] - lengths[i] : ends[j - 1]]
-            if decode and scales is not None:
-                return self.codec.unscaled(codes, dim, rows=picked), scales[picked]
-            return codes[picked], None
+            if not decode:
+                return codes[picked], None
+            row_scales = None if scales is None else scales[picked]  # residual codes have none
+            return self.codec.unscaled(codes, dim, rows=picked), row_scales
 
         return maxsim_chunked(projected, fetch, lengths, dim)
 

@@ -30,7 +30,7 @@ from trivec.inference.encoder import EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.io import fsync_dir
 from trivec.progress import Step
-from trivec.retrieval.colbert import ColbertCodec, fit_projection
+from trivec.retrieval.colbert import ColbertCodec, fit_codec
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.identity import ModelIdentity
 from trivec.retrieval.integrity import digest
@@ -47,6 +47,7 @@ from trivec.retrieval.layout import (
 )
 from trivec.retrieval.manifest import MANIFEST, WriterLock, new_body, now, read_manifest, write_manifest
 from trivec.retrieval.prefault import Prefaulter
+from trivec.retrieval.residual import ResidualCodes
 from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_sizes import (
     copy_live_rows,
@@ -134,12 +135,16 @@ class SegmentStore:
     def _load(self, body: dict[str, Any]) -> None:
         """Map the files `body` names; the index changes only when every file is there (all or nothing)."""
         settings = IndexSettings.from_dict(body["settings"])
-        projection = None
+        projection, residual = None, None
         if body.get("projection"):
             spec = body["projection"]
             projection = read_array(
                 self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3")
             ).reshape(spec["shape"])
+        if body.get("residual"):
+            spec = body["residual"]
+            values = read_array(self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3"))
+            residual = ResidualCodes.from_array(values, spec["centroids"], spec["dim"], spec["bits"])
         mapped = {seg.name: seg for seg in getattr(self, "segments", [])}  # segments never change: reuse maps
         segments = [
             mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
@@ -149,7 +154,7 @@ class SegmentStore:
         self._body = copy.deepcopy(body)
         self.identity = ModelIdentity.from_dict(body["model"])
         self.settings = settings
-        self.codec = ColbertCodec(settings.colbert_dtype, projection, settings.colbert_pool_factor)
+        self.codec = ColbertCodec(settings.colbert_dtype, projection, settings.colbert_pool_factor, residual)
         self.segments = segments
         self._deleted = deleted
         self._rebuild_views()
@@ -303,30 +308,25 @@ class SegmentStore:
         )
 
     def colbert_coder(self) -> ColbertCoder | None:
-        """`codec.encode` when the codec is settled before a batch is encoded (no projection left to fit from
-        the first batch's rows), so rows can be coded as they are encoded; None otherwise."""
-        if not self.stores_colbert or (
-            self.settings.colbert_dim is not None and self.codec.projection is None
-        ):
+        """`codec.encode` when the codec is settled before a batch is encoded (no projection or residual
+        codebook left to fit from the first batch's rows), so rows can be coded as they are encoded; None
+        otherwise."""
+        if not self.stores_colbert or self.codec.needs_fit(self.settings.colbert_dim):
             return None
         return self.codec.encode
 
-    def _ensure_projection(self, colbert: Sequence[np.ndarray] | None) -> None:
-        dim = self.settings.colbert_dim
-        if dim is None or self.codec.projection is not None or not self.stores_colbert:
+    def _ensure_fitted(self, colbert: Sequence[np.ndarray] | None) -> None:
+        """Fit what the codec learns from the first batch's ColBERT rows (`fit_codec`) and write it beside the
+        segments, committed with them (`colbert.projection.<id>.f32`, `colbert.residual.<id>.f32`)."""
+        if not self.stores_colbert:
             return
-        projection = fit_projection(list(colbert or []), dim)
-        file = f"colbert.projection.{uuid.uuid4().hex[:8]}.f32"
-        path = self.directory / file
-        write_synced(path, projection.tobytes())
-        self._uncommitted.add(file)
-        self._body["projection"] = {
-            "file": file,
-            "shape": list(projection.shape),
-            "size": path.stat().st_size,
-            "xxh3": digest(projection.tobytes()),
-        }
-        self.codec = ColbertCodec(self.settings.colbert_dtype, projection, self.settings.colbert_pool_factor)
+        self.codec, fitted = fit_codec(self.codec, list(colbert or []), self.settings.colbert_dim)
+        for key, (values, record) in fitted.items():
+            file = f"colbert.{key}.{uuid.uuid4().hex[:8]}.f32"
+            data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
+            write_synced(self.directory / file, data)
+            self._uncommitted.add(file)
+            self._body[key] = {"file": file, "size": len(data), "xxh3": digest(data), **record}
 
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None
@@ -369,7 +369,7 @@ class SegmentStore:
                     part = batch[lo:hi]
                     vectors = encoded if (lo, hi) == (0, len(batch)) else rows_of(encoded, lo, hi)
                     if writer is None:
-                        self._ensure_projection(vectors.colbert)
+                        self._ensure_fitted(vectors.colbert)
                         full = vectors.colbert[0].shape[1] if vectors.colbert else self.identity.colbert_dim
                         writer = self._new_writer(full)
                     writer.append(

@@ -1,0 +1,275 @@
+"""Residual ColBERT codes (centroid id + 1 or 2 bits per dimension): the codebook, the codes, the index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_M3
+from trivec.errors import InputError
+from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.scoring import maxsim_scores
+from trivec.retrieval import Index
+from trivec.retrieval.colbert import ColbertCodec, fit_codec
+from trivec.retrieval.corpus import Document
+from trivec.retrieval.layout import verify_index
+from trivec.retrieval.manifest import read_manifest
+from trivec.retrieval.residual import (
+    MAX_CENTROIDS,
+    MIN_SAMPLE,
+    ResidualCodes,
+    centroid_count,
+    check_bits,
+    fit_residual,
+    pack_codes,
+)
+from trivec.retrieval.segment import CorruptIndexError
+
+from .conftest import MAX_LENGTH, subset
+
+
+def clustered(seed: int, documents: int = 60, tokens: int = 30, dim: int = 48) -> list[np.ndarray]:
+    """Unit token vectors near 40 cluster centres, as real ColBERT vectors are (never uniform)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dim)).astype(np.float32)
+    out = []
+    for _ in range(documents):
+        rows = centres[rng.integers(0, 40, tokens)] + 0.35 * rng.standard_normal((tokens, dim))
+        out.append((rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+def squared_error(codec: ColbertCodec, documents: list[np.ndarray]) -> float:
+    errors = []
+    for rows in documents:
+        codes, scales = codec.encode(rows)
+        errors.append(np.sum((codec.decode(codes, scales, rows.shape[1]) - rows) ** 2, axis=1))
+    return float(np.mean(np.concatenate(errors)))
+
+
+def test_round_trip_beats_binary_on_clustered_tokens() -> None:
+    """Fitted on one sample, coding others: 1 bit per dimension (+ 2 bytes) errs less than binary's sign and
+    scale, 2 bits less again; decoded rows have the sample's length (1 here)."""
+    sample, held_out = clustered(0), clustered(0)[:0] + clustered(0, documents=20)[10:]
+    errors = {}
+    for dtype in ("binary", "residual1", "residual2"):
+        codec, _ = fit_codec(ColbertCodec(dtype), sample, None)
+        errors[dtype] = squared_error(codec, held_out)
+    assert errors["residual2"] < errors["residual1"] < 0.5 * errors["binary"]
+    codec, _ = fit_codec(ColbertCodec("residual2"), sample, None)
+    decoded = codec.decode(*codec.encode(held_out[0]), 48)
+    assert np.allclose(np.linalg.norm(decoded, axis=1), 1.0, atol=1e-5)
+
+
+def test_fit_is_deterministic_and_stored_exactly() -> None:
+    sample = clustered(3)
+    first, second = fit_residual(sample, 2, seed=7), fit_residual(sample, 2, seed=7)
+    assert np.array_equal(first.to_array(), second.to_array())
+    again = ResidualCodes.from_array(first.to_array(), first.count, first.dim, first.bits)
+    assert np.array_equal(again.to_array(), first.to_array())
+    rows = sample[5]
+    assert np.array_equal(again.encode(rows), first.encode(rows))
+    assert np.array_equal(again.decode(first.encode(rows)), first.decode(first.encode(rows)))
+    empty = first.encode(np.zeros((0, 48), np.float32))  # a document without tokens
+    assert empty.shape == (0, first.code_width(48)) and first.decode(empty).shape == (0, 48)
+
+
+def test_centroid_count_rule() -> None:
+    assert centroid_count(MIN_SAMPLE) == 16  # n / 16
+    assert centroid_count(43_000) == 2048  # 16·√n ≈ 3,318
+    assert centroid_count(10**12) == MAX_CENTROIDS
+    with pytest.raises(InputError, match=f"at least {MIN_SAMPLE} token vectors"):
+        centroid_count(MIN_SAMPLE - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 12), dim=st.integers(1, 37), bits=st.sampled_from([1, 2]), seed=st.integers(0, 999)
+)
+def test_packed_codes_decode_to_their_buckets(rows: int, dim: int, bits: int, seed: int) -> None:
+    """Any codes, any width: the compiled decode reads each dimension's bucket and the centroid id back."""
+    rng = np.random.default_rng(seed)
+    levels = 1 << bits
+    centroids = rng.standard_normal((300, dim)).astype(np.float32)
+    weights = rng.standard_normal((dim, levels)).astype(np.float32)
+    book = ResidualCodes(centroids, np.zeros((dim, levels - 1)), weights, 1.0, bits)
+    ids = rng.integers(0, 300, rows)
+    buckets = rng.integers(0, levels, (rows, dim)).astype(np.uint8)
+    stored = np.concatenate([ids.astype("<u2").view(np.uint8).reshape(rows, 2), pack_codes(buckets, bits)], 1)
+    assert stored.shape == (rows, book.code_width(dim))
+    expected = centroids[ids] + weights[np.arange(dim), buckets]
+    norms = np.linalg.norm(expected, axis=1, keepdims=True)
+    expected = np.where(norms > 0, expected / np.where(norms > 0, norms, 1), 0)
+    picked = rng.permutation(rows)
+    assert np.allclose(book.decode(stored, picked), expected[picked], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: fit_residual(clustered(0), 3), "residual codes take 1, 2 bits per dimension, got 3"),
+        (lambda: check_bits(True), "residual codes take 1, 2 bits per dimension, got True"),
+        (lambda: fit_residual(clustered(0, documents=2, tokens=10), 2), "at least 256 token vectors"),
+        (lambda: fit_residual([], 1), "at least 256 token vectors in the first batch"),
+        (lambda: fit_residual(clustered(0), 2, count=10**6), "need 1 to 1800 centroids, got 1000000"),
+        (lambda: ColbertCodec("residual3"), "colbert dtype must be one of .*residual1, residual2"),
+        (
+            lambda: ColbertCodec("residual2").encode(clustered(0)[0]),
+            "residual2 ColBERT codes have no codebook",
+        ),
+        (
+            lambda: ColbertCodec("residual1", residual=fit_residual(clustered(0), 2)),
+            "a 2-bit residual codebook does not code residual1",
+        ),
+        (
+            lambda: fit_residual(clustered(0), 1).encode(np.zeros((2, 5))),
+            r"\[tokens, 48\] vectors, got \(2, 5\)",
+        ),
+    ],
+)
+def test_bad_input_is_named(call: object, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        call()  # type: ignore[operator]
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"colbert_dtype": "residual2", "colbert_pool_factor": 2},
+        {"colbert_dtype": "residual1", "colbert_pool_factor": 1},
+        {"colbert_dtype": "residual2", "colbert_pool_factor": 1, "colbert_dim": 24},
+    ],
+)
+def test_index_scores_residual_codes_as_stored(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult, options: dict
+) -> None:
+    """Built with the tiny model's vectors: the codebook is fitted on the first batch, stored with the index
+    (checksummed, kept by garbage collection, verified), reopened as it was; ColBERT scores are MaxSim against
+    the decoded stored codes, through a second segment and a merge."""
+    docs, enc = small_docs[:60], subset(small_encoded, list(range(60)))
+    index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, **options)
+    assert index.info()["colbert_residual"] == {"bits": int(options["colbert_dtype"][-1]), "centroids": None}
+    index.add_encoded(docs[:45], subset(enc, list(range(45))))
+    book = index.codec.residual  # type: ignore[attr-defined]
+    index.add_encoded(docs[45:], subset(enc, list(range(45, 60))))
+    index.compact()
+    index.close()
+    body = read_manifest(tmp_path / "ix")
+    assert (
+        body["residual"]["centroids"] == book.count and (tmp_path / "ix" / body["residual"]["file"]).is_file()
+    )
+    assert verify_index(tmp_path / "ix")["problems"] == []
+    reopened = Index.open(tmp_path / "ix")
+    codec = reopened.codec  # type: ignore[attr-defined]
+    assert np.array_equal(codec.residual.to_array(), book.to_array())
+    assert {k: reopened.info()["settings"][k] for k in options} == options
+    assert reopened.info()["colbert_residual"]["centroids"] == book.count
+    assert enc.colbert is not None and small_encoded.colbert is not None
+    dim = codec.stored_dim(enc.colbert[0].shape[1])
+    stored = [codec.decode(*codec.encode(m), dim) for m in enc.colbert]
+    query = subset(small_encoded, [70])
+    assert query.colbert is not None
+    hits = reopened.search_vectors(query, top_k=60, mode="colbert")[0]
+    expected = maxsim_scores(codec.project(query.colbert[0]), stored)
+    position = {d.id: i for i, d in enumerate(docs)}
+    for hit in hits:
+        assert hit.scores["colbert"] == pytest.approx(float(expected[position[hit.doc_id]]), abs=1e-5)
+    tokens = sum(codec.encode(m)[0].shape[0] for m in enc.colbert)
+    assert (
+        reopened.info()["bytes"]["colbert"]
+        == tokens * codec.bytes_per_token(enc.colbert[0].shape[1]) + 8 * 61
+    )
+    reopened.close()
+
+
+def test_documents_may_bring_residual_codes(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    """After the first batch fitted the codebook, documents coded by the index's codec are stored as given;
+    before it (nothing to code with) they are refused."""
+    index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2")
+    coded = subset(small_encoded, list(range(40, 50)))
+    assert coded.colbert is not None
+    rows, coded.colbert = coded.colbert, None
+    with pytest.raises(InputError, match="codes ColBERT vectors itself: give them, not codes"):
+        index.add_encoded(
+            small_docs[40:50], EncodeResult(**{**coded.__dict__, "colbert_codes": [(r, None) for r in rows]})
+        )
+    index.add_encoded(small_docs[:40], subset(small_encoded, list(range(40))))
+    coded.colbert_codes = [index.codec.encode(r) for r in rows]  # type: ignore[attr-defined]
+    index.add_encoded(small_docs[40:50], coded)
+    query = subset(small_encoded, [45])
+    assert index.search_vectors(query, top_k=1, mode="colbert")[0][0].doc_id == small_docs[45].id
+    index.close()
+
+
+def test_cli_build_and_info_show_residual_codes(tmp_path: Path) -> None:
+    from trivec.cli import app
+
+    corpus = tmp_path / "corpus.jsonl"
+    words = ["wing", "flow", "shock", "boundary", "layer", "slipstream", "heat", "transfer", "plate", "cone"]
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"id": str(i), "text": " ".join(words[(i + k) % 10] for k in range(40))})
+            for i in range(30)
+        ),
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    target = tmp_path / "ix"
+    common = ["index", "build", "--model", str(TINY_M3), "--corpus", str(corpus), "--index", str(target)]
+    done = runner.invoke(app, [*common, "--colbert-pool-factor", "2", "--colbert-dtype", "residual2"])
+    assert done.exit_code == 0, done.output
+    shown = runner.invoke(app, ["index", "info", "--index", str(target)])
+    count = read_manifest(target)["residual"]["centroids"]
+    line = f"colbert    residual codes, 2 bits, {count} centroids, all dimensions, pool factor 2"
+    assert line in shown.output, shown.output
+    few = tmp_path / "few.jsonl"
+    few.write_text(json.dumps({"id": "a", "text": "one short wing"}), encoding="utf-8")
+    few_target = str(tmp_path / "b")
+    bad = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--model",
+            str(TINY_M3),
+            "--corpus",
+            str(few),
+            "--index",
+            few_target,
+            "--colbert-dtype",
+            "residual1",
+        ],
+    )
+    assert bad.exit_code != 0 and "at least 256 token vectors in the first batch" in bad.output, bad.output
+
+
+def test_a_damaged_codebook_is_found(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    """The codebook file is checksummed like the projection: `verify` names it, opening refuses it, and an
+    unreferenced one (a crashed writer's) is removed by the next writer."""
+    path = tmp_path / "ix"
+    with Index.create(path, tiny, max_length=MAX_LENGTH, colbert_dtype="residual1") as index:
+        index.add_encoded(small_docs[:30], subset(small_encoded, list(range(30))))
+    stale = path / "colbert.residual.deadbeef.f32"
+    stale.write_bytes(b"\0" * 8)
+    with Index.open(path) as index:
+        index.add_encoded(small_docs[30:35], subset(small_encoded, list(range(30, 35))))
+    assert not stale.exists()
+    book = path / read_manifest(path)["residual"]["file"]
+    data = bytearray(book.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    book.write_bytes(bytes(data))
+    problems = verify_index(path)["problems"]
+    assert len(problems) == 1 and book.name in problems[0]
+    with pytest.raises(CorruptIndexError, match=book.name):
+        Index.open(path)
