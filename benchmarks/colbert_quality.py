@@ -51,6 +51,13 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool3 binary": {"colbert_dtype": "binary", "colbert_pool_factor": 3},
     "binary": {"colbert_dtype": "binary", "colbert_pool_factor": 1},
     "pool2 binary": {"colbert_dtype": "binary", "colbert_pool_factor": 2},
+    # residual codes (centroid id + 1 or 2 bits per dimension, `trivec.retrieval.residual`)
+    "residual2": {"colbert_dtype": "residual2", "colbert_pool_factor": 1},
+    "residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 1},
+    "pool2 residual2": {"colbert_dtype": "residual2", "colbert_pool_factor": 2},
+    "pool2 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 2},
+    "pool3 residual2": {"colbert_dtype": "residual2", "colbert_pool_factor": 3},
+    "pool3 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 3},
 }
 MODES = ("colbert", "hybrid")
 

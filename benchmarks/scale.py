@@ -27,6 +27,15 @@ names; the token counts stay the pooled ones) and segments of at most `--segment
 setting `max_segment_rows`: each segment gets its own graph, and every search reads all of them):
 
     python benchmarks/scale.py --docs 100000 1000000 --colbert-dtype binary --segment-rows 250000
+
+The token counts are those of pool factor 3 (the default); `--tokens-pool-factor P` scales them to pool
+factor P's (× 3 / P: median ≈ 157, mean ≈ 172 tokens at P = 2; the index itself still pools nothing).
+
+Residual codes (`--colbert-dtype residual1|residual2`) are fitted on the first 256 documents, as an index
+build fits them; every later document's tokens are then coded from the 65,536-row pool coded once
+(`colbert_codes`, as an encoder given the index's coder hands them over): coding each document's tokens
+again (a nearest-centroid search per token) would repeat the same 65,536 results ≈ 2,000 times. What
+that coding costs is measured on the pool and reported per document instead (`colbert_code_ms_per_doc`).
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from trivec.retrieval.base import ENCODE_BATCH  # noqa: E402
 from trivec.retrieval.fusion import top_k  # noqa: E402
 
 DIM, BATCH, POOL, K, SEED = 384, 10_000, 65_536, 100, 19
+TOKENS = {"pool_factor": 3}  # the pool factor whose token counts documents have (`--tokens-pool-factor`)
 VOCAB = 250_002
 HYBRID = {"dense": 0.4, "sparse": 0.2, "colbert": 0.0}
 ALL = {"dense": 0.25, "sparse": 0.25, "colbert": 0.5}  # m3-small's fusion weights
@@ -84,9 +94,19 @@ def batch(n: int, b: int, middle: np.ndarray, cdf: np.ndarray) -> dict[str, Any]
         sparse.append(
             SparseVector(ids.astype(np.int32), rng.lognormal(-2.0, 0.6, ids.shape[0]).astype(np.float32))
         )
-    lengths = np.clip(rng.lognormal(np.log(105), 0.45, count), 8, 256).astype(np.int64)
+    scale = 3 / TOKENS["pool_factor"]  # Cranfield's pool-3 lengths, scaled to another pool factor's
+    lengths = np.clip(rng.lognormal(np.log(105 * scale), 0.45, count), 8 * scale, 256 * scale).astype(
+        np.int64
+    )
     tokens = rng.integers(0, POOL, int(lengths.sum())).astype(np.int32)
     return {"dense": dense, "sparse": sparse, "lengths": lengths, "tokens": tokens}
+
+
+def pool_codes(codec: Any, pool: np.ndarray) -> dict[str, Any]:
+    """The index's codes of every pool row (coded once, timed: the coding a build does per document)."""
+    started = time.perf_counter()
+    codes, _ = codec.encode(pool)
+    return {"codes": codes, "seconds": time.perf_counter() - started}
 
 
 def zipf_cdf() -> np.ndarray:
@@ -102,25 +122,31 @@ def build(n: int, path: Path, storage: dict[str, Any]) -> dict[str, Any]:
 
     generating = [0.0]  # seconds spent making the synthetic vectors: not the index's, taken out of build_s
     written = [0.0]  # when the last batch was handed over (the rest: postings, ANN graph, checksums)
+    counted = [0]  # token vectors handed over
+    coded: dict[str, Any] = {}  # residual codes: the pool coded once, after the first batch fitted them
+    residual = storage["colbert_dtype"].startswith("residual")
 
     def batches() -> Any:
         for b in range(-(-n // BATCH)):
             started = time.perf_counter()
             data = batch(n, b, middle, cdf)
             ends = np.cumsum(data["lengths"])
+            counted[0] += int(ends[-1])
             generating[0] += time.perf_counter() - started
             # handed over ENCODE_BATCH documents at a time, as `index build` does: the float32 token vectors
             # of a whole 10,000-document batch (≈ 1.8 GB) would be the generator's peak, not the index's
             for lo in range(0, data["lengths"].shape[0], ENCODE_BATCH):
                 started = time.perf_counter()
                 hi = min(lo + ENCODE_BATCH, data["lengths"].shape[0])
-                colbert = [
-                    pool[data["tokens"][ends[i] - data["lengths"][i] : ends[i]]] for i in range(lo, hi)
-                ]
+                picks = [data["tokens"][ends[i] - data["lengths"][i] : ends[i]] for i in range(lo, hi)]
                 docs = [Document(id=f"d{b * BATCH + i}", text="") for i in range(lo, hi)]
-                encoded = EncodeResult(
-                    dense=data["dense"][lo:hi], sparse=data["sparse"][lo:hi], colbert=colbert
-                )
+                encoded = EncodeResult(dense=data["dense"][lo:hi], sparse=data["sparse"][lo:hi])
+                if residual and b + lo > 0:  # fitted on the first batch: the pool's codes from now on
+                    if not coded:
+                        coded.update(pool_codes(index.codec, pool))
+                    encoded.colbert_codes = [(coded["codes"][p], None) for p in picks]
+                else:
+                    encoded.colbert = [pool[p] for p in picks]
                 generating[0] += time.perf_counter() - started
                 yield docs, encoded
         written[0] = time.perf_counter()
@@ -131,8 +157,13 @@ def build(n: int, path: Path, storage: dict[str, Any]) -> dict[str, Any]:
     index.add_encoded_batches(batches())
     index.close()
     ended = time.perf_counter()
+    tokens_total = counted[0]
+    code_ms = 1000 * coded["seconds"] * tokens_total / POOL / n if coded else None
     return {
         "docs": n,
+        "tokens_pool_factor": TOKENS["pool_factor"],
+        "tokens_per_doc": tokens_total / n,
+        "colbert_code_ms_per_doc": code_ms,  # residual codes: coding, measured on the pool, not in build_s
         "build_s": ended - started - generating[0],
         "finish_s": ended - written[0],  # of build_s: the segment's postings, ANN graph, checksums
         "generate_s": generating[0],
@@ -366,8 +397,15 @@ def main() -> None:
     parser.add_argument(
         "--segment-rows", type=int, help="at most this many rows per segment (index setting max_segment_rows)"
     )
+    parser.add_argument(
+        "--tokens-pool-factor",
+        type=int,
+        default=3,
+        help="documents get the token counts of this pool factor (Cranfield's pool-3 lengths × 3 / P)",
+    )
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # the child's step
     args = parser.parse_args()
+    TOKENS["pool_factor"] = args.tokens_pool_factor
     storage = storage_settings(args)
     if args.build:
         print(json.dumps(build(args.build, args.root / folder_name(args.build, storage) / "index", storage)))
@@ -413,6 +451,8 @@ def folder_name(n: int, storage: dict[str, Any]) -> str:
     """The folder of an n-document index with `storage` (the default storage: `n<N>`, as before)."""
     default = {"colbert_dtype": IndexSettings().colbert_dtype}
     tags = [f"{key}-{value}" for key, value in storage.items() if default.get(key) != value]
+    if TOKENS["pool_factor"] != 3:
+        tags.append(f"tokens-pool{TOKENS['pool_factor']}")
     return "-".join([f"n{n}", *tags])
 
 
@@ -437,7 +477,17 @@ def build_child(n: int, root: Path, storage: dict[str, Any]) -> tuple[str, dict[
         tempfile.TemporaryFile("w+") as out,  # files, not pipes: a child's full pipe would wait on us
         tempfile.TemporaryFile("w+") as err,
         subprocess.Popen(
-            [sys.executable, __file__, "--build", str(n), "--root", str(root), *storage_flags(storage)],
+            [
+                sys.executable,
+                __file__,
+                "--build",
+                str(n),
+                "--root",
+                str(root),
+                "--tokens-pool-factor",
+                str(TOKENS["pool_factor"]),
+                *storage_flags(storage),
+            ],
             stdout=out,
             stderr=err,
             text=True,
