@@ -12,6 +12,7 @@ that uses ColBERT (colbert, hybrid). Bytes per document are the index's own (`in
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pickle
@@ -58,8 +59,39 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool2 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 2},
     "pool3 residual2": {"colbert_dtype": "residual2", "colbert_pool_factor": 3},
     "pool3 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 3},
+    # the codebook fitted on the first 64 documents only (`first_batch`), the others coded out of sample —
+    # as in a large build, where the first 256 documents fit it; without it a set smaller than a batch
+    # (256 documents) is coded by a codebook fitted on itself
+    # the codebook fitted on a batch of 258 documents of the six other sets (43 each: `fit_sample`), deleted
+    # before the searches: every document of the set coded out of sample, as in a large build
+    "pool2 residual1 fit-others": {
+        "colbert_dtype": "residual1",
+        "colbert_pool_factor": 2,
+        "fit_on": "others",
+    },
+    "pool2 residual2 fit-others": {
+        "colbert_dtype": "residual2",
+        "colbert_pool_factor": 2,
+        "fit_on": "others",
+    },
+    "pool3 residual2 fit-others": {
+        "colbert_dtype": "residual2",
+        "colbert_pool_factor": 3,
+        "fit_on": "others",
+    },
+    "pool3 residual1 fit-others": {
+        "colbert_dtype": "residual1",
+        "colbert_pool_factor": 3,
+        "fit_on": "others",
+    },
+    "residual1 fit-others": {"colbert_dtype": "residual1", "colbert_pool_factor": 1, "fit_on": "others"},
+    "pool2 residual1 fit64": {"colbert_dtype": "residual1", "colbert_pool_factor": 2, "first_batch": 64},
+    "pool2 residual2 fit64": {"colbert_dtype": "residual2", "colbert_pool_factor": 2, "first_batch": 64},
+    "pool3 residual2 fit64": {"colbert_dtype": "residual2", "colbert_pool_factor": 3, "first_batch": 64},
+    "pool3 residual1 fit64": {"colbert_dtype": "residual1", "colbert_pool_factor": 3, "first_batch": 64},
 }
 MODES = ("colbert", "hybrid")
+FIT_DOCS_PER_SET = 43  # × 6 other sets ≈ one ingestion batch (256 documents)
 
 
 def data_dir() -> Path:
@@ -109,6 +141,44 @@ def encode_set(name: str, cache: Path, batch: int = 64) -> None:
     print(f"{name}: {len(docs)} docs, {len(query_ids)} queries, {payload['seconds']:.0f} s", flush=True)
 
 
+def fit_sample(cache: Path) -> dict[str, tuple[list[dict[str, Any]], Any]]:
+    """The first `FIT_DOCS_PER_SET` documents of every cached set and their encodings (cached beside them in
+    `fit-sample.pkl`): what `fit_on: others` fits a codebook on."""
+    from trivec.retrieval.segment_sizes import rows_of
+
+    out = cache.parent / "fit-sample.pkl"
+    if out.exists():
+        with out.open("rb") as handle:
+            return dict(pickle.load(handle))
+    sample = {}
+    for path in sorted(cache.glob("*.pkl")):
+        with path.open("rb") as handle:
+            data = pickle.load(handle)
+        first = data["encoded"][0]
+        n = min(FIT_DOCS_PER_SET, len(first))
+        sample[path.stem] = (data["docs"][:n], rows_of(first, 0, n))
+        del data
+    with out.open("wb") as handle:
+        pickle.dump(sample, handle, protocol=5)
+    return sample
+
+
+def others_batch(cache: Path, name: str) -> tuple[list[dict[str, Any]], Any]:
+    """One batch of the other sets' sample documents (ids prefixed `fit:`), their encodings concatenated."""
+    from trivec.inference.encoder import EncodeResult
+
+    named = [(other, part) for other, part in fit_sample(cache).items() if other != name]
+    parts = [part for _, part in named]
+    docs = [{**d, "id": f"fit:{other}:{d['id']}"} for other, (ds, _) in named for d in ds]
+    encoded = EncodeResult(
+        dense=np.concatenate([e.dense for _, e in parts]),
+        sparse=[v for _, e in parts for v in e.sparse],
+        colbert=[m for _, e in parts for m in e.colbert],
+        num_tokens=[t for _, e in parts for t in e.num_tokens],
+    )
+    return docs, encoded
+
+
 def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
     from trivec.evaluation.metrics import retrieval_scores
 
@@ -121,22 +191,32 @@ def evaluate_set(
     """Index one set once per storage option from the cached encodings; nDCG@10 per mode and bytes/doc."""
     from trivec.inference.encoder import Embedder
     from trivec.retrieval import Index
+    from trivec.retrieval.segment_sizes import rows_of
 
     with (cache / f"{name}.pkl").open("rb") as handle:
         data = pickle.load(handle)
     embedder = Embedder.from_pretrained("m3-small", dtype="bfloat16")
     rows = []
-    for label, settings in options.items():
+    for label, options_of in options.items():
+        settings = dict(options_of)
+        first = settings.pop("first_batch", None)  # documents in the first batch (what fits a codebook)
+        foreign = others_batch(cache, name) if settings.pop("fit_on", None) == "others" else None
         path = root / name
         shutil.rmtree(path, ignore_errors=True)
         started = time.perf_counter()
         index = Index.create(path, model=embedder, **settings)
-        offset, batches = 0, []
+        offset, batches = 0, [foreign] if foreign is not None else []
         for result in data["encoded"]:
             n = len(result)
-            batches.append((data["docs"][offset : offset + n], result))
+            cuts = [0, first, n] if first is not None and offset == 0 and first < n else [0, n]
+            for lo, hi in itertools.pairwise(cuts):
+                part = result if (lo, hi) == (0, n) else rows_of(result, lo, hi)
+                batches.append((data["docs"][offset + lo : offset + hi], part))
             offset += n
         index.add_encoded_batches(iter(batches))
+        if foreign is not None:  # the other sets' documents fitted the codebook: gone before the searches
+            index.delete([d["id"] for d in foreign[0]])
+            index.compact()
         built = time.perf_counter() - started
         info = index.info()
         row: dict[str, Any] = {
