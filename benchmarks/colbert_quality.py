@@ -59,9 +59,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool2 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 2},
     "pool3 residual2": {"colbert_dtype": "residual2", "colbert_pool_factor": 3},
     "pool3 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 3},
-    # the codebook fitted on the first 64 documents only (`first_batch`), the others coded out of sample —
-    # as in a large build, where the first 256 documents fit it; without it a set smaller than a batch
-    # (256 documents) is coded by a codebook fitted on itself
     # the codebook fitted on a batch of 258 documents of the six other sets (43 each: `fit_sample`), deleted
     # before the searches: every document of the set coded out of sample, as in a large build
     "pool2 residual1 fit-others": {
@@ -85,6 +82,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "fit_on": "others",
     },
     "residual1 fit-others": {"colbert_dtype": "residual1", "colbert_pool_factor": 1, "fit_on": "others"},
+    # the codebook fitted on the first 64 documents only (`first_batch`), the others coded out of sample —
+    # as in a large build, where the first 256 documents fit it; without it a set smaller than a batch
+    # (256 documents) is coded by a codebook fitted on itself
     "pool2 residual1 fit64": {"colbert_dtype": "residual1", "colbert_pool_factor": 2, "first_batch": 64},
     "pool2 residual2 fit64": {"colbert_dtype": "residual2", "colbert_pool_factor": 2, "first_batch": 64},
     "pool3 residual2 fit64": {"colbert_dtype": "residual2", "colbert_pool_factor": 3, "first_batch": 64},
@@ -144,8 +144,6 @@ def encode_set(name: str, cache: Path, batch: int = 64) -> None:
 def fit_sample(cache: Path) -> dict[str, tuple[list[dict[str, Any]], Any]]:
     """The first `FIT_DOCS_PER_SET` documents of every cached set and their encodings (cached beside them in
     `fit-sample.pkl`): what `fit_on: others` fits a codebook on."""
-    from trivec.retrieval.segment_sizes import rows_of
-
     out = cache.parent / "fit-sample.pkl"
     if out.exists():
         with out.open("rb") as handle:
@@ -156,7 +154,7 @@ def fit_sample(cache: Path) -> dict[str, tuple[list[dict[str, Any]], Any]]:
             data = pickle.load(handle)
         first = data["encoded"][0]
         n = min(FIT_DOCS_PER_SET, len(first))
-        sample[path.stem] = (data["docs"][:n], rows_of(first, 0, n))
+        sample[path.stem] = (data["docs"][:n], first.rows(0, n))
         del data
     with out.open("wb") as handle:
         pickle.dump(sample, handle, protocol=5)
@@ -168,15 +166,8 @@ def others_batch(cache: Path, name: str) -> tuple[list[dict[str, Any]], Any]:
     from trivec.inference.encoder import EncodeResult
 
     named = [(other, part) for other, part in fit_sample(cache).items() if other != name]
-    parts = [part for _, part in named]
     docs = [{**d, "id": f"fit:{other}:{d['id']}"} for other, (ds, _) in named for d in ds]
-    encoded = EncodeResult(
-        dense=np.concatenate([e.dense for _, e in parts]),
-        sparse=[v for _, e in parts for v in e.sparse],
-        colbert=[m for _, e in parts for m in e.colbert],
-        num_tokens=[t for _, e in parts for t in e.num_tokens],
-    )
-    return docs, encoded
+    return docs, EncodeResult.concat([encoded for _, (_, encoded) in named])
 
 
 def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
@@ -191,7 +182,6 @@ def evaluate_set(
     """Index one set once per storage option from the cached encodings; nDCG@10 per mode and bytes/doc."""
     from trivec.inference.encoder import Embedder
     from trivec.retrieval import Index
-    from trivec.retrieval.segment_sizes import rows_of
 
     with (cache / f"{name}.pkl").open("rb") as handle:
         data = pickle.load(handle)
@@ -210,7 +200,7 @@ def evaluate_set(
             n = len(result)
             cuts = [0, first, n] if first is not None and offset == 0 and first < n else [0, n]
             for lo, hi in itertools.pairwise(cuts):
-                part = result if (lo, hi) == (0, n) else rows_of(result, lo, hi)
+                part = result if (lo, hi) == (0, n) else result.rows(lo, hi)
                 batches.append((data["docs"][offset + lo : offset + hi], part))
             offset += n
         index.add_encoded_batches(iter(batches))

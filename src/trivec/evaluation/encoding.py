@@ -111,13 +111,7 @@ class TextEncoder:
             role = prompt_name or "text"
             for text, vector in zip(unique, out.dense, strict=True):
                 self.recorded[(role, text)] = vector
-        indices = index.tolist()
-        return EncodeResult(
-            dense=out.dense[index] if out.dense is not None else None,
-            sparse=[out.sparse[i] for i in indices] if out.sparse is not None else None,
-            colbert=[out.colbert[i] for i in indices] if out.colbert is not None else None,
-            num_tokens=[out.num_tokens[i] for i in indices],
-        )
+        return out.take(index)
 
     def dense(
         self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None

@@ -5,8 +5,9 @@ from typing import TYPE_CHECKING
 from trivec._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
-    from trivec.inference.encoder import Embedder, EncodeResult
+    from trivec.inference.encoder import Embedder
     from trivec.inference.reranker import Reranker
+    from trivec.inference.results import EncodeResult
     from trivec.inference.scoring import (
         DEFAULT_WEIGHTS,
         dense_scores,
@@ -24,7 +25,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "Embedder": "trivec.inference.encoder",
-        "EncodeResult": "trivec.inference.encoder",
+        "EncodeResult": "trivec.inference.results",
         "Reranker": "trivec.inference.reranker",
         "DEFAULT_WEIGHTS": "trivec.inference.scoring",
         "dense_scores": "trivec.inference.scoring",

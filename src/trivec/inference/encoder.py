@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from trivec.inference.hidden import layer_states
 from trivec.inference.inputs import check_batch_tokens, split_pairs, text_list
 from trivec.inference.packed import PackedEncoder
 from trivec.inference.precision import check_dtype, limit_onednn_cache, resolve_dtype
+from trivec.inference.results import EncodeResult
 from trivec.inference.scoring import (
     dense_scores,
     lexical_score,
@@ -33,7 +33,6 @@ from trivec.inference.scoring import (
     normalize_weights,
     with_hybrids,
 )
-from trivec.inference.sparse import SparseVector
 from trivec.inference.text_outputs import ColbertCoder, TextOutputs, insert_cls_slots
 from trivec.models.casing import fold_capitals
 from trivec.models.m3 import HeadsPolicy, M3Model
@@ -43,27 +42,6 @@ from trivec.textcheck import check_text
 
 if TYPE_CHECKING:
     from trivec.inference.pool import EncodePool
-
-
-@dataclass
-class EncodeResult:
-    """Outputs for N texts, in input order; a field is None when it was not asked for.
-
-    dense: float32 `[N, D]`; sparse: one `SparseVector` per text; colbert: float32 `[T_i, D_c]` per text
-    (one row per token after CLS, the final separator included); hidden_states: float32 `[T_i, H]` per text,
-    one row per token, of the layer asked for (`trivec.inference.hidden`); colbert_codes: `(codes, scales)`
-    per text in place of `colbert`, when `encode` was given a `colbert_coder`.
-    """
-
-    dense: np.ndarray | None = None
-    sparse: list[SparseVector] | None = None
-    colbert: list[np.ndarray] | None = None
-    colbert_codes: list[tuple[np.ndarray, np.ndarray | None]] | None = None
-    num_tokens: list[int] = field(default_factory=list)
-    hidden_states: list[np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return len(self.num_tokens)
 
 
 def default_device() -> torch.device:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trivec.inference.encoder import EncodeResult
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_writer import SegmentWriter
@@ -32,17 +31,6 @@ def segment_cuts(chunks: Sequence[Chunk], filled: int, cap: int, previous_doc: s
         filled += end - start
         start = end
     return cuts
-
-
-def rows_of(encoded: EncodeResult, lo: int, hi: int) -> EncodeResult:
-    """Rows `lo:hi` of a batch's vectors."""
-    return EncodeResult(
-        dense=encoded.dense[lo:hi] if encoded.dense is not None else None,
-        sparse=encoded.sparse[lo:hi] if encoded.sparse is not None else None,
-        colbert=encoded.colbert[lo:hi] if encoded.colbert is not None else None,
-        colbert_codes=encoded.colbert_codes[lo:hi] if encoded.colbert_codes is not None else None,
-        num_tokens=encoded.num_tokens[lo:hi],
-    )
 
 
 def merge_groups(live: Sequence[int], cap: int | None) -> list[list[int]]:

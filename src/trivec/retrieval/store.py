@@ -52,7 +52,6 @@ from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_sizes import (
     copy_live_rows,
     merge_groups,
-    rows_of,
     segment_cuts,
     smallest_to_merge,
 )
@@ -367,7 +366,7 @@ class SegmentStore:
                         )
                         writer, rows, chunked, doc_ids = None, 0, False, set()
                     part = batch[lo:hi]
-                    vectors = encoded if (lo, hi) == (0, len(batch)) else rows_of(encoded, lo, hi)
+                    vectors = encoded if (lo, hi) == (0, len(batch)) else encoded.rows(lo, hi)
                     if writer is None:
                         self._ensure_fitted(vectors.colbert)
                         full = vectors.colbert[0].shape[1] if vectors.colbert else self.identity.colbert_dim

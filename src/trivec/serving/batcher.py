@@ -20,8 +20,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
-
 from trivec.errors import TrivecError
 from trivec.inference import Embedder, EncodeResult
 from trivec.serving.config import ServingLimits
@@ -60,31 +58,6 @@ class _Job:
     call: Callable[[Embedder], Any] | None = None
     size: int = 0
     enqueued: float = field(default_factory=time.monotonic)
-
-
-def slice_result(result: EncodeResult, start: int, stop: int) -> EncodeResult:
-    """Rows `start:stop` of an `EncodeResult`."""
-    return EncodeResult(
-        dense=None if result.dense is None else result.dense[start:stop],
-        sparse=None if result.sparse is None else result.sparse[start:stop],
-        colbert=None if result.colbert is None else result.colbert[start:stop],
-        num_tokens=result.num_tokens[start:stop],
-    )
-
-
-def merge_results(parts: Sequence[EncodeResult]) -> EncodeResult:
-    """The results of several encodes as one, in order (the outputs all parts have)."""
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    return EncodeResult(
-        dense=None
-        if first.dense is None
-        else np.concatenate([p.dense for p in parts if p.dense is not None]),
-        sparse=None if first.sparse is None else [v for p in parts for v in p.sparse or []],
-        colbert=None if first.colbert is None else [v for p in parts for v in p.colbert or []],
-        num_tokens=[n for p in parts for n in p.num_tokens],
-    )
 
 
 class DynamicBatcher(MergingWorker[_Job]):
@@ -243,7 +216,7 @@ class DynamicBatcher(MergingWorker[_Job]):
         start = 0
         for job in live:
             stop = start + len(job.texts)
-            job.future.set_result(slice_result(result, start, stop))
+            job.future.set_result(result.rows(start, stop))
             start = stop
         self._observe(live, len(texts), sum(result.num_tokens), started)
 

@@ -24,7 +24,6 @@ from typing import Any
 from trivec.inference import Embedder, EncodeResult
 from trivec.retrieval import CorruptIndexError, EmbeddedIndex, Index, SearchPlan, plan_search
 from trivec.retrieval.base import unit
-from trivec.serving.batcher import merge_results
 from trivec.serving.schemas import SearchRequest
 from trivec.serving.worker import MergingWorker
 
@@ -182,7 +181,7 @@ class IndexSearcher(MergingWorker[_Search]):
 
     def _process(self, batch: list[_Search]) -> None:
         """One `search` of the batch's queries; each request gets its own hits (an error reaches them all)."""
-        hits = self.search(merge_results([job.encoded for job in batch]), batch[0].request)
+        hits = self.search(EncodeResult.concat([job.encoded for job in batch]), batch[0].request)
         start = 0
         for job in batch:
             job.future.set_result(hits[start : start + len(job.encoded)])
