@@ -185,9 +185,8 @@ def fit_residual(
         pick = np.random.default_rng(seed).choice(rows.shape[0], FIT_SAMPLE, replace=False)
         rows = rows[np.sort(pick)]
     rows = np.ascontiguousarray(rows, dtype=np.float32)
-    if rows.shape[0] < MIN_SAMPLE:
-        centroid_count(rows.shape[0])  # raises, naming the problem
-    k = centroid_count(rows.shape[0]) if count is None else count
+    default = centroid_count(rows.shape[0])  # raises below MIN_SAMPLE, naming the problem
+    k = default if count is None else count
     if not 1 <= k <= min(rows.shape[0], MAX_CENTROIDS):
         raise InputError(f"residual codes need 1 to {min(rows.shape[0], MAX_CENTROIDS)} centroids, got {k}")
     kmeans = faiss.Kmeans(rows.shape[1], k, niter=KMEANS_ITERATIONS, seed=seed, verbose=False)
