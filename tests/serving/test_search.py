@@ -174,12 +174,13 @@ def test_an_error_reaches_only_its_batch_and_every_search_thread_goes_on(
     searcher = IndexSearcher.open(index_dir, tiny, threads=2)
     original = searcher.index.search_vectors
 
-    def failing_on_two_queries(encoded, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if len(encoded) == 2:
+    def failing_at_top_4(encoded, top_k, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # keyed on top_k, not on the batch size: the later top-2 requests may merge into a batch of two
+        if top_k == 4:
             raise RuntimeError("this batch failed")
-        return original(encoded, *args, **kwargs)
+        return original(encoded, top_k, *args, **kwargs)
 
-    searcher.index.search_vectors = failing_on_two_queries  # type: ignore[method-assign]
+    searcher.index.search_vectors = failing_at_top_4  # type: ignore[method-assign]
     # another top_k: never merged with the failing request
     requests = [SearchRequest(query=QUERIES[0], top_k=3), SearchRequest(queries=QUERIES, top_k=4)]
     try:
