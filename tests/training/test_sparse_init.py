@@ -33,7 +33,7 @@ def passages() -> list[str]:
 def test_fitted_head_weighs_rare_tokens_above_common_ones(passages: list[str]) -> None:
     model = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="init", seed=0)
     before = model.sparse_head.linear.weight.detach().clone()  # type: ignore[union-attr]
-    stats = fit_sparse_head_to_idf(model, passages, max_length=96, fit_passages=120)
+    stats = fit_sparse_head_to_idf(model, [passages], max_length=96, fit_passages=120)
     assert stats["r2"] > 0.3 and stats["tokens"] > 1000
     assert not torch.equal(before, model.sparse_head.linear.weight)  # type: ignore[union-attr]
     batch = model.tokenizer(["the boundary layer of the wing"], return_tensors="pt")
@@ -47,9 +47,9 @@ def test_fitted_head_weighs_rare_tokens_above_common_ones(passages: list[str]) -
 def test_idf_warm_start_refuses_bad_input(passages: list[str]) -> None:
     dense_only = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="auto")
     with pytest.raises(InputError, match="no sparse head"):
-        fit_sparse_head_to_idf(dense_only, passages)
+        fit_sparse_head_to_idf(dense_only, [passages])
     with_heads = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="init", seed=0)
     with pytest.raises(InputError, match="at least 10 passages"):
-        fit_sparse_head_to_idf(with_heads, passages[:3])
-    with pytest.raises(InputError, match="sparse_init must be random or idf"):
+        fit_sparse_head_to_idf(with_heads, [passages[:3]])
+    with pytest.raises(InputError, match="sparse_init must be random, idf or idf_per_file"):
         ModelArguments(sparse_init="bm25").validate()

@@ -66,8 +66,10 @@ class ModelArguments:
         default="random",
         metadata={
             "help": "Starting weights of the sparse head in unified training: random (a new head's seeded "
-            "init, or the model's trained head) or idf (fit to the BM25 IDF of the training passages' tokens "
-            "by ridge regression on the frozen hidden states; replaces the head's weights)."
+            "init, or the model's trained head), idf (fit to the BM25 IDF of the training passages' tokens "
+            "by ridge regression on the frozen hidden states, on the first passages in file order; replaces "
+            "the head's weights) or idf_per_file (each passage's tokens get the IDF of its own training "
+            "file, and the regression takes passages from every file in turn: for a mix of languages)."
         },
     )
 
@@ -116,8 +118,8 @@ class ModelArguments:
         return tuple(p for p in PARTS if p in wanted)
 
     def validate(self) -> None:
-        if self.sparse_init not in ("random", "idf"):
-            raise InputError(f"sparse_init must be random or idf, got {self.sparse_init!r}")
+        if self.sparse_init not in ("random", "idf", "idf_per_file"):
+            raise InputError(f"sparse_init must be random, idf or idf_per_file, got {self.sparse_init!r}")
         if self.heads_learning_rate is not None and not self.heads_learning_rate > 0:
             raise InputError(f"heads_learning_rate must be positive, got {self.heads_learning_rate}")
         if self.pooling is not None and self.pooling not in ("cls", "mean", "last_token"):

@@ -60,16 +60,22 @@ def build_trainer(config: ContrastiveConfig, encoder: M3Model | None = None) -> 
         tokenizer=encoder.tokenizer,
     )
     logger.info("training data: %s (%d global batches per epoch)", dataset.describe(), dataset.num_batches)
-    if config.model.sparse_init == "idf":
+    if config.model.sparse_init in ("idf", "idf_per_file"):
         if encoder.sparse_head is None:
-            raise InputError("sparse_init idf needs a sparse head: set loss.unified_finetuning true")
-        passages = list(
-            dict.fromkeys(t for f in dataset.files for ex in f.examples for t in (*ex.pos, *ex.neg))
+            raise InputError(
+                f"sparse_init {config.model.sparse_init} needs a sparse head: set loss.unified_finetuning true"
+            )
+        corpora = [[t for ex in f.examples for t in (*ex.pos, *ex.neg)] for f in dataset.files]
+        stats = fit_sparse_head_to_idf(
+            encoder,
+            corpora,
+            max_length=config.data.passage_max_len,
+            per_corpus=config.model.sparse_init == "idf_per_file",
         )
-        stats = fit_sparse_head_to_idf(encoder, passages, max_length=config.data.passage_max_len)
         logger.info(
-            "sparse head fit to the IDF of %d training passages (R² %.3f over %d tokens)",
-            len(passages),
+            "sparse head fit to the IDF of %d training passages (%s; R² %.3f over %d tokens)",
+            stats["passages"],
+            "IDF per file" if config.model.sparse_init == "idf_per_file" else "one IDF",
             stats["r2"],
             stats["tokens"],
         )
