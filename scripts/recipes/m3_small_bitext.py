@@ -1,6 +1,7 @@
 """English ↔ Chinese translation pairs for m3-small's training, from the *train* split of stsb-multi-mt.
 
     python scripts/recipes/m3_small_bitext.py --out build/m3-small-data
+    python scripts/recipes/m3_small_bitext.py --validation-en build/m3-small-val-en
 
 The QA training sets are monolingual: nothing in them asks a sentence and its translation to meet. BGE-M3
 trains on translation pairs for that; the one parallel training split among the shared data is STS-B's
@@ -69,13 +70,77 @@ def translation_pairs(data: Path, split: str = "train") -> list[tuple[str, str]]
     return list(pairs.items())
 
 
+def english_paraphrase_retrieval(data: Path, out: Path, min_score: float = 4.0) -> tuple[int, int]:
+    """A small English validation set for shipping rules, from stsb-multi-mt's English *dev* pairs: each pair
+    scored ≥ `min_score` is a query (sentence1) and its relevant document (sentence2); the corpus is every
+    dev sentence2. No sentence of another evaluation row or of the train split is kept, and no corpus text
+    equals a query. Written in the retrieval layout; returns (documents, queries)."""
+    banned = set()
+    for folder in (*EVALUATION_PAIRS, BITEXT):
+        for row in read_jsonl(data / folder / "pairs.jsonl"):
+            if folder != BITEXT and row.get("split") == "train" and folder != "stsb-multi-mt":
+                continue
+            if folder == "stsb-multi-mt" and row.get("split") == "dev":
+                continue  # the rows this set is made of
+            banned.add(key(row["sentence1"]))
+            banned.add(key(row["sentence2"]))
+    rows = [
+        r
+        for r in read_jsonl(data / "stsb-multi-mt" / "pairs.jsonl")
+        if r.get("split") == "dev"
+        and r["lang"] == "en"
+        and key(r["sentence1"]) not in banned
+        and key(r["sentence2"]) not in banned
+    ]
+    queries = {key(r["sentence1"]): r["sentence1"].strip() for r in rows if r["score"] >= min_score}
+    documents = {
+        key(r["sentence2"]): r["sentence2"].strip() for r in rows if key(r["sentence2"]) not in queries
+    }
+    doc_ids = {k: f"d{i}" for i, k in enumerate(documents)}
+    query_ids = {k: f"q{i}" for i, k in enumerate(queries)}
+    qrels = sorted(
+        {
+            (query_ids[key(r["sentence1"])], doc_ids[key(r["sentence2"])])
+            for r in rows
+            if r["score"] >= min_score and key(r["sentence2"]) in doc_ids and key(r["sentence1"]) in query_ids
+        }
+    )
+    judged = {q for q, _ in qrels}
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for k, text in documents.items():
+            handle.write(json.dumps({"id": doc_ids[k], "text": text}, ensure_ascii=False) + "\n")
+    with (out / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for k, text in queries.items():
+            if query_ids[k] in judged:
+                handle.write(json.dumps({"id": query_ids[k], "text": text}, ensure_ascii=False) + "\n")
+    with (out / "qrels.tsv").open("w", encoding="utf-8") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for q, d in qrels:
+            handle.write(f"{q}\t{d}\t1\n")
+    return len(documents), len(judged)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=REPO / "build" / "m3-small-data")
+    parser.add_argument(
+        "--validation-en",
+        type=Path,
+        default=None,
+        help="write the English paraphrase-retrieval validation set here instead (no training rows)",
+    )
     args = parser.parse_args()
     data = SHARED / "data"
+    if args.validation_en is not None:
+        documents, queries = english_paraphrase_retrieval(data, args.validation_en)
+        print(
+            f"stsb-multi-mt English dev: {documents} documents, {queries} queries → {args.validation_en}",
+            file=sys.stderr,
+        )
+        return
     banned = evaluation_sentences(data)
     pairs = translation_pairs(data)
     kept = [(en, zh) for en, zh in pairs if key(en) not in banned and key(zh) not in banned]

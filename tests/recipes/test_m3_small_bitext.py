@@ -93,3 +93,37 @@ def test_misaligned_rows_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     module = _load(monkeypatch, shared)
     with pytest.raises(SystemExit, match="not aligned"):
         module.translation_pairs(shared / "data")
+
+
+def test_english_validation_set_holds_only_clean_dev_paraphrases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = _shared(tmp_path)
+    pairs = shared / "data" / "stsb-multi-mt" / "pairs.jsonl"
+    dev = [
+        ("A boy kicks a ball.", "A child kicks a ball.", 4.6),  # kept
+        ("A woman slices an onion.", "A woman cuts an onion.", 4.2),  # kept
+        ("A bird flies.", "Three men play chess.", 4.5),  # the document is a semeval sentence: dropped
+        ("A plane is taking off.", "A jet leaves.", 4.8),  # the query is a train sentence: dropped
+        ("A horse eats hay.", "A man sings.", 0.5),  # not a paraphrase: its sentence2 is a document only
+    ]
+    rows = [json.loads(line) for line in pairs.read_text(encoding="utf-8").splitlines()]
+    rows += [{"sentence1": a, "sentence2": b, "score": s, "lang": "en", "split": "dev"} for a, b, s in dev]
+    _write(pairs, rows)
+    module = _load(monkeypatch, shared)
+    out = tmp_path / "val-en"
+    monkeypatch.setattr(sys, "argv", ["m3_small_bitext.py", "--validation-en", str(out)])
+    module.main()
+
+    def read(name: str) -> list[dict]:
+        return [json.loads(x) for x in (out / name).read_text(encoding="utf-8").splitlines()]
+
+    corpus = {d["id"]: d["text"] for d in read("corpus.jsonl")}
+    queries = {q["id"]: q["text"] for q in read("queries.jsonl")}
+    qrels = [line.split("\t") for line in (out / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    assert sorted(corpus.values()) == ["A child kicks a ball.", "A man sings.", "A woman cuts an onion."]
+    assert sorted(queries.values()) == ["A boy kicks a ball.", "A woman slices an onion."]
+    assert sorted((queries[q], corpus[d]) for q, d, _ in qrels) == [
+        ("A boy kicks a ball.", "A child kicks a ball."),
+        ("A woman slices an onion.", "A woman cuts an onion."),
+    ]
