@@ -25,7 +25,6 @@ import pickle
 import queue
 import traceback
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -186,26 +185,13 @@ class EncodePool:
         for key, batch in enumerate(batches):
             self._tasks.put((key, [texts[i] for i in batch], sent))
         done = self._wait(dict.fromkeys(range(len(batches)), 1))
-        merged = EncodeResult(num_tokens=[0] * len(texts))
-        slots: dict[str, list[Any]] = {}
-        per_text = [f.name for f in fields(EncodeResult) if f.name not in ("dense", "num_tokens")]
-        for key, batch in enumerate(batches):
-            part: EncodeResult = done[key]
-            if part.dense is not None:
-                if merged.dense is None:
-                    merged.dense = np.empty((len(texts), part.dense.shape[1]), dtype=part.dense.dtype)
-                merged.dense[batch] = part.dense
-            for name in per_text:  # one item per text: sparse vectors, ColBERT rows, ...
-                rows = getattr(part, name)
-                if rows is not None:
-                    column = slots.setdefault(name, [None] * len(texts))
-                    for i, row in zip(batch, rows, strict=True):
-                        column[i] = row
-            for i, n in zip(batch, part.num_tokens, strict=True):
-                merged.num_tokens[i] = n
-        for name, column in slots.items():
-            setattr(merged, name, column)
-        return merged
+        if not batches:
+            return EncodeResult(num_tokens=[])
+        # the batches' rows in plan order, then each text's row put back at its input position
+        in_plan_order = EncodeResult.concat([done[key] for key in range(len(batches))])
+        return in_plan_order.take(
+            np.argsort(np.concatenate([np.asarray(b, dtype=np.int64) for b in batches]))
+        )
 
     def _wait(self, pending: dict[int, int]) -> dict[int, Any]:
         """Collect `pending[key]` messages per key; a failure or a dead worker closes the pool and raises."""
