@@ -59,8 +59,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool2 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 2},
     "pool3 residual2": {"colbert_dtype": "residual2", "colbert_pool_factor": 3},
     "pool3 residual1": {"colbert_dtype": "residual1", "colbert_pool_factor": 3},
-    # the codebook fitted on a batch of 258 documents of the six other sets (43 each: `fit_sample`), deleted
-    # before the searches: every document of the set coded out of sample, as in a large build
+    # the codebook fitted on documents of the six other sets (`FIT_DOCS_PER_SET` each: `fit_sample`), deleted
+    # before the searches: every document of the set coded out of sample, as in a large build; 256 each give
+    # ≥ 74k pooled tokens, so the index's fit takes its full 65,536-token sample from them alone
     "pool2 residual1 fit-others": {
         "colbert_dtype": "residual1",
         "colbert_pool_factor": 2,
@@ -91,7 +92,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool3 residual1 fit64": {"colbert_dtype": "residual1", "colbert_pool_factor": 3, "first_batch": 64},
 }
 MODES = ("colbert", "hybrid")
-FIT_DOCS_PER_SET = 43  # × 6 other sets ≈ one ingestion batch (256 documents)
+FIT_DOCS_PER_SET = 256  # per other set (43 × 6 ≈ one ingestion batch: how the fit was measured before)
 
 
 def data_dir() -> Path:

@@ -273,3 +273,39 @@ def test_a_damaged_codebook_is_found(
     assert len(problems) == 1 and book.name in problems[0]
     with pytest.raises(CorruptIndexError, match=book.name):
         Index.open(path)
+
+
+@pytest.mark.parametrize("sample", [None, "two batches"])
+def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    monkeypatch: pytest.MonkeyPatch,
+    sample: str | None,
+) -> None:
+    """Not on the first batch alone: batches are held until their stored tokens make `FIT_SAMPLE` (here all
+    of them, fewer; or a sample the first two batches fill), then written in order."""
+    import trivec.retrieval.store as store
+
+    pool = 2
+    batches = [
+        (small_docs[i : i + 15], subset(small_encoded, list(range(i, i + 15)))) for i in range(0, 60, 15)
+    ]
+    stored = [sum(max(1, r.shape[0] // pool) for r in enc.colbert or []) for _, enc in batches]
+    held = 4
+    if sample is not None:
+        monkeypatch.setattr(store, "FIT_SAMPLE", stored[0] + 1)
+        held = 2
+    index = Index.create(
+        tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool
+    )
+    index.add_encoded_batches(iter(batches))
+    assert index.info()["colbert_residual"]["centroids"] == centroid_count(sum(stored[:held]))
+    assert centroid_count(sum(stored[:held])) != centroid_count(stored[0])
+    assert index.info()["documents"] == 60
+    ids = [
+        hit.doc_id for hit in index.search_vectors(subset(small_encoded, [33]), top_k=1, mode="colbert")[0]
+    ]
+    assert ids == [small_docs[33].id]
+    index.close()
