@@ -144,8 +144,8 @@ def encode_set(name: str, cache: Path, batch: int = 64) -> None:
 
 def fit_sample(cache: Path) -> dict[str, tuple[list[dict[str, Any]], Any]]:
     """The first `FIT_DOCS_PER_SET` documents of every cached set and their encodings (cached beside them in
-    `fit-sample.pkl`): what `fit_on: others` fits a codebook on."""
-    out = cache.parent / "fit-sample.pkl"
+    `fit-sample-<n>.pkl`): what `fit_on: others` fits a codebook on."""
+    out = cache.parent / f"fit-sample-{FIT_DOCS_PER_SET}.pkl"
     if out.exists():
         with out.open("rb") as handle:
             return dict(pickle.load(handle))
