@@ -80,6 +80,17 @@ def test_fit_is_deterministic_and_stored_exactly() -> None:
     assert empty.shape == (0, first.code_width(48)) and first.decode(empty).shape == (0, 48)
 
 
+def test_nearest_in_row_chunks_is_the_same_as_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nearest` scores a few rows at a time (its scores stay small at 65,536 × 4,096): the same ids."""
+    import trivec.retrieval.residual as residual
+
+    book = fit_residual(clustered(1), 2)
+    rows = np.concatenate(clustered(2))
+    at_once = book.nearest(rows)
+    monkeypatch.setattr(residual, "NEAREST_SCORES", book.count * 7)  # 7 rows per step, a partial last one
+    assert rows.shape[0] % 7 and np.array_equal(book.nearest(rows), at_once)
+
+
 def test_centroid_count_rule() -> None:
     assert centroid_count(MIN_SAMPLE) == 16  # n / 16
     assert centroid_count(43_000) == 2048  # 16·√n ≈ 3,318

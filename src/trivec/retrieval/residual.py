@@ -35,6 +35,7 @@ RESIDUAL_BITS = {"residual1": 1, "residual2": 2}  # ColBERT dtype → bits per d
 MAX_CENTROIDS = 65536  # ids are stored in two bytes
 MIN_SAMPLE = 256  # fewer sample tokens cannot fit centroids and cutoffs
 FIT_SAMPLE = 65536  # sample tokens the fit uses at most (a seeded choice of the batch's)
+NEAREST_SCORES = 1 << 24  # token × centroid scores computed at once by `nearest` (64 MB of float32)
 ID_BYTES = 2
 KMEANS_ITERATIONS = 10  # ColBERTv2 runs 4; here ≈ 15–30 s for 2,048 centroids on 44k tokens (2 cores)
 
@@ -104,10 +105,15 @@ class ResidualCodes:
 
         if rows.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
-        left = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(torch.bfloat16)
         right = torch.from_numpy(self.centroids).to(torch.bfloat16)
-        scores = (left @ right.T).float() - torch.from_numpy(self._half_norms)
-        return np.asarray(scores.argmax(dim=1).numpy(), dtype=np.int64)
+        half_norms = torch.from_numpy(self._half_norms)
+        out = np.empty(rows.shape[0], dtype=np.int64)
+        step = max(1, NEAREST_SCORES // self.count)  # rows at a time: the scores stay ≈ 64 MB, not n × count
+        for start in range(0, rows.shape[0], step):
+            part = np.ascontiguousarray(rows[start : start + step], dtype=np.float32)
+            scores = (torch.from_numpy(part).to(torch.bfloat16) @ right.T).float() - half_norms
+            out[start : start + step] = scores.argmax(dim=1).numpy()
+        return out
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         """`[n, code_width]` uint8 stored rows of float32 `rows [n, dim]`."""
