@@ -127,7 +127,7 @@ def test_packed_codes_decode_to_their_buckets(rows: int, dim: int, bits: int, se
         (lambda: fit_residual(clustered(0), 3), "residual codes take 1, 2 bits per dimension, got 3"),
         (lambda: check_bits(True), "residual codes take 1, 2 bits per dimension, got True"),
         (lambda: fit_residual(clustered(0, documents=2, tokens=10), 2), "at least 256 token vectors"),
-        (lambda: fit_residual([], 1), "at least 256 token vectors in the first batch"),
+        (lambda: fit_residual([], 1), "at least 256 token vectors in the first documents written"),
         (lambda: fit_residual(clustered(0), 2, count=10**6), "need 1 to 1800 centroids, got 1000000"),
         (lambda: ColbertCodec("residual3"), "colbert dtype must be one of .*residual1, residual2"),
         (
@@ -161,7 +161,7 @@ def test_bad_input_is_named(call: object, message: str) -> None:
 def test_index_scores_residual_codes_as_stored(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult, options: dict
 ) -> None:
-    """Built with the tiny model's vectors: the codebook is fitted on the first batch, stored with the index
+    """Built with the tiny model's vectors: the codebook is fitted on the first documents, stored with the index
     (checksummed, kept by garbage collection, verified), reopened as it was; ColBERT scores are MaxSim against
     the decoded stored codes, through a second segment and a merge."""
     docs, enc = small_docs[:60], subset(small_encoded, list(range(60)))
@@ -203,7 +203,7 @@ def test_index_scores_residual_codes_as_stored(
 def test_documents_may_bring_residual_codes(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:
-    """After the first batch fitted the codebook, documents coded by the index's codec are stored as given;
+    """After the first documents fitted the codebook, documents coded by the index's codec are stored as given;
     before it (nothing to code with) they are refused."""
     index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2")
     coded = subset(small_encoded, list(range(40, 50)))
@@ -260,7 +260,9 @@ def test_cli_build_and_info_show_residual_codes(tmp_path: Path) -> None:
             "residual1",
         ],
     )
-    assert bad.exit_code != 0 and "at least 256 token vectors in the first batch" in bad.output, bad.output
+    assert bad.exit_code != 0 and "at least 256 token vectors in the first documents written" in bad.output, (
+        bad.output
+    )
 
 
 def test_a_damaged_codebook_is_found(

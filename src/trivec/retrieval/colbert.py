@@ -2,12 +2,12 @@
 dimensions, then coded as fp16, fp32, int8, int4 or binary (the last three with a per-row float32 scale), or
 as residual codes (`residual1` / `residual2`: a centroid id and 1 or 2 bits per dimension, `residual.py`).
 
-Reduced dimensions use the top right-singular vectors of (uncentred) token vectors from the first batch
+Reduced dimensions use the top right-singular vectors of (uncentred) token vectors from the first documents
 added, so inner products — what MaxSim sums — are kept as well as a rank-`dim` map can; queries are
 projected with the same matrix (and never pooled). int8 stores `round(127·x/max|x|)` per row and the row's
 scale; int4 `round(7·x/max|x|)` two to a byte (low nibble first, offset by 8); binary the signs, eight to a
 byte (numpy's `packbits`, big-endian bits), decoded as `±mean|x|` — the scale that minimises the row's
-squared error. Residual codes need a codebook fitted on the first batch's tokens, like the projection.
+squared error. Residual codes need a codebook fitted on the first documents' tokens, like the projection.
 Scoring decodes exactly what is stored. benchmarks/colbert_quality.py measures what each
 option costs in nDCG@10 against bytes per document.
 """
@@ -28,7 +28,7 @@ from trivec.retrieval.residual import RESIDUAL_BITS, ResidualCodes, fit_residual
 ColbertDtype = Literal["float16", "float32", "int8", "int4", "binary", "residual1", "residual2"]
 COLBERT_DTYPES: tuple[str, ...] = ("float16", "float32", "int8", "int4", "binary", *RESIDUAL_BITS)
 SCALED = ("int8", "int4", "binary")  # coded with a per-row scale (colbert.scale)
-FITTED = tuple(RESIDUAL_BITS)  # coded with a codebook fitted on the first batch (`residual.py`)
+FITTED = tuple(RESIDUAL_BITS)  # coded with a codebook fitted on the first documents (`residual.py`)
 PACKED = {"int4": 2, "binary": 8}  # values per stored byte
 PROJECTION_SAMPLE = 65536
 
@@ -52,7 +52,7 @@ class ColbertCodec:
             raise InputError(f"a {self.residual.bits}-bit residual codebook does not code {self.dtype}")
 
     def needs_fit(self, dim: int | None) -> bool:
-        """Whether the codec still has something to fit on the first batch written (`fit_codec`): the
+        """Whether the codec still has something to fit on the first documents written (`fit_codec`): the
         projection to `dim` dimensions (None: full), or a residual codebook."""
         return (dim is not None and self.projection is None) or (
             self.dtype in FITTED and self.residual is None
@@ -168,8 +168,8 @@ class ColbertCodec:
     def _codebook(self) -> ResidualCodes:
         if self.residual is None:
             raise InputError(
-                f"{self.dtype} ColBERT codes have no codebook yet: it is fitted on the first batch an index "
-                "writes (`fit_residual`)"
+                f"{self.dtype} ColBERT codes have no codebook yet: it is fitted on the first documents an "
+                "index writes (`fit_residual`)"
             )
         return self.residual
 
@@ -234,7 +234,7 @@ def fit_projection(samples: list[np.ndarray], dim: int, seed: int = 0) -> np.nda
 def fit_codec(
     codec: ColbertCodec, documents: list[np.ndarray], dim: int | None
 ) -> tuple[ColbertCodec, dict[str, tuple[np.ndarray, dict[str, Any]]]]:
-    """`codec` with what it learns from the first batch's ColBERT rows (`documents`, one matrix each): the
+    """`codec` with what it learns from the first documents' ColBERT rows (`documents`, one matrix each): the
     projection to `dim` dimensions when `dim` is given, then the residual codebook of residual codes, fitted
     on the rows as they are stored (pooled, projected). Also what to store with the index, by manifest key:
     `(float32 values, the record's other fields)`; empty when there was nothing to fit."""

@@ -30,7 +30,7 @@ from trivec.retrieval.segment import CorruptIndexError, Segment
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
-FITTED_KEYS = ("projection", "residual")  # fitted on the first batch: `colbert.<key>.<id>.f32`, body[key]
+FITTED_KEYS = ("projection", "residual")  # fitted on the first documents: `colbert.<key>.<id>.f32`, body[key]
 OPEN_RETRY_SECONDS = 30.0  # how long a reader keeps chasing a writer that commits faster than it maps
 
 

@@ -2,8 +2,8 @@
 nearest centroid and, per dimension, `bits` bits that place its residual (vector − centroid) in one of
 2^bits buckets.
 
-Fitted once per index, on the first batch's tokens as they are stored (pooled, projected; at most
-`FIT_SAMPLE` of them), like the projection (`fit_projection`):
+Fitted once per index, on the tokens of its first documents as they are stored (pooled, projected; the
+leading batches of its first write that make `FIT_SAMPLE` of them), like the projection (`fit_projection`):
 
 * centroids: k-means (faiss), `centroid_count(n)` of them for n sample tokens — ColBERTv2's
   2^⌊log2(16·√n)⌋, which it applies to the whole collection; here n is the sample, so the count also stays
@@ -44,7 +44,7 @@ def centroid_count(tokens: int) -> int:
     """Centroids fitted on `tokens` sample tokens: 2^⌊log2(min(16·√n, n / 16))⌋, at most `MAX_CENTROIDS`."""
     if tokens < MIN_SAMPLE:
         raise InputError(
-            f"residual ColBERT codes need at least {MIN_SAMPLE} token vectors in the first batch to fit "
+            f"residual ColBERT codes need at least {MIN_SAMPLE} token vectors in the first documents written to fit "
             f"their centroids on, got {tokens}: add more documents at once"
         )
     target = min(16.0 * math.sqrt(tokens), tokens / 16.0)

@@ -308,14 +308,14 @@ class SegmentStore:
 
     def colbert_coder(self) -> ColbertCoder | None:
         """`codec.encode` when the codec is settled before a batch is encoded (no projection or residual
-        codebook left to fit from the first batch's rows), so rows can be coded as they are encoded; None
+        codebook left to fit from the first documents' rows), so rows can be coded as they are encoded; None
         otherwise."""
         if not self.stores_colbert or self.codec.needs_fit(self.settings.colbert_dim):
             return None
         return self.codec.encode
 
     def _ensure_fitted(self, colbert: Sequence[np.ndarray] | None) -> None:
-        """Fit what the codec learns from the first batch's ColBERT rows (`fit_codec`) and write it beside the
+        """Fit what the codec learns from the first documents' ColBERT rows (`fit_codec`) and write it beside the
         segments, committed with them (`colbert.projection.<id>.f32`, `colbert.residual.<id>.f32`)."""
         if not self.stores_colbert:
             return
