@@ -299,7 +299,7 @@ def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
 ) -> None:
     """Not on the first batch alone: batches are held until their stored tokens make `FIT_SAMPLE` (here all
     of them, fewer; or a sample the first two batches fill), then written in order."""
-    import trivec.retrieval.store as store
+    import trivec.retrieval.colbert as colbert
 
     pool = 2
     batches = [
@@ -308,7 +308,7 @@ def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
     stored = [sum(max(1, r.shape[0] // pool) for r in enc.colbert or []) for _, enc in batches]
     held = 4
     if sample is not None:
-        monkeypatch.setattr(store, "FIT_SAMPLE", stored[0] + 1)
+        monkeypatch.setattr(colbert, "FIT_SAMPLE", stored[0] + 1)
         held = 2
     index = Index.create(
         tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool

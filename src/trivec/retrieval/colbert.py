@@ -14,7 +14,7 @@ option costs in nDCG@10 against bytes per document.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ import numpy as np
 from trivec.compiled import kernel
 from trivec.errors import InputError
 from trivec.retrieval.pooling import check_pool_factor, pool_tokens
-from trivec.retrieval.residual import RESIDUAL_BITS, ResidualCodes, fit_residual
+from trivec.retrieval.residual import FIT_SAMPLE, RESIDUAL_BITS, ResidualCodes, fit_residual
 
 ColbertDtype = Literal["float16", "float32", "int8", "int4", "binary", "residual1", "residual2"]
 COLBERT_DTYPES: tuple[str, ...] = ("float16", "float32", "int8", "int4", "binary", *RESIDUAL_BITS)
@@ -249,3 +249,20 @@ def fit_codec(
         fitted["residual"] = (residual.to_array(), record)
         codec = replace(codec, residual=residual)
     return codec, fitted
+
+
+def leading_for_fit(batches: Iterator[tuple[Any, Any]], pool_factor: int) -> list[tuple[Any, Any]]:
+    """The leading `(chunks, EncodeResult)` batches of `batches` whose ColBERT rows make `FIT_SAMPLE` stored
+    (pooled) token vectors — all of them when fewer —, taken from the iterator: what a codec is fitted on
+    before the first of them is written. One batch of 256 documents gave a residual codebook of 512–1,024
+    centroids, the full sample 4,096, and out of sample that cuts the loss against uncoded vectors
+    (docs/scale.md). The held float32 rows (≈ `FIT_SAMPLE` × pool factor) wait meanwhile: ≈ 100 MB per
+    pool factor at 384 dimensions."""
+    held: list[tuple[Any, Any]] = []
+    tokens = 0
+    for item in batches:
+        held.append(item)
+        tokens += sum(max(1, rows.shape[0] // pool_factor) for rows in item[1].colbert or [])
+        if tokens >= FIT_SAMPLE:
+            break
+    return held

@@ -30,7 +30,7 @@ from trivec.inference.encoder import EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.io import fsync_dir
 from trivec.progress import Step
-from trivec.retrieval.colbert import ColbertCodec, fit_codec
+from trivec.retrieval.colbert import ColbertCodec, fit_codec, leading_for_fit
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.identity import ModelIdentity
 from trivec.retrieval.integrity import digest
@@ -47,7 +47,7 @@ from trivec.retrieval.layout import (
 )
 from trivec.retrieval.manifest import MANIFEST, WriterLock, new_body, now, read_manifest, write_manifest
 from trivec.retrieval.prefault import Prefaulter
-from trivec.retrieval.residual import FIT_SAMPLE, ResidualCodes
+from trivec.retrieval.residual import ResidualCodes
 from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_sizes import (
     copy_live_rows,
@@ -327,27 +327,6 @@ class SegmentStore:
             self._uncommitted.add(file)
             self._body[key] = {"file": file, "size": len(data), "xxh3": digest(data), **record}
 
-    def _fitted_first(
-        self, batches: Iterator[tuple[list[Chunk], EncodeResult]]
-    ) -> Iterator[tuple[list[Chunk], EncodeResult]]:
-        """`batches`, the codec fitted before the first is written: on the ColBERT rows of as many leading
-        batches as make `FIT_SAMPLE` stored (pooled) token vectors, or all of them when fewer. One batch of
-        256 documents gives a residual codebook of 512–1,024 centroids; the full sample 4,096, and out of
-        sample that cuts the loss against uncoded vectors (docs/scale.md). The held batches' float32 rows
-        (≈ `FIT_SAMPLE` × pool factor) wait meanwhile: ≈ 100 MB per pool factor at 384 dimensions."""
-        held: list[tuple[list[Chunk], EncodeResult]] = []
-        tokens = 0
-        for item in batches:
-            held.append(item)
-            rows = item[1].colbert or []
-            tokens += sum(max(1, r.shape[0] // self.codec.pool_factor) for r in rows)
-            if tokens >= FIT_SAMPLE:
-                break
-        self._ensure_fitted([r for _, encoded in held for r in encoded.colbert or []])
-        while held:
-            yield held.pop(0)
-        yield from batches
-
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None
         self._body["segments"].append(record)
@@ -369,7 +348,10 @@ class SegmentStore:
         larger) (`check`: run on each batch first); returns the rows written. Call inside `transaction()`."""
         cap = self.settings.max_segment_rows
         if self.stores_colbert and self.codec.needs_fit(self.settings.colbert_dim):
-            batches = self._fitted_first(iter(batches))
+            batches = iter(batches)  # the codec fitted on the leading batches that make its sample, first
+            held = leading_for_fit(batches, self.codec.pool_factor)
+            self._ensure_fitted([rows for _, encoded in held for rows in encoded.colbert or []])
+            batches = itertools.chain(held, batches)
         writer: SegmentWriter | None = None
         total, rows, chunked = 0, 0, False
         doc_ids: set[str] = set()
