@@ -314,12 +314,10 @@ class SegmentStore:
             return None
         return self.codec.encode
 
-    def _ensure_fitted(self, colbert: Sequence[np.ndarray] | None) -> None:
+    def _fit_codec(self, colbert: list[np.ndarray]) -> None:
         """Fit what the codec learns from the first documents' ColBERT rows (`fit_codec`) and write it beside the
         segments, committed with them (`colbert.projection.<id>.f32`, `colbert.residual.<id>.f32`)."""
-        if not self.stores_colbert:
-            return
-        self.codec, fitted = fit_codec(self.codec, list(colbert or []), self.settings.colbert_dim)
+        self.codec, fitted = fit_codec(self.codec, colbert, self.settings.colbert_dim)
         for key, (values, record) in fitted.items():
             file = f"colbert.{key}.{uuid.uuid4().hex[:8]}.f32"
             data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
@@ -350,7 +348,7 @@ class SegmentStore:
         if self.stores_colbert and self.codec.needs_fit(self.settings.colbert_dim):
             batches = iter(batches)  # the codec fitted on the leading batches that make its sample, first
             held = leading_for_fit(batches, self.codec.pool_factor)
-            self._ensure_fitted([rows for _, encoded in held for rows in encoded.colbert or []])
+            self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []])
             batches = itertools.chain(held, batches)
         writer: SegmentWriter | None = None
         total, rows, chunked = 0, 0, False
@@ -373,7 +371,6 @@ class SegmentStore:
                     part = batch[lo:hi]
                     vectors = encoded if (lo, hi) == (0, len(batch)) else encoded.rows(lo, hi)
                     if writer is None:
-                        self._ensure_fitted(vectors.colbert)
                         full = vectors.colbert[0].shape[1] if vectors.colbert else self.identity.colbert_dim
                         writer = self._new_writer(full)
                     writer.append(
