@@ -39,8 +39,9 @@ def key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def evaluation_sentences(data: Path) -> set[str]:
-    """Every sentence of an evaluation row: non-train rows of the pair folders, all of tatoeba."""
+def evaluation_sentences(data: Path, validation_split: str | None = None) -> set[str]:
+    """Every sentence of an evaluation row: non-train rows of the pair folders, all of tatoeba — less
+    stsb-multi-mt's `validation_split` rows, when a validation set is made of them."""
     seen: set[str] = set()
     for folder in (*EVALUATION_PAIRS, BITEXT):
         path = data / folder / "pairs.jsonl"
@@ -48,6 +49,12 @@ def evaluation_sentences(data: Path) -> set[str]:
             raise SystemExit(f"{path} is missing: cannot decontaminate against it")
         for row in read_jsonl(path):
             if folder != BITEXT and row.get("split") == "train":
+                continue
+            if (
+                folder == "stsb-multi-mt"
+                and validation_split is not None
+                and row.get("split") == validation_split
+            ):
                 continue
             seen.add(key(row["sentence1"]))
             seen.add(key(row["sentence2"]))
@@ -75,15 +82,13 @@ def english_paraphrase_retrieval(data: Path, out: Path, min_score: float = 4.0) 
     scored ≥ `min_score` is a query (sentence1) and its relevant document (sentence2); the corpus is every
     dev sentence2. No sentence of another evaluation row or of the train split is kept, and no corpus text
     equals a query. Written in the retrieval layout; returns (documents, queries)."""
-    banned = set()
-    for folder in (*EVALUATION_PAIRS, BITEXT):
-        for row in read_jsonl(data / folder / "pairs.jsonl"):
-            if folder != BITEXT and row.get("split") == "train" and folder != "stsb-multi-mt":
-                continue
-            if folder == "stsb-multi-mt" and row.get("split") == "dev":
-                continue  # the rows this set is made of
-            banned.add(key(row["sentence1"]))
-            banned.add(key(row["sentence2"]))
+    banned = evaluation_sentences(data, validation_split="dev")
+    banned |= {
+        key(r[f])
+        for r in read_jsonl(data / "stsb-multi-mt" / "pairs.jsonl")
+        if r.get("split") == "train"
+        for f in ("sentence1", "sentence2")
+    }
     rows = [
         r
         for r in read_jsonl(data / "stsb-multi-mt" / "pairs.jsonl")
