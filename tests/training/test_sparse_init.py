@@ -51,6 +51,10 @@ def test_idf_warm_start_refuses_bad_input(passages: list[str]) -> None:
     with_heads = M3Model.from_pretrained("all-MiniLM-L6-v2", heads="init", seed=0)
     with pytest.raises(InputError, match="at least 10 passages"):
         fit_sparse_head_to_idf(with_heads, [passages[:3]])
+    with pytest.raises(InputError, match="at least 10 passages"):
+        fit_sparse_head_to_idf(with_heads, [], per_corpus=True)
+    with pytest.raises(InputError, match="one list of passages per training file"):
+        fit_sparse_head_to_idf(with_heads, passages)  # passages, not corpora: str is a Sequence[str]
     with pytest.raises(InputError, match="sparse_init must be random, idf or idf_per_file"):
         ModelArguments(sparse_init="bm25").validate()
 

@@ -62,6 +62,8 @@ def fit_sparse_head_to_idf(
     all be Chinese and Japanese)."""
     if model.sparse_head is None:
         raise InputError("the model has no sparse head to initialise (load it with heads='init')")
+    if isinstance(corpora, str) or any(isinstance(c, str) for c in corpora):
+        raise InputError("corpora must be one list of passages per training file, not passages themselves")
     corpora = [list(dict.fromkeys(c)) for c in corpora]
     total = len(dict.fromkeys(p for c in corpora for p in c))
     if total < 10:
