@@ -150,6 +150,11 @@ def test_bad_input_is_named(call: object, message: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+def stored_tokens(encoded: EncodeResult, pool: int) -> int:
+    """Token vectors `encoded`'s documents store at pool factor `pool`."""
+    return sum(max(1, rows.shape[0] // pool) for rows in encoded.colbert or [])
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -158,21 +163,53 @@ def test_bad_input_is_named(call: object, message: str) -> None:
         {"colbert_dtype": "residual2", "colbert_pool_factor": 1, "colbert_dim": 24},
     ],
 )
-def test_index_scores_residual_codes_as_stored(
-    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult, options: dict
+def test_index_stages_float16_rows_then_scores_residual_codes_as_stored(
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    options: dict,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Built with the tiny model's vectors: the codebook is fitted on the first documents, stored with the index
-    (checksummed, kept by garbage collection, verified), reopened as it was; ColBERT scores are MaxSim against
-    the decoded stored codes, through a second segment and a merge."""
+    """Built with the tiny model's vectors: rows are staged as float16 (scored as stored) until the index
+    holds `FIT_SAMPLE` stored tokens; the write that brings it there fits the codebook on all of them, and the
+    staged segment is coded from the values it held. The codebook is stored with the index (checksummed, kept
+    by garbage collection, verified), reopened as it was; ColBERT scores are MaxSim against the decoded stored
+    codes, through a second segment and a merge."""
+    import trivec.retrieval.colbert as colbert
+
     docs, enc = small_docs[:60], subset(small_encoded, list(range(60)))
+    first = subset(enc, list(range(45)))
+    threshold = stored_tokens(first, options["colbert_pool_factor"]) + 1
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", threshold)
     index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, **options)
-    assert index.info()["colbert_residual"] == {"bits": int(options["colbert_dtype"][-1]), "centroids": None}
-    index.add_encoded(docs[:45], subset(enc, list(range(45))))
-    book = index.codec.residual  # type: ignore[attr-defined]
+    bits = int(options["colbert_dtype"][-1])
+    assert index.info()["colbert_residual"] == {
+        "bits": bits,
+        "centroids": None,
+        "staged_tokens": 0,
+        "fit_at_tokens": threshold,
+    }
+    index.add_encoded(docs[:45], first)
+    staged = index.info()["colbert_residual"]
+    assert staged["centroids"] is None
+    assert staged["staged_tokens"] == stored_tokens(first, options["colbert_pool_factor"])
+    query = subset(small_encoded, [70])
+    assert query.colbert is not None
+    codec = index.codec  # type: ignore[attr-defined]
+    as_staged = [codec.staging().decode(*codec.staging().encode(m)) for m in first.colbert or []]
+    expected = maxsim_scores(codec.project(query.colbert[0]), as_staged)
+    for hit in index.search_vectors(query, top_k=45, mode="colbert")[0]:
+        position = int(next(i for i, d in enumerate(docs) if d.id == hit.doc_id))
+        assert hit.scores["colbert"] == pytest.approx(float(expected[position]), abs=1e-4)
     index.add_encoded(docs[45:], subset(enc, list(range(45, 60))))
+    book = index.codec.residual  # type: ignore[attr-defined]
+    assert book is not None and index.info()["colbert_residual"]["staged_tokens"] == 0
+    assert book.count == centroid_count(stored_tokens(enc, options["colbert_pool_factor"]))  # staged rows too
     index.compact()
     index.close()
     body = read_manifest(tmp_path / "ix")
+    assert not any(record.get("colbert_staged") for record in body["segments"])
     assert (
         body["residual"]["centroids"] == book.count and (tmp_path / "ix" / body["residual"]["file"]).is_file()
     )
@@ -184,9 +221,13 @@ def test_index_scores_residual_codes_as_stored(
     assert reopened.info()["colbert_residual"]["centroids"] == book.count
     assert enc.colbert is not None and small_encoded.colbert is not None
     dim = codec.stored_dim(enc.colbert[0].shape[1])
-    stored = [codec.decode(*codec.encode(m), dim) for m in enc.colbert]
-    query = subset(small_encoded, [70])
-    assert query.colbert is not None
+    staging = codec.staging()
+    stored = [  # the first 45 coded from their staged float16 values, the others as they came
+        codec.decode(*codec.code(staging.encode(m)[0].astype(np.float32)), dim)
+        if i < 45
+        else codec.decode(*codec.encode(m), dim)
+        for i, m in enumerate(enc.colbert)
+    ]
     hits = reopened.search_vectors(query, top_k=60, mode="colbert")[0]
     expected = maxsim_scores(codec.project(query.colbert[0]), stored)
     position = {d.id: i for i, d in enumerate(docs)}
@@ -201,10 +242,17 @@ def test_index_scores_residual_codes_as_stored(
 
 
 def test_documents_may_bring_residual_codes(
-    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After the first documents fitted the codebook, documents coded by the index's codec are stored as given;
-    before it (nothing to code with) they are refused."""
+    before it (nothing to code with, rows staged) they are refused."""
+    import trivec.retrieval.colbert as colbert
+
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", MIN_SAMPLE)
     index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2")
     coded = subset(small_encoded, list(range(40, 50)))
     assert coded.colbert is not None
@@ -221,9 +269,13 @@ def test_documents_may_bring_residual_codes(
     index.close()
 
 
-def test_cli_build_and_info_show_residual_codes(tmp_path: Path) -> None:
+def test_cli_build_and_info_show_residual_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`index info` names the fitted codebook, or — in an index too small to fit one yet (a single short
+    document: no error) — the staged float16 rows and the stored tokens the fit waits for."""
+    import trivec.retrieval.colbert as colbert
     from trivec.cli import app
 
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", MIN_SAMPLE)
     corpus = tmp_path / "corpus.jsonl"
     words = ["wing", "flow", "shock", "boundary", "layer", "slipstream", "heat", "transfer", "plate", "cone"]
     corpus.write_text(
@@ -244,8 +296,8 @@ def test_cli_build_and_info_show_residual_codes(tmp_path: Path) -> None:
     assert line in shown.output, shown.output
     few = tmp_path / "few.jsonl"
     few.write_text(json.dumps({"id": "a", "text": "one short wing"}), encoding="utf-8")
-    few_target = str(tmp_path / "b")
-    bad = runner.invoke(
+    few_target = tmp_path / "b"
+    small = runner.invoke(
         app,
         [
             "index",
@@ -255,21 +307,34 @@ def test_cli_build_and_info_show_residual_codes(tmp_path: Path) -> None:
             "--corpus",
             str(few),
             "--index",
-            few_target,
+            str(few_target),
             "--colbert-dtype",
             "residual1",
         ],
     )
-    assert bad.exit_code != 0 and "at least 256 token vectors in the first documents written" in bad.output, (
-        bad.output
+    assert small.exit_code == 0, small.output
+    shown = runner.invoke(app, ["index", "info", "--index", str(few_target)])
+    tokens = read_manifest(few_target)["segments"][0]["arrays"]["colbert.codes"]["shape"][0]
+    staged = (
+        f"residual codes, 1 bit, float16 until {MIN_SAMPLE} stored tokens fit the centroids ({tokens} now)"
     )
+    assert staged in shown.output, shown.output
+    found = runner.invoke(app, ["search", "--index", str(few_target), "--mode", "colbert", "--json", "wing"])
+    assert found.exit_code == 0 and '"a"' in found.output, found.output
 
 
 def test_a_damaged_codebook_is_found(
-    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The codebook file is checksummed like the projection: `verify` names it, opening refuses it, and an
     unreferenced one (a crashed writer's) is removed by the next writer."""
+    import trivec.retrieval.colbert as colbert
+
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", MIN_SAMPLE)
     path = tmp_path / "ix"
     with Index.create(path, tiny, max_length=MAX_LENGTH, colbert_dtype="residual1") as index:
         index.add_encoded(small_docs[:30], subset(small_encoded, list(range(30))))
@@ -288,17 +353,17 @@ def test_a_damaged_codebook_is_found(
         Index.open(path)
 
 
-@pytest.mark.parametrize("sample", [None, "two batches"])
+@pytest.mark.parametrize("held", [2, 4])
 def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
     tmp_path: Path,
     tiny: Embedder,
     small_docs: list[Document],
     small_encoded: EncodeResult,
     monkeypatch: pytest.MonkeyPatch,
-    sample: str | None,
+    held: int,
 ) -> None:
-    """Not on the first batch alone: batches are held until their stored tokens make `FIT_SAMPLE` (here all
-    of them, fewer; or a sample the first two batches fill), then written in order."""
+    """Not on the first batch alone: batches are held until their stored tokens make `FIT_SAMPLE` (here a
+    sample the first `held` batches fill), then written in order."""
     import trivec.retrieval.colbert as colbert
 
     pool = 2
@@ -306,10 +371,7 @@ def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
         (small_docs[i : i + 15], subset(small_encoded, list(range(i, i + 15)))) for i in range(0, 60, 15)
     ]
     stored = [sum(max(1, r.shape[0] // pool) for r in enc.colbert or []) for _, enc in batches]
-    held = 4
-    if sample is not None:
-        monkeypatch.setattr(colbert, "FIT_SAMPLE", stored[0] + 1)
-        held = 2
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", sum(stored[: held - 1]) + 1)
     index = Index.create(
         tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool
     )

@@ -16,10 +16,16 @@ from trivec.retrieval import Document, Index, IndexSettings, base
 from trivec.retrieval.embedded import EmbeddedIndex
 
 
+@pytest.mark.parametrize("dtype", ["int4", "residual2"])
 def test_a_batch_is_let_go_before_the_next_is_encoded(
-    tiny: Embedder, small_docs: list[Document], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tiny: Embedder, small_docs: list[Document], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dtype: str
 ) -> None:
+    """Residual codes hold the leading batches their codebook's sample needs (here the first one fills it),
+    then let each go once it is written."""
+    import trivec.retrieval.colbert as colbert
+
     monkeypatch.setattr(base, "ENCODE_BATCH", 40)
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", 300)
     results: list[weakref.ref[Any]] = []
     alive_at_encode: list[int] = []
     trims: list[bool] = []
@@ -33,8 +39,11 @@ def test_a_batch_is_let_go_before_the_next_is_encoded(
         return result
 
     monkeypatch.setattr(tiny, "encode", tracked)
-    with Index.build(tmp_path / "index", small_docs, tiny, max_length=MAX_LENGTH) as index:
+    with Index.build(
+        tmp_path / "index", small_docs, tiny, max_length=MAX_LENGTH, colbert_dtype=dtype
+    ) as index:
         assert index.info()["chunks"] == len(small_docs)
+        assert (index.info()["colbert_residual"] or {}).get("staged_tokens", 0) == 0
     assert alive_at_encode == [0, 0, 0]
     assert trims == [True, True, True]  # freed heap given back after each forward pass
 
@@ -49,7 +58,7 @@ def _segment_files(index_dir: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     "settings",
     [
-        IndexSettings(),
+        IndexSettings(colbert_dtype="int4", colbert_pool_factor=3),
         IndexSettings(colbert_dtype="int8", colbert_pool_factor=1),
         IndexSettings(colbert_dtype="binary"),
         IndexSettings(colbert_dim=16),  # a projection fitted from the first batch: coded when written

@@ -112,8 +112,8 @@ def register(app: typer.Typer) -> None:
         max_segment_rows: Annotated[
             int | None,
             typer.Option(
-                help="At most this many rows per segment, each with its own graph (default: no limit): "
-                "a large build stays linear in time, searches read every segment."
+                help="At most this many rows per segment, each with its own graph (default 500,000; 0: no "
+                "limit): a large build stays linear in time, searches read every segment."
             ),
         ] = None,
         no_sparse: Annotated[bool, typer.Option("--no-sparse", help="Do not store sparse vectors.")] = False,
@@ -154,12 +154,13 @@ def register(app: typer.Typer) -> None:
             "colbert_pool_factor": colbert_pool_factor,
             "dense_quantization": dense_quantization,
             "dense_oversampling": dense_oversampling,
-            "max_segment_rows": max_segment_rows,
             "qdrant_on_disk": None if qdrant_on_disk is None else [p for p in qdrant_on_disk.split(",") if p],
             "qdrant_shards": qdrant_shards,
             "qdrant_replicas": qdrant_replicas,
         }
         options.update({k: v for k, v in given.items() if v is not None})  # else the settings' defaults
+        if max_segment_rows is not None:
+            options["max_segment_rows"] = max_segment_rows or None  # 0: no limit
         if backend == "qdrant":
             options.update(url=url, collection=collection)
         elif url is not None or collection is not None:
@@ -442,7 +443,12 @@ def colbert_storage(settings: dict[str, Any], residual: dict[str, Any] | None = 
     codes = f"{settings.get('colbert_dtype')} codes"
     if residual is not None:
         count = residual.get("centroids")
-        fitted = f"{count} centroids" if count else "centroids fitted on the first batch"
+        fitted = (
+            f"{count} centroids"
+            if count
+            else f"float16 until {residual.get('fit_at_tokens', 0):,} stored tokens fit the centroids "
+            f"({residual.get('staged_tokens', 0):,} now)"
+        )
         codes = f"residual codes, {residual['bits']} bit{'s' if residual['bits'] > 1 else ''}, {fitted}"
     return f"{codes}, {dims} dimensions, pool factor {pool}" + (
         " (no pooling)" if pool == 1 else f" (≈ 1/{pool} of the tokens)"

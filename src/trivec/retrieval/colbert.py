@@ -14,7 +14,7 @@ option costs in nDCG@10 against bytes per document.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -57,6 +57,17 @@ class ColbertCodec:
         return (dim is not None and self.projection is None) or (
             self.dtype in FITTED and self.residual is None
         )
+
+    @property
+    def staged(self) -> bool:
+        """Whether rows wait for a codebook: residual codes not fitted yet. Until then an index stores them
+        as `staging()` does (the store fits the codebook once `FIT_SAMPLE` stored tokens are there)."""
+        return self.dtype in FITTED and self.residual is None
+
+    def staging(self) -> ColbertCodec:
+        """How rows are stored while residual codes wait for their codebook: float16, pooled and projected as
+        the codes will be — coded later from exactly these values (`code`)."""
+        return replace(self, dtype="float16", residual=None)
 
     def fitting_sample(self, documents: list[np.ndarray]) -> list[np.ndarray]:
         """Token vectors as this codec stores them (pooled, projected), of `documents`: what a residual
@@ -116,7 +127,10 @@ class ColbertCodec:
     def encode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """`(codes, scales)` of one document's token vectors (pooled, projected, coded; scales only for the
         scaled codes)."""
-        projected = self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows)
+        return self.code(self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows))
+
+    def code(self, projected: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`(codes, scales)` of token vectors already in the stored space (pooled, projected; float32)."""
         if self.dtype in FITTED:
             return self._codebook().encode(projected), None
         if self.dtype in ("float16", "float32"):
@@ -232,37 +246,53 @@ def fit_projection(samples: list[np.ndarray], dim: int, seed: int = 0) -> np.nda
 
 
 def fit_codec(
-    codec: ColbertCodec, documents: list[np.ndarray], dim: int | None
+    codec: ColbertCodec,
+    documents: list[np.ndarray],
+    dim: int | None,
+    staged: Sequence[np.ndarray] = (),
+    residual: bool = True,
 ) -> tuple[ColbertCodec, dict[str, tuple[np.ndarray, dict[str, Any]]]]:
     """`codec` with what it learns from the first documents' ColBERT rows (`documents`, one matrix each): the
-    projection to `dim` dimensions when `dim` is given, then the residual codebook of residual codes, fitted
-    on the rows as they are stored (pooled, projected). Also what to store with the index, by manifest key:
-    `(float32 values, the record's other fields)`; empty when there was nothing to fit."""
+    projection to `dim` dimensions when `dim` is given, then — when `residual` — the codebook of residual
+    codes, fitted on the rows as they are stored (pooled, projected), `staged` ones (already stored so, while
+    the codebook waited) included. Also what to store with the index, by manifest key: `(float32 values, the
+    record's other fields)`; empty when there was nothing to fit."""
     fitted: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     if dim is not None and codec.projection is None:
-        projection = fit_projection(documents, dim)
+        projection = fit_projection(documents, dim)  # fitted at the first write: nothing staged yet
         fitted["projection"] = (projection, {"shape": list(projection.shape)})
         codec = replace(codec, projection=projection)
-    if codec.dtype in FITTED and codec.residual is None:
-        residual = fit_residual(codec.fitting_sample(documents), RESIDUAL_BITS[codec.dtype])
-        record = {"centroids": residual.count, "dim": residual.dim, "bits": residual.bits}
-        fitted["residual"] = (residual.to_array(), record)
-        codec = replace(codec, residual=residual)
+    if residual and codec.staged:
+        sample = [*staged, *codec.fitting_sample(documents)]
+        book = fit_residual(sample, RESIDUAL_BITS[codec.dtype])
+        record = {"centroids": book.count, "dim": book.dim, "bits": book.bits}
+        fitted["residual"] = (book.to_array(), record)
+        codec = replace(codec, residual=book)
     return codec, fitted
 
 
-def leading_for_fit(batches: Iterator[tuple[Any, Any]], pool_factor: int) -> list[tuple[Any, Any]]:
-    """The leading `(chunks, EncodeResult)` batches of `batches` whose ColBERT rows make `FIT_SAMPLE` stored
-    (pooled) token vectors — all of them when fewer —, taken from the iterator: what a codec is fitted on
-    before the first of them is written. One batch of 256 documents gave a residual codebook of 512–1,024
-    centroids, the full sample 4,096, and out of sample that cuts the loss against uncoded vectors
-    (docs/scale.md). The held float32 rows (≈ `FIT_SAMPLE` × pool factor) wait meanwhile: ≈ 100 MB per
-    pool factor at 384 dimensions."""
+def popping(items: list[Any]) -> Iterator[Any]:
+    """`items` in order, each let go by the list as it is handed out: held batches, written one by one, are
+    not kept until the last of them is written."""
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
+def leading_for_fit(
+    batches: Iterator[tuple[Any, Any]], pool_factor: int, stored: int = 0
+) -> tuple[list[tuple[Any, Any]], bool]:
+    """The leading `(chunks, EncodeResult)` batches of `batches` whose ColBERT rows make, with `stored` token
+    vectors an index already holds, `FIT_SAMPLE` stored (pooled) ones — all of them when fewer —, taken from
+    the iterator; and whether they make it. What a residual codebook is fitted on before the first of them is
+    written: one batch of 256 documents gave a codebook of 512–1,024 centroids, the full sample 4,096, and
+    out of sample that cuts the loss against uncoded vectors (docs/scale.md). The held float32 rows
+    (≈ `FIT_SAMPLE` × pool factor) wait meanwhile: ≈ 100 MB per pool factor at 384 dimensions."""
     held: list[tuple[Any, Any]] = []
-    tokens = 0
+    tokens = stored
     for item in batches:
         held.append(item)
         tokens += sum(max(1, rows.shape[0] // pool_factor) for rows in item[1].colbert or [])
         if tokens >= FIT_SAMPLE:
             break
-    return held
+    return held, tokens >= FIT_SAMPLE

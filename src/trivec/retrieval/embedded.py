@@ -23,7 +23,7 @@ from trivec.errors import InputError
 from trivec.inference import scoring
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
-from trivec.retrieval import dense_codes, sparse_scorer
+from trivec.retrieval import colbert, dense_codes, sparse_scorer
 from trivec.retrieval.base import BaseIndex, already_indexed, not_indexed
 from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.corpus import Chunk
@@ -245,7 +245,7 @@ class EmbeddedIndex(BaseIndex):
             "model": self.identity.to_dict(),
             "modes": self.modes,
             "settings": self.settings.to_dict(),
-            "colbert_residual": _residual_info(self.codec),
+            "colbert_residual": _residual_info(self.codec, self.segments),
             "segments": [
                 {
                     "name": seg.name,
@@ -282,9 +282,16 @@ def _warm_up_dense_codes() -> None:
 __all__ = ["EmbeddedIndex", "NotAnIndexError", "check_target"]
 
 
-def _residual_info(codec: ColbertCodec) -> dict[str, int | None] | None:
-    """Residual codes' centroids and bits (centroids None until fitted); None for other codes."""
+def _residual_info(codec: ColbertCodec, segments: list[Segment]) -> dict[str, int | None] | None:
+    """Residual codes' bits and centroids (None until fitted), the float16 token rows staged meanwhile and
+    the stored tokens the fit waits for; None for other codes."""
     bits = RESIDUAL_BITS.get(codec.dtype)
     if bits is None:
         return None
-    return {"bits": bits, "centroids": codec.residual.count if codec.residual is not None else None}
+    staged = sum(int(s.arrays["colbert.codes"].shape[0]) for s in segments if s.colbert_staged)
+    return {
+        "bits": bits,
+        "centroids": codec.residual.count if codec.residual is not None else None,
+        "staged_tokens": staged,
+        "fit_at_tokens": colbert.FIT_SAMPLE,  # read when asked: the threshold `leading_for_fit` uses
+    }

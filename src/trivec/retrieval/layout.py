@@ -26,6 +26,7 @@ from trivec.errors import InputError
 from trivec.io import fsync_dir
 from trivec.retrieval.integrity import digest
 from trivec.retrieval.manifest import MANIFEST, NotAnIndexError, read_manifest
+from trivec.retrieval.residual import ResidualCodes
 from trivec.retrieval.segment import CorruptIndexError, Segment
 
 SEGMENTS = "segments"
@@ -81,6 +82,21 @@ def read_array(path: Path, dtype: type, size: int, checksum: str | None = None) 
     if checksum is not None and digest(raw) != checksum:
         raise CorruptIndexError(f"{path} does not match its checksum in the manifest: the file is damaged")
     return np.frombuffer(raw, dtype=dtype).copy()
+
+
+def read_fitted(directory: Path, body: dict[str, Any]) -> tuple[np.ndarray | None, ResidualCodes | None]:
+    """What an index fitted on its first documents' ColBERT rows (None where nothing): the projection and the
+    residual codebook, each checked against the manifest (`body`)."""
+    projection, residual = None, None
+    if body.get("projection"):
+        spec = body["projection"]
+        values = read_array(directory / spec["file"], np.float32, spec["size"], spec.get("xxh3"))
+        projection = values.reshape(spec["shape"])
+    if body.get("residual"):
+        spec = body["residual"]
+        values = read_array(directory / spec["file"], np.float32, spec["size"], spec.get("xxh3"))
+        residual = ResidualCodes.from_array(values, spec["centroids"], spec["dim"], spec["bits"])
+    return projection, residual
 
 
 def check_tombstones(path: Path, rows: np.ndarray, segment_rows: int) -> None:

@@ -7,7 +7,10 @@ A segment directory holds, for `n` rows (chunks):
                                                    stage, int8's per-dimension lo and step (dense_codes.py)
   sparse.terms/.ptr/.docs/.vals                    inverted index: sorted term ids, int64 postings offsets,
                                                    int32 row ids, float32 weights (rows ascending per term)
-  colbert.codes/.scale/.off                        token vectors (fp16 / fp32 / int8 + per-row scale), offsets
+  colbert.codes/.scale/.off                        token vectors (fp16 / fp32 / int8 / int4 / binary + per-row
+                                                   scale, or residual codes), int64 offsets [n+1]; fp16 in a
+                                                   segment written while residual codes waited for their
+                                                   codebook (its record's `colbert_staged`)
   dense.faiss                                      optional HNSW / IVF graph over dense.f32
 The manifest (not the segment) records shapes, dtypes and byte sizes, so a reader never trusts a file the
 manifest does not vouch for, and a segment left by a crashed writer is simply not referenced. This module
@@ -111,6 +114,8 @@ class Segment:
         self.dense: np.ndarray | None = self.arrays.get("dense.f32")
         self.has_sparse = "sparse.terms" in arrays
         self.has_colbert = "colbert.codes" in arrays
+        # float16 rows written before the index's residual codebook was fitted (`ColbertCodec.staging`)
+        self.colbert_staged = bool(record.get("colbert_staged"))
         # "int8" / "binary" when the flat first stage scans codes (dense.codes) instead of dense.f32
         self.quantization: str | None = (
             record.get("dense_quantization") if dense_codes.CODES in arrays else None

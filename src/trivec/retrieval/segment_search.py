@@ -42,6 +42,7 @@ class SegmentSearch:
         self, snap: Snapshot, codec: ColbertCodec, settings: IndexSettings, sparse: SparseScorer
     ) -> None:
         self.snap, self.codec, self.settings, self.sparse = snap, codec, settings, sparse
+        self.staging = codec.staging()
 
     def scorers(
         self, encoded: EncodeResult, plan: SearchPlan, depth: int
@@ -196,14 +197,15 @@ class SegmentSearch:
         tokens, lengths = segment.colbert_tokens(rows)
         codes, scales = segment.arrays["colbert.codes"], segment.arrays.get("colbert.scale")
         ends = np.cumsum(lengths)
-        dim, decode = int(projected.shape[1]), self.codec.decodes
+        codec = self.staging if segment.colbert_staged else self.codec  # float16 rows waiting for a codebook
+        dim, decode = int(projected.shape[1]), codec.decodes
 
         def fetch(i: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
             picked = tokens[ends[i] - lengths[i] : ends[j - 1]]
             if not decode:
                 return codes[picked], None
             row_scales = None if scales is None else scales[picked]  # residual codes have none
-            return self.codec.unscaled(codes, dim, rows=picked), row_scales
+            return codec.unscaled(codes, dim, rows=picked), row_scales
 
         return maxsim_chunked(projected, fetch, lengths, dim)
 

@@ -61,7 +61,8 @@ def smallest_to_merge(live: Sequence[int], max_segments: int, cap: int | None) -
 
 def copy_live_rows(segment: Segment, live: np.ndarray | None, writer: SegmentWriter) -> None:
     """Append the rows of `segment` not deleted (`live`: its mask, None when none is) to `writer`, codes as
-    stored; the segment's checksums are checked first, so a damaged segment never gets fresh ones."""
+    stored — staged float16 ColBERT rows coded by the writer's residual codec when it has its codebook —;
+    the segment's checksums are checked first, so a damaged segment never gets fresh ones."""
     segment.check_all()
     rows = np.flatnonzero(live) if live is not None else np.arange(segment.rows)
     sparse_all = segment.sparse_vectors(rows) if segment.has_sparse else None
@@ -71,4 +72,18 @@ def copy_live_rows(segment: Segment, live: np.ndarray | None, writer: SegmentWri
         dense = np.asarray(segment.dense[part]) if segment.dense is not None else None
         sparse = sparse_all[start : start + COPY_ROWS] if sparse_all is not None else None
         codes = [segment.colbert_codes(int(r)) for r in part] if segment.has_colbert else None
+        if codes is not None and segment.colbert_staged and writer.codec is not None and not writer.staged:
+            codes = [writer.codec.code(np.asarray(rows, dtype=np.float32)) for rows, _ in codes]
         writer.append(chunks, dense, sparse, None, colbert_codes=codes)
+
+
+def staged_rows(segments: Sequence[Segment], live: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """The live ColBERT rows of `segments` written while residual codes waited for their codebook (float32,
+    as stored: pooled, projected), one matrix per row; `live`: each segment's mask, None when none is
+    deleted."""
+    rows: list[np.ndarray] = []
+    for segment, mask in zip(segments, live, strict=True):
+        if segment.colbert_staged:
+            picked = np.flatnonzero(mask) if mask is not None else np.arange(segment.rows)
+            rows += [np.asarray(segment.colbert_codes(int(r))[0], dtype=np.float32) for r in picked]
+    return rows

@@ -78,9 +78,12 @@ class SegmentWriter:
         dense_dim: int | None,
         has_sparse: bool,
         colbert_codec: ColbertCodec | None,
-        colbert_dim: int | None,
+        colbert_full_dim: int | None,
         dense_quantization: str = "none",
     ) -> None:
+        """`colbert_codec`: the index's (None: no ColBERT rows); one whose residual codes still wait for their
+        codebook stores float16 rows instead (`staged`, recorded with the segment); `colbert_full_dim`: the
+        model's ColBERT dimensions."""
         directory.mkdir(parents=True, exist_ok=False)
         self.directory = directory
         self.rows = 0
@@ -97,14 +100,16 @@ class SegmentWriter:
         self._sparse_ids: list[np.ndarray] = []
         self._sparse_vals: list[np.ndarray] = []
         self._sparse_lengths: list[np.ndarray] = []
-        self.codec = colbert_codec
-        self.colbert_dim = colbert_dim
+        self.staged = colbert_codec is not None and colbert_codec.staged
+        self.codec = colbert_codec.staging() if colbert_codec is not None and self.staged else colbert_codec
         self.colbert_rows = [0]
-        if colbert_codec is not None:
-            self.colbert = _Appender(directory / "colbert.codes", colbert_codec.storage_dtype)
+        self.colbert_dim: int | None = None
+        if self.codec is not None:
+            self.colbert_dim = self.codec.code_width(self.codec.stored_dim(colbert_full_dim or 0))
+            self.colbert = _Appender(directory / "colbert.codes", self.codec.storage_dtype)
             self.scales = (
                 _Appender(directory / "colbert.scale", np.dtype(np.float32))
-                if colbert_codec.has_scales
+                if self.codec.has_scales
                 else None
             )
 
@@ -201,6 +206,8 @@ class SegmentWriter:
         }
         if self.quantization != "none":
             record["dense_quantization"] = self.quantization
+        if self.staged:
+            record["colbert_staged"] = True
         return record
 
     def _write_dense_codes(self, arrays: dict[str, dict[str, Any]]) -> None:

@@ -30,7 +30,7 @@ from trivec.inference.encoder import EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.io import fsync_dir
 from trivec.progress import Step
-from trivec.retrieval.colbert import ColbertCodec, fit_codec, leading_for_fit
+from trivec.retrieval.colbert import ColbertCodec, fit_codec, leading_for_fit, popping
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.identity import ModelIdentity
 from trivec.retrieval.integrity import digest
@@ -38,7 +38,7 @@ from trivec.retrieval.layout import (
     SEGMENTS,
     TOMBSTONES,
     check_target,
-    read_array,
+    read_fitted,
     read_tombstones,
     remove_unreferenced,
     retrying,
@@ -47,13 +47,13 @@ from trivec.retrieval.layout import (
 )
 from trivec.retrieval.manifest import MANIFEST, WriterLock, new_body, now, read_manifest, write_manifest
 from trivec.retrieval.prefault import Prefaulter
-from trivec.retrieval.residual import ResidualCodes
 from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_sizes import (
     copy_live_rows,
     merge_groups,
     segment_cuts,
     smallest_to_merge,
+    staged_rows,
 )
 from trivec.retrieval.segment_writer import SegmentWriter
 from trivec.retrieval.settings import IndexSettings
@@ -134,16 +134,7 @@ class SegmentStore:
     def _load(self, body: dict[str, Any]) -> None:
         """Map the files `body` names; the index changes only when every file is there (all or nothing)."""
         settings = IndexSettings.from_dict(body["settings"])
-        projection, residual = None, None
-        if body.get("projection"):
-            spec = body["projection"]
-            projection = read_array(
-                self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3")
-            ).reshape(spec["shape"])
-        if body.get("residual"):
-            spec = body["residual"]
-            values = read_array(self.directory / spec["file"], np.float32, spec["size"], spec.get("xxh3"))
-            residual = ResidualCodes.from_array(values, spec["centroids"], spec["dim"], spec["bits"])
+        projection, residual = read_fitted(self.directory, body)
         mapped = {seg.name: seg for seg in getattr(self, "segments", [])}  # segments never change: reuse maps
         segments = [
             mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
@@ -296,13 +287,12 @@ class SegmentStore:
     def _new_writer(self, colbert_full_dim: int | None) -> SegmentWriter:
         name = f"{int(self._body['generation']) + 1:08d}-{uuid.uuid4().hex[:8]}"
         self._uncommitted.add(f"{SEGMENTS}/{name}")
-        colbert = self.stores_colbert
         return SegmentWriter(
             self.directory / SEGMENTS / name,
             self.identity.dense_dim,
             self.stores_sparse,
-            self.codec if colbert else None,
-            self.codec.code_width(self.codec.stored_dim(colbert_full_dim or 0)) if colbert else None,
+            self.codec if self.stores_colbert else None,
+            colbert_full_dim,
             self.settings.dense_quantization,
         )
 
@@ -314,16 +304,24 @@ class SegmentStore:
             return None
         return self.codec.encode
 
-    def _fit_codec(self, colbert: list[np.ndarray]) -> None:
-        """Fit what the codec learns from the first documents' ColBERT rows (`fit_codec`) and write it beside the
-        segments, committed with them (`colbert.projection.<id>.f32`, `colbert.residual.<id>.f32`)."""
-        self.codec, fitted = fit_codec(self.codec, colbert, self.settings.colbert_dim)
+    def _fit_codec(self, colbert: list[np.ndarray], staged: list[np.ndarray], residual: bool) -> None:
+        """Fit what the codec learns from the first documents' ColBERT rows (`fit_codec`: the projection; the
+        residual codebook when `residual`, on `staged` rows too) and write it beside the segments, committed
+        with them (`colbert.projection.<id>.f32`, `colbert.residual.<id>.f32`)."""
+        self.codec, fitted = fit_codec(self.codec, colbert, self.settings.colbert_dim, staged, residual)
         for key, (values, record) in fitted.items():
             file = f"colbert.{key}.{uuid.uuid4().hex[:8]}.f32"
             data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
             write_synced(self.directory / file, data)
             self._uncommitted.add(file)
             self._body[key] = {"file": file, "size": len(data), "xxh3": digest(data), **record}
+
+    def _code_staged(self) -> None:
+        """Once the codebook is fitted, code the float16 rows written while it waited: their segments merge
+        into one of residual codes (`copy_live_rows`), coded from exactly the values they held."""
+        staged = [i for i, segment in enumerate(self.segments) if segment.colbert_staged]
+        if staged and not self.codec.staged:
+            self._merge(staged)
 
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None
@@ -346,10 +344,15 @@ class SegmentStore:
         larger) (`check`: run on each batch first); returns the rows written. Call inside `transaction()`."""
         cap = self.settings.max_segment_rows
         if self.stores_colbert and self.codec.needs_fit(self.settings.colbert_dim):
-            batches = iter(batches)  # the codec fitted on the leading batches that make its sample, first
-            held = leading_for_fit(batches, self.codec.pool_factor)
-            self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []])
-            batches = itertools.chain(held, batches)
+            # the codec fitted on the leading batches that make its sample (with rows staged before), first;
+            # residual codes whose sample is not there yet keep staging float16 rows (`SegmentWriter`)
+            batches = iter(batches)
+            staged = staged_rows(self.segments, self.snapshot.live) if self.codec.staged else []
+            stored = sum(rows.shape[0] for rows in staged)
+            held, enough = leading_for_fit(batches, self.codec.pool_factor, stored)
+            self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []], staged, enough)
+            del staged
+            batches = itertools.chain(popping(held), batches)
         writer: SegmentWriter | None = None
         total, rows, chunked = 0, 0, False
         doc_ids: set[str] = set()
@@ -396,6 +399,7 @@ class SegmentStore:
                 writer.abort()
             raise
         self._attach(record, rows, len(doc_ids), chunked)
+        self._code_staged()
         return total
 
     def mark_deleted(self, doc_ids: Sequence[str]) -> int:
