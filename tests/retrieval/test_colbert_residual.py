@@ -172,8 +172,8 @@ def test_index_stages_float16_rows_then_scores_residual_codes_as_stored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Built with the tiny model's vectors: rows are staged as float16 (scored as stored) until the index
-    holds `FIT_SAMPLE` stored tokens; the write that brings it there fits the codebook on all of them, and the
-    staged segment is coded from the values it held. The codebook is stored with the index (checksummed, kept
+    holds `FIT_SAMPLE` stored tokens; the write that brings it there (staged too) fits the codebook on all of
+    them, and the staged segments are coded from the values they held. The codebook is stored with the index (checksummed, kept
     by garbage collection, verified), reopened as it was; ColBERT scores are MaxSim against the decoded stored
     codes, through a second segment and a merge."""
     import trivec.retrieval.colbert as colbert
@@ -222,11 +222,8 @@ def test_index_stages_float16_rows_then_scores_residual_codes_as_stored(
     assert enc.colbert is not None and small_encoded.colbert is not None
     dim = codec.stored_dim(enc.colbert[0].shape[1])
     staging = codec.staging()
-    stored = [  # the first 45 coded from their staged float16 values, the others as they came
-        codec.decode(*codec.code(staging.encode(m)[0].astype(np.float32)), dim)
-        if i < 45
-        else codec.decode(*codec.encode(m), dim)
-        for i, m in enumerate(enc.colbert)
+    stored = [  # all 60 staged (the write that filled the sample too), coded from their float16 values
+        codec.decode(*codec.code(staging.encode(m)[0].astype(np.float32)), dim) for m in enc.colbert
     ]
     hits = reopened.search_vectors(query, top_k=60, mode="colbert")[0]
     expected = maxsim_scores(codec.project(query.colbert[0]), stored)

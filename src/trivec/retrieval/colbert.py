@@ -279,20 +279,23 @@ def popping(items: list[Any]) -> Iterator[Any]:
         yield items.pop()
 
 
-def leading_for_fit(
-    batches: Iterator[tuple[Any, Any]], pool_factor: int, stored: int = 0
-) -> tuple[list[tuple[Any, Any]], bool]:
-    """The leading `(chunks, EncodeResult)` batches of `batches` whose ColBERT rows make, with `stored` token
-    vectors an index already holds, `FIT_SAMPLE` stored (pooled) ones — all of them when fewer —, taken from
-    the iterator; and whether they make it. What a residual codebook is fitted on before the first of them is
-    written: one batch of 256 documents gave a codebook of 512–1,024 centroids, the full sample 4,096, and
-    out of sample that cuts the loss against uncoded vectors (docs/scale.md). The held float32 rows
-    (≈ `FIT_SAMPLE` × pool factor) wait meanwhile: ≈ 100 MB per pool factor at 384 dimensions."""
+def fills_fit_sample(tokens: int) -> bool:
+    """Whether `tokens` stored token vectors make the sample a residual codebook is fitted on (`FIT_SAMPLE`):
+    one batch of 256 documents gave a codebook of 512–1,024 centroids, the full sample 4,096, and out of
+    sample that cuts the loss against uncoded vectors (docs/scale.md)."""
+    return tokens >= FIT_SAMPLE
+
+
+def leading_for_fit(batches: Iterator[tuple[Any, Any]], pool_factor: int) -> list[tuple[Any, Any]]:
+    """The leading `(chunks, EncodeResult)` batches of `batches` whose ColBERT rows make `FIT_SAMPLE` stored
+    (pooled) token vectors — all of them when fewer —, taken from the iterator: what a projection is fitted
+    on before the first of them is written. The held float32 rows (≈ `FIT_SAMPLE` × pool factor) wait
+    meanwhile: ≈ 100 MB per pool factor at 384 dimensions."""
     held: list[tuple[Any, Any]] = []
-    tokens = stored
+    tokens = 0
     for item in batches:
         held.append(item)
         tokens += sum(max(1, rows.shape[0] // pool_factor) for rows in item[1].colbert or [])
-        if tokens >= FIT_SAMPLE:
+        if fills_fit_sample(tokens):
             break
-    return held, tokens >= FIT_SAMPLE
+    return held

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,6 +98,21 @@ def read_fitted(directory: Path, body: dict[str, Any]) -> tuple[np.ndarray | Non
         values = read_array(directory / spec["file"], np.float32, spec["size"], spec.get("xxh3"))
         residual = ResidualCodes.from_array(values, spec["centroids"], spec["dim"], spec["bits"])
     return projection, residual
+
+
+def write_fitted(
+    directory: Path, fitted: dict[str, tuple[np.ndarray, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """Write what a codec fitted (`fit_codec`: float32 values and record fields by manifest key) beside the
+    segments, each to a new `colbert.<key>.<id>.f32` (synced); their manifest records by key, with the file's
+    name, size and checksum (`read_fitted` checks them)."""
+    records = {}
+    for key, (values, fields) in fitted.items():
+        file = f"colbert.{key}.{uuid.uuid4().hex[:8]}.f32"
+        data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
+        write_synced(directory / file, data)
+        records[key] = {"file": file, "size": len(data), "xxh3": digest(data), **fields}
+    return records
 
 
 def check_tombstones(path: Path, rows: np.ndarray, segment_rows: int) -> None:

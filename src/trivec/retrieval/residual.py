@@ -37,6 +37,9 @@ MIN_SAMPLE = 256  # fewer sample tokens cannot fit centroids and cutoffs
 FIT_SAMPLE = 65536  # sample tokens the fit uses at most (a seeded choice of the batch's)
 NEAREST_SCORES = 1 << 24  # token × centroid scores computed at once by `nearest` (64 MB of float32)
 ID_BYTES = 2
+FIT_BLOCK = (
+    8192  # sample rows turned into residuals at a time; / 128: columns whose statistics a fit takes at once
+)
 KMEANS_ITERATIONS = 10  # ColBERTv2 runs 4; here ≈ 15–30 s for 2,048 centroids on 44k tokens (2 cores)
 
 
@@ -186,11 +189,15 @@ def fit_residual(
 
     check_bits(bits)
     given = [s for s in samples if s.shape[0]]
-    rows = np.concatenate(given).astype(np.float32) if given else np.zeros((0, 1), np.float32)
-    if rows.shape[0] > FIT_SAMPLE:
-        pick = np.random.default_rng(seed).choice(rows.shape[0], FIT_SAMPLE, replace=False)
-        rows = rows[np.sort(pick)]
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    starts = np.cumsum([0, *(s.shape[0] for s in given)])
+    if starts[-1] > FIT_SAMPLE:  # the chosen rows gathered from each matrix: the whole never concatenated
+        pick = np.sort(np.random.default_rng(seed).choice(int(starts[-1]), FIT_SAMPLE, replace=False))
+        bounds = np.searchsorted(pick, starts)
+        given = [
+            m[pick[lo:hi] - start]
+            for m, start, lo, hi in zip(given, starts, bounds, bounds[1:], strict=False)
+        ]
+    rows = np.concatenate(given, dtype=np.float32) if given else np.zeros((0, 1), np.float32)
     default = centroid_count(rows.shape[0])  # raises below MIN_SAMPLE, naming the problem
     k = default if count is None else count
     if not 1 <= k <= min(rows.shape[0], MAX_CENTROIDS):
@@ -203,11 +210,19 @@ def fit_residual(
     provisional = ResidualCodes(
         centroids, np.zeros((rows.shape[1], levels - 1)), np.zeros((rows.shape[1], levels)), 1.0, bits
     )
-    residuals = rows - centroids[provisional.nearest(rows)]
-    cutoffs = np.quantile(residuals, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)
-    provisional.cutoffs = np.ascontiguousarray(cutoffs)
-    weights = _bucket_means(residuals, provisional.buckets(residuals), levels)
     norm = float(np.mean(np.linalg.norm(rows, axis=1)))
+    ids = provisional.nearest(rows)
+    residuals = rows  # the sample becomes its residuals in place, a block of rows at a time: no second copy
+    for start in range(0, rows.shape[0], FIT_BLOCK):
+        residuals[start : start + FIT_BLOCK] -= centroids[ids[start : start + FIT_BLOCK]]
+    cutoffs = np.empty((rows.shape[1], levels - 1), dtype=np.float32)
+    weights = np.empty((rows.shape[1], levels), dtype=np.float32)
+    width = max(1, FIT_BLOCK // 128)  # columns at a time: each one's quantiles and bucket means stand alone
+    for c in range(0, rows.shape[1], width):
+        block = np.ascontiguousarray(residuals[:, c : c + width])
+        cutoffs[c : c + width] = np.quantile(block, np.arange(1, levels) / levels, axis=0).T
+        buckets = (block[:, :, None] > cutoffs[None, c : c + width, :]).sum(axis=2, dtype=np.uint8)
+        weights[c : c + width] = _bucket_means(block, buckets, levels)
     return ResidualCodes(centroids, cutoffs, weights, norm, bits)
 
 

@@ -78,12 +78,22 @@ def copy_live_rows(segment: Segment, live: np.ndarray | None, writer: SegmentWri
 
 
 def staged_rows(segments: Sequence[Segment], live: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-    """The live ColBERT rows of `segments` written while residual codes waited for their codebook (float32,
-    as stored: pooled, projected), one matrix per row; `live`: each segment's mask, None when none is
-    deleted."""
+    """The live ColBERT rows of `segments` written while residual codes waited for their codebook (float16
+    as stored — pooled, projected —, read in place), one matrix per row; `live`: each segment's mask, None
+    when none is deleted."""
     rows: list[np.ndarray] = []
     for segment, mask in zip(segments, live, strict=True):
         if segment.colbert_staged:
             picked = np.flatnonzero(mask) if mask is not None else np.arange(segment.rows)
-            rows += [np.asarray(segment.colbert_codes(int(r))[0], dtype=np.float32) for r in picked]
+            rows += [segment.colbert_codes(int(r))[0] for r in picked]
     return rows
+
+
+def staged_tokens(segments: Sequence[Segment], live: Sequence[np.ndarray | None]) -> int:
+    """How many token vectors `staged_rows` holds: the live rows' of staged segments."""
+    total = 0
+    for segment, mask in zip(segments, live, strict=True):
+        if segment.colbert_staged:
+            lengths = np.diff(np.asarray(segment.arrays["colbert.off"]))
+            total += int(lengths.sum() if mask is None else lengths[mask].sum())
+    return total

@@ -30,10 +30,9 @@ from trivec.inference.encoder import EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.io import fsync_dir
 from trivec.progress import Step
-from trivec.retrieval.colbert import ColbertCodec, fit_codec, leading_for_fit, popping
+from trivec.retrieval.colbert import ColbertCodec, fills_fit_sample, fit_codec, leading_for_fit, popping
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.identity import ModelIdentity
-from trivec.retrieval.integrity import digest
 from trivec.retrieval.layout import (
     SEGMENTS,
     TOMBSTONES,
@@ -42,7 +41,7 @@ from trivec.retrieval.layout import (
     read_tombstones,
     remove_unreferenced,
     retrying,
-    write_synced,
+    write_fitted,
     write_tombstones,
 )
 from trivec.retrieval.manifest import MANIFEST, WriterLock, new_body, now, read_manifest, write_manifest
@@ -54,6 +53,7 @@ from trivec.retrieval.segment_sizes import (
     segment_cuts,
     smallest_to_merge,
     staged_rows,
+    staged_tokens,
 )
 from trivec.retrieval.segment_writer import SegmentWriter
 from trivec.retrieval.settings import IndexSettings
@@ -309,19 +309,18 @@ class SegmentStore:
         residual codebook when `residual`, on `staged` rows too) and write it beside the segments, committed
         with them (`colbert.projection.<id>.f32`, `colbert.residual.<id>.f32`)."""
         self.codec, fitted = fit_codec(self.codec, colbert, self.settings.colbert_dim, staged, residual)
-        for key, (values, record) in fitted.items():
-            file = f"colbert.{key}.{uuid.uuid4().hex[:8]}.f32"
-            data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
-            write_synced(self.directory / file, data)
-            self._uncommitted.add(file)
-            self._body[key] = {"file": file, "size": len(data), "xxh3": digest(data), **record}
+        for key, record in write_fitted(self.directory, fitted).items():
+            self._uncommitted.add(record["file"])
+            self._body[key] = record
 
-    def _code_staged(self) -> None:
-        """Once the codebook is fitted, code the float16 rows written while it waited: their segments merge
-        into one of residual codes (`copy_live_rows`), coded from exactly the values they held."""
-        staged = [i for i, segment in enumerate(self.segments) if segment.colbert_staged]
-        if staged and not self.codec.staged:
-            self._merge(staged)
+    def _settle_staged(self) -> None:
+        """Once the float16 rows staged while residual codes waited fill their sample: fit the codebook on
+        them, then code them — their segments merge into one of residual codes (`copy_live_rows`), coded from
+        exactly the values they held."""
+        if not (self.codec.staged and fills_fit_sample(staged_tokens(self.segments, self.snapshot.live))):
+            return
+        self._fit_codec([], staged_rows(self.segments, self.snapshot.live), True)
+        self._merge([i for i, segment in enumerate(self.segments) if segment.colbert_staged])
 
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None
@@ -343,17 +342,15 @@ class SegmentStore:
         one whose chunks alone pass the limit, or continue from the previous batch, makes its segment
         larger) (`check`: run on each batch first); returns the rows written. Call inside `transaction()`."""
         cap = self.settings.max_segment_rows
-        if self.stores_colbert and self.codec.needs_fit(self.settings.colbert_dim):
-            # the codec fitted on the leading batches that make its sample (with rows staged before), first;
-            # residual codes whose sample is not there yet keep staging float16 rows (`SegmentWriter`)
-            batches = iter(batches)
-            staged = staged_rows(self.segments, self.snapshot.live) if self.codec.staged else []
-            stored = sum(rows.shape[0] for rows in staged)
-            held, enough = leading_for_fit(batches, self.codec.pool_factor, stored)
-            self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []], staged, enough)
-            del staged
+        if self.stores_colbert and self.codec.projection is None and self.settings.colbert_dim is not None:
+            batches = iter(
+                batches
+            )  # the projection fitted on the leading batches that make its sample, first
+            held = leading_for_fit(batches, self.codec.pool_factor)
+            self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []], [], False)
             batches = itertools.chain(popping(held), batches)
         writer: SegmentWriter | None = None
+        record: dict[str, Any] | None = None
         total, rows, chunked = 0, 0, False
         doc_ids: set[str] = set()
         last_doc: str | None = None
@@ -361,16 +358,23 @@ class SegmentStore:
             for batch, encoded in batches:
                 if check is not None:
                     check(batch)
+                # rows staged for a residual codebook fill its sample: this segment ends, the codebook is fitted
+                staging = writer.colbert_rows[-1] if writer is not None and writer.staged else None
+                sampled = staging is not None and fills_fit_sample(
+                    staged_tokens(self.segments, self.snapshot.live) + staging
+                )
                 cuts = [] if cap is None else segment_cuts(batch, rows, cap, last_doc)
                 bounds = [0, *cuts, len(batch)]
                 for lo, hi in itertools.pairwise(bounds):
                     if lo == hi:
                         continue
-                    if lo in cuts and writer is not None:  # the segment is full: finish it, begin the next
+                    if (lo in cuts or sampled) and writer is not None:  # the segment ends: begin the next
                         self._attach(
                             writer.finish(self.settings.ann_for(writer.rows)), rows, len(doc_ids), chunked
                         )
                         writer, rows, chunked, doc_ids = None, 0, False, set()
+                        self._settle_staged()
+                        sampled = False
                     part = batch[lo:hi]
                     vectors = encoded if (lo, hi) == (0, len(batch)) else encoded.rows(lo, hi)
                     if writer is None:
@@ -391,15 +395,15 @@ class SegmentStore:
                 if batch:
                     last_doc = batch[-1].doc_id
                 del encoded  # written: let it go before the next batch is encoded
-            if writer is None:
-                return total
-            record = writer.finish(self.settings.ann_for(writer.rows))
-        except BaseException:
             if writer is not None:
+                record = writer.finish(self.settings.ann_for(writer.rows))
+        except BaseException:
+            if writer is not None and record is None:
                 writer.abort()
             raise
-        self._attach(record, rows, len(doc_ids), chunked)
-        self._code_staged()
+        if record is not None:
+            self._attach(record, rows, len(doc_ids), chunked)
+        self._settle_staged()
         return total
 
     def mark_deleted(self, doc_ids: Sequence[str]) -> int:
@@ -463,17 +467,14 @@ class SegmentStore:
     def _merge(self, chosen: list[int]) -> None:
         if not chosen:
             return
-        rows = sum(self.segments[i].rows for i in chosen)
-        with Step(f"merging {len(chosen)} segment(s) of {rows:,} rows"):
-            self._merge_segments(chosen)
-
-    def _merge_segments(self, chosen: list[int]) -> None:
-        full_dim = self.identity.colbert_dim
-        writer = self._new_writer(full_dim)
+        writer = self._new_writer(self.identity.colbert_dim)
         try:
-            for i in chosen:
-                copy_live_rows(self.segments[i], self.snapshot.live[i], writer)
-            record = writer.finish(self.settings.ann_for(writer.rows))
+            with Step(
+                f"merging {len(chosen)} segment(s) of {sum(self.segments[i].rows for i in chosen):,} rows"
+            ):
+                for i in chosen:
+                    copy_live_rows(self.segments[i], self.snapshot.live[i], writer)
+                record = writer.finish(self.settings.ann_for(writer.rows))
         except BaseException:
             writer.abort()
             raise
