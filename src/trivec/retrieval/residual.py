@@ -198,6 +198,7 @@ def fit_residual(
             for m, start, lo, hi in zip(given, starts, bounds, bounds[1:], strict=False)
         ]
     rows = np.concatenate(given, dtype=np.float32) if given else np.zeros((0, 1), np.float32)
+    del given
     default = centroid_count(rows.shape[0])  # raises below MIN_SAMPLE, naming the problem
     k = default if count is None else count
     if not 1 <= k <= min(rows.shape[0], MAX_CENTROIDS):
@@ -210,10 +211,11 @@ def fit_residual(
     provisional = ResidualCodes(
         centroids, np.zeros((rows.shape[1], levels - 1)), np.zeros((rows.shape[1], levels)), 1.0, bits
     )
-    norm = float(np.mean(np.linalg.norm(rows, axis=1)))
+    blocks = range(0, rows.shape[0], FIT_BLOCK)
+    norm = float(np.mean(np.concatenate([np.linalg.norm(rows[i : i + FIT_BLOCK], axis=1) for i in blocks])))
     ids = provisional.nearest(rows)
     residuals = rows  # the sample becomes its residuals in place, a block of rows at a time: no second copy
-    for start in range(0, rows.shape[0], FIT_BLOCK):
+    for start in blocks:
         residuals[start : start + FIT_BLOCK] -= centroids[ids[start : start + FIT_BLOCK]]
     cutoffs = np.empty((rows.shape[1], levels - 1), dtype=np.float32)
     weights = np.empty((rows.shape[1], levels), dtype=np.float32)
