@@ -14,6 +14,7 @@ from tests.retrieval.conftest import MAX_LENGTH
 from trivec import Embedder
 from trivec.retrieval import Document, Index, IndexSettings, base
 from trivec.retrieval.embedded import EmbeddedIndex
+from trivec.retrieval.manifest import read_manifest
 
 
 @pytest.mark.parametrize("dtype", ["int4", "residual2"])
@@ -49,10 +50,16 @@ def test_a_batch_is_let_go_before_the_next_is_encoded(
 
 
 def _segment_files(index_dir: Path) -> dict[str, bytes]:
-    """Every segment file's bytes by name (segment directories are named afresh per build)."""
-    files = sorted((index_dir / "segments").glob("*/*"))
+    """Every segment file's bytes by segment position (in the manifest) and name (segment directories are
+    named afresh per build)."""
+    segments = read_manifest(index_dir)["segments"]
+    files = {
+        f"{i}/{path.name}": path.read_bytes()
+        for i, record in enumerate(segments)
+        for path in sorted((index_dir / "segments" / record["name"]).iterdir())
+    }
     assert files
-    return {path.name: path.read_bytes() for path in files}
+    return files
 
 
 @pytest.mark.parametrize(
@@ -61,9 +68,10 @@ def _segment_files(index_dir: Path) -> dict[str, bytes]:
         IndexSettings(colbert_dtype="int4", colbert_pool_factor=3),
         IndexSettings(colbert_dtype="int8", colbert_pool_factor=1),
         IndexSettings(colbert_dtype="binary"),
-        IndexSettings(colbert_dim=16),  # a projection fitted from the first batch: coded when written
+        IndexSettings(colbert_dim=16, colbert_dtype="int4"),  # a projection fitted from the first batch
+        IndexSettings(),  # residual codes: rows staged as float16 (coded while encoding), coded once fitted
     ],
-    ids=["int4-pooled", "int8", "binary", "projected"],
+    ids=["int4-pooled", "int8", "binary", "projected", "residual"],
 )
 def test_colbert_codes_made_while_encoding_give_the_same_segment(
     tiny: Embedder,
@@ -72,7 +80,10 @@ def test_colbert_codes_made_while_encoding_give_the_same_segment(
     tmp_path: Path,
     settings: IndexSettings,
 ) -> None:
+    import trivec.retrieval.colbert as colbert
+
     monkeypatch.setattr(base, "ENCODE_BATCH", 50)
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", 1000)  # filled within the second batch
     results: list[Any] = []
     encode = tiny.encode
 
@@ -84,6 +95,9 @@ def test_colbert_codes_made_while_encoding_give_the_same_segment(
     build = dict(model=tiny, settings=settings, max_length=MAX_LENGTH)
     with Index.build(tmp_path / "coded", small_docs, **build):
         pass
+    if settings.colbert_dtype.startswith("residual"):  # fitted within the build, the staged rows coded
+        body = read_manifest(tmp_path / "coded")
+        assert body["residual"] and not any(r.get("colbert_staged") for r in body["segments"])
     coded_while_encoding = settings.colbert_dim is None
     assert [r.colbert is None for r in results] == [coded_while_encoding] * 3
     assert [r.colbert_codes is not None for r in results] == [coded_while_encoding] * 3

@@ -163,6 +163,10 @@ class BaseIndex(ABC):
         encoded, the float32 rows are not held); None: they are stored as given, or coded when written."""
         return None
 
+    def _takes_colbert_codes(self) -> bool:
+        """Whether documents may bring their ColBERT rows coded by this index's settled codec."""
+        return False
+
     def add(self, documents: Sequence[Document | Mapping[str, Any]]) -> int:
         """Add new documents (ids must be new); returns the number of chunks stored."""
         if not documents:
@@ -217,7 +221,7 @@ class BaseIndex(ABC):
         for name in ("sparse", "colbert"):
             value = getattr(encoded, name)
             if name == "colbert" and value is None and encoded.colbert_codes is not None and not queries:
-                if self._colbert_coder() is None:  # no settled codec to have coded them with
+                if not self._takes_colbert_codes():  # no settled codec to have coded them with
                     raise InputError("this index codes ColBERT vectors itself: give them, not codes")
                 value = encoded.colbert_codes  # coded by this index's codec (`Index.codec.encode`)
             if value is None:

@@ -130,9 +130,11 @@ class ColbertCodec:
         return self.code(self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows))
 
     def code(self, projected: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """`(codes, scales)` of token vectors already in the stored space (pooled, projected; float32)."""
+        """`(codes, scales)` of token vectors already in the stored space (pooled, projected). Residual codes
+        are computed from the rows' float16 values — what a row staged before the codebook holds —, so a
+        row coded at once and one staged first get the same codes."""
         if self.dtype in FITTED:
-            return self._codebook().encode(projected), None
+            return self._codebook().encode(np.asarray(projected, np.float16).astype(np.float32)), None
         if self.dtype in ("float16", "float32"):
             return projected.astype(self.storage_dtype), None
         if self.dtype == "binary":

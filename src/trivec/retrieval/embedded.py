@@ -159,6 +159,9 @@ class EmbeddedIndex(BaseIndex):
     def _colbert_coder(self) -> ColbertCoder | None:
         return self.store.colbert_coder()
 
+    def _takes_colbert_codes(self) -> bool:
+        return self.store.stores_colbert and not self.codec.needs_fit(self.settings.colbert_dim)
+
     def _check_absent(self, chunks: Sequence[Chunk]) -> None:
         present = self.store.snapshot.locate()
         clash = [d for d in dict.fromkeys(c.doc_id for c in chunks) if d in present]

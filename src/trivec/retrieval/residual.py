@@ -2,11 +2,11 @@
 nearest centroid and, per dimension, `bits` bits that place its residual (vector − centroid) in one of
 2^bits buckets.
 
-Fitted once per index, on the tokens of its first documents as they are stored (pooled, projected; the
-leading batches of its first write that make `FIT_SAMPLE` of them), like the projection (`fit_projection`):
+Fitted once per index, on its first `FIT_SAMPLE` stored tokens (pooled, projected, float16: the rows staged
+until then, `ColbertCodec.staging`):
 
-* centroids: k-means (faiss), `centroid_count(n)` of them for n sample tokens — ColBERTv2's
-  2^⌊log2(16·√n)⌋, which it applies to the whole collection; here n is the sample, so the count also stays
+* centroids: k-means (`kmeans`: Lloyd's, bfloat16 assignments), `centroid_count(n)` of them for n sample
+  tokens — ColBERTv2's 2^⌊log2(16·√n)⌋, which it applies to the whole collection; here n is the sample, so the count also stays
   ≤ n / 16 (a centroid fitted on fewer tokens than that mostly remembers them) and ≤ `MAX_CENTROIDS`
   (the id is two bytes);
 * cutoffs `[dim, 2^bits − 1]`: per dimension, the quantiles i / 2^bits of the sample's residuals;
@@ -35,12 +35,12 @@ RESIDUAL_BITS = {"residual1": 1, "residual2": 2}  # ColBERT dtype → bits per d
 MAX_CENTROIDS = 65536  # ids are stored in two bytes
 MIN_SAMPLE = 256  # fewer sample tokens cannot fit centroids and cutoffs
 FIT_SAMPLE = 65536  # sample tokens the fit uses at most (a seeded choice of the batch's)
-NEAREST_SCORES = 1 << 24  # token × centroid scores computed at once by `nearest` (64 MB of float32)
+NEAREST_SCORES = 1 << 22  # token × centroid scores computed at once by `nearest` (16 MB of float32)
 ID_BYTES = 2
 FIT_BLOCK = (
     8192  # sample rows turned into residuals at a time; / 128: columns whose statistics a fit takes at once
 )
-KMEANS_ITERATIONS = 10  # ColBERTv2 runs 4; here ≈ 15–30 s for 2,048 centroids on 44k tokens (2 cores)
+KMEANS_ITERATIONS = 10  # ColBERTv2 runs 4; here ≈ 5 s for 4,096 centroids on 65,536 tokens (2 cores)
 
 
 def centroid_count(tokens: int) -> int:
@@ -103,20 +103,8 @@ class ResidualCodes:
         return ID_BYTES + -(-dim * self.bits // 8)
 
     def nearest(self, rows: np.ndarray) -> np.ndarray:
-        """The nearest centroid of each row (Euclidean: the largest `x·c − |c|²/2`), by a bfloat16 matmul."""
-        import torch
-
-        if rows.shape[0] == 0:
-            return np.zeros(0, dtype=np.int64)
-        right = torch.from_numpy(self.centroids).to(torch.bfloat16)
-        half_norms = torch.from_numpy(self._half_norms)
-        out = np.empty(rows.shape[0], dtype=np.int64)
-        step = max(1, NEAREST_SCORES // self.count)  # rows at a time: the scores stay ≈ 64 MB, not n × count
-        for start in range(0, rows.shape[0], step):
-            part = np.ascontiguousarray(rows[start : start + step], dtype=np.float32)
-            scores = (torch.from_numpy(part).to(torch.bfloat16) @ right.T).float() - half_norms
-            out[start : start + step] = scores.argmax(dim=1).numpy()
-        return out
+        """The nearest centroid of each row (`nearest_centroids`)."""
+        return nearest_centroids(rows, self.centroids, self._half_norms)
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         """`[n, code_width]` uint8 stored rows of float32 `rows [n, dim]`."""
@@ -180,48 +168,91 @@ def pack_codes(buckets: np.ndarray, bits: int) -> np.ndarray:
     return np.bitwise_or.reduce(grouped, axis=2).astype(np.uint8)
 
 
+def nearest_centroids(rows: np.ndarray, centroids: np.ndarray, half_norms: np.ndarray) -> np.ndarray:
+    """The nearest of `centroids` to each row (Euclidean: the largest `x·c − |c|²/2`; `half_norms`: the
+    `|c|²/2`), by a bfloat16 matmul, `NEAREST_SCORES` scores at a time."""
+    import torch
+
+    if rows.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    right = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32)).to(torch.bfloat16)
+    half = torch.from_numpy(np.ascontiguousarray(half_norms, dtype=np.float32))
+    out = np.empty(rows.shape[0], dtype=np.int64)
+    step = max(1, NEAREST_SCORES // centroids.shape[0])  # rows at a time: ≈ 16 MB of scores, not n × count
+    for start in range(0, rows.shape[0], step):
+        part = np.ascontiguousarray(rows[start : start + step], dtype=np.float32)
+        scores = (torch.from_numpy(part).to(torch.bfloat16) @ right.T).float()
+        out[start : start + step] = scores.sub_(half).argmax(dim=1).numpy()
+    return out
+
+
+def sample_rows(total: int, seed: int = 0) -> np.ndarray:
+    """Which of `total` token vectors a fit takes, ascending: all of them, or a seeded `FIT_SAMPLE`."""
+    if total <= FIT_SAMPLE:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, FIT_SAMPLE, replace=False))
+
+
+def kmeans(rows: np.ndarray, k: int, iterations: int, seed: int = 0) -> np.ndarray:
+    """`[k, dim]` float32 centroids by Lloyd's algorithm over `rows` (float16, read `FIT_BLOCK` rows at a
+    time): started from k distinct seeded rows; each iteration assigns every row to its nearest centroid
+    (`nearest_centroids`, as the codes will) and moves each centroid to its rows' mean (float64 sums); a
+    centroid no row chose stays where it was. Beside the rows it holds the centroids and one block — not a
+    float32 copy of the sample, as faiss's k-means needs (100 MB at 65,536 × 384) — and the bfloat16 matmul
+    makes it ≈ 5× faster than that one here."""
+    import torch
+
+    n, dim = rows.shape
+    pick = np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+    centroids = np.asarray(rows[pick], dtype=np.float32)
+    for _ in range(iterations):
+        half = 0.5 * np.einsum("kd,kd->k", centroids, centroids)
+        sums = torch.zeros((k, dim), dtype=torch.float64)
+        counts = np.zeros(k, dtype=np.int64)
+        for start in range(0, n, FIT_BLOCK):
+            block = np.asarray(rows[start : start + FIT_BLOCK], dtype=np.float32)
+            ids = nearest_centroids(block, centroids, half)
+            sums.index_add_(0, torch.from_numpy(ids), torch.from_numpy(block).double())
+            counts += np.bincount(ids, minlength=k)
+        chosen = counts > 0
+        centroids[chosen] = (sums.numpy()[chosen] / counts[chosen, None]).astype(np.float32)
+    return centroids
+
+
 def fit_residual(
     samples: list[np.ndarray], bits: int, count: int | None = None, seed: int = 0
 ) -> ResidualCodes:
     """A codebook fitted on sampled token vectors as they are stored (`count`: centroids, default
-    `centroid_count` of the sample). Deterministic for a given sample and seed."""
-    import faiss
-
+    `centroid_count` of the sample). Deterministic for a given sample and seed. The sample is held as
+    float16 — the values the codes are computed from (`ColbertCodec.code`) —, at most `FIT_SAMPLE` rows
+    chosen across `samples` without concatenating them; the statistics are taken a block at a time."""
     check_bits(bits)
     given = [s for s in samples if s.shape[0]]
     starts = np.cumsum([0, *(s.shape[0] for s in given)])
-    if starts[-1] > FIT_SAMPLE:  # the chosen rows gathered from each matrix: the whole never concatenated
-        pick = np.sort(np.random.default_rng(seed).choice(int(starts[-1]), FIT_SAMPLE, replace=False))
+    pick = sample_rows(int(starts[-1]), seed)
+    dim = given[0].shape[1] if given else 1
+    if len(given) == 1 and given[0].dtype == np.float16 and pick.shape[0] == given[0].shape[0]:
+        rows = given[0]  # the sample as it came (an index's staged rows, read for the fit): no copy
+    else:
+        rows = np.empty((pick.shape[0], dim), dtype=np.float16)
         bounds = np.searchsorted(pick, starts)
-        given = [
-            m[pick[lo:hi] - start]
-            for m, start, lo, hi in zip(given, starts, bounds, bounds[1:], strict=False)
-        ]
-    rows = np.concatenate(given, dtype=np.float32) if given else np.zeros((0, 1), np.float32)
-    del given
+        for matrix, start, lo, hi in zip(given, starts, bounds, bounds[1:], strict=False):
+            rows[lo:hi] = matrix[pick[lo:hi] - start]
     default = centroid_count(rows.shape[0])  # raises below MIN_SAMPLE, naming the problem
     k = default if count is None else count
     if not 1 <= k <= min(rows.shape[0], MAX_CENTROIDS):
         raise InputError(f"residual codes need 1 to {min(rows.shape[0], MAX_CENTROIDS)} centroids, got {k}")
-    kmeans = faiss.Kmeans(rows.shape[1], k, niter=KMEANS_ITERATIONS, seed=seed, verbose=False)
-    kmeans.cp.min_points_per_centroid = 1  # small samples are the caller's choice: no warning
-    kmeans.train(rows)
-    centroids = np.asarray(kmeans.centroids, dtype=np.float32)
-    levels = 1 << bits
-    provisional = ResidualCodes(
-        centroids, np.zeros((rows.shape[1], levels - 1)), np.zeros((rows.shape[1], levels)), 1.0, bits
-    )
+    centroids = kmeans(rows, k, KMEANS_ITERATIONS, seed)
+    ids = nearest_centroids(rows, centroids, 0.5 * np.einsum("kd,kd->k", centroids, centroids))
     blocks = range(0, rows.shape[0], FIT_BLOCK)
-    norm = float(np.mean(np.concatenate([np.linalg.norm(rows[i : i + FIT_BLOCK], axis=1) for i in blocks])))
-    ids = provisional.nearest(rows)
-    residuals = rows  # the sample becomes its residuals in place, a block of rows at a time: no second copy
-    for start in blocks:
-        residuals[start : start + FIT_BLOCK] -= centroids[ids[start : start + FIT_BLOCK]]
-    cutoffs = np.empty((rows.shape[1], levels - 1), dtype=np.float32)
-    weights = np.empty((rows.shape[1], levels), dtype=np.float32)
+    lengths = [np.linalg.norm(np.asarray(rows[i : i + FIT_BLOCK], np.float32), axis=1) for i in blocks]
+    norm = float(np.mean(np.concatenate(lengths)))
+    levels = 1 << bits
+    cutoffs = np.empty((dim, levels - 1), dtype=np.float32)
+    weights = np.empty((dim, levels), dtype=np.float32)
     width = max(1, FIT_BLOCK // 128)  # columns at a time: each one's quantiles and bucket means stand alone
-    for c in range(0, rows.shape[1], width):
-        block = np.ascontiguousarray(residuals[:, c : c + width])
+    for c in range(0, dim, width):
+        block = np.asarray(rows[:, c : c + width], dtype=np.float32) - centroids[ids, c : c + width]
         cutoffs[c : c + width] = np.quantile(block, np.arange(1, levels) / levels, axis=0).T
         buckets = (block[:, :, None] > cutoffs[None, c : c + width, :]).sum(axis=2, dtype=np.uint8)
         weights[c : c + width] = _bucket_means(block, buckets, levels)

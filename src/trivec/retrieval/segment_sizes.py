@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from trivec.retrieval.corpus import Chunk
+from trivec.retrieval.residual import sample_rows
 from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_writer import SegmentWriter
 
 COPY_ROWS = 4096  # rows read from a merged segment per append
+COPY_TOKENS = 8192  # staged token vectors read per block for a codebook's sample
 
 
 def segment_cuts(chunks: Sequence[Chunk], filled: int, cap: int, previous_doc: str | None) -> list[int]:
@@ -61,7 +63,7 @@ def smallest_to_merge(live: Sequence[int], max_segments: int, cap: int | None) -
 
 def copy_live_rows(segment: Segment, live: np.ndarray | None, writer: SegmentWriter) -> None:
     """Append the rows of `segment` not deleted (`live`: its mask, None when none is) to `writer`, codes as
-    stored — staged float16 ColBERT rows coded by the writer's residual codec when it has its codebook —;
+    stored (staged float16 ColBERT rows coded by a writer whose residual codebook is fitted: `append`);
     the segment's checksums are checked first, so a damaged segment never gets fresh ones."""
     segment.check_all()
     rows = np.flatnonzero(live) if live is not None else np.arange(segment.rows)
@@ -72,25 +74,41 @@ def copy_live_rows(segment: Segment, live: np.ndarray | None, writer: SegmentWri
         dense = np.asarray(segment.dense[part]) if segment.dense is not None else None
         sparse = sparse_all[start : start + COPY_ROWS] if sparse_all is not None else None
         codes = [segment.colbert_codes(int(r)) for r in part] if segment.has_colbert else None
-        if codes is not None and segment.colbert_staged and writer.codec is not None and not writer.staged:
-            codes = [writer.codec.code(np.asarray(rows, dtype=np.float32)) for rows, _ in codes]
         writer.append(chunks, dense, sparse, None, colbert_codes=codes)
 
 
-def staged_rows(segments: Sequence[Segment], live: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-    """The live ColBERT rows of `segments` written while residual codes waited for their codebook (float16
-    as stored — pooled, projected —, read in place), one matrix per row; `live`: each segment's mask, None
-    when none is deleted."""
-    rows: list[np.ndarray] = []
+def staged_sample(segments: Sequence[Segment], live: Sequence[np.ndarray | None]) -> np.ndarray:
+    """The float16 token vectors a residual codebook is fitted on (`sample_rows` of the live rows of segments
+    staged while it waited), read from the files a block at a time with plain reads: neither the whole rows
+    nor their mapped pages are held beside the sample."""
+    parts: list[tuple[Segment, np.ndarray]] = []
     for segment, mask in zip(segments, live, strict=True):
         if segment.colbert_staged:
-            picked = np.flatnonzero(mask) if mask is not None else np.arange(segment.rows)
-            rows += [segment.colbert_codes(int(r))[0] for r in picked]
-    return rows
+            off = np.asarray(segment.arrays["colbert.off"])
+            rows = range(segment.rows) if mask is None else np.flatnonzero(mask)
+            spans = [np.arange(off[r], off[r + 1]) for r in rows]
+            parts.append((segment, np.concatenate(spans) if spans else np.zeros(0, np.int64)))
+    total = sum(tokens.shape[0] for _, tokens in parts)
+    pick = sample_rows(total)
+    dim = int(parts[0][0].arrays["colbert.codes"].shape[1]) if parts else 1
+    out = np.empty((pick.shape[0], dim), dtype=np.float16)
+    start, filled = 0, 0
+    for segment, tokens in parts:
+        mine = tokens[pick[(pick >= start) & (pick < start + tokens.shape[0])] - start]
+        for lo in range(0, mine.shape[0], COPY_TOKENS):
+            wanted = mine[lo : lo + COPY_TOKENS]
+            first, last = int(wanted[0]), int(wanted[-1]) + 1
+            block = np.fromfile(
+                segment.directory / "colbert.codes", np.float16, (last - first) * dim, offset=first * dim * 2
+            ).reshape(-1, dim)
+            out[filled : filled + wanted.shape[0]] = block[wanted - first]
+            filled += wanted.shape[0]
+        start += tokens.shape[0]
+    return out
 
 
 def staged_tokens(segments: Sequence[Segment], live: Sequence[np.ndarray | None]) -> int:
-    """How many token vectors `staged_rows` holds: the live rows' of staged segments."""
+    """How many token vectors the live rows of staged segments hold (what `staged_sample` chooses from)."""
     total = 0
     for segment, mask in zip(segments, live, strict=True):
         if segment.colbert_staged:

@@ -23,7 +23,7 @@ from trivec.inference.sparse import SparseVector
 from trivec.io import fsync_dir
 from trivec.progress import Step
 from trivec.retrieval import dense_codes
-from trivec.retrieval.colbert import ColbertCodec
+from trivec.retrieval.colbert import FITTED, ColbertCodec
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.integrity import write_checksums
 
@@ -121,7 +121,8 @@ class SegmentWriter:
         colbert: Sequence[np.ndarray] | None,
         colbert_codes: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None,
     ) -> None:
-        """Append rows; ColBERT vectors come raw (`colbert`, encoded here) or already encoded (`colbert_codes`)."""
+        """Append rows; ColBERT vectors come raw (`colbert`, encoded here) or already encoded (`colbert_codes`:
+        the codec's, or — for residual codes — float16 rows as staged before the codebook, coded here)."""
         n = len(chunks)
         self.ids.write([c.id for c in chunks])
         self.doc_ids.write([c.doc_id for c in chunks])
@@ -153,6 +154,10 @@ class SegmentWriter:
         if self.codec is not None:
             codec = self.codec
             pairs = colbert_codes if colbert_codes is not None else [codec.encode(r) for r in colbert or []]
+            if colbert_codes and codec.dtype in FITTED and colbert_codes[0][0].dtype == np.float16:
+                pairs = [
+                    codec.code(rows) for rows, _ in colbert_codes
+                ]  # staged rows: the codebook is here now
             assert len(pairs) == n, "one ColBERT matrix per row"
             for codes, scale in pairs:
                 self.colbert.write(codes.reshape(-1, self.colbert_dim or codes.shape[-1]))

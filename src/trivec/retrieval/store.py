@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from trivec import heap
 from trivec.errors import InputError
 from trivec.inference.encoder import EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
@@ -52,7 +53,7 @@ from trivec.retrieval.segment_sizes import (
     merge_groups,
     segment_cuts,
     smallest_to_merge,
-    staged_rows,
+    staged_sample,
     staged_tokens,
 )
 from trivec.retrieval.segment_writer import SegmentWriter
@@ -297,12 +298,13 @@ class SegmentStore:
         )
 
     def colbert_coder(self) -> ColbertCoder | None:
-        """`codec.encode` when the codec is settled before a batch is encoded (no projection or residual
-        codebook left to fit from the first documents' rows), so rows can be coded as they are encoded; None
-        otherwise."""
-        if not self.stores_colbert or self.codec.needs_fit(self.settings.colbert_dim):
+        """How rows are coded as they are encoded: `codec.encode` once settled; the float16 rows residual codes
+        stage while their codebook waits (`ColbertCodec.staging`); None while a projection waits."""
+        if not self.stores_colbert or (
+            self.settings.colbert_dim is not None and self.codec.projection is None
+        ):
             return None
-        return self.codec.encode
+        return self.codec.staging().encode if self.codec.staged else self.codec.encode
 
     def _fit_codec(self, colbert: list[np.ndarray], staged: list[np.ndarray], residual: bool) -> None:
         """Fit what the codec learns from the first documents' ColBERT rows (`fit_codec`: the projection; the
@@ -314,12 +316,11 @@ class SegmentStore:
             self._body[key] = record
 
     def _settle_staged(self) -> None:
-        """Once the float16 rows staged while residual codes waited fill their sample: fit the codebook on
-        them, then code them — their segments merge into one of residual codes (`copy_live_rows`), coded from
-        exactly the values they held."""
+        """Once staged float16 rows fill the sample, fit the residual codebook and code them (merged into one)."""
         if not (self.codec.staged and fills_fit_sample(staged_tokens(self.segments, self.snapshot.live))):
             return
-        self._fit_codec([], staged_rows(self.segments, self.snapshot.live), True)
+        self._fit_codec([], [staged_sample(self.segments, self.snapshot.live)], True)
+        heap.trim()  # the sample and the fit's buffers given back before the merge codes the staged rows
         self._merge([i for i, segment in enumerate(self.segments) if segment.colbert_staged])
 
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
@@ -372,9 +373,8 @@ class SegmentStore:
                         self._attach(
                             writer.finish(self.settings.ann_for(writer.rows)), rows, len(doc_ids), chunked
                         )
-                        writer, rows, chunked, doc_ids = None, 0, False, set()
+                        writer, rows, chunked, doc_ids, sampled = None, 0, False, set(), False
                         self._settle_staged()
-                        sampled = False
                     part = batch[lo:hi]
                     vectors = encoded if (lo, hi) == (0, len(batch)) else encoded.rows(lo, hi)
                     if writer is None:
