@@ -28,9 +28,8 @@ setting `max_segment_rows`: each segment gets its own graph, and every search re
 
     python benchmarks/scale.py --docs 100000 1000000 --colbert-dtype binary --segment-rows 250000
 
-The token counts are those of the index default's pool factor (2): Cranfield's pool-3 lengths × 3 / P
-(median ≈ 157, mean ≈ 172 tokens at P = 2; `--tokens-pool-factor P` for another P; the index itself still
-pools nothing).
+The token counts are those of pool factor 3 (the default); `--tokens-pool-factor P` scales them to pool
+factor P's (× 3 / P: median ≈ 157, mean ≈ 172 tokens at P = 2; the index itself still pools nothing).
 
 Residual codes (`--colbert-dtype residual1|residual2`) are fitted on the leading batches that make 65,536
 stored tokens, as an index build fits them; every later document's tokens are then coded from the
@@ -403,9 +402,8 @@ def main() -> None:
     parser.add_argument(
         "--tokens-pool-factor",
         type=int,
-        default=IndexSettings().colbert_pool_factor,
-        help="documents get the token counts of this pool factor (Cranfield's pool-3 lengths × 3 / P; "
-        "default: the index default's)",
+        default=3,
+        help="documents get the token counts of this pool factor (Cranfield's pool-3 lengths × 3 / P)",
     )
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # the child's step
     args = parser.parse_args()
@@ -455,7 +453,7 @@ def folder_name(n: int, storage: dict[str, Any]) -> str:
     """The folder of an n-document index with `storage` (the default storage: `n<N>`, as before)."""
     default = {"colbert_dtype": IndexSettings().colbert_dtype}
     tags = [f"{key}-{value}" for key, value in storage.items() if default.get(key) != value]
-    if TOKENS["pool_factor"] != 3:  # the folders of runs before pool factor 2 became the default keep their names
+    if TOKENS["pool_factor"] != 3:
         tags.append(f"tokens-pool{TOKENS['pool_factor']}")
     return "-".join([f"n{n}", *tags])
 

@@ -238,6 +238,36 @@ def test_index_stages_float16_rows_then_scores_residual_codes_as_stored(
     reopened.close()
 
 
+def test_rows_deleted_while_staged_leave_the_sample(
+    tmp_path: Path,
+    tiny: Embedder,
+    small_docs: list[Document],
+    small_encoded: EncodeResult,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A document deleted before the codebook is fitted neither counts toward its sample nor enters the fit,
+    and is gone once the staged rows are coded."""
+    import trivec.retrieval.colbert as colbert
+
+    pool = 2
+    first, kept = subset(small_encoded, list(range(40))), subset(small_encoded, list(range(1, 40)))
+    more = subset(small_encoded, list(range(40, 60)))
+    monkeypatch.setattr(colbert, "FIT_SAMPLE", stored_tokens(first, pool) + 1)
+    index = Index.create(
+        tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool
+    )
+    index.add_encoded(small_docs[:40], first)
+    index.delete([small_docs[0].id])
+    assert index.info()["colbert_residual"]["staged_tokens"] == stored_tokens(kept, pool)
+    index.add_encoded(small_docs[40:60], more)
+    residual = index.info()["colbert_residual"]
+    assert residual["staged_tokens"] == 0
+    assert residual["centroids"] == centroid_count(stored_tokens(kept, pool) + stored_tokens(more, pool))
+    hits = index.search_vectors(subset(small_encoded, [0]), top_k=60, mode="colbert")[0]
+    assert len(hits) == 59 and small_docs[0].id not in {hit.doc_id for hit in hits}
+    index.close()
+
+
 def test_documents_may_bring_residual_codes(
     tmp_path: Path,
     tiny: Embedder,

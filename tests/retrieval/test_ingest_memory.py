@@ -65,11 +65,13 @@ def _segment_files(index_dir: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     "settings",
     [
-        IndexSettings(colbert_dtype="int4", colbert_pool_factor=3),
+        IndexSettings(),
         IndexSettings(colbert_dtype="int8", colbert_pool_factor=1),
         IndexSettings(colbert_dtype="binary"),
-        IndexSettings(colbert_dim=16, colbert_dtype="int4"),  # a projection fitted from the first batch
-        IndexSettings(),  # residual codes: rows staged as float16 (coded while encoding), coded once fitted
+        IndexSettings(colbert_dim=16),  # a projection fitted from the first batch: coded when written
+        IndexSettings(
+            colbert_dtype="residual2", colbert_pool_factor=2
+        ),  # staged as float16, coded once fitted
     ],
     ids=["int4-pooled", "int8", "binary", "projected", "residual"],
 )

@@ -14,7 +14,7 @@ from tests.retrieval.conftest import MAX_LENGTH, subset
 from trivec import Embedder, EncodeResult
 from trivec.cli import app
 from trivec.errors import InputError
-from trivec.retrieval import Document, EmbeddedIndex, Index, IndexSettings
+from trivec.retrieval import Document, EmbeddedIndex, Index
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.segment_sizes import merge_groups, segment_cuts, smallest_to_merge
 
@@ -139,19 +139,11 @@ def test_the_setting_is_checked_once_and_shown(
         ix,
         "--max-length",
     ]
-    refused = runner.invoke(app, [*build, "64", "--max-segment-rows", "-2", "-q"])
-    assert refused.exit_code == 2 and "--max-segment-rows must be a positive integer, got -2" in refused.output
+    refused = runner.invoke(app, [*build, "64", "--max-segment-rows", "0", "-q"])
+    assert refused.exit_code == 2 and "--max-segment-rows must be a positive integer, got 0" in refused.output
     assert runner.invoke(app, [*build, "64", "--max-segment-rows", "3", "-q"]).exit_code == 0
     info = runner.invoke(app, ["index", "info", "--index", ix])
     assert info.exit_code == 0 and "segments   3 (generation 1), at most 3 rows each" in info.stdout
-    default = runner.invoke(app, [*build, "64", "--overwrite", "-q"])
-    assert default.exit_code == 0, default.output
-    info = runner.invoke(app, ["index", "info", "--index", ix])
-    assert f"at most {IndexSettings().max_segment_rows:,} rows each" in info.stdout, info.stdout
-    unlimited = runner.invoke(app, [*build, "64", "--overwrite", "--max-segment-rows", "0", "-q"])
-    assert unlimited.exit_code == 0, unlimited.output
-    info = runner.invoke(app, ["index", "info", "--index", ix])
-    assert "segments   1 (generation 1)\n" in info.stdout, info.stdout
 
 
 def test_smallest_to_merge_takes_the_smallest_down_to_the_limit_and_under_the_cap() -> None:

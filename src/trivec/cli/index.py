@@ -112,8 +112,8 @@ def register(app: typer.Typer) -> None:
         max_segment_rows: Annotated[
             int | None,
             typer.Option(
-                help="At most this many rows per segment, each with its own graph (default 500,000; 0: no "
-                "limit): a large build stays linear in time, searches read every segment."
+                help="At most this many rows per segment, each with its own graph (default: no limit): "
+                "a large build stays linear in time, searches read every segment."
             ),
         ] = None,
         no_sparse: Annotated[bool, typer.Option("--no-sparse", help="Do not store sparse vectors.")] = False,
@@ -154,13 +154,12 @@ def register(app: typer.Typer) -> None:
             "colbert_pool_factor": colbert_pool_factor,
             "dense_quantization": dense_quantization,
             "dense_oversampling": dense_oversampling,
+            "max_segment_rows": max_segment_rows,
             "qdrant_on_disk": None if qdrant_on_disk is None else [p for p in qdrant_on_disk.split(",") if p],
             "qdrant_shards": qdrant_shards,
             "qdrant_replicas": qdrant_replicas,
         }
         options.update({k: v for k, v in given.items() if v is not None})  # else the settings' defaults
-        if max_segment_rows is not None:
-            options["max_segment_rows"] = max_segment_rows or None  # 0: no limit
         if backend == "qdrant":
             options.update(url=url, collection=collection)
         elif url is not None or collection is not None:

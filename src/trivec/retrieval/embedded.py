@@ -35,6 +35,7 @@ from trivec.retrieval.residual import RESIDUAL_BITS
 from trivec.retrieval.searcher import Hit, candidate_depth, search
 from trivec.retrieval.segment import CorruptIndexError, Segment
 from trivec.retrieval.segment_search import SegmentSearch, count_queries
+from trivec.retrieval.segment_sizes import staged_tokens
 from trivec.retrieval.settings import IndexSettings
 from trivec.retrieval.sparse_scorer import SparseScorer
 from trivec.retrieval.store import SegmentStore
@@ -248,7 +249,9 @@ class EmbeddedIndex(BaseIndex):
             "model": self.identity.to_dict(),
             "modes": self.modes,
             "settings": self.settings.to_dict(),
-            "colbert_residual": _residual_info(self.codec, self.segments),
+            "colbert_residual": _residual_info(
+                self.codec, staged_tokens(self.segments, self.store.snapshot.live)
+            ),
             "segments": [
                 {
                     "name": seg.name,
@@ -285,13 +288,12 @@ def _warm_up_dense_codes() -> None:
 __all__ = ["EmbeddedIndex", "NotAnIndexError", "check_target"]
 
 
-def _residual_info(codec: ColbertCodec, segments: list[Segment]) -> dict[str, int | None] | None:
-    """Residual codes' bits and centroids (None until fitted), the float16 token rows staged meanwhile and
-    the stored tokens the fit waits for; None for other codes."""
+def _residual_info(codec: ColbertCodec, staged: int) -> dict[str, int | None] | None:
+    """Residual codes' bits and centroids (None until fitted), the live float16 token rows staged meanwhile
+    (`staged`) and the stored tokens the fit waits for; None for other codes."""
     bits = RESIDUAL_BITS.get(codec.dtype)
     if bits is None:
         return None
-    staged = sum(int(s.arrays["colbert.codes"].shape[0]) for s in segments if s.colbert_staged)
     return {
         "bits": bits,
         "centroids": codec.residual.count if codec.residual is not None else None,

@@ -43,16 +43,17 @@ class IndexSettings:
     With codes every segment is searched flat: dense_index "auto" no longer switches to HNSW, and "hnsw" /
     "ivf" are refused (a graph keeps its own fp16 copy instead, `hnsw_storage`).
 
-    colbert_dtype / colbert_pool_factor: residual codes at 2 bits per dimension over tokens pooled by 2 by
-    default — the storage measured within 0.5 nDCG@10 point of fp16 in both `colbert` and `hybrid` at
-    ≈ 1/16 of its bytes (docs/scale.md). Its codebook is fitted once the index holds `FIT_SAMPLE` stored
-    tokens; until then rows are kept as float16, coded when it is fitted (`ColbertCodec.staging`).
+    colbert_dtype / colbert_pool_factor: int4 codes over tokens pooled by 3 by default (within 0.5 nDCG@10
+    point of fp16 in `colbert` and `hybrid` at 1/11.8 of its bytes, docs/scale.md). `residual2` over tokens
+    pooled by 2 is closer still at 3/4 of int4's bytes, the storage that lets 1M documents stay in this
+    machine's memory; its codebook is fitted once the index holds `FIT_SAMPLE` stored tokens, rows staged as
+    float16 until then (`ColbertCodec.staging`).
 
-    max_segment_rows: None (no limit), or the most rows a segment holds (default 500,000): a build or add
-    writes a new segment whenever the next batch would take the current one past it, and merges never make
-    a larger one. Each segment gets its own graph and every search reads all of them: an HNSW graph's build
-    time grows faster than its rows, so a bounded segment keeps a large build linear, for a few more graphs
-    per query. A capped index may hold more than `max_segments` segments (when no merge fits under the cap).
+    max_segment_rows: None (no limit), or the most rows a segment holds: a build or add writes a new
+    segment whenever the next batch would take the current one past it, and merges never make a larger
+    one. Each segment gets its own graph and every search reads all of them: an HNSW graph's build time
+    grows faster than its rows, so a bounded segment keeps a large build linear, for a few more graphs per
+    query. A capped index may hold more than `max_segments` segments (when no merge fits under the cap).
 
     The Qdrant backend's own settings (None: Qdrant's defaults; the embedded index refuses them):
     qdrant_on_disk, the parts of the collection kept on disk — any of dense and colbert (the original
@@ -66,9 +67,9 @@ class IndexSettings:
     max_length: int | None = None
     sparse: bool = True
     colbert: bool = True
-    colbert_dtype: str = "residual2"
+    colbert_dtype: str = "int4"
     colbert_dim: int | None = None
-    colbert_pool_factor: int = 2
+    colbert_pool_factor: int = 3
     dense_index: str = "auto"
     ann_threshold: int = 50_000
     hnsw_m: int = 32
@@ -77,7 +78,7 @@ class IndexSettings:
     hnsw_storage: str = "float16"
     ivf_nprobe: int = 32
     max_segments: int = 8
-    max_segment_rows: int | None = 500_000
+    max_segment_rows: int | None = None
     prompts: dict[str, str] | None = None
     dense_quantization: str = "none"
     dense_oversampling: float | None = None
