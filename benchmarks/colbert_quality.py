@@ -35,6 +35,8 @@ SETS = (
     "cmrc2018-trial-retrieval",
     "cranfield",
     "cacm",
+    "vaswani-npl",
+    "lisa",
 )
 # (label, settings): today's default first
 OPTIONS: dict[str, dict[str, Any]] = {
