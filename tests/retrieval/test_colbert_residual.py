@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,14 @@ def test_bad_input_is_named(call: object, message: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+@pytest.fixture
+def fit_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Sets, for one test, the stored tokens an index's residual codebook waits for (`FIT_SAMPLE`)."""
+    import trivec.retrieval.colbert as colbert
+
+    return lambda tokens: monkeypatch.setattr(colbert, "FIT_SAMPLE", tokens)
+
+
 def stored_tokens(encoded: EncodeResult, pool: int) -> int:
     """Token vectors `encoded`'s documents store at pool factor `pool`."""
     return sum(max(1, rows.shape[0] // pool) for rows in encoded.colbert or [])
@@ -169,19 +178,17 @@ def test_index_stages_float16_rows_then_scores_residual_codes_as_stored(
     small_docs: list[Document],
     small_encoded: EncodeResult,
     options: dict,
-    monkeypatch: pytest.MonkeyPatch,
+    fit_at: Callable[[int], None],
 ) -> None:
     """Built with the tiny model's vectors: rows are staged as float16 (scored as stored) until the index
     holds `FIT_SAMPLE` stored tokens; the write that brings it there (staged too) fits the codebook on all of
     them, and the staged segments are coded from the values they held. The codebook is stored with the index (checksummed, kept
     by garbage collection, verified), reopened as it was; ColBERT scores are MaxSim against the decoded stored
     codes, through a second segment and a merge."""
-    import trivec.retrieval.colbert as colbert
-
     docs, enc = small_docs[:60], subset(small_encoded, list(range(60)))
     first = subset(enc, list(range(45)))
     threshold = stored_tokens(first, options["colbert_pool_factor"]) + 1
-    monkeypatch.setattr(colbert, "FIT_SAMPLE", threshold)
+    fit_at(threshold)
     index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, **options)
     bits = int(options["colbert_dtype"][-1])
     assert index.info()["colbert_residual"] == {
@@ -243,16 +250,14 @@ def test_rows_deleted_while_staged_leave_the_sample(
     tiny: Embedder,
     small_docs: list[Document],
     small_encoded: EncodeResult,
-    monkeypatch: pytest.MonkeyPatch,
+    fit_at: Callable[[int], None],
 ) -> None:
     """A document deleted before the codebook is fitted neither counts toward its sample nor enters the fit,
     and is gone once the staged rows are coded."""
-    import trivec.retrieval.colbert as colbert
-
     pool = 2
     first, kept = subset(small_encoded, list(range(40))), subset(small_encoded, list(range(1, 40)))
     more = subset(small_encoded, list(range(40, 60)))
-    monkeypatch.setattr(colbert, "FIT_SAMPLE", stored_tokens(first, pool) + 1)
+    fit_at(stored_tokens(first, pool) + 1)
     index = Index.create(
         tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool
     )
@@ -273,13 +278,11 @@ def test_documents_may_bring_residual_codes(
     tiny: Embedder,
     small_docs: list[Document],
     small_encoded: EncodeResult,
-    monkeypatch: pytest.MonkeyPatch,
+    fit_at: Callable[[int], None],
 ) -> None:
     """After the first documents fitted the codebook, documents coded by the index's codec are stored as given;
     before it (nothing to code with, rows staged) they are refused."""
-    import trivec.retrieval.colbert as colbert
-
-    monkeypatch.setattr(colbert, "FIT_SAMPLE", MIN_SAMPLE)
+    fit_at(MIN_SAMPLE)
     index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2")
     coded = subset(small_encoded, list(range(40, 50)))
     assert coded.colbert is not None
@@ -296,13 +299,12 @@ def test_documents_may_bring_residual_codes(
     index.close()
 
 
-def test_cli_build_and_info_show_residual_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_build_and_info_show_residual_codes(tmp_path: Path, fit_at: Callable[[int], None]) -> None:
     """`index info` names the fitted codebook, or — in an index too small to fit one yet (a single short
     document: no error) — the staged float16 rows and the stored tokens the fit waits for."""
-    import trivec.retrieval.colbert as colbert
     from trivec.cli import app
 
-    monkeypatch.setattr(colbert, "FIT_SAMPLE", MIN_SAMPLE)
+    fit_at(MIN_SAMPLE)
     corpus = tmp_path / "corpus.jsonl"
     words = ["wing", "flow", "shock", "boundary", "layer", "slipstream", "heat", "transfer", "plate", "cone"]
     corpus.write_text(
@@ -355,13 +357,11 @@ def test_a_damaged_codebook_is_found(
     tiny: Embedder,
     small_docs: list[Document],
     small_encoded: EncodeResult,
-    monkeypatch: pytest.MonkeyPatch,
+    fit_at: Callable[[int], None],
 ) -> None:
     """The codebook file is checksummed like the projection: `verify` names it, opening refuses it, and an
     unreferenced one (a crashed writer's) is removed by the next writer."""
-    import trivec.retrieval.colbert as colbert
-
-    monkeypatch.setattr(colbert, "FIT_SAMPLE", MIN_SAMPLE)
+    fit_at(MIN_SAMPLE)
     path = tmp_path / "ix"
     with Index.create(path, tiny, max_length=MAX_LENGTH, colbert_dtype="residual1") as index:
         index.add_encoded(small_docs[:30], subset(small_encoded, list(range(30))))
@@ -386,19 +386,17 @@ def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
     tiny: Embedder,
     small_docs: list[Document],
     small_encoded: EncodeResult,
-    monkeypatch: pytest.MonkeyPatch,
+    fit_at: Callable[[int], None],
     held: int,
 ) -> None:
     """Not on the first batch alone: batches are held until their stored tokens make `FIT_SAMPLE` (here a
     sample the first `held` batches fill), then written in order."""
-    import trivec.retrieval.colbert as colbert
-
     pool = 2
     batches = [
         (small_docs[i : i + 15], subset(small_encoded, list(range(i, i + 15)))) for i in range(0, 60, 15)
     ]
     stored = [sum(max(1, r.shape[0] // pool) for r in enc.colbert or []) for _, enc in batches]
-    monkeypatch.setattr(colbert, "FIT_SAMPLE", sum(stored[: held - 1]) + 1)
+    fit_at(sum(stored[: held - 1]) + 1)
     index = Index.create(
         tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool
     )
