@@ -54,9 +54,7 @@ class ColbertCodec:
     def needs_fit(self, dim: int | None) -> bool:
         """Whether the codec still has something to fit on the first documents written (`fit_codec`): the
         projection to `dim` dimensions (None: full), or a residual codebook."""
-        return (dim is not None and self.projection is None) or (
-            self.dtype in FITTED and self.residual is None
-        )
+        return (dim is not None and self.projection is None) or self.staged
 
     @property
     def staged(self) -> bool:

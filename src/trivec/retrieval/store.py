@@ -344,10 +344,8 @@ class SegmentStore:
         larger) (`check`: run on each batch first); returns the rows written. Call inside `transaction()`."""
         cap = self.settings.max_segment_rows
         if self.stores_colbert and self.codec.projection is None and self.settings.colbert_dim is not None:
-            batches = iter(
-                batches
-            )  # the projection fitted on the leading batches that make its sample, first
-            held = leading_for_fit(batches, self.codec.pool_factor)
+            batches = iter(batches)
+            held = leading_for_fit(batches, self.codec.pool_factor)  # the projection is fitted on them first
             self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []], [], False)
             batches = itertools.chain(popping(held), batches)
         writer: SegmentWriter | None = None
