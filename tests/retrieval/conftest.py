@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,14 @@ def small_encoded(tiny: Embedder, small_docs: list[Document]) -> EncodeResult:
         colbert=True,
         max_length=MAX_LENGTH,
     )
+
+
+@pytest.fixture
+def fit_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Sets, for one test, the stored tokens an index's residual codebook waits for (`FIT_SAMPLE`)."""
+    import trivec.retrieval.colbert as colbert
+
+    return lambda tokens: monkeypatch.setattr(colbert, "FIT_SAMPLE", tokens)
 
 
 def subset(encoded: EncodeResult, rows: list[int]) -> EncodeResult:

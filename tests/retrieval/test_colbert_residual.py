@@ -151,14 +151,6 @@ def test_bad_input_is_named(call: object, message: str) -> None:
     assert "\n" not in str(caught.value)
 
 
-@pytest.fixture
-def fit_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
-    """Sets, for one test, the stored tokens an index's residual codebook waits for (`FIT_SAMPLE`)."""
-    import trivec.retrieval.colbert as colbert
-
-    return lambda tokens: monkeypatch.setattr(colbert, "FIT_SAMPLE", tokens)
-
-
 def stored_tokens(encoded: EncodeResult, pool: int) -> int:
     """Token vectors `encoded`'s documents store at pool factor `pool`."""
     return sum(max(1, rows.shape[0] // pool) for rows in encoded.colbert or [])
@@ -381,7 +373,7 @@ def test_a_damaged_codebook_is_found(
 
 
 @pytest.mark.parametrize("held", [2, 4])
-def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
+def test_the_codebook_is_fitted_once_staged_batches_fill_its_sample(
     tmp_path: Path,
     tiny: Embedder,
     small_docs: list[Document],
@@ -389,8 +381,8 @@ def test_the_codebook_is_fitted_on_the_leading_batches_that_make_its_sample(
     fit_at: Callable[[int], None],
     held: int,
 ) -> None:
-    """Not on the first batch alone: batches are held until their stored tokens make `FIT_SAMPLE` (here a
-    sample the first `held` batches fill), then written in order."""
+    """Not on the first batch alone: batches are staged until their stored tokens make `FIT_SAMPLE` (here the
+    first `held` batches), then the codebook is fitted on all of them and the rest coded."""
     pool = 2
     batches = [
         (small_docs[i : i + 15], subset(small_encoded, list(range(i, i + 15)))) for i in range(0, 60, 15)

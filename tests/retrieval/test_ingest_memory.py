@@ -21,8 +21,8 @@ from trivec.retrieval.manifest import read_manifest
 def test_a_batch_is_let_go_before_the_next_is_encoded(
     tiny: Embedder, small_docs: list[Document], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dtype: str
 ) -> None:
-    """Residual codes hold the leading batches their codebook's sample needs (here the first one fills it),
-    then let each go once it is written."""
+    """Residual codes stage the first batch (it fills the codebook's sample here), then code the others; each
+    batch is let go once it is written."""
     import trivec.retrieval.colbert as colbert
 
     monkeypatch.setattr(base, "ENCODE_BATCH", 40)

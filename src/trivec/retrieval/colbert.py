@@ -52,8 +52,8 @@ class ColbertCodec:
             raise InputError(f"a {self.residual.bits}-bit residual codebook does not code {self.dtype}")
 
     def needs_fit(self, dim: int | None) -> bool:
-        """Whether the codec still has something to fit on the first documents written (`fit_codec`): the
-        projection to `dim` dimensions (None: full), or a residual codebook."""
+        """Whether the codec still has something to fit (`fit_codec`): the projection to `dim` dimensions (None:
+        full) on the first documents written, or a residual codebook once staged rows fill its sample."""
         return (dim is not None and self.projection is None) or self.staged
 
     @property

@@ -238,7 +238,8 @@ class EmbeddedIndex(BaseIndex):
                 for group, files in groups.items():
                     if name in files:
                         sizes[group] += size
-        rows = self.store.snapshot.rows
+        snap = self.store.snapshot  # one commit's segments, deletions and codec
+        rows = snap.rows
         return {
             "backend": "embedded",
             "path": str(self.directory),
@@ -249,9 +250,7 @@ class EmbeddedIndex(BaseIndex):
             "model": self.identity.to_dict(),
             "modes": self.modes,
             "settings": self.settings.to_dict(),
-            "colbert_residual": _residual_info(
-                self.codec, staged_tokens(self.segments, self.store.snapshot.live)
-            ),
+            "colbert_residual": _residual_info(snap.codec, staged_tokens(snap.segments, snap.live)),
             "segments": [
                 {
                     "name": seg.name,
@@ -298,5 +297,5 @@ def _residual_info(codec: ColbertCodec, staged: int) -> dict[str, int | None] | 
         "bits": bits,
         "centroids": codec.residual.count if codec.residual is not None else None,
         "staged_tokens": staged,
-        "fit_at_tokens": colbert.FIT_SAMPLE,  # read when asked: the threshold `leading_for_fit` uses
+        "fit_at_tokens": colbert.FIT_SAMPLE,  # read when asked: the threshold `fills_fit_sample` uses
     }

@@ -26,7 +26,7 @@ from trivec.retrieval.segment import CorruptIndexError
 MANIFEST = "MANIFEST.json"
 LOCK = "LOCK"
 FORMAT = "trivec-index"
-VERSION = 1
+VERSION = 2  # the newest format this trivec reads and writes: 2 while a segment stages float16 ColBERT rows
 
 
 class NotAnIndexError(InputError):
@@ -90,9 +90,16 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return body
 
 
+def format_version(body: dict[str, Any]) -> int:
+    """The format `body` needs: 2 while a segment stages float16 rows for a residual codebook (a reader of
+    version 1 would decode them as residual codes once the codebook is fitted), else 1 — what every reader
+    since the first opens."""
+    return 2 if any(record.get("colbert_staged") for record in body.get("segments", [])) else 1
+
+
 def write_manifest(directory: Path, body: dict[str, Any]) -> None:
     """Atomically replace the manifest (temp file, fsync, rename, fsync directory)."""
-    data = {"format": FORMAT, "version": VERSION, "checksum": _checksum(body), "body": body}
+    data = {"format": FORMAT, "version": format_version(body), "checksum": _checksum(body), "body": body}
     tmp = directory / f".{MANIFEST}.{os.getpid()}.tmp"
     with tmp.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1, sort_keys=True)

@@ -34,7 +34,7 @@ from trivec.errors import InputError
 RESIDUAL_BITS = {"residual1": 1, "residual2": 2}  # ColBERT dtype → bits per dimension
 MAX_CENTROIDS = 65536  # ids are stored in two bytes
 MIN_SAMPLE = 256  # fewer sample tokens cannot fit centroids and cutoffs
-FIT_SAMPLE = 65536  # sample tokens the fit uses at most (a seeded choice of the batch's)
+FIT_SAMPLE = 65536  # stored tokens a codebook waits for and fits on at most (`sample_rows`: a seeded choice)
 NEAREST_SCORES = 1 << 22  # token × centroid scores computed at once by `nearest` (16 MB of float32)
 ID_BYTES = 2
 FIT_BLOCK = (

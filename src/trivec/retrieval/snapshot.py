@@ -16,22 +16,28 @@ from typing import Any
 
 import numpy as np
 
+from trivec.retrieval.colbert import ColbertCodec
 from trivec.retrieval.segment import Segment
 
 
 @dataclass
 class Snapshot:
-    """Segments, their global row offsets, and per segment the live mask / deleted rows (None: none)."""
+    """Segments, their global row offsets, per segment the live mask / deleted rows (None: none), and the
+    ColBERT codec their codes were written with (one snapshot, so a search never pairs segments coded with a
+    fitted codebook with the codec of before it)."""
 
     segments: list[Segment]
     bases: np.ndarray  # int64 [S + 1]: global row of each segment's first row, then the total
     live: list[np.ndarray | None]
     dead: list[np.ndarray | None]
+    codec: ColbertCodec
     _selectors: list[Any] = field(default_factory=list)  # faiss bitmaps of the live rows, built on first use
     _locate: dict[str, list[tuple[int, int]]] | None = None
 
     @classmethod
-    def build(cls, segments: list[Segment], deleted: Mapping[str, np.ndarray]) -> Snapshot:
+    def build(
+        cls, segments: list[Segment], deleted: Mapping[str, np.ndarray], codec: ColbertCodec
+    ) -> Snapshot:
         live: list[np.ndarray | None] = []
         dead: list[np.ndarray | None] = []
         for seg in segments:
@@ -45,7 +51,7 @@ class Snapshot:
                 live.append(None)
                 dead.append(None)
         bases = np.cumsum([0] + [s.rows for s in segments]).astype(np.int64)
-        return cls(list(segments), bases, live, dead, [None] * len(segments))
+        return cls(list(segments), bases, live, dead, codec, [None] * len(segments))
 
     @property
     def rows(self) -> int:

@@ -169,7 +169,7 @@ class SegmentStore:
         else:
             self._prefault_due = True
         # one assignment: searches see the old snapshot or the new one
-        self.snapshot = Snapshot.build(self.segments, self._deleted)
+        self.snapshot = Snapshot.build(self.segments, self._deleted, self.codec)
         if self.on_rebuild is not None:
             self.on_rebuild(self.segments)
 
@@ -316,12 +316,13 @@ class SegmentStore:
             self._body[key] = record
 
     def _settle_staged(self) -> None:
-        """Once staged float16 rows fill the sample, fit the residual codebook and code them (merged into one)."""
+        """Once staged float16 rows fill the sample, fit the residual codebook and code them, segment by segment."""
         if not (self.codec.staged and fills_fit_sample(staged_tokens(self.segments, self.snapshot.live))):
             return
         self._fit_codec([], [staged_sample(self.segments, self.snapshot.live)], True)
-        heap.trim()  # the sample and the fit's buffers given back before the merge codes the staged rows
-        self._merge([i for i, segment in enumerate(self.segments) if segment.colbert_staged])
+        heap.trim()  # the sample and the fit's buffers given back before the staged rows are coded
+        for i in reversed([i for i, segment in enumerate(self.segments) if segment.colbert_staged]):
+            self._merge([i])  # each on its own: no segment past max_segment_rows
 
     def _attach(self, record: dict[str, Any], chunks: int, documents: int, chunked: bool) -> None:
         record["deleted"] = None
@@ -341,7 +342,8 @@ class SegmentStore:
         """Write encoded `batches` as one segment, or as several of at most `max_segment_rows` rows (a new
         one begins at the first document that would not fit; a document's chunks stay in one segment, so
         one whose chunks alone pass the limit, or continue from the previous batch, makes its segment
-        larger) (`check`: run on each batch first); returns the rows written. Call inside `transaction()`."""
+        larger) (`check`: run on each batch first); a staged segment whose rows fill the residual codebook's
+        sample ends too (`_settle_staged`). Returns the rows written. Call inside `transaction()`."""
         cap = self.settings.max_segment_rows
         if self.stores_colbert and self.codec.projection is None and self.settings.colbert_dim is not None:
             batches = iter(batches)
@@ -357,21 +359,21 @@ class SegmentStore:
             for batch, encoded in batches:
                 if check is not None:
                     check(batch)
-                # rows staged for a residual codebook fill its sample: this segment ends, the codebook is fitted
-                staging = writer.colbert_rows[-1] if writer is not None and writer.staged else None
-                sampled = staging is not None and fills_fit_sample(
-                    staged_tokens(self.segments, self.snapshot.live) + staging
-                )
                 cuts = [] if cap is None else segment_cuts(batch, rows, cap, last_doc)
+                if writer is not None and writer.staged:  # staged rows that fill the codebook's sample end
+                    staged = staged_tokens(self.segments, self.snapshot.live) + writer.colbert_rows[-1]
+                    start = next((i for i, c in enumerate(batch) if c.doc_id != last_doc), None)
+                    if fills_fit_sample(staged) and start is not None:  # their segment, at a document's start
+                        cuts = sorted({*cuts, start})
                 bounds = [0, *cuts, len(batch)]
                 for lo, hi in itertools.pairwise(bounds):
                     if lo == hi:
                         continue
-                    if (lo in cuts or sampled) and writer is not None:  # the segment ends: begin the next
+                    if lo in cuts and writer is not None:  # the segment ends: begin the next
                         self._attach(
                             writer.finish(self.settings.ann_for(writer.rows)), rows, len(doc_ids), chunked
                         )
-                        writer, rows, chunked, doc_ids, sampled = None, 0, False, set(), False
+                        writer, rows, chunked, doc_ids = None, 0, False, set()
                         self._settle_staged()
                     part = batch[lo:hi]
                     vectors = encoded if (lo, hi) == (0, len(batch)) else encoded.rows(lo, hi)
