@@ -95,8 +95,10 @@ def staged_sample(segments: Sequence[Segment], live: Sequence[np.ndarray | None]
     start, filled = 0, 0
     for segment, tokens in parts:
         mine = tokens[pick[(pick >= start) & (pick < start + tokens.shape[0])] - start]
-        for lo in range(0, mine.shape[0], COPY_TOKENS):
-            wanted = mine[lo : lo + COPY_TOKENS]
+        lo = 0
+        while lo < mine.shape[0]:  # blocks of at most COPY_TOKENS stored rows, however sparse the picks
+            hi = int(np.searchsorted(mine, mine[lo] + COPY_TOKENS))
+            wanted, lo = mine[lo:hi], hi
             first, last = int(wanted[0]), int(wanted[-1]) + 1
             block = np.fromfile(
                 segment.directory / "colbert.codes", np.float16, (last - first) * dim, offset=first * dim * 2
