@@ -50,6 +50,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pool3 int8 d192": {"colbert_dtype": "int8", "colbert_pool_factor": 3, "colbert_dim": 192},
     "pool2 int4": {"colbert_dtype": "int4", "colbert_pool_factor": 2},
     "pool3 int4": {"colbert_dtype": "int4", "colbert_pool_factor": 3},
+    # the default before the floor under pooling (the labels above keep the index's default floor, 32)
+    "pool3 int4 no floor": {"colbert_dtype": "int4", "colbert_pool_factor": 3, "colbert_pool_floor": 0},
     "pool3 int4 d128": {"colbert_dtype": "int4", "colbert_pool_factor": 3, "colbert_dim": 128},
     "pool3 binary": {"colbert_dtype": "binary", "colbert_pool_factor": 3},
     "binary": {"colbert_dtype": "binary", "colbert_pool_factor": 1},

@@ -16,11 +16,12 @@ from tests.conftest import TINY_M3
 from trivec.errors import InputError
 from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.scoring import maxsim_scores
-from trivec.retrieval import Index
+from trivec.retrieval import Index, IndexSettings
 from trivec.retrieval.colbert import ColbertCodec, fit_codec
 from trivec.retrieval.corpus import Document
 from trivec.retrieval.layout import verify_index
 from trivec.retrieval.manifest import read_manifest
+from trivec.retrieval.pooling import pooled_count
 from trivec.retrieval.residual import (
     MAX_CENTROIDS,
     MIN_SAMPLE,
@@ -153,7 +154,11 @@ def test_bad_input_is_named(call: object, message: str) -> None:
 
 def stored_tokens(encoded: EncodeResult, pool: int) -> int:
     """Token vectors `encoded`'s documents store at pool factor `pool`."""
-    return sum(max(1, rows.shape[0] // pool) for rows in encoded.colbert or [])
+    floor = IndexSettings().colbert_pool_floor
+    return sum(
+        pooled_count(rows.shape[0], pool, floor) if pool > 1 else rows.shape[0]
+        for rows in encoded.colbert or []
+    )
 
 
 @pytest.mark.parametrize(
@@ -387,7 +392,7 @@ def test_the_codebook_is_fitted_once_staged_batches_fill_its_sample(
     batches = [
         (small_docs[i : i + 15], subset(small_encoded, list(range(i, i + 15)))) for i in range(0, 60, 15)
     ]
-    stored = [sum(max(1, r.shape[0] // pool) for r in enc.colbert or []) for _, enc in batches]
+    stored = [stored_tokens(enc, pool) for _, enc in batches]
     fit_at(sum(stored[: held - 1]) + 1)
     index = Index.create(
         tmp_path / "ix", tiny, max_length=MAX_LENGTH, colbert_dtype="residual2", colbert_pool_factor=pool

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from trivec.inference.encoder import Embedder, EncodeResult
-from trivec.retrieval import Document, Index, base, manifest, residual, segment_sizes
+from trivec.retrieval import Document, Index, IndexSettings, base, manifest, residual, segment_sizes
 from trivec.retrieval.manifest import read_manifest
+from trivec.retrieval.pooling import pooled_count
 
 from .conftest import MAX_LENGTH, subset
 
@@ -84,7 +85,10 @@ def test_staged_segments_are_coded_one_by_one_under_the_row_cap(
     parts = [
         (small_docs[i : i + 10], subset(small_encoded, list(range(i, i + 10)))) for i in range(0, 40, 10)
     ]
-    tokens = sum(max(1, rows.shape[0] // 2) for _, encoded in parts[:3] for rows in encoded.colbert or [])
+    floor = IndexSettings().colbert_pool_floor
+    tokens = sum(
+        pooled_count(rows.shape[0], 2, floor) for _, encoded in parts[:3] for rows in encoded.colbert or []
+    )
     fit_at(tokens + 1)
     index = Index.create(tmp_path / "ix", tiny, max_length=MAX_LENGTH, max_segment_rows=15, **RESIDUAL)
     for docs, encoded in parts:

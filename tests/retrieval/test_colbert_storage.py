@@ -19,7 +19,7 @@ from trivec.retrieval import Index
 from trivec.retrieval.colbert import COLBERT_DTYPES, FITTED, ColbertCodec
 from trivec.retrieval.corpus import Document
 from trivec.retrieval.manifest import read_manifest, write_manifest
-from trivec.retrieval.pooling import pool_tokens
+from trivec.retrieval.pooling import pool_tokens, pooled_count
 from trivec.retrieval.settings import IndexSettings
 
 from .conftest import MAX_LENGTH, subset
@@ -68,17 +68,19 @@ def test_zero_rows_and_empty_documents() -> None:
     dim=st.integers(2, 24),
     factor=st.integers(1, 6),
     seed=st.integers(0, 2**16),
+    floor=st.sampled_from([0, 0, 4, 32]),
 )
-def test_pooling_properties(tokens: int, dim: int, factor: int, seed: int) -> None:
+def test_pooling_properties(tokens: int, dim: int, factor: int, seed: int, floor: int) -> None:
     rows = unit_rows(np.random.default_rng(seed), tokens, dim) if tokens else np.zeros((0, dim), np.float32)
-    pooled = pool_tokens(rows, factor)
+    pooled = pool_tokens(rows, factor, floor)
     assert pooled.dtype == np.float32 and pooled.shape[1] == dim
-    if factor == 1 or tokens <= 1:
-        assert np.array_equal(pooled, rows)
+    if factor == 1 or tokens <= 1 or tokens <= floor:
+        assert np.array_equal(pooled, rows)  # a short document keeps its tokens under the floor
         return
-    assert 1 <= pooled.shape[0] <= max(1, tokens // factor)
+    assert 1 <= pooled.shape[0] <= pooled_count(tokens, factor, floor)
+    assert pooled_count(tokens, factor, floor) == max(1, tokens // factor, floor)
     assert np.allclose(np.linalg.norm(pooled, axis=1), 1.0, atol=1e-5)  # unit in, unit out
-    assert np.array_equal(pooled, pool_tokens(rows.copy(), factor))  # deterministic
+    assert np.array_equal(pooled, pool_tokens(rows.copy(), factor, floor))  # deterministic
     # every pooled vector is a positive multiple of a mean of input tokens: in their span, near one of them
     weights = np.linalg.lstsq(rows.T.astype(np.float64), pooled.T.astype(np.float64), rcond=None)[0]
     assert np.allclose(rows.T @ weights, pooled.T, atol=1e-4)
@@ -145,23 +147,30 @@ def test_default_storage_is_compact(
     assert settings_new["colbert_pool_factor"] == defaults.colbert_pool_factor > 1
     assert settings_new["colbert_dtype"] == defaults.colbert_dtype
     assert new.info()["bytes"]["colbert"] * 3 < old.info()["bytes"]["colbert"]
+    # pooled by 3, but no document to fewer than min(its tokens, 32) vectors
+    stored = np.diff(np.asarray(new.store.segments[0].arrays["colbert.off"]))  # type: ignore[attr-defined]
+    assert small_encoded.colbert is not None and defaults.colbert_pool_floor == 32
+    assert stored.tolist() == [pooled_count(r.shape[0], 3, 32) for r in small_encoded.colbert[:60]]
+    assert any(r.shape[0] // 3 < pooled_count(r.shape[0], 3, 32) for r in small_encoded.colbert[:60])
 
 
 def test_an_index_without_a_pool_factor_opens_as_built(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:
-    """An index written before pooling records no pool factor: it opens unpooled, fp16, and adds that way."""
+    """An index written before pooling records no pool factor (nor floor): it opens unpooled, fp16, and adds
+    that way."""
     path = tmp_path / "old"
     index = Index.create(path, tiny, max_length=MAX_LENGTH, colbert_dtype="float16", colbert_pool_factor=1)
     index.add_encoded(small_docs[:20], subset(small_encoded, list(range(20))))
     before = index.search_vectors(subset(small_encoded, [3]), top_k=5, mode="colbert")[0]
     index.close()
     body = read_manifest(path)
-    del body["settings"]["colbert_pool_factor"]
+    del body["settings"]["colbert_pool_factor"], body["settings"]["colbert_pool_floor"]
     body["segments"][0]["arrays"]["colbert.codes"]["dtype"] = "float16"
     write_manifest(path, body)
     reopened = Index.open(path)
     assert reopened.settings.colbert_pool_factor == 1 and reopened.settings.colbert_dtype == "float16"
+    assert reopened.settings.colbert_pool_floor == 0  # no floor recorded: built before it
     after = reopened.search_vectors(subset(small_encoded, [3]), top_k=5, mode="colbert")[0]
     assert [(h.doc_id, h.score) for h in after] == [(h.doc_id, h.score) for h in before]
     reopened.add_encoded(small_docs[20:30], subset(small_encoded, list(range(20, 30))))
@@ -175,6 +184,8 @@ def test_an_index_without_a_pool_factor_opens_as_built(
         ({"colbert_pool_factor": 0}, "colbert_pool_factor must be an integer ≥ 1"),
         ({"colbert_pool_factor": "2"}, "colbert_pool_factor must be an integer ≥ 1"),
         ({"colbert_pool_factor": True}, "colbert_pool_factor must be an integer ≥ 1"),
+        ({"colbert_pool_floor": -1}, "colbert_pool_floor must be an integer ≥ 0"),
+        ({"colbert_pool_floor": 2.5}, "colbert_pool_floor must be an integer ≥ 0"),
         (
             {"colbert_dtype": "int2"},
             "colbert_dtype must be float16, float32, int8, int4, binary, residual1 or residual2",
@@ -201,7 +212,10 @@ def test_cli_build_and_info_show_the_storage(tmp_path: Path, tiny: Embedder) -> 
     done = runner.invoke(app, [*common, str(target), "--colbert-pool-factor", "3", "--colbert-dtype", "int4"])
     assert done.exit_code == 0, done.output
     shown = runner.invoke(app, ["index", "info", "--index", str(target)])
-    assert "colbert    int4 codes, all dimensions, pool factor 3" in shown.output, shown.output
+    line = (
+        "colbert    int4 codes, all dimensions, pool factor 3 (≈ 1/3 of the tokens, at least 32 per document)"
+    )
+    assert line in shown.output, shown.output
     bad = runner.invoke(app, [*common, str(tmp_path / "bad"), "--colbert-pool-factor", "0"])
     assert bad.exit_code != 0 and "--colbert-pool-factor must be an integer ≥ 1" in bad.output
 

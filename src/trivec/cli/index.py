@@ -83,6 +83,13 @@ def register(app: typer.Typer) -> None:
                 help="Pool each document's ColBERT tokens by this factor (1: none; default: the index default)."
             ),
         ] = None,
+        colbert_pool_floor: Annotated[
+            int | None,
+            typer.Option(
+                help="Pool no document to fewer than this many ColBERT vectors (0: none; default: the index "
+                "default)."
+            ),
+        ] = None,
         dense_index: Annotated[
             str, typer.Option(help="auto (HNSW past --ann-threshold rows), flat (exact), hnsw, ivf.")
         ] = "auto",
@@ -152,6 +159,7 @@ def register(app: typer.Typer) -> None:
         given = {
             "colbert_dtype": colbert_dtype,
             "colbert_pool_factor": colbert_pool_factor,
+            "colbert_pool_floor": colbert_pool_floor,
             "dense_quantization": dense_quantization,
             "dense_oversampling": dense_oversampling,
             "max_segment_rows": max_segment_rows,
@@ -449,8 +457,10 @@ def colbert_storage(settings: dict[str, Any], residual: dict[str, Any] | None = 
             f"({residual.get('staged_tokens', 0):,} now)"
         )
         codes = f"residual codes, {residual['bits']} bit{'s' if residual['bits'] > 1 else ''}, {fitted}"
+    floor = settings.get("colbert_pool_floor", 0)
+    kept = f", at least {floor} per document" if floor else ""
     return f"{codes}, {dims} dimensions, pool factor {pool}" + (
-        " (no pooling)" if pool == 1 else f" (≈ 1/{pool} of the tokens)"
+        " (no pooling)" if pool == 1 else f" (≈ 1/{pool} of the tokens{kept})"
     )
 
 

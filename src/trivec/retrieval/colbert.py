@@ -22,7 +22,7 @@ import numpy as np
 
 from trivec.compiled import kernel
 from trivec.errors import InputError
-from trivec.retrieval.pooling import check_pool_factor, pool_tokens
+from trivec.retrieval.pooling import check_pool_factor, check_pool_floor, pool_tokens, pooled_count
 from trivec.retrieval.residual import FIT_SAMPLE, RESIDUAL_BITS, ResidualCodes, fit_residual
 
 ColbertDtype = Literal["float16", "float32", "int8", "int4", "binary", "residual1", "residual2"]
@@ -36,18 +36,20 @@ PROJECTION_SAMPLE = 65536
 @dataclass
 class ColbertCodec:
     """Encode / decode stored token vectors; `projection [D, dim]` when dimensions are reduced;
-    `pool_factor` > 1 pools each document's tokens before they are coded; `residual`: the fitted codebook of
-    residual codes (None until it is fitted)."""
+    `pool_factor` > 1 pools each document's tokens before they are coded, to no fewer than `pool_floor`
+    (`pooling.pooled_count`); `residual`: the fitted codebook of residual codes (None until it is fitted)."""
 
     dtype: str = "float16"
     projection: np.ndarray | None = None
     pool_factor: int = 1
     residual: ResidualCodes | None = None
+    pool_floor: int = 0
 
     def __post_init__(self) -> None:
         if self.dtype not in COLBERT_DTYPES:
             raise InputError(f"colbert dtype must be one of {', '.join(COLBERT_DTYPES)}, got {self.dtype!r}")
         check_pool_factor(self.pool_factor)
+        check_pool_floor(self.pool_floor)
         if self.residual is not None and RESIDUAL_BITS.get(self.dtype) != self.residual.bits:
             raise InputError(f"a {self.residual.bits}-bit residual codebook does not code {self.dtype}")
 
@@ -70,10 +72,7 @@ class ColbertCodec:
     def fitting_sample(self, documents: list[np.ndarray]) -> list[np.ndarray]:
         """Token vectors as this codec stores them (pooled, projected), of `documents`: what a residual
         codebook is fitted on."""
-        return [
-            self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows)
-            for rows in documents
-        ]
+        return [self.project(self.pooled(rows)) for rows in documents]
 
     @property
     def storage_dtype(self) -> np.dtype:
@@ -125,7 +124,15 @@ class ColbertCodec:
     def encode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """`(codes, scales)` of one document's token vectors (pooled, projected, coded; scales only for the
         scaled codes)."""
-        return self.code(self.project(pool_tokens(rows, self.pool_factor) if self.pool_factor > 1 else rows))
+        return self.code(self.project(self.pooled(rows)))
+
+    def pooled(self, rows: np.ndarray) -> np.ndarray:
+        """One document's token vectors pooled as stored (as given at pool factor 1)."""
+        return pool_tokens(rows, self.pool_factor, self.pool_floor) if self.pool_factor > 1 else rows
+
+    def stored_tokens(self, tokens: int) -> int:
+        """How many vectors a document of `tokens` token vectors stores."""
+        return pooled_count(tokens, self.pool_factor, self.pool_floor) if self.pool_factor > 1 else tokens
 
     def code(self, projected: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """`(codes, scales)` of token vectors already in the stored space (pooled, projected). Residual codes
@@ -286,7 +293,7 @@ def fills_fit_sample(tokens: int) -> bool:
     return tokens >= FIT_SAMPLE
 
 
-def leading_for_fit(batches: Iterator[tuple[Any, Any]], pool_factor: int) -> list[tuple[Any, Any]]:
+def leading_for_fit(batches: Iterator[tuple[Any, Any]], codec: ColbertCodec) -> list[tuple[Any, Any]]:
     """The leading `(chunks, EncodeResult)` batches of `batches` whose ColBERT rows make `FIT_SAMPLE` stored
     (pooled) token vectors — all of them when fewer —, taken from the iterator: what a projection is fitted
     on before the first of them is written. The held float32 rows (≈ `FIT_SAMPLE` × pool factor) wait
@@ -295,7 +302,7 @@ def leading_for_fit(batches: Iterator[tuple[Any, Any]], pool_factor: int) -> lis
     tokens = 0
     for item in batches:
         held.append(item)
-        tokens += sum(max(1, rows.shape[0] // pool_factor) for rows in item[1].colbert or [])
+        tokens += sum(codec.stored_tokens(rows.shape[0]) for rows in item[1].colbert or [])
         if fills_fit_sample(tokens):
             break
     return held

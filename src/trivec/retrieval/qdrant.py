@@ -188,7 +188,9 @@ class QdrantIndex(BaseIndex):
                 sv = encoded.sparse[i]
                 vector["sparse"] = models.SparseVector(indices=sv.indices.tolist(), values=sv.values.tolist())
             if "colbert" in self.modes and encoded.colbert is not None:
-                pooled = pool_tokens(encoded.colbert[i], self.settings.colbert_pool_factor)
+                pooled = pool_tokens(
+                    encoded.colbert[i], self.settings.colbert_pool_factor, self.settings.colbert_pool_floor
+                )
                 vector["colbert"] = pooled.tolist()
             payload = {
                 "chunk_id": chunk.id,

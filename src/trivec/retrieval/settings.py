@@ -7,19 +7,23 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from trivec.errors import InputError
 from trivec.models.prompts import ROLES, check_prompts
-from trivec.retrieval.colbert import COLBERT_DTYPES
+from trivec.retrieval.colbert import COLBERT_DTYPES, ColbertCodec
 from trivec.retrieval.dense_codes import DEFAULT_OVERSAMPLING, DENSE_QUANTIZATIONS
-from trivec.retrieval.pooling import check_pool_factor
+from trivec.retrieval.pooling import check_pool_factor, check_pool_floor
 
 if TYPE_CHECKING:
     from trivec.inference.encoder import Embedder
+    from trivec.retrieval.residual import ResidualCodes
 
 
 # settings added after indexes were first built: their values in an index that does not record them
 BEFORE_RECORDED: dict[str, Any] = {
     "colbert_pool_factor": 1,
+    "colbert_pool_floor": 0,
     "dense_quantization": "none",
     "dense_oversampling": None,
     "max_segment_rows": None,
@@ -43,8 +47,9 @@ class IndexSettings:
     With codes every segment is searched flat: dense_index "auto" no longer switches to HNSW, and "hnsw" /
     "ivf" are refused (a graph keeps its own fp16 copy instead, `hnsw_storage`).
 
-    colbert_dtype / colbert_pool_factor: int4 codes over tokens pooled by 3 by default (within 0.5 nDCG@10
-    point of fp16 in `colbert` and `hybrid` at 1/11.8 of its bytes, docs/scale.md). `residual2` over tokens
+    colbert_dtype / colbert_pool_factor / colbert_pool_floor: int4 codes over tokens pooled by 3, never to
+    fewer than 32 vectors per document, by default (within 0.5 nDCG@10 point of fp16 in `colbert` and
+    `hybrid` over eleven retrieval sets at 1/11.2 of its bytes, docs/scale.md). `residual2` over tokens
     pooled by 2 is closer still at 3/4 of int4's bytes, the storage that lets 1M documents stay in this
     machine's memory; its codebook is fitted once the index holds `FIT_SAMPLE` stored tokens, rows staged as
     float16 until then (`ColbertCodec.staging`).
@@ -70,6 +75,7 @@ class IndexSettings:
     colbert_dtype: str = "int4"
     colbert_dim: int | None = None
     colbert_pool_factor: int = 3
+    colbert_pool_floor: int = 32
     dense_index: str = "auto"
     ann_threshold: int = 50_000
     hnsw_m: int = 32
@@ -88,6 +94,14 @@ class IndexSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def colbert_codec(
+        self, projection: np.ndarray | None = None, residual: ResidualCodes | None = None
+    ) -> ColbertCodec:
+        """The ColBERT codec these settings describe, with what the index fitted (projection, codebook)."""
+        return ColbertCodec(
+            self.colbert_dtype, projection, self.colbert_pool_factor, residual, self.colbert_pool_floor
+        )
 
     @property
     def oversampling(self) -> float:
@@ -147,6 +161,7 @@ class IndexSettings:
         for name in (*positive, "max_segments"):
             _check_int(name, getattr(self, name), 1)
         check_pool_factor(self.colbert_pool_factor)
+        check_pool_floor(self.colbert_pool_floor)
         for name, minimum in (
             ("chunk_tokens", 1),
             ("colbert_dim", 1),

@@ -31,7 +31,7 @@ from trivec.inference.encoder import EncodeResult
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.io import fsync_dir
 from trivec.progress import Step
-from trivec.retrieval.colbert import ColbertCodec, fills_fit_sample, fit_codec, leading_for_fit, popping
+from trivec.retrieval.colbert import fills_fit_sample, fit_codec, leading_for_fit, popping
 from trivec.retrieval.corpus import Chunk
 from trivec.retrieval.identity import ModelIdentity
 from trivec.retrieval.layout import (
@@ -145,7 +145,7 @@ class SegmentStore:
         self._body = copy.deepcopy(body)
         self.identity = ModelIdentity.from_dict(body["model"])
         self.settings = settings
-        self.codec = ColbertCodec(settings.colbert_dtype, projection, settings.colbert_pool_factor, residual)
+        self.codec = settings.colbert_codec(projection, residual)
         self.segments = segments
         self._deleted = deleted
         self._rebuild_views()
@@ -347,7 +347,7 @@ class SegmentStore:
         cap = self.settings.max_segment_rows
         if self.stores_colbert and self.codec.projection is None and self.settings.colbert_dim is not None:
             batches = iter(batches)
-            held = leading_for_fit(batches, self.codec.pool_factor)  # the projection is fitted on them first
+            held = leading_for_fit(batches, self.codec)  # the projection is fitted on them first
             self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []], [], False)
             batches = itertools.chain(popping(held), batches)
         writer: SegmentWriter | None = None
