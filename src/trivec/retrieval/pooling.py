@@ -21,20 +21,20 @@ from trivec.errors import InputError
 
 def check_pool_factor(value: object) -> int:
     """The pool factor as an int ≥ 1 (1: no pooling), else a one-line `InputError`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(
-            f"colbert_pool_factor must be an integer ≥ 1 (1: no pooling), got {value!r}",
-            cli=f"--colbert-pool-factor must be an integer ≥ 1 (1: no pooling), got {value}",
-        )
-    return value
+    return _check_count("colbert_pool_factor", value, 1, "1: no pooling")
 
 
 def check_pool_floor(value: object) -> int:
     """The pool floor as an int ≥ 0 (0: none), else a one-line `InputError`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    return _check_count("colbert_pool_floor", value, 0, "0: none")
+
+
+def _check_count(name: str, value: object, least: int, meaning: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        flag = "--" + name.replace("_", "-")
         raise InputError(
-            f"colbert_pool_floor must be an integer ≥ 0 (0: none), got {value!r}",
-            cli=f"--colbert-pool-floor must be an integer ≥ 0 (0: none), got {value}",
+            f"{name} must be an integer ≥ {least} ({meaning}), got {value!r}",
+            cli=f"{flag} must be an integer ≥ {least} ({meaning}), got {value}",
         )
     return value
 
