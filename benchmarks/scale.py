@@ -31,8 +31,8 @@ setting `max_segment_rows`: each segment gets its own graph, and every search re
 The token counts are those of pool factor 3 (the default); `--tokens-pool-factor P` scales them to pool
 factor P's (× 3 / P: median ≈ 157, mean ≈ 172 tokens at P = 2; the index itself still pools nothing).
 
-Residual codes (`--colbert-dtype residual1|residual2`) are fitted on the leading batches that make 65,536
-stored tokens, as an index build fits them; every later document's tokens are then coded from the
+Residual codes (`--colbert-dtype residual1|residual2`) are fitted once the rows an index stages as float16
+make 65,536 stored tokens, as in an index build; every later document's tokens are then coded from the
 65,536-row pool coded once
 (`colbert_codes`, as an encoder given the index's coder hands them over): coding each document's tokens
 again (a nearest-centroid search per token) would repeat the same 65,536 results ≈ 2,000 times. What
@@ -124,7 +124,7 @@ def build(n: int, path: Path, storage: dict[str, Any]) -> dict[str, Any]:
     generating = [0.0]  # seconds spent making the synthetic vectors: not the index's, taken out of build_s
     written = [0.0]  # when the last batch was handed over (the rest: postings, ANN graph, checksums)
     counted = [0]  # token vectors handed over
-    coded: dict[str, Any] = {}  # residual codes: the pool coded once, after the leading batches fitted them
+    coded: dict[str, Any] = {}  # residual codes: the pool coded once, after the staged rows fitted them
     residual = storage["colbert_dtype"].startswith("residual")
 
     def batches() -> Any:
@@ -142,7 +142,7 @@ def build(n: int, path: Path, storage: dict[str, Any]) -> dict[str, Any]:
                 picks = [data["tokens"][ends[i] - data["lengths"][i] : ends[i]] for i in range(lo, hi)]
                 docs = [Document(id=f"d{b * BATCH + i}", text="") for i in range(lo, hi)]
                 encoded = EncodeResult(dense=data["dense"][lo:hi], sparse=data["sparse"][lo:hi])
-                # the codebook is fitted once the leading batches make its sample: the pool's codes from then on
+                # the codebook is fitted once the staged rows make its sample: the pool's codes from then on
                 if residual and not index.codec.needs_fit(storage.get("colbert_dim")):
                     if not coded:
                         coded.update(pool_codes(index.codec, pool))

@@ -56,7 +56,11 @@ class ColbertCodec:
     def needs_fit(self, dim: int | None) -> bool:
         """Whether the codec still has something to fit (`fit_codec`): the projection to `dim` dimensions (None:
         full) on the first documents written, or a residual codebook once staged rows fill its sample."""
-        return (dim is not None and self.projection is None) or self.staged
+        return self.waits_for_projection(dim) or self.staged
+
+    def waits_for_projection(self, dim: int | None) -> bool:
+        """Whether rows are projected to `dim` dimensions (None: full) by a projection not fitted yet."""
+        return dim is not None and self.projection is None
 
     @property
     def staged(self) -> bool:
@@ -265,7 +269,7 @@ def fit_codec(
     the codebook waited) included. Also what to store with the index, by manifest key: `(float32 values, the
     record's other fields)`; empty when there was nothing to fit."""
     fitted: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-    if dim is not None and codec.projection is None:
+    if dim is not None and codec.waits_for_projection(dim):  # `dim is not None`: for the type checker
         projection = fit_projection(documents, dim)  # fitted at the first write: nothing staged yet
         fitted["projection"] = (projection, {"shape": list(projection.shape)})
         codec = replace(codec, projection=projection)

@@ -42,7 +42,6 @@ class SegmentSearch:
         self, snap: Snapshot, codec: ColbertCodec, settings: IndexSettings, sparse: SparseScorer
     ) -> None:
         self.snap, self.codec, self.settings, self.sparse = snap, codec, settings, sparse
-        self.staging = codec.staging()
 
     def scorers(
         self, encoded: EncodeResult, plan: SearchPlan, depth: int
@@ -197,7 +196,9 @@ class SegmentSearch:
         tokens, lengths = segment.colbert_tokens(rows)
         codes, scales = segment.arrays["colbert.codes"], segment.arrays.get("colbert.scale")
         ends = np.cumsum(lengths)
-        codec = self.staging if segment.colbert_staged else self.codec  # float16 rows waiting for a codebook
+        codec = (
+            self.codec.staging() if segment.colbert_staged else self.codec
+        )  # float16, waiting for a codebook
         dim, decode = int(projected.shape[1]), codec.decodes
 
         def fetch(i: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:

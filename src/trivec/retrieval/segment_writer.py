@@ -155,9 +155,8 @@ class SegmentWriter:
             codec = self.codec
             pairs = colbert_codes if colbert_codes is not None else [codec.encode(r) for r in colbert or []]
             if colbert_codes and codec.dtype in FITTED and colbert_codes[0][0].dtype == np.float16:
-                pairs = [
-                    codec.code(rows) for rows, _ in colbert_codes
-                ]  # staged rows: the codebook is here now
+                # float16 rows staged before the codebook was fitted: coded now
+                pairs = [codec.code(rows) for rows, _ in colbert_codes]
             assert len(pairs) == n, "one ColBERT matrix per row"
             for codes, scale in pairs:
                 self.colbert.write(codes.reshape(-1, self.colbert_dim or codes.shape[-1]))

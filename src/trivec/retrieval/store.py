@@ -300,9 +300,7 @@ class SegmentStore:
     def colbert_coder(self) -> ColbertCoder | None:
         """How rows are coded as they are encoded: `codec.encode` once settled; the float16 rows residual codes
         stage while their codebook waits (`ColbertCodec.staging`); None while a projection waits."""
-        if not self.stores_colbert or (
-            self.settings.colbert_dim is not None and self.codec.projection is None
-        ):
+        if not self.stores_colbert or self.codec.waits_for_projection(self.settings.colbert_dim):
             return None
         return self.codec.staging().encode if self.codec.staged else self.codec.encode
 
@@ -345,7 +343,7 @@ class SegmentStore:
         larger) (`check`: run on each batch first); a staged segment whose rows fill the residual codebook's
         sample ends too (`_settle_staged`). Returns the rows written. Call inside `transaction()`."""
         cap = self.settings.max_segment_rows
-        if self.stores_colbert and self.codec.projection is None and self.settings.colbert_dim is not None:
+        if self.stores_colbert and self.codec.waits_for_projection(self.settings.colbert_dim):
             batches = iter(batches)
             held = leading_for_fit(batches, self.codec)  # the projection is fitted on them first
             self._fit_codec([rows for _, encoded in held for rows in encoded.colbert or []], [], False)
