@@ -111,6 +111,37 @@ def test_mode_scores_equal_embedder_scores(tiny: Embedder, small_tasks: dict[str
         assert outcome.scores[mode]["map"] == pytest.approx(expected, abs=1e-6), mode
 
 
+def test_zscore_fusion_ranks_with_the_standardised_embedder_scores(
+    tiny: Embedder, small_tasks: dict[str, Path]
+) -> None:
+    """`fusion="zscore"`: the hybrids rank each query's candidates by the weighted mean of the per-mode
+    `Embedder.score` values standardised over those candidates; the setting is recorded with the result."""
+    from trivec.evaluation.metrics import reranking_scores
+    from trivec.retrieval import zscore_scores
+
+    task = task_from_dir(small_tasks["reranking"])[0]
+    data = load_reranking(task)
+    settings = EvalSettings(modes=("dense+sparse", "all"), fusion="zscore")
+    outcome = RerankingEvaluator(settings).evaluate(task, data, TextEncoder(tiny))
+    texts = dict(zip(data.corpus_ids, data.corpus_texts, strict=True))
+    direct: dict[str, dict[str, np.ndarray]] = {"dense+sparse": {}, "all": {}}
+    for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
+        scores = tiny.score(query, [texts[d] for d in data.candidates[query_id]])
+        pair = {"dense": scores["dense"], "sparse": scores["sparse"]}
+        direct["dense+sparse"][query_id] = zscore_scores(pair, settings.weights)
+        direct["all"][query_id] = zscore_scores({**pair, "colbert": scores["colbert"]}, settings.weights)
+    positives = {q: set(d) for q, d in data.qrels.items()}
+    for mode, fused in direct.items():
+        expected = reranking_scores(positives, data.candidates, fused)["map"]
+        assert outcome.scores[mode]["map"] == pytest.approx(expected, abs=1e-6), mode
+    result = evaluate(tiny, [small_tasks["retrieval"]], modes="all", fusion="zscore", progress=False)[0]
+    assert result["settings"]["fusion"] == "zscore"
+    weighted = evaluate(tiny, [small_tasks["retrieval"]], modes="all", progress=False)[0]
+    assert "fusion" not in weighted["settings"]  # results written before the option read as weighted
+    with pytest.raises(InputError, match="unknown fusion 'mean'; expected one of weighted, rrf, zscore"):
+        evaluate("no-such-model", [small_tasks["retrieval"]], fusion="mean", progress=False)
+
+
 def test_dense_retrieval_equals_brute_force(tiny: Embedder, small_tasks: dict[str, Path]) -> None:
     task = task_from_dir(small_tasks["retrieval"])[0]
     data = load_retrieval(task)

@@ -58,6 +58,8 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
         run("search", "--index", ix, "boundary layer", "--fusion", "rrf", "--weights", "1,1,0", "--json")
     )
     assert set(rrf["hits"][0]["scores"]) == {"dense", "sparse"}
+    zscore = json.loads(run("search", "--index", ix, "boundary layer", "--fusion", "zscore", "--json"))
+    assert set(zscore["hits"][0]["scores"]) == {"dense", "sparse", "colbert"}
     text = run("search", "--index", ix, "wing", "-k", "2", "--mode", "colbert")
     assert text.startswith("query: wing") and "colbert=" in text
     run("index", "delete", "note.md", "--index", ix)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from trivec.errors import InputError
 from trivec.inference.scoring import hybrid_scores
-from trivec.retrieval import fuse, merge_top_k, rrf_scores, top_k
+from trivec.retrieval import fuse, merge_top_k, rrf_scores, top_k, zscore_scores
 from trivec.retrieval.fusion import ranks
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32)
@@ -82,3 +84,58 @@ def test_single_mode_and_ranks(values: np.ndarray) -> None:
     r = ranks(values)
     assert sorted(r.tolist()) == list(range(1, values.shape[0] + 1))
     assert r[int(np.argmax(values))] == 1
+
+
+@given(
+    vectors,
+    st.tuples(*(st.floats(0.05, 20) for _ in range(3))),
+    st.tuples(*(st.floats(-5, 5) for _ in range(3))),
+)
+def test_zscore_fusion_ignores_each_modes_scale_and_offset(
+    triple: tuple[np.ndarray, ...], scales: tuple[float, ...], offsets: tuple[float, ...]
+) -> None:
+    """What z-score fusion is for: a mode whose scores spread wider (or sit higher) for some texts weighs the
+    same, so s ↦ a·s + b (a > 0) per mode leaves the fused scores as they were."""
+    # spreads near the "all alike" cut (1e-9 of the scores' size) may land on either side of it once moved
+    assume(all(v.std() < 1e-12 or v.std() > 1e-6 for v in triple))
+    weights = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
+    moved = {m: a * v + b for (m, v), a, b in zip(scores.items(), scales, offsets, strict=True)}
+    assert np.allclose(fuse(moved, "zscore", weights), fuse(scores, "zscore", weights), atol=1e-6)
+
+
+@given(vectors, st.tuples(st.floats(0.01, 5), st.floats(0.01, 5), st.floats(0.01, 5)))
+def test_zscore_fusion_is_the_weighted_mean_of_standardised_scores(
+    triple: tuple[np.ndarray, ...], w: tuple[float, ...]
+) -> None:
+    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
+    weights = dict(zip(("dense", "sparse", "colbert"), w, strict=True))
+    manual = np.zeros(triple[0].shape[0])
+    for mode, values in scores.items():
+        if values.std() > 1e-9 * max(1.0, np.abs(values).max()):  # all alike: tells them apart by nothing
+            manual += weights[mode] * (values - values.mean()) / values.std()
+    assert np.allclose(zscore_scores(scores, weights), manual / sum(w), atol=1e-9)
+    n = triple[0].shape[0]
+    perm = np.random.default_rng(n).permutation(n)
+    permuted = {m: v[perm] for m, v in scores.items()}
+    assert np.allclose(fuse(permuted, "zscore", weights), fuse(scores, "zscore", weights)[perm])
+
+
+def test_zscore_fusion_follows_the_clearer_mode_where_raw_scores_follow_the_wider_one() -> None:
+    # dense tells the candidates apart by 0.01–0.03 (cosines in a narrow band), sparse by up to 0.3:
+    # the weighted mean lets sparse decide, z-scores weigh both as the weights say
+    dense = np.array([0.80, 0.79, 0.78, 0.77])
+    sparse = np.array([0.0, 0.3, 0.1, 0.05])
+    weights = {"dense": 0.8, "sparse": 0.2}
+    assert int(np.argmax(fuse({"dense": dense, "sparse": sparse}, "weighted", weights))) == 1
+    assert int(np.argmax(fuse({"dense": dense, "sparse": sparse}, "zscore", weights))) == 0
+    constant = {"dense": np.full(3, 0.5), "sparse": np.full(3, 2.0)}
+    assert np.array_equal(fuse(constant, "zscore", weights), np.zeros(3))
+
+
+def test_unknown_fusion_and_missing_weights_are_named() -> None:
+    scores = {"dense": np.ones(2), "sparse": np.ones(2)}
+    with pytest.raises(InputError, match="unknown fusion 'z'; expected one of weighted, rrf, zscore"):
+        fuse(scores, "z", {"dense": 1.0, "sparse": 1.0})
+    with pytest.raises(InputError, match="zscore fusion needs weights"):
+        fuse(scores, "zscore", None)

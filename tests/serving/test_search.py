@@ -62,6 +62,7 @@ def same_hits(got: list[dict], want: list) -> None:
         {"mode": "sparse", "top_k": 3},
         {"mode": "colbert"},
         {"mode": "hybrid", "fusion": "rrf", "weights": [1, 0.3, 1], "candidates": 50},
+        {"mode": "hybrid", "fusion": "zscore"},
         {"query_prompt": "Represent this query: "},
     ],
 )

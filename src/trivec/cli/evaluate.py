@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
                 help="Hybrid weights dense,sparse,colbert (default: the model's fusion_weights, else 0.4,0.2,0.4)."
             ),
         ] = None,
+        fusion: Annotated[
+            str,
+            typer.Option(help="How hybrids combine their modes' scores: weighted, rrf or zscore."),
+        ] = "weighted",
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,
         prompts_file: Annotated[
@@ -152,6 +156,7 @@ def register(app: typer.Typer) -> None:
             output,
             modes=modes,
             weights=parse_weights(weights),
+            fusion=fusion,
             prompts=prompt_overrides(query_prompt, document_prompt),
             task_prompts=task_prompts,
             batch_tokens=batch_tokens,

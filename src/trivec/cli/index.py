@@ -349,7 +349,7 @@ def register(app: typer.Typer) -> None:
                 help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)."
             ),
         ] = None,
-        fusion: Annotated[str, typer.Option(help="weighted or rrf.")] = "weighted",
+        fusion: Annotated[str, typer.Option(help="weighted, rrf or zscore.")] = "weighted",
         candidates: Annotated[
             int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
         ] = None,
@@ -372,7 +372,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--rerank-depth", help="Hits re-ranked per query (default max(100, top-k))."),
         ] = None,
     ) -> None:
-        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted or RRF fusion; --rerank:
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF or z-score fusion; --rerank:
         a cross-encoder re-scores the top hits.
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""

@@ -27,6 +27,7 @@ from trivec.inference.loading import ModelLike, load_embedder
 from trivec.inference.scoring import normalize_weights
 from trivec.io import atomic_writer
 from trivec.models.prompts import ROLES, check_prompts
+from trivec.retrieval.fusion import check_fusion
 
 RESULT_FORMAT = 1
 QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
@@ -130,6 +131,7 @@ def evaluate(
     prompts: Mapping[str, str] | None = None,
     batch_tokens: int | None = None,
     *,
+    fusion: str = "weighted",
     dtype: str | None = None,
     task_prompts: Mapping[str, Mapping[str, str]] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
@@ -150,6 +152,8 @@ def evaluate(
     modes: retrieval/reranking scoring modes (default: dense, sparse, colbert, dense+sparse, all, bm25); modes
         the model has no head for are skipped with a note. Other task types use the dense embedding.
     weights: hybrid weights (dense, sparse, colbert); default: the model's own, else 0.4 / 0.2 / 0.4.
+    fusion: how hybrids combine their modes' scores: `weighted` (the weighted mean of the scores, as M3),
+        `rrf` or `zscore` (`trivec.retrieval.fusion`).
     prompts: `{"query": ..., "document": ...}` — texts put before the queries / corpus texts of retrieval
         and reranking tasks instead of the model's prompts of those roles (either may be absent; '' = none).
         The texts of the other task types get the model's default prompt, if it has one.
@@ -165,6 +169,7 @@ def evaluate(
     if top_k < 1 or rerank_k < 0:
         raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
     mode_list = parse_modes(modes)
+    check_fusion(fusion)
     try:
         weight_map = normalize_weights(weights)
     except ValueError as exc:
@@ -195,6 +200,7 @@ def evaluate(
         settings = EvalSettings(
             modes=mode_list,
             weights=weight_map,
+            fusion=fusion,
             prompts=_prompts_for(task, run_prompts, per_task),
             top_k=top_k,
             rerank_k=rerank_k,

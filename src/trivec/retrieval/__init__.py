@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays
     from trivec.retrieval.colbert import ColbertCodec
     from trivec.retrieval.corpus import Chunk, Document, chunk_documents, read_corpus
     from trivec.retrieval.embedded import EmbeddedIndex
-    from trivec.retrieval.fusion import fuse, merge_top_k, rrf_scores, top_k
+    from trivec.retrieval.fusion import fuse, merge_top_k, rrf_scores, top_k, zscore_scores
     from trivec.retrieval.identity import ModelIdentity, ModelMismatchError, identify
     from trivec.retrieval.index import Index
     from trivec.retrieval.manifest import IndexLockedError, NotAnIndexError
@@ -47,6 +47,7 @@ __getattr__, __dir__ = lazy_exports(
         "merge_top_k": "trivec.retrieval.fusion",
         "rrf_scores": "trivec.retrieval.fusion",
         "top_k": "trivec.retrieval.fusion",
+        "zscore_scores": "trivec.retrieval.fusion",
         "ModelIdentity": "trivec.retrieval.identity",
         "ModelMismatchError": "trivec.retrieval.identity",
         "identify": "trivec.retrieval.identity",
@@ -80,4 +81,5 @@ __all__ = [
     "read_corpus",
     "rrf_scores",
     "top_k",
+    "zscore_scores",
 ]

@@ -1,8 +1,12 @@
-"""Combining per-mode scores of one candidate set: weighted mean (the reference's hybrid) or RRF.
+"""Combining per-mode scores of one candidate set: weighted mean (the reference's hybrid), RRF or z-scores.
 
 Weighted fusion is `trivec.inference.scoring.hybrid_scores` (Σ w_m·s_m / Σ w_m over the modes present), so
 a hybrid search score is the very number `Embedder.score` gives for the pair. Reciprocal-rank fusion ranks
 the candidates per mode and sums `w_m / (k + rank_m)`; it ignores score scales (Cormack et al., 2009).
+Z-score fusion standardises each mode's scores over the candidates (minus their mean, over their standard
+deviation) before the weighted mean: scale-free like RRF, but a clear winner in one mode keeps its margin.
+It matters where a mode's score spread changes with the text: m3-small's lexical scores spread ≈ 5× wider
+on English than on the languages its sparse head was trained on (docs/m3-small.md measures it).
 """
 
 from __future__ import annotations
@@ -15,9 +19,15 @@ import numpy as np
 from trivec.errors import InputError
 from trivec.inference.scoring import MODES, hybrid_scores
 
-FusionMethod = Literal["weighted", "rrf"]
-FUSIONS: tuple[str, ...] = ("weighted", "rrf")
+FusionMethod = Literal["weighted", "rrf", "zscore"]
+FUSIONS: tuple[str, ...] = ("weighted", "rrf", "zscore")
 RRF_K = 60
+
+
+def check_fusion(method: str) -> None:
+    """Refuse a fusion method trivec does not have (the one check of the name, wherever it is given)."""
+    if method not in FUSIONS:
+        raise InputError(f"unknown fusion {method!r}; expected one of {', '.join(FUSIONS)}")
 
 
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -57,6 +67,23 @@ def rrf_scores(
     return total
 
 
+def zscore_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Σ_m w_m·z_m / Σ w_m over the modes with a positive weight, z_m = (s_m − mean) / std over the candidates
+    (a mode whose candidates all score alike adds 0)."""
+    used = [m for m in MODES if m in scores and weights.get(m, 0.0) > 0]
+    if not used:
+        raise InputError(f"no mode with a positive weight among the computed scores {sorted(scores)}")
+    total = sum(weights[m] for m in used)
+    fused = np.zeros(len(scores[used[0]]), dtype=np.float64)
+    for mode in used:
+        values = np.asarray(scores[mode], dtype=np.float64)
+        spread = float(values.std()) if values.size else 0.0
+        # equal scores leave a rounding residue (std([0.05] * 3) ≈ 7e-18): below 1e-9 of their size, none
+        if spread > 1e-9 * max(1.0, float(np.abs(values).max(initial=0.0))):
+            fused += (weights[mode] / total) * (values - values.mean()) / spread
+    return fused
+
+
 def fuse(
     scores: Mapping[str, np.ndarray],
     method: str = "weighted",
@@ -64,15 +91,16 @@ def fuse(
     rrf_k: int = RRF_K,
 ) -> np.ndarray:
     """Fused score per candidate (float64). A single mode is returned as it is."""
-    if method not in FUSIONS:
-        raise InputError(f"unknown fusion {method!r}; expected one of {', '.join(FUSIONS)}")
+    check_fusion(method)
     present = [m for m in MODES if m in scores]
     if len(present) == 1 and (weights is None or weights.get(present[0], 0.0) > 0):
         return np.asarray(scores[present[0]], dtype=np.float64)
     if method == "rrf":
         return rrf_scores(scores, weights, rrf_k)
     if weights is None:
-        raise InputError("weighted fusion needs weights")
+        raise InputError(f"{method} fusion needs weights")
+    if method == "zscore":
+        return zscore_scores(scores, weights)
     return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
 
 

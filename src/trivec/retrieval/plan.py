@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from trivec.errors import InputError, UnsupportedOutputError
 from trivec.inference.scoring import MODES, normalize_weights
-from trivec.retrieval.fusion import FUSIONS
+from trivec.retrieval.fusion import check_fusion
 
 SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "hybrid")
 
@@ -54,8 +54,7 @@ def plan_search(
     `default_weights`: the weights when none are given (the model's; else M3's 0.4 / 0.2 / 0.4)."""
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
-    if fusion not in FUSIONS:
-        raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    check_fusion(fusion)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InputError(
             f"top_k must be a positive integer, got {top_k!r}",

@@ -52,7 +52,7 @@ def mode_requirement(mode: str, has_sparse: bool, has_colbert: bool) -> str | No
 
 @dataclass
 class EvalSettings:
-    """How tasks are scored: modes, hybrid weights, prompts, search depths, seed.
+    """How tasks are scored: modes, hybrid weights and fusion, prompts, search depths, seed.
 
     prompts: texts put before the queries / documents of retrieval and reranking tasks instead of the model's
     prompts of those roles (`{"query": ..., "document": ...}`, either may be absent).
@@ -60,6 +60,7 @@ class EvalSettings:
 
     modes: tuple[str, ...] = RETRIEVAL_MODES
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    fusion: str = "weighted"  # how hybrids combine their modes' scores (`trivec.retrieval.fusion.FUSIONS`)
     prompts: dict[str, str] = field(default_factory=dict)
     top_k: int = 1000
     rerank_k: int = 100
@@ -73,6 +74,7 @@ class EvalSettings:
         return {
             "modes": list(self.modes),
             "weights": dict(self.weights),
+            **({"fusion": self.fusion} if self.fusion != "weighted" else {}),  # results before it: weighted
             "top_k": self.top_k,
             "rerank_k": self.rerank_k,
             "seed": self.seed,

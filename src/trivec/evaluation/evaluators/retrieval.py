@@ -4,7 +4,7 @@ dense: exact inner-product search (faiss); sparse: exact lexical matching (CSR p
 re-ranking of the dense top `rerank_k` (as the M3 paper evaluates multi-vector); dense+sparse: the weighted
 hybrid over the union of the dense and sparse top `top_k`; all: the three-way hybrid over the union of the
 dense and sparse top `rerank_k`; bm25: bm25s over the same corpus. Candidates, exact scores, fusion
-(weighted mean, `settings.weights`) and ties are an index search's own: the modes run as search plans
+(`settings.fusion`, weighted mean by default, with `settings.weights`) and ties are an index search's own: the modes run as search plans
 (`mode_plan`) through `trivec.retrieval.searcher` over the corpus in memory (`ArrayQuery`).
 """
 
@@ -112,7 +112,7 @@ def encode_for_modes(
 def mode_plan(mode: str, settings: EvalSettings) -> SearchPlan:
     """A model mode as the search plan an index would run: single lists as ranked; `colbert` re-ranks the
     dense top `rerank_k`; `dense+sparse` fuses the union of the dense and sparse top `top_k`, `all` of
-    their top `rerank_k` (weighted, `settings.weights`)."""
+    their top `rerank_k` (`settings.fusion` with `settings.weights`)."""
     parts = HYBRID_PARTS[mode]
     if mode == "colbert":
         return SearchPlan(
@@ -128,7 +128,7 @@ def mode_plan(mode: str, settings: EvalSettings) -> SearchPlan:
         mode if len(parts) == 1 else "hybrid",
         parts,
         dict(settings.weights),
-        "weighted",
+        settings.fusion,
         settings.top_k,
         depth,
     )
