@@ -1,4 +1,5 @@
-"""How the embedded index scales (issue #19): synthetic corpora of 10k … 1M documents.
+"""How the embedded index scales (issue #19): synthetic corpora of 10k … 1M documents (the real corpora of
+the shared data at their own size, built with the real model: benchmarks/scale_corpora.py).
 
     python benchmarks/scale.py --docs 10000 100000 300000     # one size per child process, in order
 
@@ -68,7 +69,7 @@ DIM, BATCH, POOL, K, SEED = 384, 10_000, 65_536, 100, 19
 TOKENS = {"pool_factor": 3}  # the pool factor whose token counts documents have (`--tokens-pool-factor`)
 VOCAB = 250_002
 HYBRID = {"dense": 0.4, "sparse": 0.2, "colbert": 0.0}
-ALL = {"dense": 0.25, "sparse": 0.25, "colbert": 0.5}  # m3-small's fusion weights
+ALL = {"dense": 0.25, "sparse": 0.25, "colbert": 0.5}  # the weights of every row so far (shapes, not a model)
 
 
 def token_pool() -> np.ndarray:
@@ -469,31 +470,24 @@ def storage_flags(storage: dict[str, Any]) -> list[str]:
 
 
 def build_child(n: int, root: Path, storage: dict[str, Any]) -> tuple[str, dict[str, float]]:
-    """Run the `build` step in a child process; its stdout, and the peaks of its resident memory, anonymous
-    and file-backed, sampled every 50 ms from /proc. Both count in RSS, but the file-backed pages are page
-    cache the kernel can take back (the new segment, prefaulted after the commit when the index fits in
-    half the RAM); and the child's own VmHWM misses peaks of pages reclaimed without an unmap."""
+    """Run the `build` step of n documents in a child process (`run_sampled`)."""
+    command = [sys.executable, __file__, "--build", str(n), "--root", str(root)]
+    command += ["--tokens-pool-factor", str(TOKENS["pool_factor"]), *storage_flags(storage)]
+    return run_sampled(command, f"build of {n} documents")
+
+
+def run_sampled(command: list[str], what: str) -> tuple[str, dict[str, float]]:
+    """Run `command` in a child process; its stdout, and the peaks of its resident memory, anonymous and
+    file-backed, sampled every 50 ms from /proc. Both count in RSS, but the file-backed pages are page cache
+    the kernel can take back (a new segment, prefaulted after the commit when the index fits in half the
+    RAM); and the child's own VmHWM misses peaks of pages reclaimed without an unmap."""
     import tempfile
 
     with (
         tempfile.TemporaryFile("w+") as out,  # files, not pipes: a child's full pipe would wait on us
         tempfile.TemporaryFile("w+") as err,
         subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--build",
-                str(n),
-                "--root",
-                str(root),
-                "--tokens-pool-factor",
-                str(TOKENS["pool_factor"]),
-                *storage_flags(storage),
-            ],
-            stdout=out,
-            stderr=err,
-            text=True,
-            env={**os.environ, "TRIVEC_QUIET": "1"},
+            command, stdout=out, stderr=err, text=True, env={**os.environ, "TRIVEC_QUIET": "1"}
         ) as child,
     ):
         status = Path(f"/proc/{child.pid}/status")
@@ -512,7 +506,7 @@ def build_child(n: int, root: Path, storage: dict[str, Any]) -> tuple[str, dict[
         err.seek(0)
         stdout = out.read()
         if child.returncode:
-            raise SystemExit(f"build of {n} documents failed ({child.returncode}):\n{err.read()[-4000:]}")
+            raise SystemExit(f"{what} failed ({child.returncode}):\n{err.read()[-4000:]}")
     return stdout, {
         "build_peak_rss_sampled_mib": round(peaks["VmRSS"] / 1024, 1),
         "build_peak_anon_mib": round(peaks["RssAnon"] / 1024, 1),
