@@ -90,7 +90,17 @@ EVAL=(--tasks "$TASKS" --dtype bfloat16 --resume -q)
 trivec eval --model multilingual-e5-small --output "$R/eval/e5" "${EVAL[@]}"
 [[ " $VARIANTS " == *" sd "* ]] && trivec eval --model m3-small --output "$R/eval/m3-small" "${EVAL[@]}"
 [[ " $VARIANTS " == *" nosd "* ]] && trivec eval --model "$R/nosd" --output "$R/eval/nosd" "${EVAL[@]}"
+# 4b. z-score fusion, measured and not the model's (docs/m3-small.md): its weights by the same grid rule on the
+# validation sets, beside weighted fusion; then the evaluation sets' hybrids with it
+if [[ " $VARIANTS " == *" sd "* ]]; then
+  python scripts/recipes/m3_small_weights.py --fusion zscore > "$R/weights-zscore.md"
+  RANKED=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,jaquad-dev-retrieval,tquad-dev-retrieval
+  RANKED=$RANKED,iapp-wiki-qa-dev-retrieval,tydiqa-id-dev-retrieval,arcd-test-retrieval,parsinlu-rc-dev-retrieval
+  trivec eval --model m3-small --output "$R/eval/m3-small-zscore" --fusion zscore \
+      --modes dense,dense+sparse,all --tasks "$RANKED,trecqa" --dtype bfloat16 --resume -q
+fi
 runs=(--run "e5=$R/eval/e5" --run "m3-small=$R/eval/m3-small")
+[ -d "$R/eval/m3-small-zscore" ] && runs+=(--run "m3-small-zscore=$R/eval/m3-small-zscore")
 [ -d "$R/eval/nosd" ] && runs+=(--run "m3-small-nosd=$R/eval/nosd")
 [ -d runs/m3-minilm/eval/heads-sd-idf ] && runs+=(--run "minilm-m3=runs/m3-minilm/eval/heads-sd-idf")
 python scripts/recipes/m3_small_report.py "${runs[@]}" --output "$R/eval/report.md"

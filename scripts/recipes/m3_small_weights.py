@@ -18,6 +18,10 @@
    (un-capitalised) sets (to 0.01), then the nearest to M3's 0.4 / 0.2 / 0.4. It replaces M3's weights only
    if its gain is beyond the noise of these sets (the 95 % paired-bootstrap interval of the gain lies above
    0); `--write` stores the result as the model's `fusion_weights`.
+
+`--fusion zscore` runs step 2 with z-score fusion (`trivec.retrieval.fusion`: each mode standardised over a
+query's candidates) and prints its best triple's mean `all` beside weighted fusion with M3's weights (the
+measurement docs/m3-small.md reports; the model's config records weights only, so `--write` is refused).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import torch
 import yaml
 
 from trivec import Embedder
-from trivec.inference.scoring import hybrid_scores, lexical_scores, maxsim_scores
+from trivec.inference.scoring import lexical_scores, maxsim_scores
+from trivec.retrieval.fusion import fuse
 from trivec.training.dataset import subsample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +137,8 @@ def capitalised(source: Path) -> Path:
 class ScoredSet:
     """One set encoded once: per query, the candidates (dense ∪ sparse top 100) with their three scores."""
 
-    def __init__(self, embedder: Embedder, folder: Path) -> None:
+    def __init__(self, embedder: Embedder, folder: Path, fusion: str = "weighted") -> None:
+        self.fusion = fusion  # how `per_query` fuses the modes (weighted mean or z-scores)
         corpus = read_jsonl(folder / "corpus.jsonl")
         queries = read_jsonl(folder / "queries.jsonl")
         relevant = {}
@@ -168,12 +174,10 @@ class ScoredSet:
             self.gold.append(np.array([ids[i] == relevant[row["id"]] for i in candidates.tolist()]))
 
     def per_query(self, weights: dict[str, float], modes: tuple[str, ...]) -> np.ndarray:
-        """nDCG@10 of each query (one relevant paragraph) under the weighted hybrid of `modes`."""
+        """nDCG@10 of each query (one relevant paragraph) under the hybrid of `modes` (`self.fusion`)."""
         values = np.zeros(len(self.parts))
         for k, (parts, gold) in enumerate(zip(self.parts, self.gold, strict=True)):
-            scores = (
-                hybrid_scores({m: parts[m] for m in modes}, weights) if len(modes) > 1 else parts[modes[0]]
-            )
+            scores = fuse({m: parts[m] for m in modes}, self.fusion, weights)
             order = np.argsort(-np.asarray(scores), kind="stable")[:10]
             hit = np.flatnonzero(gold[order])
             values[k] = 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
@@ -282,7 +286,12 @@ def main() -> None:
     parser.add_argument("--corpus", type=int, default=800)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--write", type=Path, help="a trivec_config.json to store the chosen weights in")
+    parser.add_argument(
+        "--fusion", choices=("weighted", "zscore"), default="weighted", help="weighted or zscore"
+    )
     args = parser.parse_args()
+    if args.write and args.fusion != "weighted":
+        parser.error("--write stores weights for weighted fusion only")
     configs = [
         yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in args.config or [REPO / "configs" / "m3-small.yaml"]
@@ -298,14 +307,14 @@ def main() -> None:
     caps: dict[str, dict[str, float]] = {}
     for folder in LANGUAGES:
         path = build_set(configs, folder, args.out, args.queries, args.corpus)
-        sets[folder] = ScoredSet(embedder, path)
+        sets[folder] = ScoredSet(embedder, path, args.fusion)
         if folder in CASED:
             caps_path = capitalised(path)
             fold = embedder.model.fold_capitals
             row = {}
             for on in (False, True):
                 embedder.model.fold_capitals = on
-                scored = ScoredSet(embedder, caps_path)
+                scored = ScoredSet(embedder, caps_path, args.fusion)
                 row[f"fold {'on' if on else 'off'}"] = scored.ndcg(default, ("dense", "sparse", "colbert"))
                 row[f"fold {'on' if on else 'off'} dense"] = scored.ndcg(default, ("dense",))
                 row[f"fold {'on' if on else 'off'} sparse"] = scored.ndcg(default, ("sparse",))
@@ -328,6 +337,17 @@ def main() -> None:
         return no_loss(w), round(float(np.mean(table[tuple(w.values())])), 2), -distance
 
     best = max(candidates, key=preference)
+    if args.fusion != "weighted":
+        mean = float(np.mean(table[tuple(best.values())]))
+        for s in sets.values():
+            s.fusion = "weighted"
+        weighted = float(np.mean([s.ndcg(default, ("dense", "sparse", "colbert")) for s in sets.values()]))
+        for s in sets.values():
+            s.fusion = args.fusion
+        print(
+            f"\n{args.fusion} fusion: best triple {best}, mean `all` {mean:.2f} (eligible: {no_loss(best)}); "
+            f"weighted fusion with M3's weights {weighted:.2f} ({mean - weighted:+.2f})"
+        )
     low, high = gain_interval(list(sets.values()), best, default)
     verdict = (
         f"the best triple {best} gains {np.mean(table[tuple(best.values())]) - np.mean(table[tuple(default.values())]):+.2f} "

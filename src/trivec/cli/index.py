@@ -372,8 +372,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--rerank-depth", help="Hits re-ranked per query (default max(100, top-k))."),
         ] = None,
     ) -> None:
-        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF or z-score fusion; --rerank:
-        a cross-encoder re-scores the top hits.
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF or z-score fusion;
+        --rerank: a cross-encoder re-scores the top hits.
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
         from trivec.io import read_records

@@ -5,7 +5,7 @@ a hybrid search score is the very number `Embedder.score` gives for the pair. Re
 the candidates per mode and sums `w_m / (k + rank_m)`; it ignores score scales (Cormack et al., 2009).
 Z-score fusion standardises each mode's scores over the candidates (minus their mean, over their standard
 deviation) before the weighted mean: scale-free like RRF, but a clear winner in one mode keeps its margin.
-It matters where a mode's score spread changes with the text: m3-small's lexical scores spread ≈ 5× wider
+It matters where a mode's score spread changes with the text: m3-small's lexical scores spread 3–6× wider
 on English than on the languages its sparse head was trained on (docs/m3-small.md measures it).
 """
 
