@@ -37,25 +37,21 @@ from trivec.inference.scoring import hybrid_scores, maxsim_scores
 from trivec.retrieval import Index
 from trivec.retrieval.fusion import top_k
 
-RETRIEVAL_SETS = (
-    "cranfield",
-    "cacm",
-    "lisa",
-    "vaswani-npl",
-    "cmrc2018-trial-retrieval",
-    "jaquad-dev-retrieval",
-    "tquad-dev-retrieval",
-    "iapp-wiki-qa-dev-retrieval",
-    "tydiqa-id-dev-retrieval",
-    "arcd-test-retrieval",
-    "parsinlu-rc-dev-retrieval",
-)
 K = 100
 VOCAB = 250_002  # upper bound on term ids (XLM-R pieces); only the width of the CSR products
 
 
 def shared_data() -> Path:
     return Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared")) / "data"
+
+
+def retrieval_sets() -> list[str]:
+    """The shared data's retrieval folders, as its `tasks.tsv` lists them."""
+    rows = (
+        line.split("\t")
+        for line in (shared_data() / "tasks.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    )
+    return [row[0] for row in rows if len(row) > 1 and row[1] == "retrieval"]
 
 
 def build(folder: Path, index_path: Path, model: str) -> dict[str, Any]:
@@ -166,13 +162,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sets", nargs="+", default=list(RETRIEVAL_SETS))
+    parser.add_argument("--sets", nargs="+", help="folders of the shared data (default: its retrieval sets)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--root", type=Path, default=Path("/tmp/trivec-scale-corpora"))
     parser.add_argument("--results", type=Path, default=Path("/tmp/trivec-scale-corpora/results.jsonl"))
     args = parser.parse_args()
     from trivec import Embedder
 
+    args.sets = args.sets or retrieval_sets()
     unknown = [name for name in args.sets if not (shared_data() / name / "corpus.jsonl").is_file()]
     if unknown:
         raise SystemExit(f"no corpus.jsonl under {shared_data()} for: {', '.join(unknown)}")
