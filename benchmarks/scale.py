@@ -273,8 +273,7 @@ def measure(n: int, path: Path, queries: int, efs: list[int], warmup: int = 0) -
     for q in range(queries):
         d = dense @ q_dense[q]
         s = np.asarray((csr_of([q_sparse[q]], VOCAB) @ inverted).todense()).ravel()
-        dt, st = top_k(d, K), top_k(s, K)
-        cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
+        cands = exact_candidates(d, s)
         for mode, weights in modes:
             scores = {"dense": d[cands], "sparse": s[cands]}
             if mode != "hybrid":
@@ -339,6 +338,13 @@ def measure(n: int, path: Path, queries: int, efs: list[int], warmup: int = 0) -
     out["page_cache_after_search"] = cached_fraction(path)
     index.close()
     return out
+
+
+def exact_candidates(dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """The search's candidate rule over every document's scores: the dense top K ∪ the sparse top K with a
+    positive score, in that order."""
+    dense_top, sparse_top = top_k(dense, K), top_k(sparse, K)
+    return np.array(list(dict.fromkeys([*dense_top.tolist(), *sparse_top[sparse[sparse_top] > 0].tolist()])))
 
 
 def cached_fraction(path: Path) -> dict[str, float]:

@@ -30,28 +30,22 @@ from typing import Any
 
 import numpy as np
 
-from scale import REPO, cached_fraction, cpu_model, csr_of, run_sampled
-from trivec.evaluation.data import read_qrels, read_queries
+from scale import K, cached_fraction, cpu_model, csr_of, exact_candidates, run_sampled
+from trivec.evaluation.data import load_retrieval
 from trivec.evaluation.metrics import retrieval_scores
+from trivec.evaluation.registry import default_data_dir, read_task_index, task_from_dir
+from trivec.evaluation.tasks import TaskType
 from trivec.inference.scoring import hybrid_scores, maxsim_scores
 from trivec.retrieval import Index
 from trivec.retrieval.fusion import top_k
 
-K = 100
 VOCAB = 250_002  # upper bound on term ids (XLM-R pieces); only the width of the CSR products
 
 
-def shared_data() -> Path:
-    return Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared")) / "data"
-
-
-def retrieval_sets() -> list[str]:
-    """The shared data's retrieval folders, as its `tasks.tsv` lists them."""
-    rows = (
-        line.split("\t")
-        for line in (shared_data() / "tasks.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    )
-    return [row[0] for row in rows if len(row) > 1 and row[1] == "retrieval"]
+def retrieval_sets(data: Path) -> list[str]:
+    """The retrieval folders of the data's `tasks.tsv`."""
+    entries = read_task_index(data) or {}
+    return [folder for folder, entry in entries.items() if entry.type == TaskType.RETRIEVAL]
 
 
 def build(folder: Path, index_path: Path, model: str) -> dict[str, Any]:
@@ -87,8 +81,7 @@ def exact_top(stored: dict[str, Any], queries: Any, codec: Any, weights: dict[st
     for q in range(queries.dense.shape[0]):
         d = stored["dense"] @ queries.dense[q].astype(np.float32)
         s = np.asarray((csr_of([queries.sparse[q]], VOCAB) @ inverted).todense()).ravel()
-        dt, st = top_k(d, K), top_k(s, K)
-        cands = np.array(list(dict.fromkeys([*dt.tolist(), *st[s[st] > 0].tolist()])))
+        cands = exact_candidates(d, s)
         scores = {"dense": d[cands], "sparse": s[cands]}
         if weights.get("colbert", 0.0) > 0:
             tokens = [stored["colbert"][c] for c in cands]
@@ -100,9 +93,9 @@ def exact_top(stored: dict[str, Any], queries: Any, codec: Any, weights: dict[st
 
 def measure(folder: Path, index_path: Path, embedder: Any) -> dict[str, Any]:
     """Bytes, open time, latency, recall@100 vs exact and nDCG@10 of one built index."""
-    qrels, _ = read_qrels(folder / "qrels.tsv")
-    texts = read_queries(folder / "queries.jsonl")
-    query_ids = [q for q in texts if any(g > 0 for g in qrels.get(q, {}).values())]
+    data = load_retrieval(task_from_dir(folder)[0])  # judged queries, as `trivec eval` reads them
+    query_ids, qrels = data.query_ids, data.qrels
+    texts = dict(zip(data.query_ids, data.query_texts, strict=True))
     opened = []
     for _ in range(5):  # opened as scale.py opens (the model recorded, loaded on first need)
         started = time.perf_counter()
@@ -114,6 +107,8 @@ def measure(folder: Path, index_path: Path, embedder: Any) -> dict[str, Any]:
     index.wait_checked()
     info = index.info()
     n = info["documents"]
+    if info["chunks"] != n:  # recall compares rows with hits; a chunked document collapses into one hit
+        raise SystemExit(f"{index_path}: {info['chunks']} chunks for {n} documents; build it unchunked")
     out: dict[str, Any] = {
         "documents": n,
         "queries": len(query_ids),
@@ -169,14 +164,15 @@ def main() -> None:
     args = parser.parse_args()
     from trivec import Embedder
 
-    args.sets = args.sets or retrieval_sets()
-    unknown = [name for name in args.sets if not (shared_data() / name / "corpus.jsonl").is_file()]
+    data = default_data_dir()
+    args.sets = args.sets or retrieval_sets(data)
+    unknown = [name for name in args.sets if not (data / name / "corpus.jsonl").is_file()]
     if unknown:
-        raise SystemExit(f"no corpus.jsonl under {shared_data()} for: {', '.join(unknown)}")
+        raise SystemExit(f"no corpus.jsonl under {data} for: {', '.join(unknown)}")
     args.root.mkdir(parents=True, exist_ok=True)
     embedder = None
     for name in args.sets:
-        folder = shared_data() / name
+        folder = data / name
         index_path = args.root / name
         row: dict[str, Any] = {"set": name, "model": args.model, "load_before": os.getloadavg()}
         row.update(build(folder, index_path, args.model))

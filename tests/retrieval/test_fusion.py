@@ -139,3 +139,14 @@ def test_unknown_fusion_and_missing_weights_are_named() -> None:
         fuse(scores, "z", {"dense": 1.0, "sparse": 1.0})
     with pytest.raises(InputError, match="zscore fusion needs weights"):
         fuse(scores, "zscore", None)
+
+
+def test_zscore_fusion_passes_a_non_finite_score_on_and_standardises_the_rest_without_it() -> None:
+    weights = {"dense": 0.4, "sparse": 0.2}
+    dense, sparse = np.array([0.5, 0.4, np.inf, 0.3]), np.array([0.1, 0.3, 0.2, 0.0])
+    fused = fuse({"dense": dense, "sparse": sparse}, "zscore", weights)
+    finite = dense[[0, 1, 3]]
+    dense_z = (finite - finite.mean()) / finite.std()
+    sparse_z = ((sparse - sparse.mean()) / sparse.std())[[0, 1, 3]]
+    assert np.isnan(fused[2])
+    assert np.allclose(fused[[0, 1, 3]], (0.4 * dense_z + 0.2 * sparse_z) / 0.6)

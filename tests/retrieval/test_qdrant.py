@@ -30,7 +30,7 @@ def pair(
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse", "colbert", "hybrid"])
-@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+@pytest.mark.parametrize("fusion", ["weighted", "rrf", "zscore"])
 def test_same_top10_as_the_embedded_index(
     pair: tuple[Index, Index], cranfield_queries: list[tuple[str, str]], mode: str, fusion: str
 ) -> None:

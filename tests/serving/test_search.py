@@ -54,6 +54,16 @@ def same_hits(got: list[dict], want: list) -> None:
         assert set(g["scores"]) == set(w.scores) and g["doc_id"] == w.doc_id and g["text"] == w.text
 
 
+def test_the_request_accepts_every_fusion_the_index_has() -> None:
+    """The request model spells the fusion names out (it stays light to import); they are the index's."""
+    from typing import get_args
+
+    from trivec.retrieval.fusion import FUSIONS
+    from trivec.serving.schemas import SearchRequest
+
+    assert get_args(SearchRequest.model_fields["fusion"].annotation) == FUSIONS
+
+
 @pytest.mark.parametrize(
     "options",
     [

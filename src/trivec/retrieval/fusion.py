@@ -12,7 +12,7 @@ on English than on the languages its sparse head was trained on (docs/m3-small.m
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from trivec.errors import InputError
 from trivec.inference.scoring import MODES, hybrid_scores
 
 FusionMethod = Literal["weighted", "rrf", "zscore"]
-FUSIONS: tuple[str, ...] = ("weighted", "rrf", "zscore")
+FUSIONS: tuple[str, ...] = get_args(FusionMethod)
 RRF_K = 60
 
 
@@ -77,10 +77,16 @@ def zscore_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]
     fused = np.zeros(len(scores[used[0]]), dtype=np.float64)
     for mode in used:
         values = np.asarray(scores[mode], dtype=np.float64)
-        spread = float(values.std()) if values.size else 0.0
+        finite = np.isfinite(values)
+        kept = values[finite]
+        # a non-finite score stays non-finite (NaN) in the fused one, as the weighted mean passes it on; the
+        # other candidates are standardised among themselves
+        standard = np.where(finite, 0.0, np.nan)
+        spread = float(kept.std()) if kept.size else 0.0
         # equal scores leave a rounding residue (std([0.05] * 3) ≈ 7e-18): below 1e-9 of their size, none
-        if spread > 1e-9 * max(1.0, float(np.abs(values).max(initial=0.0))):
-            fused += (weights[mode] / total) * (values - values.mean()) / spread
+        if spread > 1e-9 * max(1.0, float(np.abs(kept).max(initial=0.0))):
+            standard[finite] = (kept - kept.mean()) / spread
+        fused += (weights[mode] / total) * standard
     return fused
 
 

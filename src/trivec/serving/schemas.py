@@ -125,7 +125,7 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000)
     mode: Literal["dense", "sparse", "colbert", "hybrid"] = "hybrid"
     weights: dict[str, float] | list[float] | None = None
-    fusion: Literal["weighted", "rrf", "zscore"] = "weighted"
+    fusion: Literal["weighted", "rrf", "zscore"] = "weighted"  # = trivec.retrieval.fusion.FUSIONS (tested)
     candidates: int | None = Field(default=None, ge=1, le=10_000)
     query_prompt: str | None = None
     max_length: int | None = Field(default=None, ge=2)
