@@ -93,7 +93,7 @@ trivec eval --model multilingual-e5-small --output "$R/eval/e5" "${EVAL[@]}"
 # 4b. z-score fusion, measured and not the model's (docs/m3-small.md): its weights by the same grid rule on the
 # validation sets, beside weighted fusion; then the evaluation sets' hybrids with it
 if [[ " $VARIANTS " == *" sd "* ]]; then
-  python scripts/recipes/m3_small_weights.py --fusion zscore > "$R/weights-zscore.md"
+  python scripts/recipes/m3_small_weights.py --fusion zscore --spreads-of "$D/cranfield" > "$R/weights-zscore.md"
   RANKED=vaswani-npl,cranfield,cacm,lisa,cmrc2018-trial-retrieval,jaquad-dev-retrieval,tquad-dev-retrieval
   RANKED=$RANKED,iapp-wiki-qa-dev-retrieval,tydiqa-id-dev-retrieval,arcd-test-retrieval,parsinlu-rc-dev-retrieval
   trivec eval --model m3-small --output "$R/eval/m3-small-zscore" --fusion zscore \

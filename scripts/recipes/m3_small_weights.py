@@ -12,8 +12,9 @@
    For the folders in cased scripts (French, Indonesian, Turkish) an all-capitals copy (`OUT/<folder>-caps/`)
    checks the model's `fold_capitals` rule: scored with and without it.
 2. Weights. Each set is encoded once (dense, sparse, ColBERT; bf16 as the evaluation runs); the candidates of
-   a query are the union of its dense and sparse top 100 (as `trivec eval`'s `all`); nDCG@10 of the weighted
-   hybrid is computed for every (dense, sparse, colbert) weight triple on a 0.05 grid of the simplex. Best:
+   a query are the union of its dense top 100 and its sparse top 100 with a positive score (as `trivec
+   eval`'s `all` and a search take them); nDCG@10 of the weighted hybrid is computed for every (dense,
+   sparse, colbert) weight triple on a 0.05 grid of the simplex. Best:
    among the triples whose `all` is not below dense alone on any set, the best mean `all` nDCG@10 over the
    (un-capitalised) sets (to 0.01), then the nearest to M3's 0.4 / 0.2 / 0.4. It replaces M3's weights only
    if its gain is beyond the noise of these sets (the 95 % paired-bootstrap interval of the gain lies above
@@ -22,6 +23,8 @@
 `--fusion zscore` runs step 2 with z-score fusion (`trivec.retrieval.fusion`: each mode standardised over a
 query's candidates) and prints its best triple's mean `all` beside weighted fusion with M3's weights (the
 measurement docs/m3-small.md reports; the model's config records weights only, so `--write` is refused).
+Each run also prints the modes' score spreads over each set's candidates (`score_spreads`), and over the
+retrieval folders given to `--spreads-of` (nothing else is computed on those).
 """
 
 from __future__ import annotations
@@ -134,8 +137,42 @@ def capitalised(source: Path) -> Path:
     return target
 
 
+def candidate_scores(
+    embedder: Embedder, passages: list[str], questions: list[str]
+) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per question: its candidates — the dense top 100 ∪ the sparse top 100 with a positive score, as a
+    search and `trivec eval`'s `all` take them — and their dense, sparse and ColBERT scores."""
+    docs = embedder.encode(passages, dense=True, sparse=True, colbert=True, prompt_name="document")
+    asked = embedder.encode(questions, dense=True, sparse=True, colbert=True, prompt_name="query")
+    assert docs.dense is not None and asked.dense is not None
+    dense_all = asked.dense @ docs.dense.T
+    out = []
+    for q in range(len(questions)):
+        sparse_all = lexical_scores(asked.sparse[q], docs.sparse)
+        dense_top = np.argsort(-dense_all[q], kind="stable")[:DEPTH]
+        sparse_top = np.argsort(-sparse_all, kind="stable")[:DEPTH]
+        sparse_top = sparse_top[sparse_all[sparse_top] > 0]
+        candidates = np.array(list(dict.fromkeys([*dense_top.tolist(), *sparse_top.tolist()])))
+        colbert = maxsim_scores(asked.colbert[q], [docs.colbert[i] for i in candidates.tolist()])
+        scores = {"dense": dense_all[q][candidates], "sparse": sparse_all[candidates], "colbert": colbert}
+        out.append((candidates, scores))
+    return out
+
+
+def score_spreads(parts: list[dict[str, np.ndarray]]) -> dict[str, tuple[float, float]]:
+    """Per mode, the mean over questions of its candidates' mean score and standard deviation: how far
+    apart a mode tells candidates, which is what a weight multiplies in weighted fusion."""
+    return {
+        mode: (
+            float(np.mean([p[mode].mean() for p in parts])),
+            float(np.mean([p[mode].std() for p in parts])),
+        )
+        for mode in ("dense", "sparse", "colbert")
+    }
+
+
 class ScoredSet:
-    """One set encoded once: per query, the candidates (dense ∪ sparse top 100) with their three scores."""
+    """One set encoded once: per query, the candidates (`candidate_scores`) with their three scores."""
 
     def __init__(self, embedder: Embedder, folder: Path, fusion: str = "weighted") -> None:
         self.fusion = fusion  # how `per_query` fuses the modes (weighted mean or z-scores)
@@ -146,32 +183,12 @@ class ScoredSet:
             q, d, _ = line.split("\t")
             relevant[q] = d
         ids = [row["id"] for row in corpus]
-        docs = embedder.encode(
-            [r["text"] for r in corpus], dense=True, sparse=True, colbert=True, prompt_name="document"
-        )
-        asked = embedder.encode(
-            [r["text"] for r in queries], dense=True, sparse=True, colbert=True, prompt_name="query"
-        )
-        assert docs.dense is not None and asked.dense is not None
-        dense_all = asked.dense @ docs.dense.T
-        self.parts: list[dict[str, np.ndarray]] = []
-        self.gold: list[np.ndarray] = []
-        for q, row in enumerate(queries):
-            sparse_all = lexical_scores(asked.sparse[q], docs.sparse)
-            top = lambda s: np.argsort(-s, kind="stable")[:DEPTH]  # noqa: E731
-            candidates = np.array(
-                list(dict.fromkeys([*top(dense_all[q]).tolist(), *top(sparse_all).tolist()]))
-            )
-            self.parts.append(
-                {
-                    "dense": dense_all[q][candidates],
-                    "sparse": sparse_all[candidates],
-                    "colbert": maxsim_scores(
-                        asked.colbert[q], [docs.colbert[i] for i in candidates.tolist()]
-                    ),
-                }
-            )
-            self.gold.append(np.array([ids[i] == relevant[row["id"]] for i in candidates.tolist()]))
+        scored = candidate_scores(embedder, [r["text"] for r in corpus], [r["text"] for r in queries])
+        self.parts: list[dict[str, np.ndarray]] = [scores for _, scores in scored]
+        self.gold: list[np.ndarray] = [
+            np.array([ids[i] == relevant[row["id"]] for i in candidates.tolist()])
+            for (candidates, _), row in zip(scored, queries, strict=True)
+        ]
 
     def per_query(self, weights: dict[str, float], modes: tuple[str, ...]) -> np.ndarray:
         """nDCG@10 of each query (one relevant paragraph) under the hybrid of `modes` (`self.fusion`)."""
@@ -266,6 +283,23 @@ def compare(
     )
 
 
+def print_spreads(embedder: Embedder, parts: dict[str, list[dict]], folders: list[Path]) -> None:
+    """The modes' score spreads (`score_spreads`) over the validation sets and the `folders` (read with
+    `trivec eval`'s loader: judged queries, "title text" passages); nothing else is computed on them."""
+    from trivec.evaluation.data import load_retrieval
+    from trivec.evaluation.registry import task_from_dir
+
+    rows = {name: score_spreads(p) for name, p in parts.items()}
+    for folder in folders:
+        data = load_retrieval(task_from_dir(folder)[0])
+        scored = candidate_scores(embedder, data.corpus_texts, data.query_texts)
+        rows[folder.name] = score_spreads([scores for _, scores in scored])
+    print("\n| set | dense mean / std | sparse mean / std | colbert mean / std |")
+    print("|---|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(f"{m:.3f} / {sd:.3f}" for m, sd in row.values()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -289,9 +323,18 @@ def main() -> None:
     parser.add_argument(
         "--fusion", choices=("weighted", "zscore"), default="weighted", help="weighted or zscore"
     )
+    parser.add_argument(
+        "--spreads-of",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="retrieval folders whose modes' score spreads are printed beside the validation sets' (only)",
+    )
     args = parser.parse_args()
     if args.write and args.fusion != "weighted":
         parser.error("--write stores weights for weighted fusion only")
+    if args.compare and args.fusion != "weighted":
+        parser.error("--compare scores both models with weighted fusion; --fusion applies to the weights run")
     configs = [
         yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in args.config or [REPO / "configs" / "m3-small.yaml"]
@@ -344,9 +387,11 @@ def main() -> None:
         weighted = float(np.mean([s.ndcg(default, ("dense", "sparse", "colbert")) for s in sets.values()]))
         for s in sets.values():
             s.fusion = args.fusion
+        at_m3 = float(np.mean(table[tuple(default.values())]))
         print(
-            f"\n{args.fusion} fusion: best triple {best}, mean `all` {mean:.2f} (eligible: {no_loss(best)}); "
-            f"weighted fusion with M3's weights {weighted:.2f} ({mean - weighted:+.2f})"
+            f"\n{args.fusion} fusion: M3's weights {at_m3:.2f} ({at_m3 - weighted:+.2f}), best triple {best} "
+            f"{mean:.2f} ({mean - weighted:+.2f}; eligible: {no_loss(best)}); weighted fusion with M3's "
+            f"weights {weighted:.2f} (differences from unrounded means)"
         )
     low, high = gain_interval(list(sets.values()), best, default)
     verdict = (
@@ -357,6 +402,7 @@ def main() -> None:
         print(f"M3's weights kept: {verdict} — not beyond the noise of these sets", file=sys.stderr)
         print(f"\nM3's weights kept: {verdict}, not beyond the noise of these sets.")
         best = dict(default)
+    print(f"\nfusion of the hybrids below: {args.fusion}")
     print(
         "| set | dense | sparse | colbert | dense+sparse (M3 0.4/0.2/0.4) | all (M3) | dense+sparse (chosen) | all (chosen) |"
     )
@@ -391,6 +437,7 @@ def main() -> None:
             f"| {folder} | {row['as written']:.2f} | {row['fold off']:.2f} | {row['fold on']:.2f} | "
             f"{row['fold off dense']:.2f} | {row['fold on dense']:.2f} | {row['fold off sparse']:.2f} | {row['fold on sparse']:.2f} |"
         )
+    print_spreads(embedder, {name: s.parts for name, s in sets.items()}, args.spreads_of)
     if args.write:
         config_file = json.loads(args.write.read_text(encoding="utf-8")) if args.write.is_file() else {}
         config_file["fusion_weights"] = {k: round(v, 4) for k, v in best.items()}
