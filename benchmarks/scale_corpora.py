@@ -168,7 +168,8 @@ def main() -> None:
     args.sets = args.sets or retrieval_sets(data)
     unknown = [name for name in args.sets if not (data / name / "corpus.jsonl").is_file()]
     if unknown:
-        raise SystemExit(f"no corpus.jsonl under {data} for: {', '.join(unknown)}")
+        known = ", ".join(retrieval_sets(data)) or "none listed in its tasks.tsv"
+        raise SystemExit(f"no corpus.jsonl under {data} for: {', '.join(unknown)} (retrieval sets: {known})")
     args.root.mkdir(parents=True, exist_ok=True)
     embedder = None
     for name in args.sets:
@@ -192,16 +193,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     """The rows as a Markdown table (the last row of each set)."""
     latest = {row["set"]: row for row in rows}
     print(f"\nCPU: {cpu_model()}\n")
-    head = "| set | docs | build s | peak RSS MiB | KB/doc (ColBERT) | open ms | hybrid p50 / p95 ms | "
-    head += "hybrid+ColBERT p50 / p95 ms | from text p50 ms | recall@100 | nDCG@10 hybrid / +ColBERT |"
+    head = "| set | docs | build s | peak RSS MiB | bytes / doc (ColBERT) | open ms | hybrid p50 / p95 ms | "
+    head += "hybrid+ColBERT p50 / p95 ms | hybrid+ColBERT from text p50 ms | recall@100 | "
+    head += "nDCG@10 hybrid / +ColBERT |"
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for row in latest.values():
-        total, colbert = row["bytes_per_doc"]["total"] / 1024, row["bytes_per_doc"]["colbert"] / 1024
+        total, colbert = row["bytes_per_doc"]["total"], row["bytes_per_doc"]["colbert"]
         h, a = row["hybrid"], row["hybrid+colbert"]
         print(
             f"| {row['set']} | {row['documents']:,} | {row['build_s']:.0f} | "
-            f"{row['build_peak_rss_sampled_mib']:,.0f} | {total:.1f} ({colbert:.1f}) | "
+            f"{row['build_peak_rss_sampled_mib']:,.0f} | {total:,.0f} ({colbert:,.0f}) | "
             f"{row['open_ms_median']:.0f} | {h['p50_ms']:.2f} / {h['p95_ms']:.2f} | "
             f"{a['p50_ms']:.2f} / {a['p95_ms']:.2f} | {a['p50_ms_from_text']:.1f} | "
             f"{min(h['recall@100'], a['recall@100']):.4f} | {h['ndcg@10']:.2f} / {a['ndcg@10']:.2f} |"

@@ -112,7 +112,7 @@ def test_mode_scores_equal_embedder_scores(tiny: Embedder, small_tasks: dict[str
 
 
 def test_zscore_fusion_ranks_with_the_standardised_embedder_scores(
-    tiny: Embedder, small_tasks: dict[str, Path]
+    tiny: Embedder, small_tasks: dict[str, Path], tmp_path: Path
 ) -> None:
     """`fusion="zscore"`: the hybrids rank each query's candidates by the weighted mean of the per-mode
     `Embedder.score` values standardised over those candidates; the setting is recorded with the result."""
@@ -134,8 +134,11 @@ def test_zscore_fusion_ranks_with_the_standardised_embedder_scores(
     for mode, fused in direct.items():
         expected = reranking_scores(positives, data.candidates, fused)["map"]
         assert outcome.scores[mode]["map"] == pytest.approx(expected, abs=1e-6), mode
-    result = evaluate(tiny, [small_tasks["retrieval"]], modes="all", fusion="zscore", progress=False)[0]
+    result = evaluate(
+        tiny, [small_tasks["retrieval"]], tmp_path, modes="all", fusion="zscore", progress=False
+    )[0]
     assert result["settings"]["fusion"] == "zscore"
+    assert "hybrids fused zscore" in (tmp_path / "summary.md").read_text(encoding="utf-8")
     weighted = evaluate(tiny, [small_tasks["retrieval"]], modes="all", progress=False)[0]
     assert "fusion" not in weighted["settings"]  # results written before the option read as weighted
     with pytest.raises(InputError, match="unknown fusion 'mean'; expected one of weighted, rrf, zscore"):

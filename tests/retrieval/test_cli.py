@@ -77,6 +77,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
             "no such file",
         ),
         (["search", "--index", str(tmp_path), "q"], "not a trivec index"),
+        # refused before the index or a model is opened
+        (["search", "--index", str(tmp_path / "none"), "q", "--fusion", "mean"], "unknown fusion 'mean'"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

@@ -70,6 +70,19 @@ def test_add_encodes_like_the_embedder_and_search_scores_are_exact(
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_a_hybrid_weighing_colbert_alone_ranks_as_the_colbert_mode(
+    tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
+) -> None:
+    """Weights 0 / 0 / 1 leave no first-stage list among the fused modes: the dense top N is re-ranked, as
+    `mode="colbert"` does (it returned no hit at all)."""
+    index = filled(tmp_path / "ix", tiny, small_docs, small_encoded)
+    query = "flow over a wing at supersonic speed"
+    for fusion in ("weighted", "rrf", "zscore"):
+        hybrid = index.search(query, top_k=5, weights=[0, 0, 1], fusion=fusion)[0]
+        colbert = index.search(query, top_k=5, mode="colbert")[0]
+        assert len(hybrid) == 5 and ids(hybrid) == ids(colbert), fusion
+
+
 def test_add_delete_update_reopen(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document], small_encoded: EncodeResult
 ) -> None:

@@ -102,21 +102,24 @@ def test_health_describes_the_index(server: ServerThread) -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "needle"),
+    ("payload", "needle", "param"),
     [
-        ({"query": "x", "mode": "bm25"}, "mode"),
-        ({"query": "x", "fusion": "max"}, "fusion"),
-        ({"query": "x", "top_k": 0}, "top_k"),
-        ({"query": "x", "queries": ["y"]}, "not both"),
-        ({"query": "x", "weights": [1, 2]}, "weights need 3 numbers"),
-        ({"query": "x", "mode": "hybrid", "weights": [0, 0, 0]}, "is 0"),
-        ({"query": "x", "k": 3}, "k: Extra inputs are not permitted"),
+        ({"query": "x", "mode": "bm25"}, "mode", "mode"),
+        ({"query": "x", "fusion": "max"}, "fusion", "fusion"),
+        ({"query": "x", "top_k": 0}, "top_k", "top_k"),
+        ({"query": "x", "queries": ["y"]}, "not both", None),
+        ({"query": "x", "weights": [1, 2]}, "weights need 3 numbers", None),
+        ({"query": "x", "mode": "hybrid", "weights": [0, 0, 0]}, "is 0", None),
+        ({"query": "x", "k": 3}, "k: Extra inputs are not permitted", "k"),
     ],
 )
-def test_bad_search_requests_are_422(server: ServerThread, payload: dict, needle: str) -> None:
+def test_bad_search_requests_are_422(
+    server: ServerThread, payload: dict, needle: str, param: str | None
+) -> None:
     response = httpx.post(f"{server.url}/search", json=payload, timeout=60)
     assert response.status_code == 422, response.text
     assert needle in error_of(response)["message"]
+    assert error_of(response)["param"] == param  # the field at fault, as OpenAI's errors name it
 
 
 def test_serving_an_index_without_a_model_loads_the_index_model(index_dir: Path) -> None:

@@ -74,7 +74,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         fusion: Annotated[
             str,
-            typer.Option(help="How hybrids combine their modes' scores: weighted, rrf or zscore."),
+            typer.Option(
+                help="How the hybrid modes fuse their scores: weighted (mean), rrf (ranks) or zscore (each "
+                "mode standardised over the candidates first; docs/retrieval.md)."
+            ),
         ] = "weighted",
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,
@@ -174,6 +177,8 @@ def register(app: typer.Typer) -> None:
             values = ", ".join(f"{m} {100 * v:.2f}" for m, v in result["main_score"]["values"].items())
             skipped = result["skipped_modes"]
             note = f"  (skipped: {', '.join(f'{m}: {r}' for m, r in skipped.items())})" if skipped else ""
+            if "fusion" in result["settings"]:  # recorded when not the weighted mean
+                note += f"  (hybrids fused by {result['settings']['fusion']})"
             typer.echo(f"{result['task']['name']}\t{result['main_score']['metric']}\t{values or '-'}{note}")
         typer.echo(f"results → {output}/ (summary.md, summary.png)", err=True)
 

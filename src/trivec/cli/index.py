@@ -349,7 +349,13 @@ def register(app: typer.Typer) -> None:
                 help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)."
             ),
         ] = None,
-        fusion: Annotated[str, typer.Option(help="weighted, rrf or zscore.")] = "weighted",
+        fusion: Annotated[
+            str,
+            typer.Option(
+                help="How --mode hybrid fuses the modes' scores: weighted (mean), rrf (ranks) or zscore "
+                "(each mode standardised over the candidates first; docs/retrieval.md)."
+            ),
+        ] = "weighted",
         candidates: Annotated[
             int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
         ] = None,
@@ -378,6 +384,7 @@ def register(app: typer.Typer) -> None:
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
         from trivec.io import read_records
         from trivec.retrieval import Index
+        from trivec.retrieval.fusion import check_fusion
 
         items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
         if queries is not None:
@@ -389,6 +396,7 @@ def register(app: typer.Typer) -> None:
             raise fail("give a query text or --queries FILE")
         runtime = check_backend_options(backend, onnx_file)
         check_dtype_option(dtype)
+        check_fusion(fusion)  # before the model loads, not after
         from trivec.inference import Embedder
 
         # the index's model (or --model), in onnxruntime with --backend onnx, at --dtype's precision

@@ -106,9 +106,10 @@ def markdown(runs: Sequence[Run]) -> str:
         any_result = next(iter(run.results.values()))
         version = any_result.get("versions", {}).get("trivec", "?")
         seconds = sum(r.get("time", {}).get("total_seconds", 0.0) for r in run.results.values())
+        fusions = sorted({r.get("settings", {}).get("fusion", "weighted") for r in run.results.values()})
         lines.append(
             f"- **{run.label}**: model `{run.model}`, {len(run.results)} tasks, trivec {version}, "
-            f"{seconds / 60:.1f} min of evaluation (`{run.path}`)"
+            f"hybrids fused {' / '.join(fusions)}, {seconds / 60:.1f} min of evaluation (`{run.path}`)"
         )
     lines += ["", "Main score × 100 (retrieval nDCG@10, reranking MAP, STS cosine Spearman, pair classification "
               "max AP or max accuracy (zh, as C-MTEB), classification accuracy, clustering V-measure, bitext F1). "

@@ -125,7 +125,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         message, details = validation_message(exc.errors())
-        return error_response(422, message, details=details)
+        # OpenAI's `param`: the request field at fault, when every error is about the same one
+        fields = {_location(err.get("loc", ())).split(".")[0] for err in exc.errors()}
+        param = next(iter(fields)) if len(fields) == 1 and fields != {"body"} else None
+        return error_response(422, message, param=param, details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
