@@ -32,7 +32,7 @@ class SearchPlan:
             return ["sparse"]
         if self.mode == "colbert":
             return ["dense"]
-        lists = [m for m in ("dense", "sparse") if m in self.score_modes]
+        lists: list[str] = [m for m in ("dense", "sparse") if m in self.score_modes]
         return lists or [
             "dense"
         ]  # a hybrid weighing ColBERT alone re-ranks the dense top N, as `colbert` does
