@@ -33,9 +33,8 @@ class SearchPlan:
         if self.mode == "colbert":
             return ["dense"]
         lists: list[str] = [m for m in ("dense", "sparse") if m in self.score_modes]
-        return lists or [
-            "dense"
-        ]  # a hybrid weighing ColBERT alone re-ranks the dense top N, as `colbert` does
+        # a hybrid weighing ColBERT alone re-ranks the dense top N, as `colbert` does
+        return lists or ["dense"]
 
     @property
     def needs(self) -> tuple[bool, bool, bool]:
