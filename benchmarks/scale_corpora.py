@@ -15,7 +15,8 @@ fused with the same weights: the candidate rule a search follows, computed exhau
 against the set's judgements.
 
 Every corpus of the shared data is below the dense ANN threshold (flat, exact dense search), so recall@100
-is a check that the search pipeline is exact where it should be; the ANN's recall is scale.py's.
+is a check that the search pipeline is exact where it should be; `--dense-index hnsw` builds the HNSW graph
+anyway, for its recall on real vectors (the synthetic sizes' is scale.py's).
 """
 
 from __future__ import annotations
@@ -48,9 +49,19 @@ def retrieval_sets(data: Path) -> list[str]:
     return [folder for folder, entry in entries.items() if entry.type == TaskType.RETRIEVAL]
 
 
-def build(folder: Path, index_path: Path, model: str) -> dict[str, Any]:
+def build(folder: Path, index_path: Path, model: str, dense_index: str) -> dict[str, Any]:
     """`trivec index build` of the set's corpus in a child process: wall seconds and sampled peak RSS."""
-    command = [sys.executable, "-m", "trivec.cli", "index", "build", "--model", model]
+    command = [
+        sys.executable,
+        "-m",
+        "trivec.cli",
+        "index",
+        "build",
+        "--model",
+        model,
+        "--dense-index",
+        dense_index,
+    ]
     command += ["--corpus", str(folder / "corpus.jsonl"), "--index", str(index_path), "--overwrite", "-q"]
     started = time.perf_counter()
     _, peaks = run_sampled(command, f"index build of {folder.name}")
@@ -159,6 +170,12 @@ def main() -> None:
     )
     parser.add_argument("--sets", nargs="+", help="folders of the shared data (default: its retrieval sets)")
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--dense-index",
+        default="auto",
+        help="the index setting: auto (every shared corpus is below the HNSW threshold, so flat) or hnsw, to "
+        "measure the graph's recall on real vectors",
+    )
     parser.add_argument("--root", type=Path, default=Path("/tmp/trivec-scale-corpora"))
     parser.add_argument("--results", type=Path, default=Path("/tmp/trivec-scale-corpora/results.jsonl"))
     args = parser.parse_args()
@@ -175,8 +192,9 @@ def main() -> None:
     for name in args.sets:
         folder = data / name
         index_path = args.root / name
-        row: dict[str, Any] = {"set": name, "model": args.model, "load_before": os.getloadavg()}
-        row.update(build(folder, index_path, args.model))
+        row: dict[str, Any] = {"set": name, "model": args.model, "dense_index": args.dense_index}
+        row["load_before"] = os.getloadavg()
+        row.update(build(folder, index_path, args.model, args.dense_index))
         if embedder is None:  # loaded after the first build: the child's peak is the build's alone
             embedder = Embedder.from_pretrained(args.model)
         row.update(measure(folder, index_path, embedder))
@@ -190,10 +208,10 @@ def main() -> None:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """The rows as a Markdown table (the last row of each set)."""
-    latest = {row["set"]: row for row in rows}
+    """The rows as a Markdown table (the last row of each set and dense index)."""
+    latest = {(row["set"], row.get("dense_index", "auto")): row for row in rows}
     print(f"\nCPU: {cpu_model()}\n")
-    head = "| set | docs | build s | peak RSS MiB | bytes / doc (ColBERT) | open ms | hybrid p50 / p95 ms | "
+    head = "| set | dense index | docs | build s | peak RSS MiB | bytes / doc (ColBERT) | open ms | hybrid p50 / p95 ms | "
     head += "hybrid+ColBERT p50 / p95 ms | hybrid+ColBERT from text p50 ms | recall@100 | "
     head += "nDCG@10 hybrid / +ColBERT |"
     print(head)
@@ -202,7 +220,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         total, colbert = row["bytes_per_doc"]["total"], row["bytes_per_doc"]["colbert"]
         h, a = row["hybrid"], row["hybrid+colbert"]
         print(
-            f"| {row['set']} | {row['documents']:,} | {row['build_s']:.0f} | "
+            f"| {row['set']} | {row.get('dense_index', 'auto')} | {row['documents']:,} | {row['build_s']:.0f} | "
             f"{row['build_peak_rss_sampled_mib']:,.0f} | {total:,.0f} ({colbert:,.0f}) | "
             f"{row['open_ms_median']:.0f} | {h['p50_ms']:.2f} / {h['p95_ms']:.2f} | "
             f"{a['p50_ms']:.2f} / {a['p95_ms']:.2f} | {a['p50_ms_from_text']:.1f} | "
