@@ -190,19 +190,22 @@ class ScoredSet:
             for (candidates, _), row in zip(scored, queries, strict=True)
         ]
 
-    def per_query(self, weights: dict[str, float], modes: tuple[str, ...]) -> np.ndarray:
-        """nDCG@10 of each query (one relevant paragraph) under the hybrid of `modes` (`self.fusion`)."""
+    def per_query(
+        self, weights: dict[str, float], modes: tuple[str, ...], fusion: str | None = None
+    ) -> np.ndarray:
+        """nDCG@10 of each query (one relevant paragraph) under the hybrid of `modes` (`fusion`, else
+        `self.fusion`)."""
         values = np.zeros(len(self.parts))
         for k, (parts, gold) in enumerate(zip(self.parts, self.gold, strict=True)):
-            scores = fuse({m: parts[m] for m in modes}, self.fusion, weights)
+            scores = fuse({m: parts[m] for m in modes}, fusion or self.fusion, weights)
             order = np.argsort(-np.asarray(scores), kind="stable")[:10]
             hit = np.flatnonzero(gold[order])
             values[k] = 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
         return values
 
-    def ndcg(self, weights: dict[str, float], modes: tuple[str, ...]) -> float:
+    def ndcg(self, weights: dict[str, float], modes: tuple[str, ...], fusion: str | None = None) -> float:
         """Mean nDCG@10 × 100."""
-        return float(100 * self.per_query(weights, modes).mean())
+        return float(100 * self.per_query(weights, modes, fusion).mean())
 
 
 def gain_interval(
@@ -382,11 +385,8 @@ def main() -> None:
     best = max(candidates, key=preference)
     if args.fusion != "weighted":
         mean = float(np.mean(table[tuple(best.values())]))
-        for s in sets.values():
-            s.fusion = "weighted"
-        weighted = float(np.mean([s.ndcg(default, ("dense", "sparse", "colbert")) for s in sets.values()]))
-        for s in sets.values():
-            s.fusion = args.fusion
+        modes = ("dense", "sparse", "colbert")
+        weighted = float(np.mean([s.ndcg(default, modes, "weighted") for s in sets.values()]))
         at_m3 = float(np.mean(table[tuple(default.values())]))
         print(
             f"\n{args.fusion} fusion: M3's weights {at_m3:.2f} ({at_m3 - weighted:+.2f}), best triple {best} "
