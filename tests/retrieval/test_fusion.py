@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from trivec.errors import InputError
 from trivec.inference.scoring import hybrid_scores
 from trivec.retrieval import fuse, merge_top_k, rrf_scores, top_k, zscore_scores
-from trivec.retrieval.fusion import ranks
+from trivec.retrieval.fusion import check_spread_ranges, ranks, spread
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32)
 vectors = st.integers(1, 40).flatmap(
@@ -135,7 +135,7 @@ def test_zscore_fusion_follows_the_clearer_mode_where_raw_scores_follow_the_wide
 
 def test_unknown_fusion_and_missing_weights_are_named() -> None:
     scores = {"dense": np.ones(2), "sparse": np.ones(2)}
-    with pytest.raises(InputError, match="unknown fusion 'z'; expected one of weighted, rrf, zscore"):
+    with pytest.raises(InputError, match="unknown fusion 'z'; expected one of weighted, rrf, zscore, auto"):
         fuse(scores, "z", {"dense": 1.0, "sparse": 1.0})
     with pytest.raises(InputError, match="zscore fusion needs weights"):
         fuse(scores, "zscore", None)
@@ -150,3 +150,54 @@ def test_zscore_fusion_passes_a_non_finite_score_on_and_standardises_the_rest_wi
     sparse_z = ((sparse - sparse.mean()) / sparse.std())[[0, 1, 3]]
     assert np.isnan(fused[2])
     assert np.allclose(fused[[0, 1, 3]], (0.4 * dense_z + 0.2 * sparse_z) / 0.6)
+
+
+@given(vectors, st.tuples(st.floats(0.01, 5), st.floats(0.01, 5), st.floats(0.01, 5)))
+def test_auto_fusion_is_weighted_within_the_ranges_and_zscore_outside(
+    triple: tuple[np.ndarray, ...], w: tuple[float, ...]
+) -> None:
+    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
+    weights = dict(zip(("dense", "sparse", "colbert"), w, strict=True))
+    around = {m: (spread(v), spread(v)) for m, v in scores.items()}  # every spread exactly at its bounds
+    assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=around), fuse(scores, "weighted", weights))
+    below = {**around, "sparse": (spread(scores["sparse"]) + 1.0, spread(scores["sparse"]) + 2.0)}
+    assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=below), fuse(scores, "zscore", weights))
+    # a mode the ranges do not cover is out of the calibration, unless it is not fused (weight 0)
+    partial = {m: around[m] for m in ("dense", "colbert")}
+    assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=partial), fuse(scores, "zscore", weights))
+    unfused = {**weights, "sparse": 0.0}
+    assert np.array_equal(
+        fuse(scores, "auto", unfused, spread_ranges=partial), fuse(scores, "weighted", unfused)
+    )
+
+
+def test_auto_fusion_standardises_the_mode_that_spreads_wider_than_calibrated() -> None:
+    # calibrated where dense and sparse both spread ≈ 0.01: the weighted mean; English-like lexical scores
+    # spreading 0.1 fall outside, and the query is fused by z-scores instead
+    weights = {"dense": 0.8, "sparse": 0.2}
+    ranges = {"dense": (0.002, 0.05), "sparse": (0.002, 0.05)}
+    dense = np.array([0.80, 0.79, 0.78, 0.77])
+    narrow = {"dense": dense, "sparse": np.array([0.0, 0.03, 0.01, 0.005])}
+    wide = {"dense": dense, "sparse": np.array([0.0, 0.3, 0.1, 0.05])}
+    assert np.array_equal(fuse(narrow, "auto", weights, spread_ranges=ranges), fuse(narrow, "weighted", weights))
+    assert int(np.argmax(fuse(wide, "auto", weights, spread_ranges=ranges))) == 0
+    assert int(np.argmax(fuse(wide, "weighted", weights))) == 1
+
+
+def test_auto_fusion_without_spreads_and_bad_spreads_are_named() -> None:
+    scores = {"dense": np.array([0.1, 0.2]), "sparse": np.array([0.3, 0.0])}
+    with pytest.raises(InputError, match="auto fusion needs the model's calibrated score spreads"):
+        fuse(scores, "auto", {"dense": 1.0, "sparse": 1.0})
+    assert check_spread_ranges({"dense": [0.0, 0.1]}) == {"dense": (0.0, 0.1)}
+    for bad, named in (
+        ({}, "expected a mapping"),
+        ([0.1, 0.2], "expected a mapping"),
+        ({"lexical": [0.0, 1.0]}, "unknown mode 'lexical'"),
+        ({"dense": [0.2, 0.1]}, "dense: expected \\[lowest, highest\\]"),
+        ({"dense": [-0.1, 0.1]}, "dense: expected"),
+        ({"dense": [0.1]}, "dense: expected"),
+        ({"dense": ["a", 0.1]}, "dense: expected"),
+        ({"dense": [0.1, float("inf")]}, "dense: expected"),
+    ):
+        with pytest.raises(ValueError, match=named):
+            check_spread_ranges(bad)

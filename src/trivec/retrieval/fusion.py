@@ -7,6 +7,10 @@ Z-score fusion standardises each mode's scores over the candidates (minus their 
 deviation) before the weighted mean: scale-free like RRF, but a clear winner in one mode keeps its margin.
 It matters where a mode's score spread changes with the text: m3-small's lexical scores spread 2.6–5.5× wider
 on English than on the languages its sparse head was trained on (docs/m3-small.md measures it).
+Auto fusion keeps the weighted mean where the weights were chosen and standardises elsewhere: a model may
+record, per mode, the range of per-query score spreads seen on the sets its weights were chosen on
+(`fusion_spreads` in its `trivec_config.json`); a query whose fused modes all spread within their ranges is
+fused by the weighted mean, any other by z-scores.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ import numpy as np
 from trivec.errors import InputError
 from trivec.inference.scoring import MODES, hybrid_scores
 
-FusionMethod = Literal["weighted", "rrf", "zscore"]
+FusionMethod = Literal["weighted", "rrf", "zscore", "auto"]
+SpreadRanges = Mapping[str, tuple[float, float]]  # mode → (lowest, highest) per-query score spread
 FUSIONS: tuple[str, ...] = get_args(FusionMethod)
 RRF_K = 60
+NO_SPREADS = (
+    "auto fusion needs the model's calibrated score spreads (`fusion_spreads` in its trivec_config.json) "
+    "and this model has none; use weighted, rrf or zscore"
+)
 
 
 def check_fusion(method: str) -> None:
@@ -78,6 +87,60 @@ def zscore_scores(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]
         raise InputError(str(exc)) from None
 
 
+def spread(scores: np.ndarray) -> float:
+    """Standard deviation of the finite scores (0 when none): how far apart a mode tells the candidates."""
+    values = np.asarray(scores, dtype=np.float64)
+    kept = values[np.isfinite(values)]
+    return float(kept.std()) if kept.size else 0.0
+
+
+def within_spreads(
+    scores: Mapping[str, np.ndarray], weights: Mapping[str, float], ranges: SpreadRanges
+) -> bool:
+    """Whether every fused mode (positive weight) spreads its candidates within its calibrated range."""
+    for mode, values in scores.items():
+        if weights.get(mode, 0.0) <= 0:
+            continue
+        if mode not in ranges:
+            return False
+        low, high = ranges[mode]
+        if not low <= spread(values) <= high:
+            return False
+    return True
+
+
+def auto_scores(
+    scores: Mapping[str, np.ndarray], weights: Mapping[str, float], ranges: SpreadRanges
+) -> np.ndarray:
+    """The weighted mean where the query's spreads lie within `ranges` (the regime the weights were chosen
+    in), z-score fusion otherwise."""
+    if within_spreads(scores, weights, ranges):
+        try:
+            return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    return zscore_scores(scores, weights)
+
+
+def check_spread_ranges(ranges: object) -> dict[str, tuple[float, float]]:
+    """Validate `fusion_spreads`: a mapping of known modes to `[lowest, highest]`, 0 ≤ lowest ≤ highest."""
+    if not isinstance(ranges, Mapping) or not ranges:
+        raise ValueError(f"expected a mapping of modes to [lowest, highest] spreads, got {ranges!r}")
+    out: dict[str, tuple[float, float]] = {}
+    for mode, pair in ranges.items():
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            or not 0 <= pair[0] <= pair[1] < float("inf")
+        ):
+            raise ValueError(f"{mode}: expected [lowest, highest] with 0 <= lowest <= highest, got {pair!r}")
+        out[mode] = (float(pair[0]), float(pair[1]))
+    return out
+
+
 def standardised(scores: np.ndarray) -> np.ndarray:
     """(s − mean) / std over the candidates; all 0 when they score alike. A non-finite score stays non-finite
     (NaN), as the weighted mean passes it on; the other candidates are standardised among themselves."""
@@ -85,10 +148,10 @@ def standardised(scores: np.ndarray) -> np.ndarray:
     finite = np.isfinite(values)
     kept = values[finite]
     standard = np.where(finite, 0.0, np.nan)
-    spread = float(kept.std()) if kept.size else 0.0
+    deviation = spread(values)
     # equal scores leave a rounding residue (std([0.05] * 3) ≈ 7e-18): below 1e-9 of their size, none
-    if spread > 1e-9 * max(1.0, float(np.abs(kept).max(initial=0.0))):
-        standard[finite] = (kept - kept.mean()) / spread
+    if deviation > 1e-9 * max(1.0, float(np.abs(kept).max(initial=0.0))):
+        standard[finite] = (kept - kept.mean()) / deviation
     return standard
 
 
@@ -97,8 +160,10 @@ def fuse(
     method: str = "weighted",
     weights: Mapping[str, float] | None = None,
     rrf_k: int = RRF_K,
+    spread_ranges: SpreadRanges | None = None,
 ) -> np.ndarray:
-    """Fused score per candidate (float64). A single mode is returned as it is."""
+    """Fused score per candidate (float64). A single mode is returned as it is. `spread_ranges`: the
+    model's calibrated spreads, which `auto` fusion needs."""
     check_fusion(method)
     present = [m for m in MODES if m in scores]
     if len(present) == 1 and (weights is None or weights.get(present[0], 0.0) > 0):
@@ -109,6 +174,10 @@ def fuse(
         raise InputError(f"{method} fusion needs weights")
     if method == "zscore":
         return zscore_scores(scores, weights)
+    if method == "auto":
+        if spread_ranges is None:
+            raise InputError(NO_SPREADS)
+        return auto_scores(scores, weights, spread_ranges)
     return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
 
 
