@@ -159,12 +159,16 @@ def test_auto_fusion_is_weighted_within_the_ranges_and_zscore_outside(
     scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
     weights = dict(zip(("dense", "sparse", "colbert"), w, strict=True))
     around = {m: (spread(v), spread(v)) for m, v in scores.items()}  # every spread exactly at its bounds
-    assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=around), fuse(scores, "weighted", weights))
+    assert np.array_equal(
+        fuse(scores, "auto", weights, spread_ranges=around), fuse(scores, "weighted", weights)
+    )
     below = {**around, "sparse": (spread(scores["sparse"]) + 1.0, spread(scores["sparse"]) + 2.0)}
     assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=below), fuse(scores, "zscore", weights))
     # a mode the ranges do not cover is out of the calibration, unless it is not fused (weight 0)
     partial = {m: around[m] for m in ("dense", "colbert")}
-    assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=partial), fuse(scores, "zscore", weights))
+    assert np.array_equal(
+        fuse(scores, "auto", weights, spread_ranges=partial), fuse(scores, "zscore", weights)
+    )
     unfused = {**weights, "sparse": 0.0}
     assert np.array_equal(
         fuse(scores, "auto", unfused, spread_ranges=partial), fuse(scores, "weighted", unfused)
@@ -179,7 +183,9 @@ def test_auto_fusion_standardises_the_mode_that_spreads_wider_than_calibrated() 
     dense = np.array([0.80, 0.79, 0.78, 0.77])
     narrow = {"dense": dense, "sparse": np.array([0.0, 0.03, 0.01, 0.005])}
     wide = {"dense": dense, "sparse": np.array([0.0, 0.3, 0.1, 0.05])}
-    assert np.array_equal(fuse(narrow, "auto", weights, spread_ranges=ranges), fuse(narrow, "weighted", weights))
+    assert np.array_equal(
+        fuse(narrow, "auto", weights, spread_ranges=ranges), fuse(narrow, "weighted", weights)
+    )
     assert int(np.argmax(fuse(wide, "auto", weights, spread_ranges=ranges))) == 0
     assert int(np.argmax(fuse(wide, "weighted", weights))) == 1
 
