@@ -1,5 +1,6 @@
-"""A model's own settings in `trivec_config.json`: `fold_capitals` (text in capitals read lower-cased) and
-`fusion_weights` (its hybrid weights) — read, validated, saved, and used by every caller that fuses."""
+"""A model's own settings in `trivec_config.json`: `fold_capitals` (text in capitals read lower-cased),
+`fusion_weights` (its hybrid weights), `fusion` (its fusion method) and `fusion_spreads` (`auto` fusion's
+calibrated ranges) — read, validated, saved, and used by every caller that fuses."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from trivec.models.weights import DEFAULT_WEIGHTS, normalize_weights
 
 SHOUTING = "I AM INTERESTED IN THE IDENTIFICATION OF NOVEL COMPUTER ARCHITECTURES."
 WEIGHTS = {"dense": 0.25, "sparse": 0.25, "colbert": 0.5}
+SPREADS = {"dense": [0.0, 0.5], "sparse": [0.001, 2.0], "colbert": [0.0, 0.5]}
 
 
 def write_settings(directory: Path, settings: dict) -> None:
@@ -54,15 +56,22 @@ def test_settings_default_to_off_and_m3_weights(tiny_copy: Path) -> None:
     model = M3Model.from_pretrained(tiny_copy)
     assert model.fold_capitals is False and model.fusion_weights is None
     assert Embedder(model).fusion_weights == DEFAULT_WEIGHTS
+    assert model.fusion is None and model.fusion_spreads is None
+    assert Embedder(model).fusion_defaults.method == "weighted"
 
 
 def test_settings_round_trip_through_save_pretrained(tiny_copy: Path, tmp_path: Path) -> None:
-    write_settings(tiny_copy, {"fold_capitals": True, "fusion_weights": WEIGHTS})
+    settings = {"fold_capitals": True, "fusion_weights": WEIGHTS, "fusion": "auto", "fusion_spreads": SPREADS}
+    write_settings(tiny_copy, settings)
     model = M3Model.from_pretrained(tiny_copy)
     assert model.fold_capitals is True and model.fusion_weights == WEIGHTS
+    assert model.fusion == "auto" and model.fusion_spreads == {m: tuple(r) for m, r in SPREADS.items()}
     model.save_pretrained(tmp_path / "saved")
     again = M3Model.from_pretrained(tmp_path / "saved")
     assert again.fold_capitals is True and again.fusion_weights == WEIGHTS
+    assert again.fusion == "auto" and again.fusion_spreads == model.fusion_spreads
+    defaults = Embedder(again).fusion_defaults
+    assert (defaults.weights, defaults.method, defaults.spreads) == (WEIGHTS, "auto", model.fusion_spreads)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +81,11 @@ def test_settings_round_trip_through_save_pretrained(tiny_copy: Path, tmp_path: 
         ({"fusion_weights": [0.4, 0.2, 0.4]}, "fusion_weights: expected an object"),
         ({"fusion_weights": {"dense": -1}}, "fusion_weights: weights must be finite and ≥ 0"),
         ({"fusion_weights": {"lexical": 1}}, "fusion_weights: unknown score mode"),
+        ({"fusion": "mean"}, "fusion: unknown fusion 'mean'; expected one of weighted, rrf, zscore, auto"),
+        ({"fusion": "auto"}, "fusion: auto fusion needs the model's calibrated score spreads"),
+        ({"fusion_spreads": {"dense": [0.2, 0.1]}}, "fusion_spreads: dense: expected [lowest, highest]"),
+        ({"fusion_spreads": [0.0, 1.0]}, "fusion_spreads: expected a mapping of modes"),
+        ({"fusion_spreads": {"lexical": [0.0, 1.0]}}, "fusion_spreads: unknown mode 'lexical'"),
     ],
 )
 def test_bad_settings_name_the_file_and_the_key(tiny_copy: Path, settings: dict, message: str) -> None:
@@ -121,17 +135,64 @@ def test_the_models_weights_are_the_default_of_score_search_and_eval(tiny_copy: 
             return [(hit.id, hit.score) for hit in index.search("boundary layer", top_k=2, **kwargs)[0]]
 
         assert ranked() == ranked(weights=WEIGHTS) != ranked(weights=DEFAULT_WEIGHTS)
-    task = tmp_path / "task"
+    task = write_task(tmp_path / "task", passages)
+    results = evaluate(embedder, [task], modes="all", progress=False, report=False)
+    assert results[0]["settings"]["weights"] == WEIGHTS
+    assert normalize_weights(None, WEIGHTS) == WEIGHTS and normalize_weights(None) == DEFAULT_WEIGHTS
+
+
+def test_the_models_fusion_is_the_default_of_search_and_eval(tiny_copy: Path, tmp_path: Path) -> None:
+    """`fusion: auto` with ranges no query's spreads fit: every search and evaluation fuses by z-scores
+    unless the call names a fusion; ranges that fit every query give the weighted mean."""
+    from trivec.errors import InputError
+    from trivec.evaluation.runner import evaluate
+    from trivec.retrieval import Index
+
+    passages = [
+        "boundary layer transition on a flat plate",
+        "heat transfer in supersonic flow",
+        "the layer of air over a wing",
+    ]
+    plain = Embedder.from_pretrained(tiny_copy, device="cpu")
+    with Index.create(tmp_path / "ix", model=plain) as index:
+        index.add([{"id": i, "text": t} for i, t in zip("abc", passages, strict=True)])
+    task = write_task(tmp_path / "task", passages)
+
+    def ranked(embedder: Embedder, **kwargs: object) -> list[tuple[str, float]]:
+        with Index.open(tmp_path / "ix", embedder) as opened:
+            return [(hit.id, hit.score) for hit in opened.search("boundary layer", top_k=3, **kwargs)[0]]
+
+    with pytest.raises(InputError, match="auto fusion needs the model's calibrated score spreads"):
+        ranked(plain, fusion="auto")
+    with pytest.raises(InputError, match="auto fusion needs"):
+        evaluate(plain, [task], modes="all", fusion="auto", progress=False, report=False)
+    nowhere = {m: [5.0, 6.0] for m in ("dense", "sparse", "colbert")}
+    write_settings(tiny_copy, {"fusion": "auto", "fusion_spreads": nowhere})
+    auto = Embedder.from_pretrained(tiny_copy, device="cpu")
+    assert ranked(auto) == ranked(auto, fusion="auto") == ranked(plain, fusion="zscore")
+    assert ranked(auto, fusion="weighted") == ranked(plain) != ranked(auto)
+    result = evaluate(auto, [task], modes="all", progress=False, report=False)[0]
+    assert result["settings"]["fusion"] == "auto" and result["settings"]["fusion_spreads"] == nowhere
+    zscore = evaluate(plain, [task], modes="all", fusion="zscore", progress=False, report=False)[0]
+    assert result["scores"] == zscore["scores"]
+    everywhere = {m: [0.0, 100.0] for m in ("dense", "sparse", "colbert")}
+    write_settings(tiny_copy, {"fusion": "auto", "fusion_spreads": everywhere})
+    assert ranked(Embedder.from_pretrained(tiny_copy, device="cpu")) == ranked(plain)
+
+
+def write_task(task: Path, passages: list[str]) -> Path:
+    """A one-query retrieval folder over `passages` (the first is relevant)."""
     task.mkdir()
+    ids = "abcdefgh"[: len(passages)]
     (task / "corpus.jsonl").write_text(
-        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip("ab", passages, strict=True)),
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, passages, strict=True)),
         encoding="utf-8",
     )
     (task / "queries.jsonl").write_text(
         json.dumps({"id": "q", "text": "boundary layer"}) + "\n", encoding="utf-8"
     )
     (task / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq\ta\t1\n", encoding="utf-8")
-    (tmp_path / "tasks.tsv").write_text("folder\ttype\tlanguages\ntask\tretrieval\ten\n", encoding="utf-8")
-    results = evaluate(embedder, [task], modes="all", progress=False, report=False)
-    assert results[0]["settings"]["weights"] == WEIGHTS
-    assert normalize_weights(None, WEIGHTS) == WEIGHTS and normalize_weights(None) == DEFAULT_WEIGHTS
+    (task.parent / "tasks.tsv").write_text(
+        f"folder\ttype\tlanguages\n{task.name}\tretrieval\ten\n", encoding="utf-8"
+    )
+    return task

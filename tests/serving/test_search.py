@@ -61,7 +61,9 @@ def test_the_request_accepts_every_fusion_the_index_has() -> None:
     from trivec.retrieval.fusion import FUSIONS
     from trivec.serving.schemas import SearchRequest
 
-    assert get_args(SearchRequest.model_fields["fusion"].annotation) == FUSIONS
+    literal, none = get_args(SearchRequest.model_fields["fusion"].annotation)  # Literal[...] | None
+    assert get_args(literal) == FUSIONS
+    assert none is type(None) and SearchRequest.model_fields["fusion"].default is None  # None: the model's
 
 
 @pytest.mark.parametrize(

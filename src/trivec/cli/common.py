@@ -154,6 +154,15 @@ QueryPromptOption = Annotated[
         help="Text put before every query instead of the model's 'query' prompt ('' for none).",
     ),
 ]
+FusionOption = Annotated[
+    str | None,
+    typer.Option(
+        help="How hybrids fuse the modes' scores: weighted (mean), rrf (ranks), zscore (each mode standardised "
+        "over the candidates first) or auto (weighted where the query's score spreads lie in the ranges the "
+        "model's weights were chosen in, zscore elsewhere); default: the model's fusion, else weighted "
+        "(docs/retrieval.md)."
+    ),
+]
 DocumentPromptOption = Annotated[
     str | None,
     typer.Option(

@@ -13,6 +13,7 @@ from trivec.cli.common import (
     BackendOption,
     DocumentPromptOption,
     DtypeOption,
+    FusionOption,
     OnnxFileOption,
     QueryPromptOption,
     check_backend_options,
@@ -72,13 +73,7 @@ def register(app: typer.Typer) -> None:
                 help="Hybrid weights dense,sparse,colbert (default: the model's fusion_weights, else 0.4,0.2,0.4)."
             ),
         ] = None,
-        fusion: Annotated[
-            str,
-            typer.Option(
-                help="How the hybrid modes fuse their scores: weighted (mean), rrf (ranks) or zscore (each "
-                "mode standardised over the candidates first; docs/retrieval.md)."
-            ),
-        ] = "weighted",
+        fusion: FusionOption = None,
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,
         prompts_file: Annotated[

@@ -14,6 +14,7 @@ from trivec.cli.common import (
     DevicesOption,
     DocumentPromptOption,
     DtypeOption,
+    FusionOption,
     ModelBackendOption,
     OnnxFileOption,
     QueryPromptOption,
@@ -349,13 +350,7 @@ def register(app: typer.Typer) -> None:
                 help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)."
             ),
         ] = None,
-        fusion: Annotated[
-            str,
-            typer.Option(
-                help="How --mode hybrid fuses the modes' scores: weighted (mean), rrf (ranks) or zscore "
-                "(each mode standardised over the candidates first; docs/retrieval.md)."
-            ),
-        ] = "weighted",
+        fusion: FusionOption = None,
         candidates: Annotated[
             int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
         ] = None,
@@ -378,7 +373,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--rerank-depth", help="Hits re-ranked per query (default max(100, top-k))."),
         ] = None,
     ) -> None:
-        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF or z-score fusion;
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF, z-score or auto fusion;
         --rerank: a cross-encoder re-scores the top hits.
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
@@ -396,7 +391,8 @@ def register(app: typer.Typer) -> None:
             raise fail("give a query text or --queries FILE")
         runtime = check_backend_options(backend, onnx_file)
         check_dtype_option(dtype)
-        check_fusion(fusion)  # before the model loads, not after
+        if fusion is not None:
+            check_fusion(fusion)  # before the model loads, not after
         from trivec.inference import Embedder
 
         # the index's model (or --model), in onnxruntime with --backend onnx, at --dtype's precision

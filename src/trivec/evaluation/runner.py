@@ -27,7 +27,7 @@ from trivec.inference.loading import ModelLike, load_embedder
 from trivec.inference.scoring import normalize_weights
 from trivec.io import atomic_writer
 from trivec.models.prompts import ROLES, check_prompts
-from trivec.retrieval.fusion import check_fusion
+from trivec.models.weights import NO_SPREADS, FusionDefaults, check_fusion
 
 RESULT_FORMAT = 1
 QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
@@ -131,7 +131,7 @@ def evaluate(
     prompts: Mapping[str, str] | None = None,
     batch_tokens: int | None = None,
     *,
-    fusion: str = "weighted",
+    fusion: str | None = None,
     dtype: str | None = None,
     task_prompts: Mapping[str, Mapping[str, str]] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
@@ -153,7 +153,7 @@ def evaluate(
         the model has no head for are skipped with a note. Other task types use the dense embedding.
     weights: hybrid weights (dense, sparse, colbert); default: the model's own, else 0.4 / 0.2 / 0.4.
     fusion: how hybrids combine their modes' scores: `weighted` (the weighted mean of the scores, as M3),
-        `rrf` or `zscore` (`trivec.retrieval.fusion`).
+        `rrf`, `zscore` or `auto` (`trivec.retrieval.fusion`); default: the model's own, else `weighted`.
     prompts: `{"query": ..., "document": ...}` — texts put before the queries / corpus texts of retrieval
         and reranking tasks instead of the model's prompts of those roles (either may be absent; '' = none).
         The texts of the other task types get the model's default prompt, if it has one.
@@ -169,7 +169,8 @@ def evaluate(
     if top_k < 1 or rerank_k < 0:
         raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
     mode_list = parse_modes(modes)
-    check_fusion(fusion)
+    if fusion is not None:
+        check_fusion(fusion)
     try:
         weight_map = normalize_weights(weights)
     except ValueError as exc:
@@ -192,6 +193,10 @@ def evaluate(
     )
     if weights is None and embedder is not None:
         weight_map = embedder.fusion_weights
+    defaults = embedder.fusion_defaults if embedder is not None else FusionDefaults(weight_map)
+    fusion = fusion if fusion is not None else defaults.method
+    if fusion == "auto" and defaults.spreads is None and embedder is not None:
+        raise InputError(NO_SPREADS)
     env = versions()
     results: list[dict[str, Any]] = []
     bar = tqdm(selected, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
@@ -201,6 +206,7 @@ def evaluate(
             modes=mode_list,
             weights=weight_map,
             fusion=fusion,
+            spreads=defaults.spreads,
             prompts=_prompts_for(task, run_prompts, per_task),
             top_k=top_k,
             rerank_k=rerank_k,

@@ -38,6 +38,7 @@ from trivec.models.casing import fold_capitals
 from trivec.models.m3 import HeadsPolicy, M3Model
 from trivec.models.pooling import PoolingMode
 from trivec.models.prompts import DOCUMENT, QUERY, check_default_name, merge_prompts, select_prompt
+from trivec.models.weights import FusionDefaults
 from trivec.textcheck import check_text
 
 if TYPE_CHECKING:
@@ -192,6 +193,12 @@ class Embedder:
     def fusion_weights(self) -> dict[str, float]:
         """The hybrid weights used when a call gives none: the model's own, else M3's 0.4 / 0.2 / 0.4."""
         return normalize_weights(None, self.model.fusion_weights)
+
+    @property
+    def fusion_defaults(self) -> FusionDefaults:
+        """What a hybrid search uses when a call gives nothing: the model's weights, fusion method (else the
+        weighted mean) and calibrated spreads (`trivec.models.weights`)."""
+        return FusionDefaults(self.fusion_weights, self.model.fusion or "weighted", self.model.fusion_spreads)
 
     def require(self, sparse: bool = False, colbert: bool = False) -> None:
         """Raise `UnsupportedOutputError` when the model (or the backend's graph) cannot give an output."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from trivec.errors import CheckpointError, UnsupportedOutputError
+from trivec.errors import CheckpointError, InputError, UnsupportedOutputError
 from trivec.models.checkpoint import (
     TOKENIZER_FILES,
     SentenceTransformersInfo,
@@ -43,7 +44,7 @@ from trivec.models.prompts import (
     read_prompts,
     write_prompts,
 )
-from trivec.models.weights import normalize_weights
+from trivec.models.weights import NO_SPREADS, check_fusion, check_spread_ranges, normalize_weights
 
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
@@ -84,6 +85,8 @@ class M3Model(nn.Module):
         max_seq_length: int | None = None,
         fold_capitals: bool = False,
         fusion_weights: dict[str, float] | None = None,
+        fusion: str | None = None,
+        fusion_spreads: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         self.backbone: PreTrainedModel = backbone
@@ -98,6 +101,13 @@ class M3Model(nn.Module):
         self.fold_capitals = fold_capitals  # lower-case texts written in capitals (`trivec.models.casing`)
         # hybrid weights chosen for this model (None: M3's; `trivec.models.weights`)
         self.fusion_weights = normalize_weights(fusion_weights) if fusion_weights is not None else None
+        # its fusion method (None: the weighted mean) and `auto` fusion's calibrated spreads (`models.weights`)
+        self.fusion_spreads = check_spread_ranges(fusion_spreads) if fusion_spreads is not None else None
+        if fusion is not None:
+            check_fusion(fusion)
+            if fusion == "auto" and self.fusion_spreads is None:
+                raise ValueError(NO_SPREADS)
+        self.fusion = fusion
         self.source: str | None = None
         # `weights_sample` of the float32 weights, kept when loaded in another dtype (an index's fingerprint)
         self.float32_weights: bytes | None = None
@@ -286,6 +296,7 @@ class M3Model(nn.Module):
             max_seq_length=st_info.max_seq_length,
             fold_capitals=_read_flag(trivec_config, "fold_capitals", directory),
             fusion_weights=_read_weights(trivec_config, directory),
+            **_read_fusion(trivec_config, directory),
         )
         model.source = str(name_or_path)
         if reduced is not None:
@@ -329,6 +340,10 @@ class M3Model(nn.Module):
             config["fold_capitals"] = True
         if self.fusion_weights is not None:
             config["fusion_weights"] = self.fusion_weights
+        if self.fusion is not None:
+            config["fusion"] = self.fusion
+        if self.fusion_spreads is not None:
+            config["fusion_spreads"] = {m: list(pair) for m, pair in self.fusion_spreads.items()}
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
 
@@ -394,6 +409,24 @@ def _read_weights(trivec_config: dict, directory: Path) -> dict[str, float] | No
         return normalize_weights(value)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{directory / TRIVEC_CONFIG_FILE}: fusion_weights: {exc}") from None
+
+
+def _read_fusion(trivec_config: dict, directory: Path) -> dict[str, Any]:
+    """The model's fusion method and calibrated spreads (`fusion`, `fusion_spreads`), checked here."""
+    where = directory / TRIVEC_CONFIG_FILE
+    method, spreads = trivec_config.get("fusion"), trivec_config.get("fusion_spreads")
+    try:
+        checked = check_spread_ranges(spreads) if spreads is not None else None
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: fusion_spreads: {exc}") from None
+    if method is not None:
+        try:
+            check_fusion(method)
+        except InputError as exc:
+            raise CheckpointError(f"{where}: fusion: {exc}") from None
+        if method == "auto" and checked is None:
+            raise CheckpointError(f"{where}: fusion: {NO_SPREADS}")
+    return {"fusion": method, "fusion_spreads": checked}
 
 
 def _read_trivec_config(directory: Path) -> dict:

@@ -1,17 +1,66 @@
-"""Fusion weights of the three M3 outputs: the default, and the one check every caller uses.
+"""How the three M3 outputs are fused: weights, fusion methods, and the one check of each.
 
-A model may carry its own weights (`"fusion_weights"` in `trivec_config.json`, chosen on a validation set by
-its recipe); hybrid scores, searches, evaluations and the server use them when a call gives none, else M3's
-0.4 / 0.2 / 0.4.
+A model may carry its own settings in `trivec_config.json`, chosen on validation sets by its recipe:
+`"fusion_weights"` (else M3's 0.4 / 0.2 / 0.4), `"fusion"` (the method a search uses when a call names none,
+else the weighted mean) and `"fusion_spreads"` (per mode, the range of per-query score spreads its weights
+were chosen in, which `auto` fusion needs; `trivec.retrieval.fusion`). Searches, evaluations and the server
+use them when a call gives none (`FusionDefaults`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from trivec.errors import InputError
 
 MODES = ("dense", "sparse", "colbert")
 DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+FusionMethod = Literal["weighted", "rrf", "zscore", "auto"]
+FUSIONS: tuple[str, ...] = get_args(FusionMethod)
+SpreadRanges = Mapping[str, tuple[float, float]]  # mode → (lowest, highest) per-query score spread
+NO_SPREADS = (
+    "auto fusion needs the model's calibrated score spreads (`fusion_spreads` in its trivec_config.json) "
+    "and this model has none; use weighted, rrf or zscore"
+)
+
+
+@dataclass(frozen=True)
+class FusionDefaults:
+    """What a hybrid search or evaluation uses when the call says nothing: the model's weights, method and
+    calibrated spreads (`auto` fusion's ranges; None when the model has none)."""
+
+    weights: dict[str, float]
+    method: str = "weighted"
+    spreads: dict[str, tuple[float, float]] | None = None
+
+
+def check_fusion(method: str) -> None:
+    """Refuse a fusion method trivec does not have (the one check of the name, wherever it is given)."""
+    if method not in FUSIONS:
+        raise InputError(f"unknown fusion {method!r}; expected one of {', '.join(FUSIONS)}")
+
+
+def check_spread_ranges(ranges: object) -> dict[str, tuple[float, float]]:
+    """Validate `fusion_spreads`: a mapping of known modes to `[lowest, highest]`, 0 ≤ lowest ≤ highest
+    (`ValueError` naming the mode at fault)."""
+    if not isinstance(ranges, Mapping) or not ranges:
+        raise ValueError(f"expected a mapping of modes to [lowest, highest] spreads, got {ranges!r}")
+    out: dict[str, tuple[float, float]] = {}
+    for mode, pair in ranges.items():
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            or not 0 <= pair[0] <= pair[1] < math.inf
+        ):
+            raise ValueError(f"{mode}: expected [lowest, highest] with 0 <= lowest <= highest, got {pair!r}")
+        out[mode] = (float(pair[0]), float(pair[1]))
+    return out
 
 
 def normalize_weights(

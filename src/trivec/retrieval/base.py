@@ -2,8 +2,8 @@
 
 An index stores chunks of documents with the three representations of one model and answers searches:
 dense top-k ∪ sparse top-k → exact per-mode scores of the candidates (ColBERT MaxSim re-ranks them) →
-weighted fusion (default weights: the model's `fusion_weights`, else 0.4 / 0.2 / 0.4), RRF or z-scores
-(`searcher.py`, `fusion.py`). The embedded backend keeps everything in a directory; the Qdrant backend in a Qdrant
+weighted, RRF, z-score or auto fusion (where a call says nothing: the model's `fusion_weights` and `fusion`,
+else 0.4 / 0.2 / 0.4 weighted; `searcher.py`, `fusion.py`). The embedded backend keeps everything in a directory; the Qdrant backend in a Qdrant
 collection. Both take the same calls; `Index` (`index.py`) creates and opens them.
 """
 
@@ -252,7 +252,7 @@ class BaseIndex(ABC):
         *,
         mode: str = "hybrid",
         weights: Mapping[str, float] | Sequence[float] | None = None,
-        fusion: str = "weighted",
+        fusion: str | None = None,
         candidates: int | None = None,
         prompt: str | None = None,
         max_length: int | None = None,
@@ -268,7 +268,9 @@ class BaseIndex(ABC):
         reranker, depth = self._reranker(rerank, rerank_depth, top_k)
         if not texts:
             return []
-        plan = plan_search(mode, self.modes, weights, fusion, depth, candidates, self.embedder.fusion_weights)
+        plan = plan_search(
+            mode, self.modes, weights, fusion, depth, candidates, self.embedder.fusion_defaults
+        )
         dense, sparse, colbert = plan.needs
         encoded = self.embedder.encode(
             texts,
@@ -312,12 +314,14 @@ class BaseIndex(ABC):
         *,
         mode: str = "hybrid",
         weights: Mapping[str, float] | Sequence[float] | None = None,
-        fusion: str = "weighted",
+        fusion: str | None = None,
         candidates: int | None = None,
     ) -> list[list[Hit]]:
         """Search with already-encoded queries (`Embedder.encode(queries, prompt=index.prompt("query"))` of
         this index's model)."""
-        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates, self.embedder.fusion_weights)
+        plan = plan_search(
+            mode, self.modes, weights, fusion, top_k, candidates, self.embedder.fusion_defaults
+        )
         n = (
             encoded.dense.shape[0]
             if encoded.dense is not None

@@ -16,27 +16,21 @@ fused by the weighted mean, any other by z-scores.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, get_args
 
 import numpy as np
 
 from trivec.errors import InputError
 from trivec.inference.scoring import MODES, hybrid_scores
 
-FusionMethod = Literal["weighted", "rrf", "zscore", "auto"]
-SpreadRanges = Mapping[str, tuple[float, float]]  # mode → (lowest, highest) per-query score spread
-FUSIONS: tuple[str, ...] = get_args(FusionMethod)
+# the names are defined with the model (a model may name its own fusion); re-exported here with the fusions
+from trivec.models.weights import FUSIONS as FUSIONS
+from trivec.models.weights import NO_SPREADS
+from trivec.models.weights import FusionMethod as FusionMethod
+from trivec.models.weights import SpreadRanges as SpreadRanges
+from trivec.models.weights import check_fusion as check_fusion
+from trivec.models.weights import check_spread_ranges as check_spread_ranges
+
 RRF_K = 60
-NO_SPREADS = (
-    "auto fusion needs the model's calibrated score spreads (`fusion_spreads` in its trivec_config.json) "
-    "and this model has none; use weighted, rrf or zscore"
-)
-
-
-def check_fusion(method: str) -> None:
-    """Refuse a fusion method trivec does not have (the one check of the name, wherever it is given)."""
-    if method not in FUSIONS:
-        raise InputError(f"unknown fusion {method!r}; expected one of {', '.join(FUSIONS)}")
 
 
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -120,25 +114,6 @@ def auto_scores(
         except ValueError as exc:
             raise InputError(str(exc)) from None
     return zscore_scores(scores, weights)
-
-
-def check_spread_ranges(ranges: object) -> dict[str, tuple[float, float]]:
-    """Validate `fusion_spreads`: a mapping of known modes to `[lowest, highest]`, 0 ≤ lowest ≤ highest."""
-    if not isinstance(ranges, Mapping) or not ranges:
-        raise ValueError(f"expected a mapping of modes to [lowest, highest] spreads, got {ranges!r}")
-    out: dict[str, tuple[float, float]] = {}
-    for mode, pair in ranges.items():
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
-        if (
-            not isinstance(pair, (list, tuple))
-            or len(pair) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
-            or not 0 <= pair[0] <= pair[1] < float("inf")
-        ):
-            raise ValueError(f"{mode}: expected [lowest, highest] with 0 <= lowest <= highest, got {pair!r}")
-        out[mode] = (float(pair[0]), float(pair[1]))
-    return out
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 
 from trivec.errors import InputError, UnsupportedOutputError
 from trivec.inference.scoring import MODES, normalize_weights
-from trivec.retrieval.fusion import check_fusion
+from trivec.models.weights import NO_SPREADS, FusionDefaults, check_fusion
 
 SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "hybrid")
 
 
 @dataclass
 class SearchPlan:
-    """What one search computes: its mode, the score modes, their weights and the candidate depth."""
+    """What one search computes: its mode, the score modes, their weights and fusion (with `auto` fusion's
+    calibrated spreads), and the candidate depth."""
 
     mode: str
     score_modes: list[str]
@@ -22,6 +23,7 @@ class SearchPlan:
     fusion: str
     top_k: int
     candidates: int
+    spreads: dict[str, tuple[float, float]] | None = None
 
     @property
     def first_stage(self) -> list[str]:
@@ -47,16 +49,21 @@ def plan_search(
     mode: str,
     available: Sequence[str],
     weights: Mapping[str, float] | Sequence[float] | None,
-    fusion: str,
+    fusion: str | None,
     top_k: int,
     candidates: int | None,
-    default_weights: Mapping[str, float] | None = None,
+    defaults: FusionDefaults | None = None,
 ) -> SearchPlan:
     """Check a search request against what the index holds; modes it lacks are skipped (hybrid) or refused.
-    `default_weights`: the weights when none are given (the model's; else M3's 0.4 / 0.2 / 0.4)."""
+    `defaults`: the model's weights and fusion, used where the request gives none (else M3's 0.4 / 0.2 /
+    0.4, weighted)."""
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
+    defaults = defaults if defaults is not None else FusionDefaults(normalize_weights(None))
+    fusion = fusion if fusion is not None else defaults.method
     check_fusion(fusion)
+    if fusion == "auto" and defaults.spreads is None:
+        raise InputError(NO_SPREADS)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InputError(
             f"top_k must be a positive integer, got {top_k!r}",
@@ -71,7 +78,7 @@ def plan_search(
         )
     depth = max(top_k, candidates if candidates is not None else 100)
     try:
-        w = normalize_weights(weights, default_weights)
+        w = normalize_weights(weights, defaults.weights)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if mode in ("sparse", "colbert") and mode not in available:
@@ -88,4 +95,4 @@ def plan_search(
         w = {"dense": 0.0, "sparse": 0.0, "colbert": 1.0}
     else:
         score_modes = [mode]
-    return SearchPlan(mode, score_modes, w, fusion, top_k, depth)
+    return SearchPlan(mode, score_modes, w, fusion, top_k, depth, defaults.spreads)

@@ -100,7 +100,9 @@ def score_candidates(
     missing = [m for m in reported_modes(plan) if m not in known]
     computed = scorer.scores(missing, keys) if missing else {}
     per_mode = {m: known[m] if m in known else computed[m] for m in MODES if m in known or m in computed}
-    fused = fuse({m: per_mode[m] for m in plan.score_modes}, plan.fusion, plan.weights)
+    fused = fuse(
+        {m: per_mode[m] for m in plan.score_modes}, plan.fusion, plan.weights, spread_ranges=plan.spreads
+    )
     return fused, per_mode
 
 

@@ -125,7 +125,8 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000)
     mode: Literal["dense", "sparse", "colbert", "hybrid"] = "hybrid"
     weights: dict[str, float] | list[float] | None = None
-    fusion: Literal["weighted", "rrf", "zscore"] = "weighted"  # = trivec.retrieval.fusion.FUSIONS (tested)
+    # = trivec.retrieval.fusion.FUSIONS (tested); None: the model's own fusion, else the weighted mean
+    fusion: Literal["weighted", "rrf", "zscore", "auto"] | None = None
     candidates: int | None = Field(default=None, ge=1, le=10_000)
     query_prompt: str | None = None
     max_length: int | None = Field(default=None, ge=2)

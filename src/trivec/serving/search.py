@@ -128,7 +128,7 @@ class IndexSearcher(MergingWorker[_Search]):
             req.fusion,
             req.top_k,
             req.candidates,
-            self.embedder.fusion_weights,
+            self.embedder.fusion_defaults,
         )
 
     def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:

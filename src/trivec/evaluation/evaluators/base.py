@@ -61,6 +61,7 @@ class EvalSettings:
     modes: tuple[str, ...] = RETRIEVAL_MODES
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     fusion: str = "weighted"  # how hybrids combine their modes' scores (`trivec.retrieval.fusion.FUSIONS`)
+    spreads: dict[str, tuple[float, float]] | None = None  # `auto` fusion's calibrated spreads (the model's)
     prompts: dict[str, str] = field(default_factory=dict)
     top_k: int = 1000
     rerank_k: int = 100
@@ -75,6 +76,11 @@ class EvalSettings:
             "modes": list(self.modes),
             "weights": dict(self.weights),
             **({"fusion": self.fusion} if self.fusion != "weighted" else {}),  # results before it: weighted
+            **(
+                {"fusion_spreads": {m: list(r) for m, r in self.spreads.items()}}
+                if self.fusion == "auto" and self.spreads
+                else {}
+            ),
             "top_k": self.top_k,
             "rerank_k": self.rerank_k,
             "seed": self.seed,

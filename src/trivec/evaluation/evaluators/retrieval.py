@@ -132,6 +132,7 @@ def mode_plan(mode: str, settings: EvalSettings) -> SearchPlan:
         settings.fusion,
         settings.top_k,
         depth,
+        settings.spreads,
     )
 
 
