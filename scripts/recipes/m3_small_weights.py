@@ -20,6 +20,12 @@
    if its gain is beyond the noise of these sets (the 95 % paired-bootstrap interval of the gain lies above
    0); `--write` stores the result as the model's `fusion_weights`.
 
+`--fusion auto` calibrates auto fusion instead (`trivec.retrieval.fusion`: the weighted mean where a query's
+per-mode score spreads lie within the ranges the weights were chosen in, z-scores elsewhere): per mode, the
+[1st, 99th] percentile of the per-query spread over the validation queries (pooled, un-capitalised sets), and
+prints the sets' `all` with weighted and with auto fusion (M3's weights) and how many queries each sends to
+z-scores; `--write` stores the ranges as the model's `fusion_spreads`, `--make-default` also its `fusion`.
+
 `--fusion zscore` runs step 2 with z-score fusion (`trivec.retrieval.fusion`: each mode standardised over a
 query's candidates) and prints its best triple's mean `all` beside weighted fusion with M3's weights (the
 measurement docs/m3-small.md reports; the model's config records weights only, so `--write` is refused).
@@ -43,7 +49,7 @@ import yaml
 
 from trivec import Embedder
 from trivec.inference.scoring import lexical_scores, maxsim_scores
-from trivec.retrieval.fusion import fuse
+from trivec.retrieval.fusion import fuse, spread, within_spreads
 from trivec.training.dataset import subsample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,7 +181,8 @@ class ScoredSet:
     """One set encoded once: per query, the candidates (`candidate_scores`) with their three scores."""
 
     def __init__(self, embedder: Embedder, folder: Path, fusion: str = "weighted") -> None:
-        self.fusion = fusion  # how `per_query` fuses the modes (weighted mean or z-scores)
+        self.fusion = fusion  # how `per_query` fuses the modes (weighted mean, z-scores or auto)
+        self.spreads: dict[str, tuple[float, float]] | None = None  # auto fusion's ranges, once calibrated
         corpus = read_jsonl(folder / "corpus.jsonl")
         queries = read_jsonl(folder / "queries.jsonl")
         relevant = {}
@@ -197,7 +204,9 @@ class ScoredSet:
         `self.fusion`)."""
         values = np.zeros(len(self.parts))
         for k, (parts, gold) in enumerate(zip(self.parts, self.gold, strict=True)):
-            scores = fuse({m: parts[m] for m in modes}, fusion or self.fusion, weights)
+            scores = fuse(
+                {m: parts[m] for m in modes}, fusion or self.fusion, weights, spread_ranges=self.spreads
+            )
             order = np.argsort(-np.asarray(scores), kind="stable")[:10]
             hit = np.flatnonzero(gold[order])
             values[k] = 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
@@ -286,6 +295,41 @@ def compare(
     )
 
 
+def calibrate_auto(
+    sets: dict[str, ScoredSet], weights: dict[str, float], percentiles: tuple[float, float] = (1.0, 99.0)
+) -> dict[str, tuple[float, float]]:
+    """Auto fusion's ranges — per mode, the `percentiles` of the per-query score spread over every query of
+    `sets` — and the sets' `all` with weighted vs auto fusion (M3's weights), printed."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for mode in ("dense", "sparse", "colbert"):
+        low, high = np.percentile([spread(p[mode]) for s in sets.values() for p in s.parts], percentiles)
+        ranges[mode] = (round(float(low), 6), round(float(high), 6))
+    print(f"\nauto fusion's ranges (per-query spread, percentiles {percentiles}): {ranges}")
+    print("| set | dense | all, weighted | all, auto | queries fused by z-scores |")
+    print("|---|---|---|---|---|")
+    modes = ("dense", "sparse", "colbert")
+    rows = []
+    for folder, s in sets.items():
+        s.spreads = ranges
+        outside = sum(not within_spreads(p, weights, ranges) for p in s.parts)
+        row = [
+            s.ndcg(weights, ("dense",)),
+            s.ndcg(weights, modes, "weighted"),
+            s.ndcg(weights, modes, "auto"),
+        ]
+        rows.append(row)
+        print(f"| {folder} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {outside} of {len(s.parts)} |")
+    mean = np.mean(rows, axis=0)
+    low, high = bootstrap_interval(
+        [s.per_query(weights, modes, "auto") - s.per_query(weights, modes, "weighted") for s in sets.values()]
+    )
+    print("| **mean** | " + " | ".join(f"{v:.2f}" for v in mean) + " | |")
+    print(
+        f"\nauto − weighted, mean over sets: {mean[2] - mean[1]:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
+    )
+    return ranges
+
+
 def print_spreads(embedder: Embedder, parts: dict[str, list[dict]], folders: list[Path]) -> None:
     """The modes' score spreads (`score_spreads`) over the validation sets and the `folders` (read with
     `trivec eval`'s loader: judged queries, "title text" passages); nothing else is computed on them."""
@@ -324,7 +368,15 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--write", type=Path, help="a trivec_config.json to store the chosen weights in")
     parser.add_argument(
-        "--fusion", choices=("weighted", "zscore"), default="weighted", help="weighted or zscore"
+        "--fusion",
+        choices=("weighted", "zscore", "auto"),
+        default="weighted",
+        help="weighted, zscore, or auto (calibrate its spread ranges)",
+    )
+    parser.add_argument(
+        "--make-default",
+        action="store_true",
+        help="with --fusion auto --write: also make auto the model's fusion (the rule's outcome)",
     )
     parser.add_argument(
         "--spreads-of",
@@ -334,8 +386,10 @@ def main() -> None:
         help="retrieval folders whose modes' score spreads are printed beside the validation sets' (only)",
     )
     args = parser.parse_args()
-    if args.write and args.fusion != "weighted":
-        parser.error("--write stores weights for weighted fusion only")
+    if args.write and args.fusion == "zscore":
+        parser.error("--write stores weights (weighted fusion) or auto fusion's ranges, not zscore's")
+    if args.make_default and not (args.write and args.fusion == "auto"):
+        parser.error("--make-default needs --fusion auto and --write")
     if args.compare and args.fusion != "weighted":
         parser.error("--compare scores both models with weighted fusion; --fusion applies to the weights run")
     configs = [
@@ -349,18 +403,19 @@ def main() -> None:
         compare(embedder, args, configs, default)
         return
     candidates = grid()
+    set_fusion = "weighted" if args.fusion == "auto" else args.fusion  # auto: compared with weighted below
     sets: dict[str, ScoredSet] = {}
     caps: dict[str, dict[str, float]] = {}
     for folder in LANGUAGES:
         path = build_set(configs, folder, args.out, args.queries, args.corpus)
-        sets[folder] = ScoredSet(embedder, path, args.fusion)
+        sets[folder] = ScoredSet(embedder, path, set_fusion)
         if folder in CASED:
             caps_path = capitalised(path)
             fold = embedder.model.fold_capitals
             row = {}
             for on in (False, True):
                 embedder.model.fold_capitals = on
-                scored = ScoredSet(embedder, caps_path, args.fusion)
+                scored = ScoredSet(embedder, caps_path, set_fusion)
                 row[f"fold {'on' if on else 'off'}"] = scored.ndcg(default, ("dense", "sparse", "colbert"))
                 row[f"fold {'on' if on else 'off'} dense"] = scored.ndcg(default, ("dense",))
                 row[f"fold {'on' if on else 'off'} sparse"] = scored.ndcg(default, ("sparse",))
@@ -368,6 +423,17 @@ def main() -> None:
             row["as written"] = sets[folder].ndcg(default, ("dense", "sparse", "colbert"))
             caps[folder] = row
         print(f"{folder}: scored", file=sys.stderr, flush=True)
+    if args.fusion == "auto":
+        ranges = calibrate_auto(sets, embedder.fusion_weights)
+        print_spreads(embedder, {name: s.parts for name, s in sets.items()}, args.spreads_of)
+        if args.write:
+            config_file = json.loads(args.write.read_text(encoding="utf-8")) if args.write.is_file() else {}
+            config_file["fusion_spreads"] = {m: list(r) for m, r in ranges.items()}
+            if args.make_default:
+                config_file["fusion"] = "auto"
+            args.write.write_text(json.dumps(config_file, indent=2) + "\n", encoding="utf-8")
+            print(f"wrote fusion_spreads to {args.write}", file=sys.stderr)
+        return
     table = {
         tuple(w.values()): [s.ndcg(w, ("dense", "sparse", "colbert")) for s in sets.values()]
         for w in candidates

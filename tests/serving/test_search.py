@@ -112,6 +112,7 @@ def test_health_describes_the_index(server: ServerThread) -> None:
         ({"query": "x", "queries": ["y"]}, "not both", None),
         ({"query": "x", "weights": [1, 2]}, "weights need 3 numbers", None),
         ({"query": "x", "mode": "hybrid", "weights": [0, 0, 0]}, "is 0", None),
+        ({"query": "x", "fusion": "auto"}, "auto fusion needs the model's calibrated score spreads", None),
         ({"query": "x", "k": 3}, "k: Extra inputs are not permitted", "k"),
     ],
 )
