@@ -61,7 +61,9 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
     zscore = json.loads(run("search", "--index", ix, "boundary layer", "--fusion", "zscore", "--json"))
     assert set(zscore["hits"][0]["scores"]) == {"dense", "sparse", "colbert"}
     refused = CliRunner().invoke(app, ["search", "--index", ix, "boundary layer", "--fusion", "auto"])
-    assert refused.exit_code == 2 and "auto fusion needs the model's calibrated score spreads" in refused.output
+    assert (
+        refused.exit_code == 2 and "auto fusion needs the model's calibrated score spreads" in refused.output
+    )
     text = run("search", "--index", ix, "wing", "-k", "2", "--mode", "colbert")
     assert text.startswith("query: wing") and "colbert=" in text
     run("index", "delete", "note.md", "--index", ix)
