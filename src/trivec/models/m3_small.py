@@ -104,11 +104,8 @@ def package(run: Path, out: Path) -> list[Path]:
     shutil.copyfile(run / "config_sentence_transformers.json", out / "config_sentence_transformers.json")
     settings = json.loads((run / "trivec_config.json").read_text(encoding="utf-8"))
     settings["fold_capitals"] = True  # XLM-R's vocabulary is cased: text in capitals is read lower-cased
-    for key in (
-        "fusion_weights",
-        "fusion",
-        "fusion_spreads",
-    ):  # chosen for the run next (m3_small_weights.py)
+    # the fusion settings are chosen for the run next (scripts/recipes/m3_small_weights.py)
+    for key in ("fusion_weights", "fusion", "fusion_spreads"):
         settings.pop(key, None)
     (out / "trivec_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     recipe = run / "trivec_training.json"
