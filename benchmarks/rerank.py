@@ -61,7 +61,14 @@ def first_stages(
     """`none` (dense+sparse) and `colbert` (all) runs of the picked queries: runs, candidate lists (corpus
     indices, best first) and seconds per query."""
     encoder = TextEncoder(embedder)
-    settings = EvalSettings(weights=dict(embedder.fusion_weights), top_k=depth, rerank_k=depth)
+    defaults = embedder.fusion_defaults  # the model's weights and fusion, as `trivec eval` takes them
+    settings = EvalSettings(
+        weights=dict(defaults.weights),
+        fusion=defaults.method,
+        spreads=defaults.spreads,
+        top_k=depth,
+        rerank_k=depth,
+    )
     docs = encoder.encode(data.corpus_texts, dense=True, sparse=True, colbert=True, prompt_name=DOCUMENT)
     assert docs.dense is not None and docs.sparse is not None
     docs.dense = as_unit(docs.dense, encoder)

@@ -169,7 +169,7 @@ NEAR_VALID = {  # the right shape with fuzzed values: these reach the tokenizer,
         optional={
             "top_k": st.integers(-1, 50),
             "mode": st.sampled_from(["dense", "sparse", "colbert", "hybrid", "x"]),
-            "fusion": st.sampled_from(["weighted", "rrf", "zscore", "x"]),
+            "fusion": st.sampled_from(["weighted", "rrf", "zscore", "auto", None, "x"]),
             "candidates": st.integers(-1, 200),
             "weights": st.lists(st.floats(-1, 2), max_size=4),
             "query_prompt": ANY_TEXT,

@@ -64,7 +64,8 @@ fi
 
 # 3b. the shipped model's fusion weights, chosen on validation sets cut from the training folders (rows the
 # run never read) — no evaluation set is read; written into its trivec_config.json. The nosd run is read with
-# the same settings (weights, fold_capitals) so the two variants differ only in training.
+# the same settings (weights, fold_capitals; auto fusion's spreads, its own, step 3c) so the two variants differ
+# only in training.
 if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then
   python scripts/recipes/m3_small_weights.py --write src/trivec/resources/m3-small/trivec_config.json \
       > "$R/weights.md"
@@ -83,12 +84,15 @@ if [ -f "$R/nosd/trivec_config.json" ]; then
 import json, sys
 target, shipped = sys.argv[1], json.load(open(sys.argv[2]))
 settings = json.load(open(target))
-settings.update({k: shipped[k] for k in ("fold_capitals", "fusion_weights", "fusion", "fusion_spreads") if k in shipped})
+settings.update({k: shipped[k] for k in ("fold_capitals", "fusion_weights") if k in shipped})
 json.dump(settings, open(target, "w"), indent=2)
 PY
+  # auto fusion's spreads describe one model's scores: the twin's are calibrated on its own
+  python scripts/recipes/m3_small_weights.py --model "$R/nosd" --fusion auto --make-default \
+      --write "$R/nosd/trivec_config.json" > "$R/nosd-weights-auto.md"
 fi
 
-# 4. evaluation (bf16 encoding, ≈ 5× faster here; each model's own fusion weights — step 3b for m3-small,
+# 4. evaluation (bf16 encoding, ≈ 5× faster here; each model's own fusion settings — steps 3b-3c for m3-small,
 # M3's 0.4 / 0.2 / 0.4 for the others): multilingual-e5-small as published (dense, with its prompts), the
 # shipped model (`m3-small`, i.e. the sd run as packaged: fp16 adapters merged) and the run without
 # self-distillation

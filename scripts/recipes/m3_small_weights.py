@@ -23,8 +23,8 @@
 `--fusion auto` calibrates auto fusion instead (`trivec.retrieval.fusion`: the weighted mean where a query's
 per-mode score spreads lie within the ranges the weights were chosen in, z-scores elsewhere): per mode, the
 [1st, 99th] percentile of the per-query spread over the validation queries (pooled, un-capitalised sets), and
-prints the sets' `all` with weighted and with auto fusion (M3's weights) and how many queries each sends to
-z-scores; `--write` stores the ranges as the model's `fusion_spreads`, `--make-default` also its `fusion`.
+prints the sets' `all` with weighted and with auto fusion (the model's weights) and how many queries it sends
+to z-scores; `--write` stores the ranges as the model's `fusion_spreads`, `--make-default` also its `fusion`.
 
 `--fusion zscore` runs step 2 with z-score fusion (`trivec.retrieval.fusion`: each mode standardised over a
 query's candidates) and prints its best triple's mean `all` beside weighted fusion with M3's weights (the
@@ -49,7 +49,7 @@ import yaml
 
 from trivec import Embedder
 from trivec.inference.scoring import lexical_scores, maxsim_scores
-from trivec.retrieval.fusion import fuse, spread, within_spreads
+from trivec.retrieval.fusion import fuse, query_spreads, within_spreads
 from trivec.training.dataset import subsample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,11 +298,13 @@ def compare(
 def calibrate_auto(
     sets: dict[str, ScoredSet], weights: dict[str, float], percentiles: tuple[float, float] = (1.0, 99.0)
 ) -> dict[str, tuple[float, float]]:
-    """Auto fusion's ranges — per mode, the `percentiles` of the per-query score spread over every query of
-    `sets` — and the sets' `all` with weighted vs auto fusion (M3's weights), printed."""
+    """Auto fusion's ranges — per mode, the `percentiles` of the per-query score spread (`query_spreads`, as
+    auto fusion measures it) over every query of `sets` — and the sets' `all` with weighted vs auto fusion
+    (`weights`: the model's), printed."""
     ranges: dict[str, tuple[float, float]] = {}
     for mode in ("dense", "sparse", "colbert"):
-        low, high = np.percentile([spread(p[mode]) for s in sets.values() for p in s.parts], percentiles)
+        values = [query_spreads(p)[mode] for s in sets.values() for p in s.parts]
+        low, high = np.percentile(values, percentiles)
         ranges[mode] = (round(float(low), 6), round(float(high), 6))
     print(f"\nauto fusion's ranges (per-query spread, percentiles {percentiles}): {ranges}")
     print("| set | dense | all, weighted | all, auto | queries fused by z-scores |")

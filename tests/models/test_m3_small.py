@@ -28,6 +28,10 @@ def test_default_is_m3_small_with_three_outputs_and_e5_prompts(m3_small: Embedde
     assert m3_small.available_modes() == ["dense", "sparse", "colbert"]
     assert m3_small.model.prompts == {"query": "query: ", "document": "passage: "}
     assert m3_small.model.pooling == "mean" and m3_small.max_length == 512
+    # its fusion settings, chosen on validation sets (docs/m3-small.md): M3's weights, auto fusion
+    defaults = m3_small.fusion_defaults
+    assert defaults.weights == {"dense": 0.4, "sparse": 0.2, "colbert": 0.4} and defaults.method == "auto"
+    assert defaults.spreads is not None and set(defaults.spreads) == {"dense", "sparse", "colbert"}
 
 
 def test_what_ships_is_a_few_megabytes() -> None:

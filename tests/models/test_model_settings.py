@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trivec import CheckpointError, Embedder, M3Model
+from trivec.errors import InputError
 from trivec.models.casing import MIN_CASED_LETTERS, fold_capitals, in_capitals
 from trivec.models.weights import DEFAULT_WEIGHTS, normalize_weights
 
@@ -71,6 +72,10 @@ def test_settings_round_trip_through_save_pretrained(tiny_copy: Path, tmp_path: 
     assert again.fold_capitals is True and again.fusion_weights == WEIGHTS
     assert again.fusion == "auto" and again.fusion_spreads == model.fusion_spreads
     defaults = Embedder(again).fusion_defaults
+    with pytest.raises(InputError, match="auto fusion needs the model's calibrated score spreads"):
+        M3Model(again.backbone, again.tokenizer, fusion="auto")
+    with pytest.raises(InputError, match="unknown fusion 'mean'"):
+        M3Model(again.backbone, again.tokenizer, fusion="mean")
     assert (defaults.weights, defaults.method, defaults.spreads) == (WEIGHTS, "auto", model.fusion_spreads)
 
 
@@ -144,7 +149,6 @@ def test_the_models_weights_are_the_default_of_score_search_and_eval(tiny_copy: 
 def test_the_models_fusion_is_the_default_of_search_and_eval(tiny_copy: Path, tmp_path: Path) -> None:
     """`fusion: auto` with ranges no query's spreads fit: every search and evaluation fuses by z-scores
     unless the call names a fusion; ranges that fit every query give the weighted mean."""
-    from trivec.errors import InputError
     from trivec.evaluation.runner import evaluate
     from trivec.retrieval import Index
 

@@ -30,11 +30,18 @@ def pair(
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse", "colbert", "hybrid"])
-@pytest.mark.parametrize("fusion", ["weighted", "rrf", "zscore"])
+@pytest.mark.parametrize("fusion", ["weighted", "rrf", "zscore", "auto"])
 def test_same_top10_as_the_embedded_index(
-    pair: tuple[Index, Index], cranfield_queries: list[tuple[str, str]], mode: str, fusion: str
+    pair: tuple[Index, Index],
+    cranfield_queries: list[tuple[str, str]],
+    mode: str,
+    fusion: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     embedded, qdrant = pair
+    # auto: ranges that hold dense and ColBERT spreads and no sparse one (z-scores for every query)
+    spreads = {"dense": (0.0, 1.0), "sparse": (0.0, 0.0), "colbert": (0.0, 1.0)}
+    monkeypatch.setattr(embedded.embedder.model, "fusion_spreads", spreads)
     texts = [text for _, text in cranfield_queries[:12]]
     a = embedded.search(texts, top_k=10, mode=mode, fusion=fusion)
     b = qdrant.search(texts, top_k=10, mode=mode, fusion=fusion)

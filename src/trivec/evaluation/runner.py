@@ -205,8 +205,9 @@ def evaluate(
         settings = EvalSettings(
             modes=mode_list,
             weights=weight_map,
-            fusion=fusion,
-            spreads=defaults.spreads,
+            # only retrieval and reranking fuse modes: the other tasks record (and resume on) no fusion
+            fusion=fusion if task.type in QUERY_TASKS else "weighted",
+            spreads=defaults.spreads if task.type in QUERY_TASKS else None,
             prompts=_prompts_for(task, run_prompts, per_task),
             top_k=top_k,
             rerank_k=rerank_k,

@@ -106,7 +106,7 @@ class M3Model(nn.Module):
         if fusion is not None:
             check_fusion(fusion)
             if fusion == "auto" and self.fusion_spreads is None:
-                raise ValueError(NO_SPREADS)
+                raise InputError(NO_SPREADS)
         self.fusion = fusion
         self.source: str | None = None
         # `weights_sample` of the float32 weights, kept when loaded in another dtype (an index's fingerprint)

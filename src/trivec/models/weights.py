@@ -23,7 +23,7 @@ FUSIONS: tuple[str, ...] = get_args(FusionMethod)
 SpreadRanges = Mapping[str, tuple[float, float]]  # mode → (lowest, highest) per-query score spread
 NO_SPREADS = (
     "auto fusion needs the model's calibrated score spreads (`fusion_spreads` in its trivec_config.json) "
-    "and this model has none; use weighted, rrf or zscore"
+    f"and this model has none; another fusion ({', '.join(f for f in FUSIONS if f != 'auto')}) needs none"
 )
 
 

@@ -9,8 +9,9 @@ It matters where a mode's score spread changes with the text: m3-small's lexical
 on English than on the languages its sparse head was trained on (docs/m3-small.md measures it).
 Auto fusion keeps the weighted mean where the weights were chosen and standardises elsewhere: a model may
 record, per mode, the range of per-query score spreads seen on the sets its weights were chosen on
-(`fusion_spreads` in its `trivec_config.json`); a query whose fused modes all spread within their ranges is
-fused by the weighted mean, any other by z-scores.
+(`fusion_spreads` in its `trivec_config.json`, measured over the dense top 100 ∪ sparse top 100); a query
+whose fused modes all spread within their ranges (over the same sample of its candidates) is fused by the
+weighted mean, any other by z-scores.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from trivec.models.weights import check_fusion as check_fusion
 from trivec.models.weights import check_spread_ranges as check_spread_ranges
 
 RRF_K = 60
+SPREAD_DEPTH = 100  # auto fusion measures spreads over the dense / sparse top 100 (`spread_sample`)
 
 
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -88,19 +90,37 @@ def spread(scores: np.ndarray) -> float:
     return float(kept.std()) if kept.size else 0.0
 
 
+def spread_sample(scores: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Positions of the candidates a spread is measured over: those in the dense top `SPREAD_DEPTH` or the
+    sparse top `SPREAD_DEPTH` with a positive score (all when neither mode is given). That is a search's
+    default candidate set, and the one auto fusion's ranges are calibrated over, so a deeper candidate set
+    (more candidates, an evaluation's 1,000) is judged on the same sample."""
+    n = len(next(iter(scores.values()))) if scores else 0
+    parts = []
+    if "dense" in scores:
+        parts.append(top_k(np.nan_to_num(np.asarray(scores["dense"], np.float64), nan=-np.inf), SPREAD_DEPTH))
+    if "sparse" in scores:
+        sparse = np.asarray(scores["sparse"], dtype=np.float64)
+        best = top_k(np.nan_to_num(sparse, nan=-np.inf), SPREAD_DEPTH)
+        parts.append(best[sparse[best] > 0])
+    if not parts:
+        return np.arange(n)
+    return np.unique(np.concatenate(parts))
+
+
+def query_spreads(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per mode, the spread (`spread`) of a query's candidates over `spread_sample`."""
+    sample = spread_sample(scores)
+    return {mode: spread(np.asarray(values)[sample]) for mode, values in scores.items()}
+
+
 def within_spreads(
     scores: Mapping[str, np.ndarray], weights: Mapping[str, float], ranges: SpreadRanges
 ) -> bool:
     """Whether every fused mode (positive weight) spreads its candidates within its calibrated range."""
-    for mode, values in scores.items():
-        if weights.get(mode, 0.0) <= 0:
-            continue
-        if mode not in ranges:
-            return False
-        low, high = ranges[mode]
-        if not low <= spread(values) <= high:
-            return False
-    return True
+    fused = {m: v for m, v in scores.items() if weights.get(m, 0.0) > 0}
+    spreads = query_spreads(fused)
+    return all(m in ranges and ranges[m][0] <= spreads[m] <= ranges[m][1] for m in fused)
 
 
 def auto_scores(

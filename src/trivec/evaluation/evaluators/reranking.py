@@ -1,6 +1,7 @@
 """Reranking: order each query's given candidates, per M3 mode and BM25; MAP (scikit-learn) and MRR@10.
 
-Every model mode scores all candidates exactly (no first-stage cut); hybrids use `hybrid_scores`. BM25's
+Every model mode scores all candidates exactly (no first-stage cut); hybrids fuse them as a search does
+(`settings.fusion` with `settings.weights`). BM25's
 statistics come from the whole corpus. The retrieval metrics of the candidate rankings (nDCG@k, Recall@k, …)
 are reported too, from pytrec_eval.
 """

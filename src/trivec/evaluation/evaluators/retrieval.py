@@ -4,7 +4,7 @@ dense: exact inner-product search (faiss); sparse: exact lexical matching (CSR p
 re-ranking of the dense top `rerank_k` (as the M3 paper evaluates multi-vector); dense+sparse: the weighted
 hybrid over the union of the dense and sparse top `top_k`; all: the three-way hybrid over the union of the
 dense and sparse top `rerank_k`; bm25: bm25s over the same corpus. Candidates, exact scores, fusion
-(`settings.fusion` — the weighted mean by default — with `settings.weights`) and ties are an index search's
+(`settings.fusion` — the model's, else the weighted mean — with `settings.weights`) and ties are an index search's
 own: the modes run as search plans (`mode_plan`) through `trivec.retrieval.searcher` over the corpus in
 memory (`ArrayQuery`).
 """
