@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from trivec.errors import InputError
 from trivec.inference.scoring import hybrid_scores
 from trivec.retrieval import fuse, merge_top_k, rrf_scores, top_k, zscore_scores
-from trivec.retrieval.fusion import check_spread_ranges, ranks, spread
+from trivec.retrieval.fusion import check_spread_ranges, query_spreads, ranks, spread, spread_sample
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32)
 vectors = st.integers(1, 40).flatmap(
@@ -207,3 +207,18 @@ def test_auto_fusion_without_spreads_and_bad_spreads_are_named() -> None:
     ):
         with pytest.raises(ValueError, match=named):
             check_spread_ranges(bad)
+
+
+def test_auto_fusion_measures_spreads_over_the_dense_and_sparse_top_100() -> None:
+    """A deep candidate set (an evaluation's dense+sparse takes 1,000) is judged on the sample the ranges
+    are calibrated over: the candidates in the dense top 100 or the positive sparse top 100."""
+    rng = np.random.default_rng(0)
+    dense, sparse = rng.normal(0.6, 0.05, 1000), np.maximum(rng.normal(0.0, 0.1, 1000), 0.0)
+    scores = {"dense": dense, "sparse": sparse}
+    sample = set(np.argsort(-dense, kind="stable")[:100].tolist())
+    sample |= {int(i) for i in np.argsort(-sparse, kind="stable")[:100] if sparse[i] > 0}
+    assert set(spread_sample(scores).tolist()) == sample
+    expected = {m: float(v[sorted(sample)].std()) for m, v in scores.items()}
+    assert query_spreads(scores) == pytest.approx(expected)
+    assert query_spreads(scores)["dense"] != pytest.approx(float(dense.std()))  # not the whole set's
+    assert spread_sample({"colbert": dense}).tolist() == list(range(1000))  # no first-stage mode: all
