@@ -191,12 +191,7 @@ def evaluate(
         if embedder is not None
         else None
     )
-    if weights is None and embedder is not None:
-        weight_map = embedder.fusion_weights
-    defaults = embedder.fusion_defaults if embedder is not None else FusionDefaults(weight_map)
-    fusion = fusion if fusion is not None else defaults.method
-    if fusion == "auto" and defaults.spreads is None and embedder is not None:
-        raise InputError(NO_SPREADS)
+    fusion_used = _fusion(embedder, weights, weight_map, fusion)
     env = versions()
     results: list[dict[str, Any]] = []
     bar = tqdm(selected, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
@@ -204,10 +199,10 @@ def evaluate(
         bar.set_postfix_str(task.name)
         settings = EvalSettings(
             modes=mode_list,
-            weights=weight_map,
+            weights=fusion_used.weights,
             # only retrieval and reranking fuse modes: the other tasks record (and resume on) no fusion
-            fusion=fusion if task.type in QUERY_TASKS else "weighted",
-            spreads=defaults.spreads if task.type in QUERY_TASKS else None,
+            fusion=fusion_used.method if task.type in QUERY_TASKS else "weighted",
+            spreads=fusion_used.spreads if task.type in QUERY_TASKS else None,
             prompts=_prompts_for(task, run_prompts, per_task),
             top_k=top_k,
             rerank_k=rerank_k,
@@ -227,6 +222,20 @@ def evaluate(
 
         write_report([out_dir], out_dir)
     return results
+
+
+def _fusion(
+    embedder: Embedder | None,
+    weights: Mapping[str, float] | Sequence[float] | None,
+    given: dict[str, float],
+    fusion: str | None,
+) -> FusionDefaults:
+    """The weights and fusion the hybrids use: those given, else the model's (auto fusion with its spreads)."""
+    model = embedder.fusion_defaults if embedder is not None else FusionDefaults(given)
+    method = fusion if fusion is not None else model.method
+    if method == "auto" and model.spreads is None and embedder is not None:
+        raise InputError(NO_SPREADS)
+    return FusionDefaults(given if weights is not None else model.weights, method, model.spreads)
 
 
 def _recorded_settings(
