@@ -14,6 +14,7 @@ from tests.conftest import DATA
 from tests.serving.conftest import TINY, error_of
 from trivec import Embedder
 from trivec.errors import InputError
+from trivec.models.weights import DEFAULT_WEIGHTS
 from trivec.retrieval import Index, ModelMismatchError
 from trivec.serving import ServerConfig, ServerThread, build_app, create_app
 from trivec.serving.search import IndexSearcher
@@ -98,7 +99,9 @@ def test_search_many_queries(server: ServerThread, direct: Index) -> None:
 
 
 def test_health_describes_the_index(server: ServerThread) -> None:
-    index = httpx.get(f"{server.url}/health").json()["index"]
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["fusion"] == {"method": "weighted", "weights": DEFAULT_WEIGHTS, "spreads": None}
+    index = health["index"]
     assert index["documents"] == 120 and index["modes"] == ["dense", "sparse", "colbert"]
     assert index["backend"] == "embedded"
 

@@ -36,6 +36,11 @@ class FusionDefaults:
     method: str = "weighted"
     spreads: dict[str, tuple[float, float]] | None = None
 
+    def describe(self) -> dict[str, object]:
+        """JSON-ready: `{"method", "weights", "spreads"}` (spreads as `[lowest, highest]` lists, or None)."""
+        spreads = {m: list(r) for m, r in self.spreads.items()} if self.spreads is not None else None
+        return {"method": self.method, "weights": dict(self.weights), "spreads": spreads}
+
 
 def check_fusion(method: str) -> None:
     """Refuse a fusion method trivec does not have (the one check of the name, wherever it is given)."""

@@ -261,6 +261,7 @@ def create_app(
             "dims": dims,
             "prompts": embedder.prompts,
             "default_prompt_name": embedder.default_prompt_name,
+            "fusion": embedder.fusion_defaults.describe(),  # what /search uses when a request names nothing
             "max_tokens_per_text": state.max_tokens,
             "max_texts_per_request": limits.max_texts_per_request,
             "dynamic_batching": limits.dynamic_batching,
