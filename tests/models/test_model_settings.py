@@ -170,6 +170,9 @@ def test_the_models_fusion_is_the_default_of_search_and_eval(tiny_copy: Path, tm
         ranked(plain, fusion="auto")
     with pytest.raises(InputError, match="auto fusion needs"):
         evaluate(plain, [task], modes="all", fusion="auto", progress=False, report=False)
+    # nothing fused, nothing refused: a single mode ranks by its own scores
+    assert ranked(plain, fusion="auto", mode="dense") == ranked(plain, mode="dense")
+    evaluate(plain, [task], modes="dense,sparse", fusion="auto", progress=False, report=False)
     nowhere = {m: [5.0, 6.0] for m in ("dense", "sparse", "colbert")}
     write_settings(tiny_copy, {"fusion": "auto", "fusion_spreads": nowhere})
     auto = Embedder.from_pretrained(tiny_copy, device="cpu")

@@ -20,6 +20,7 @@ from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.data import load_task
 from trivec.evaluation.encoding import TextEncoder, describe_model, precision
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
+from trivec.evaluation.evaluators.retrieval import HYBRID_PARTS
 from trivec.evaluation.registry import builtin_tasks, task_from_dir
 from trivec.evaluation.tasks import Task, TaskType, select_tasks
 from trivec.inference import Embedder
@@ -191,7 +192,7 @@ def evaluate(
         if embedder is not None
         else None
     )
-    fusion_used = _fusion(embedder, weights, weight_map, fusion)
+    fusion_used = _fusion(embedder, weights, weight_map, fusion, mode_list)
     env = versions()
     results: list[dict[str, Any]] = []
     bar = tqdm(selected, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
@@ -229,11 +230,19 @@ def _fusion(
     weights: Mapping[str, float] | Sequence[float] | None,
     given: dict[str, float],
     fusion: str | None,
+    modes: Sequence[str],
 ) -> FusionDefaults:
-    """The weights and fusion the hybrids use: those given, else the model's (auto fusion with its spreads)."""
+    """The weights and fusion the hybrids use: those given, else the model's (auto fusion with its spreads).
+    Auto fusion without spreads is refused where something is fused: a hybrid mode of a multi-output model."""
     model = embedder.fusion_defaults if embedder is not None else FusionDefaults(given)
     method = fusion if fusion is not None else model.method
-    if method == "auto" and model.spreads is None and embedder is not None:
+    fuses = embedder is not None and len(embedder.available_modes()) > 1
+    if (
+        method == "auto"
+        and model.spreads is None
+        and fuses
+        and any(len(HYBRID_PARTS.get(m, ())) > 1 for m in modes)
+    ):
         raise InputError(NO_SPREADS)
     return FusionDefaults(given if weights is not None else model.weights, method, model.spreads)
 

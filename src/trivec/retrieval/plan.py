@@ -62,7 +62,7 @@ def plan_search(
     defaults = defaults if defaults is not None else FusionDefaults(normalize_weights(None))
     fusion = fusion if fusion is not None else defaults.method
     check_fusion(fusion)
-    if fusion == "auto" and defaults.spreads is None:
+    if fusion == "auto" and defaults.spreads is None and mode == "hybrid":  # only a hybrid fuses
         raise InputError(NO_SPREADS)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InputError(
