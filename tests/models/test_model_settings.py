@@ -177,6 +177,11 @@ def test_the_models_fusion_is_the_default_of_search_and_eval(tiny_copy: Path, tm
     write_settings(tiny_copy, {"fusion": "auto", "fusion_spreads": nowhere})
     auto = Embedder.from_pretrained(tiny_copy, device="cpu")
     assert ranked(auto) == ranked(auto, fusion="auto") == ranked(plain, fusion="zscore")
+    with Index.open(tmp_path / "ix", auto) as opened:  # each hit says which fusion gave its score
+        assert {h.fused_by for h in opened.search("boundary layer", top_k=3)[0]} == {"zscore"}
+        assert {h.fused_by for h in opened.search("boundary layer", fusion="rrf")[0]} == {"rrf"}
+        assert {h.fused_by for h in opened.search("boundary layer", mode="dense")[0]} == {None}
+        assert opened.search("boundary layer", top_k=1)[0][0].to_dict()["fused_by"] == "zscore"
     assert ranked(auto, fusion="weighted") == ranked(plain) != ranked(auto)
     result = evaluate(auto, [task], modes="all", progress=False, report=False)[0]
     assert result["settings"]["fusion"] == "auto" and result["settings"]["fusion_spreads"] == nowhere
@@ -184,7 +189,10 @@ def test_the_models_fusion_is_the_default_of_search_and_eval(tiny_copy: Path, tm
     assert result["scores"] == zscore["scores"]
     everywhere = {m: [0.0, 100.0] for m in ("dense", "sparse", "colbert")}
     write_settings(tiny_copy, {"fusion": "auto", "fusion_spreads": everywhere})
-    assert ranked(Embedder.from_pretrained(tiny_copy, device="cpu")) == ranked(plain)
+    within = Embedder.from_pretrained(tiny_copy, device="cpu")
+    assert ranked(within) == ranked(plain)
+    with Index.open(tmp_path / "ix", within) as opened:
+        assert {h.fused_by for h in opened.search("boundary layer", top_k=3)[0]} == {"weighted"}
 
 
 def write_task(task: Path, passages: list[str]) -> Path:

@@ -65,7 +65,8 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
         refused.exit_code == 2 and "auto fusion needs the model's calibrated score spreads" in refused.output
     )
     text = run("search", "--index", ix, "wing", "-k", "2", "--mode", "colbert")
-    assert text.startswith("query: wing") and "colbert=" in text
+    assert text.startswith("query: wing\n") and "colbert=" in text  # one mode's own scores: no fusion
+    assert run("search", "--index", ix, "wing", "-k", "2").startswith("query: wing  (fused by weighted)\n")
     run("index", "delete", "note.md", "--index", ix)
     run("index", "compact", "--index", ix)
     human = run("index", "info", "--index", ix)

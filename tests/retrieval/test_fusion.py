@@ -11,7 +11,14 @@ from hypothesis.extra.numpy import arrays
 from trivec.errors import InputError
 from trivec.inference.scoring import hybrid_scores
 from trivec.retrieval import fuse, merge_top_k, rrf_scores, top_k, zscore_scores
-from trivec.retrieval.fusion import check_spread_ranges, query_spreads, ranks, spread, spread_sample
+from trivec.retrieval.fusion import (
+    applied_fusion,
+    check_spread_ranges,
+    query_spreads,
+    ranks,
+    spread,
+    spread_sample,
+)
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32)
 vectors = st.integers(1, 40).flatmap(
@@ -162,8 +169,11 @@ def test_auto_fusion_is_weighted_within_the_ranges_and_zscore_outside(
     assert np.array_equal(
         fuse(scores, "auto", weights, spread_ranges=around), fuse(scores, "weighted", weights)
     )
+    assert applied_fusion(scores, "auto", weights, around) == "weighted"
     below = {**around, "sparse": (spread(scores["sparse"]) + 1.0, spread(scores["sparse"]) + 2.0)}
     assert np.array_equal(fuse(scores, "auto", weights, spread_ranges=below), fuse(scores, "zscore", weights))
+    assert applied_fusion(scores, "auto", weights, below) == "zscore"
+    assert applied_fusion({"dense": triple[0]}, "auto", weights, below) is None  # one mode: its own scores
     # a mode the ranges do not cover is out of the calibration, unless it is not fused (weight 0)
     partial = {m: around[m] for m in ("dense", "colbert")}
     assert np.array_equal(

@@ -423,7 +423,8 @@ def register(app: typer.Typer) -> None:
                     )
                 )
                 continue
-            typer.echo(f"query: {text}")
+            fused_by = hits[0].fused_by if hits else None  # auto fusion's choice shows in the scores' scale
+            typer.echo(f"query: {text}" + (f"  (fused by {fused_by})" if fused_by else ""))
             for rank, hit in enumerate(hits, start=1):
                 per_mode = " ".join(f"{m}={v:.4f}" for m, v in hit.scores.items())
                 snippet = " ".join(hit.text.split())[:100]

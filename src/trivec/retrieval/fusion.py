@@ -123,19 +123,6 @@ def within_spreads(
     return all(m in ranges and ranges[m][0] <= spreads[m] <= ranges[m][1] for m in fused)
 
 
-def auto_scores(
-    scores: Mapping[str, np.ndarray], weights: Mapping[str, float], ranges: SpreadRanges
-) -> np.ndarray:
-    """The weighted mean where the query's spreads lie within `ranges` (the regime the weights were chosen
-    in), z-score fusion otherwise."""
-    if within_spreads(scores, weights, ranges):
-        try:
-            return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    return zscore_scores(scores, weights)
-
-
 def standardised(scores: np.ndarray) -> np.ndarray:
     """(s − mean) / std over the candidates; all 0 when they score alike. A non-finite score stays non-finite
     (NaN), as the weighted mean passes it on; the other candidates are standardised among themselves."""
@@ -150,6 +137,28 @@ def standardised(scores: np.ndarray) -> np.ndarray:
     return standard
 
 
+def applied_fusion(
+    scores: Mapping[str, np.ndarray],
+    method: str = "weighted",
+    weights: Mapping[str, float] | None = None,
+    spread_ranges: SpreadRanges | None = None,
+) -> str | None:
+    """The fusion `fuse` applies to these scores: `method`, with `auto` resolved for this query to
+    `weighted` (every fused mode spreads within its range) or `zscore`; None when a single mode is returned
+    as it is. Reported with each search's hits, since the scores' scale depends on it."""
+    check_fusion(method)
+    present = [m for m in MODES if m in scores]
+    if len(present) == 1 and (weights is None or weights.get(present[0], 0.0) > 0):
+        return None
+    if method != "auto":
+        return method
+    if weights is None:
+        raise InputError("auto fusion needs weights")
+    if spread_ranges is None:
+        raise InputError(NO_SPREADS)
+    return "weighted" if within_spreads(scores, weights, spread_ranges) else "zscore"
+
+
 def fuse(
     scores: Mapping[str, np.ndarray],
     method: str = "weighted",
@@ -157,23 +166,21 @@ def fuse(
     rrf_k: int = RRF_K,
     spread_ranges: SpreadRanges | None = None,
 ) -> np.ndarray:
-    """Fused score per candidate (float64). A single mode is returned as it is. `spread_ranges`: the
-    model's calibrated spreads, which `auto` fusion needs."""
-    check_fusion(method)
-    present = [m for m in MODES if m in scores]
-    if len(present) == 1 and (weights is None or weights.get(present[0], 0.0) > 0):
-        return np.asarray(scores[present[0]], dtype=np.float64)
-    if method == "rrf":
+    """Fused score per candidate (float64), by `applied_fusion`'s method. A single mode is returned as it is.
+    `spread_ranges`: the model's calibrated spreads, which `auto` fusion needs."""
+    applied = applied_fusion(scores, method, weights, spread_ranges)
+    if applied is None:
+        return np.asarray(next(scores[m] for m in MODES if m in scores), dtype=np.float64)
+    if applied == "rrf":
         return rrf_scores(scores, weights, rrf_k)
     if weights is None:
         raise InputError(f"{method} fusion needs weights")
-    if method == "zscore":
+    if applied == "zscore":
         return zscore_scores(scores, weights)
-    if method == "auto":
-        if spread_ranges is None:
-            raise InputError(NO_SPREADS)
-        return auto_scores(scores, weights, spread_ranges)
-    return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
+    try:
+        return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
+    except ValueError as exc:  # no mode with a positive weight: bad input, as for the other fusions
+        raise InputError(str(exc)) from None
 
 
 def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

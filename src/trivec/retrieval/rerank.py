@@ -78,7 +78,7 @@ def rerank_hits(
             hit, value = row[i], float(row_scores[i])
             # in place: hits are fresh per search (and may read their stored fields lazily)
             hit.scores = {**hit.scores, "retrieval": hit.score, "rerank": value}
-            hit.score = value
+            hit.score, hit.fused_by = value, None  # the reranker's score, not a fusion's
             kept.append(hit)
         out.append(kept)
     return out

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trivec.inference.scoring import MODES
-from trivec.retrieval.fusion import fuse, top_k
+from trivec.retrieval.fusion import applied_fusion, fuse, top_k
 from trivec.retrieval.plan import SearchPlan
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (keys, scores), best first
@@ -34,6 +34,9 @@ class Hit:
     text: str
     title: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the fusion that gave `score` (`weighted`, `rrf` or `zscore`: auto fusion's choice for the query); None
+    # for a single mode's own score or a reranker's
+    fused_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,9 +49,11 @@ class Ranking:
     keys: np.ndarray
     fused: np.ndarray
     per_mode: dict[str, np.ndarray]
+    fused_by: str | None = None  # the fusion applied (`applied_fusion`); None: one mode's own scores
 
     def head(self, k: int) -> Ranking:
-        return Ranking(self.keys[:k], self.fused[:k], {m: v[:k] for m, v in self.per_mode.items()})
+        per_mode = {m: v[:k] for m, v in self.per_mode.items()}
+        return Ranking(self.keys[:k], self.fused[:k], per_mode, self.fused_by)
 
 
 class QueryScorer(ABC):
@@ -94,16 +99,16 @@ def reported_modes(plan: SearchPlan) -> list[str]:
 
 def score_candidates(
     scorer: QueryScorer, keys: np.ndarray, plan: SearchPlan, known: Mapping[str, np.ndarray] | None = None
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Exact per-mode scores of `keys` (those in `known` are not asked again) and their fusion."""
+) -> tuple[np.ndarray, dict[str, np.ndarray], str | None]:
+    """Exact per-mode scores of `keys` (those in `known` are not asked again), their fusion and the fusion
+    applied (`applied_fusion`)."""
     known = dict(known or {})
     missing = [m for m in reported_modes(plan) if m not in known]
     computed = scorer.scores(missing, keys) if missing else {}
     per_mode = {m: known[m] if m in known else computed[m] for m in MODES if m in known or m in computed}
-    fused = fuse(
-        {m: per_mode[m] for m in plan.score_modes}, plan.fusion, plan.weights, spread_ranges=plan.spreads
-    )
-    return fused, per_mode
+    fused_modes = {m: per_mode[m] for m in plan.score_modes}
+    fused = fuse(fused_modes, plan.fusion, plan.weights, spread_ranges=plan.spreads)
+    return fused, per_mode, applied_fusion(fused_modes, plan.fusion, plan.weights, plan.spreads)
 
 
 def rank(scorer: QueryScorer, plan: SearchPlan, depth: int) -> Ranking:
@@ -114,9 +119,9 @@ def rank(scorer: QueryScorer, plan: SearchPlan, depth: int) -> Ranking:
     keys, known = scorer.candidates(plan, depth)
     if keys.shape[0] == 0:
         return Ranking(keys, np.zeros(0), {})
-    fused, per_mode = score_candidates(scorer, keys, plan, known)
+    fused, per_mode, fused_by = score_candidates(scorer, keys, plan, known)
     order = top_k(fused, keys.shape[0])  # best first, ties by candidate order
-    return Ranking(keys[order], fused[order], {m: v[order] for m, v in per_mode.items()})
+    return Ranking(keys[order], fused[order], {m: v[order] for m, v in per_mode.items()}, fused_by)
 
 
 def hits(scorer: QueryScorer, ranking: Ranking, k: int, grouped: bool) -> list[Hit]:
@@ -139,7 +144,9 @@ def hits(scorer: QueryScorer, ranking: Ranking, k: int, grouped: bool) -> list[H
             if doc_id in seen:
                 continue
             seen.add(doc_id)
-        out.append(scorer.hit(where, score, dict(zip(modes, values, strict=True)), doc_id))
+        found = scorer.hit(where, score, dict(zip(modes, values, strict=True)), doc_id)
+        found.fused_by = ranking.fused_by
+        out.append(found)
         if len(out) == k:
             break
     return out

@@ -275,6 +275,7 @@ class StoredHit(Hit):
         self, segment: Segment, row: int, score: float, scores: dict[str, float], doc_id: str | None = None
     ) -> None:
         self.score, self.scores = score, scores
+        self.fused_by: str | None = None
         self._segment, self._row = segment, row
         self._id: str | None = None
         self._doc_id = doc_id
@@ -307,7 +308,8 @@ class StoredHit(Hit):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickles as a plain `Hit` (the segment's memory maps stay behind)."""
-        return (Hit, (self.id, self.doc_id, self.score, self.scores, self.text, self.title, self.metadata))
+        fields = (self.id, self.doc_id, self.score, self.scores, self.text, self.title, self.metadata)
+        return (Hit, (*fields, self.fused_by))
 
     @property
     def text(self) -> str:

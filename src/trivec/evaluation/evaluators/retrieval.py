@@ -140,7 +140,7 @@ def candidate_scores(
     mode: str, scorer: ArrayQuery, candidates: np.ndarray, settings: EvalSettings
 ) -> np.ndarray:
     """Exact scores of one query's `candidates` for a model mode (hybrids fused as a search fuses them)."""
-    fused, _ = score_candidates(scorer, candidates, mode_plan(mode, settings))
+    fused, _, _ = score_candidates(scorer, candidates, mode_plan(mode, settings))
     return fused
 
 
