@@ -50,7 +50,7 @@ def test_same_top10_as_the_embedded_index(
         for h, g in zip(x, y, strict=True):  # type: ignore[call-overload]
             assert h.score == pytest.approx(g.score, abs=1e-5)
             assert h.scores == pytest.approx(g.scores, abs=1e-5)
-            assert (h.title, h.text) == (g.title, g.text)
+            assert (h.title, h.text, h.fused_by) == (g.title, g.text, g.fused_by)
 
 
 def test_qdrant_add_delete_update_reopen(
