@@ -111,7 +111,8 @@ def main() -> None:
         elapsed = (time.perf_counter() - started) * 1000
         found = 0
         for (lang, text, answer), hits in zip(questions, results, strict=True):
-            print(f"Q [{lang}]: {text[:100]}")
+            fused = f"  (fused by {hits[0].fused_by})" if hits and hits[0].fused_by else ""  # auto's choice
+            print(f"Q [{lang}]: {text[:100]}{fused}")
             for rank, hit in enumerate(hits, start=1):  # type: ignore[arg-type]
                 mark = "✓" if hit.doc_id == answer else " "
                 found += rank == 1 and hit.doc_id == answer
@@ -119,7 +120,9 @@ def main() -> None:
             print()
         print(
             f"{len(questions)} queries in {elapsed:.0f} ms (query encoding included); "
-            f"{found} of {len(questions)} answered at rank 1; ✓ = the translation or the judged paragraph"
+            f"{found} of {len(questions)} answered at rank 1; ✓ = the translation or the judged paragraph; "
+            "scores are the weighted mean of the three modes, or z-scores where a query's score spreads leave the "
+            "range the model's weights were chosen in (auto fusion)"
         )
         index.close()
 
