@@ -28,7 +28,7 @@ from trivec.inference.loading import ModelLike, load_embedder
 from trivec.inference.scoring import normalize_weights
 from trivec.io import atomic_writer
 from trivec.models.prompts import ROLES, check_prompts
-from trivec.models.weights import NO_SPREADS, FusionDefaults, check_fusion
+from trivec.models.weights import FusionDefaults, check_fusion, fusion_to_use
 
 RESULT_FORMAT = 1
 QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
@@ -171,7 +171,7 @@ def evaluate(
         raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
     mode_list = parse_modes(modes)
     if fusion is not None:
-        check_fusion(fusion)
+        check_fusion(fusion)  # before a model loads; `_fusion` checks it against the model's spreads
     try:
         weight_map = normalize_weights(weights)
     except ValueError as exc:
@@ -235,15 +235,9 @@ def _fusion(
     """The weights and fusion the hybrids use: those given, else the model's (auto fusion with its spreads).
     Auto fusion without spreads is refused where something is fused: a hybrid mode of a multi-output model."""
     model = embedder.fusion_defaults if embedder is not None else FusionDefaults(given)
-    method = fusion if fusion is not None else model.method
     fuses = embedder is not None and len(embedder.available_modes()) > 1
-    if (
-        method == "auto"
-        and model.spreads is None
-        and fuses
-        and any(len(HYBRID_PARTS.get(m, ())) > 1 for m in modes)
-    ):
-        raise InputError(NO_SPREADS)
+    hybrid = any(len(HYBRID_PARTS.get(m, ())) > 1 for m in modes)
+    method = fusion_to_use(fusion, model.method, model.spreads, fused=fuses and hybrid)
     return FusionDefaults(given if weights is not None else model.weights, method, model.spreads)
 
 

@@ -44,7 +44,7 @@ from trivec.models.prompts import (
     read_prompts,
     write_prompts,
 )
-from trivec.models.weights import NO_SPREADS, check_fusion, check_spread_ranges, normalize_weights
+from trivec.models.weights import check_model_fusion, normalize_weights
 
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
@@ -102,12 +102,7 @@ class M3Model(nn.Module):
         # hybrid weights chosen for this model (None: M3's; `trivec.models.weights`)
         self.fusion_weights = normalize_weights(fusion_weights) if fusion_weights is not None else None
         # its fusion method (None: the weighted mean) and `auto` fusion's calibrated spreads (`models.weights`)
-        self.fusion_spreads = check_spread_ranges(fusion_spreads) if fusion_spreads is not None else None
-        if fusion is not None:
-            check_fusion(fusion)
-            if fusion == "auto" and self.fusion_spreads is None:
-                raise InputError(NO_SPREADS)
-        self.fusion = fusion
+        self.fusion, self.fusion_spreads = check_model_fusion(fusion, fusion_spreads)
         self.source: str | None = None
         # `weights_sample` of the float32 weights, kept when loaded in another dtype (an index's fingerprint)
         self.float32_weights: bytes | None = None
@@ -413,20 +408,11 @@ def _read_weights(trivec_config: dict, directory: Path) -> dict[str, float] | No
 
 def _read_fusion(trivec_config: dict, directory: Path) -> dict[str, Any]:
     """The model's fusion method and calibrated spreads (`fusion`, `fusion_spreads`), checked here."""
-    where = directory / TRIVEC_CONFIG_FILE
-    method, spreads = trivec_config.get("fusion"), trivec_config.get("fusion_spreads")
     try:
-        checked = check_spread_ranges(spreads) if spreads is not None else None
-    except ValueError as exc:
-        raise CheckpointError(f"{where}: fusion_spreads: {exc}") from None
-    if method is not None:
-        try:
-            check_fusion(method)
-        except InputError as exc:
-            raise CheckpointError(f"{where}: fusion: {exc}") from None
-        if method == "auto" and checked is None:
-            raise CheckpointError(f"{where}: fusion: {NO_SPREADS}")
-    return {"fusion": method, "fusion_spreads": checked}
+        method, spreads = check_model_fusion(trivec_config.get("fusion"), trivec_config.get("fusion_spreads"))
+    except InputError as exc:
+        raise CheckpointError(f"{directory / TRIVEC_CONFIG_FILE}: {exc}") from None
+    return {"fusion": method, "fusion_spreads": spreads}
 
 
 def _read_trivec_config(directory: Path) -> dict:

@@ -48,6 +48,33 @@ def check_fusion(method: str) -> None:
         raise InputError(f"unknown fusion {method!r}; expected one of {', '.join(FUSIONS)}")
 
 
+def fusion_to_use(fusion: str | None, default: str, spreads: SpreadRanges | None, fused: bool = True) -> str:
+    """The fusion a call uses: `fusion`, else `default` (the model's). An unknown name is refused, and `auto`
+    without calibrated `spreads` wherever something is `fused` (fusion applies to hybrids only)."""
+    method = fusion if fusion is not None else default
+    check_fusion(method)
+    if method == "auto" and spreads is None and fused:
+        raise InputError(NO_SPREADS)
+    return method
+
+
+def check_model_fusion(
+    method: str | None, spreads: object
+) -> tuple[str | None, dict[str, tuple[float, float]] | None]:
+    """A model's own `fusion` (None: the weighted mean) and `fusion_spreads`, checked together: `InputError`
+    naming the key at fault."""
+    try:
+        checked = check_spread_ranges(spreads) if spreads is not None else None
+    except ValueError as exc:
+        raise InputError(f"fusion_spreads: {exc}") from None
+    if method is not None:
+        try:
+            fusion_to_use(method, "weighted", checked)
+        except InputError as exc:
+            raise InputError(f"fusion: {exc}") from None
+    return method, checked
+
+
 def check_spread_ranges(ranges: object) -> dict[str, tuple[float, float]]:
     """Validate `fusion_spreads`: a mapping of known modes to `[lowest, highest]`, 0 ≤ lowest ≤ highest
     (`ValueError` naming the mode at fault)."""

@@ -3,8 +3,9 @@
 An index stores chunks of documents with the three representations of one model and answers searches:
 dense top-k ∪ sparse top-k → exact per-mode scores of the candidates (ColBERT MaxSim re-ranks them) →
 weighted, RRF, z-score or auto fusion (where a call says nothing: the model's `fusion_weights` and
-`fusion`, else 0.4 / 0.2 / 0.4 weighted; `searcher.py`, `fusion.py`). The embedded backend keeps everything in a directory; the Qdrant backend in a Qdrant
-collection. Both take the same calls; `Index` (`index.py`) creates and opens them.
+`fusion`, else 0.4 / 0.2 / 0.4 weighted; `searcher.py`, `fusion.py`). The embedded backend keeps everything
+in a directory; the Qdrant backend in a Qdrant collection. Both take the same calls; `Index` (`index.py`)
+creates and opens them.
 """
 
 from __future__ import annotations

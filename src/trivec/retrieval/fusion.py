@@ -168,13 +168,22 @@ def fuse(
 ) -> np.ndarray:
     """Fused score per candidate (float64), by `applied_fusion`'s method. A single mode is returned as it is.
     `spread_ranges`: the model's calibrated spreads, which `auto` fusion needs."""
-    applied = applied_fusion(scores, method, weights, spread_ranges)
+    return fuse_by(applied_fusion(scores, method, weights, spread_ranges), scores, weights, rrf_k)
+
+
+def fuse_by(
+    applied: str | None,
+    scores: Mapping[str, np.ndarray],
+    weights: Mapping[str, float] | None = None,
+    rrf_k: int = RRF_K,
+) -> np.ndarray:
+    """`fuse` once its method is known (`applied_fusion`), for a caller that reports the method too."""
     if applied is None:
         return np.asarray(next(scores[m] for m in MODES if m in scores), dtype=np.float64)
     if applied == "rrf":
         return rrf_scores(scores, weights, rrf_k)
     if weights is None:
-        raise InputError(f"{method} fusion needs weights")
+        raise InputError(f"{applied} fusion needs weights")
     if applied == "zscore":
         return zscore_scores(scores, weights)
     try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from trivec.errors import InputError, UnsupportedOutputError
 from trivec.inference.scoring import MODES, normalize_weights
-from trivec.models.weights import NO_SPREADS, FusionDefaults, check_fusion
+from trivec.models.weights import FusionDefaults, fusion_to_use
 
 SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "hybrid")
 
@@ -60,10 +60,7 @@ def plan_search(
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
     defaults = defaults if defaults is not None else FusionDefaults(normalize_weights(None))
-    fusion = fusion if fusion is not None else defaults.method
-    check_fusion(fusion)
-    if fusion == "auto" and defaults.spreads is None and mode == "hybrid":  # only a hybrid fuses
-        raise InputError(NO_SPREADS)
+    fusion = fusion_to_use(fusion, defaults.method, defaults.spreads, fused=mode == "hybrid")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InputError(
             f"top_k must be a positive integer, got {top_k!r}",

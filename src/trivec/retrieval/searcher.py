@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trivec.inference.scoring import MODES
-from trivec.retrieval.fusion import applied_fusion, fuse, top_k
+from trivec.retrieval.fusion import applied_fusion, fuse_by, top_k
 from trivec.retrieval.plan import SearchPlan
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (keys, scores), best first
@@ -107,8 +107,10 @@ def score_candidates(
     computed = scorer.scores(missing, keys) if missing else {}
     per_mode = {m: known[m] if m in known else computed[m] for m in MODES if m in known or m in computed}
     fused_modes = {m: per_mode[m] for m in plan.score_modes}
-    fused = fuse(fused_modes, plan.fusion, plan.weights, spread_ranges=plan.spreads)
-    return fused, per_mode, applied_fusion(fused_modes, plan.fusion, plan.weights, plan.spreads)
+    applied = applied_fusion(
+        fused_modes, plan.fusion, plan.weights, plan.spreads
+    )  # auto: spreads measured once
+    return fuse_by(applied, fused_modes, plan.weights), per_mode, applied
 
 
 def rank(scorer: QueryScorer, plan: SearchPlan, depth: int) -> Ranking:

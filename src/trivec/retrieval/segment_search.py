@@ -196,9 +196,8 @@ class SegmentSearch:
         tokens, lengths = segment.colbert_tokens(rows)
         codes, scales = segment.arrays["colbert.codes"], segment.arrays.get("colbert.scale")
         ends = np.cumsum(lengths)
-        codec = (
-            self.codec.staging() if segment.colbert_staged else self.codec
-        )  # float16, waiting for a codebook
+        # a staged segment holds float16 rows waiting for a codebook
+        codec = self.codec.staging() if segment.colbert_staged else self.codec
         dim, decode = int(projected.shape[1]), codec.decodes
 
         def fetch(i: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
