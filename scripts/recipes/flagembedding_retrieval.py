@@ -13,9 +13,11 @@ check that a fusion does not break English web / Wikipedia questions, too small 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
+
+from trivec.evaluation.data import write_retrieval_folder
+from trivec.io import iter_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
@@ -29,25 +31,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "flagembedding-en-retrieval")
     args = parser.parse_args()
     source = SHARED / "data" / "flagembedding-examples" / "train.jsonl"
-    with source.open(encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = [row for _, row in iter_jsonl(source)]
     rows = [row for row in rows if row.get("source", "").rsplit("/", 1)[-1] in SOURCES]
     if not rows:
         raise SystemExit(f"{source}: no row from {', '.join(SOURCES)}")
     passages = list(dict.fromkeys(p for row in rows for p in [*row["pos"], *row.get("neg", [])]))
     doc_id = {text: f"d{i}" for i, text in enumerate(passages)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for text, ident in doc_id.items():
-            handle.write(json.dumps({"id": ident, "text": text}, ensure_ascii=False) + "\n")
-    with (args.out / "queries.jsonl").open("w", encoding="utf-8") as handle:
-        for k, row in enumerate(rows):
-            handle.write(json.dumps({"id": f"q{k}", "text": row["query"]}, ensure_ascii=False) + "\n")
-    with (args.out / "qrels.tsv").open("w", encoding="utf-8") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        for k, row in enumerate(rows):
-            for positive in row["pos"]:
-                handle.write(f"q{k}\t{doc_id[positive]}\t1\n")
+    write_retrieval_folder(
+        args.out,
+        {ident: text for text, ident in doc_id.items()},
+        {f"q{k}": row["query"] for k, row in enumerate(rows)},
+        [(f"q{k}", doc_id[positive]) for k, row in enumerate(rows) for positive in row["pos"]],
+    )
     print(f"{len(rows)} queries over {len(passages)} passages → {args.out}")
 
 

@@ -24,6 +24,8 @@ import os
 import sys
 from pathlib import Path
 
+from trivec.evaluation.data import write_retrieval_folder
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
 EVALUATION_PAIRS = ("semeval-sts", "stsb-multi-mt", "sick", "mrpc", "stsb-zh-cnsd", "bustm", "ocnli")
@@ -111,18 +113,12 @@ def english_paraphrase_retrieval(data: Path, out: Path, min_score: float = 4.0) 
         }
     )
     judged = {q for q, _ in qrels}
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for k, text in documents.items():
-            handle.write(json.dumps({"id": doc_ids[k], "text": text}, ensure_ascii=False) + "\n")
-    with (out / "queries.jsonl").open("w", encoding="utf-8") as handle:
-        for k, text in queries.items():
-            if query_ids[k] in judged:
-                handle.write(json.dumps({"id": query_ids[k], "text": text}, ensure_ascii=False) + "\n")
-    with (out / "qrels.tsv").open("w", encoding="utf-8") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        for q, d in qrels:
-            handle.write(f"{q}\t{d}\t1\n")
+    write_retrieval_folder(
+        out,
+        {doc_ids[k]: text for k, text in documents.items()},
+        {query_ids[k]: text for k, text in queries.items() if query_ids[k] in judged},
+        qrels,
+    )
     return len(documents), len(judged)
 
 

@@ -48,6 +48,7 @@ import torch
 import yaml
 
 from trivec import Embedder
+from trivec.evaluation.data import write_retrieval_folder
 from trivec.inference.scoring import lexical_scores, maxsim_scores
 from trivec.retrieval.fusion import fuse, query_spreads, within_spreads
 from trivec.training.dataset import subsample
@@ -111,19 +112,13 @@ def build_set(configs: list[dict], folder: str, out: Path, queries: int, corpus_
     others = [p for p in paragraphs if p not in chosen]
     rng.shuffle(others)
     corpus = list(chosen) + others[: max(0, corpus_size - len(chosen))]
-    target = out / folder
-    target.mkdir(parents=True, exist_ok=True)
     doc_id = {text: f"d{i}" for i, text in enumerate(corpus)}
-    with (target / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for text, i in doc_id.items():
-            handle.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
-    with (target / "queries.jsonl").open("w", encoding="utf-8") as handle:
-        for k, row in enumerate(chosen.values()):
-            handle.write(json.dumps({"id": f"q{k}", "text": row["query"]}, ensure_ascii=False) + "\n")
-    with (target / "qrels.tsv").open("w", encoding="utf-8") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        for k, paragraph in enumerate(chosen):
-            handle.write(f"q{k}\t{doc_id[paragraph]}\t1\n")
+    target = write_retrieval_folder(
+        out / folder,
+        {i: text for text, i in doc_id.items()},
+        {f"q{k}": row["query"] for k, row in enumerate(chosen.values())},
+        [(f"q{k}", doc_id[paragraph]) for k, paragraph in enumerate(chosen)],
+    )
     print(
         f"{folder}: {len(chosen)} queries, {len(corpus)} paragraphs (held out of {len(rows)} rows)",
         file=sys.stderr,

@@ -16,6 +16,7 @@ from trivec.evaluation.data import (
     load_reranking,
     load_retrieval,
     load_sts,
+    write_retrieval_folder,
 )
 from trivec.evaluation.registry import builtin_tasks, infer_task_type, task_from_dir
 from trivec.evaluation.tasks import TaskType, select_tasks
@@ -155,6 +156,16 @@ def test_retrieval_loader_accepts_a_good_folder(tmp_path: Path) -> None:
     data = load_retrieval(task_from_dir(_retrieval_dir(tmp_path), language="en")[0])
     assert data.corpus_texts == ["alpha", "t beta"]
     assert data.qrels == {"q1": {"d1": 1}}
+
+
+def test_a_written_retrieval_folder_loads_back(tmp_path: Path) -> None:
+    folder = write_retrieval_folder(
+        tmp_path / "w", {"d0": 'première "ligne"', "d1": "二"}, {"q0": "où ?"}, [("q0", "d1"), ("q0", "d0")]
+    )
+    data = load_retrieval(task_from_dir(folder, "retrieval", language="fr")[0])
+    assert (data.corpus_ids, data.corpus_texts) == (["d0", "d1"], ['première "ligne"', "二"])
+    assert (data.query_ids, data.query_texts) == (["q0"], ["où ?"])
+    assert data.qrels == {"q0": {"d0": 1, "d1": 1}}
 
 
 @pytest.mark.parametrize(

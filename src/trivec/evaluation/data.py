@@ -8,7 +8,8 @@ retrieval: `corpus.jsonl` {"id","title"?,"text"}, `queries.jsonl` {"id","text"},
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,22 @@ def _read_judged_folder(
         if doc_id not in known:
             raise InputError(f"{folder / 'qrels.tsv'}:{number}: corpus-id {doc_id!r} is not in corpus.jsonl")
     return corpus_ids, corpus_texts, queries, qrels
+
+
+def write_retrieval_folder(
+    target: Path, corpus: Mapping[str, str], queries: Mapping[str, str], qrels: Iterable[tuple[str, str]]
+) -> Path:
+    """A retrieval folder in the layout `load_retrieval` reads — `corpus.jsonl` and `queries.jsonl` ({id,
+    text}), `qrels.tsv` (relevance 1 per (query id, document id)) — as recipes build validation sets."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        with (target / name).open("w", encoding="utf-8") as handle:
+            for ident, text in rows.items():
+                handle.write(json.dumps({"id": ident, "text": text}, ensure_ascii=False) + "\n")
+    with (target / "qrels.tsv").open("w", encoding="utf-8") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        handle.writelines(f"{query}\t{doc}\t1\n" for query, doc in qrels)
+    return target
 
 
 def load_retrieval(task: Task) -> RetrievalData:
