@@ -24,6 +24,12 @@ finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32)
 vectors = st.integers(1, 40).flatmap(
     lambda n: st.tuples(*(arrays(np.float64, n, elements=finite) for _ in range(3)))
 )
+weight_triples = st.tuples(*(st.floats(0.01, 5) for _ in range(3)))  # positive (dense, sparse, colbert)
+
+
+def per_mode(values: tuple) -> dict:
+    """(dense, sparse, colbert) values as `{mode: value}`."""
+    return dict(zip(("dense", "sparse", "colbert"), values, strict=True))
 
 
 @given(arrays(np.float64, st.integers(0, 50), elements=finite), st.integers(0, 60))
@@ -49,12 +55,12 @@ def test_merging_per_part_top_k_equals_global_top_k(parts: list[np.ndarray], k: 
     assert np.array_equal(merged_scores, everything[expected])
 
 
-@given(vectors, st.tuples(st.floats(0.01, 5), st.floats(0.01, 5), st.floats(0.01, 5)))
+@given(vectors, weight_triples)
 def test_weighted_fusion_is_the_reference_weighted_mean(
     triple: tuple[np.ndarray, ...], w: tuple[float, ...]
 ) -> None:
-    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
-    weights = dict(zip(("dense", "sparse", "colbert"), w, strict=True))
+    scores = per_mode(triple)
+    weights = per_mode(w)
     fused = fuse(scores, "weighted", weights)
     manual = sum(weights[m] * scores[m] for m in scores) / sum(weights.values())
     assert np.allclose(fused, manual)
@@ -66,7 +72,7 @@ def test_weighted_fusion_is_the_reference_weighted_mean(
 
 @given(vectors)
 def test_rrf_ignores_monotone_rescaling(triple: tuple[np.ndarray, ...]) -> None:
-    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
+    scores = per_mode(triple)
     rescaled = {m: np.cbrt(v) * 8.0 for m, v in scores.items()}  # strictly increasing, no collapsed values
     assert np.allclose(rrf_scores(scores), rrf_scores(rescaled))
 
@@ -75,7 +81,7 @@ def test_rrf_ignores_monotone_rescaling(triple: tuple[np.ndarray, ...]) -> None:
 def test_fusion_is_permutation_equivariant(triple: tuple[np.ndarray, ...]) -> None:
     n = triple[0].shape[0]
     perm = np.random.default_rng(n).permutation(n)
-    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
+    scores = per_mode(triple)
     permuted = {m: v[perm] for m, v in scores.items()}
     weights = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
     assert np.allclose(fuse(permuted, "weighted", weights), fuse(scores, "weighted", weights)[perm])
@@ -106,17 +112,17 @@ def test_zscore_fusion_ignores_each_modes_scale_and_offset(
     # spreads near the "all alike" cut (1e-9 of the scores' size) may land on either side of it once moved
     assume(all(v.std() < 1e-12 or v.std() > 1e-6 for v in triple))
     weights = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
-    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
+    scores = per_mode(triple)
     moved = {m: a * v + b for (m, v), a, b in zip(scores.items(), scales, offsets, strict=True)}
     assert np.allclose(fuse(moved, "zscore", weights), fuse(scores, "zscore", weights), atol=1e-6)
 
 
-@given(vectors, st.tuples(st.floats(0.01, 5), st.floats(0.01, 5), st.floats(0.01, 5)))
+@given(vectors, weight_triples)
 def test_zscore_fusion_is_the_weighted_mean_of_standardised_scores(
     triple: tuple[np.ndarray, ...], w: tuple[float, ...]
 ) -> None:
-    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
-    weights = dict(zip(("dense", "sparse", "colbert"), w, strict=True))
+    scores = per_mode(triple)
+    weights = per_mode(w)
     manual = np.zeros(triple[0].shape[0])
     for mode, values in scores.items():
         if values.std() > 1e-9 * max(1.0, np.abs(values).max()):  # all alike: tells them apart by nothing
@@ -159,12 +165,12 @@ def test_zscore_fusion_passes_a_non_finite_score_on_and_standardises_the_rest_wi
     assert np.allclose(fused[[0, 1, 3]], (0.4 * dense_z + 0.2 * sparse_z) / 0.6)
 
 
-@given(vectors, st.tuples(st.floats(0.01, 5), st.floats(0.01, 5), st.floats(0.01, 5)))
+@given(vectors, weight_triples)
 def test_auto_fusion_is_weighted_within_the_ranges_and_zscore_outside(
     triple: tuple[np.ndarray, ...], w: tuple[float, ...]
 ) -> None:
-    scores = dict(zip(("dense", "sparse", "colbert"), triple, strict=True))
-    weights = dict(zip(("dense", "sparse", "colbert"), w, strict=True))
+    scores = per_mode(triple)
+    weights = per_mode(w)
     around = {m: (spread(v), spread(v)) for m, v in scores.items()}  # every spread exactly at its bounds
     assert np.array_equal(
         fuse(scores, "auto", weights, spread_ranges=around), fuse(scores, "weighted", weights)
