@@ -295,15 +295,15 @@ def calibrate_auto(
 ) -> dict[str, tuple[float, float]]:
     """Auto fusion's ranges — per mode, the `percentiles` of the per-query score spread (`query_spreads`, as
     auto fusion measures it) over every query of `sets` — and the sets' `all` with weighted vs auto fusion
-    (`weights`: the model's), printed."""
+    vs auto fusion with the first-place vote (`weights`: the model's), printed."""
     ranges: dict[str, tuple[float, float]] = {}
     for mode in ("dense", "sparse", "colbert"):
         values = [query_spreads(p)[mode] for s in sets.values() for p in s.parts]
         low, high = np.percentile(values, percentiles)
         ranges[mode] = (round(float(low), 6), round(float(high), 6))
     print(f"\nauto fusion's ranges (per-query spread, percentiles {percentiles}): {ranges}")
-    print("| set | dense | all, weighted | all, auto | queries fused by z-scores |")
-    print("|---|---|---|---|---|")
+    print("| set | dense | all, weighted | all, auto | all, auto+vote | queries fused by z-scores |")
+    print("|---|---|---|---|---|---|")
     modes = ("dense", "sparse", "colbert")
     rows = []
     for folder, s in sets.items():
@@ -313,6 +313,7 @@ def calibrate_auto(
             s.ndcg(weights, ("dense",)),
             s.ndcg(weights, modes, "weighted"),
             s.ndcg(weights, modes, "auto"),
+            s.ndcg(weights, modes, "auto+vote"),
         ]
         rows.append(row)
         print(f"| {folder} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {outside} of {len(s.parts)} |")
@@ -323,6 +324,12 @@ def calibrate_auto(
     print("| **mean** | " + " | ".join(f"{v:.2f}" for v in mean) + " | |")
     print(
         f"\nauto − weighted, mean over sets: {mean[2] - mean[1]:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
+    )
+    low, high = bootstrap_interval(
+        [s.per_query(weights, modes, "auto+vote") - s.per_query(weights, modes, "auto") for s in sets.values()]
+    )
+    print(
+        f"auto+vote − auto, mean over sets: {mean[3] - mean[2]:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
     )
     return ranges
 

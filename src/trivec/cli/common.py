@@ -159,7 +159,8 @@ FusionOption = Annotated[
     typer.Option(
         help="How hybrids fuse the modes' scores: weighted (mean), rrf (ranks), zscore (each mode standardised "
         "over the candidates first) or auto (weighted where the query's score spreads lie in the ranges the "
-        "model's weights were chosen in, zscore elsewhere); default: the model's fusion, else weighted "
+        "model's weights were chosen in, zscore elsewhere); any of them +vote (auto+vote: a candidate that "
+        "two of three modes rank first ranks first); default: the model's fusion, else weighted "
         "(docs/retrieval.md)."
     ),
 ]

@@ -4,7 +4,8 @@ A model may carry its own settings in `trivec_config.json`, chosen on validation
 `"fusion_weights"` (else M3's 0.4 / 0.2 / 0.4), `"fusion"` (the method a search uses when a call names none,
 else the weighted mean) and `"fusion_spreads"` (per mode, the range of per-query score spreads its weights
 were chosen in, which `auto` fusion needs; `trivec.retrieval.fusion`). Searches, evaluations and the server
-use them when a call gives none (`FusionDefaults`).
+use them when a call gives none (`FusionDefaults`). Each method has a `+vote` form: after fusion, a candidate
+that a strict majority of the fused modes rank first is ranked first (`first_place_vote`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from trivec.errors import InputError
 
 MODES = ("dense", "sparse", "colbert")
 DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
-FusionMethod = Literal["weighted", "rrf", "zscore", "auto"]
+FusionMethod = Literal[
+    "weighted", "rrf", "zscore", "auto", "weighted+vote", "rrf+vote", "zscore+vote", "auto+vote"
+]
 FUSIONS: tuple[str, ...] = get_args(FusionMethod)
+VOTE = "+vote"  # the suffix that adds the first-place vote to a fusion
 SpreadRanges = Mapping[str, tuple[float, float]]  # mode → (lowest, highest) per-query score spread
 NO_SPREADS = (
     "auto fusion needs the model's calibrated score spreads (`fusion_spreads` in its trivec_config.json) "
-    f"and this model has none; another fusion ({', '.join(f for f in FUSIONS if f != 'auto')}) needs none"
+    f"and this model has none; another fusion ({', '.join(f for f in FUSIONS if 'auto' not in f)}) needs none"
 )
 
 
@@ -48,12 +52,18 @@ def check_fusion(method: str) -> None:
         raise InputError(f"unknown fusion {method!r}; expected one of {', '.join(FUSIONS)}")
 
 
+def split_fusion(method: str) -> tuple[str, bool]:
+    """A fusion name (checked) as its method and whether the first-place vote follows it:
+    `"auto+vote"` → `("auto", True)`."""
+    check_fusion(method)
+    return method.removesuffix(VOTE), method.endswith(VOTE)
+
+
 def fusion_to_use(fusion: str | None, default: str, spreads: SpreadRanges | None, fused: bool = True) -> str:
     """The fusion a call uses: `fusion`, else `default` (the model's). An unknown name is refused, and `auto`
     without calibrated `spreads` wherever something is `fused` (fusion applies to hybrids only)."""
     method = fusion if fusion is not None else default
-    check_fusion(method)
-    if method == "auto" and spreads is None and fused:
+    if split_fusion(method)[0] == "auto" and spreads is None and fused:
         raise InputError(NO_SPREADS)
     return method
 

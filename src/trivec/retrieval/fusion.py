@@ -12,6 +12,10 @@ record, per mode, the range of per-query score spreads seen on the sets its weig
 (`fusion_spreads` in its `trivec_config.json`, measured over the dense top 100 ∪ sparse top 100); a query
 whose fused modes all spread within their ranges (over the same sample of its candidates) is fused by the
 weighted mean, any other by z-scores.
+The first-place vote (`+vote` after any method: `auto+vote`, …) runs after fusion: a candidate that a strict
+majority of the fused modes rank first — two of three — is ranked first (`first_place_vote`). Fusion sums
+evidence, so one mode's large margin can outvote two modes that agree; m3-small's lexical mode does that on
+questions that share no word with their paragraph (docs/m3-small.md measures it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from trivec.inference.scoring import MODES, hybrid_scores
 
 # the names are defined with the model (a model may name its own fusion); re-exported here with the fusions
 from trivec.models.weights import FUSIONS as FUSIONS
-from trivec.models.weights import NO_SPREADS
+from trivec.models.weights import NO_SPREADS, VOTE, split_fusion
 from trivec.models.weights import FusionMethod as FusionMethod
 from trivec.models.weights import SpreadRanges as SpreadRanges
 from trivec.models.weights import check_fusion as check_fusion
@@ -144,19 +148,21 @@ def applied_fusion(
     spread_ranges: SpreadRanges | None = None,
 ) -> str | None:
     """The fusion `fuse` applies to these scores: `method`, with `auto` resolved for this query to
-    `weighted` (every fused mode spreads within its range) or `zscore`; None when a single mode is returned
-    as it is. Reported with each search's hits, since the scores' scale depends on it."""
-    check_fusion(method)
+    `weighted` (every fused mode spreads within its range) or `zscore` (`+vote` kept: `auto+vote` →
+    `zscore+vote`); None when a single mode is returned as it is. Reported with each search's hits, since the
+    scores' scale depends on it."""
+    base, vote = split_fusion(method)
     present = [m for m in MODES if m in scores]
     if len(present) == 1 and (weights is None or weights.get(present[0], 0.0) > 0):
         return None
-    if method != "auto":
+    if base != "auto":
         return method
     if weights is None:
         raise InputError("auto fusion needs weights")
     if spread_ranges is None:
         raise InputError(NO_SPREADS)
-    return "weighted" if within_spreads(scores, weights, spread_ranges) else "zscore"
+    chosen = "weighted" if within_spreads(scores, weights, spread_ranges) else "zscore"
+    return chosen + VOTE if vote else chosen
 
 
 def fuse(
@@ -180,16 +186,45 @@ def fuse_by(
     """`fuse` once its method is known (`applied_fusion`), for a caller that reports the method too."""
     if applied is None:
         return np.asarray(next(scores[m] for m in MODES if m in scores), dtype=np.float64)
-    if applied == "rrf":
+    base, vote = split_fusion(applied)
+    fused = _fused(base, scores, weights, rrf_k)
+    return first_place_vote(fused, scores, weights) if vote else fused
+
+
+def _fused(
+    base: str, scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None, rrf_k: int
+) -> np.ndarray:
+    if base == "rrf":
         return rrf_scores(scores, weights, rrf_k)
     if weights is None:
-        raise InputError(f"{applied} fusion needs weights")
-    if applied == "zscore":
+        raise InputError(f"{base} fusion needs weights")
+    if base == "zscore":
         return zscore_scores(scores, weights)
     try:
         return np.asarray(hybrid_scores(scores, weights), dtype=np.float64)
     except ValueError as exc:  # no mode with a positive weight: bad input, as for the other fusions
         raise InputError(str(exc)) from None
+
+
+def first_place_vote(
+    fused: np.ndarray, scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """`fused` with the candidate that a strict majority of the fused modes (positive weight; all present
+    when `weights` is None) rank first lifted to the first place: its score becomes the next float above the
+    best fused score, so score order stays rank order. Unchanged when no candidate has a majority, when it
+    is already first, or when its fused score or the best one is not finite."""
+    fused = np.asarray(fused, dtype=np.float64)
+    used = [m for m in MODES if m in scores and (weights is None or weights.get(m, 0.0) > 0)]
+    if len(used) < 2 or fused.shape[0] < 2:
+        return fused
+    firsts = [int(top_k(np.nan_to_num(np.asarray(scores[m], np.float64), nan=-np.inf), 1)[0]) for m in used]
+    winner, votes = max(((c, firsts.count(c)) for c in set(firsts)), key=lambda cv: cv[1])
+    best = int(top_k(np.nan_to_num(fused, nan=-np.inf), 1)[0])
+    if 2 * votes <= len(used) or winner == best or not np.isfinite(fused[[best, winner]]).all():
+        return fused
+    lifted = fused.copy()
+    lifted[winner] = np.nextafter(fused[best], np.inf)
+    return lifted
 
 
 def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -126,7 +126,10 @@ class SearchRequest(BaseModel):
     mode: Literal["dense", "sparse", "colbert", "hybrid"] = "hybrid"
     weights: dict[str, float] | list[float] | None = None
     # = trivec.retrieval.fusion.FUSIONS (tested); None: the model's own fusion, else the weighted mean
-    fusion: Literal["weighted", "rrf", "zscore", "auto"] | None = None
+    fusion: (
+        Literal["weighted", "rrf", "zscore", "auto", "weighted+vote", "rrf+vote", "zscore+vote", "auto+vote"]
+        | None
+    ) = None
     candidates: int | None = Field(default=None, ge=1, le=10_000)
     query_prompt: str | None = None
     max_length: int | None = Field(default=None, ge=2)

@@ -12,6 +12,7 @@ from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.tasks import Task, TaskType
 from trivec.inference.scoring import DEFAULT_WEIGHTS
+from trivec.models.weights import split_fusion
 
 # Scoring modes of retrieval and reranking; the other task types use the dense embedding.
 RETRIEVAL_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "dense+sparse", "all", "bm25")
@@ -78,7 +79,7 @@ class EvalSettings:
             **({"fusion": self.fusion} if self.fusion != "weighted" else {}),  # results before it: weighted
             **(
                 {"fusion_spreads": {m: list(r) for m, r in self.spreads.items()}}
-                if self.fusion == "auto" and self.spreads
+                if split_fusion(self.fusion)[0] == "auto" and self.spreads
                 else {}
             ),
             "top_k": self.top_k,
