@@ -146,6 +146,8 @@ def candidate_scores(
     docs = embedder.encode(passages, dense=True, sparse=True, colbert=True, prompt_name="document")
     asked = embedder.encode(questions, dense=True, sparse=True, colbert=True, prompt_name="query")
     assert docs.dense is not None and asked.dense is not None
+    assert docs.sparse is not None and asked.sparse is not None
+    assert docs.colbert is not None and asked.colbert is not None
     dense_all = asked.dense @ docs.dense.T
     out = []
     for q in range(len(questions)):
@@ -326,7 +328,10 @@ def calibrate_auto(
         f"\nauto − weighted, mean over sets: {mean[2] - mean[1]:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
     )
     low, high = bootstrap_interval(
-        [s.per_query(weights, modes, "auto+vote") - s.per_query(weights, modes, "auto") for s in sets.values()]
+        [
+            s.per_query(weights, modes, "auto+vote") - s.per_query(weights, modes, "auto")
+            for s in sets.values()
+        ]
     )
     print(
         f"auto+vote − auto, mean over sets: {mean[3] - mean[2]:+.2f} (95 % interval {low:+.2f} … {high:+.2f})"
@@ -479,7 +484,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     means = []
     for folder, s in sets.items():
-        row = [
+        values = [
             s.ndcg(default, ("dense",)),
             s.ndcg(default, ("sparse",)),
             s.ndcg(default, ("colbert",)),
@@ -488,8 +493,8 @@ def main() -> None:
             s.ndcg(best, ("dense", "sparse")),
             s.ndcg(best, ("dense", "sparse", "colbert")),
         ]
-        means.append(row)
-        print(f"| {folder} ({LANGUAGES[folder]}) | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+        means.append(values)
+        print(f"| {folder} ({LANGUAGES[folder]}) | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     print("| **mean** | " + " | ".join(f"{v:.2f}" for v in np.mean(means, axis=0)) + " |")
     print(f"\nchosen weights ({len(candidates)} triples, {len(sets)} sets; rule in the module doc): {best}")
     ranked = sorted(candidates, key=preference, reverse=True)[:8]
