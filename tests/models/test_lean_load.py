@@ -266,3 +266,38 @@ def test_mapped_embeddings_stay_private(tmp_path: Path, monkeypatch: pytest.Monk
     with torch.no_grad():
         weight[0] += 1
     assert copy.read_bytes() == before
+
+
+def without_pooler(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith("pooler.")}
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_a_checkpoint_without_a_pooler_loads_without_one(
+    tmp_path: Path, dtype: torch.dtype | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """multilingual-e5-small stores no pooler: none is built (one built anyway would be initialised at random
+    on each load — another index fingerprint every time, and a "missing weights" report)."""
+    directory = tiny_as_safetensors(tmp_path / "no-pooler", without_pooler)
+    assert lean_load.backbone_options(directory, AutoConfig.from_pretrained(directory)) == {
+        "add_pooling_layer": False
+    }
+    with caplog.at_level("WARNING"):
+        first = M3Model.from_pretrained(directory, dtype=dtype)
+    assert first.backbone.pooler is None
+    assert "MISSING" not in caplog.text and "newly initialized" not in caplog.text
+    again = M3Model.from_pretrained(directory, dtype=dtype)
+    assert (
+        identify(Embedder(first, device="cpu")).fingerprint
+        == identify(Embedder(again, device="cpu")).fingerprint
+    )
+    first.save_pretrained(tmp_path / "saved")
+    assert not any(k.startswith("pooler.") for k in load_file(str(tmp_path / "saved" / SAFETENSORS_FILE)))
+
+
+def test_a_stored_pooler_is_kept(tmp_path: Path) -> None:
+    """The BAAI/bge-m3 layout stores a pooler: it loads and saves as stored (and a .bin cannot tell: kept)."""
+    directory = tiny_as_safetensors(tmp_path / "pooler")
+    assert lean_load.backbone_options(directory, AutoConfig.from_pretrained(directory)) == {}
+    assert M3Model.from_pretrained(directory).backbone.pooler is not None
+    assert lean_load.backbone_options(TINY_M3, AutoConfig.from_pretrained(TINY_M3)) == {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -136,6 +137,24 @@ def model_class(config: PretrainedConfig) -> type[PreTrainedModel] | None:
     return found
 
 
+def backbone_options(directory: Path, config: PretrainedConfig) -> dict[str, Any]:
+    """Keyword arguments that build `directory`'s backbone as its file stores it: `add_pooling_layer=False`
+    where the class would add a pooler that the safetensors file does not hold (multilingual-e5-small).
+    trivec never uses the pooler, and one built anyway is initialised at random on every load — a different
+    index fingerprint each time, and transformers reporting its weights missing. Empty where the file cannot
+    tell (a `pytorch_model.bin`) or the class has no such switch."""
+    found = model_class(config)
+    path = directory / SAFETENSORS_FILE
+    if found is None or not path.is_file():
+        return {}
+    if "add_pooling_layer" not in inspect.signature(found.__init__).parameters:
+        return {}
+    tensors = read_header(path)
+    if tensors is None or any("pooler" in tensor.name.split(".") for tensor in tensors):
+        return {}
+    return {"add_pooling_layer": False}
+
+
 def load_in_dtype(
     directory: Path, config: PretrainedConfig, dtype: torch.dtype
 ) -> tuple[PreTrainedModel, Samples] | None:
@@ -155,7 +174,12 @@ def load_in_dtype(
             for tensor in tensors:
                 state[tensor.name], samples[tensor.name] = read_tensor(f, tensor, dtype)
         loaded: Any = found.from_pretrained(
-            None, config=copy.deepcopy(config), state_dict=state, dtype=dtype, output_loading_info=True
+            None,
+            config=copy.deepcopy(config),
+            state_dict=state,
+            dtype=dtype,
+            output_loading_info=True,
+            **backbone_options(directory, config),
         )
         backbone, info = loaded
     except Exception as exc:  # the float32 path loads it, or says what is wrong

@@ -34,7 +34,7 @@ from trivec.models.checkpoint import (
 )
 from trivec.models.fingerprint import join_samples, tensor_sample, weights_sample
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
-from trivec.models.lean_load import Samples, load_in_dtype, load_tokenizer
+from trivec.models.lean_load import Samples, backbone_options, load_in_dtype, load_tokenizer
 from trivec.models.lora import LORA_DIR, is_lora, merged_copy
 from trivec.models.pooling import PoolingMode, check_pooling_mode, pool, pool_cls_slots
 from trivec.models.prompts import (
@@ -266,7 +266,9 @@ class M3Model(nn.Module):
                 # loading straight into `dtype` where that is exact, else loaded in float32 and cast below
                 direct = load_in_dtype(directory, config, reduced) if reduced is not None else None
                 backbone, samples = direct or (
-                    AutoModel.from_pretrained(directory, config=config, dtype=torch.float32),
+                    AutoModel.from_pretrained(
+                        directory, config=config, dtype=torch.float32, **backbone_options(directory, config)
+                    ),
                     None,
                 )
         except CheckpointError:

@@ -39,8 +39,13 @@ def packaged() -> bool:
     return all((PACKAGED_DIR / name).is_file() for name in SHIPPED_FILES)
 
 
+# bump when a build of the same shipped files changes: 2 = no pooler (builds before held one initialised at
+# random, which gave every build its own index fingerprint)
+BUILD_FORMAT = 2
+
+
 def _fingerprint(directory: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"build {BUILD_FORMAT}".encode())
     for name in SHIPPED_FILES:
         digest.update(name.encode())
         digest.update((directory / name).read_bytes())
