@@ -8,6 +8,7 @@ to ship inside a package and re-apply to the same base weights (`merge_adapter`)
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def merge_adapter(backbone: PreTrainedModel, adapter_dir: Path) -> PreTrainedMod
     if not (adapter_dir / "adapter_config.json").is_file():
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json: not a LoRA adapter folder")
     try:
-        return PeftModel.from_pretrained(backbone, str(adapter_dir)).merge_and_unload()
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for a user
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            return PeftModel.from_pretrained(backbone, str(adapter_dir)).merge_and_unload()
     except Exception as exc:
         raise CheckpointError(f"cannot apply the LoRA adapters of {adapter_dir}: {exc}") from exc
 
