@@ -80,7 +80,7 @@ CLI_CASES = [
     case(
         "d3-encode-txt-encoded-surrogate",
         "encode -m {model} -i {tmp}/in.txt -o {tmp}/out.jsonl",
-        "in.txt: not UTF-8 text",
+        "in.txt:2: not UTF-8 text (byte 1 of the line",
         **{"in.txt": b"ok\n\xed\xa0\x80\n"},
     ),
     case(

@@ -24,15 +24,40 @@ def is_stdio(path: str | os.PathLike[str] | None) -> bool:
     return path is not None and str(path) == STDIO
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_bytes(path: Path) -> IO[bytes]:
+    """A text file to read (as bytes, decoded by `decode_utf8`), or an `InputError` saying why not."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file")
     try:
-        return path.open("r", encoding="utf-8")
+        return path.open("rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+BOM = "\ufeff"  # a byte-order mark some editors and spreadsheet exports put first: not part of the text
+
+
+def decode_utf8(raw: bytes, name: str, first_line: int = 1) -> str:
+    """`raw` as UTF-8 text, strictly, less a leading byte-order mark (where `first_line` is 1); bytes that
+    are not UTF-8 are an `InputError` naming the file, line and byte (`first_line`: the number of `raw`'s
+    first line)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + raw.count(b"\n", 0, exc.start)
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(
+            f"{name}:{line}: not UTF-8 text (byte {column} of the line: {exc.reason}); save the file as UTF-8"
+        ) from None
+    return text.removeprefix(BOM) if first_line == 1 else text
+
+
+def read_text_file(path: str | os.PathLike[str]) -> str:
+    """A whole text file, strictly UTF-8 (`decode_utf8`), with the errors of `_open_bytes`."""
+    with _open_bytes(Path(path)) as handle:
+        return decode_utf8(handle.read(), str(path))
 
 
 def read_stdin() -> str:
@@ -43,10 +68,7 @@ def read_stdin() -> str:
         if hasattr(stream, "buffer")
         else stream.read().encode("utf-8", "surrogateescape")
     )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"<stdin>: not UTF-8 text ({exc.reason})") from exc
+    return decode_utf8(raw, "<stdin>")
 
 
 def iter_jsonl(path: str | os.PathLike[str], text: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -55,24 +77,31 @@ def iter_jsonl(path: str | os.PathLike[str], text: str | None = None) -> Iterato
     name = "<stdin>" if is_stdio(path) else str(path)
     if text is None and is_stdio(path):
         text = read_stdin()
-    with io.StringIO(text) if text is not None else _open_text(Path(path)) as handle:
+    for number, line in numbered_lines(name, Path(path), text):
+        if not line.strip():
+            continue
         try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
-                if not isinstance(obj, dict):
-                    raise InputError(f"{name}:{number}: expected a JSON object, got {json_type(obj)}")
-                if may_hold_surrogate(line):
-                    found = find_surrogate(obj)
-                    if found is not None:
-                        raise InputError(f"{name}:{number}: {found[0]} contains {found[1]}")
-                yield number, obj
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{name}: not UTF-8 text ({exc.reason})") from exc
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict):
+            raise InputError(f"{name}:{number}: expected a JSON object, got {json_type(obj)}")
+        if may_hold_surrogate(line):
+            found = find_surrogate(obj)
+            if found is not None:
+                raise InputError(f"{name}:{number}: {found[0]} contains {found[1]}")
+        yield number, obj
+
+
+def numbered_lines(name: str, path: Path, text: str | None = None) -> Iterator[tuple[int, str]]:
+    """`(line_number, line)` of `text`, else of the file read line by line (each decoded by `decode_utf8`,
+    so a bad byte is reported on its line; a leading byte-order mark dropped)."""
+    if text is not None:
+        yield from enumerate(io.StringIO(text.removeprefix(BOM)), start=1)
+        return
+    with _open_bytes(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            yield number, decode_utf8(raw, name, number)
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -115,11 +144,7 @@ def read_records(path: str | os.PathLike[str], field: str = "text") -> list[tupl
         return records
     if suffix in (".txt", ".text", ""):
         if text is None:
-            with _open_text(Path(path)) as handle:
-                try:
-                    text = handle.read()
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"{name}: not UTF-8 text ({exc.reason})") from exc
+            text = read_text_file(path)
         if not text:
             return []
         lines = text.split("\n")

@@ -16,7 +16,7 @@ from typing import Any
 
 from trivec.errors import InputError
 from trivec.evaluation.tasks import Task, TaskType
-from trivec.io import iter_jsonl
+from trivec.io import iter_jsonl, numbered_lines
 
 
 @dataclass
@@ -113,43 +113,35 @@ def read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, s
     """`{query: {doc: grade}}` and the line of each judgement (for error messages)."""
     qrels: dict[str, dict[str, int]] = {}
     lines: dict[tuple[str, str], int] = {}
-    try:
-        handle = _need(path).open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-    with handle:
+    for number, raw in numbered_lines(str(path), _need(path)):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue
+        if len(parts) != 3:
+            raise InputError(
+                f"{path}:{number}: expected 3 tab-separated fields (query-id, corpus-id, score), "
+                f"got {len(parts)}"
+            )
+        query_id, doc_id, grade_text = (p.strip() for p in parts)
         try:
-            for number, raw in enumerate(handle, start=1):
-                line = raw.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                parts = line.split("\t")
-                if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
-                    continue
-                if len(parts) != 3:
-                    raise InputError(
-                        f"{path}:{number}: expected 3 tab-separated fields (query-id, corpus-id, score), "
-                        f"got {len(parts)}"
-                    )
-                query_id, doc_id, grade_text = (p.strip() for p in parts)
-                try:
-                    grade = int(grade_text)
-                except ValueError:
-                    try:
-                        as_float = float(grade_text)
-                    except ValueError:
-                        as_float = float("nan")
-                    if not as_float.is_integer():
-                        raise InputError(
-                            f"{path}:{number}: score {grade_text!r} is not an integer relevance grade"
-                        ) from None
-                    grade = int(as_float)
-                if not query_id or not doc_id:
-                    raise InputError(f"{path}:{number}: empty query-id or corpus-id")
-                qrels.setdefault(query_id, {})[doc_id] = grade
-                lines[(query_id, doc_id)] = number
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+            grade = int(grade_text)
+        except ValueError:
+            try:
+                as_float = float(grade_text)
+            except ValueError:
+                as_float = float("nan")
+            if not as_float.is_integer():
+                raise InputError(
+                    f"{path}:{number}: score {grade_text!r} is not an integer relevance grade"
+                ) from None
+            grade = int(as_float)
+        if not query_id or not doc_id:
+            raise InputError(f"{path}:{number}: empty query-id or corpus-id")
+        qrels.setdefault(query_id, {})[doc_id] = grade
+        lines[(query_id, doc_id)] = number
     return qrels, lines
 
 

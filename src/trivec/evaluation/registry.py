@@ -23,7 +23,7 @@ from typing import Any
 from trivec.errors import InputError
 from trivec.evaluation.languages import language_code
 from trivec.evaluation.tasks import Task, TaskType
-from trivec.io import iter_jsonl
+from trivec.io import iter_jsonl, read_text_file
 
 # ----------------------------------------------------------------------------------------------- protocols
 # Folder name → how its tasks are made, beyond the type and languages that `tasks.tsv` gives: evaluation split,
@@ -104,10 +104,7 @@ def read_task_index(data_dir: str | os.PathLike[str]) -> dict[str, IndexEntry] |
     path = Path(data_dir) / TASK_INDEX
     if not path.is_file():
         return None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    lines = read_text_file(path).splitlines()
     kinds = ", ".join([*(t.value for t in TaskType), TRAINING])
     index: dict[str, IndexEntry] = {}
     for number, raw in enumerate(lines, start=1):

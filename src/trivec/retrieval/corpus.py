@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
-from trivec.io import STDIO, is_stdio, iter_jsonl
+from trivec.io import STDIO, is_stdio, iter_jsonl, read_text_file
 from trivec.textcheck import find_surrogate, json_type
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -131,10 +131,7 @@ def _read_jsonl(path: Path | str) -> Iterator[Document]:
 def _read_dir(folder: Path) -> Iterator[Document]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     for file in files:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{file}: not UTF-8 text ({exc.reason})") from exc
+        text = read_text_file(file)
         relative = file.relative_to(folder).as_posix()
         yield Document(id=relative, text=text, title=None, metadata={"path": relative})
 
