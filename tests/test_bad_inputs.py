@@ -256,6 +256,14 @@ CLI_CASES = [
         "d5-search-top-k-0", "search --index {ix} wing --top-k 0", "--top-k must be a positive integer, got 0"
     ),
     case("d5-search-mode", "search --index {ix} wing --mode fuzzy", "unknown search mode 'fuzzy'"),
+    # an empty query would match on its prompt alone: confident hits for nothing asked
+    case("d5-search-empty-query", ["search", "--index", "{ix}", "  "], "query 1 is empty"),
+    case(
+        "d5-search-blank-line-query",
+        "search --index {ix} --queries {tmp}/q.txt",
+        "query 2 is empty",
+        **{"q.txt": "wing\n\nstall\n"},
+    ),
     *[
         case(f"d5-serve-{name}", f"serve -m {{tmp}}/no-model {opts}", msg)
         for name, opts, msg in [
@@ -368,6 +376,7 @@ INDEX_API_CASES = [
         "weights must be finite and ≥ 0",
     ),
     ApiCase("d5-fusion", lambda ix: ix.search("wing", fusion="max"), "unknown fusion 'max'"),
+    ApiCase("d5-empty-query", lambda ix: ix.search(["wing", "\t "]), "query 2 is empty"),
     ApiCase("empty-add", lambda ix: ix.add([]), "no documents to add"),
     ApiCase("bad-document", lambda ix: ix.add([{"text": "no id"}]), "missing field 'id'"),
     ApiCase("bad-document-type", lambda ix: ix.add(["just text"]), "expected a Document or a dict"),
@@ -471,6 +480,7 @@ HTTP_CASES = [
     ),
     HttpCase("search-top-k-0", "/search", {"query": "wing", "top_k": 0}, 422, "top_k"),
     HttpCase("search-bad-mode", "/search", {"query": "wing", "mode": "fuzzy"}, 422, "mode"),
+    HttpCase("search-empty-query", "/search", {"query": ""}, 422, "query 1 is empty"),
     HttpCase("search-zero-weights", "/search", {"query": "wing", "weights": [0, 0, 0]}, 422, "is 0"),
     HttpCase(
         "unknown-prompt", "/encode", {"texts": ["x"], "prompt_name": "nope"}, 422, "unknown prompt name"

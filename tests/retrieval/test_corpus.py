@@ -84,3 +84,23 @@ def test_chunks_map_back_to_documents(minilm: Embedder, cranfield_docs: list[Doc
         assert ids == ([doc.id] if n_tokens <= 32 else [f"{doc.id}#{i}" for i in range(len(ids))])
     with pytest.raises(InputError, match="overlap"):
         chunk_documents(docs, minilm.tokenizer, chunk_tokens=8, overlap=8)
+
+
+def test_documents_without_text_are_kept_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real corpora have them (Cranfield's 471): kept under their ids, and said."""
+    path = tmp_path / "c.jsonl"
+    rows = ['{"id": "a", "text": ""}', '{"id": "b", "text": "wings"}', '{"id": "c", "text": " \\n "}']
+    path.write_text(
+        "\n".join(rows) + '\n{"id": "d", "title": "Only a title", "text": ""}\n', encoding="utf-8"
+    )
+    with caplog.at_level("WARNING", logger="trivec"):
+        docs = read_corpus(path)
+    assert [d.id for d in docs] == ["a", "b", "c", "d"]
+    assert "2 document(s) without text ('a', 'c')" in caplog.text
+    caplog.clear()
+    path.write_text('{"id": "b", "text": "wings"}\n', encoding="utf-8")
+    with caplog.at_level("WARNING", logger="trivec"):
+        read_corpus(path)
+    assert "without text" not in caplog.text

@@ -87,6 +87,16 @@ def unit(vectors: np.ndarray | None, embedder: Embedder) -> np.ndarray | None:
     return None if vectors is None else cosine_ready(vectors, embedder.model.normalize)
 
 
+def check_query_texts(texts: Sequence[object]) -> None:
+    """Refuse a query that is not a string, or is empty or only spaces: it would match on its prompt alone,
+    confident hits for nothing asked (`InputError` naming the query, counted from 1)."""
+    for number, text in enumerate(texts, start=1):
+        if not isinstance(text, str):
+            raise InputError(f"query {number}: expected a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError(f"query {number} is empty (or only spaces): nothing to search for")
+
+
 class BaseIndex(ABC):
     """A searchable, persistent collection of documents encoded by one model: what a backend implements
     (storing chunks, searching encoded queries) and what every backend shares (chunking, encoding, plans)."""
@@ -266,6 +276,7 @@ class BaseIndex(ABC):
         `rerank_depth` hits (default max(100, top_k)) before the best `top_k` are returned
         (`trivec.retrieval.rerank`)."""
         texts = [queries] if isinstance(queries, str) else list(queries)
+        check_query_texts(texts)
         reranker, depth = self._reranker(rerank, rerank_depth, top_k)
         if not texts:
             return []

@@ -7,6 +7,7 @@ document becomes `doc#0`, `doc#1`, … (overlapping token windows) and every chu
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 from trivec.errors import InputError
 from trivec.io import STDIO, is_stdio, iter_jsonl, read_text_file
 from trivec.textcheck import find_surrogate, json_type
+
+logger = logging.getLogger("trivec.retrieval")
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 CHUNK_SEPARATOR = "#"
@@ -103,6 +106,7 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
         docs = list(_read_jsonl(STDIO))
         if not docs:
             raise InputError("<stdin>: the corpus has no documents")
+        warn_empty(docs, "<stdin>")
         return docs
     source = Path(path)
     if not source.exists():
@@ -110,7 +114,22 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
     docs = list(_read_dir(source)) if source.is_dir() else list(_read_jsonl(source))
     if not docs:
         raise InputError(f"{source}: the corpus has no documents")
+    warn_empty(docs, str(source))
     return docs
+
+
+def warn_empty(docs: Sequence[Document], source: str) -> None:
+    """Warn of documents without text (real corpora have them: Cranfield's 471): they are kept — found by
+    id, counted — but an empty passage is the prompt alone, which every query matches a little."""
+    empty = [doc.id for doc in docs if not doc.text.strip() and not (doc.title or "").strip()]
+    if empty:
+        shown = ", ".join(repr(i) for i in empty[:3]) + (", …" if len(empty) > 3 else "")
+        logger.warning(
+            "%s: %d document(s) without text (%s): indexed under their ids, with nothing to match",
+            source,
+            len(empty),
+            shown,
+        )
 
 
 def _read_jsonl(path: Path | str) -> Iterator[Document]:

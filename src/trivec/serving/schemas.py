@@ -141,6 +141,9 @@ class SearchRequest(BaseModel):
             raise ValueError(
                 "send either 'query' (one string) or 'queries' (a list), not both and not neither"
             )
+        from trivec.retrieval.base import check_query_texts
+
+        check_query_texts(self.texts())
         return self
 
     def texts(self) -> list[str]:
