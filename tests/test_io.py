@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from trivec.errors import InputError
-from trivec.io import atomic_writer, decode_utf8, iter_jsonl, read_pairs, read_texts
+from trivec.io import atomic_writer, decode_utf8, iter_jsonl, read_pairs, read_texts, staged_directory
 
 
 def test_txt_lines_keep_empty_lines_and_strip_crlf(tmp_path: Path) -> None:
@@ -63,3 +67,35 @@ def test_atomic_writer_keeps_old_content_on_failure(tmp_path: Path) -> None:
     with atomic_writer(path) as handle:
         handle.write("new")
     assert path.read_text(encoding="utf-8") == "new"
+
+
+def test_a_killed_builds_staging_directory_is_removed_by_the_next_build(tmp_path: Path) -> None:
+    """A build killed (SIGKILL) leaves `.<name>.building-<id>` behind; the next build of that target removes it
+    when its owner process no longer runs — never a running builder's or another host's."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(finished.stdout)
+    host = socket.gethostname()
+    target = tmp_path / "ix"
+    owners = {
+        "dead": f"{host} {dead_pid}",
+        "live": f"{host} {os.getpid()}",
+        "foreign": f"elsewhere {dead_pid}",
+    }
+    for name, owner in owners.items():
+        staging = tmp_path / f".ix.building-{name}"
+        staging.mkdir()
+        (staging / "segment.bin").write_bytes(b"x" * 100)
+        (tmp_path / f".ix.building-{name}.owner").write_text(owner, encoding="utf-8")
+    with staged_directory(target, "building", lambda: None) as staging:
+        staging.mkdir()
+        (staging / "MANIFEST").write_text("new", encoding="utf-8")
+        assert staging.with_name(staging.name + ".owner").read_text().split() == [host, str(os.getpid())]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [
+        ".ix.building-foreign",
+        ".ix.building-foreign.owner",
+        ".ix.building-live",
+        ".ix.building-live.owner",
+        "ix",
+    ]
+    assert (target / "MANIFEST").read_text() == "new"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
+import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
@@ -16,6 +19,8 @@ from typing import IO, Any
 
 from trivec.errors import InputError
 from trivec.textcheck import find_surrogate, json_type, may_hold_surrogate
+
+logger = logging.getLogger("trivec")
 
 STDIO = "-"  # a path that means stdin (inputs) or stdout (outputs)
 
@@ -259,7 +264,10 @@ def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> I
     removes the old one. On any error the staged directory, and parents this call created, are removed."""
     missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target, label)
     staging = target.parent / f".{target.name}.{label}-{uuid.uuid4().hex[:8]}"
+    owner = staging.with_name(staging.name + OWNER_SUFFIX)
+    owner.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
     try:
         yield staging
         recheck()
@@ -275,7 +283,43 @@ def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> I
         fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        owner.unlink(missing_ok=True)
         for directory in missing:  # nearest first: only directories this call created, and only if empty
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
+    owner.unlink(missing_ok=True)
+
+
+OWNER_SUFFIX = ".owner"  # beside a staged directory: "<host> <pid>" of the process building it
+
+
+def remove_stale_staging(target: Path, label: str) -> list[Path]:
+    """Remove the staged directories of `target` whose builder died before finishing (a killed build leaves
+    `.<name>.<label>-<id>` behind, possibly gigabytes): those whose owner file names a process of this host
+    that no longer runs. A live builder's, another host's and an unreadable owner's are left alone."""
+    removed = []
+    for owner in target.parent.glob(f".{glob.escape(target.name)}.{label}-*{OWNER_SUFFIX}"):
+        try:
+            host, pid = owner.read_text(encoding="utf-8").split()
+            alive = host != socket.gethostname() or process_runs(int(pid))
+        except (OSError, ValueError):
+            continue
+        if not alive:
+            staging = owner.with_name(owner.name.removesuffix(OWNER_SUFFIX))
+            shutil.rmtree(staging, ignore_errors=True)
+            owner.unlink(missing_ok=True)
+            logger.warning("removed %s, left by a build that did not finish (process %s)", staging, pid)
+            removed.append(staging)
+    return removed
+
+
+def process_runs(pid: int) -> bool:
+    """Whether process `pid` exists on this host (one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
