@@ -67,6 +67,12 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
     text = run("search", "--index", ix, "wing", "-k", "2", "--mode", "colbert")
     assert text.startswith("query: wing\n") and "colbert=" in text  # one mode's own scores: no fusion
     assert run("search", "--index", ix, "wing", "-k", "2").startswith("query: wing  (fused by weighted)\n")
+    voted = run("search", "--index", ix, "wing", "-k", "2", "--fusion", "weighted+vote")
+    assert voted.startswith("query: wing  (fused by weighted+vote)\n")
+    long_query = CliRunner().invoke(app, ["search", "--index", ix, "wing " * 100, "-k", "1"])
+    assert (
+        long_query.exit_code == 0 and "query 1 has 202 tokens: searched on its first 64" in long_query.output
+    )
     run("index", "delete", "note.md", "--index", ix)
     run("index", "compact", "--index", ix)
     human = run("index", "info", "--index", ix)

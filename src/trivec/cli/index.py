@@ -379,6 +379,7 @@ def register(app: typer.Typer) -> None:
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
         from trivec.io import read_records
         from trivec.retrieval import Index
+        from trivec.retrieval.base import check_query_texts
         from trivec.retrieval.fusion import check_fusion
 
         items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
@@ -389,6 +390,7 @@ def register(app: typer.Typer) -> None:
             )
         if not items:
             raise fail("give a query text or --queries FILE")
+        check_query_texts([text for _, text in items])  # before the model loads, not after
         runtime = check_backend_options(backend, onnx_file)
         check_dtype_option(dtype)
         if fusion is not None:
@@ -403,6 +405,7 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"{index}: the index does not record a model name; give --model")
         encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         with Index.open(index, encoder) as opened:
+            warn_cut_queries(opened, [text for _, text in items], query_prompt)
             results = opened.search(
                 [text for _, text in items],
                 top_k=top_k,
@@ -432,6 +435,19 @@ def register(app: typer.Typer) -> None:
                 title = f" {hit.title} —" if hit.title else ""
                 typer.echo(f"{rank:3d}. {hit.score:.4f}  {label}{title} {snippet}  ({per_mode})")
             typer.echo("")
+
+
+def warn_cut_queries(index: Any, texts: list[str], prompt: str | None) -> None:
+    """Say which queries are longer than the index's token limit: they are searched on their first tokens
+    (the server refuses them unless a request asks to truncate; a command line says it and goes on)."""
+    limit = index.settings.max_length or index.embedder.max_length
+    asked = [index.prompt("query", prompt) + text for text in texts]
+    full = index.embedder.tokenizer(asked, verbose=False)["input_ids"]  # no notice: the warning below says it
+    for number, ids in enumerate(full, start=1):
+        if len(ids) > limit:
+            LOG.warning(
+                "query %d has %d tokens: searched on its first %d (the limit)", number, len(ids), limit
+            )
 
 
 def dense_storage(settings: dict[str, Any]) -> str:
