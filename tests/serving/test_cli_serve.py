@@ -121,3 +121,19 @@ def test_serve_refuses_a_missing_key_variable_and_bad_limits(monkeypatch: pytest
     bad = CliRunner().invoke(cli_app, ["serve", "--model", TINY, "--max-texts", "10", "--queue-size", "5"])
     assert bad.exit_code == 2
     assert "--queue-size (5) must be at least --max-texts (10)" in bad.stderr
+
+
+def test_serve_on_a_busy_port_is_one_clear_line_before_the_model_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trivec.serving import server
+
+    loaded = []
+    monkeypatch.setattr(server, "build_app", lambda config: loaded.append(config))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = CliRunner().invoke(cli_app, ["serve", "--model", TINY, "--port", str(port)])
+    assert busy.exit_code == 2 and not loaded
+    assert f"trivec: error: --port {port}: cannot listen on 127.0.0.1 (Address already in use)" in busy.stderr

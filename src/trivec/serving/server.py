@@ -12,6 +12,7 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
+from trivec.errors import InputError
 from trivec.serving.app import create_app
 from trivec.serving.config import ServerConfig
 
@@ -78,10 +79,29 @@ def uvicorn_config(app: FastAPI, config: ServerConfig, access_log: bool = False)
 def run_server(config: ServerConfig, access_log: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests and the queue finish before the process exits."""
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    listening = bind_socket(config.host, config.port)  # a busy port is said before the model loads
     app = build_app(config)
     if config.api_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without an API key: anyone who reaches it can use it", config.host)
-    uvicorn.Server(uvicorn_config(app, config, access_log)).run()
+    uvicorn.Server(uvicorn_config(app, config, access_log)).run(sockets=[listening])
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` (0: one the OS picks), or an `InputError` saying why not (in use,
+    not allowed). IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise InputError(
+            f"cannot listen on {host}:{port} ({reason})",
+            cli=f"--port {port}: cannot listen on {host} ({reason})",
+        ) from None
+    return sock
 
 
 class ServerThread:
@@ -96,10 +116,7 @@ class ServerThread:
     ) -> None:
         self.app = app
         self.host = host
-        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = bind_socket(host, port)
         self.port = int(self._socket.getsockname()[1])
         config = ServerConfig(
             host=host, port=self.port, log_level="warning", graceful_timeout_s=graceful_timeout_s
