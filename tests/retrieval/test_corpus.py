@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trivec import Embedder
 from trivec.errors import InputError
 from trivec.retrieval import Document, chunk_documents, read_corpus
-from trivec.retrieval.corpus import _windows
+from trivec.retrieval.corpus import _windows, word_aligned
 
 
 def test_jsonl_corpus_with_titles_and_metadata(tmp_path: Path) -> None:
@@ -84,6 +86,31 @@ def test_chunks_map_back_to_documents(minilm: Embedder, cranfield_docs: list[Doc
         assert ids == ([doc.id] if n_tokens <= 32 else [f"{doc.id}#{i}" for i in range(len(ids))])
     with pytest.raises(InputError, match="overlap"):
         chunk_documents(docs, minilm.tokenizer, chunk_tokens=8, overlap=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=2, max_size=80), st.integers(2, 12), st.data())
+def test_word_aligned_windows_still_cover_every_token(
+    starts: list[bool], size: int, data: st.DataObject
+) -> None:
+    overlap = data.draw(st.integers(0, size - 1))
+    windows = _windows(len(starts), size, size - overlap)
+    aligned = word_aligned(windows, starts, overlap // 2)
+    assert set().union(*(range(s, e) for s, e in aligned)) == set(range(len(starts)))
+    for (start, end), (old_start, old_end) in zip(aligned, windows, strict=True):
+        assert old_start <= start < end <= old_end and end - start <= size
+        assert start - old_start <= overlap // 2 and old_end - end <= overlap // 2
+
+
+def test_chunks_start_and_end_on_whole_words(minilm: Embedder, cranfield_docs: list[Document]) -> None:
+    doc = next(d for d in cranfield_docs if len(d.text) > 1500)
+    chunks = chunk_documents([doc], minilm.tokenizer, chunk_tokens=48, overlap=16)
+    assert len(chunks) > 2
+    for chunk in chunks:
+        begin = doc.text.index(chunk.text)
+        assert begin == 0 or doc.text[begin - 1].isspace(), chunk.text[:30]
+        end = begin + len(chunk.text)
+        assert end == len(doc.text) or doc.text[end].isspace(), chunk.text[-30:]
 
 
 def test_documents_without_text_are_kept_with_a_warning(

@@ -174,6 +174,9 @@ def chunk_documents(
 
     Windows are cut at token boundaries of the model's own tokenizer (special tokens not counted), so each
     chunk fits the model as asked; a document that fits in one window stays one chunk with the document id.
+    Where a cut falls inside a word, it moves to the word's edge by up to half the overlap (`word_aligned`),
+    so a chunk — what a search shows and a RAG prompt gets — starts and ends on whole words while the
+    windows still cover the text.
     """
     out: list[Chunk] = []
     if chunk_tokens is None:
@@ -199,6 +202,9 @@ def chunk_documents(
     stride = chunk_tokens - overlap
     for doc, offsets in zip(items, encoded["offset_mapping"], strict=True):
         windows = _windows(len(offsets), chunk_tokens, stride)
+        if len(windows) > 1:
+            starts_word = [b == 0 or doc.text[b - 1].isspace() for b, _ in offsets]
+            windows = word_aligned(windows, starts_word, overlap // 2)
         if len(windows) <= 1:
             out.append(Chunk(doc.id, doc.id, doc.text, doc.title, doc.metadata, 0))
             continue
@@ -214,6 +220,24 @@ def chunk_documents(
                     n,
                 )
             )
+    return out
+
+
+def word_aligned(
+    windows: list[tuple[int, int]], starts_word: Sequence[bool], limit: int
+) -> list[tuple[int, int]]:
+    """`windows` (token ranges, end exclusive) with each inner cut moved to a word boundary — a start forward
+    to the next token that begins a word, an end back to just before one — by at most `limit` tokens each (a
+    cut with no boundary that near stays). With `limit` ≤ half the windows' overlap, consecutive windows still
+    meet: the text stays covered."""
+    last = len(starts_word)
+    out = []
+    for k, (start, end) in enumerate(windows):
+        if k > 0:
+            start = next((s for s in range(start, min(start + limit, end - 1) + 1) if starts_word[s]), start)
+        if end < last:
+            end = next((e for e in range(end, max(end - limit, start + 1) - 1, -1) if starts_word[e]), end)
+        out.append((start, end))
     return out
 
 
