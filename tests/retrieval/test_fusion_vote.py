@@ -23,7 +23,13 @@ methods = st.sampled_from(["weighted", "rrf", "zscore"])
 
 
 def firsts(scores: dict[str, np.ndarray]) -> list[int]:
-    return [int(top_k(v, 1)[0]) for v in scores.values()]
+    """Each mode's clear first (a unique best score); a mode whose best is tied has none."""
+    out = []
+    for values in scores.values():
+        best = values.max()
+        if (values == best).sum() == 1:
+            out.append(int(np.argmax(values)))
+    return out
 
 
 @given(vectors, weight_triples, methods)
@@ -74,6 +80,22 @@ def test_the_vote_overrules_one_modes_large_margin() -> None:
     # a mode without weight has no vote: sparse and ColBERT alone disagree, nothing moves
     unweighted = {"dense": 0.0, "sparse": 0.5, "colbert": 0.5}
     assert np.array_equal(fuse(scores, "weighted+vote", unweighted), fuse(scores, "weighted", unweighted))
+
+
+def test_a_mode_without_a_clear_first_abstains() -> None:
+    """A lexical mode that matches nothing (all 0) must not side with dense's first by position."""
+    scores = {
+        "dense": np.array([0.80, 0.79, 0.50]),
+        "sparse": np.array([0.0, 0.0, 0.0]),
+        "colbert": np.array([0.60, 0.70, 0.50]),
+    }
+    weights = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+    for method in ("weighted", "zscore", "rrf"):
+        assert np.array_equal(fuse(scores, method + "+vote", weights), fuse(scores, method, weights))
+    scores["sparse"] = np.array([np.nan, np.nan, np.nan])
+    assert np.array_equal(
+        fuse(scores, "weighted+vote", weights), fuse(scores, "weighted", weights), equal_nan=True
+    )
 
 
 def test_auto_vote_resolves_per_query_and_keeps_the_vote() -> None:

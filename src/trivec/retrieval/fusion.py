@@ -211,13 +211,17 @@ def first_place_vote(
 ) -> np.ndarray:
     """`fused` with the candidate that a strict majority of the fused modes (positive weight; all present
     when `weights` is None) rank first lifted to the first place: its score becomes the next float above the
-    best fused score, so score order stays rank order. Unchanged when no candidate has a majority, when it
-    is already first, or when its fused score or the best one is not finite."""
+    best fused score, so score order stays rank order. A mode with no clear first (its best score not finite
+    or not above its second: a lexical mode that matches nothing) abstains but still counts in the majority.
+    Unchanged when no candidate has a majority, when it is already first, or when its fused score or the best
+    one is not finite."""
     fused = np.asarray(fused, dtype=np.float64)
     used = [m for m in MODES if m in scores and (weights is None or weights.get(m, 0.0) > 0)]
     if len(used) < 2 or fused.shape[0] < 2:
         return fused
-    firsts = [int(top_k(np.nan_to_num(np.asarray(scores[m], np.float64), nan=-np.inf), 1)[0]) for m in used]
+    firsts = [first for m in used if (first := clear_first(np.asarray(scores[m], np.float64))) is not None]
+    if not firsts:
+        return fused
     winner, votes = max(((c, firsts.count(c)) for c in set(firsts)), key=lambda cv: cv[1])
     best = int(top_k(np.nan_to_num(fused, nan=-np.inf), 1)[0])
     if 2 * votes <= len(used) or winner == best or not np.isfinite(fused[[best, winner]]).all():
@@ -225,6 +229,14 @@ def first_place_vote(
     lifted = fused.copy()
     lifted[winner] = np.nextafter(fused[best], np.inf)
     return lifted
+
+
+def clear_first(scores: np.ndarray) -> int | None:
+    """The position of the best score when it is finite and above every other (else None: no first)."""
+    order = top_k(np.nan_to_num(scores, nan=-np.inf), 2)
+    if order.size == 0 or not np.isfinite(scores[order[0]]):
+        return None
+    return int(order[0]) if order.size == 1 or scores[order[0]] > scores[order[1]] else None
 
 
 def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
