@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from trivec.errors import InputError
-from trivec.io import atomic_writer, decode_utf8, iter_jsonl, read_pairs, read_texts, staged_directory
+from trivec.io import (
+    atomic_writer,
+    decode_utf8,
+    iter_jsonl,
+    read_pairs,
+    read_texts,
+    remove_stale_staging,
+    staged_directory,
+)
 
 
 def test_txt_lines_keep_empty_lines_and_strip_crlf(tmp_path: Path) -> None:
@@ -71,31 +79,64 @@ def test_atomic_writer_keeps_old_content_on_failure(tmp_path: Path) -> None:
 
 def test_a_killed_builds_staging_directory_is_removed_by_the_next_build(tmp_path: Path) -> None:
     """A build killed (SIGKILL) leaves `.<name>.building-<id>` behind; the next build of that target removes it
-    when its owner process no longer runs — never a running builder's or another host's."""
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-    dead_pid = int(finished.stdout)
-    host = socket.gethostname()
+    once no process holds its owner file locked — never a running build's (here: another process's lock)."""
     target = tmp_path / "ix"
-    owners = {
-        "dead": f"{host} {dead_pid}",
-        "live": f"{host} {os.getpid()}",
-        "foreign": f"elsewhere {dead_pid}",
-    }
-    for name, owner in owners.items():
+    for name in ("dead", "live"):
         staging = tmp_path / f".ix.building-{name}"
         staging.mkdir()
         (staging / "segment.bin").write_bytes(b"x" * 100)
-        (tmp_path / f".ix.building-{name}.owner").write_text(owner, encoding="utf-8")
-    with staged_directory(target, "building", lambda: None) as staging:
-        staging.mkdir()
-        (staging / "MANIFEST").write_text("new", encoding="utf-8")
-        assert staging.with_name(staging.name + ".owner").read_text().split() == [host, str(os.getpid())]
+        (tmp_path / f".ix.building-{name}.owner").write_text("host 1\n", encoding="utf-8")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / ".ix.building-live.owner")], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+        with staged_directory(target, "building", lambda: None) as staging:
+            staging.mkdir()
+            (staging / "MANIFEST").write_text("new", encoding="utf-8")
+            owner = staging.with_name(staging.name + ".owner")
+            assert owner.read_text().split() == [socket.gethostname(), str(os.getpid())]
+            assert remove_stale_staging(target, "building") == []  # this build's own: locked, kept
+    finally:
+        holder.kill()
+        holder.wait()
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == [
-        ".ix.building-foreign",
-        ".ix.building-foreign.owner",
-        ".ix.building-live",
-        ".ix.building-live.owner",
-        "ix",
-    ]
+    assert left == [".ix.building-live", ".ix.building-live.owner", "ix"]
     assert (target / "MANIFEST").read_text() == "new"
+    assert remove_stale_staging(target, "building") == [tmp_path / ".ix.building-live"]  # its holder is gone
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_failed_final_rename_puts_the_old_target_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "ix"
+    target.mkdir()
+    (target / "MANIFEST").write_text("old", encoding="utf-8")
+    real_rename = os.rename
+
+    def rename(src: object, dst: object) -> None:
+        if Path(str(dst)) == target and ".building-" in str(src):  # the staged index moving into place
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    reached = []
+    with (
+        pytest.raises(OSError, match="No space"),
+        staged_directory(target, "building", lambda: None) as staging,
+    ):
+        staging.mkdir()
+        reached.append(staging)
+    assert reached  # the failure is the final rename's, not an earlier one's
+    monkeypatch.undo()
+    assert (target / "MANIFEST").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]

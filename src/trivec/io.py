@@ -17,6 +17,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no file locks of this kind, so no stale-build cleanup
+    fcntl = None  # type: ignore[assignment]
+
 from trivec.errors import InputError
 from trivec.textcheck import find_surrogate, json_type, may_hold_surrogate
 
@@ -261,20 +266,26 @@ def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> I
     """Build a directory out of sight, then move it to `target` in one rename: yields `.<name>.<label>-<id>`
     beside `target` (not created; parents are), and when the block completes calls `recheck` (the target may
     have changed meanwhile), renames a non-empty `target` aside, renames the staged directory into place and
-    removes the old one. On any error the staged directory, and parents this call created, are removed."""
+    removes the old one. On any error the staged directory, and parents this call created, are removed (and
+    a target renamed aside is put back). While it builds, a locked owner file marks the staged directory as
+    in use (`remove_stale_staging`)."""
     missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target, label)
     staging = target.parent / f".{target.name}.{label}-{uuid.uuid4().hex[:8]}"
     owner = staging.with_name(staging.name + OWNER_SUFFIX)
-    owner.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+    held = hold_owner_lock(owner)
     try:
         yield staging
         recheck()
         if target.is_dir() and any(target.iterdir()):
             aside = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
             os.rename(target, aside)
-            os.rename(staging, target)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                os.rename(aside, target)  # the index it was to replace stays where it was
+                raise
             shutil.rmtree(aside, ignore_errors=True)
         else:
             if target.is_dir():
@@ -283,43 +294,69 @@ def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> I
         fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        owner.unlink(missing_ok=True)
         for directory in missing:  # nearest first: only directories this call created, and only if empty
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
-    owner.unlink(missing_ok=True)
+    finally:
+        release_owner_lock(owner, held)
 
 
-OWNER_SUFFIX = ".owner"  # beside a staged directory: "<host> <pid>" of the process building it
+OWNER_SUFFIX = (
+    ".owner"  # beside a staged directory, locked by the process building it ("<host> <pid>" inside)
+)
+
+
+def hold_owner_lock(owner: Path) -> int | None:
+    """Create `owner` already locked (written and locked under a temporary name, then renamed, so no other
+    process ever sees it unlocked); the descriptor holds the lock until `release_owner_lock`. None where
+    file locks are not available (no `fcntl`): nothing is marked, and nothing is ever cleaned up."""
+    if fcntl is None:
+        return None
+    temporary = owner.with_name(owner.name + f".{uuid.uuid4().hex[:8]}")
+    descriptor = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(descriptor, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        os.rename(temporary, owner)
+    except BaseException:
+        os.close(descriptor)
+        temporary.unlink(missing_ok=True)
+        raise
+    return descriptor
+
+
+def release_owner_lock(owner: Path, descriptor: int | None) -> None:
+    if descriptor is not None:
+        owner.unlink(missing_ok=True)  # first: a cleaner that opens it from now on finds nothing
+        os.close(descriptor)
 
 
 def remove_stale_staging(target: Path, label: str) -> list[Path]:
     """Remove the staged directories of `target` whose builder died before finishing (a killed build leaves
-    `.<name>.<label>-<id>` behind, possibly gigabytes): those whose owner file names a process of this host
-    that no longer runs. A live builder's, another host's and an unreadable owner's are left alone."""
+    `.<name>.<label>-<id>` behind, possibly gigabytes): those whose owner file no process holds locked any
+    more — a file lock dies with its process, whatever the host name or PID namespace. A locked one (a build
+    running) and any that cannot be opened are left alone."""
+    if fcntl is None:
+        return []
     removed = []
     for owner in target.parent.glob(f".{glob.escape(target.name)}.{label}-*{OWNER_SUFFIX}"):
         try:
-            host, pid = owner.read_text(encoding="utf-8").split()
-            alive = host != socket.gethostname() or process_runs(int(pid))
-        except (OSError, ValueError):
+            descriptor = os.open(owner, os.O_RDWR)
+        except OSError:
             continue
-        if not alive:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its build is running
+            os.close(descriptor)
+            continue
+        try:
             staging = owner.with_name(owner.name.removesuffix(OWNER_SUFFIX))
             shutil.rmtree(staging, ignore_errors=True)
             owner.unlink(missing_ok=True)
-            logger.warning("removed %s, left by a build that did not finish (process %s)", staging, pid)
+            logger.warning("removed %s, left by a build that did not finish", staging)
             removed.append(staging)
+        finally:
+            os.close(descriptor)
     return removed
-
-
-def process_runs(pid: int) -> bool:
-    """Whether process `pid` exists on this host (one we may not signal exists too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
