@@ -140,3 +140,25 @@ def test_a_failed_final_rename_puts_the_old_target_back(
     monkeypatch.undo()
     assert (target / "MANIFEST").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]
+
+
+def test_line_ends_are_read_as_text_mode_reads_them(tmp_path: Path) -> None:
+    r"""\r\n and a lone \r end lines (old Mac files, some exports); other separators stay inside a line."""
+    text = tmp_path / "t.txt"
+    text.write_bytes(b"one\rtwo\r\nthree\n")
+    assert read_texts(text) == ["one", "two", "three"]
+    rows = tmp_path / "r.jsonl"
+    rows.write_bytes(b'{"text": "a"}\r{"text": "b\xe2\x80\xa8c"}\r\n{"text": "d"}')  # U+2028 inside a string
+    assert [(n, row["text"]) for n, row in iter_jsonl(rows)] == [(1, "a"), (2, "b\u2028c"), (3, "d")]
+    rows.write_bytes(b'{"text": "a"}\r{"text": \xff}\r\n')
+    with pytest.raises(InputError, match=r"r.jsonl:2: not UTF-8 text"):
+        list(iter_jsonl(rows))
+    assert read_text_file_of(tmp_path, b"line one\r\nline two\rend") == "line one\nline two\nend"
+
+
+def read_text_file_of(folder: Path, data: bytes) -> str:
+    from trivec.io import read_text_file
+
+    path = folder / "whole.txt"
+    path.write_bytes(data)
+    return read_text_file(path)

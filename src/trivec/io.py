@@ -56,8 +56,11 @@ def decode_utf8(raw: bytes, name: str, first_line: int = 1) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = first_line + raw.count(b"\n", 0, exc.start)
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = (
+            raw[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        )  # lines as text mode ends them
+        line = first_line + before.count(b"\n")
+        column = len(before) - before.rfind(b"\n")
         raise InputError(
             f"{name}:{line}: not UTF-8 text (byte {column} of the line: {exc.reason}); save the file as UTF-8"
         ) from None
@@ -65,9 +68,14 @@ def decode_utf8(raw: bytes, name: str, first_line: int = 1) -> str:
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:
-    """A whole text file, strictly UTF-8 (`decode_utf8`), with the errors of `_open_bytes`."""
+    """A whole text file, strictly UTF-8 (`decode_utf8`), with the errors of `_open_bytes`; line ends `\\r\\n`
+    and `\\r` read as `\\n` (as Python's text mode reads them)."""
     with _open_bytes(Path(path)) as handle:
-        return decode_utf8(handle.read(), str(path))
+        return universal_newlines(decode_utf8(handle.read(), str(path)))
+
+
+def universal_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read_stdin() -> str:
@@ -110,8 +118,16 @@ def numbered_lines(name: str, path: Path, text: str | None = None) -> Iterator[t
         yield from enumerate(io.StringIO(text.removeprefix(BOM)), start=1)
         return
     with _open_bytes(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            yield number, decode_utf8(raw, name, number)
+        number = 0
+        for raw in handle:  # split at b"\n"; a lone "\r" ends a line too, as in Python's text mode
+            pieces = universal_newlines(decode_utf8(raw, name, number + 1)).split("\n")
+            for position, piece in enumerate(pieces):
+                if position < len(pieces) - 1:
+                    number += 1
+                    yield number, piece + "\n"
+                elif piece:  # the file's last line, without a line end
+                    number += 1
+                    yield number, piece
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -294,12 +310,12 @@ def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> I
         fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        release_owner_lock(owner, held)
         for directory in missing:  # nearest first: only directories this call created, and only if empty
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
-    finally:
-        release_owner_lock(owner, held)
+    release_owner_lock(owner, held)
 
 
 OWNER_SUFFIX = (

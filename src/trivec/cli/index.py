@@ -405,7 +405,6 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"{index}: the index does not record a model name; give --model")
         encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         with Index.open(index, encoder) as opened:
-            warn_cut_queries(opened, [text for _, text in items], query_prompt)
             results = opened.search(
                 [text for _, text in items],
                 top_k=top_k,
@@ -417,6 +416,9 @@ def register(app: typer.Typer) -> None:
                 rerank=rerank,
                 rerank_depth=rerank_depth,
             )
+            warn_cut_queries(
+                opened, [text for _, text in items], query_prompt
+            )  # after: texts checked by then
         for (query_id, text), hits in zip(items, results, strict=True):
             if as_json:
                 typer.echo(
