@@ -79,29 +79,42 @@ def uvicorn_config(app: FastAPI, config: ServerConfig, access_log: bool = False)
 def run_server(config: ServerConfig, access_log: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests and the queue finish before the process exits."""
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    listening = bind_socket(config.host, config.port)  # a busy port is said before the model loads
+    listening = bind_sockets(config.host, config.port)  # a busy port is said before the model loads
     app = build_app(config)
     if config.api_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without an API key: anyone who reaches it can use it", config.host)
-    uvicorn.Server(uvicorn_config(app, config, access_log)).run(sockets=[listening])
+    uvicorn.Server(uvicorn_config(app, config, access_log)).run(sockets=listening)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to `host`:`port` (0: one the OS picks), or an `InputError` saying why not (in use,
-    not allowed). IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """TCP sockets bound to every address `host` resolves to (as asyncio binds a host name: IPv6 ones
+    IPv6-only), on `port` (0: one the OS picks), or an `InputError` saying why not (unknown host, in use, not
+    allowed). IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so."""
+    shown = f"[{host}]" if ":" in host else host
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
         raise InputError(
-            f"cannot listen on {host}:{port} ({reason})",
-            cli=f"--port {port}: cannot listen on {host} ({reason})",
+            f"cannot listen on {shown}: {exc.strerror}", cli=f"--host {host}: {exc.strerror}"
         ) from None
-    return sock
+    bound: list[socket.socket] = []
+    for family, kind, _, _, address in dict.fromkeys((f, k, p, c, a) for f, k, p, c, a in found):
+        sock = socket.socket(family, kind, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        except OSError as exc:
+            for done in [*bound, sock]:
+                done.close()
+            reason = exc.strerror or str(exc)
+            raise InputError(
+                f"cannot listen on {shown}:{port} ({reason})",
+                cli=f"--port {port}: cannot listen on {shown} ({reason})",
+            ) from None
+        bound.append(sock)
+    return bound
 
 
 class ServerThread:
@@ -116,8 +129,8 @@ class ServerThread:
     ) -> None:
         self.app = app
         self.host = host
-        self._socket = bind_socket(host, port)
-        self.port = int(self._socket.getsockname()[1])
+        self._sockets = bind_sockets(host, port)
+        self.port = int(self._sockets[0].getsockname()[1])
         config = ServerConfig(
             host=host, port=self.port, log_level="warning", graceful_timeout_s=graceful_timeout_s
         )
@@ -130,7 +143,7 @@ class ServerThread:
 
     def start(self, timeout: float = 60.0) -> ServerThread:
         self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._socket]}, name="trivec-uvicorn", daemon=True
+            target=self.server.run, kwargs={"sockets": self._sockets}, name="trivec-uvicorn", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -147,7 +160,8 @@ class ServerThread:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
-        self._socket.close()
+        for sock in self._sockets:
+            sock.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
