@@ -259,10 +259,10 @@ CLI_CASES = [
     # an empty query would match on its prompt alone: confident hits for nothing asked
     case("d5-search-empty-query", ["search", "--index", "{ix}", "  "], "query 1 is empty"),
     case(
-        "d5-search-blank-line-query",
-        "search --index {ix} --queries {tmp}/q.txt",
+        "d5-search-empty-jsonl-query",
+        "search --index {ix} --queries {tmp}/q.jsonl",
         "query 2 is empty",
-        **{"q.txt": "wing\n\nstall\n"},
+        **{"q.jsonl": '{"text": "wing"}\n{"text": " "}\n'},
     ),
     *[
         case(f"d5-serve-{name}", f"serve -m {{tmp}}/no-model {opts}", msg)

@@ -301,3 +301,24 @@ def test_a_stored_pooler_is_kept(tmp_path: Path) -> None:
     assert lean_load.backbone_options(directory, AutoConfig.from_pretrained(directory)) == {}
     assert M3Model.from_pretrained(directory).backbone.pooler is not None
     assert lean_load.backbone_options(TINY_M3, AutoConfig.from_pretrained(TINY_M3)) == {}
+
+
+def test_a_sharded_checkpoint_without_a_pooler_loads_without_one(tmp_path: Path) -> None:
+    single = tiny_as_safetensors(tmp_path / "single", without_pooler)
+    sharded = tmp_path / "sharded"
+    AutoModel.from_pretrained(single, add_pooling_layer=False).save_pretrained(
+        sharded, max_shard_size="200KB"
+    )
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "sentencepiece.bpe.model",
+    ):
+        if (single / name).is_file():
+            shutil.copyfile(single / name, sharded / name)
+    assert (sharded / "model.safetensors.index.json").is_file() and not (sharded / SAFETENSORS_FILE).exists()
+    assert lean_load.backbone_options(sharded, AutoConfig.from_pretrained(sharded)) == {
+        "add_pooling_layer": False
+    }
+    assert M3Model.from_pretrained(sharded).backbone.pooler is None

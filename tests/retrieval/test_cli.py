@@ -69,6 +69,12 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
     assert run("search", "--index", ix, "wing", "-k", "2").startswith("query: wing  (fused by weighted)\n")
     voted = run("search", "--index", ix, "wing", "-k", "2", "--fusion", "weighted+vote")
     assert voted.startswith("query: wing  (fused by weighted+vote)\n")
+    (tmp_path / "q.txt").write_text("wing\n\nboundary layer\n\n", encoding="utf-8")  # blank lines: no queries
+    rows = [
+        json.loads(line)
+        for line in run("search", "--index", ix, "--queries", str(tmp_path / "q.txt"), "--json").splitlines()
+    ]
+    assert [(r["query_id"], r["query"]) for r in rows] == [("0", "wing"), ("2", "boundary layer")]
     long_query = CliRunner().invoke(app, ["search", "--index", ix, "wing " * 100, "-k", "1"])
     assert (
         long_query.exit_code == 0 and "query 1 has 202 tokens: searched on its first 64" in long_query.output

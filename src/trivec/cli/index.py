@@ -385,8 +385,11 @@ def register(app: typer.Typer) -> None:
         items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
         if queries is not None:
             records = read_records(queries)
+            lines = not str(queries).lower().endswith(".jsonl")  # one query per line: a blank line is none
             items.extend(
-                (str(i if ident is None else ident), text) for i, (ident, text) in enumerate(records)
+                (str(i if ident is None else ident), text)
+                for i, (ident, text) in enumerate(records)
+                if not (lines and ident is None and not text.strip())
             )
         if not items:
             raise fail("give a query text or --queries FILE")

@@ -144,15 +144,27 @@ def backbone_options(directory: Path, config: PretrainedConfig) -> dict[str, Any
     index fingerprint each time, and transformers reporting its weights missing. Empty where the file cannot
     tell (a `pytorch_model.bin`) or the class has no such switch."""
     found = model_class(config)
-    path = directory / SAFETENSORS_FILE
-    if found is None or not path.is_file():
+    if found is None or "add_pooling_layer" not in inspect.signature(found.__init__).parameters:
         return {}
-    if "add_pooling_layer" not in inspect.signature(found.__init__).parameters:
-        return {}
-    tensors = read_header(path)
-    if tensors is None or any("pooler" in tensor.name.split(".") for tensor in tensors):
+    names = stored_tensor_names(directory)
+    if names is None or any("pooler" in name.split(".") for name in names):
         return {}
     return {"add_pooling_layer": False}
+
+
+def stored_tensor_names(directory: Path) -> list[str] | None:
+    """The tensor names of `directory`'s safetensors weights — one file, or the shards an index lists —
+    read from headers only; None where that cannot be told (no safetensors, an unreadable header)."""
+    path = directory / SAFETENSORS_FILE
+    if path.is_file():
+        tensors = read_header(path)
+        return None if tensors is None else [tensor.name for tensor in tensors]
+    index = directory / (SAFETENSORS_FILE + ".index.json")
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return list(weight_map) if isinstance(weight_map, dict) else None
 
 
 def load_in_dtype(
