@@ -75,6 +75,8 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
         for line in run("search", "--index", ix, "--queries", str(tmp_path / "q.txt"), "--json").splitlines()
     ]
     assert [(r["query_id"], r["query"]) for r in rows] == [("0", "wing"), ("2", "boundary layer")]
+    single = CliRunner().invoke(app, ["search", "--index", ix, "wing", "--mode", "dense", "--fusion", "rrf"])
+    assert single.exit_code == 0 and "--fusion rrf applies to --mode hybrid" in single.output
     long_query = CliRunner().invoke(app, ["search", "--index", ix, "wing " * 100, "-k", "1"])
     assert (
         long_query.exit_code == 0 and "query 1 has 202 tokens: searched on its first 64" in long_query.output

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trivec.cli import embed, evaluate, export, index, rerank, retromae, serve, train
+from trivec.cli import embed, evaluate, export, index, rerank, retromae, search, serve, train
 from trivec.cli.common import QUIET_HELP
 from trivec.progress import setup_logging
 
@@ -49,7 +49,7 @@ def _root(
 
 
 # the order of registration is the order of `trivec --help`
-for _module in (embed, rerank, evaluate, retromae, train, serve, index, export):
+for _module in (embed, rerank, evaluate, retromae, train, serve, index, search, export):
     _module.register(app)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -154,6 +155,7 @@ QueryPromptOption = Annotated[
         help="Text put before every query instead of the model's 'query' prompt ('' for none).",
     ),
 ]
+IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index directory.")]
 FusionOption = Annotated[
     str | None,
     typer.Option(

@@ -1,0 +1,154 @@
+"""`trivec search`: query an index (embedded or Qdrant) from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from trivec.cli.common import (
+    DEFAULT_DTYPE,
+    BackendOption,
+    DtypeOption,
+    FusionOption,
+    IndexOption,
+    OnnxFileOption,
+    QueryPromptOption,
+    check_backend_options,
+    check_dtype_option,
+    clean_errors,
+    fail,
+    parse_weights,
+)
+from trivec.progress import LOG
+
+
+def register(app: typer.Typer) -> None:
+    """Add `trivec search` to the `trivec` app."""
+
+    @app.command("search")
+    @clean_errors
+    def search(
+        index: IndexOption,
+        query: Annotated[list[str] | None, typer.Argument(help="Query text(s).")] = None,
+        queries: Annotated[
+            Path | None,
+            typer.Option("--queries", help="Queries file: .txt (one per line) or .jsonl ({id?, text})."),
+        ] = None,
+        top_k: Annotated[int, typer.Option("--top-k", "-k", help="Results per query.")] = 10,
+        mode: Annotated[str, typer.Option(help="dense, sparse, colbert or hybrid.")] = "hybrid",
+        weights: Annotated[
+            str | None,
+            typer.Option(
+                help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)."
+            ),
+        ] = None,
+        fusion: FusionOption = None,
+        candidates: Annotated[
+            int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
+        ] = None,
+        query_prompt: QueryPromptOption = None,
+        model: Annotated[
+            str | None, typer.Option("--model", "-m", help="Model (default: the one that built the index).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON output (one line per query).")] = False,
+        backend: BackendOption = "torch",
+        onnx_file: OnnxFileOption = None,
+        dtype: DtypeOption = DEFAULT_DTYPE,
+        rerank: Annotated[
+            str | None,
+            typer.Option(
+                "--rerank", help="Cross-encoder (dir or hub id) re-scoring the top --rerank-depth hits."
+            ),
+        ] = None,
+        rerank_depth: Annotated[
+            int | None,
+            typer.Option("--rerank-depth", help="Hits re-ranked per query (default max(100, top-k))."),
+        ] = None,
+    ) -> None:
+        """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF, z-score or auto fusion;
+        --rerank: a cross-encoder re-scores the top hits.
+
+        Queries get the query prompt recorded with the index (--query-prompt to override)."""
+        from trivec.io import read_records
+        from trivec.retrieval import Index
+        from trivec.retrieval.base import check_query_texts
+        from trivec.retrieval.fusion import check_fusion
+
+        items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
+        if queries is not None:
+            records = read_records(queries)
+            lines = not str(queries).lower().endswith(".jsonl")  # one query per line: a blank line is none
+            items.extend(
+                (str(i if ident is None else ident), text)
+                for i, (ident, text) in enumerate(records)
+                if not (lines and ident is None and not text.strip())
+            )
+        if not items:
+            raise fail("give a query text or --queries FILE")
+        check_query_texts([text for _, text in items])  # before the model loads, not after
+        runtime = check_backend_options(backend, onnx_file)
+        check_dtype_option(dtype)
+        if fusion is not None:
+            check_fusion(fusion)  # before the model loads, not after
+            if mode != "hybrid":
+                LOG.warning(
+                    "--fusion %s applies to --mode hybrid: --mode %s gives its own scores", fusion, mode
+                )
+        from trivec.inference import Embedder
+
+        # the index's model (or --model), in onnxruntime with --backend onnx, at --dtype's precision
+        if model is None:
+            with Index.open(index) as recorded:
+                model = recorded.identity.name
+            if not model:
+                raise fail(f"{index}: the index does not record a model name; give --model")
+        encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
+        with Index.open(index, encoder) as opened:
+            results = opened.search(
+                [text for _, text in items],
+                top_k=top_k,
+                mode=mode,
+                weights=parse_weights(weights),
+                fusion=fusion,
+                candidates=candidates,
+                prompt=query_prompt,
+                rerank=rerank,
+                rerank_depth=rerank_depth,
+            )
+            warn_cut_queries(
+                opened, [text for _, text in items], query_prompt
+            )  # after: texts checked by then
+        for (query_id, text), hits in zip(items, results, strict=True):
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        {"query_id": query_id, "query": text, "hits": [h.to_dict() for h in hits]},
+                        ensure_ascii=False,
+                    )
+                )
+                continue
+            fused_by = hits[0].fused_by if hits else None  # auto fusion's choice shows in the scores' scale
+            typer.echo(f"query: {text}" + (f"  (fused by {fused_by})" if fused_by else ""))
+            for rank, hit in enumerate(hits, start=1):
+                per_mode = " ".join(f"{m}={v:.4f}" for m, v in hit.scores.items())
+                snippet = " ".join(hit.text.split())[:100]
+                label = f"{hit.doc_id}" + (f" [{hit.id}]" if hit.id != hit.doc_id else "")
+                title = f" {hit.title} —" if hit.title else ""
+                typer.echo(f"{rank:3d}. {hit.score:.4f}  {label}{title} {snippet}  ({per_mode})")
+            typer.echo("")
+
+
+def warn_cut_queries(index: Any, texts: list[str], prompt: str | None) -> None:
+    """Say which queries are longer than the index's token limit: they are searched on their first tokens
+    (the server refuses them unless a request asks to truncate; a command line says it and goes on)."""
+    limit = index.settings.max_length or index.embedder.max_length
+    asked = [index.prompt("query", prompt) + text for text in texts]
+    full = index.embedder.tokenizer(asked, verbose=False)["input_ids"]  # no notice: the warning below says it
+    for number, ids in enumerate(full, start=1):
+        if len(ids) > limit:
+            LOG.warning(
+                "query %d has %d tokens: searched on its first %d (the limit)", number, len(ids), limit
+            )
