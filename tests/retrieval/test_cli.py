@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_M3
@@ -107,3 +108,23 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     empty.write_text("\n", encoding="utf-8")
     result = runner.invoke(app, ["index", "build", "--corpus", str(empty), "--index", str(tmp_path / "ix")])
     assert result.exit_code == 2 and "no documents" in result.output
+
+
+def test_adding_ids_the_index_has_is_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": "wings stall"}\n{"id": "b", "text": "boundary layers"}\n')
+    ix = str(tmp_path / "ix")
+    assert (
+        CliRunner().invoke(app, ["index", "build", "-m", str(TINY_M3), "-c", str(corpus), "-x", ix]).exit_code
+        == 0
+    )
+    from trivec.inference import Embedder
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Embedder, "from_pretrained", no_model)
+    again = CliRunner().invoke(app, ["index", "add", "-c", str(corpus), "-x", ix])
+    assert again.exit_code == 2 and "2 document id(s) already in the index: 'a', 'b'" in again.output

@@ -217,8 +217,11 @@ def register(app: typer.Typer) -> None:
 
         check_workers(workers, devices)
         docs = read_corpus(corpus)
-        with Index.open(index) as opened, encode_workers(opened.embedder, workers, devices):
-            chunks = opened.update(docs, upsert=True) if upsert else opened.add(docs)
+        with Index.open(index) as opened:
+            if not upsert:
+                opened.check_new(docs)  # before the model loads
+            with encode_workers(opened.embedder, workers, devices):
+                chunks = opened.update(docs, upsert=True) if upsert else opened.add(docs)
             LOG.info("added %d documents (%d chunks); the index has %d", len(docs), chunks, len(opened))
 
     @index_app.command("delete")

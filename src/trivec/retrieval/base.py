@@ -182,8 +182,17 @@ class BaseIndex(ABC):
         """Add new documents (ids must be new); returns the number of chunks stored."""
         if not documents:
             raise InputError("no documents to add")
-        chunks = self._chunks(documents)
-        return self._add_chunks(chunks, None)
+        docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
+        self.check_new(docs)
+        return self._add_chunks(self._chunks(docs), None)
+
+    def check_new(self, documents: Sequence[Document]) -> None:
+        """Refuse documents whose ids the index has, before anything is encoded (the store checks again
+        when it writes); needs no model."""
+        known = set(self.doc_ids())
+        again = [d.id for d in documents if d.id in known]
+        if again:
+            raise already_indexed(again)
 
     def add_encoded(self, documents: Sequence[Document | Mapping[str, Any]], encoded: EncodeResult) -> int:
         """Add documents whose vectors were computed already (one row per document, no chunking): `encoded`
