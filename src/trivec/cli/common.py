@@ -156,6 +156,12 @@ QueryPromptOption = Annotated[
     ),
 ]
 IndexOption = Annotated[Path, typer.Option("--index", "-x", help="Index directory.")]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Hybrid weights dense,sparse,colbert (default: the model's fusion_weights, else 0.4,0.2,0.4)."
+    ),
+]
 FusionOption = Annotated[
     str | None,
     typer.Option(

@@ -18,6 +18,7 @@ from trivec.cli.common import (
     ModelOption,
     OnnxFileOption,
     QueryPromptOption,
+    WeightsOption,
     WorkersOption,
     check_backend_options,
     check_dtype_option,
@@ -162,12 +163,7 @@ def score(
         Path, typer.Option("--pairs", "-p", help="JSONL of {'query': ..., 'passage': ...}, or - for stdin.")
     ],
     model: ModelOption = "default",
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)"
-        ),
-    ] = None,
+    weights: WeightsOption = None,
     query_prompt: QueryPromptOption = None,
     document_prompt: DocumentPromptOption = None,
     max_query_length: Annotated[int | None, typer.Option(help="Query truncation.")] = None,

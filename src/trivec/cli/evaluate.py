@@ -16,6 +16,7 @@ from trivec.cli.common import (
     FusionOption,
     OnnxFileOption,
     QueryPromptOption,
+    WeightsOption,
     check_backend_options,
     check_dtype_option,
     clean_errors,
@@ -67,12 +68,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(help="Retrieval/reranking modes: dense,sparse,colbert,dense+sparse,all,bm25."),
         ] = "dense,sparse,colbert,dense+sparse,all,bm25",
-        weights: Annotated[
-            str | None,
-            typer.Option(
-                help="Hybrid weights dense,sparse,colbert (default: the model's fusion_weights, else 0.4,0.2,0.4)."
-            ),
-        ] = None,
+        weights: WeightsOption = None,
         fusion: FusionOption = None,
         query_prompt: QueryPromptOption = None,
         document_prompt: DocumentPromptOption = None,

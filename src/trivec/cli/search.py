@@ -16,6 +16,7 @@ from trivec.cli.common import (
     IndexOption,
     OnnxFileOption,
     QueryPromptOption,
+    WeightsOption,
     check_backend_options,
     check_dtype_option,
     clean_errors,
@@ -39,12 +40,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         top_k: Annotated[int, typer.Option("--top-k", "-k", help="Results per query.")] = 10,
         mode: Annotated[str, typer.Option(help="dense, sparse, colbert or hybrid.")] = "hybrid",
-        weights: Annotated[
-            str | None,
-            typer.Option(
-                help="dense,sparse,colbert weights (default: the model's fusion_weights, else 0.4,0.2,0.4)."
-            ),
-        ] = None,
+        weights: WeightsOption = None,
         fusion: FusionOption = None,
         candidates: Annotated[
             int | None, typer.Option(help="First-stage depth per list (default max(100, top-k)).")
