@@ -56,9 +56,8 @@ def decode_utf8(raw: bytes, name: str, first_line: int = 1) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = (
-            raw[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        )  # lines as text mode ends them
+        # the lines before the bad byte, ended as text mode ends them
+        before = raw[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         line = first_line + before.count(b"\n")
         column = len(before) - before.rfind(b"\n")
         raise InputError(
@@ -318,9 +317,8 @@ def staged_directory(target: Path, label: str, recheck: Callable[[], None]) -> I
     release_owner_lock(owner, held)
 
 
-OWNER_SUFFIX = (
-    ".owner"  # beside a staged directory, locked by the process building it ("<host> <pid>" inside)
-)
+# beside a staged directory, locked by the process building it ("<host> <pid>" inside)
+OWNER_SUFFIX = ".owner"
 
 
 def hold_owner_lock(owner: Path) -> int | None:
@@ -375,4 +373,3 @@ def remove_stale_staging(target: Path, label: str) -> list[Path]:
         finally:
             os.close(descriptor)
     return removed
-    return True

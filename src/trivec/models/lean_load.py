@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -143,10 +144,14 @@ def backbone_options(directory: Path, config: PretrainedConfig) -> dict[str, Any
     trivec never uses the pooler, and one built anyway is initialised at random on every load — a different
     index fingerprint each time, and transformers reporting its weights missing. Empty where the file cannot
     tell (a `pytorch_model.bin`) or the class has no such switch."""
+    return pooler_options(config, stored_tensor_names(directory))
+
+
+def pooler_options(config: PretrainedConfig, names: Sequence[str] | None) -> dict[str, Any]:
+    """`backbone_options` once the stored tensor names are known (None: unknown, nothing to say)."""
     found = model_class(config)
     if found is None or "add_pooling_layer" not in inspect.signature(found.__init__).parameters:
         return {}
-    names = stored_tensor_names(directory)
     if names is None or any("pooler" in name.split(".") for name in names):
         return {}
     return {"add_pooling_layer": False}
@@ -191,7 +196,7 @@ def load_in_dtype(
             state_dict=state,
             dtype=dtype,
             output_loading_info=True,
-            **backbone_options(directory, config),
+            **pooler_options(config, [tensor.name for tensor in tensors]),  # the header read above
         )
         backbone, info = loaded
     except Exception as exc:  # the float32 path loads it, or says what is wrong

@@ -23,7 +23,7 @@ from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.loading import load_embedder
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.models.prompts import DOCUMENT, QUERY, ROLES
-from trivec.retrieval.corpus import Chunk, Document, check_unique, chunk_documents
+from trivec.retrieval.corpus import Chunk, Document, chunk_documents, coerce_documents
 from trivec.retrieval.identity import ModelIdentity, check_same, identify
 from trivec.retrieval.plan import SearchPlan, plan_search
 from trivec.retrieval.rerank import load_reranker, rerank_depth, rerank_hits
@@ -149,9 +149,7 @@ class BaseIndex(ABC):
         return out
 
     # ------------------------------------------------------------------ writing
-    def _chunks(self, documents: Sequence[Document | Mapping[str, Any]]) -> list[Chunk]:
-        docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
-        check_unique(docs)
+    def _chunks(self, docs: Sequence[Document]) -> list[Chunk]:
         tokenizer = self.embedder.tokenizer if self.settings.chunk_tokens else None
         return chunk_documents(docs, tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap)
 
@@ -182,26 +180,24 @@ class BaseIndex(ABC):
         """Add new documents (ids must be new); returns the number of chunks stored."""
         if not documents:
             raise InputError("no documents to add")
-        docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
+        docs = coerce_documents(documents)
         self.check_new(docs)
         return self._add_chunks(self._chunks(docs), None)
 
     def check_new(self, documents: Sequence[Document]) -> None:
         """Refuse documents whose ids the index has, before anything is encoded (the store checks again
-        when it writes); needs no model."""
-        known = set(self.doc_ids())
-        again = [d.id for d in documents if d.id in known]
+        when it writes); a lookup of their ids (`_present`), no model needed."""
+        present = self._present([d.id for d in documents])
+        again = [d.id for d in documents if d.id in present]
         if again:
             raise already_indexed(again)
 
     def add_encoded(self, documents: Sequence[Document | Mapping[str, Any]], encoded: EncodeResult) -> int:
         """Add documents whose vectors were computed already (one row per document, no chunking): `encoded`
         must come from this index's model (`Embedder.encode(passages, prompt=index.prompt("document"))`)."""
-        docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
-        if not docs:
+        if not documents:
             raise InputError("no documents to add")
-        check_unique(docs)
-        chunks = chunk_documents(docs)
+        chunks = chunk_documents(coerce_documents(documents))
         self._check_encoded(encoded, len(chunks), queries=False)
         return self._add_chunks(chunks, [(chunks, encoded)])
 
@@ -214,8 +210,7 @@ class BaseIndex(ABC):
 
         def checked() -> Iterator[tuple[list[Chunk], EncodeResult]]:
             for documents, encoded in batches:
-                docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
-                check_unique(docs)
+                docs = coerce_documents(documents)
                 again = [d.id for d in docs if d.id in seen]
                 if again:
                     raise InputError(f"document id {again[0]!r} appears in two batches")
@@ -261,7 +256,7 @@ class BaseIndex(ABC):
         """Replace documents by id (all their chunks); unknown ids are an error unless `upsert`."""
         if not documents:
             raise InputError("no documents to update")
-        chunks = self._chunks(documents)
+        chunks = self._chunks(coerce_documents(documents))
         ids = list(dict.fromkeys(c.doc_id for c in chunks))
         return self._replace(ids, chunks, upsert)
 
@@ -357,6 +352,10 @@ class BaseIndex(ABC):
         self, chunks: Sequence[Chunk], batches: Iterable[tuple[list[Chunk], EncodeResult]] | None
     ) -> int:
         """Store new chunks (their documents must not be in the index); `batches` = pre-encoded rows."""
+
+    @abstractmethod
+    def _present(self, doc_ids: Sequence[str]) -> set[str]:
+        """The ids among `doc_ids` that the index has: a lookup of each, never a scan of the index."""
 
     @abstractmethod
     def _replace(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], upsert: bool) -> int: ...

@@ -155,6 +155,13 @@ def _read_dir(folder: Path) -> Iterator[Document]:
         yield Document(id=relative, text=text, title=None, metadata={"path": relative})
 
 
+def coerce_documents(documents: Sequence[Document | Mapping[str, Any]]) -> list[Document]:
+    """`documents` as checked `Document`s (`Document.coerce`, named by position), no id twice."""
+    docs = [Document.coerce(d, f"document {i}") for i, d in enumerate(documents)]
+    check_unique(docs)
+    return docs
+
+
 def check_unique(docs: Sequence[Document]) -> None:
     """Refuse duplicate ids within one batch of documents."""
     seen: set[str] = set()

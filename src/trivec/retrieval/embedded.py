@@ -163,6 +163,11 @@ class EmbeddedIndex(BaseIndex):
     def _takes_colbert_codes(self) -> bool:
         return self.store.stores_colbert and not self.codec.needs_fit(self.settings.colbert_dim)
 
+    def _present(self, doc_ids: Sequence[str]) -> set[str]:
+        self.refresh()
+        present = self.store.snapshot.locate()
+        return {d for d in doc_ids if d in present}
+
     def _check_absent(self, chunks: Sequence[Chunk]) -> None:
         present = self.store.snapshot.locate()
         clash = [d for d in dict.fromkeys(c.doc_id for c in chunks) if d in present]
