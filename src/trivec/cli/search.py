@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
             )
         if not items:
             raise fail("give a query text or --queries FILE")
-        check_query_texts([text for _, text in items])  # before the model loads, not after
+        texts = [text for _, text in items]
+        check_query_texts(texts)  # before the model loads, not after
         runtime = check_backend_options(backend, onnx_file)
         check_dtype_option(dtype)
         if fusion is not None:
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
         encoder = Embedder.from_pretrained(model, backend=runtime, onnx_file=onnx_file, dtype=dtype)
         with Index.open(index, encoder) as opened:
             results = opened.search(
-                [text for _, text in items],
+                texts,
                 top_k=top_k,
                 mode=mode,
                 weights=parse_weights(weights),
@@ -114,9 +115,8 @@ def register(app: typer.Typer) -> None:
                 rerank=rerank,
                 rerank_depth=rerank_depth,
             )
-            warn_cut_queries(
-                opened, [text for _, text in items], query_prompt
-            )  # after: texts checked by then
+            # after the search, which has checked the texts (lone surrogates) by then
+            warn_cut_queries(opened, texts, query_prompt)
         for (query_id, text), hits in zip(items, results, strict=True):
             if as_json:
                 typer.echo(

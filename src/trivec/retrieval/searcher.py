@@ -107,9 +107,8 @@ def score_candidates(
     computed = scorer.scores(missing, keys) if missing else {}
     per_mode = {m: known[m] if m in known else computed[m] for m in MODES if m in known or m in computed}
     fused_modes = {m: per_mode[m] for m in plan.score_modes}
-    applied = applied_fusion(
-        fused_modes, plan.fusion, plan.weights, plan.spreads
-    )  # auto: spreads measured once
+    # decided once (auto fusion measures the spreads here), then applied
+    applied = applied_fusion(fused_modes, plan.fusion, plan.weights, plan.spreads)
     return fuse_by(applied, fused_modes, plan.weights), per_mode, applied
 
 
