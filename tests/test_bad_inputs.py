@@ -377,6 +377,7 @@ INDEX_API_CASES = [
     ),
     ApiCase("d5-fusion", lambda ix: ix.search("wing", fusion="max"), "unknown fusion 'max'"),
     ApiCase("d5-empty-query", lambda ix: ix.search(["wing", "\t "]), "query 2 is empty"),
+    ApiCase("d5-query-not-text", lambda ix: ix.search(["wing", 3]), "query 2: expected a string, got int"),
     ApiCase("empty-add", lambda ix: ix.add([]), "no documents to add"),
     ApiCase("bad-document", lambda ix: ix.add([{"text": "no id"}]), "missing field 'id'"),
     ApiCase("bad-document-type", lambda ix: ix.add(["just text"]), "expected a Document or a dict"),
