@@ -312,6 +312,7 @@ class Embedder:
             sparse=sparse,
             colbert=colbert,
             colbert_coder=colbert_coder if colbert else None,
+            sparse_keys=self.model.sparse_keys,
         )
         _, batches = self.batch_plan(num_tokens, batch_tokens)
         if show_progress is None:

@@ -24,6 +24,8 @@ MCLS_INTERVAL = 256
 
 # `(codes, scales)` of one text's ColBERT rows: what an index stores of them (`ColbertCodec.encode`)
 ColbertCoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+# `(keys, weights)` of one text from its token ids and their weights (`trivec.models.casing.LowercaseKeys`)
+SparseKeys = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def insert_cls_slots(
@@ -75,6 +77,7 @@ class TextOutputs:
         sparse: bool,
         colbert: bool,
         colbert_coder: ColbertCoder | None = None,
+        sparse_keys: SparseKeys | None = None,
     ) -> None:
         n = len(ids)
         self.ids, self.slots, self.skip_ids = ids, slots, skip_ids
@@ -82,6 +85,7 @@ class TextOutputs:
         self.sparse: list[SparseVector | None] | None = [None] * n if sparse else None
         self.colbert: list[np.ndarray | None] | None = [None] * n if colbert else None
         self.coder = colbert_coder
+        self.sparse_keys = sparse_keys  # re-keys a text's token weights (the model's, if any)
         self.codes: list[tuple[np.ndarray, np.ndarray | None] | None] = [None] * n if colbert_coder else []
 
     def _slots(self, i: int) -> list[int] | None:
@@ -94,10 +98,7 @@ class TextOutputs:
         if self.sparse is not None and out.token_weights is not None:
             weights = out.token_weights.float().cpu().numpy()
             for row, i in enumerate(batch):
-                length = len(self.ids[i])
-                self.sparse[i] = SparseVector.from_token_weights(
-                    np.asarray(self.ids[i]), weights[row, :length], self.skip_ids
-                )
+                self.sparse[i] = self._sparse_vector(i, weights[row, : len(self.ids[i])])
         if self.colbert is not None and out.colbert is not None:
             vectors = out.colbert.float().cpu().numpy()
             for row, i in enumerate(batch):
@@ -111,15 +112,19 @@ class TextOutputs:
         if self.sparse is not None and out.token_weights is not None:
             weights = out.token_weights.float().cpu().numpy()
             for row, i in enumerate(batch):
-                self.sparse[i] = SparseVector.from_token_weights(
-                    np.asarray(self.ids[i]), weights[offsets[row] : offsets[row + 1]], self.skip_ids
-                )
+                self.sparse[i] = self._sparse_vector(i, weights[offsets[row] : offsets[row + 1]])
         if self.colbert is not None and out.colbert is not None:
             vectors = out.colbert.float().cpu().numpy()
             for row, i in enumerate(batch):
                 # the ColBERT rows skip each text's first token, so text `row` starts `row` rows earlier
                 rows = vectors[offsets[row] - row : offsets[row + 1] - row - 1]
                 self._add_colbert(i, _without_cls_slots(rows, self._slots(i)))
+
+    def _sparse_vector(self, i: int, weights: np.ndarray) -> SparseVector:
+        ids = np.asarray(self.ids[i])
+        if self.sparse_keys is not None:
+            ids, weights = self.sparse_keys(ids, weights)
+        return SparseVector.from_token_weights(ids, weights, self.skip_ids)
 
     def _add_colbert(self, i: int, rows: np.ndarray) -> None:
         if self.coder is not None:

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from trivec.errors import CheckpointError, InputError, UnsupportedOutputError
+from trivec.models.casing import LowercaseKeys
 from trivec.models.checkpoint import (
     TOKENIZER_FILES,
     SentenceTransformersInfo,
@@ -49,6 +50,9 @@ from trivec.models.weights import check_model_fusion, normalize_weights
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
 TRIVEC_CONFIG_FILE = "trivec_config.json"
+# the `trivec_config.json` flags that change how the model reads text (saved only when set; an index's
+# fingerprint includes them)
+READING_FLAGS = ("fold_capitals", "lowercase_sparse_keys")
 
 
 @dataclass
@@ -84,6 +88,7 @@ class M3Model(nn.Module):
         default_prompt_name: str | None = None,
         max_seq_length: int | None = None,
         fold_capitals: bool = False,
+        lowercase_sparse_keys: bool = False,
         fusion_weights: dict[str, float] | None = None,
         fusion: str | None = None,
         fusion_spreads: Mapping[str, Sequence[float]] | None = None,
@@ -99,6 +104,8 @@ class M3Model(nn.Module):
         self.default_prompt_name = check_default_name(default_prompt_name, self.prompts, "prompts")
         self.max_seq_length = max_seq_length
         self.fold_capitals = fold_capitals  # lower-case texts written in capitals (`trivec.models.casing`)
+        # lexical weights matched regardless of case (`trivec.models.casing.LowercaseKeys`), else by piece
+        self.sparse_keys = LowercaseKeys(tokenizer, self.special_token_ids) if lowercase_sparse_keys else None
         # hybrid weights chosen for this model (None: M3's; `trivec.models.weights`)
         self.fusion_weights = normalize_weights(fusion_weights) if fusion_weights is not None else None
         # its fusion method (None: the weighted mean) and `auto` fusion's calibrated spreads (`models.weights`)
@@ -119,6 +126,10 @@ class M3Model(nn.Module):
     @property
     def has_colbert(self) -> bool:
         return self.colbert_head is not None
+
+    @property
+    def lowercase_sparse_keys(self) -> bool:
+        return self.sparse_keys is not None
 
     @property
     def max_length(self) -> int:
@@ -217,12 +228,18 @@ class M3Model(nn.Module):
         return out
 
     def sparse_vocab_vectors(self, input_ids: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
-        """Bag-of-words vectors `[B, V]`: max weight per token id, special ids zeroed (differentiable)."""
+        """Bag-of-words vectors `[B, V]`: max weight per token id (per lexical key, with
+        `lowercase_sparse_keys`), special ids zeroed (differentiable)."""
         vocab = int(self.backbone.config.vocab_size)
         vectors = torch.zeros(
             input_ids.shape[0], vocab, dtype=token_weights.dtype, device=token_weights.device
         )
-        vectors = vectors.scatter_reduce(1, input_ids, token_weights, reduce="amax", include_self=True)
+        keys, weights = input_ids, token_weights
+        if self.sparse_keys is not None:  # each key takes the largest weight of the positions it pairs with
+            pairs = self.sparse_keys.batch_pairs(input_ids.cpu().numpy(), min(self.special_token_ids))
+            keys, positions = (torch.from_numpy(a).to(input_ids.device) for a in pairs)
+            weights = token_weights.gather(1, positions)
+        vectors = vectors.scatter_reduce(1, keys, weights, reduce="amax", include_self=True)
         keep = torch.ones(vocab, dtype=token_weights.dtype, device=token_weights.device)
         keep[list(self.special_token_ids)] = 0
         return vectors * keep
@@ -292,6 +309,7 @@ class M3Model(nn.Module):
             default_prompt_name=prompt_config.default_prompt_name,
             max_seq_length=st_info.max_seq_length,
             fold_capitals=_read_flag(trivec_config, "fold_capitals", directory),
+            lowercase_sparse_keys=_read_flag(trivec_config, "lowercase_sparse_keys", directory),
             fusion_weights=_read_weights(trivec_config, directory),
             **_read_fusion(trivec_config, directory),
         )
@@ -333,8 +351,9 @@ class M3Model(nn.Module):
         )
         write_prompts(out, PromptConfig(dict(self.prompts), self.default_prompt_name))
         config: dict[str, object] = {"pooling": self.pooling, "normalize": self.normalize}
-        if self.fold_capitals:
-            config["fold_capitals"] = True
+        for flag in READING_FLAGS:
+            if getattr(self, flag):
+                config[flag] = True
         if self.fusion_weights is not None:
             config["fusion_weights"] = self.fusion_weights
         if self.fusion is not None:
