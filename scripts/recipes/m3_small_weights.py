@@ -2,6 +2,7 @@
 
     python scripts/recipes/m3_small_weights.py [--model m3-small] [--config configs/m3-small.yaml]
         [--out build/m3-small-val] [--write src/trivec/resources/m3-small/trivec_config.json]
+        [--cut 2] [--sets-only]
 
 1. Validation sets. For each question → paragraph training folder the recipe trains on (`*-train`), the rows
    the training run actually read are found again (the same seeded subsample of every mined file the config
@@ -96,7 +97,11 @@ def seen_texts(config: dict, folder: str) -> set[str]:
     return seen
 
 
-def build_set(configs: list[dict], folder: str, out: Path, queries: int, corpus_size: int) -> Path:
+def build_set(
+    configs: list[dict], folder: str, out: Path, queries: int, corpus_size: int, cut: int = 1
+) -> Path:
+    """The validation set of `folder` (module doc, step 1); `cut` 2 takes the next `queries` questions of the
+    same seeded order, whose paragraphs cut 1 did not ask about (a second look, on questions never scored)."""
     rows = read_jsonl(SHARED / "data" / folder / "train.jsonl")
     seen = set().union(*(seen_texts(config, folder) for config in configs))
     paragraphs = list(dict.fromkeys(p for row in rows for p in row["pos"] if p not in seen))
@@ -104,9 +109,15 @@ def build_set(configs: list[dict], folder: str, out: Path, queries: int, corpus_
     held = [row for row in rows if row["query"] not in seen and row["pos"][0] not in seen]
     rng.shuffle(held)
     chosen: dict[str, dict] = {}
+    earlier: set[str] = set()  # the paragraphs the earlier cuts asked about
     for row in held:
-        if row["pos"][0] not in chosen:
-            chosen[row["pos"][0]] = row
+        paragraph = row["pos"][0]
+        if paragraph in chosen or paragraph in earlier:
+            continue
+        if len(earlier) < (cut - 1) * queries:
+            earlier.add(paragraph)
+            continue
+        chosen[paragraph] = row
         if len(chosen) >= queries:
             break
     others = [p for p in paragraphs if p not in chosen]
@@ -120,7 +131,7 @@ def build_set(configs: list[dict], folder: str, out: Path, queries: int, corpus_
         [(f"q{k}", doc_id[paragraph]) for k, paragraph in enumerate(chosen)],
     )
     print(
-        f"{folder}: {len(chosen)} queries, {len(corpus)} paragraphs (held out of {len(rows)} rows)",
+        f"{folder}: {len(chosen)} queries, {len(corpus)} paragraphs (held out of {len(rows)} rows, cut {cut})",
         file=sys.stderr,
     )
     return target
@@ -261,7 +272,7 @@ def compare(
     print("|---|" + "---|" * (2 * len(modes)))
     rows = []
     for folder in LANGUAGES:
-        path = build_set(configs, folder, args.out, args.queries, args.corpus)
+        path = build_set(configs, folder, args.out, args.queries, args.corpus, args.cut)
         pair = [ScoredSet(model, path) for model in (embedder, other)]
         for name, s in zip(scored, pair, strict=True):
             scored[name].append(s)
@@ -375,6 +386,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--corpus", type=int, default=800)
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument(
+        "--cut",
+        type=int,
+        default=1,
+        help="which block of held-out questions: 1 (the sets the settings were chosen on), 2 (the next ones)",
+    )
+    parser.add_argument(
+        "--sets-only",
+        action="store_true",
+        help="write the validation sets and a tasks.tsv of their languages (for trivec eval --task-dir), then exit",
+    )
     parser.add_argument("--write", type=Path, help="a trivec_config.json to store the chosen weights in")
     parser.add_argument(
         "--fusion",
@@ -405,6 +427,19 @@ def main() -> None:
         yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in args.config or [REPO / "configs" / "m3-small.yaml"]
     ]
+    if args.cut < 1:
+        parser.error(f"--cut must be 1 or more, got {args.cut}")
+    if args.sets_only:
+        asked = [  # a folder whose held-out questions the earlier cuts took is left out
+            folder
+            for folder in LANGUAGES
+            if read_jsonl(
+                build_set(configs, folder, args.out, args.queries, args.corpus, args.cut) / "queries.jsonl"
+            )
+        ]
+        rows = "".join(f"{folder}\tretrieval\t{LANGUAGES[folder]}\n" for folder in asked)
+        (args.out / "tasks.tsv").write_text("folder\ttype\tlanguages\n" + rows, encoding="utf-8")
+        return
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
     torch.manual_seed(0)
     default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
@@ -416,7 +451,7 @@ def main() -> None:
     sets: dict[str, ScoredSet] = {}
     caps: dict[str, dict[str, float]] = {}
     for folder in LANGUAGES:
-        path = build_set(configs, folder, args.out, args.queries, args.corpus)
+        path = build_set(configs, folder, args.out, args.queries, args.corpus, args.cut)
         sets[folder] = ScoredSet(embedder, path, set_fusion)
         if folder in CASED:
             caps_path = capitalised(path)
