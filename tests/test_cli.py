@@ -176,3 +176,16 @@ def test_real_process_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"trivec: error: {tmp_path / 'nope.txt'}: no such file"]
     assert trivec("encode", "--no-such-flag").returncode == 2
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Embedder, "encode", interrupted)
+    src = tmp_path / "in.txt"
+    src.write_text("one\ntwo\n", encoding="utf-8")
+    done = trivec_in_process("encode", "-m", TINY, "-i", str(src), "-o", str(tmp_path / "o.jsonl"))
+    assert done.returncode == 130
+    assert [line for line in done.stderr.splitlines() if line.strip()][-1] == "trivec: interrupted"
+    assert not (tmp_path / "o.jsonl").exists()  # nothing half-written

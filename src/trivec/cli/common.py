@@ -38,7 +38,8 @@ def fail(message: str) -> typer.Exit:
 
 
 def clean_errors(func: F) -> F:
-    """Turn trivec's and the OS's errors into one line on stderr and exit code 2."""
+    """Turn trivec's and the OS's errors into one line on stderr and exit code 2, and Ctrl-C into one line and
+    the shell's 130 (whatever the command was writing has been cleaned up or left whole on the way out)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -48,6 +49,9 @@ def clean_errors(func: F) -> F:
             raise fail(exc.for_cli()) from None
         except (OSError, ValueError) as exc:
             raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            typer.echo("trivec: interrupted", err=True)
+            raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
 
