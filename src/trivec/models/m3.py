@@ -50,8 +50,7 @@ from trivec.models.weights import check_model_fusion, normalize_weights
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
 TRIVEC_CONFIG_FILE = "trivec_config.json"
-# the `trivec_config.json` flags that change how the model reads text (saved only when set; an index's
-# fingerprint includes them)
+# the `trivec_config.json` flags that change how the model reads text (saved only when set)
 READING_FLAGS = ("fold_capitals", "lowercase_sparse_keys")
 
 

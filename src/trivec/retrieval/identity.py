@@ -2,8 +2,8 @@
 
 An index stores vectors of one model; querying it with another model gives silently wrong results, so the
 manifest records the model and every search checks it. The fingerprint hashes the backbone config (minus
-paths and versions), pooling / normalisation, the model's own query prompt, the flags that change how it
-reads text (`fold_capitals`, `lowercase_sparse_keys`), the head shapes, and per weight
+paths and versions), pooling / normalisation, the model's own query prompt, `lowercase_sparse_keys` when set,
+the head shapes, and per weight
 tensor its shape, a sample of values and the sum (rounded, so fp32/bf16 loads of one checkpoint still agree
 only when their numbers do). Prompts an `Embedder` sets over the model's are not part of it: an index records
 the prompts it was built with in its settings.
@@ -20,7 +20,6 @@ from typing import Any
 
 from trivec.errors import TrivecError
 from trivec.models.fingerprint import weights_sample
-from trivec.models.m3 import READING_FLAGS
 
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash"}
 
@@ -76,8 +75,11 @@ def identify(embedder: Any) -> ModelIdentity:
         "query_instruction": model.prompts.get("query"),
         "vocab": len(model.tokenizer),
     }
-    # how the model reads text, where it departs from the plain reading (absent before these flags existed)
-    header.update({flag: True for flag in READING_FLAGS if getattr(model, flag, False)})
+    # lexical keys read in lower case: other sparse vectors than the same weights keyed by piece. Only when
+    # set, so fingerprints from before the flag stay valid; `fold_capitals` is left out for the same reason
+    # (m3-small has always set it, and its indexes must keep matching)
+    if getattr(model, "lowercase_sparse_keys", False):
+        header["lowercase_sparse_keys"] = True
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     # the float32 weights as loaded: a model loaded in bf16 / fp16 (dtype="auto") searches the indexes its
     # float32 self built, and the other way round
