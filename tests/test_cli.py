@@ -185,7 +185,9 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(Embedder, "encode", interrupted)
     src = tmp_path / "in.txt"
     src.write_text("one\ntwo\n", encoding="utf-8")
-    done = trivec_in_process("encode", "-m", TINY, "-i", str(src), "-o", str(tmp_path / "o.jsonl"))
+    out = tmp_path / "o.jsonl"
+    out.write_text("previous results\n", encoding="utf-8")
+    done = trivec_in_process("encode", "-m", TINY, "-i", str(src), "-o", str(out))
     assert done.returncode == 130
     assert [line for line in done.stderr.splitlines() if line.strip()][-1] == "trivec: interrupted"
-    assert not (tmp_path / "o.jsonl").exists()  # nothing half-written
+    assert out.read_text(encoding="utf-8") == "previous results\n"  # an interrupted run loses no data

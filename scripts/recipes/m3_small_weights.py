@@ -137,6 +137,19 @@ def build_set(
     return target
 
 
+def validation_sets(configs: list[dict], args: argparse.Namespace) -> dict[str, Path]:
+    """Each training folder's validation set for `args.cut`; a folder whose held-out questions the earlier
+    cuts took is left out (said on stderr)."""
+    sets = {}
+    for folder in LANGUAGES:
+        path = build_set(configs, folder, args.out, args.queries, args.corpus, args.cut)
+        if read_jsonl(path / "queries.jsonl"):
+            sets[folder] = path
+        else:
+            print(f"{folder}: no held-out question left for cut {args.cut}, left out", file=sys.stderr)
+    return sets
+
+
 def capitalised(source: Path) -> Path:
     target = source.with_name(source.name + "-caps")
     target.mkdir(parents=True, exist_ok=True)
@@ -271,8 +284,7 @@ def compare(
     print("| set | " + " | ".join(f"{m} {name}" for m in modes for name in ("model", "compare")) + " |")
     print("|---|" + "---|" * (2 * len(modes)))
     rows = []
-    for folder in LANGUAGES:
-        path = build_set(configs, folder, args.out, args.queries, args.corpus, args.cut)
+    for folder, path in validation_sets(configs, args).items():
         pair = [ScoredSet(model, path) for model in (embedder, other)]
         for name, s in zip(scored, pair, strict=True):
             scored[name].append(s)
@@ -382,7 +394,11 @@ def main() -> None:
     parser.add_argument(
         "--compare", help="a second model scored on the same sets with M3's weights, side by side (then exit)"
     )
-    parser.add_argument("--out", type=Path, default=REPO / "build" / "m3-small-val")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where the sets go (default build/m3-small-val, build/m3-small-val-cutN for N > 1)",
+    )
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--corpus", type=int, default=800)
     parser.add_argument("--dtype", default="bfloat16")
@@ -429,15 +445,16 @@ def main() -> None:
     ]
     if args.cut < 1:
         parser.error(f"--cut must be 1 or more, got {args.cut}")
+    if args.cut > 1 and args.write:
+        parser.error(
+            "--write stores settings chosen on cut 1; a later cut is for checking them, not choosing"
+        )
+    if args.out is None:
+        args.out = REPO / "build" / ("m3-small-val" if args.cut == 1 else f"m3-small-val-cut{args.cut}")
     if args.sets_only:
-        asked = [  # a folder whose held-out questions the earlier cuts took is left out
-            folder
-            for folder in LANGUAGES
-            if read_jsonl(
-                build_set(configs, folder, args.out, args.queries, args.corpus, args.cut) / "queries.jsonl"
-            )
-        ]
-        rows = "".join(f"{folder}\tretrieval\t{LANGUAGES[folder]}\n" for folder in asked)
+        rows = "".join(
+            f"{folder}\tretrieval\t{LANGUAGES[folder]}\n" for folder in validation_sets(configs, args)
+        )
         (args.out / "tasks.tsv").write_text("folder\ttype\tlanguages\n" + rows, encoding="utf-8")
         return
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
@@ -450,8 +467,7 @@ def main() -> None:
     set_fusion = "weighted" if args.fusion == "auto" else args.fusion  # auto: compared with weighted below
     sets: dict[str, ScoredSet] = {}
     caps: dict[str, dict[str, float]] = {}
-    for folder in LANGUAGES:
-        path = build_set(configs, folder, args.out, args.queries, args.corpus, args.cut)
+    for folder, path in validation_sets(configs, args).items():
         sets[folder] = ScoredSet(embedder, path, set_fusion)
         if folder in CASED:
             caps_path = capitalised(path)

@@ -53,6 +53,22 @@ def test_text_without_capitals_keeps_its_ids_and_weights_exactly(xlmr, keys) -> 
         assert np.array_equal(out_ids, ids) and np.array_equal(out_weights, weights)
 
 
+def test_a_special_token_spelled_in_the_text_keeps_its_pieces(xlmr, keys) -> None:
+    ids = np.array(xlmr("use <MASK> token")["input_ids"])
+    out_ids, _ = keys(ids, np.ones(ids.size, dtype=np.float32))
+    assert xlmr.mask_token_id not in out_ids.tolist()  # not turned into the real <mask>
+    assert {"MAS", "K"} <= set(pieces(xlmr, out_ids))
+
+
+def test_the_word_after_an_unknown_character_is_lower_cased_as_a_word_of_its_own(xlmr, keys) -> None:
+    ids = np.array(xlmr("Hello⸻World")["input_ids"])
+    assert xlmr.unk_token_id in ids.tolist()
+    weights = np.arange(1, ids.size + 1, dtype=np.float32)
+    out_ids, out_weights = keys(ids, weights)
+    got = dict(zip(pieces(xlmr, out_ids), out_weights.tolist(), strict=True))
+    assert "World" not in got and got["▁world"] == weights[ids.tolist().index(xlmr.unk_token_id) + 1]
+
+
 def test_dotted_capital_i_lower_cases_to_a_plain_i() -> None:
     assert lower_case("İstanbul") == "istanbul" == lower_case("ISTANBUL")
 

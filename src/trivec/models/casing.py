@@ -40,7 +40,8 @@ def fold_capitals(text: str) -> str:
 
 
 def lower_case(text: str) -> str:
-    """`text.lower()`, with the dotted capital I (`İ`) lower-cased to `i` rather than `i` + a combining dot."""
+    """`text.lower()`, with the dotted capital I (`İ`) lower-cased to `i` rather than `i` + a combining dot
+    (an `i` written with a combining dot above becomes a plain `i` too)."""
     return text.lower().replace("i\u0307", "i")
 
 
@@ -56,6 +57,8 @@ class LowercaseKeys:
     original pieces whose characters it overlaps (all of them where lower-casing changes the word's length).
     Keys stay vocabulary ids; a text without capitals (Chinese, Thai, Arabic, or lower case) keeps its
     weights exactly. Words are runs of pieces starting with `▁`, so only SentencePiece vocabularies qualify.
+    Training keys the bag of words the same way (`M3Model.sparse_vocab_vectors`); the IDF start of a new
+    sparse head (`trivec.training.sparse_init`) still counts the pieces as written.
     """
 
     def __init__(self, tokenizer: Any, special_ids: frozenset[int]) -> None:
@@ -68,10 +71,14 @@ class LowercaseKeys:
         self._pieces: list[str] = [p or "" for p in tokenizer.convert_ids_to_tokens(range(len(tokenizer)))]
         special = np.zeros(len(self._pieces), dtype=bool)
         special[[i for i in special_ids if 0 <= i < len(self._pieces)]] = True
-        # a word starts at a piece with the word marker, and every special token is a word of its own
+        # a word starts at a piece with the word marker; every special token is a word of its own
+        self._special = special
         self._starts = special | np.array([p.startswith(WORD_MARKER) for p in self._pieces])
         self._cased = ~special & np.array([lower_case(p) != p for p in self._pieces])
-        self._cut = functools.lru_cache(maxsize=1 << 18)(self._lower_cut)
+        # ids a lower-case cut must not produce (a special token spelled in the text)
+        self._reserved = frozenset(special_ids) | frozenset(tokenizer.all_special_ids)
+        # per word ≈ 300 bytes: 65,536 words ≈ 20 MB (a miss costs one tokenizer call, ≈ 0.1–0.3 ms)
+        self._cut = functools.lru_cache(maxsize=1 << 16)(self._lower_cut)
 
     def __call__(self, token_ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The keys of one text and their weights; a key repeats once per position it takes a weight from
@@ -88,6 +95,7 @@ class LowercaseKeys:
             return ids, np.arange(ids.size)
         boundary = self._starts[ids]
         boundary[0] = True
+        boundary[1:] |= self._special[ids[:-1]]  # and so is what follows one
         word = np.cumsum(boundary) - 1
         first = np.flatnonzero(boundary)
         last = np.append(first[1:], ids.size)
@@ -96,9 +104,9 @@ class LowercaseKeys:
         out_keys, out_positions = [ids[kept]], [kept]
         for k in recut.tolist():
             start = int(first[k])
-            keys, overlaps = self._cut(tuple(ids[start : int(last[k])].tolist()))
-            out_keys.append(np.repeat(keys, [len(o) for o in overlaps]))
-            out_positions.append(start + np.concatenate(overlaps))
+            keys, positions = self._cut(tuple(ids[start : int(last[k])].tolist()))
+            out_keys.append(keys)
+            out_positions.append(start + positions)
         return np.concatenate(out_keys), np.concatenate(out_positions)
 
     def batch_pairs(self, token_ids: np.ndarray, filler: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,21 +120,35 @@ class LowercaseKeys:
             keys_out[r, : keys.size], positions_out[r, : keys.size] = keys, positions
         return keys_out, positions_out
 
-    def _lower_cut(self, ids: tuple[int, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The lower-case pieces of the word `ids` spell, and for each the positions of `ids` it overlaps."""
+    def _lower_cut(self, ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs of the word `ids` spell: its lower-case pieces, each with the positions of `ids` it
+        overlaps; the pieces as written where no lower-case cut of them exists (see `_cut_lower`)."""
         pieces = [self._pieces[i] for i in ids]
         word = "".join(pieces)
         lower = lower_case(word)
-        cut = self._tokenizer.tokenize(lower[1:]) if word.startswith(WORD_MARKER) else []
-        if not cut:  # not a whole word (text cut mid-word), or nothing left: keep the pieces as they are
-            return np.asarray(ids, dtype=np.int64), [np.array([k]) for k in range(len(ids))]
+        cut = self._cut_lower(lower)
+        if not cut:
+            return np.asarray(ids, dtype=np.int64), np.arange(len(ids))
         keys = np.asarray(self._tokenizer.convert_tokens_to_ids(cut), dtype=np.int64)
-        if "".join(cut) != lower or len(lower) != len(word):
-            return keys, [np.arange(len(ids))] * len(cut)
+        if "".join(cut) != lower or len(lower) != len(word):  # no character alignment: every piece each
+            return np.repeat(keys, len(ids)), np.tile(np.arange(len(ids)), len(cut))
         ends = np.cumsum([len(p) for p in pieces])
         starts = ends - [len(p) for p in pieces]
-        overlaps, position = [], 0
-        for piece in cut:
+        pair_keys, pair_positions, position = [], [], 0
+        for key, piece in zip(keys.tolist(), cut, strict=True):
             begin, position = position, position + len(piece)
-            overlaps.append(np.flatnonzero((starts < position) & (ends > begin)))
-        return keys, overlaps
+            overlapped = np.flatnonzero((starts < position) & (ends > begin)).tolist()
+            pair_keys += [key] * len(overlapped)
+            pair_positions += overlapped
+        return np.asarray(pair_keys, dtype=np.int64), np.asarray(pair_positions, dtype=np.int64)
+
+    def _cut_lower(self, lower: str) -> list[str]:
+        """The pieces of the lower-cased word `lower`, or [] where they would not be plain pieces (a special
+        token spelled in the text: `<MASK>` keeps its pieces as written). A word that does not start with the
+        word marker — the rest of one after an unknown character or a CLS that MCLS inserted — is cut as a
+        word of its own."""
+        cut = self._tokenizer.tokenize(lower.removeprefix(WORD_MARKER))
+        if not lower.startswith(WORD_MARKER) and cut and cut[0] == WORD_MARKER:
+            cut = cut[1:]  # the marker the tokenizer put before it, as a piece of its own
+        ids = self._tokenizer.convert_tokens_to_ids(cut)
+        return [] if not cut or self._reserved.intersection(ids) else cut
