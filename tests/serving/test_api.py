@@ -222,6 +222,11 @@ def test_body_over_limit_is_413_by_length_and_while_streaming(
         ("/encode", {"texts": ["x"], "sprase": True}, "sprase: Extra inputs are not permitted"),
         ("/encode", {"texts": ["x"], "dense": False}, "ask for at least one output"),
         ("/encode", {"texts": ["x"], "max_length": 65}, "max_length 65 exceeds this server's limit of 64"),
+        (
+            "/encode",
+            {"texts": ["x"], "max_length": 1e20},
+            "max_length: the number is too large for a whole number",
+        ),
         ("/encode", {"texts": "x", "is_query": True}, "is_query: Extra inputs are not permitted"),
         ("/encode", {"texts": "x", "input_type": "classification"}, "unknown prompt name 'classification'"),
         ("/v1/embeddings", {"input": "x", "input_type": 3}, "input_type"),
