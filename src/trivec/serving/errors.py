@@ -105,7 +105,7 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[d
             else:
                 msg = f"the body is not valid JSON ({reason}{at})"
         elif err.get("type") == "int_parsing_size":  # pydantic: "Unable to parse input string as an integer…"
-            msg = "the number is too large for a whole number here (the input is not echoed: it may be huge)"
+            msg = "the number is too large for a whole number here"  # not echoed: it may be huge
         elif tuple(err.get("loc", ())) == ("body",) and err.get("type") in (
             "model_attributes_type",
             "missing",
