@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "recipes" / "m3_small_bitext.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch, shared: Path):
-    monkeypatch.setenv("TRIVEC_SHARED", str(shared))
-    spec = importlib.util.spec_from_file_location("m3_small_bitext", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+from tests.recipes.recipe_files import load_recipe, write_jsonl
 
 
 def _shared(tmp_path: Path) -> Path:
@@ -48,23 +33,23 @@ def _shared(tmp_path: Path) -> Path:
             "split": "test",
         }
     )
-    _write(data / "stsb-multi-mt" / "pairs.jsonl", rows)
+    write_jsonl(data / "stsb-multi-mt" / "pairs.jsonl", rows)
     # semeval-sts evaluates on "Three men play chess." (other case and spacing): its pair must go
-    _write(
+    write_jsonl(
         data / "semeval-sts" / "pairs.jsonl",
         [{"sentence1": "three  men play CHESS.", "sentence2": "x", "score": 3}],
     )
-    _write(
+    write_jsonl(
         data / "tatoeba-bitext" / "pairs.jsonl",
         [{"sentence1": "一个男人在吹笛子。", "sentence2": "y", "lang": "zh"}],
     )
     for folder in ("sick", "mrpc", "stsb-zh-cnsd", "bustm", "ocnli"):
-        _write(data / folder / "pairs.jsonl", [{"sentence1": "a", "sentence2": "b", "split": "train"}])
+        write_jsonl(data / folder / "pairs.jsonl", [{"sentence1": "a", "sentence2": "b", "split": "train"}])
     return tmp_path / "shared"
 
 
 def test_pairs_are_aligned_and_decontaminated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = _load(monkeypatch, _shared(tmp_path))
+    module = load_recipe("m3_small_bitext", monkeypatch, _shared(tmp_path))
     out = tmp_path / "out"
     monkeypatch.setattr(sys, "argv", ["m3_small_bitext.py", "--out", str(out)])
     module.main()
@@ -89,8 +74,8 @@ def test_misaligned_rows_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = shared / "data" / "stsb-multi-mt" / "pairs.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     rows[2]["score"] = 0.5  # the first Chinese row no longer matches its English row
-    _write(path, rows)
-    module = _load(monkeypatch, shared)
+    write_jsonl(path, rows)
+    module = load_recipe("m3_small_bitext", monkeypatch, shared)
     with pytest.raises(SystemExit, match="not aligned"):
         module.translation_pairs(shared / "data")
 
@@ -109,8 +94,8 @@ def test_english_validation_set_holds_only_clean_dev_paraphrases(
     ]
     rows = [json.loads(line) for line in pairs.read_text(encoding="utf-8").splitlines()]
     rows += [{"sentence1": a, "sentence2": b, "score": s, "lang": "en", "split": "dev"} for a, b, s in dev]
-    _write(pairs, rows)
-    module = _load(monkeypatch, shared)
+    write_jsonl(pairs, rows)
+    module = load_recipe("m3_small_bitext", monkeypatch, shared)
     out = tmp_path / "val-en"
     monkeypatch.setattr(sys, "argv", ["m3_small_bitext.py", "--validation-en", str(out)])
     module.main()

@@ -3,27 +3,12 @@ neither cut asks about anything the training run read."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "recipes" / "m3_small_weights.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch, shared: Path):
-    monkeypatch.setenv("TRIVEC_SHARED", str(shared))
-    spec = importlib.util.spec_from_file_location("m3_small_weights", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+from tests.recipes.recipe_files import load_recipe, write_jsonl
 
 
 def _read(path: Path) -> list[dict]:
@@ -47,11 +32,11 @@ def test_cuts_ask_disjoint_questions_about_unseen_paragraphs(
         for p in range(40)
         for q in range(2)
     ]
-    _write(tmp_path / "shared" / "data" / "tydiqa-id-train" / "train.jsonl", rows)
+    write_jsonl(tmp_path / "shared" / "data" / "tydiqa-id-train" / "train.jsonl", rows)
     mined = tmp_path / "tydiqa-id-train-mined.jsonl"
-    _write(mined, [r for r in rows if int(r["pos"][0].split()[1]) < 10])
+    write_jsonl(mined, [r for r in rows if int(r["pos"][0].split()[1]) < 10])
     config = {"data": {"train_data": [str(mined)], "max_examples_per_file": 1000}}
-    recipe = _load(monkeypatch, tmp_path / "shared")
+    recipe = load_recipe("m3_small_weights", monkeypatch, tmp_path / "shared")
     seen = recipe.seen_texts(config, "tydiqa-id-train")
     first = recipe.build_set([config], "tydiqa-id-train", tmp_path / "cut1", 10, 25)
     second = recipe.build_set([config], "tydiqa-id-train", tmp_path / "cut2", 10, 25, cut=2)
