@@ -116,7 +116,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path: Path) -> None
     expected = gradients(model)
     model.zero_grad(set_to_none=True)
     model.gradient_checkpointing_enable()
-    assert model.encoder.backbone.is_gradient_checkpointing
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.encoder.backbone.modules())
     model(**inputs).loss.backward()
     for name, grad in expected.items():
         torch.testing.assert_close(gradients(model)[name], grad, atol=1e-6, rtol=1e-5, msg=name)

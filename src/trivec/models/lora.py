@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,6 +20,15 @@ from trivec.errors import CheckpointError
 
 LORA_DIR = "lora"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft asks transformers a deprecated question (`is_gradient_checkpointing`) when it wraps a model:
+    a FutureWarning about peft's own code, nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        yield
 
 
 def is_lora(module: torch.nn.Module) -> bool:
@@ -49,7 +59,8 @@ def add_lora(
         bias="none",
     )
     try:
-        return get_peft_model(backbone, config)
+        with _quiet_peft():
+            return get_peft_model(backbone, config)
     except ValueError as exc:
         raise CheckpointError(f"cannot add LoRA adapters to {target_modules}: {exc}") from exc
 
@@ -75,8 +86,7 @@ def merge_adapter(backbone: PreTrainedModel, adapter_dir: Path) -> PreTrainedMod
     if not (adapter_dir / "adapter_config.json").is_file():
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json: not a LoRA adapter folder")
     try:
-        with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for a user
-            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        with _quiet_peft():
             return PeftModel.from_pretrained(backbone, str(adapter_dir)).merge_and_unload()
     except Exception as exc:
         raise CheckpointError(f"cannot apply the LoRA adapters of {adapter_dir}: {exc}") from exc
