@@ -212,6 +212,7 @@ class ScoredSet:
             relevant[q] = d
         ids = [row["id"] for row in corpus]
         scored = candidate_scores(embedder, [r["text"] for r in corpus], [r["text"] for r in queries])
+        self.candidates: list[np.ndarray] = [candidates for candidates, _ in scored]  # corpus positions
         self.parts: list[dict[str, np.ndarray]] = [scores for _, scores in scored]
         self.gold: list[np.ndarray] = [
             np.array([ids[i] == relevant[row["id"]] for i in candidates.tolist()])

@@ -1,0 +1,56 @@
+"""The fusion bound of m3-small's docs: the best weighting found is a bound (never below M3's weights), the
+BM25 swap keeps the set's candidates and scale, and the perfect switch is never below either of its sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED
+from tests.recipes.recipe_files import load_recipe, write_jsonl
+from trivec import Embedder
+
+PARAGRAPHS = [
+    "Ibu kota Rusia adalah Moskwa, kota terbesar di negara itu.",
+    "Nissan adalah produsen otomotif asal Jepang yang berkantor di Tokyo.",
+    "Suhu air mendidih pada tekanan normal adalah seratus derajat Celsius.",
+    "Borobudur adalah candi Buddha terbesar di dunia, terletak di Magelang.",
+    "Sinetron adalah drama televisi bersambung yang populer di Indonesia.",
+    "Gunung Everest adalah gunung tertinggi di dunia di atas permukaan laut.",
+]
+QUESTIONS = [
+    "Apa ibu kota Rusia?",
+    "Dari mana Nissan berasal?",
+    "Berapa suhu air mendidih?",
+    "Di mana Borobudur?",
+]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "tydiqa-id-train"
+    write_jsonl(target / "corpus.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(PARAGRAPHS)])
+    write_jsonl(target / "queries.jsonl", [{"id": f"q{i}", "text": t} for i, t in enumerate(QUESTIONS)])
+    qrels = "".join(f"q{i}\td{i}\t1\n" for i in range(len(QUESTIONS)))
+    (target / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels, encoding="utf-8")
+    return target
+
+
+def test_bounds_hold(folder: Path, tiny: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    bound = load_recipe("m3_small_lexical_bound", monkeypatch, SHARED)
+    scored = bound.ScoredSet(tiny, folder)
+    swapped = bound.with_bm25(scored, folder, "id")
+    assert [len(p["sparse"]) for p in swapped.parts] == [len(c) for c in scored.candidates]
+    typical = np.mean([p["sparse"].max() for p in scored.parts])
+    assert all(np.isclose(p["sparse"].max(), typical) for p in swapped.parts if p["sparse"].max() > 0)
+    # the question about Russia shares words with its paragraph only: BM25 ranks that paragraph first
+    first = swapped.parts[0]["sparse"]
+    assert scored.candidates[0][int(np.argmax(first))] == 0
+    for s in (scored, swapped):
+        at_m3 = s.ndcg(bound.M3_WEIGHTS, bound.ALL)
+        best, setting = bound.best_with_lexical(s)
+        assert best >= at_m3 - 1e-9 and setting.split()[0] in ("weighted", "zscore")
+    without = scored.ndcg({"dense": 0.5, "sparse": 0.0, "colbert": 0.5}, ("dense", "colbert"))
+    assert bound.perfect_switch(scored) >= max(scored.ndcg(bound.M3_WEIGHTS, bound.ALL), without) - 1e-9
