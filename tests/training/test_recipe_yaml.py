@@ -14,7 +14,12 @@ from trivec.cli import app
 from trivec.cli.common import field_help
 from trivec.errors import InputError
 from trivec.training.arguments import DataArguments, LossArguments, ModelArguments, build_config, read_yaml
-from trivec.training.recipe_yaml import gather_recipe_values, load_yaml, parse_assignments
+from trivec.training.recipe_yaml import (
+    current_trainer_names,
+    gather_recipe_values,
+    load_yaml,
+    parse_assignments,
+)
 from trivec.training.reranker import RerankerConfig
 from trivec.training.retromae.arguments import read_yaml as read_retromae_yaml
 
@@ -89,3 +94,24 @@ def test_options_take_their_help_from_the_settings() -> None:
     )
     shown = CliRunner().invoke(app, ["train", "reranker", "--help"], env={"COLUMNS": "200"}).output
     assert "Queries (groups) per device step (default 4)." in shown
+
+
+def test_renamed_trainer_fields_reach_the_installed_name_without_a_warning(tmp_path: Path) -> None:
+    import warnings
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    values = {"output_dir": str(tmp_path), "gradient_checkpointing": True, "report_to": []}
+    current = current_trainer_names(values)
+    if "activation_checkpointing" not in {f.name for f in fields(TrainingArguments)}:
+        assert current == values  # an older transformers reads the old name
+        return
+    assert "gradient_checkpointing" not in current and current["activation_checkpointing"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        arguments = TrainingArguments(**current)
+    assert arguments.gradient_checkpointing is True  # the old name still reads the value
+    # both names given: left as given (transformers takes the new one)
+    both = {**values, "activation_checkpointing": False}
+    assert current_trainer_names(both) == both

@@ -23,7 +23,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 @contextmanager
-def _quiet_peft() -> Iterator[None]:
+def quiet_peft() -> Iterator[None]:
     """peft asks transformers a deprecated question (`is_gradient_checkpointing`) when it wraps a model:
     a FutureWarning about peft's own code, nothing a user can act on."""
     with warnings.catch_warnings():
@@ -59,7 +59,7 @@ def add_lora(
         bias="none",
     )
     try:
-        with _quiet_peft():
+        with quiet_peft():
             return get_peft_model(backbone, config)
     except ValueError as exc:
         raise CheckpointError(f"cannot add LoRA adapters to {target_modules}: {exc}") from exc
@@ -86,7 +86,7 @@ def merge_adapter(backbone: PreTrainedModel, adapter_dir: Path) -> PreTrainedMod
     if not (adapter_dir / "adapter_config.json").is_file():
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json: not a LoRA adapter folder")
     try:
-        with _quiet_peft():
+        with quiet_peft():
             return PeftModel.from_pretrained(backbone, str(adapter_dir)).merge_and_unload()
     except Exception as exc:
         raise CheckpointError(f"cannot apply the LoRA adapters of {adapter_dir}: {exc}") from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from trivec.errors import InputError
-from trivec.training.recipe_yaml import read_yaml_mapping
+from trivec.training.recipe_yaml import current_trainer_names, read_yaml_mapping
 
 if TYPE_CHECKING:  # torch and transformers load when a run is built, not when the CLI reads the help texts
     from transformers import TrainingArguments
@@ -430,7 +430,7 @@ def build_config(
     if not torch.cuda.is_available() and trainer_values.get("bf16"):
         trainer_values.setdefault("use_cpu", True)  # bf16 autocast on the CPU (AMX / AVX512-BF16)
     try:
-        training = TrainingArguments(**trainer_values)
+        training = TrainingArguments(**current_trainer_names(trainer_values))
     except (TypeError, ValueError) as exc:
         raise InputError(f"{source}: {exc}") from exc
     return ContrastiveConfig(parts[ModelArguments], parts[DataArguments], parts[LossArguments], training)

@@ -100,3 +100,26 @@ def gather_recipe_values(
     overrides = parse_assignments(assignments)
     overrides.update({name: value for name, value in options.items() if value is not None})
     return RecipeValues(yaml_values, overrides, ", ".join(str(p) for p in yaml_files) or "arguments")
+
+
+# Hugging Face `TrainingArguments` fields that transformers 5 renamed: recipes keep the names FlagEmbedding
+# and earlier transformers read; the installed version is handed the name it reads (no FutureWarning per run).
+RENAMED_TRAINER_FIELDS = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def current_trainer_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` for `TrainingArguments` with each renamed field under the name the installed transformers
+    defines (unchanged where it defines only the old one, or where the new name is given too)."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    defined = {f.name for f in fields(TrainingArguments)}
+    current = dict(values)
+    for old, new in RENAMED_TRAINER_FIELDS.items():
+        if old in current and new in defined and new not in current:
+            current[new] = current.pop(old)
+    return current

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from trivec.errors import CheckpointError
+from trivec.models.lora import quiet_peft
 
 HEAD_MODULES = ("classifier", "pooler")  # BERT: bert.pooler + classifier; XLM-R: classifier (dense, out_proj)
 
@@ -52,7 +53,8 @@ def add_reranker_lora(
         bias="none",
     )
     try:
-        return get_peft_model(model, config)
+        with quiet_peft():
+            return get_peft_model(model, config)
     except ValueError as exc:
         raise CheckpointError(f"cannot add LoRA adapters to {list(target_modules)}: {exc}") from exc
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from trivec.errors import InputError
-from trivec.training.recipe_yaml import read_yaml_mapping
+from trivec.training.recipe_yaml import current_trainer_names, read_yaml_mapping
 
 if TYPE_CHECKING:  # torch and transformers load when a run is built, not when the CLI reads the help texts
     from transformers import TrainingArguments
@@ -129,7 +129,7 @@ def build_arguments(
         values["corpus"] = [p for p in values["corpus"].split(",") if p]
     parser = HfArgumentParser((RetroMAEArguments, TrainingArguments))  # type: ignore[arg-type]
     try:
-        recipe, training = parser.parse_dict(values, allow_extra_keys=False)
+        recipe, training = parser.parse_dict(current_trainer_names(values), allow_extra_keys=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{source}: {exc}") from exc
     recipe.validate()
