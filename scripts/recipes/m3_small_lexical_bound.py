@@ -36,9 +36,7 @@ from m3_small_weights import LANGUAGES, ScoredSet, grid, read_jsonl
 
 from trivec import Embedder
 from trivec.evaluation.bm25 import Bm25Index
-
-M3_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
-ALL = ("dense", "sparse", "colbert")
+from trivec.models.weights import DEFAULT_WEIGHTS, MODES
 
 
 def with_bm25(scored: ScoredSet, folder: Path, language: str) -> ScoredSet:
@@ -70,16 +68,16 @@ def best_with_lexical(scored: ScoredSet, least: float = 0.05) -> tuple[float, st
     found = (-1.0, "")
     for weights in lexical_triples(least):
         for fusion in ("weighted", "zscore"):
-            value = scored.ndcg(weights, ALL, fusion)
+            value = scored.ndcg(weights, MODES, fusion)
             if value > found[0] + 1e-9:
-                triple = "/".join(f"{weights[m]:.2f}" for m in ALL)
+                triple = "/".join(f"{weights[m]:.2f}" for m in MODES)
                 found = (value, f"{fusion} {triple}")
     return found
 
 
 def perfect_switch(scored: ScoredSet) -> float:
     """`all` or dense + ColBERT (0.5 / 0.5), whichever ranks each question's paragraph higher."""
-    both = scored.per_query(M3_WEIGHTS, ALL)
+    both = scored.per_query(DEFAULT_WEIGHTS, MODES)
     without = scored.per_query({"dense": 0.5, "sparse": 0.0, "colbert": 0.5}, ("dense", "colbert"))
     return float(100 * np.maximum(both, without).mean())
 
@@ -87,7 +85,7 @@ def perfect_switch(scored: ScoredSet) -> float:
 def lexical_triples(least: float = 0.05) -> list[dict[str, float]]:
     """The grid's triples with a lexical weight ≥ `least`, nearest to M3's weights first (the tie order)."""
     triples = [w for w in grid() if w["sparse"] >= least - 1e-9]
-    return sorted(triples, key=lambda w: sum(abs(w[m] - M3_WEIGHTS[m]) for m in ALL))
+    return sorted(triples, key=lambda w: sum(abs(w[m] - DEFAULT_WEIGHTS[m]) for m in MODES))
 
 
 def held_out_mean(table: np.ndarray, halvings: int = 5) -> float:
@@ -108,7 +106,7 @@ def held_out_mean(table: np.ndarray, halvings: int = 5) -> float:
 
 def held_out_weights(scored: ScoredSet, halvings: int = 5) -> float:
     """`all` (× 100) with weights chosen for this set on questions they are not scored on (`held_out_mean`)."""
-    table = np.stack([scored.per_query(w, ALL) for w in lexical_triples()])
+    table = np.stack([scored.per_query(w, MODES) for w in lexical_triples()])
     return 100 * held_out_mean(table, halvings)
 
 
@@ -135,10 +133,10 @@ def main() -> None:
         both = (scored, swapped)
         oracle = [best_with_lexical(s) for s in both]
         cells = [
-            f"{scored.ndcg(M3_WEIGHTS, ('dense',)):.2f}",
-            f"{scored.ndcg(M3_WEIGHTS, ('colbert',)):.2f}",
-            " / ".join(f"{s.ndcg(M3_WEIGHTS, ('sparse',)):.2f}" for s in both),
-            " / ".join(f"{s.ndcg(M3_WEIGHTS, ALL):.2f}" for s in both),
+            f"{scored.ndcg(DEFAULT_WEIGHTS, ('dense',)):.2f}",
+            f"{scored.ndcg(DEFAULT_WEIGHTS, ('colbert',)):.2f}",
+            " / ".join(f"{s.ndcg(DEFAULT_WEIGHTS, ('sparse',)):.2f}" for s in both),
+            " / ".join(f"{s.ndcg(DEFAULT_WEIGHTS, MODES):.2f}" for s in both),
             *(f"{value:.2f} ({setting})" for value, setting in oracle),
             " / ".join(f"{held_out_weights(s):.2f}" for s in both),
             f"{perfect_switch(scored):.2f}",

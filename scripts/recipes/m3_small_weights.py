@@ -51,6 +51,7 @@ import yaml
 from trivec import Embedder
 from trivec.evaluation.data import write_retrieval_folder
 from trivec.inference.scoring import lexical_scores, maxsim_scores
+from trivec.models.weights import DEFAULT_WEIGHTS, MODES
 from trivec.retrieval.fusion import fuse, query_spreads, within_spreads
 from trivec.training.dataset import subsample
 
@@ -194,7 +195,7 @@ def score_spreads(parts: list[dict[str, np.ndarray]]) -> dict[str, tuple[float, 
             float(np.mean([p[mode].mean() for p in parts])),
             float(np.mean([p[mode].std() for p in parts])),
         )
-        for mode in ("dense", "sparse", "colbert")
+        for mode in MODES
     }
 
 
@@ -244,7 +245,7 @@ def gain_interval(
 ) -> tuple[float, float]:
     """95 % interval of the mean-over-sets `all` gain of `chosen` over `baseline`: paired bootstrap of the
     queries, resampled within each set (seeded)."""
-    modes = ("dense", "sparse", "colbert")
+    modes = MODES
     return bootstrap_interval(
         [s.per_query(chosen, modes) - s.per_query(baseline, modes) for s in sets], rounds
     )
@@ -279,7 +280,7 @@ def compare(
         "dense": ("dense",),
         "sparse": ("sparse",),
         "colbert": ("colbert",),
-        "all": ("dense", "sparse", "colbert"),
+        "all": MODES,
     }
     scored: dict[str, list[ScoredSet]] = {args.model: [], args.compare: []}
     print("| set | " + " | ".join(f"{m} {name}" for m in modes for name in ("model", "compare")) + " |")
@@ -323,14 +324,14 @@ def calibrate_auto(
     auto fusion measures it) over every query of `sets` — and the sets' `all` with weighted vs auto fusion
     vs auto fusion with the first-place vote (`weights`: the model's), printed."""
     ranges: dict[str, tuple[float, float]] = {}
-    for mode in ("dense", "sparse", "colbert"):
+    for mode in MODES:
         values = [query_spreads(p)[mode] for s in sets.values() for p in s.parts]
         low, high = np.percentile(values, percentiles)
         ranges[mode] = (round(float(low), 6), round(float(high), 6))
     print(f"\nauto fusion's ranges (per-query spread, percentiles {percentiles}): {ranges}")
     print("| set | dense | all, weighted | all, auto | all, auto+vote | queries fused by z-scores |")
     print("|---|---|---|---|---|---|")
-    modes = ("dense", "sparse", "colbert")
+    modes = MODES
     rows = []
     for folder, s in sets.items():
         s.spreads = ranges
@@ -460,7 +461,7 @@ def main() -> None:
         return
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
     torch.manual_seed(0)
-    default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+    default = dict(DEFAULT_WEIGHTS)
     if args.compare:
         compare(embedder, args, configs, default)
         return
@@ -477,11 +478,11 @@ def main() -> None:
             for on in (False, True):
                 embedder.model.fold_capitals = on
                 scored = ScoredSet(embedder, caps_path, set_fusion)
-                row[f"fold {'on' if on else 'off'}"] = scored.ndcg(default, ("dense", "sparse", "colbert"))
+                row[f"fold {'on' if on else 'off'}"] = scored.ndcg(default, MODES)
                 row[f"fold {'on' if on else 'off'} dense"] = scored.ndcg(default, ("dense",))
                 row[f"fold {'on' if on else 'off'} sparse"] = scored.ndcg(default, ("sparse",))
             embedder.model.fold_capitals = fold
-            row["as written"] = sets[folder].ndcg(default, ("dense", "sparse", "colbert"))
+            row["as written"] = sets[folder].ndcg(default, MODES)
             caps[folder] = row
         print(f"{folder}: scored", file=sys.stderr, flush=True)
     if args.fusion == "auto":
@@ -495,10 +496,7 @@ def main() -> None:
             args.write.write_text(json.dumps(config_file, indent=2) + "\n", encoding="utf-8")
             print(f"wrote fusion_spreads to {args.write}", file=sys.stderr)
         return
-    table = {
-        tuple(w.values()): [s.ndcg(w, ("dense", "sparse", "colbert")) for s in sets.values()]
-        for w in candidates
-    }
+    table = {tuple(w.values()): [s.ndcg(w, MODES) for s in sets.values()] for w in candidates}
     dense_only = [s.ndcg(default, ("dense",)) for s in sets.values()]
 
     def no_loss(w: dict[str, float]) -> bool:
@@ -512,7 +510,7 @@ def main() -> None:
     best = max(candidates, key=preference)
     if args.fusion != "weighted":
         mean = float(np.mean(table[tuple(best.values())]))
-        modes = ("dense", "sparse", "colbert")
+        modes = MODES
         weighted = float(np.mean([s.ndcg(default, modes, "weighted") for s in sets.values()]))
         at_m3 = float(np.mean(table[tuple(default.values())]))
         print(
@@ -541,9 +539,9 @@ def main() -> None:
             s.ndcg(default, ("sparse",)),
             s.ndcg(default, ("colbert",)),
             s.ndcg(default, ("dense", "sparse")),
-            s.ndcg(default, ("dense", "sparse", "colbert")),
+            s.ndcg(default, MODES),
             s.ndcg(best, ("dense", "sparse")),
-            s.ndcg(best, ("dense", "sparse", "colbert")),
+            s.ndcg(best, MODES),
         ]
         means.append(values)
         print(f"| {folder} ({LANGUAGES[folder]}) | " + " | ".join(f"{v:.2f}" for v in values) + " |")

@@ -53,13 +53,15 @@ def test_bounds_hold(folder: Path, tiny: Embedder, monkeypatch: pytest.MonkeyPat
     first = swapped.parts[0]["sparse"]
     assert scored.candidates[0][int(np.argmax(first))] == 0
     for s in (scored, swapped):
-        at_m3 = s.ndcg(bound.M3_WEIGHTS, bound.ALL)
+        at_m3 = s.ndcg(bound.DEFAULT_WEIGHTS, bound.MODES)
         best, setting = bound.best_with_lexical(s)
         fusion, triple = setting.split()
         assert best >= at_m3 - 1e-9 and fusion in ("weighted", "zscore")
         assert float(triple.split("/")[1]) >= 0.05
     without = scored.ndcg({"dense": 0.5, "sparse": 0.0, "colbert": 0.5}, ("dense", "colbert"))
-    assert bound.perfect_switch(scored) >= max(scored.ndcg(bound.M3_WEIGHTS, bound.ALL), without) - 1e-9
+    assert (
+        bound.perfect_switch(scored) >= max(scored.ndcg(bound.DEFAULT_WEIGHTS, bound.MODES), without) - 1e-9
+    )
 
 
 def test_held_out_weights_never_score_the_questions_they_were_picked_on(
@@ -72,5 +74,5 @@ def test_held_out_weights_never_score_the_questions_they_were_picked_on(
     assert bound.held_out_mean(np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0]])) == 1.0
     # ties go to the first triple, the nearest to M3's weights (the second would score 0.75)
     assert bound.held_out_mean(np.array([[0.5, 0.5], [0.5, 1.0]])) == 0.5
-    assert bound.lexical_triples()[0] == bound.M3_WEIGHTS
+    assert bound.lexical_triples()[0] == bound.DEFAULT_WEIGHTS
     assert all(w["sparse"] >= 0.05 - 1e-9 for w in bound.lexical_triples())
