@@ -38,6 +38,8 @@ from trivec import Embedder
 from trivec.evaluation.bm25 import Bm25Index
 from trivec.models.weights import DEFAULT_WEIGHTS, MODES
 
+RETRIEVAL_FILES = ("corpus.jsonl", "queries.jsonl", "qrels.tsv")
+
 
 def with_bm25(scored: ScoredSet, folder: Path, language: str) -> ScoredSet:
     """A copy of `scored` whose lexical mode is BM25 in `language` on the same candidates, multiplied by one
@@ -121,6 +123,11 @@ def main() -> None:
     for folder in args.folders:
         if folder.name not in LANGUAGES:
             parser.error(f"{folder}: not named after a training folder ({', '.join(LANGUAGES)})")
+        missing = [name for name in RETRIEVAL_FILES if not (folder / name).is_file()]
+        if missing:
+            parser.error(f"{folder}: no {', '.join(missing)} (a validation set in the retrieval layout)")
+        if not read_jsonl(folder / "queries.jsonl"):
+            parser.error(f"{folder}: no questions in queries.jsonl")
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
     print(
         "| set | dense | colbert | sparse / BM25 | all, M3 weights: sparse / BM25 | oracle weights: sparse "

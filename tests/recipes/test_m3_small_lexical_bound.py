@@ -76,3 +76,20 @@ def test_held_out_weights_never_score_the_questions_they_were_picked_on(
     assert bound.held_out_mean(np.array([[0.5, 0.5], [0.5, 1.0]])) == 0.5
     assert bound.lexical_triples()[0] == bound.DEFAULT_WEIGHTS
     assert all(w["sparse"] >= 0.05 - 1e-9 for w in bound.lexical_triples())
+
+
+def test_a_folder_that_is_not_a_validation_set_is_named(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bound = load_recipe("m3_small_lexical_bound", monkeypatch, SHARED)
+    (folder / "queries.jsonl").write_text("", encoding="utf-8")
+    cases = {
+        tmp_path / "elsewhere": "not named after a training folder",
+        tmp_path / "missing" / "tydiqa-id-train": "no corpus.jsonl, queries.jsonl, qrels.tsv",
+        folder: "no questions in queries.jsonl",
+    }
+    for path, message in cases.items():
+        monkeypatch.setattr("sys.argv", ["m3_small_lexical_bound.py", str(path)])
+        with pytest.raises(SystemExit):
+            bound.main()
+        assert message in capsys.readouterr().err
