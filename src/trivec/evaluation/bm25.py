@@ -31,8 +31,8 @@ from functools import cache, lru_cache
 import numpy as np
 import regex
 
-from trivec.evaluation.languages import language_code
 from trivec.evaluation.search import top_k
+from trivec.languages import language_code
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # English only: bm25s's default token pattern (Python re's \w)
 

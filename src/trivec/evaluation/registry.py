@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
-from trivec.evaluation.languages import language_code
 from trivec.evaluation.tasks import Task, TaskType
 from trivec.io import iter_jsonl, read_text_file
+from trivec.languages import language_code
 
 # ----------------------------------------------------------------------------------------------- protocols
 # Folder name → how its tasks are made, beyond the type and languages that `tasks.tsv` gives: evaluation split,

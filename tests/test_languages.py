@@ -11,9 +11,9 @@ from tests.conftest import DATA
 from tests.evaluation.conftest import write_jsonl, write_task_index
 from trivec.cli import app
 from trivec.errors import InputError
-from trivec.evaluation.languages import language_code
 from trivec.evaluation.registry import builtin_tasks, read_task_index, task_from_dir
 from trivec.evaluation.tasks import TaskType, select_tasks
+from trivec.languages import language_code
 
 
 def retrieval_folder(
