@@ -112,6 +112,17 @@ def held_out_weights(scored: ScoredSet, halvings: int = 5) -> float:
     return 100 * held_out_mean(table, halvings)
 
 
+def check_folder(parser: argparse.ArgumentParser, folder: Path) -> None:
+    """Refuse, by name and before any model loads, a folder that is not a validation set with questions."""
+    if folder.name not in LANGUAGES:
+        parser.error(f"{folder}: not named after a training folder ({', '.join(LANGUAGES)})")
+    missing = [name for name in RETRIEVAL_FILES if not (folder / name).is_file()]
+    if missing:
+        parser.error(f"{folder}: no {', '.join(missing)} (a validation set in the retrieval layout)")
+    if not read_jsonl(folder / "queries.jsonl"):
+        parser.error(f"{folder}: no questions in queries.jsonl")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,13 +132,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     args = parser.parse_args()
     for folder in args.folders:
-        if folder.name not in LANGUAGES:
-            parser.error(f"{folder}: not named after a training folder ({', '.join(LANGUAGES)})")
-        missing = [name for name in RETRIEVAL_FILES if not (folder / name).is_file()]
-        if missing:
-            parser.error(f"{folder}: no {', '.join(missing)} (a validation set in the retrieval layout)")
-        if not read_jsonl(folder / "queries.jsonl"):
-            parser.error(f"{folder}: no questions in queries.jsonl")
+        check_folder(parser, folder)
     embedder = Embedder.from_pretrained(args.model, dtype=args.dtype)
     print(
         "| set | dense | colbert | sparse / BM25 | all, M3 weights: sparse / BM25 | oracle weights: sparse "

@@ -1,4 +1,4 @@
-"""Language codes: every task carries ISO 639-1 codes; `language_code` checks and normalises what users and data give.
+"""Language codes: tasks, BM25 and a model's fusion weights per language carry ISO 639-1 codes; `language_code` checks and normalises what users and data give.
 
 Accepted: an ISO 639-1 code in any case (`ja`, `AR`); a tag with a region or variant after `-` / `_`, reduced to
 its language (`zh-CN`, `pt_BR`, `en-ext` → `zh`, `pt`, `en`); an ISO 639-3 code Tatoeba uses (`jpn` → `ja`,

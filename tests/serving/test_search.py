@@ -100,7 +100,12 @@ def test_search_many_queries(server: ServerThread, direct: Index) -> None:
 
 def test_health_describes_the_index(server: ServerThread) -> None:
     health = httpx.get(f"{server.url}/health").json()
-    assert health["fusion"] == {"method": "weighted", "weights": DEFAULT_WEIGHTS, "spreads": None}
+    assert health["fusion"] == {
+        "method": "weighted",
+        "weights": DEFAULT_WEIGHTS,
+        "spreads": None,
+        "weights_by_language": {},
+    }
     index = health["index"]
     assert index["documents"] == 120 and index["modes"] == ["dense", "sparse", "colbert"]
     assert index["backend"] == "embedded"
@@ -221,3 +226,42 @@ def test_an_error_reaches_only_its_batch_and_every_search_thread_goes_on(
     finally:
         assert searcher.close(30)
     assert not searcher.alive
+
+
+def test_a_request_in_a_language_fuses_with_the_models_weights_for_it(
+    index_dir: Path, tiny_copy: Path
+) -> None:
+    """`language` picks the model's weights for it (`fusion_weights_by_language`) in /search and /score,
+    unless `weights` are given; an unknown code is a 422 naming the field."""
+    indonesian = {"dense": 0.8, "sparse": 0.05, "colbert": 0.15}
+    (tiny_copy / "trivec_config.json").write_text(
+        json.dumps({"fusion_weights_by_language": {"id": indonesian}}), encoding="utf-8"
+    )
+    model = Embedder.from_pretrained(tiny_copy, device="cpu")
+    app = create_app(model, ServerConfig(model="tiny"), IndexSearcher.open(index_dir, model))
+    with ServerThread(app) as running, Index.open(index_dir, model=model) as direct:
+
+        def search(**options: object) -> list[dict]:
+            response = httpx.post(f"{running.url}/search", json={"query": QUERIES[1], **options}, timeout=60)
+            assert response.status_code == 200, response.text
+            return response.json()["results"]
+
+        same_hits(search(language="ID"), direct.search(QUERIES[1], weights=indonesian)[0])
+        same_hits(search(language="fr"), direct.search(QUERIES[1])[0])
+        same_hits(search(language="id", weights=DEFAULT_WEIGHTS), direct.search(QUERIES[1])[0])
+        assert search(language="id") != search()
+        health = httpx.get(f"{running.url}/health").json()
+        assert health["fusion"]["weights_by_language"] == {"id": indonesian}
+        body = {"query": QUERIES[1], "passages": ["boundary layer", "supersonic flow"], "language": "id"}
+        scores = httpx.post(f"{running.url}/score", json=body, timeout=60).json()
+        want = model.score(QUERIES[1], body["passages"], weights=indonesian)["colbert+sparse+dense"]
+        np.testing.assert_allclose(scores["scores"]["colbert+sparse+dense"], want, atol=1e-5)
+        bad = {"/search": {"query": "x"}, "/score": body}
+        for path, payload in bad.items():
+            response = httpx.post(
+                f"{running.url}{path}", json={**payload, "language": "indonesian"}, timeout=60
+            )
+            assert response.status_code == 422, response.text
+            assert "unknown language code 'indonesian'" in error_of(response)["message"]
+            assert "did you mean id" in error_of(response)["message"]
+            assert error_of(response)["param"] == "language"

@@ -56,6 +56,15 @@ def clean_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_language_option(text: str | None) -> str | None:
+    """`--language` as an ISO 639-1 code (`ID` → `id`; None: not given), refused by name when unknown."""
+    if text is None:
+        return None
+    from trivec.languages import language_code
+
+    return language_code(text, "--language")
+
+
 def parse_weights(text: str | None) -> list[float] | None:
     """`--weights dense,sparse,colbert` as three numbers (None: not given)."""
     if text is None:
@@ -164,6 +173,14 @@ WeightsOption = Annotated[
     str | None,
     typer.Option(
         help="Hybrid weights dense,sparse,colbert (default: the model's fusion_weights, else 0.4,0.2,0.4)."
+    ),
+]
+LanguageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--language",
+        help="The queries' ISO 639-1 language, e.g. id: hybrids use the weights the model has for it "
+        "(fusion_weights_by_language in its trivec_config.json), if any, unless --weights gives some.",
     ),
 ]
 FusionOption = Annotated[

@@ -15,6 +15,7 @@ from trivec.cli.common import (
     DevicesOption,
     DocumentPromptOption,
     DtypeOption,
+    LanguageOption,
     ModelOption,
     OnnxFileOption,
     QueryPromptOption,
@@ -22,6 +23,7 @@ from trivec.cli.common import (
     WorkersOption,
     check_backend_options,
     check_dtype_option,
+    check_language_option,
     check_positive,
     check_workers,
     clean_errors,
@@ -171,6 +173,7 @@ def score(
     backend: BackendOption = "torch",
     onnx_file: OnnxFileOption = None,
     dtype: DtypeOption = DEFAULT_DTYPE,
+    language: LanguageOption = None,
 ) -> None:
     """Score query/passage pairs: per-mode scores and weighted hybrids, one JSON line per pair.
 
@@ -182,6 +185,7 @@ def score(
     check_dtype_option(dtype)
     items = read_pairs(pairs)
     parsed = parse_weights(weights)
+    language = check_language_option(language)
     embedder = Embedder.from_pretrained(
         model,
         prompts=prompt_overrides(query_prompt, document_prompt),
@@ -194,6 +198,7 @@ def score(
         weights=parsed,
         max_query_length=max_query_length,
         max_passage_length=max_passage_length,
+        language=language,
     )
     for i in range(len(items)):
         typer.echo(json.dumps({mode: round(float(values[i]), 6) for mode, values in scores.items()}))

@@ -14,11 +14,13 @@ from trivec.cli.common import (
     DtypeOption,
     FusionOption,
     IndexOption,
+    LanguageOption,
     OnnxFileOption,
     QueryPromptOption,
     WeightsOption,
     check_backend_options,
     check_dtype_option,
+    check_language_option,
     clean_errors,
     fail,
     parse_weights,
@@ -63,6 +65,7 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--rerank-depth", help="Hits re-ranked per query (default max(100, top-k))."),
         ] = None,
+        language: LanguageOption = None,
     ) -> None:
         """Search an index: dense ∪ sparse candidates, ColBERT re-rank, weighted, RRF, z-score or auto fusion;
         --rerank: a cross-encoder re-scores the top hits.
@@ -88,6 +91,7 @@ def register(app: typer.Typer) -> None:
         check_query_texts(texts)  # before the model loads, not after
         runtime = check_backend_options(backend, onnx_file)
         check_dtype_option(dtype)
+        language = check_language_option(language)  # before the model loads, not after
         if fusion is not None:
             check_fusion(fusion)  # before the model loads, not after
             if mode != "hybrid":
@@ -114,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 prompt=query_prompt,
                 rerank=rerank,
                 rerank_depth=rerank_depth,
+                language=language,
             )
             # after the search, which has checked the texts (lone surrogates) by then
             warn_cut_queries(opened, texts, query_prompt)

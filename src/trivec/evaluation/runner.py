@@ -198,9 +198,11 @@ def evaluate(
     bar = tqdm(selected, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
     for task in bar:
         bar.set_postfix_str(task.name)
+        # a task in one language fuses with the model's weights for it, where it has some and none are given
+        task_fusion = fusion_used.for_language(task.language if len(task.languages) == 1 else None)
         settings = EvalSettings(
             modes=mode_list,
-            weights=fusion_used.weights,
+            weights=task_fusion.weights,
             # only retrieval and reranking fuse modes: the other tasks record (and resume on) no fusion
             fusion=fusion_used.method if task.type in QUERY_TASKS else "weighted",
             spreads=fusion_used.spreads if task.type in QUERY_TASKS else None,
@@ -232,13 +234,16 @@ def _fusion(
     fusion: str | None,
     modes: Sequence[str],
 ) -> FusionDefaults:
-    """The weights and fusion the hybrids use: those given, else the model's (auto fusion with its spreads).
-    Auto fusion without spreads is refused where something is fused: a hybrid mode of a multi-output model."""
+    """The weights and fusion the hybrids use: those given, else the model's (auto fusion with its spreads,
+    its weights per language). Auto fusion without spreads is refused where something is fused: a hybrid mode
+    of a multi-output model."""
     model = embedder.fusion_defaults if embedder is not None else FusionDefaults(given)
     fuses = embedder is not None and len(embedder.available_modes()) > 1
     hybrid = any(len(HYBRID_PARTS.get(m, ())) > 1 for m in modes)
     method = fusion_to_use(fusion, model.method, model.spreads, fused=fuses and hybrid)
-    return FusionDefaults(given if weights is not None else model.weights, method, model.spreads)
+    if weights is not None:
+        return FusionDefaults(given, method, model.spreads)
+    return FusionDefaults(model.weights, method, model.spreads, model.by_language)
 
 
 def _recorded_settings(

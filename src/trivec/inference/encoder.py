@@ -197,8 +197,20 @@ class Embedder:
     @property
     def fusion_defaults(self) -> FusionDefaults:
         """What a hybrid search uses when a call gives nothing: the model's weights, fusion method (else the
-        weighted mean) and calibrated spreads (`trivec.models.weights`)."""
-        return FusionDefaults(self.fusion_weights, self.model.fusion or "weighted", self.model.fusion_spreads)
+        weighted mean), calibrated spreads and weights per language (`trivec.models.weights`)."""
+        return FusionDefaults(
+            self.fusion_weights,
+            self.model.fusion or "weighted",
+            self.model.fusion_spreads,
+            dict(self.model.fusion_weights_by_language),
+        )
+
+    def hybrid_weights(
+        self, weights: Mapping[str, float] | Sequence[float] | None, language: str | None = None
+    ) -> dict[str, float]:
+        """The weights a hybrid score uses: `weights` (checked), else the model's for `language`, else the
+        model's (`FusionDefaults.for_language`)."""
+        return normalize_weights(weights, self.fusion_defaults.for_language(language).weights)
 
     def require(self, sparse: bool = False, colbert: bool = False) -> None:
         """Raise `UnsupportedOutputError` when the model (or the backend's graph) cannot give an output."""
@@ -423,16 +435,18 @@ class Embedder:
         document_prompt: str | None = None,
         max_query_length: int | None = None,
         max_passage_length: int | None = None,
+        language: str | None = None,
     ) -> dict[str, np.ndarray]:
         """Scores of (query, passage) pairs: one array per mode plus the weighted hybrids.
 
         Keys: `dense`, `sparse`, `colbert` (those the model has), `sparse+dense` and `colbert+sparse+dense`
         (weighted means of the available modes, as the reference's `compute_score` names them). Queries get
         the `query` prompt and passages the `document` prompt, unless `query_prompt` / `document_prompt`
-        give the texts to use instead.
+        give the texts to use instead. The hybrids use `weights`, else the model's weights for the queries'
+        `language` where it names one the model has weights for, else the model's.
         """
         used = self._modes(modes)
-        w = normalize_weights(weights, self.model.fusion_weights)
+        w = self.hybrid_weights(weights, language)
         queries, passages = split_pairs(pairs)
         q_unique, q_index = distinct_texts(queries)
         p_unique, p_index = distinct_texts(passages)
@@ -463,6 +477,7 @@ class Embedder:
         document_prompt: str | None = None,
         max_query_length: int | None = None,
         max_passage_length: int | None = None,
+        language: str | None = None,
     ) -> dict[str, np.ndarray]:
         """One query against many passages; same keys and prompts as `score_pairs`."""
         if not isinstance(query, str):
@@ -479,4 +494,4 @@ class Embedder:
             scores["sparse"] = lexical_scores(q.sparse[0], p.sparse)
         if q.colbert is not None and p.colbert is not None:
             scores["colbert"] = maxsim_scores(q.colbert[0], p.colbert)
-        return with_hybrids(scores, normalize_weights(weights, self.model.fusion_weights))
+        return with_hybrids(scores, self.hybrid_weights(weights, language))

@@ -45,7 +45,7 @@ from trivec.models.prompts import (
     read_prompts,
     write_prompts,
 )
-from trivec.models.weights import check_model_fusion, normalize_weights
+from trivec.models.weights import check_language_weights, check_model_fusion, normalize_weights
 
 logger = logging.getLogger("trivec.models")
 HeadsPolicy = Literal["auto", "require", "init", "none"]
@@ -91,6 +91,7 @@ class M3Model(nn.Module):
         fusion_weights: dict[str, float] | None = None,
         fusion: str | None = None,
         fusion_spreads: Mapping[str, Sequence[float]] | None = None,
+        fusion_weights_by_language: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         super().__init__()
         self.backbone: PreTrainedModel = backbone
@@ -109,6 +110,8 @@ class M3Model(nn.Module):
         self.fusion_weights = normalize_weights(fusion_weights) if fusion_weights is not None else None
         # its fusion method (None: the weighted mean) and `auto` fusion's calibrated spreads (`models.weights`)
         self.fusion, self.fusion_spreads = check_model_fusion(fusion, fusion_spreads)
+        # weights chosen for one language's queries, used where a call names it (`models.weights`)
+        self.fusion_weights_by_language = check_language_weights(fusion_weights_by_language or {})
         self.source: str | None = None
         # `weights_sample` of the float32 weights, kept when loaded in another dtype (an index's fingerprint)
         self.float32_weights: bytes | None = None
@@ -359,6 +362,8 @@ class M3Model(nn.Module):
             config["fusion"] = self.fusion
         if self.fusion_spreads is not None:
             config["fusion_spreads"] = {m: list(pair) for m, pair in self.fusion_spreads.items()}
+        if self.fusion_weights_by_language:
+            config["fusion_weights_by_language"] = self.fusion_weights_by_language
         (out / TRIVEC_CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
 
@@ -427,12 +432,19 @@ def _read_weights(trivec_config: dict, directory: Path) -> dict[str, float] | No
 
 
 def _read_fusion(trivec_config: dict, directory: Path) -> dict[str, Any]:
-    """The model's fusion method and calibrated spreads (`fusion`, `fusion_spreads`), checked here."""
+    """The model's fusion method, calibrated spreads and weights per language (`fusion`, `fusion_spreads`,
+    `fusion_weights_by_language`), checked here."""
     try:
         method, spreads = check_model_fusion(trivec_config.get("fusion"), trivec_config.get("fusion_spreads"))
     except InputError as exc:
         raise CheckpointError(f"{directory / TRIVEC_CONFIG_FILE}: {exc}") from None
-    return {"fusion": method, "fusion_spreads": spreads}
+    try:
+        by_language = check_language_weights(trivec_config.get("fusion_weights_by_language", {}))
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{directory / TRIVEC_CONFIG_FILE}: fusion_weights_by_language: {exc}"
+        ) from None
+    return {"fusion": method, "fusion_spreads": spreads, "fusion_weights_by_language": by_language}
 
 
 def _read_trivec_config(directory: Path) -> dict:

@@ -110,7 +110,7 @@ def package(run: Path, out: Path) -> list[Path]:
     settings = json.loads((run / "trivec_config.json").read_text(encoding="utf-8"))
     settings["fold_capitals"] = True  # XLM-R's vocabulary is cased: text in capitals is read lower-cased
     # the fusion settings are chosen for the run next (scripts/recipes/m3_small_weights.py)
-    for key in ("fusion_weights", "fusion", "fusion_spreads"):
+    for key in ("fusion_weights", "fusion", "fusion_spreads", "fusion_weights_by_language"):
         settings.pop(key, None)
     (out / "trivec_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     recipe = run / "trivec_training.json"

@@ -1,7 +1,8 @@
 """How the three M3 outputs are fused: weights, fusion methods, and the one check of each.
 
 A model may carry its own settings in `trivec_config.json`, chosen on validation sets by its recipe:
-`"fusion_weights"` (else M3's 0.4 / 0.2 / 0.4), `"fusion"` (the method a search uses when a call names none,
+`"fusion_weights"` (else M3's 0.4 / 0.2 / 0.4), `"fusion_weights_by_language"` (weights chosen for one
+language's queries, used where a call names that language: an evaluation task's, a search's `language`), `"fusion"` (the method a search uses when a call names none,
 else the weighted mean) and `"fusion_spreads"` (per mode, the range of per-query score spreads its weights
 were chosen in, which `auto` fusion needs; `trivec.retrieval.fusion`). Searches, evaluations and the server
 use them when a call gives none (`FusionDefaults`). Each method has a `+vote` form: after fusion, a candidate
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 from trivec.errors import InputError
+from trivec.languages import language_code
 
 MODES = ("dense", "sparse", "colbert")
 DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
@@ -33,17 +35,58 @@ NO_SPREADS = (
 
 @dataclass(frozen=True)
 class FusionDefaults:
-    """What a hybrid search or evaluation uses when the call says nothing: the model's weights, method and
-    calibrated spreads (`auto` fusion's ranges; None when the model has none)."""
+    """What a hybrid search or evaluation uses when the call says nothing: the model's weights, method,
+    calibrated spreads (`auto` fusion's ranges; None when the model has none) and the weights it has for
+    particular languages (`for_language`)."""
 
     weights: dict[str, float]
     method: str = "weighted"
     spreads: dict[str, tuple[float, float]] | None = None
+    by_language: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def for_language(self, language: str | None) -> FusionDefaults:
+        """These defaults for queries in `language` (an ISO 639-1 code; checked): the weights chosen for it
+        where the model has some, else the model's. None: no language named, the defaults unchanged."""
+        if language is None:
+            return self
+        code = language_code(language, "language")
+        return replace(self, weights=dict(self.by_language.get(code, self.weights)))
 
     def describe(self) -> dict[str, object]:
-        """JSON-ready: `{"method", "weights", "spreads"}` (spreads as `[lowest, highest]` lists, or None)."""
+        """JSON-ready: `{"method", "weights", "spreads", "weights_by_language"}` (spreads as
+        `[lowest, highest]` lists, or None)."""
         spreads = {m: list(r) for m, r in self.spreads.items()} if self.spreads is not None else None
-        return {"method": self.method, "weights": dict(self.weights), "spreads": spreads}
+        return {
+            "method": self.method,
+            "weights": dict(self.weights),
+            "spreads": spreads,
+            "weights_by_language": {code: dict(w) for code, w in self.by_language.items()},
+        }
+
+
+def check_language_weights(value: object) -> dict[str, dict[str, float]]:
+    """Validate `fusion_weights_by_language`: a mapping of ISO 639-1 codes to weights (`{dense, sparse,
+    colbert}`); `ValueError` naming the language at fault. Codes are normalised (`ID` → `id`); two spellings
+    of one language are refused."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping of language codes to weights, got {value!r}")
+    out: dict[str, dict[str, float]] = {}
+    for language, weights in value.items():
+        try:
+            code = language_code(language)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        if code in out:
+            raise ValueError(f"language {code!r} is given twice ({language!r})")
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"{language}: expected an object {{dense, sparse, colbert}}, got {weights!r}")
+        try:
+            out[code] = normalize_weights(weights)
+        except ValueError as exc:
+            raise ValueError(f"{language}: {exc}") from None
+        if not any(out[code].values()):
+            raise ValueError(f"{language}: every weight is 0")
+    return out
 
 
 def check_fusion(method: str) -> None:

@@ -273,20 +273,21 @@ class BaseIndex(ABC):
         max_length: int | None = None,
         rerank: str | os.PathLike[str] | Reranker | None = None,
         rerank_depth: int | None = None,
+        language: str | None = None,
     ) -> list[list[Hit]]:
         """Search with query texts (the index's query prompt before each, or `prompt`; truncated like the
         documents unless `max_length` says otherwise); one list of hits per query, always — a single string
         is one query (`index.search("q")[0]` are its hits). `rerank`: a cross-encoder (`Reranker`, directory or hub id) that re-scores each query's top
         `rerank_depth` hits (default max(100, top_k)) before the best `top_k` are returned
-        (`trivec.retrieval.rerank`)."""
+        (`trivec.retrieval.rerank`). `language`: the queries' language (ISO 639-1), whose weights the model
+        fuses with where it has some and the call gives none."""
         texts = [queries] if isinstance(queries, str) else list(queries)
         check_query_texts(texts)
         reranker, depth = self._reranker(rerank, rerank_depth, top_k)
         if not texts:
             return []
-        plan = plan_search(
-            mode, self.modes, weights, fusion, depth, candidates, self.embedder.fusion_defaults
-        )
+        defaults = self.embedder.fusion_defaults.for_language(language)
+        plan = plan_search(mode, self.modes, weights, fusion, depth, candidates, defaults)
         dense, sparse, colbert = plan.needs
         encoded = self.embedder.encode(
             texts,
@@ -332,12 +333,12 @@ class BaseIndex(ABC):
         weights: Mapping[str, float] | Sequence[float] | None = None,
         fusion: str | None = None,
         candidates: int | None = None,
+        language: str | None = None,
     ) -> list[list[Hit]]:
         """Search with already-encoded queries (`Embedder.encode(queries, prompt=index.prompt("query"))` of
-        this index's model)."""
-        plan = plan_search(
-            mode, self.modes, weights, fusion, top_k, candidates, self.embedder.fusion_defaults
-        )
+        this index's model); `language` as in `search`."""
+        defaults = self.embedder.fusion_defaults.for_language(language)
+        plan = plan_search(mode, self.modes, weights, fusion, top_k, candidates, defaults)
         n = (
             encoded.dense.shape[0]
             if encoded.dense is not None

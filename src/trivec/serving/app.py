@@ -19,7 +19,6 @@ from starlette.responses import Response
 
 from trivec.errors import InputError
 from trivec.inference import Embedder
-from trivec.inference.scoring import normalize_weights
 from trivec.models.prompts import DOCUMENT, QUERY
 from trivec.serving.batcher import DynamicBatcher, EncodeSpec
 from trivec.serving.config import CHARS_PER_TOKEN, ServerConfig
@@ -170,7 +169,7 @@ def create_app(
         if modes is not None:
             embedder.model.require(sparse="sparse" in modes, colbert="colbert" in modes)
         try:
-            weights = normalize_weights(req.weights, embedder.fusion_weights)
+            weights = embedder.hybrid_weights(req.weights, req.language)
         except ValueError as exc:
             raise ApiError(422, str(exc), param="weights") from None
         if req.pairs is not None:

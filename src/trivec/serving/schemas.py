@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trivec.languages import language_code
 from trivec.textcheck import json_type
 
 Mode = Literal["dense", "sparse", "colbert"]
@@ -32,6 +33,12 @@ def _text_list(value: Any, name: str) -> list[str]:
     # no scan for lone surrogates here (megabytes of text, on the event loop): orjson refused them when it
     # parsed the body, and `Embedder.encode` refuses them from any other caller
     return list(value)
+
+
+def _language(value: str | None) -> str | None:
+    """`language`: the queries' ISO 639-1 code (`ID`, `id-ID` → `id`), whose fusion weights the model uses
+    where it has some and the request gives no `weights`; unknown codes are refused (422)."""
+    return language_code(value, "language") if value is not None else None
 
 
 def _prompt_name_field() -> Any:
@@ -103,6 +110,9 @@ class ScoreRequest(BaseModel):
     max_query_length: int | None = Field(default=None, ge=2)
     max_passage_length: int | None = Field(default=None, ge=2)
     truncate: bool = False
+    language: str | None = None
+
+    _check_language = field_validator("language")(_language)
 
     @model_validator(mode="after")
     def _one_form(self) -> ScoreRequest:
@@ -134,6 +144,9 @@ class SearchRequest(BaseModel):
     query_prompt: str | None = None
     max_length: int | None = Field(default=None, ge=2)
     truncate: bool = False
+    language: str | None = None
+
+    _check_language = field_validator("language")(_language)
 
     @model_validator(mode="after")
     def _one_form(self) -> SearchRequest:

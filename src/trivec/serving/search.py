@@ -51,7 +51,7 @@ class _Search:
 
 def search_key(req: SearchRequest) -> str:
     """Requests with equal keys ask for the same search and may be searched as one batch."""
-    fields = (req.top_k, req.mode, req.weights, req.fusion, req.candidates)
+    fields = (req.top_k, req.mode, req.weights, req.fusion, req.candidates, req.language)
     return json.dumps(fields, sort_keys=True, default=str)
 
 
@@ -128,7 +128,7 @@ class IndexSearcher(MergingWorker[_Search]):
             req.fusion,
             req.top_k,
             req.candidates,
-            self.embedder.fusion_defaults,
+            self.embedder.fusion_defaults.for_language(req.language),
         )
 
     def search(self, encoded: EncodeResult, req: SearchRequest) -> list[list[dict[str, Any]]]:
@@ -143,6 +143,7 @@ class IndexSearcher(MergingWorker[_Search]):
             weights=req.weights,
             fusion=req.fusion,
             candidates=req.candidates,
+            language=req.language,
         )
         return [[hit.to_dict() for hit in per_query] for per_query in hits]
 
