@@ -2,11 +2,12 @@
 
 A model may carry its own settings in `trivec_config.json`, chosen on validation sets by its recipe:
 `"fusion_weights"` (else M3's 0.4 / 0.2 / 0.4), `"fusion_weights_by_language"` (weights chosen for one
-language's queries, used where a call names that language: an evaluation task's, a search's `language`), `"fusion"` (the method a search uses when a call names none,
-else the weighted mean) and `"fusion_spreads"` (per mode, the range of per-query score spreads its weights
-were chosen in, which `auto` fusion needs; `trivec.retrieval.fusion`). Searches, evaluations and the server
-use them when a call gives none (`FusionDefaults`). Each method has a `+vote` form: after fusion, a candidate
-that a strict majority of the fused modes rank first is ranked first (`first_place_vote`).
+language's queries, used where a call names that language: an evaluation task's, a search's `language`),
+`"fusion"` (the method a search uses when a call names none, else the weighted mean) and `"fusion_spreads"`
+(per mode, the range of per-query score spreads its weights were chosen in, which `auto` fusion needs;
+`trivec.retrieval.fusion`). Searches, evaluations and the server use them when a call gives none
+(`FusionDefaults`). Each method has a `+vote` form: after fusion, a candidate that a strict majority of the
+fused modes rank first is ranked first (`first_place_vote`).
 """
 
 from __future__ import annotations
