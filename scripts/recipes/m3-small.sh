@@ -5,7 +5,7 @@
 # English MRPC / SICK / TrecQA train pairs; English ↔ Chinese STS-B train translations). No evaluation
 # corpus, query or qrel is read; the QA training folders were checked against the evaluation sets
 # (shared/data/README.md).
-#   bash scripts/recipes/m3-small.sh                  # data (≈ 15 min), both variants (≈ 25 min each), the
+#   bash scripts/recipes/m3-small.sh                  # data (≈ 15 min), both variants (≈ 45 min each), the
 #                                                      # package, evaluation of e5 / the variants (≈ 1 h)
 #   VARIANTS="sd" bash scripts/recipes/m3-small.sh    # only the shipped variant
 #   PACKAGE=0 ...                                      # leave src/trivec/resources/m3-small/ as it is
@@ -79,6 +79,15 @@ if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then
       --write src/trivec/resources/m3-small/trivec_config.json > "$R/weights-auto.md"
   python scripts/recipes/flagembedding_retrieval.py --out build/flagembedding-en-retrieval
 fi
+# 3d. weights per language (docs/m3-small.md): for each language whose validation set has ≥ 100 questions,
+# the best `all` triple of that set (every mode kept, lexical ≥ 0.05), judged on the next held-out questions
+# of the same folders (cut 2) and written as the model's fusion_weights_by_language
+python scripts/recipes/m3_small_weights.py --cut 2 --sets-only
+if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then
+  python scripts/recipes/m3_small_language_weights.py --choose-on build/m3-small-val \
+      --judge-on build/m3-small-val-cut2 --write src/trivec/resources/m3-small/trivec_config.json \
+      > "$R/weights-language.md"
+fi
 if [ -f "$R/nosd/trivec_config.json" ]; then
   python - "$R/nosd/trivec_config.json" src/trivec/resources/m3-small/trivec_config.json <<'PY'
 import json, sys
@@ -90,6 +99,8 @@ PY
   # auto fusion's spreads describe one model's scores: the twin's are calibrated on its own
   python scripts/recipes/m3_small_weights.py --model "$R/nosd" --fusion auto --make-default \
       --write "$R/nosd/trivec_config.json" > "$R/nosd-weights-auto.md"
+  python scripts/recipes/m3_small_language_weights.py --model "$R/nosd" --choose-on build/m3-small-val \
+      --judge-on build/m3-small-val-cut2 --write "$R/nosd/trivec_config.json" > "$R/nosd-weights-language.md"
 fi
 
 # 4. evaluation (bf16 encoding, ≈ 5× faster here; each model's own fusion settings — steps 3b-3c for m3-small,
