@@ -80,7 +80,7 @@ if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then
   python scripts/recipes/flagembedding_retrieval.py --out build/flagembedding-en-retrieval
 fi
 # 3d. weights per language (docs/m3-small.md): for each language whose validation set has ≥ 100 questions,
-# the best `all` triple of that set (every mode kept, lexical ≥ 0.05), judged on the next held-out questions
+# the best `all` triple of that set (every weight ≥ 0.05), judged on the next held-out questions
 # of the same folders (cut 2) and written as the model's fusion_weights_by_language
 python scripts/recipes/m3_small_weights.py --cut 2 --sets-only
 if [ "${PACKAGE:-1}" = 1 ] && [[ " $VARIANTS " == *" sd "* ]]; then

@@ -11,7 +11,8 @@ paragraphs. Every set is encoded once; `all` is scored over the dense top 100 �
 model's own fusion (its method and, for `auto`, its calibrated spreads), as `trivec eval` scores it.
 
 1. Choose, per language whose `--choose-on` set has at least `--min-questions` questions: the triple of the
-   0.05 grid with a lexical weight ≥ 0.05 (all three modes stay in `all`) with the best `all` on that set (to
+   0.05 grid with every weight ≥ 0.05 (all three modes stay in `all`, and the two-mode hybrids a call may ask
+   for — `dense+sparse`, an index without ColBERT — keep both of theirs) with the best `all` on that set (to
    0.01), ties to the nearest to the model's weights. Printed beside the model's weights and an honest
    estimate of the chosen weights on new questions of that set (picked on one half, scored on the other,
    five halvings: `held_out_mean`).
@@ -33,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from m3_small_lexical_bound import check_folder, held_out_mean, lexical_triples
-from m3_small_weights import LANGUAGES, ScoredSet, bootstrap_interval, read_jsonl
+from m3_small_lexical_bound import check_folder, held_out_mean
+from m3_small_weights import LANGUAGES, ScoredSet, bootstrap_interval, grid, read_jsonl
 
 from trivec import Embedder
 from trivec.models.weights import MODES
@@ -61,9 +62,14 @@ def triple(weights: dict[str, float]) -> str:
     return "/".join(f"{weights[m]:.2f}" for m in MODES)
 
 
+def every_mode_triples(least: float = 0.05) -> list[dict[str, float]]:
+    """The grid's triples whose every weight is ≥ `least`."""
+    return [w for w in grid() if min(w.values()) >= least - 1e-9]
+
+
 def choose(sets: dict[str, ScoredSet], model: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Per language: the best `all` triple of its set (lexical ≥ 0.05; to 0.01, ties nearest `model`)."""
-    triples = sorted(lexical_triples(), key=lambda w: sum(abs(w[m] - model[m]) for m in MODES))
+    """Per language: the best `all` triple of its set (every weight ≥ 0.05; to 0.01, ties nearest `model`)."""
+    triples = sorted(every_mode_triples(), key=lambda w: sum(abs(w[m] - model[m]) for m in MODES))
     chosen = {}
     print("| language (chosen on) | questions | `all`, model's weights | chosen | `all`, chosen | held out |")
     print("|---|---:|---|---|---|---|")
