@@ -18,9 +18,13 @@ model's own fusion (its method and, for `auto`, its calibrated spreads), as `tri
    five halvings: `held_out_mean`).
 2. Judge, on each `--judge-on` set (none of its questions chose anything): dense, `all` with the model's
    weights, `all` with the language's weights; pooled over every question with the 95 % paired-bootstrap
-   interval of the gain. `--compare`: a second model put through the same two steps (its own weights chosen
-   on the same sets), and the difference of the two models' `all`, each with its language weights.
-3. `--write`: the chosen weights become the model's `fusion_weights_by_language` in that trivec_config.json
+   interval of the gain. A language **adopts** its weights only where this judgement says they do not lose:
+   its judging set has at least `--min-questions` questions and its `all` with them is ≥ `all` with the
+   model's weights there. A language without such a set keeps the model's weights (weights chosen on one set
+   and never checked on another are not shipped). `--compare`: a second model put through the same steps
+   (its own weights chosen on the same sets), and the difference of the two models' `all`, each with the
+   weights it adopted.
+3. `--write`: the adopted weights become the model's `fusion_weights_by_language` in that trivec_config.json
    (other keys kept), used wherever a call names the queries' language (`trivec.models.weights`).
 """
 
@@ -88,53 +92,61 @@ def choose(sets: dict[str, ScoredSet], model: dict[str, float]) -> dict[str, dic
 
 
 def judge(
-    sets: dict[str, ScoredSet], model: dict[str, float], chosen: dict[str, dict[str, float]]
-) -> np.ndarray:
-    """Print dense / `all` with the model's weights / `all` with the language's on each set and pooled;
-    returns every question's `all` with the language's weights (sets in `LANGUAGES` order)."""
+    sets: dict[str, ScoredSet], model: dict[str, float], chosen: dict[str, dict[str, float]], least: int
+) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """Print dense / `all` with the model's weights / `all` with the language's on each set and pooled, and
+    which languages adopt their weights (a judging set of ≥ `least` questions where they do not lose).
+    Returns the adopted weights and every question's `all` with them (sets in `LANGUAGES` order)."""
     print(
-        "\n| language (judged on) | questions | dense | `all`, model's weights | `all`, language's weights |"
+        "\n| language (judged on) | questions | dense | `all`, model's weights | `all`, language's weights "
+        "| adopted |"
     )
-    print("|---|---:|---|---|---|")
-    rows, gains, per_language = [], [], []
+    print("|---|---:|---|---|---|---|")
+    rows, gains, adopted = [], [], {}
     for language, scored in sets.items():
         dense = scored.per_query(model, ("dense",))
         base = scored.per_query(model, MODES)
         own = scored.per_query(chosen.get(language, model), MODES)
-        rows.append((dense, base, own))
+        if language in chosen and dense.size >= least and own.mean() >= base.mean():
+            adopted[language] = chosen[language]
+        rows.append((dense, base, own, own if language in adopted else base))
         gains.append(own - base)
-        per_language.append(own)
         mark = "" if language in chosen else " (model's)"
         print(
             f"| {language} | {dense.size} | {100 * dense.mean():.2f} | {100 * base.mean():.2f} "
-            f"| {100 * own.mean():.2f}{mark} |",
+            f"| {100 * own.mean():.2f}{mark} | {'yes' if language in adopted else 'no'} |",
             flush=True,
         )
     pooled = [100 * np.concatenate(column).mean() for column in zip(*rows, strict=True)]
-    print(f"| **pooled** | {sum(r[0].size for r in rows)} | " + " | ".join(f"{v:.2f}" for v in pooled) + " |")
+    cells = " | ".join(f"{v:.2f}" for v in pooled[:3])
+    print(f"| **pooled** | {sum(r[0].size for r in rows)} | {cells} | adopted: {pooled[3]:.2f} |")
     every = np.concatenate(gains)
     low, high = bootstrap_interval([every])
     print(
         f"\npooled gain of the language's weights: {100 * every.mean():+.2f} (95 % {low:+.2f} … {high:+.2f})"
     )
-    return np.concatenate(per_language)
+    judged = {language for language, scored in sets.items() if len(scored.parts) >= least}
+    print(
+        f"adopted: {', '.join(adopted) or 'none'}; chosen but not judged: "
+        f"{', '.join(sorted(set(chosen) - judged)) or 'none'}"
+    )
+    return adopted, np.concatenate([row[3] for row in rows])
 
 
 def run(name: str, args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-    """Steps 1 and 2 for one model: its chosen weights and its judged per-question `all`."""
+    """Steps 1 and 2 for one model: its adopted weights and its judged per-question `all` with them."""
     embedder = Embedder.from_pretrained(name, dtype=args.dtype)
     model = embedder.fusion_weights
     print(f"\n## {name} (fusion {embedder.fusion_defaults.method}, weights {triple(model)})\n")
     chosen = choose(scored_sets(embedder, args.choose_on, args.min_questions), model)
-    judged = judge(scored_sets(embedder, args.judge_on, 1), model, chosen)
-    return chosen, judged
+    return judge(scored_sets(embedder, args.judge_on, 1), model, chosen, args.min_questions)
 
 
 def write(config: Path, chosen: dict[str, dict[str, float]]) -> None:
     settings = json.loads(config.read_text(encoding="utf-8"))
     settings["fusion_weights_by_language"] = chosen
     config.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote fusion_weights_by_language ({', '.join(chosen)}) to {config}")
+    print(f"\nwrote fusion_weights_by_language ({', '.join(chosen) or 'none'}) to {config}")
 
 
 def main() -> None:
@@ -147,7 +159,9 @@ def main() -> None:
     parser.add_argument("--judge-on", type=Path, required=True, help="a later cut of the same folders")
     parser.add_argument("--model", default="m3-small")
     parser.add_argument("--compare", help="a second model, put through the same steps")
-    parser.add_argument("--min-questions", type=int, default=100, help="smaller sets choose nothing")
+    parser.add_argument(
+        "--min-questions", type=int, default=100, help="smaller sets neither choose nor judge weights"
+    )
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--write", type=Path, help="a trivec_config.json to store the chosen weights in")
     args = parser.parse_args()
@@ -169,7 +183,7 @@ def main() -> None:
         diff = judged - other
         low, high = bootstrap_interval([diff])
         print(
-            f"\npooled `all` with language weights, {args.model} − {args.compare}: {100 * diff.mean():+.2f} "
+            f"\npooled `all` with adopted weights, {args.model} − {args.compare}: {100 * diff.mean():+.2f} "
             f"(95 % {low:+.2f} … {high:+.2f})"
         )
     if args.write is not None:

@@ -41,8 +41,18 @@ def test_the_chosen_triple_is_the_best_with_every_mode(
     triples = recipe.every_mode_triples()
     assert len(triples) == 171 and all(best >= sets["id"].ndcg(w, recipe.MODES) - 0.005 for w in triples)
     assert recipe.scored_sets(tiny, cut, 5) == {}  # fewer questions than asked: no set chooses
-    judged = recipe.judge(sets, tiny.fusion_weights, {})
-    np.testing.assert_array_equal(judged, sets["id"].per_query(tiny.fusion_weights, recipe.MODES))
+    base = sets["id"].per_query(tiny.fusion_weights, recipe.MODES)
+    adopted, judged = recipe.judge(sets, tiny.fusion_weights, {}, 1)
+    assert adopted == {}
+    np.testing.assert_array_equal(judged, base)
+    # a language adopts its weights where its judging set is large enough and they do not lose there
+    own = sets["id"].per_query(chosen, recipe.MODES)
+    adopted, judged = recipe.judge(sets, tiny.fusion_weights, {"id": chosen}, 1)
+    assert (adopted == {"id": chosen}) == (own.mean() >= base.mean())
+    np.testing.assert_array_equal(judged, own if adopted else base)
+    adopted, judged = recipe.judge(sets, tiny.fusion_weights, {"id": chosen}, 5)
+    assert adopted == {}  # 4 questions judge nothing at --min-questions 5
+    np.testing.assert_array_equal(judged, base)
 
 
 def test_main_writes_the_weights_the_model_then_reads(
@@ -59,7 +69,9 @@ def test_main_writes_the_weights_the_model_then_reads(
     out = capsys.readouterr().out
     assert "| id | 2 |" in out and "pooled gain of the language's weights" in out
     settings = json.loads((tiny_copy / "trivec_config.json").read_text(encoding="utf-8"))
-    assert settings["pooling"] == "cls" and list(settings["fusion_weights_by_language"]) == ["id"]
+    written = list(settings["fusion_weights_by_language"])
+    assert settings["pooling"] == "cls" and written in ([], ["id"])
+    assert f"adopted: {'id' if written else 'none'};" in out
     assert (
         M3Model.from_pretrained(tiny_copy).fusion_weights_by_language
         == settings["fusion_weights_by_language"]
