@@ -132,7 +132,7 @@ def main() -> None:
             (
                 "English: all ≥ dense + 2 (mean)",
                 en_all,
-                en_dense,
+                None if en_dense is None else en_dense + 2,
                 en_all is not None and en_dense is not None and en_all >= en_dense + 2,
             ),
             (
