@@ -49,17 +49,19 @@ def scored_sets(embedder: Embedder, folder: Path, least: int) -> dict[str, Score
     """The sets of `folder` with at least `least` questions, by language, scored with the model's fusion."""
     defaults = embedder.fusion_defaults
     sets = {}
-    for path in with_questions(folder):
-        if len(read_jsonl(path / "queries.jsonl")) >= least:
+    for path, questions in with_questions(folder).items():
+        if questions >= least:
             sets[LANGUAGES[path.name]] = ScoredSet(embedder, path, fusion=defaults.method)
             sets[LANGUAGES[path.name]].spreads = defaults.spreads
     return sets
 
 
-def with_questions(folder: Path) -> list[Path]:
-    """The validation sets of `folder` that have questions (a small training folder's later cut has none)."""
+def with_questions(folder: Path) -> dict[Path, int]:
+    """The validation sets of `folder` that have questions, with how many (a small training folder's later
+    cut has none)."""
     paths = [folder / name for name in LANGUAGES if (folder / name / "queries.jsonl").is_file()]
-    return [path for path in paths if read_jsonl(path / "queries.jsonl")]
+    counts = {path: len(read_jsonl(path / "queries.jsonl")) for path in paths}
+    return {path: count for path, count in counts.items() if count}
 
 
 def triple(weights: dict[str, float]) -> str:
@@ -102,13 +104,15 @@ def judge(
         "| adopted |"
     )
     print("|---|---:|---|---|---|---|")
-    rows, gains, adopted = [], [], {}
+    rows, gains, adopted, judged = [], [], {}, set()
     for language, scored in sets.items():
         dense = scored.per_query(model, ("dense",))
         base = scored.per_query(model, MODES)
         own = scored.per_query(chosen.get(language, model), MODES)
-        if language in chosen and dense.size >= least and own.mean() >= base.mean():
-            adopted[language] = chosen[language]
+        if dense.size >= least:
+            judged.add(language)
+            if language in chosen and own.mean() >= base.mean():
+                adopted[language] = chosen[language]
         rows.append((dense, base, own, own if language in adopted else base))
         gains.append(own - base)
         mark = "" if language in chosen else " (model's)"
@@ -125,7 +129,6 @@ def judge(
     print(
         f"\npooled gain of the language's weights: {100 * every.mean():+.2f} (95 % {low:+.2f} … {high:+.2f})"
     )
-    judged = {language for language, scored in sets.items() if len(scored.parts) >= least}
     print(
         f"adopted: {', '.join(adopted) or 'none'}; chosen but not judged: "
         f"{', '.join(sorted(set(chosen) - judged)) or 'none'}"
