@@ -73,6 +73,19 @@ def test_retrieval_and_reranking_score_every_mode(tiny_run: Path) -> None:
     summary = (tiny_run / "summary.md").read_text(encoding="utf-8")
     assert "| cran-small | retrieval | en | ndcg_at_10 |" in summary
     assert "dense+sparse" in summary and "## Averages per task type" in summary
+    assert "## tiny-m3: each mode against dense, paired per query" in summary
+    assert "| cran-small | ndcg_at_10 | " in summary
+
+
+def test_retrieval_keeps_each_judged_query_s_main_score_per_mode(tiny_run: Path) -> None:
+    result = _result(tiny_run, "cran-small")
+    per_query = result["per_query"]
+    assert per_query["metric"] == "ndcg_at_10" and list(per_query["values"]) == ALL_MODES
+    assert len(per_query["query_ids"]) == result["details"]["queries"] == len(set(per_query["query_ids"]))
+    for mode, values in per_query["values"].items():
+        assert len(values) == len(per_query["query_ids"])
+        assert np.mean(values) == pytest.approx(result["main_score"]["values"][mode], abs=1e-6)
+    assert "per_query" not in _result(tiny_run, "trecqa-small")  # reranking keeps none
 
 
 def test_same_inputs_give_the_same_numbers(

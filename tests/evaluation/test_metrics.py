@@ -20,6 +20,7 @@ from trivec.evaluation.metrics import (
     pair_classification_scores,
     reranking_scores,
     retrieval_scores,
+    retrieval_scores_per_query,
     sts_scores,
     undersample,
 )
@@ -52,6 +53,23 @@ def test_retrieval_scores_count_a_judged_query_missing_from_the_run_as_zero() ->
     s = retrieval_scores(qrels, {"q1": {"d1": 1.0}}, k_values=(10,))
     assert s["ndcg_at_10"] == pytest.approx(0.5)
     assert s["mrr_at_10"] == pytest.approx(0.5)
+
+
+def test_per_query_values_are_the_ones_the_mean_is_taken_over() -> None:
+    qrels = {"q1": {"d1": 1, "d3": 1}, "q2": {"d2": 2}, "q3": {"d4": 1}}
+    run = {"q1": {"d1": 0.9, "d2": 0.8, "d3": 0.7}, "q2": {"d1": 0.5, "d2": 0.4}, "q9": {"d4": 1.0}}
+    means, per_query = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10))
+    assert means == retrieval_scores(qrels, run, k_values=(1, 3, 10))
+    assert set(per_query) == {"q1", "q2", "q3"} and per_query["q3"] == 0.0  # judged, missing from the run
+    assert per_query["q1"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+    assert sum(per_query.values()) / 3 == pytest.approx(means["ndcg_at_10"])
+    _, recall = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query="recall_at_1")
+    assert recall == {"q1": 0.5, "q2": 0.0, "q3": 0.0}
+    _, average_precision = retrieval_scores_per_query(qrels, run, per_query="map")
+    assert sum(average_precision.values()) / 3 == pytest.approx(means["map"])
+    for bad in ("ndcg_at_7", "mrr_at_10", "ndcg"):
+        with pytest.raises(ValueError, match="per-query measure"):
+            retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query=bad)
 
 
 def test_mrr_cut_respects_trec_tie_order() -> None:

@@ -125,6 +125,22 @@ def test_markdown_averages_per_type(tmp_path: Path) -> None:
     assert "| **all tasks** | 3 | 53.33 | – |" in md  # bm25 does not cover every task: no overall
 
 
+def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path: Path) -> None:
+    folder = _write_run(tmp_path / "a", "model-a", 0.0)
+    kept = _fake_result("r3", "retrieval", "ndcg_at_10", {"dense": 0.5, "all": 0.75}, "model-a")
+    kept["per_query"] = {
+        "metric": "ndcg_at_10",
+        "query_ids": ["q1", "q2", "q3", "q4"],
+        "values": {"dense": [1.0, 0.0, 1.0, 0.0], "all": [1.0, 1.0, 1.0, 0.0]},
+    }
+    (folder / "r3.json").write_text(json.dumps(kept), encoding="utf-8")
+    md = markdown([load_run(folder)])
+    assert "## model-a: each mode against dense, paired per query" in md
+    row = next(line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +25.00 ["))
+    assert row.endswith(" p 1.00 |")  # one query of four changed: any sign flip is as extreme
+    assert "| r1 | ndcg_at_10 |" not in md  # r1 keeps no per-query values
+
+
 def test_report_compares_runs(tmp_path: Path) -> None:
     a = _write_run(tmp_path / "a", "model-a", 0.0)
     b = _write_run(tmp_path / "b", "model-b", 0.1)

@@ -51,26 +51,43 @@ def retrieval_scores(qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES)
     Every query in `qrels` counts; a judged query missing from `run` scores 0 (pytrec_eval would drop it).
     MRR@k is trec_eval's `recip_rank` on each query's top k.
     """
+    return retrieval_scores_per_query(qrels, run, k_values, per_query="map")[0]
+
+
+def retrieval_scores_per_query(
+    qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES, per_query: str = "ndcg_at_10"
+) -> tuple[dict[str, float], dict[str, float]]:
+    """`retrieval_scores` and, from the same pytrec_eval pass, one of its measures per judged query
+    (`per_query`: `map` or an nDCG / MAP / Recall / P @k, named as in the means; 0 for a judged query missing
+    from `run`): what a paired comparison of two runs needs (`trivec.evaluation.significance`)."""
     if not qrels:
         raise ValueError("no judged queries")
+    names = {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}
+    kind, _, depth = per_query.partition("_at_")
+    if per_query != "map" and (kind not in names or not depth.isdigit() or int(depth) not in k_values):
+        raise ValueError(
+            f"per-query measure {per_query!r} is neither map nor an @k measure of k = {list(k_values)}"
+        )
     ks = ",".join(str(k) for k in k_values)
     measures = {f"ndcg_cut.{ks}", f"map_cut.{ks}", f"recall.{ks}", f"P.{ks}", "map", "recip_rank"}
     clean_run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in qrels}
     clean_qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
-    per_query = pytrec_eval.RelevanceEvaluator(clean_qrels, measures).evaluate(clean_run)
+    evaluated = pytrec_eval.RelevanceEvaluator(clean_qrels, measures).evaluate(clean_run)
     n = len(clean_qrels)
     out: dict[str, float] = {}
     for k in k_values:
-        out[f"ndcg_at_{k}"] = sum(v[f"ndcg_cut_{k}"] for v in per_query.values()) / n
-        out[f"map_at_{k}"] = sum(v[f"map_cut_{k}"] for v in per_query.values()) / n
-        out[f"recall_at_{k}"] = sum(v[f"recall_{k}"] for v in per_query.values()) / n
-        out[f"precision_at_{k}"] = sum(v[f"P_{k}"] for v in per_query.values()) / n
-    out["map"] = sum(v["map"] for v in per_query.values()) / n
+        out[f"ndcg_at_{k}"] = sum(v[f"ndcg_cut_{k}"] for v in evaluated.values()) / n
+        out[f"map_at_{k}"] = sum(v[f"map_cut_{k}"] for v in evaluated.values()) / n
+        out[f"recall_at_{k}"] = sum(v[f"recall_{k}"] for v in evaluated.values()) / n
+        out[f"precision_at_{k}"] = sum(v[f"P_{k}"] for v in evaluated.values()) / n
+    out["map"] = sum(v["map"] for v in evaluated.values()) / n
     rr = pytrec_eval.RelevanceEvaluator(clean_qrels, {"recip_rank"})
     for k in k_values:
         top = {q: dict(ranked(docs)[:k]) for q, docs in clean_run.items()}
         out[f"mrr_at_{k}"] = sum(v["recip_rank"] for v in rr.evaluate(top).values()) / n
-    return out
+    key = "map" if per_query == "map" else f"{names[kind]}_{depth}"
+    values = {q: float(evaluated[q][key]) if q in evaluated else 0.0 for q in clean_qrels}
+    return out, values
 
 
 def reranking_scores(

@@ -15,6 +15,7 @@ from typing import Any
 
 from trivec.errors import InputError
 from trivec.evaluation.evaluators.base import RETRIEVAL_MODES
+from trivec.evaluation.significance import mode_differences
 from trivec.evaluation.tasks import TaskType
 from trivec.io import atomic_writer
 
@@ -148,7 +149,35 @@ def markdown(runs: Sequence[Run]) -> str:
     lines.append("| " + " | ".join(overall) + " |")
     lines += ["", "Averages are plain means of the tasks' main scores; \"all tasks\" (C-MTEB's overall average) is "
               "given only for columns that cover every task.", ""]  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines + paired_section(runs))
+
+
+def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
+    """Per run, every retrieval task's other modes against `baseline`, paired over its queries: mean
+    difference × 100, 95 % bootstrap interval, randomization-test p (`trivec.evaluation.significance`).
+    Nothing for runs whose results keep no per-query values."""
+    lines: list[str] = []
+    for run in runs:
+        rows = []
+        for name, result in sorted(run.results.items()):
+            differences = mode_differences(result, baseline)
+            if differences:
+                rows.append((name, result["per_query"]["metric"], differences))
+        if not rows:
+            continue
+        present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, _, d in rows for m in d})])
+        modes = [m for m in present if m != baseline and any(m in d for _, _, d in rows)]
+        lines += [f"## {run.label}: each mode against {baseline}, paired per query", "",
+                  f"Mean of (mode − {baseline}) × 100 over the task's judged queries, its 95 % paired-bootstrap "
+                  "interval and the paired randomization test's two-sided p (10,000 rounds each, seeded).", "",
+                  "| task | metric | queries | " + " | ".join(modes) + " |",
+                  "|---|---|---:|" + "|".join(["---:"] * len(modes)) + "|"]  # fmt: skip
+        for name, metric, differences in rows:
+            count = next(iter(differences.values())).queries
+            cells = [differences[m].describe() if m in differences else "–" for m in modes]
+            lines.append(f"| {name} | {metric} | {count} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def chart(runs: Sequence[Run], path: str | os.PathLike[str]) -> Path:

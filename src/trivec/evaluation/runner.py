@@ -325,6 +325,7 @@ def _run_task(
             "values": {mode: scores[task.main_score] for mode, scores in outcome.scores.items()},
         },
         "scores": outcome.scores,
+        **per_query_block(task.main_score, outcome.per_query),
         "skipped_modes": outcome.skipped,
         "details": outcome.details,
         "settings": public,
@@ -347,6 +348,16 @@ def _run_task(
             json.dump(result, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
     return result
+
+
+def per_query_block(metric: str, per_query: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """`{"per_query": {"metric", "query_ids", "values": {mode: [value per query id]}}}` (values to 6
+    decimals), or nothing when the task type keeps no per-query values."""
+    if not per_query:
+        return {}
+    query_ids = sorted(next(iter(per_query.values())))
+    values = {mode: [round(by_query[q], 6) for q in query_ids] for mode, by_query in per_query.items()}
+    return {"per_query": {"metric": metric, "query_ids": query_ids, "values": values}}
 
 
 def _json_default(value: Any) -> Any:

@@ -90,11 +90,14 @@ class EvalSettings:
 
 @dataclass
 class TaskScores:
-    """One task's outcome: metrics per mode, modes skipped (with the reason), counts and protocol notes."""
+    """One task's outcome: metrics per mode, modes skipped (with the reason), counts and protocol notes, and
+    (retrieval) the main metric of every judged query per mode, for paired comparisons
+    (`trivec.evaluation.significance`): `{mode: {query id: value}}`."""
 
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Evaluator(ABC):

@@ -25,7 +25,7 @@ from trivec.evaluation.evaluators.base import (
     TaskScores,
     mode_requirement,
 )
-from trivec.evaluation.metrics import retrieval_scores
+from trivec.evaluation.metrics import retrieval_scores_per_query
 from trivec.evaluation.search import ArrayQuery, DenseIndex, SparseIndex
 from trivec.evaluation.tasks import Task, TaskType
 from trivec.inference import EncodeResult
@@ -180,7 +180,9 @@ class RetrievalEvaluator(Evaluator):
             )
             outcome.details["bm25"] = settings.bm25.describe(task.language)
         for mode in modes:
-            outcome.scores[mode] = retrieval_scores(data.qrels, runs[mode])
+            outcome.scores[mode], outcome.per_query[mode] = retrieval_scores_per_query(
+                data.qrels, runs[mode], per_query=task.main_score
+            )
         return outcome
 
     def _model_runs(

@@ -1,0 +1,96 @@
+"""Paired comparisons: the bootstrap interval and randomization test on cases whose answer is known, and
+their properties (order of the pair, shifts, seeding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trivec.errors import InputError
+from trivec.evaluation.significance import mode_differences, paired_difference
+
+SCORES = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(SCORES)
+def test_a_mode_against_itself_differs_by_nothing(values: list[float]) -> None:
+    same = paired_difference(values, values, rounds=200)
+    assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert same.queries == len(values)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_swapping_the_pair_negates_the_difference_and_keeps_p(data: st.DataObject) -> None:
+    a = data.draw(SCORES)
+    b = data.draw(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=len(a), max_size=len(a)))
+    ab = paired_difference(a, b, rounds=300, seed=3)
+    ba = paired_difference(b, a, rounds=300, seed=3)
+    assert ba.mean == pytest.approx(-ab.mean, abs=1e-12)
+    # the same draws, negated: the interval mirrors and the two-sided p is the same
+    assert ba.low == pytest.approx(-ab.high, abs=1e-12) and ba.high == pytest.approx(-ab.low, abs=1e-12)
+    assert ba.p_value == pytest.approx(ab.p_value)
+    assert ab.low <= ab.high and 0.0 < ab.p_value <= 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(SCORES, st.floats(-0.5, 0.5, allow_nan=False))
+def test_a_constant_gain_is_the_interval_itself(values: list[float], gain: float) -> None:
+    shifted = [v + gain for v in values]
+    result = paired_difference(shifted, values, rounds=200)
+    assert result.mean == pytest.approx(gain, abs=1e-9)
+    assert result.low == pytest.approx(gain, abs=1e-9) and result.high == pytest.approx(gain, abs=1e-9)
+
+
+def test_a_clear_gain_is_significant_and_a_single_flip_is_not() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.9, size=400)
+    better = paired_difference(base + 0.05 + rng.normal(0, 0.02, 400), base)
+    assert better.low > 0.04 and better.high < 0.06 and better.p_value < 0.001
+    # 112 questions at the ceiling, one of them moved from rank 1 to rank 2 (nDCG 1 → 0.63)
+    ceiling = np.ones(112)
+    one_lost = ceiling.copy()
+    one_lost[7] = 1 / np.log2(3)
+    flip = paired_difference(one_lost, ceiling)
+    assert flip.mean == pytest.approx(-(1 - 1 / np.log2(3)) / 112)
+    assert flip.high == 0.0 and flip.p_value == 1.0  # one changed query: every sign flip is as extreme
+    assert flip.describe() == f"-0.33 [{100 * flip.low:+.2f}, +0.00] p 1.00" and flip.low < -0.0066
+
+
+def test_the_same_seed_gives_the_same_numbers() -> None:
+    a, b = np.linspace(0, 1, 50), np.linspace(0, 1, 50) ** 2
+    assert paired_difference(a, b, seed=5) == paired_difference(a, b, seed=5)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "rounds", "level", "message"),
+    [
+        ([1.0, 2.0], [1.0], 100, 0.95, "same length"),
+        ([], [], 100, 0.95, "at least one query"),
+        ([1.0, float("nan")], [1.0, 1.0], 100, 0.95, "finite"),
+        ([1.0], [1.0], 0, 0.95, "rounds must be >= 1"),
+        ([1.0], [1.0], 100, 1.0, "level must be between 0 and 1"),
+    ],
+)
+def test_bad_input_is_named(a: list[float], b: list[float], rounds: int, level: float, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        paired_difference(a, b, rounds=rounds, level=level)
+
+
+def test_mode_differences_read_a_result_and_skip_one_without_values() -> None:
+    result = {
+        "per_query": {
+            "metric": "ndcg_at_10",
+            "query_ids": ["q1", "q2", "q3"],
+            "values": {"dense": [1.0, 0.5, 0.0], "all": [1.0, 1.0, 0.5], "bm25": [0.0, 0.5, 0.0]},
+        }
+    }
+    differences = mode_differences(result, rounds=500)
+    assert set(differences) == {"all", "bm25"}
+    assert differences["all"].mean == pytest.approx(1 / 3) and differences["all"].queries == 3
+    assert differences["bm25"].mean == pytest.approx(-1 / 3)
+    assert mode_differences({"main_score": {}}) == {}  # a result written before per-query values were kept
+    assert mode_differences(result, baseline="colbert") == {}
