@@ -137,7 +137,7 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     md = markdown([load_run(folder)])
     assert "## model-a: each mode against dense, paired per query" in md
     row = next(line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +25.00 ["))
-    assert row.endswith(" p 1.00 |")  # one query of four changed: any sign flip is as extreme
+    assert row.endswith(" p 1.000 |")  # one query of four changed: any sign flip is as extreme
     assert "| r1 | ndcg_at_10 |" not in md  # r1 keeps no per-query values
 
 

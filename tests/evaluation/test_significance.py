@@ -50,6 +50,7 @@ def test_a_clear_gain_is_significant_and_a_single_flip_is_not() -> None:
     base = rng.uniform(0.3, 0.9, size=400)
     better = paired_difference(base + 0.05 + rng.normal(0, 0.02, 400), base)
     assert better.low > 0.04 and better.high < 0.06 and better.p_value < 0.001
+    assert better.describe().endswith("] p < 0.001")
     # 112 questions at the ceiling, one of them moved from rank 1 to rank 2 (nDCG 1 → 0.63)
     ceiling = np.ones(112)
     one_lost = ceiling.copy()
@@ -57,7 +58,7 @@ def test_a_clear_gain_is_significant_and_a_single_flip_is_not() -> None:
     flip = paired_difference(one_lost, ceiling)
     assert flip.mean == pytest.approx(-(1 - 1 / np.log2(3)) / 112)
     assert flip.high == 0.0 and flip.p_value == 1.0  # one changed query: every sign flip is as extreme
-    assert flip.describe() == f"-0.33 [{100 * flip.low:+.2f}, +0.00] p 1.00" and flip.low < -0.0066
+    assert flip.describe() == f"-0.33 [{100 * flip.low:+.2f}, +0.00] p 1.000" and flip.low < -0.0066
 
 
 def test_the_same_seed_gives_the_same_numbers() -> None:

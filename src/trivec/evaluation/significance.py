@@ -34,11 +34,9 @@ class PairedDifference:
     queries: int
 
     def describe(self, scale: float = 100.0) -> str:
-        """`+0.13 [−0.20, +0.45] p 0.42` (× `scale`), the form the reports print."""
-        return (
-            f"{scale * self.mean:+.2f} [{scale * self.low:+.2f}, {scale * self.high:+.2f}] "
-            f"p {self.p_value:.2f}"
-        )
+        """`+0.13 [-0.20, +0.45] p 0.420` (× `scale`; `p < 0.001` below that), the form the reports print."""
+        p = "p < 0.001" if self.p_value < 0.001 else f"p {self.p_value:.3f}"
+        return f"{scale * self.mean:+.2f} [{scale * self.low:+.2f}, {scale * self.high:+.2f}] {p}"
 
 
 def paired_difference(
