@@ -77,15 +77,23 @@ def test_retrieval_and_reranking_score_every_mode(tiny_run: Path) -> None:
     assert "| cran-small | ndcg_at_10 | " in summary
 
 
-def test_retrieval_keeps_each_judged_query_s_main_score_per_mode(tiny_run: Path) -> None:
-    result = _result(tiny_run, "cran-small")
+@pytest.mark.parametrize(("name", "metric"), [("cran-small", "ndcg_at_10"), ("trecqa-small", "map")])
+def test_ranking_tasks_keep_each_scored_query_s_main_score_per_mode(
+    tiny_run: Path, name: str, metric: str
+) -> None:
+    result = _result(tiny_run, name)
     per_query = result["per_query"]
-    assert per_query["metric"] == "ndcg_at_10" and list(per_query["values"]) == ALL_MODES
-    assert len(per_query["query_ids"]) == result["details"]["queries"] == len(set(per_query["query_ids"]))
+    assert per_query["metric"] == metric and list(per_query["values"]) == ALL_MODES
+    scored = (
+        result["details"]["queries"]
+        if metric == "ndcg_at_10"
+        else result["scores"]["dense"]["evaluated_queries"]
+    )
+    assert len(per_query["query_ids"]) == scored == len(set(per_query["query_ids"]))
     for mode, values in per_query["values"].items():
         assert len(values) == len(per_query["query_ids"])
         assert np.mean(values) == pytest.approx(result["main_score"]["values"][mode], abs=1e-6)
-    assert "per_query" not in _result(tiny_run, "trecqa-small")  # reranking keeps none
+    assert "per_query" not in _result(tiny_run, "sts-small-en")  # the other types keep none
 
 
 def test_same_inputs_give_the_same_numbers(

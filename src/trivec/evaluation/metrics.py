@@ -101,20 +101,31 @@ def reranking_scores(
     As MTEB's reranking evaluator: queries with no positive or no negative candidate are skipped. Ties in
     MRR keep the candidate-list order.
     """
-    aps: list[float] = []
+    return reranking_scores_per_query(positives, candidates, scores, mrr_k)[0]
+
+
+def reranking_scores_per_query(
+    positives: Mapping[str, set[str]],
+    candidates: Mapping[str, Sequence[str]],
+    scores: Mapping[str, np.ndarray],
+    mrr_k: int = 10,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """`reranking_scores` and each evaluated query's average precision, the values its MAP is the mean of."""
+    aps: dict[str, float] = {}
     rrs: list[float] = []
     for query_id, docs in candidates.items():
         relevant = np.array([d in positives.get(query_id, set()) for d in docs], dtype=bool)
         if relevant.all() or not relevant.any():
             continue
         values = np.asarray(scores[query_id], dtype=np.float64)
-        aps.append(float(average_precision_score(relevant, values)))
+        aps[query_id] = float(average_precision_score(relevant, values))
         order = np.argsort(-values, kind="stable")[:mrr_k]
         hits = np.flatnonzero(relevant[order])
         rrs.append(1.0 / (hits[0] + 1) if hits.size else 0.0)
     if not aps:
         raise ValueError("no query has both a positive and a negative candidate")
-    return {"map": float(np.mean(aps)), f"mrr_at_{mrr_k}": float(np.mean(rrs)), "evaluated_queries": len(aps)}
+    means = {"map": float(np.mean(list(aps.values()))), f"mrr_at_{mrr_k}": float(np.mean(rrs))}
+    return {**means, "evaluated_queries": len(aps)}, aps
 
 
 # ----------------------------------------------------------------------------------------------- STS

@@ -153,7 +153,7 @@ def markdown(runs: Sequence[Run]) -> str:
 
 
 def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
-    """Per run, every retrieval task's other modes against `baseline`, paired over its queries: mean
+    """Per run, every ranking task's other modes against `baseline`, paired over its queries: mean
     difference × 100, 95 % bootstrap interval, randomization-test p (`trivec.evaluation.significance`).
     Nothing for runs whose results keep no per-query values."""
     lines: list[str] = []
@@ -168,7 +168,7 @@ def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
         present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, _, d in rows for m in d})])
         modes = [m for m in present if m != baseline and any(m in d for _, _, d in rows)]
         lines += [f"## {run.label}: each mode against {baseline}, paired per query", "",
-                  f"Mean of (mode − {baseline}) × 100 over the task's judged queries, its 95 % paired-bootstrap "
+                  f"Mean of (mode − {baseline}) × 100 over the task's scored queries, its 95 % paired-bootstrap "
                   "interval and the paired randomization test's two-sided p (10,000 rounds each, seeded).", "",
                   "| task | metric | queries | " + " | ".join(modes) + " |",
                   "|---|---|---:|" + "|".join(["---:"] * len(modes)) + "|"]  # fmt: skip

@@ -2,7 +2,8 @@
 
 A retrieval set of a few hundred questions where dense already scores 97 tells two modes apart by one or two
 questions: a difference of means alone cannot say whether a hybrid lost to dense or drew. Each result of
-`trivec eval` keeps every judged query's nDCG@10 per mode (`per_query`), and `paired_difference` gives the
+`trivec eval` of a retrieval or reranking task keeps every scored query's main score per mode (`per_query`:
+nDCG@10, average precision), and `paired_difference` gives the
 mean difference with a 95 % paired-bootstrap interval (queries resampled with replacement, percentile
 interval) and the two-sided p-value of the paired randomization test (each query's difference flips its
 sign at random; Smucker, Allan & Carterette, 2007, recommend it for IR). Both are seeded, so a report

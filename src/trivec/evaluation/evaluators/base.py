@@ -91,7 +91,7 @@ class EvalSettings:
 @dataclass
 class TaskScores:
     """One task's outcome: metrics per mode, modes skipped (with the reason), counts and protocol notes, and
-    (retrieval) the main metric of every judged query per mode, for paired comparisons
+    (retrieval, reranking) the main metric of every scored query per mode, for paired comparisons
     (`trivec.evaluation.significance`): `{mode: {query id: value}}`."""
 
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)

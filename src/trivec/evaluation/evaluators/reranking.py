@@ -21,7 +21,7 @@ from trivec.evaluation.evaluators.retrieval import (
     outputs_needed,
     plan,
 )
-from trivec.evaluation.metrics import reranking_scores, retrieval_scores
+from trivec.evaluation.metrics import reranking_scores_per_query, retrieval_scores
 from trivec.evaluation.search import ArrayQuery, DenseIndex
 from trivec.evaluation.tasks import Task, TaskType
 
@@ -79,7 +79,9 @@ class RerankingEvaluator(Evaluator):
         judged = {q: data.qrels[q] for q in query_ids if positives[q]}
         for mode in modes:
             scores = per_mode[mode]
-            result = reranking_scores(positives, {q: data.candidates[q] for q in query_ids}, scores)
+            result, outcome.per_query[mode] = reranking_scores_per_query(
+                positives, {q: data.candidates[q] for q in query_ids}, scores
+            )
             run = {
                 q: {d: float(s) for d, s in zip(data.candidates[q], scores[q].tolist(), strict=True)}
                 for q in query_ids
