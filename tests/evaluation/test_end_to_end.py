@@ -265,10 +265,14 @@ def test_cli_eval_and_report(small_tasks: dict[str, Path], tiny_run: Path, tmp_p
     saved = json.loads((out / "cran-small.json").read_text(encoding="utf-8"))
     assert list(saved["scores"]) == ["dense", "colbert", "bm25"]
     assert saved["settings"]["weights"] == {"dense": 1.0, "sparse": 0.0, "colbert": 1.0}
-    report = runner.invoke(app, ["eval-report", str(tiny_run), str(out), "--output", str(tmp_path / "cmp")])
+    report = runner.invoke(
+        app,
+        ["eval-report", str(tiny_run), str(out), "--output", str(tmp_path / "cmp"), "--paired-with", "bm25"],
+    )
     assert report.exit_code == 0, report.output
     md = (tmp_path / "cmp" / "summary.md").read_text(encoding="utf-8")
     assert "tiny-m3 · dense" in md and "· bm25" in md
+    assert "each mode against bm25, paired per query" in md and "| cran-small | ndcg_at_10 |" in md
     assert (tmp_path / "cmp" / "summary.png").stat().st_size > 1000
 
 

@@ -139,6 +139,12 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     row = next(line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +25.00 ["))
     assert row.endswith(" p 1.000 |")  # one query of four changed: any sign flip is as extreme
     assert "| r1 | ndcg_at_10 |" not in md  # r1 keeps no per-query values
+    against_all = markdown([load_run(folder)], paired_with="all")
+    assert "## model-a: each mode against all, paired per query" in against_all
+    assert "| r3 | ndcg_at_10 | 4 | -25.00 [" in against_all
+    with pytest.raises(InputError, match="paired with one of dense, sparse"):
+        write_report([folder], tmp_path / "bad", paired_with="hybrid")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_report_compares_runs(tmp_path: Path) -> None:

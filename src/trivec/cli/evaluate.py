@@ -181,9 +181,17 @@ def register(app: typer.Typer) -> None:
         label: Annotated[
             list[str] | None, typer.Option("--label", help="Column label per directory (repeat, in order).")
         ] = None,
+        paired_with: Annotated[
+            str,
+            typer.Option(
+                "--paired-with",
+                help="The mode every other mode is compared with, query by query (mean difference, "
+                "95 % bootstrap interval, randomization-test p).",
+            ),
+        ] = "dense",
     ) -> None:
         """Compare result directories (models or settings): one markdown table and one chart."""
         from trivec.evaluation.report import write_report
 
-        md, png = write_report(directories, output, labels=label or None)
+        md, png = write_report(directories, output, labels=label or None, paired_with=paired_with)
         typer.echo(f"{md}\n{png}")

@@ -98,8 +98,9 @@ def type_averages(run: Run, mode: str) -> dict[str, tuple[float, int]]:
     return {t: (sum(v) / len(v), len(v)) for t, v in by_type.items()}
 
 
-def markdown(runs: Sequence[Run]) -> str:
-    """The summary page: per-task main scores and per-type averages (× 100)."""
+def markdown(runs: Sequence[Run], paired_with: str = "dense") -> str:
+    """The summary page: per-task main scores and per-type averages (× 100), then each mode against
+    `paired_with`, paired per query (`paired_section`)."""
     columns = _series(runs)
     tasks = _task_rows(runs)
     lines = ["# Evaluation summary", ""]
@@ -149,13 +150,15 @@ def markdown(runs: Sequence[Run]) -> str:
     lines.append("| " + " | ".join(overall) + " |")
     lines += ["", "Averages are plain means of the tasks' main scores; \"all tasks\" (C-MTEB's overall average) is "
               "given only for columns that cover every task.", ""]  # fmt: skip
-    return "\n".join(lines + paired_section(runs))
+    return "\n".join(lines + paired_section(runs, paired_with))
 
 
 def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
     """Per run, every ranking task's other modes against `baseline`, paired over its queries: mean
     difference × 100, 95 % bootstrap interval, randomization-test p (`trivec.evaluation.significance`).
     Nothing for runs whose results keep no per-query values."""
+    if baseline not in RETRIEVAL_MODES:
+        raise InputError(f"modes are paired with one of {', '.join(RETRIEVAL_MODES)}, not {baseline!r}")
     lines: list[str] = []
     for run in runs:
         rows = []
@@ -245,15 +248,18 @@ def write_report(
     directories: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     labels: Sequence[str] | None = None,
+    paired_with: str = "dense",
 ) -> tuple[Path, Path]:
-    """Write `summary.md` and `summary.png` for one or more result directories into `output`."""
+    """Write `summary.md` and `summary.png` for one or more result directories into `output` (each mode
+    paired per query with `paired_with`)."""
     if labels is not None and len(labels) != len(directories):
         raise InputError(f"{len(labels)} labels for {len(directories)} result directories")
     runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(directories)]
+    text = markdown(runs, paired_with)  # before anything is written: a bad mode leaves no half report
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "summary.md"
     with atomic_writer(md) as handle:
-        handle.write(markdown(runs))
+        handle.write(text)
     png = chart(runs, out / "summary.png")
     return md, png
