@@ -18,7 +18,7 @@ from trivec.evaluation import evaluate, task_from_dir
 from trivec.evaluation.data import load_reranking, load_retrieval
 from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators import EvalSettings, RerankingEvaluator, RetrievalEvaluator
-from trivec.evaluation.metrics import retrieval_scores
+from trivec.evaluation.metrics import retrieval_scores, retrieval_scores_per_query
 
 ALL_MODES = ["dense", "sparse", "colbert", "dense+sparse", "all", "bm25"]
 
@@ -178,9 +178,14 @@ def test_dense_retrieval_equals_brute_force(tiny: Embedder, small_tasks: dict[st
         qid: {data.corpus_ids[j]: float(sims[i, j]) for j in range(sims.shape[1])}
         for i, qid in enumerate(data.query_ids)
     }
-    expected = retrieval_scores(data.qrels, run)
+    expected, per_query = retrieval_scores_per_query(data.qrels, run)
     for key in ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100"):
         assert outcome.scores["dense"][key] == pytest.approx(expected[key], abs=1e-6)
+    # each query's own value, by query id (not only their mean), and some queries differ
+    assert outcome.per_query["dense"].keys() == per_query.keys() == data.qrels.keys()
+    for query_id, value in per_query.items():
+        assert outcome.per_query["dense"][query_id] == pytest.approx(value, abs=1e-6), query_id
+    assert len({round(v, 6) for v in per_query.values()}) > 1
 
 
 def test_dense_only_model_skips_modes_with_a_note(
@@ -319,3 +324,27 @@ def test_cli_eval_prompt_options(small_tasks: dict[str, Path], tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert _result(out, "cran-small")["settings"]["prompts"] == {"query": "q: ", "document": ""}
     assert _result(out, "trecqa-small")["settings"]["prompts"] == {"query": "Q: ", "document": "d: "}
+
+
+def test_resume_keeps_a_result_of_this_format_and_reruns_an_older_one(
+    tiny: Embedder, small_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    first = evaluate(tiny, [small_tasks["retrieval"]], tmp_path, modes="dense,bm25", progress=False)[0]
+    target = tmp_path / f"{first['task']['name']}.json"
+    kept = json.loads(target.read_text(encoding="utf-8"))
+    kept["time"]["finished_at"] = "kept"
+    target.write_text(json.dumps(kept), encoding="utf-8")
+    again = evaluate(
+        tiny, [small_tasks["retrieval"]], tmp_path, modes="dense,bm25", progress=False, resume=True
+    )
+    assert again[0]["time"]["finished_at"] == "kept"  # same model and settings: reused
+    older = {key: value for key, value in kept.items() if key != "per_query"} | {"format": 1}
+    target.write_text(json.dumps(older), encoding="utf-8")
+    rerun = evaluate(
+        tiny, [small_tasks["retrieval"]], tmp_path, modes="dense,bm25", progress=False, resume=True
+    )
+    assert rerun[0]["format"] == 2 and rerun[0]["time"]["finished_at"] != "kept"
+    assert rerun[0]["per_query"]["values"].keys() == {
+        "dense",
+        "bm25",
+    }  # written before per-query values: redone

@@ -67,7 +67,9 @@ def test_per_query_values_are_the_ones_the_mean_is_taken_over() -> None:
     assert recall == {"q1": 0.5, "q2": 0.0, "q3": 0.0}
     _, average_precision = retrieval_scores_per_query(qrels, run, per_query="map")
     assert sum(average_precision.values()) / 3 == pytest.approx(means["map"])
-    for bad in ("ndcg_at_7", "mrr_at_10", "ndcg"):
+    _, reciprocal_rank = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query="mrr_at_10")
+    assert reciprocal_rank == {"q1": 1.0, "q2": 0.5, "q3": 0.0}
+    for bad in ("ndcg_at_7", "mrr_at_5", "ndcg"):
         with pytest.raises(ValueError, match="per-query measure"):
             retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query=bad)
 

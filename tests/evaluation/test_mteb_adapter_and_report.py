@@ -137,7 +137,7 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     md = markdown([load_run(folder)])
     assert "## model-a: each mode against dense, paired per query" in md
     row = next(line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +25.00 ["))
-    assert row.endswith(" p 1.000 |")  # one query of four changed: any sign flip is as extreme
+    assert row.endswith(" p 1.000, 1 differ |")  # one query of four changed: any sign flip is as extreme
     assert "| r1 | ndcg_at_10 |" not in md  # r1 keeps no per-query values
     against_all = markdown([load_run(folder)], paired_with="all")
     assert "## model-a: each mode against all, paired per query" in against_all
@@ -145,6 +145,32 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     with pytest.raises(InputError, match="paired with one of dense, sparse"):
         write_report([folder], tmp_path / "bad", paired_with="hybrid")
     assert not (tmp_path / "bad").exists()
+    assert "No result of model-a has per-query values of bm25" in markdown(
+        [load_run(folder)], paired_with="bm25"
+    )
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ([1, 2], "expected an object with 'metric', 'query_ids' and 'values'"),
+        ({"metric": "ndcg_at_10", "query_ids": ["q1", "q1"], "values": {}}, "distinct ids"),
+        (
+            {"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": ["x"]}},
+            "'dense' are not numbers",
+        ),
+        (
+            {"metric": "ndcg_at_10", "query_ids": ["q1", "q2"], "values": {"dense": [1.0]}},
+            "one finite value per query id",
+        ),
+    ],
+)
+def test_a_result_with_a_broken_per_query_block_is_named(tmp_path: Path, block: object, message: str) -> None:
+    folder = _write_run(tmp_path / "a", "model-a", 0.0)
+    broken = _fake_result("r3", "retrieval", "ndcg_at_10", {"dense": 0.5}, "model-a") | {"per_query": block}
+    (folder / "r3.json").write_text(json.dumps(broken), encoding="utf-8")
+    with pytest.raises(InputError, match=f"r3.json: per_query: .*{message}"):
+        load_run(folder)
 
 
 def test_report_compares_runs(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ SCORES = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=60)
 def test_a_mode_against_itself_differs_by_nothing(values: list[float]) -> None:
     same = paired_difference(values, values, rounds=200)
     assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
-    assert same.queries == len(values)
+    assert same.queries == len(values) and same.changed == 0 and same.exact
 
 
 @settings(max_examples=40, deadline=None)
@@ -50,7 +50,7 @@ def test_a_clear_gain_is_significant_and_a_single_flip_is_not() -> None:
     base = rng.uniform(0.3, 0.9, size=400)
     better = paired_difference(base + 0.05 + rng.normal(0, 0.02, 400), base)
     assert better.low > 0.04 and better.high < 0.06 and better.p_value < 0.001
-    assert better.describe().endswith("] p < 0.001")
+    assert better.describe().endswith("] p < 0.001, 400 differ") and not better.exact
     # 112 questions at the ceiling, one of them moved from rank 1 to rank 2 (nDCG 1 → 0.63)
     ceiling = np.ones(112)
     one_lost = ceiling.copy()
@@ -58,7 +58,28 @@ def test_a_clear_gain_is_significant_and_a_single_flip_is_not() -> None:
     flip = paired_difference(one_lost, ceiling)
     assert flip.mean == pytest.approx(-(1 - 1 / np.log2(3)) / 112)
     assert flip.high == 0.0 and flip.p_value == 1.0  # one changed query: every sign flip is as extreme
-    assert flip.describe() == f"-0.33 [{100 * flip.low:+.2f}, +0.00] p 1.000" and flip.low < -0.0066
+    assert flip.describe() == f"-0.33 [{100 * flip.low:+.2f}, +0.00] p 1.000, 1 differ" and flip.low < -0.0066
+
+
+def test_few_changed_queries_get_the_exact_p_of_every_sign_assignment() -> None:
+    # three queries each 1 better: of the 8 sign assignments, all-plus and all-minus are as extreme → 2 / 8
+    three = paired_difference([1.0, 1.0, 1.0, 0.5], [0.0, 0.0, 0.0, 0.5])
+    assert three.exact and three.changed == 3 and three.p_value == pytest.approx(0.25)
+    # +3, +1, −1: |sum| ≥ 3 for ±(3 + 1 − 1), ±(3 − 1 + 1), ±(3 + 1 + 1) → 6 / 8
+    mixed = paired_difference([3.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+    assert mixed.p_value == pytest.approx(6 / 8)
+    # sixteen changed: still exact, 2 / 2^16 the least p; seventeen: sampled, (extreme + 1) / (rounds + 1)
+    assert paired_difference(np.ones(16), np.zeros(16)).p_value == pytest.approx(2 / 2**16)
+    sampled = paired_difference(np.ones(17), np.zeros(17), rounds=999)
+    assert not sampled.exact and sampled.p_value == pytest.approx(1 / 1000)
+
+
+def test_the_bootstrap_interval_is_the_percentile_interval_of_resampled_means() -> None:
+    # two queries, differences 0 and 1: resampled means 0, 0.5, 1 with probability 1/4, 1/2, 1/4
+    both = paired_difference([0.0, 1.0], [0.0, 0.0], rounds=4000)
+    assert (both.low, both.high) == (0.0, 1.0)
+    narrow = paired_difference([0.0, 1.0], [0.0, 0.0], rounds=4000, level=0.4)  # the middle 40 %: 0.5 only
+    assert (narrow.low, narrow.high) == (0.5, 0.5)
 
 
 def test_the_same_seed_gives_the_same_numbers() -> None:

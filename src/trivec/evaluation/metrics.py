@@ -51,43 +51,47 @@ def retrieval_scores(qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES)
     Every query in `qrels` counts; a judged query missing from `run` scores 0 (pytrec_eval would drop it).
     MRR@k is trec_eval's `recip_rank` on each query's top k.
     """
-    return retrieval_scores_per_query(qrels, run, k_values, per_query="map")[0]
+    table = retrieval_table(qrels, run, k_values)
+    return {name: sum(values.values()) / len(values) for name, values in table.items()}
 
 
 def retrieval_scores_per_query(
     qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES, per_query: str = "ndcg_at_10"
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """`retrieval_scores` and, from the same pytrec_eval pass, one of its measures per judged query
-    (`per_query`: `map` or an nDCG / MAP / Recall / P @k, named as in the means; 0 for a judged query missing
-    from `run`): what a paired comparison of two runs needs (`trivec.evaluation.significance`)."""
+    """`retrieval_scores` and one of its measures per judged query (`per_query`, named as in the means),
+    the values that mean is taken over: what a paired comparison of two runs needs
+    (`trivec.evaluation.significance`)."""
+    table = retrieval_table(qrels, run, k_values)
+    if per_query not in table:
+        raise ValueError(f"per-query measure {per_query!r} is not one of {', '.join(table)}")
+    means = {name: sum(values.values()) / len(values) for name, values in table.items()}
+    return means, table[per_query]
+
+
+def retrieval_table(
+    qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES
+) -> dict[str, dict[str, float]]:
+    """Every measure of `retrieval_scores` for every judged query (0 for one missing from `run`)."""
     if not qrels:
         raise ValueError("no judged queries")
-    names = {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}
-    kind, _, depth = per_query.partition("_at_")
-    if per_query != "map" and (kind not in names or not depth.isdigit() or int(depth) not in k_values):
-        raise ValueError(
-            f"per-query measure {per_query!r} is neither map nor an @k measure of k = {list(k_values)}"
-        )
     ks = ",".join(str(k) for k in k_values)
-    measures = {f"ndcg_cut.{ks}", f"map_cut.{ks}", f"recall.{ks}", f"P.{ks}", "map", "recip_rank"}
+    measures = {f"ndcg_cut.{ks}", f"map_cut.{ks}", f"recall.{ks}", f"P.{ks}", "map"}
     clean_run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in qrels}
     clean_qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
     evaluated = pytrec_eval.RelevanceEvaluator(clean_qrels, measures).evaluate(clean_run)
-    n = len(clean_qrels)
-    out: dict[str, float] = {}
+    names = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "recall", "precision_at": "P"}
+    table: dict[str, dict[str, float]] = {}
     for k in k_values:
-        out[f"ndcg_at_{k}"] = sum(v[f"ndcg_cut_{k}"] for v in evaluated.values()) / n
-        out[f"map_at_{k}"] = sum(v[f"map_cut_{k}"] for v in evaluated.values()) / n
-        out[f"recall_at_{k}"] = sum(v[f"recall_{k}"] for v in evaluated.values()) / n
-        out[f"precision_at_{k}"] = sum(v[f"P_{k}"] for v in evaluated.values()) / n
-    out["map"] = sum(v["map"] for v in evaluated.values()) / n
+        for name, trec in names.items():
+            table[f"{name}_{k}"] = {
+                q: evaluated[q][f"{trec}_{k}"] if q in evaluated else 0.0 for q in clean_qrels
+            }
+    table["map"] = {q: evaluated[q]["map"] if q in evaluated else 0.0 for q in clean_qrels}
     rr = pytrec_eval.RelevanceEvaluator(clean_qrels, {"recip_rank"})
     for k in k_values:
-        top = {q: dict(ranked(docs)[:k]) for q, docs in clean_run.items()}
-        out[f"mrr_at_{k}"] = sum(v["recip_rank"] for v in rr.evaluate(top).values()) / n
-    key = "map" if per_query == "map" else f"{names[kind]}_{depth}"
-    values = {q: float(evaluated[q][key]) if q in evaluated else 0.0 for q in clean_qrels}
-    return out, values
+        top = rr.evaluate({q: dict(ranked(docs)[:k]) for q, docs in clean_run.items()})
+        table[f"mrr_at_{k}"] = {q: top[q]["recip_rank"] if q in top else 0.0 for q in clean_qrels}
+    return table
 
 
 def reranking_scores(
@@ -109,10 +113,11 @@ def reranking_scores_per_query(
     candidates: Mapping[str, Sequence[str]],
     scores: Mapping[str, np.ndarray],
     mrr_k: int = 10,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """`reranking_scores` and each evaluated query's average precision, the values its MAP is the mean of."""
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """`reranking_scores` and, per evaluated query, the values its means are taken over: `{"map": {query:
+    average precision}, "mrr_at_k": {query: reciprocal rank}}`."""
     aps: dict[str, float] = {}
-    rrs: list[float] = []
+    rrs: dict[str, float] = {}
     for query_id, docs in candidates.items():
         relevant = np.array([d in positives.get(query_id, set()) for d in docs], dtype=bool)
         if relevant.all() or not relevant.any():
@@ -121,11 +126,12 @@ def reranking_scores_per_query(
         aps[query_id] = float(average_precision_score(relevant, values))
         order = np.argsort(-values, kind="stable")[:mrr_k]
         hits = np.flatnonzero(relevant[order])
-        rrs.append(1.0 / (hits[0] + 1) if hits.size else 0.0)
+        rrs[query_id] = 1.0 / (hits[0] + 1) if hits.size else 0.0
     if not aps:
         raise ValueError("no query has both a positive and a negative candidate")
-    means = {"map": float(np.mean(list(aps.values()))), f"mrr_at_{mrr_k}": float(np.mean(rrs))}
-    return {**means, "evaluated_queries": len(aps)}, aps
+    per_query = {"map": aps, f"mrr_at_{mrr_k}": rrs}
+    means = {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
+    return {**means, "evaluated_queries": len(aps)}, per_query
 
 
 # ----------------------------------------------------------------------------------------------- STS

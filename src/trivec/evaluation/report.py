@@ -15,7 +15,7 @@ from typing import Any
 
 from trivec.errors import InputError
 from trivec.evaluation.evaluators.base import RETRIEVAL_MODES
-from trivec.evaluation.significance import mode_differences
+from trivec.evaluation.significance import mode_differences, per_query_values
 from trivec.evaluation.tasks import TaskType
 from trivec.io import atomic_writer
 
@@ -53,6 +53,10 @@ def load_run(directory: str | os.PathLike[str], label: str | None = None) -> Run
         except json.JSONDecodeError as exc:
             raise InputError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
         if isinstance(data, dict) and "main_score" in data and "task" in data:
+            try:
+                per_query_values(data)
+            except InputError as exc:
+                raise InputError(f"{file}: {exc}") from None
             results[data["task"]["name"]] = data
     if not results:
         raise InputError(f"{path}: no task results (*.json written by `trivec eval`)")
@@ -167,6 +171,11 @@ def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
             if differences:
                 rows.append((name, result["per_query"]["metric"], differences))
         if not rows:
+            if any(r.get("per_query") for r in run.results.values()):
+                lines += [
+                    f"No result of {run.label} has per-query values of {baseline}: nothing to pair.",
+                    "",
+                ]
             continue
         present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, _, d in rows for m in d})])
         modes = [m for m in present if m != baseline and any(m in d for _, _, d in rows)]

@@ -30,7 +30,8 @@ from trivec.io import atomic_writer
 from trivec.models.prompts import ROLES, check_prompts
 from trivec.models.weights import FusionDefaults, check_fusion, fusion_to_use
 
-RESULT_FORMAT = 1
+# 2: ranking tasks keep each query's main score per mode (`per_query`); `resume` re-runs a format-1 result
+RESULT_FORMAT = 2
 QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
 TaskSpec = str | Task | os.PathLike[str]
 

@@ -1,13 +1,16 @@
-"""Paired comparison of two scoring modes (or two models) on the same queries.
+"""Paired comparison of two scoring modes on the same queries.
 
 A retrieval set of a few hundred questions where dense already scores 97 tells two modes apart by one or two
 questions: a difference of means alone cannot say whether a hybrid lost to dense or drew. Each result of
 `trivec eval` of a retrieval or reranking task keeps every scored query's main score per mode (`per_query`:
-nDCG@10, average precision), and `paired_difference` gives the
-mean difference with a 95 % paired-bootstrap interval (queries resampled with replacement, percentile
-interval) and the two-sided p-value of the paired randomization test (each query's difference flips its
-sign at random; Smucker, Allan & Carterette, 2007, recommend it for IR). Both are seeded, so a report
-reads the same every time it is written.
+nDCG@10, average precision), and `paired_difference` gives the mean difference with a 95 % paired-bootstrap
+interval (queries resampled with replacement, percentile interval) and the two-sided p-value of the paired
+randomization test (each query's difference flips its sign at random; Smucker, Allan & Carterette, 2007,
+recommend it for IR). Only the queries whose scores differ carry the test: with k of them, no p can be
+below 2 / 2^k (4 changed questions: 0.125), so each comparison says how many differ, and with k ≤ 16 the
+test enumerates every sign assignment (exact p) instead of sampling them. Sampling is seeded, so a report
+reads the same every time it is written. The p-values are per comparison, not corrected for the many a
+report prints.
 """
 
 from __future__ import annotations
@@ -22,22 +25,27 @@ from trivec.errors import InputError
 
 ROUNDS = 10_000
 LEVEL = 0.95
+EXACT_UP_TO = 16  # changed queries up to which the randomization test enumerates all 2^k sign assignments
+DRAWS_PER_BLOCK = 4_000_000  # bootstrap indices drawn at once (32 MB), whatever the number of queries
 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean of `a − b` over the paired queries, its bootstrap interval and randomization-test p-value."""
+    """Mean of `a − b` over the paired queries, its bootstrap interval, the randomization test's p-value
+    (`exact`: from every sign assignment, else from `rounds` sampled ones) and how many queries differ."""
 
     mean: float
     low: float
     high: float
     p_value: float
     queries: int
+    changed: int
+    exact: bool
 
     def describe(self, scale: float = 100.0) -> str:
-        """`+0.13 [-0.20, +0.45] p 0.420` (× `scale`; `p < 0.001` below that), the form the reports print."""
+        """`+0.13 [-0.20, +0.45] p 0.420, 10 differ` (× `scale`; `p < 0.001` below that), as reports print it."""
         p = "p < 0.001" if self.p_value < 0.001 else f"p {self.p_value:.3f}"
-        return f"{scale * self.mean:+.2f} [{scale * self.low:+.2f}, {scale * self.high:+.2f}] {p}"
+        return f"{scale * self.mean:+.2f} [{scale * self.low:+.2f}, {scale * self.high:+.2f}] {p}, {self.changed} differ"
 
 
 def paired_difference(
@@ -64,36 +72,62 @@ def paired_difference(
         raise InputError(f"level must be between 0 and 1, got {level}")
     diff = first - second
     rng = np.random.default_rng(seed)
-    means = np.empty(rounds)
-    flipped = np.empty(rounds)
-    for start in range(0, rounds, 500):  # in blocks: rounds × queries draws would not fit for large sets
-        stop = min(rounds, start + 500)
-        picks = rng.integers(0, diff.size, size=(stop - start, diff.size))
-        means[start:stop] = diff[picks].mean(axis=1)
-        signs = 2.0 * rng.integers(0, 2, size=(stop - start, diff.size)) - 1.0
-        flipped[start:stop] = (signs * diff).mean(axis=1)
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    observed = abs(float(diff.mean()))
-    # the observed assignment counts as one of the permutations, so p is never 0 (and exactly 1 for no difference)
-    extreme = int(np.count_nonzero(np.abs(flipped) >= observed - 1e-12))
+    low, high = bootstrap_interval(diff, rounds, level, rng)
+    changed = diff[diff != 0.0]
+    p_value, exact = randomization_p(changed, rounds, rng)
     return PairedDifference(
         mean=float(diff.mean()),
-        low=float(low),
-        high=float(high),
-        p_value=(extreme + 1) / (rounds + 1),
+        low=low,
+        high=high,
+        p_value=p_value,
         queries=int(diff.size),
+        changed=int(changed.size),
+        exact=exact,
     )
+
+
+def bootstrap_interval(
+    diff: np.ndarray, rounds: int, level: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Percentile interval of the mean of `diff` over `rounds` resamples of its queries (with replacement)."""
+    means = np.empty(rounds)
+    block = max(1, DRAWS_PER_BLOCK // diff.size)
+    for start in range(0, rounds, block):
+        stop = min(rounds, start + block)
+        means[start:stop] = diff[rng.integers(0, diff.size, size=(stop - start, diff.size))].mean(axis=1)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def randomization_p(changed: np.ndarray, rounds: int, rng: np.random.Generator) -> tuple[float, bool]:
+    """Two-sided p of the paired randomization test from the nonzero per-query differences `changed` (a zero
+    difference is the same under either sign): every sign assignment when there are at most
+    `EXACT_UP_TO`, else `rounds` sampled ones with the observed one counted among them, so p is never 0.
+    Returns (p, exact)."""
+    if changed.size == 0:
+        return 1.0, True
+    observed = abs(float(changed.sum()))
+    tolerance = 1e-9 * max(1.0, float(np.abs(changed).sum()))
+    if changed.size <= EXACT_UP_TO:
+        assignments = np.arange(2**changed.size)[:, None] >> np.arange(changed.size) & 1
+        sums = np.abs((2.0 * assignments - 1.0) @ changed)
+        return float(np.count_nonzero(sums >= observed - tolerance)) / sums.size, True
+    extreme = 0
+    block = max(1, DRAWS_PER_BLOCK // changed.size)
+    for start in range(0, rounds, block):
+        signs = 2.0 * rng.integers(0, 2, size=(min(rounds, start + block) - start, changed.size)) - 1.0
+        extreme += int(np.count_nonzero(np.abs(signs @ changed) >= observed - tolerance))
+    return (extreme + 1) / (rounds + 1), False
 
 
 def mode_differences(
     result: Mapping[str, Any], baseline: str = "dense", rounds: int = ROUNDS
 ) -> dict[str, PairedDifference]:
-    """Every other mode of one `trivec eval` result against `baseline`, paired over its judged queries
+    """Every other mode of one `trivec eval` result against `baseline`, paired over its scored queries
     (empty when the result has no per-query values or no `baseline`: results written before they were kept,
-    a task type that keeps none)."""
-    per_query = result.get("per_query") or {}
-    values: Mapping[str, Sequence[float]] = per_query.get("values", {})
+    a task type that keeps none, a run without that mode)."""
+    values = per_query_values(result)
     if baseline not in values:
         return {}
     return {
@@ -101,3 +135,30 @@ def mode_differences(
         for mode, scores in values.items()
         if mode != baseline
     }
+
+
+def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The `per_query` block of a `trivec eval` result as one array per mode (aligned on its `query_ids`),
+    checked: `InputError` naming what is wrong with it; `{}` when the result has none."""
+    block = result.get("per_query")
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping) or not isinstance(block.get("values"), Mapping):
+        raise InputError("per_query: expected an object with 'metric', 'query_ids' and 'values' per mode")
+    ids = block.get("query_ids")
+    if (
+        not isinstance(block.get("metric"), str)
+        or not isinstance(ids, list)
+        or len(set(map(str, ids))) != len(ids)
+    ):
+        raise InputError("per_query: 'metric' must be a name and 'query_ids' a list of distinct ids")
+    out = {}
+    for mode, values in block["values"].items():
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"per_query: the values of {mode!r} are not numbers") from None
+        if array.shape != (len(ids),) or not np.isfinite(array).all():
+            raise InputError(f"per_query: {mode!r} needs one finite value per query id ({len(ids)})")
+        out[str(mode)] = array
+    return out

@@ -21,7 +21,7 @@ from trivec.evaluation.evaluators.retrieval import (
     outputs_needed,
     plan,
 )
-from trivec.evaluation.metrics import reranking_scores_per_query, retrieval_scores
+from trivec.evaluation.metrics import reranking_scores_per_query, retrieval_table
 from trivec.evaluation.search import ArrayQuery, DenseIndex
 from trivec.evaluation.tasks import Task, TaskType
 
@@ -79,16 +79,18 @@ class RerankingEvaluator(Evaluator):
         judged = {q: data.qrels[q] for q in query_ids if positives[q]}
         for mode in modes:
             scores = per_mode[mode]
-            result, outcome.per_query[mode] = reranking_scores_per_query(
+            result, per_query = reranking_scores_per_query(
                 positives, {q: data.candidates[q] for q in query_ids}, scores
             )
             run = {
                 q: {d: float(s) for d, s in zip(data.candidates[q], scores[q].tolist(), strict=True)}
                 for q in query_ids
             }
-            trec = retrieval_scores(judged, run)
-            for key, value in trec.items():
+            for key, by_query in retrieval_table(judged, run).items():
                 if key.startswith(("ndcg_at_", "recall_at_", "precision_at_", "map_at_")):
-                    result[key] = value
+                    result[key] = sum(by_query.values()) / len(by_query)
+                    per_query[key] = by_query
             outcome.scores[mode] = result
+            if task.main_score in per_query:  # the main score's value per query, for paired comparisons
+                outcome.per_query[mode] = per_query[task.main_score]
         return outcome
