@@ -125,29 +125,64 @@ def test_markdown_averages_per_type(tmp_path: Path) -> None:
     assert "| **all tasks** | 3 | 53.33 | – |" in md  # bm25 does not cover every task: no overall
 
 
-def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path: Path) -> None:
-    folder = _write_run(tmp_path / "a", "model-a", 0.0)
-    kept = _fake_result("r3", "retrieval", "ndcg_at_10", {"dense": 0.5, "all": 0.75}, "model-a")
+def _with_queries(folder: Path, model: str, dense: list[float], hybrid: list[float]) -> None:
+    """Task r3 in `folder`, keeping per-query values of dense and `all` over queries q1…q4."""
+    kept = _fake_result(
+        "r3", "retrieval", "ndcg_at_10", {"dense": sum(dense) / 4, "all": sum(hybrid) / 4}, model
+    )
     kept["per_query"] = {
         "metric": "ndcg_at_10",
         "query_ids": ["q1", "q2", "q3", "q4"],
-        "values": {"dense": [1.0, 0.0, 1.0, 0.0], "all": [1.0, 1.0, 1.0, 0.0]},
+        "values": {"dense": dense, "all": hybrid},
     }
     (folder / "r3.json").write_text(json.dumps(kept), encoding="utf-8")
+
+
+def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path: Path) -> None:
+    folder = _write_run(tmp_path / "a", "model-a", 0.0)
+    _with_queries(folder, "model-a", [1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0])
     md = markdown([load_run(folder)])
     assert "## model-a: each mode against dense, paired per query" in md
     row = next(line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +25.00 ["))
     assert row.endswith(" p 1.000, 1 differ |")  # one query of four changed: any sign flip is as extreme
-    assert "| r1 | ndcg_at_10 |" not in md  # r1 keeps no per-query values
+    assert "| all − dense |" in md and "only they carry the test" in md
+    assert "Not paired: r1 (no per-query values (written before they were kept)); r2 (" in md
     against_all = markdown([load_run(folder)], paired_with="all")
     assert "## model-a: each mode against all, paired per query" in against_all
     assert "| r3 | ndcg_at_10 | 4 | -25.00 [" in against_all
     with pytest.raises(InputError, match="paired with one of dense, sparse"):
         write_report([folder], tmp_path / "bad", paired_with="hybrid")
     assert not (tmp_path / "bad").exists()
-    assert "No result of model-a has per-query values of bm25" in markdown(
-        [load_run(folder)], paired_with="bm25"
-    )
+    assert "r3 (no bm25 values)" in markdown([load_run(folder)], paired_with="bm25")
+
+
+def test_a_later_run_is_paired_with_the_first_by_query_id(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", "model-a", 0.0)
+    _with_queries(a, "model-a", [1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0])
+    b = _write_run(tmp_path / "b", "model-b", 0.1)
+    _with_queries(b, "model-b", [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0])
+    flipped = json.loads((b / "r3.json").read_text(encoding="utf-8"))
+    order = [3, 2, 1, 0]  # the same queries written in another order pair by id, not by position
+    block = flipped["per_query"]
+    block["query_ids"] = [block["query_ids"][i] for i in order]
+    block["values"] = {mode: [values[i] for i in order] for mode, values in block["values"].items()}
+    (b / "r3.json").write_text(json.dumps(flipped), encoding="utf-8")
+    md = markdown([load_run(a), load_run(b)])
+    assert "## model-b against model-a, mode by mode, paired per query" in md
+    row = next(
+        line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +50.00 [")
+    )  # dense: 2 of 4 up
+    assert "2 differ | +0.00 [+0.00, +0.00] p 1.000, 0 differ |" in row  # all: the same per query
+
+
+def test_averages_of_a_column_missing_tasks_say_so(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", "model-a", 0.0)
+    b = _write_run(tmp_path / "b", "model-b", 0.1)
+    (b / "r2.json").unlink()
+    md = markdown([load_run(a), load_run(b)])
+    assert "| retrieval | 2 | 40.00 | 30.00 | 60.00 (1 of 2) | 40.00 (1 of 2) |" in md
+    assert "| **all tasks** | 3 | 53.33 | – | – | – |" in md  # model-b lacks r2: no overall mean
+    assert "paired per query" not in md  # no result keeps per-query values: no paired section at all
 
 
 @pytest.mark.parametrize(
@@ -155,16 +190,12 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     [
         ([1, 2], "expected an object with 'metric', 'query_ids' and 'values'"),
         ({"metric": "ndcg_at_10", "query_ids": ["q1", "q1"], "values": {}}, "distinct ids"),
-        (
-            {"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": ["x"]}},
-            "'dense' are not numbers",
-        ),
-        (
-            {"metric": "ndcg_at_10", "query_ids": ["q1", "q2"], "values": {"dense": [1.0]}},
-            "one finite value per query id",
-        ),
+        ({"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": ["x"]}}, "'dense' holds text"),
+        ({"metric": "ndcg_at_10", "query_ids": ["q1", "q2"], "values": {"dense": [1.0]}}, r"one value per query id \(2\)"),
+        ({"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": [5.0]}}, "average 5.0+, not its main score"),
+        ({"metric": "map", "query_ids": ["q1"], "values": {"dense": [0.5]}}, "'map' is not the main score"),
     ],
-)
+)  # fmt: skip
 def test_a_result_with_a_broken_per_query_block_is_named(tmp_path: Path, block: object, message: str) -> None:
     folder = _write_run(tmp_path / "a", "model-a", 0.0)
     broken = _fake_result("r3", "retrieval", "ndcg_at_10", {"dense": 0.5}, "model-a") | {"per_query": block}

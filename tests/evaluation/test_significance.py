@@ -90,14 +90,20 @@ def test_the_same_seed_gives_the_same_numbers() -> None:
 @pytest.mark.parametrize(
     ("a", "b", "rounds", "level", "message"),
     [
-        ([1.0, 2.0], [1.0], 100, 0.95, "same length"),
+        ([1.0, 2.0], [1.0], 100, 0.95, "as many values in a as in b, got 2 and 1"),
         ([], [], 100, 0.95, "at least one query"),
-        ([1.0, float("nan")], [1.0, 1.0], 100, 0.95, "finite"),
+        ([1.0, float("nan")], [1.0, 1.0], 100, 0.95, "paired scores a must hold finite numbers"),
+        ([[1.0, 2.0]], [[1.0, 2.0]], 100, 0.95, "paired scores a must be a flat list of numbers"),
+        ([1.0], 1.0, 100, 0.95, "paired scores b must be a flat list"),
+        ([1.0], None, 100, 0.95, "paired scores b must be a flat list"),
+        (["0.5"], [1.0], 100, 0.95, "paired scores a holds text, not numbers"),
+        ([{"q": 1}], [1.0], 100, 0.95, "paired scores a holds other things"),
+        ([[1.0], [1.0, 2.0]], [1.0, 2.0], 100, 0.95, "paired scores a must be a flat list"),
         ([1.0], [1.0], 0, 0.95, "rounds must be >= 1"),
         ([1.0], [1.0], 100, 1.0, "level must be between 0 and 1"),
     ],
 )
-def test_bad_input_is_named(a: list[float], b: list[float], rounds: int, level: float, message: str) -> None:
+def test_bad_input_is_named(a: object, b: object, rounds: int, level: float, message: str) -> None:
     with pytest.raises(InputError, match=message):
         paired_difference(a, b, rounds=rounds, level=level)
 

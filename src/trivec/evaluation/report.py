@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
 from trivec.evaluation.evaluators.base import RETRIEVAL_MODES
-from trivec.evaluation.significance import mode_differences, per_query_values
+from trivec.evaluation.significance import (
+    PairedDifference,
+    mode_differences,
+    per_query_values,
+    run_differences,
+)
 from trivec.evaluation.tasks import TaskType
 from trivec.io import atomic_writer
 
@@ -130,65 +135,126 @@ def markdown(runs: Sequence[Run], paired_with: str = "dense") -> str:
             value = run.results.get(name, {}).get("main_score", {}).get("values", {}).get(mode)
             cells.append(_fmt(value))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Averages per task type", ""]
-    lines.append("| type | tasks | " + " | ".join(c[2] for c in columns) + " |")
-    lines.append("|---|---:|" + "|".join(["---:"] * len(columns)) + "|")
-    averages = {(id(run), mode): type_averages(run, mode) for run, mode, _ in columns}
-    for kind in TYPE_ORDER:
-        counts = {averages[(id(r), m)].get(kind, (0.0, 0))[1] for r, m, _ in columns}
-        if not any(counts):
-            continue
-        cells = [kind, str(max(counts))]
-        for run, mode, _ in columns:
-            entry = averages[(id(run), mode)].get(kind)
-            cells.append(_fmt(entry[0]) if entry else "–")
-        lines.append("| " + " | ".join(cells) + " |")
-    overall = ["**all tasks**", ""]
-    for run, mode, _ in columns:
-        values = [
-            r["main_score"]["values"][mode] for r in run.results.values() if mode in r["main_score"]["values"]
-        ]
-        full = len(values) == len(run.results)
-        overall.append(_fmt(sum(values) / len(values)) if values and full else "–")
-    overall[1] = str(max(len(r.results) for r in runs))
-    lines.append("| " + " | ".join(overall) + " |")
-    lines += ["", "Averages are plain means of the tasks' main scores; \"all tasks\" (C-MTEB's overall average) is "
-              "given only for columns that cover every task.", ""]  # fmt: skip
+    lines += average_rows(columns, tasks)
     return "\n".join(lines + paired_section(runs, paired_with))
 
 
+def average_rows(columns: list[tuple[Run, str, str]], tasks: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The averages section: per task type and over all tasks, each column's mean over the report's tasks.
+    A column that lacks some of them shows its mean with how many it covers (`40.00 (2 of 3)`) per type and
+    no overall mean: means over different task sets do not compare."""
+    lines = ["", "## Averages per task type", "", "| type | tasks | " + " | ".join(c[2] for c in columns) + " |",
+             "|---|---:|" + "|".join(["---:"] * len(columns)) + "|"]  # fmt: skip
+    kinds = {name: result["task"]["type"] for name, result in tasks}
+    for kind in TYPE_ORDER:
+        names = [name for name, k in kinds.items() if k == kind]
+        if not names:
+            continue
+        cells = [kind, str(len(names))]
+        for run, mode, _ in columns:
+            values = _values(run, mode, names)
+            partial = f" ({len(values)} of {len(names)})" if 0 < len(values) < len(names) else ""
+            cells.append(_fmt(sum(values) / len(values)) + partial if values else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    overall = ["**all tasks**", str(len(tasks))]
+    for run, mode, _ in columns:
+        values = _values(run, mode, list(kinds))
+        overall.append(_fmt(sum(values) / len(values)) if len(values) == len(kinds) else "–")
+    lines.append("| " + " | ".join(overall) + " |")
+    note = ("Averages are plain means of the tasks' main scores; \"all tasks\" (C-MTEB's overall average) is "
+            "given only for columns that cover every task of the report.")  # fmt: skip
+    return [*lines, "", note, ""]
+
+
+def _values(run: Run, mode: str, names: Sequence[str]) -> list[float]:
+    """The run's main scores in `mode` for those of `names` it has."""
+    found = (run.results.get(name, {}).get("main_score", {}).get("values", {}).get(mode) for name in names)
+    return [float(v) for v in found if v is not None]
+
+
+PAIRED_NOTE = (
+    "Mean difference × 100 over the task's scored queries, its 95 % paired-bootstrap interval, the paired "
+    "randomization test's two-sided p and how many queries score differently (only they carry the test: with "
+    "16 or fewer the p is exact and cannot fall below 2 / 2^n, and the interval, drawn from few distinct "
+    "values, is coarse — read the count and p first). 10,000 seeded rounds; p per comparison, not corrected "
+    "for the many here."
+)
+
+
 def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
-    """Per run, every ranking task's other modes against `baseline`, paired over its queries: mean
-    difference × 100, 95 % bootstrap interval, randomization-test p (`trivec.evaluation.significance`).
-    Nothing for runs whose results keep no per-query values."""
+    """Each ranking task's modes paired per query (`trivec.evaluation.significance`): per run, every mode
+    against `baseline`; then every later run against the first, mode by mode (same queries). Only runs with
+    per-query values take part; their tasks without them are named with why."""
     if baseline not in RETRIEVAL_MODES:
         raise InputError(f"modes are paired with one of {', '.join(RETRIEVAL_MODES)}, not {baseline!r}")
     lines: list[str] = []
-    for run in runs:
-        rows = []
-        for name, result in sorted(run.results.items()):
-            differences = mode_differences(result, baseline)
-            if differences:
-                rows.append((name, result["per_query"]["metric"], differences))
-        if not rows:
-            if any(r.get("per_query") for r in run.results.values()):
-                lines += [
-                    f"No result of {run.label} has per-query values of {baseline}: nothing to pair.",
-                    "",
-                ]
+    kept = [run for run in runs if any(r.get("per_query") for r in run.results.values())]
+    for run in kept:
+        rows, left_out = _pair_tasks(
+            run,
+            lambda name, result: mode_differences(result, baseline),
+            lambda result, _: f"no {baseline} values",
+        )
+        lines += _paired_table(f"{run.label}: each mode against {baseline}, paired per query", rows, left_out,
+                               f"− {baseline}")  # fmt: skip
+    if kept and kept[0] is runs[0]:
+        first = runs[0].results
+        for run in kept[1:]:
+            rows, left_out = _pair_tasks(
+                run,
+                lambda name, result: run_differences(result, first[name]) if name in first else None,
+                lambda result, name: "other queries, or no mode in common" if first[name].get("per_query") else
+                "no per-query values in the first run",
+            )  # fmt: skip
+            lines += _paired_table(f"{run.label} against {runs[0].label}, mode by mode, paired per query", rows,
+                                   left_out, f"− {runs[0].label}")  # fmt: skip
+    return lines
+
+
+def _pair_tasks(
+    run: Run,
+    pair: Callable[[str, dict[str, Any]], dict[str, PairedDifference] | None],
+    why_not: Callable[[dict[str, Any], str], str],
+) -> tuple[dict[str, tuple[str, dict[str, PairedDifference]]], dict[str, str]]:
+    """The run's ranking tasks paired by `pair` (None: nothing to pair it with, left out silently): rows of
+    (metric, differences), and the tasks that could not be paired, with why (`why_not`, or no per-query
+    values of their own)."""
+    rows: dict[str, tuple[str, dict[str, PairedDifference]]] = {}
+    left_out: dict[str, str] = {}
+    for name, result in sorted(run.results.items()):
+        if result["task"]["type"] not in ("retrieval", "reranking"):
             continue
-        present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, _, d in rows for m in d})])
-        modes = [m for m in present if m != baseline and any(m in d for _, _, d in rows)]
-        lines += [f"## {run.label}: each mode against {baseline}, paired per query", "",
-                  f"Mean of (mode − {baseline}) × 100 over the task's scored queries, its 95 % paired-bootstrap "
-                  "interval and the paired randomization test's two-sided p (10,000 rounds each, seeded).", "",
-                  "| task | metric | queries | " + " | ".join(modes) + " |",
+        differences = pair(name, result)
+        if differences:
+            rows[name] = (result["per_query"]["metric"], differences)
+        elif differences is not None:
+            own = "no per-query values (written before they were kept)"
+            left_out[name] = why_not(result, name) if result.get("per_query") else own
+    return rows, left_out
+
+
+def _paired_table(
+    title: str,
+    rows: dict[str, tuple[str, dict[str, PairedDifference]]],
+    left_out: dict[str, str],
+    against: str,
+) -> list[str]:
+    """One paired section: tasks as rows, modes as columns; nothing when there is no row and no task left out."""
+    if not rows and not left_out:
+        return []
+    lines = [f"## {title}", "", PAIRED_NOTE, ""]
+    if rows:
+        present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, d in rows.values() for m in d})])
+        modes = [m for m in present if any(m in d for _, d in rows.values())]
+        lines += ["| task | metric | queries | " + " | ".join(f"{m} {against}" for m in modes) + " |",
                   "|---|---|---:|" + "|".join(["---:"] * len(modes)) + "|"]  # fmt: skip
-        for name, metric, differences in rows:
+        for name, (metric, differences) in rows.items():
             count = next(iter(differences.values())).queries
             cells = [differences[m].describe() if m in differences else "–" for m in modes]
             lines.append(f"| {name} | {metric} | {count} | " + " | ".join(cells) + " |")
         lines.append("")
+    if left_out:
+        lines += ["Not paired: " + "; ".join(f"{name} ({why})" for name, why in left_out.items()) + ".", ""]
     return lines
 
 

@@ -55,17 +55,16 @@ def paired_difference(
     level: float = LEVEL,
     seed: int = 0,
 ) -> PairedDifference:
-    """Compare per-query scores `a` and `b` (same queries, same order)."""
-    first = np.asarray(a, dtype=np.float64)
-    second = np.asarray(b, dtype=np.float64)
-    if first.ndim != 1 or first.shape != second.shape:
+    """Compare per-query scores `a` and `b` (one number per query, same queries in the same order): the mean
+    of `a − b` in the scores' own scale (nDCG 0–1: × 100 for points), its bootstrap interval at `level`, the
+    randomization test's p (`rounds` draws each, `seed`ed) and how many queries differ."""
+    first, second = _scores(a, "paired scores a"), _scores(b, "paired scores b")
+    if first.shape != second.shape:
         raise InputError(
-            f"paired scores need two lists of the same length, got {first.shape} and {second.shape}"
+            f"paired scores need as many values in a as in b, got {first.size} and {second.size}"
         )
     if first.size == 0:
         raise InputError("paired scores need at least one query")
-    if not (np.isfinite(first).all() and np.isfinite(second).all()):
-        raise InputError("paired scores must be finite numbers")
     if rounds < 1:
         raise InputError(f"rounds must be >= 1, got {rounds}")
     if not 0.0 < level < 1.0:
@@ -84,6 +83,24 @@ def paired_difference(
         changed=int(changed.size),
         exact=exact,
     )
+
+
+def _scores(values: object, name: str) -> np.ndarray:
+    """`values` as a flat float array, or an `InputError` that says, of `name`, why not."""
+    array = None
+    if isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, str):
+        try:
+            array = np.asarray(values)
+        except ValueError:  # ragged nesting
+            array = None
+    if array is None or array.ndim != 1:
+        raise InputError(f"{name} must be a flat list of numbers, one per query")
+    if array.size and array.dtype.kind not in "biuf":
+        raise InputError(f"{name} holds {'text' if array.dtype.kind == 'U' else 'other things'}, not numbers")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise InputError(f"{name} must hold finite numbers")
+    return array
 
 
 def bootstrap_interval(
@@ -137,6 +154,27 @@ def mode_differences(
     }
 
 
+def run_differences(
+    result: Mapping[str, Any], other: Mapping[str, Any], rounds: int = ROUNDS
+) -> dict[str, PairedDifference]:
+    """Each mode two results of one task have in common, `result` − `other` (two models, or one model at two
+    settings), paired by query id; empty when either keeps no per-query values or they scored other
+    queries."""
+    mine, theirs = per_query_values(result), per_query_values(other)
+    if not mine or not theirs:
+        return {}
+    ids = [str(q) for q in result["per_query"]["query_ids"]]
+    position = {str(q): i for i, q in enumerate(other["per_query"]["query_ids"])}
+    if set(ids) != set(position):
+        return {}
+    order = np.array([position[q] for q in ids], dtype=np.int64)
+    return {
+        mode: paired_difference(values, theirs[mode][order], rounds=rounds)
+        for mode, values in mine.items()
+        if mode in theirs
+    }
+
+
 def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The `per_query` block of a `trivec eval` result as one array per mode (aligned on its `query_ids`),
     checked: `InputError` naming what is wrong with it; `{}` when the result has none."""
@@ -154,11 +192,23 @@ def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
         raise InputError("per_query: 'metric' must be a name and 'query_ids' a list of distinct ids")
     out = {}
     for mode, values in block["values"].items():
-        try:
-            array = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"per_query: the values of {mode!r} are not numbers") from None
-        if array.shape != (len(ids),) or not np.isfinite(array).all():
-            raise InputError(f"per_query: {mode!r} needs one finite value per query id ({len(ids)})")
+        array = _scores(values, f"per_query: the values of {mode!r}")
+        if array.shape != (len(ids),):
+            raise InputError(
+                f"per_query: {mode!r} needs one value per query id ({len(ids)}), has {array.size}"
+            )
         out[str(mode)] = array
+    main = result.get("main_score")
+    if isinstance(main, Mapping) and isinstance(main.get("values"), Mapping):
+        if main.get("metric") != block["metric"]:
+            raise InputError(
+                f"per_query: metric {block['metric']!r} is not the main score {main.get('metric')!r}"
+            )
+        for mode, array in out.items():
+            expected = main["values"].get(mode)
+            if expected is not None and abs(float(array.mean()) - float(expected)) > 1e-5:
+                raise InputError(
+                    f"per_query: the values of {mode!r} average {array.mean():.6f}, "
+                    f"not its main score {float(expected):.6f}"
+                )
     return out
