@@ -326,6 +326,19 @@ def test_cli_eval_prompt_options(small_tasks: dict[str, Path], tmp_path: Path) -
     assert _result(out, "trecqa-small")["settings"]["prompts"] == {"query": "Q: ", "document": "d: "}
 
 
+def test_cli_eval_names_the_fusion_only_where_a_hybrid_ran(
+    small_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    common = ["eval", "--model", str(TINY_M3), "--task-dir", str(small_tasks["retrieval"]), "--fusion", "zscore",
+              "--quiet"]  # fmt: skip
+    single = CliRunner().invoke(app, [*common, "--modes", "dense,bm25", "--output", str(tmp_path / "a")])
+    assert single.exit_code == 0, single.output
+    assert "cran-small\tndcg_at_10\t" in single.output and "hybrids fused" not in single.output
+    hybrid = CliRunner().invoke(app, [*common, "--modes", "dense,all", "--output", str(tmp_path / "b")])
+    assert hybrid.exit_code == 0, hybrid.output
+    assert "(hybrids fused by zscore)" in hybrid.output
+
+
 def test_resume_keeps_a_result_of_this_format_and_reruns_an_older_one(
     tiny: Embedder, small_tasks: dict[str, Path], tmp_path: Path
 ) -> None:

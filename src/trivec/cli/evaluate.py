@@ -168,7 +168,8 @@ def register(app: typer.Typer) -> None:
             values = ", ".join(f"{m} {100 * v:.2f}" for m, v in result["main_score"]["values"].items())
             skipped = result["skipped_modes"]
             note = f"  (skipped: {', '.join(f'{m}: {r}' for m, r in skipped.items())})" if skipped else ""
-            if "fusion" in result["settings"]:  # recorded when not the weighted mean
+            hybrids = {"dense+sparse", "all"} & set(result["main_score"]["values"])
+            if "fusion" in result["settings"] and hybrids:  # recorded when not the weighted mean
                 note += f"  (hybrids fused by {result['settings']['fusion']})"
             typer.echo(f"{result['task']['name']}\t{result['main_score']['metric']}\t{values or '-'}{note}")
         typer.echo(f"results → {output}/ (summary.md, summary.png)", err=True)
