@@ -173,6 +173,7 @@ def test_a_later_run_is_paired_with_the_first_by_query_id(tmp_path: Path) -> Non
         line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +50.00 [")
     )  # dense: 2 of 4 up
     assert "2 differ | +0.00 [+0.00, +0.00] p 1.000, 0 differ |" in row  # all: the same per query
+    assert "| dense − model-a's | all − model-a's |" in md
 
 
 def test_averages_of_a_column_missing_tasks_say_so(tmp_path: Path) -> None:

@@ -196,19 +196,24 @@ def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
             lambda result, _: f"no {baseline} values",
         )
         lines += _paired_table(f"{run.label}: each mode against {baseline}, paired per query", rows, left_out,
-                               f"− {baseline}")  # fmt: skip
+                               lambda mode: f"{mode} − {baseline}")  # fmt: skip
     if kept and kept[0] is runs[0]:
         first = runs[0].results
         for run in kept[1:]:
             rows, left_out = _pair_tasks(
                 run,
-                lambda name, result: run_differences(result, first[name]) if name in first else None,
+                lambda name, result: _model_modes(run_differences(result, first[name])) if name in first else None,
                 lambda result, name: "other queries, or no mode in common" if first[name].get("per_query") else
                 "no per-query values in the first run",
             )  # fmt: skip
             lines += _paired_table(f"{run.label} against {runs[0].label}, mode by mode, paired per query", rows,
-                                   left_out, f"− {runs[0].label}")  # fmt: skip
+                                   left_out, lambda mode: f"{mode} − {runs[0].label}'s")  # fmt: skip
     return lines
+
+
+def _model_modes(differences: dict[str, PairedDifference]) -> dict[str, PairedDifference]:
+    """The model modes of a pairing of two runs (BM25 does not depend on the model)."""
+    return {mode: d for mode, d in differences.items() if mode != "bm25"}
 
 
 def _pair_tasks(
@@ -237,7 +242,7 @@ def _paired_table(
     title: str,
     rows: dict[str, tuple[str, dict[str, PairedDifference]]],
     left_out: dict[str, str],
-    against: str,
+    header: Callable[[str], str],
 ) -> list[str]:
     """One paired section: tasks as rows, modes as columns; nothing when there is no row and no task left out."""
     if not rows and not left_out:
@@ -246,7 +251,7 @@ def _paired_table(
     if rows:
         present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, d in rows.values() for m in d})])
         modes = [m for m in present if any(m in d for _, d in rows.values())]
-        lines += ["| task | metric | queries | " + " | ".join(f"{m} {against}" for m in modes) + " |",
+        lines += ["| task | metric | queries | " + " | ".join(header(m) for m in modes) + " |",
                   "|---|---|---:|" + "|".join(["---:"] * len(modes)) + "|"]  # fmt: skip
         for name, (metric, differences) in rows.items():
             count = next(iter(differences.values())).queries
