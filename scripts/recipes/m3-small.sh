@@ -128,3 +128,5 @@ runs=(--run "e5=$R/eval/e5" --run "m3-small=$R/eval/m3-small")
 [ -d "$R/eval/nosd" ] && runs+=(--run "m3-small-nosd=$R/eval/nosd")
 [ -d runs/m3-minilm/eval/heads-sd-idf ] && runs+=(--run "minilm-m3=runs/m3-minilm/eval/heads-sd-idf")
 python scripts/recipes/m3_small_report.py "${runs[@]}" --output "$R/eval/report.md"
+# m3-small's modes against its dense mode and against e5, paired per query (docs/m3-small.md)
+trivec eval-report "$R/eval/e5" "$R/eval/m3-small" --label e5 --label m3-small --output "$R/eval/paired"
