@@ -139,6 +139,25 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(
         torch.testing.assert_close(saved["grads"][name], grad, atol=2e-5, rtol=1e-4, msg=name)
 
 
+def run_bounded(
+    command: list[str], env: dict[str, str], seconds: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` in a process group of its own; past `seconds`, kill the whole group (torchrun's workers
+    too, which would otherwise hold the CPUs and ports for the tests after) and fail with its output."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        out, err = process.communicate()
+        pytest.fail(
+            f"{' '.join(command[:6])} … ran past {seconds} s; its last output:\n{(out + err)[-3000:]}"
+        )
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
 def test_torchrun_trains_the_cli_command_like_one_process_with_the_doubled_batch(tmp_path: Path) -> None:
     """`torchrun --nproc_per_node 2 trivec train contrastive` (gloo on CPU) with batch 2 per process and
     cross-device negatives ends with the weights of one process with batch 4 (plain SGD, 2 steps)."""
@@ -158,15 +177,12 @@ def test_torchrun_trains_the_cli_command_like_one_process_with_the_doubled_batch
     }
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                 str(free_port()), "-m", "trivec.cli"]  # fmt: skip
-    two = subprocess.run(
-        [*launcher, *common, "--batch-size", "2", "--output", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    two = run_bounded([*launcher, *common, "--batch-size", "2", "--output", str(tmp_path / "two")], env)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run(
+    one = run_bounded(
         [sys.executable, "-m", "trivec.cli", *common, "--batch-size", "4", "--output", str(tmp_path / "one")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     a, b = (
         load_file(tmp_path / "two" / "model.safetensors"),
