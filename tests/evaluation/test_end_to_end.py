@@ -337,6 +337,12 @@ def test_cli_eval_names_the_fusion_only_where_a_hybrid_ran(
     hybrid = CliRunner().invoke(app, [*common, "--modes", "dense,all", "--output", str(tmp_path / "b")])
     assert hybrid.exit_code == 0, hybrid.output
     assert "(hybrids fused by zscore)" in hybrid.output
+    again = CliRunner().invoke(
+        app, [*common, "--modes", "dense,all", "--output", str(tmp_path / "b"), "--resume"]
+    )
+    assert again.exit_code == 0, again.output
+    finished = _result(tmp_path / "b", "cran-small")["time"]["finished_at"]
+    assert f"(kept: evaluated {finished})" in again.output  # --resume says which results it kept
 
 
 def test_resume_keeps_a_result_of_this_format_and_reruns_an_older_one(
@@ -350,13 +356,16 @@ def test_resume_keeps_a_result_of_this_format_and_reruns_an_older_one(
     again = evaluate(
         tiny, [small_tasks["retrieval"]], tmp_path, modes="dense,bm25", progress=False, resume=True
     )
-    assert again[0]["time"]["finished_at"] == "kept"  # same model and settings: reused
+    assert (
+        again[0]["time"]["finished_at"] == "kept" and again[0]["resumed"]
+    )  # same model and settings: reused
+    assert "resumed" not in json.loads(target.read_text(encoding="utf-8"))  # the file is left as it was
     older = {key: value for key, value in kept.items() if key != "per_query"} | {"format": 1}
     target.write_text(json.dumps(older), encoding="utf-8")
     rerun = evaluate(
         tiny, [small_tasks["retrieval"]], tmp_path, modes="dense,bm25", progress=False, resume=True
     )
-    assert rerun[0]["format"] == 2 and rerun[0]["time"]["finished_at"] != "kept"
+    assert rerun[0]["format"] == 2 and rerun[0]["time"]["finished_at"] != "kept" and "resumed" not in rerun[0]
     assert rerun[0]["per_query"]["values"].keys() == {
         "dense",
         "bm25",

@@ -171,6 +171,8 @@ def register(app: typer.Typer) -> None:
             hybrids = {"dense+sparse", "all"} & set(result["main_score"]["values"])
             if "fusion" in result["settings"] and hybrids:  # recorded when not the weighted mean
                 note += f"  (hybrids fused by {result['settings']['fusion']})"
+            if result.get("resumed"):
+                note += f"  (kept: evaluated {result.get('time', {}).get('finished_at', 'earlier')})"
             typer.echo(f"{result['task']['name']}\t{result['main_score']['metric']}\t{values or '-'}{note}")
         typer.echo(f"results → {output}/ (summary.md, summary.png)", err=True)
 

@@ -163,7 +163,8 @@ def evaluate(
     dtype: encoder precision when the model is loaded here (`float32` default, `bfloat16`: ≈ 5× faster on
         AMX CPUs, `auto`: bfloat16 where it is native, `trivec.inference.precision`; the precision used is
         recorded with every result).
-    resume: keep the results already in `output_dir` for tasks of the same model and settings.
+    resume: keep the results already in `output_dir` for tasks of the same model and settings (returned
+        with `"resumed": True`; the files are left as they are).
     """
     selected = resolve_tasks(tasks, data_dir, languages)
     run_prompts = _role_prompts(prompts, "prompts")
@@ -217,7 +218,7 @@ def evaluate(
         target = out_dir / f"{task.name}.json" if out_dir is not None else None
         previous = _resumable(target, model_info, public) if resume and target is not None else None
         if previous is not None:
-            results.append(previous)
+            results.append({**previous, "resumed": True})
             continue
         results.append(_run_task(task, settings, encoder, model_info, public, env, target))
     bar.close()
