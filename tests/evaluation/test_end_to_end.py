@@ -73,7 +73,7 @@ def test_retrieval_and_reranking_score_every_mode(tiny_run: Path) -> None:
     summary = (tiny_run / "summary.md").read_text(encoding="utf-8")
     assert "| cran-small | retrieval | en | ndcg_at_10 |" in summary
     assert "dense+sparse" in summary and "## Averages per task type" in summary
-    assert "## tiny-m3: each mode against dense, paired per query" in summary
+    assert "### tiny-m3: each mode against dense" in summary and "## Paired per query" in summary
     assert "| cran-small | ndcg_at_10 | " in summary
 
 
@@ -277,7 +277,7 @@ def test_cli_eval_and_report(small_tasks: dict[str, Path], tiny_run: Path, tmp_p
     assert report.exit_code == 0, report.output
     md = (tmp_path / "cmp" / "summary.md").read_text(encoding="utf-8")
     assert "tiny-m3 · dense" in md and "· bm25" in md
-    assert "each mode against bm25, paired per query" in md and "| cran-small | ndcg_at_10 |" in md
+    assert "### tiny-m3: each mode against bm25" in md and "| cran-small | ndcg_at_10 |" in md
     assert (tmp_path / "cmp" / "summary.png").stat().st_size > 1000
 
 

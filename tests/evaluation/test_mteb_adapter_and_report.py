@@ -142,13 +142,13 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     folder = _write_run(tmp_path / "a", "model-a", 0.0)
     _with_queries(folder, "model-a", [1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0])
     md = markdown([load_run(folder)])
-    assert "## model-a: each mode against dense, paired per query" in md
+    assert "### model-a: each mode against dense" in md
     row = next(line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +25.00 ["))
     assert row.endswith(" p 1.000, 1 differ |")  # one query of four changed: any sign flip is as extreme
     assert "| all − dense |" in md and "only they carry the test" in md
-    assert "Not paired: r1 (no per-query values (written before they were kept)); r2 (" in md
+    assert "Not paired: r1 (no per-query values: written before they were kept); r2 (" in md
     against_all = markdown([load_run(folder)], paired_with="all")
-    assert "## model-a: each mode against all, paired per query" in against_all
+    assert "### model-a: each mode against all" in against_all
     assert "| r3 | ndcg_at_10 | 4 | -25.00 [" in against_all
     with pytest.raises(InputError, match="paired with one of dense, sparse"):
         write_report([folder], tmp_path / "bad", paired_with="hybrid")
@@ -168,12 +168,51 @@ def test_a_later_run_is_paired_with_the_first_by_query_id(tmp_path: Path) -> Non
     block["values"] = {mode: [values[i] for i in order] for mode, values in block["values"].items()}
     (b / "r3.json").write_text(json.dumps(flipped), encoding="utf-8")
     md = markdown([load_run(a), load_run(b)])
-    assert "## model-b against model-a, mode by mode, paired per query" in md
+    assert "### model-b against model-a, mode by mode" in md
     row = next(
         line for line in md.splitlines() if line.startswith("| r3 | ndcg_at_10 | 4 | +50.00 [")
     )  # dense: 2 of 4 up
     assert "2 differ | +0.00 [+0.00, +0.00] p 1.000, 0 differ |" in row  # all: the same per query
-    assert "| dense − model-a's | all − model-a's |" in md
+    assert "| model-b dense − model-a dense | model-b all − model-a all |" in md
+    assert "r1 (no per-query values: written before they were kept)" in md
+
+
+def test_what_cannot_be_paired_is_named_with_why(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", "model-a", 0.0)
+    _with_queries(a, "model-a", [1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0])
+    b = _write_run(tmp_path / "b", "model-b", 0.0)
+    (b / "r1.json").unlink()
+    # r3 in b: other queries; r4 in b only; b keeps dense alone for r3
+    other = _fake_result("r3", "retrieval", "ndcg_at_10", {"dense": 0.5}, "model-b")
+    other["per_query"] = {"metric": "ndcg_at_10", "query_ids": ["q1", "q2", "x3", "x4"],
+                          "values": {"dense": [1.0, 0.0, 1.0, 0.0]}}  # fmt: skip
+    (b / "r3.json").write_text(json.dumps(other), encoding="utf-8")
+    only = _fake_result("r4", "retrieval", "ndcg_at_10", {"dense": 0.5}, "model-b")
+    (b / "r4.json").write_text(json.dumps(only), encoding="utf-8")
+    md = markdown([load_run(a), load_run(b)])
+    assert "r3 (only dense was scored)" in md  # model-b's own table
+    assert "r3 (other queries (4 vs 4, 2 shared))" in md and "r4 (not in model-a)" in md
+    assert "r1 (not in model-b)" in md
+    metric = json.loads((b / "r3.json").read_text(encoding="utf-8"))
+    metric["per_query"]["query_ids"] = ["q1", "q2", "q3", "q4"]
+    metric["per_query"]["metric"] = metric["main_score"]["metric"] = "map"
+    (b / "r3.json").write_text(json.dumps(metric), encoding="utf-8")
+    assert "r3 (other metric (map vs ndcg_at_10))" in markdown([load_run(a), load_run(b)])
+    plain = _write_run(tmp_path / "c", "model-c", 0.0)
+    md = markdown([load_run(plain), load_run(a)])
+    assert "model-a is not paired with model-c: model-c keeps no per-query values." in md
+
+
+def test_runs_get_distinct_labels_once_and_a_folder_twice_is_refused(tmp_path: Path) -> None:
+    first = _write_run(tmp_path / "x" / "eval", "same-model", 0.0)
+    second = _write_run(tmp_path / "y" / "eval", "same-model", 0.1)
+    runs = [load_run(first), load_run(second)]
+    markdown(runs)
+    md = markdown(runs)  # a second page of the same runs names them the same way
+    assert "same-model (x/eval) · dense" in md and "same-model (y/eval) · dense" in md
+    assert "(eval) (" not in md
+    with pytest.raises(InputError, match="result directory given twice"):
+        write_report([first, tmp_path / "x" / "eval"], tmp_path / "out")
 
 
 def test_averages_of_a_column_missing_tasks_say_so(tmp_path: Path) -> None:

@@ -122,3 +122,21 @@ def test_mode_differences_read_a_result_and_skip_one_without_values() -> None:
     assert differences["bm25"].mean == pytest.approx(-1 / 3)
     assert mode_differences({"main_score": {}}) == {}  # a result written before per-query values were kept
     assert mode_differences(result, baseline="colbert") == {}
+
+
+def test_arrays_tensors_and_lists_are_all_read_as_scores() -> None:
+    import torch
+
+    from_tensor = paired_difference(torch.tensor([1.0, 0.5]), np.array([0.5, 0.5]))
+    assert from_tensor == paired_difference([1.0, 0.5], [0.5, 0.5])
+    with pytest.raises(InputError, match="paired scores a must be a flat list"):
+        paired_difference({"q1": 1.0}, [1.0])
+
+
+def test_a_result_whose_main_score_is_not_a_number_is_named() -> None:
+    result = {
+        "main_score": {"metric": "ndcg_at_10", "values": {"dense": "high"}},
+        "per_query": {"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": [1.0]}},
+    }
+    with pytest.raises(InputError, match="main_score: the value of 'dense' is not a number"):
+        mode_differences(result)

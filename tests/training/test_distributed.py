@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -142,20 +143,32 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(
 def run_bounded(
     command: list[str], env: dict[str, str], seconds: int = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run `command` in a process group of its own; past `seconds`, kill the whole group (torchrun's workers
-    too, which would otherwise hold the CPUs and ports for the tests after) and fail with its output."""
+    """Run `command` in a process group of its own; past `seconds` — or on any interruption — kill the whole
+    group (torchrun's workers too, which would otherwise hold the CPUs and ports for the tests after), and
+    on a timeout fail with its output."""
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
         out, err = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        out, err = process.communicate()
+        kill_group(process)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # a descendant outside the group still holds the pipes
+            out, err = "", "(no output: the pipes stayed open)"
         pytest.fail(
             f"{' '.join(command[:6])} … ran past {seconds} s; its last output:\n{(out + err)[-3000:]}"
         )
+    finally:
+        kill_group(process)
     return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the process group `process` leads (nothing when it has already gone)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_torchrun_trains_the_cli_command_like_one_process_with_the_doubled_batch(tmp_path: Path) -> None:

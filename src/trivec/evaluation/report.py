@@ -25,6 +25,7 @@ from trivec.evaluation.tasks import TaskType
 from trivec.io import atomic_writer
 
 TYPE_ORDER = [t.value for t in TaskType]
+RANKING_TYPES = ("retrieval", "reranking")  # the task types whose results keep per-query values
 
 
 @dataclass
@@ -71,12 +72,22 @@ def load_run(directory: str | os.PathLike[str], label: str | None = None) -> Run
     return run
 
 
+def distinct_labels(runs: Sequence[Run]) -> None:
+    """Give runs that share a label one each: the label with its folder (`m (a/eval)`), else its place in
+    the list. Runs with distinct labels are left as they are, so a second call changes nothing."""
+    labels = [r.label for r in runs]
+    if len(set(labels)) == len(labels):
+        return
+    for run in runs:
+        run.label = f"{run.label} ({run.path.parent.name}/{run.path.name})"
+    if len({r.label for r in runs}) < len(runs):
+        for number, run in enumerate(runs, start=1):
+            run.label = f"{run.label} #{number}"
+
+
 def _series(runs: Sequence[Run]) -> list[tuple[Run, str, str]]:
     """(run, mode, column title) for every column."""
-    labels = [r.label for r in runs]
-    if len(set(labels)) < len(labels):
-        for r in runs:
-            r.label = f"{r.label} ({r.path.name})"
+    distinct_labels(runs)
     columns = []
     for run in runs:
         for mode in run.modes:
@@ -97,14 +108,15 @@ def _task_rows(runs: Sequence[Run]) -> list[tuple[str, dict[str, Any]]]:
     return sorted(seen.items(), key=lambda item: (TYPE_ORDER.index(item[1]["task"]["type"]), item[0]))
 
 
-def type_averages(run: Run, mode: str) -> dict[str, tuple[float, int]]:
-    """Per task type: (mean main score over the run's tasks that have `mode`, number of tasks)."""
-    by_type: dict[str, list[float]] = {}
-    for result in run.results.values():
-        value = result["main_score"]["values"].get(mode)
-        if value is not None:
-            by_type.setdefault(result["task"]["type"], []).append(float(value))
-    return {t: (sum(v) / len(v), len(v)) for t, v in by_type.items()}
+def type_averages(run: Run, mode: str, tasks_by_type: dict[str, list[str]]) -> dict[str, float]:
+    """Per task type: the run's mean main score in `mode` over the report's tasks of that type, for the
+    types whose every task it has (a mean over fewer tasks would not compare with the other columns)."""
+    means = {}
+    for kind, names in tasks_by_type.items():
+        values = _values(run, mode, names)
+        if values and len(values) == len(names):
+            means[kind] = sum(values) / len(values)
+    return means
 
 
 def markdown(runs: Sequence[Run], paired_with: str = "dense") -> str:
@@ -117,10 +129,17 @@ def markdown(runs: Sequence[Run], paired_with: str = "dense") -> str:
         any_result = next(iter(run.results.values()))
         version = any_result.get("versions", {}).get("trivec", "?")
         seconds = sum(r.get("time", {}).get("total_seconds", 0.0) for r in run.results.values())
-        fusions = sorted({r.get("settings", {}).get("fusion", "weighted") for r in run.results.values()})
+        fusions = sorted(
+            {
+                r.get("settings", {}).get("fusion", "weighted")
+                for r in run.results.values()
+                if {"dense+sparse", "all"} & set(r["main_score"]["values"])
+            }
+        )
+        fused = f"hybrids fused {' / '.join(fusions)}" if fusions else "no hybrid mode"
         lines.append(
             f"- **{run.label}**: model `{run.model}`, {len(run.results)} tasks, trivec {version}, "
-            f"hybrids fused {' / '.join(fusions)}, {seconds / 60:.1f} min of evaluation (`{run.path}`)"
+            f"{fused}, {seconds / 60:.1f} min of evaluation (`{run.path}`)"
         )
     lines += ["", "Main score × 100 (retrieval nDCG@10, reranking MAP, STS cosine Spearman, pair classification "
               "max AP or max accuracy (zh, as C-MTEB), classification accuracy, clustering V-measure, bitext F1). "
@@ -173,42 +192,59 @@ def _values(run: Run, mode: str, names: Sequence[str]) -> list[float]:
 
 
 PAIRED_NOTE = (
-    "Mean difference × 100 over the task's scored queries, its 95 % paired-bootstrap interval, the paired "
-    "randomization test's two-sided p and how many queries score differently (only they carry the test: with "
-    "16 or fewer the p is exact and cannot fall below 2 / 2^n, and the interval, drawn from few distinct "
-    "values, is coarse — read the count and p first). 10,000 seeded rounds; p per comparison, not corrected "
-    "for the many here."
+    "Paired per query: the mean difference × 100 over a task's scored queries, its 95 % paired-bootstrap "
+    "interval, the paired randomization test's two-sided p, and how many queries score differently (only they "
+    "carry the test: with 16 or fewer the p is exact and cannot fall below 2 / 2^n, and the interval, drawn "
+    "from few distinct values, is coarse — read the count and p first). 10,000 seeded rounds; p per "
+    "comparison, not corrected for the many here. Runs are paired with the first in their model modes (BM25 "
+    "does not depend on the model), by query id."
 )
+UNKEPT = "no per-query values: written before they were kept"
+Rows = dict[str, tuple[str, dict[str, PairedDifference]]]
 
 
 def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
     """Each ranking task's modes paired per query (`trivec.evaluation.significance`): per run, every mode
-    against `baseline`; then every later run against the first, mode by mode (same queries). Only runs with
-    per-query values take part; their tasks without them are named with why."""
+    against `baseline`; then every later run against the first, mode by mode, by query id. Whatever cannot
+    be paired is named with why; nothing at all when no result keeps per-query values."""
     if baseline not in RETRIEVAL_MODES:
         raise InputError(f"modes are paired with one of {', '.join(RETRIEVAL_MODES)}, not {baseline!r}")
-    lines: list[str] = []
-    kept = [run for run in runs if any(r.get("per_query") for r in run.results.values())]
-    for run in kept:
+    keeps = {id(run): any(r.get("per_query") for r in run.results.values()) for run in runs}
+    if not any(keeps.values()):
+        return []
+    lines = ["## Paired per query", "", PAIRED_NOTE, ""]
+    for run in runs:
+        if keeps[id(run)]:
+            rows, left_out = _pair_tasks(run, lambda name, result: mode_differences(result, baseline),
+                                         lambda name, result: _why_not_paired(result, baseline))  # fmt: skip
+            lines += _paired_table(f"{run.label}: each mode against {baseline}", rows, left_out,
+                                   lambda mode: f"{mode} − {baseline}")  # fmt: skip
+    first = runs[0]
+    for run in runs[1:]:
+        if not (keeps[id(first)] and keeps[id(run)]):
+            missing = [r.label for r in (first, run) if not keeps[id(r)]]
+            verb = "keeps" if len(missing) == 1 else "keep"
+            lines += [f"{run.label} is not paired with {first.label}: {' and '.join(missing)} {verb} no per-query "
+                      "values.", ""]  # fmt: skip
+            continue
         rows, left_out = _pair_tasks(
             run,
-            lambda name, result: mode_differences(result, baseline),
-            lambda result, _: f"no {baseline} values",
+            lambda name, result: (
+                _model_modes(run_differences(result, first.results[name])) if name in first.results else {}
+            ),
+            lambda name, result: _why_runs_not_paired(result, first.results.get(name), first.label),
         )
-        lines += _paired_table(f"{run.label}: each mode against {baseline}, paired per query", rows, left_out,
-                               lambda mode: f"{mode} − {baseline}")  # fmt: skip
-    if kept and kept[0] is runs[0]:
-        first = runs[0].results
-        for run in kept[1:]:
-            rows, left_out = _pair_tasks(
-                run,
-                lambda name, result: _model_modes(run_differences(result, first[name])) if name in first else None,
-                lambda result, name: "other queries, or no mode in common" if first[name].get("per_query") else
-                "no per-query values in the first run",
-            )  # fmt: skip
-            lines += _paired_table(f"{run.label} against {runs[0].label}, mode by mode, paired per query", rows,
-                                   left_out, lambda mode: f"{mode} − {runs[0].label}'s")  # fmt: skip
+        for name in sorted(set(first.results) - set(run.results)):
+            if first.results[name]["task"]["type"] in RANKING_TYPES:
+                left_out[name] = f"not in {run.label}"
+        header = _column_header(run.label, first.label)
+        lines += _paired_table(f"{run.label} against {first.label}, mode by mode", rows, left_out, header)
     return lines
+
+
+def _column_header(later: str, first: str) -> Callable[[str], str]:
+    """A column's title where a later run is paired with the first: `m3-small dense − e5 dense`."""
+    return lambda mode: f"{later} {mode} − {first} {mode}"
 
 
 def _model_modes(differences: dict[str, PairedDifference]) -> dict[str, PairedDifference]:
@@ -216,38 +252,52 @@ def _model_modes(differences: dict[str, PairedDifference]) -> dict[str, PairedDi
     return {mode: d for mode, d in differences.items() if mode != "bm25"}
 
 
+def _why_not_paired(result: dict[str, Any], baseline: str) -> str:
+    values = per_query_values(result)
+    if not values:
+        return UNKEPT
+    return f"only {baseline} was scored" if set(values) == {baseline} else f"no {baseline} values"
+
+
+def _why_runs_not_paired(result: dict[str, Any], other: dict[str, Any] | None, other_label: str) -> str:
+    if other is None:
+        return f"not in {other_label}"
+    if not result.get("per_query") or not other.get("per_query"):
+        return UNKEPT if not result.get("per_query") else f"{other_label}'s result keeps no per-query values"
+    mine, theirs = result["per_query"], other["per_query"]
+    if mine["metric"] != theirs["metric"]:
+        return f"other metric ({mine['metric']} vs {theirs['metric']})"
+    ids, other_ids = set(map(str, mine["query_ids"])), set(map(str, theirs["query_ids"]))
+    if ids != other_ids:
+        return f"other queries ({len(ids)} vs {len(other_ids)}, {len(ids & other_ids)} shared)"
+    return "no model mode in common"
+
+
 def _pair_tasks(
     run: Run,
-    pair: Callable[[str, dict[str, Any]], dict[str, PairedDifference] | None],
-    why_not: Callable[[dict[str, Any], str], str],
-) -> tuple[dict[str, tuple[str, dict[str, PairedDifference]]], dict[str, str]]:
-    """The run's ranking tasks paired by `pair` (None: nothing to pair it with, left out silently): rows of
-    (metric, differences), and the tasks that could not be paired, with why (`why_not`, or no per-query
-    values of their own)."""
-    rows: dict[str, tuple[str, dict[str, PairedDifference]]] = {}
+    pair: Callable[[str, dict[str, Any]], dict[str, PairedDifference]],
+    why_not: Callable[[str, dict[str, Any]], str],
+) -> tuple[Rows, dict[str, str]]:
+    """The run's ranking tasks paired by `pair` (called for results that keep per-query values): rows of
+    (metric, differences), and the tasks that could not be paired, with why (`why_not`)."""
+    rows: Rows = {}
     left_out: dict[str, str] = {}
     for name, result in sorted(run.results.items()):
-        if result["task"]["type"] not in ("retrieval", "reranking"):
+        if result["task"]["type"] not in RANKING_TYPES:
             continue
-        differences = pair(name, result)
+        differences = pair(name, result) if result.get("per_query") else {}
         if differences:
             rows[name] = (result["per_query"]["metric"], differences)
-        elif differences is not None:
-            own = "no per-query values (written before they were kept)"
-            left_out[name] = why_not(result, name) if result.get("per_query") else own
+        else:
+            left_out[name] = why_not(name, result)
     return rows, left_out
 
 
 def _paired_table(
-    title: str,
-    rows: dict[str, tuple[str, dict[str, PairedDifference]]],
-    left_out: dict[str, str],
-    header: Callable[[str], str],
+    title: str, rows: Rows, left_out: dict[str, str], header: Callable[[str], str]
 ) -> list[str]:
-    """One paired section: tasks as rows, modes as columns; nothing when there is no row and no task left out."""
-    if not rows and not left_out:
-        return []
-    lines = [f"## {title}", "", PAIRED_NOTE, ""]
+    """One paired table: tasks as rows, modes as columns, then the tasks left out with why."""
+    lines = [f"### {title}", ""]
     if rows:
         present = dict.fromkeys([*RETRIEVAL_MODES, *sorted({m for _, d in rows.values() for m in d})])
         modes = [m for m in present if any(m in d for _, d in rows.values())]
@@ -272,7 +322,10 @@ def chart(runs: Sequence[Run], path: str | os.PathLike[str]) -> Path:
     import numpy as np
 
     columns = _series(runs)
-    kinds = [k for k in TYPE_ORDER if any(k in type_averages(r, m) for r, m, _ in columns)]
+    by_type: dict[str, list[str]] = {}
+    for name, result in _task_rows(runs):
+        by_type.setdefault(result["task"]["type"], []).append(name)
+    kinds = [k for k in TYPE_ORDER if k in by_type]
     ranking_tasks = [
         name for name, result in _task_rows(runs) if result["task"]["type"] in ("retrieval", "reranking")
     ]
@@ -282,11 +335,11 @@ def chart(runs: Sequence[Run], path: str | os.PathLike[str]) -> Path:
     colors = plt.get_cmap("tab20")
     ax = axes[0][0]
     for i, (run, mode, title) in enumerate(columns):
-        averages = type_averages(run, mode)
+        averages = type_averages(run, mode, by_type)
         xs = [k for k, kind in enumerate(kinds) if kind in averages]
         ax.bar(
             np.array(xs) + (i - (len(columns) - 1) / 2) * width,
-            [100 * averages[kinds[k]][0] for k in xs],
+            [100 * averages[kinds[k]] for k in xs],
             width,
             label=title,
             color=colors(i % 20),
@@ -294,7 +347,7 @@ def chart(runs: Sequence[Run], path: str | os.PathLike[str]) -> Path:
     ax.set_xticks(range(len(kinds)))
     ax.set_xticklabels(kinds, rotation=25, ha="right")
     ax.set_ylabel("mean main score × 100")
-    ax.set_title("Per task type")
+    ax.set_title("Per task type (columns that have every task of the type)")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     if ranking_tasks:
@@ -334,7 +387,12 @@ def write_report(
     paired per query with `paired_with`)."""
     if labels is not None and len(labels) != len(directories):
         raise InputError(f"{len(labels)} labels for {len(directories)} result directories")
+    folders = [Path(d).resolve() for d in directories]
+    twice = sorted({str(f) for f in folders if folders.count(f) > 1})
+    if twice:
+        raise InputError(f"result directory given twice: {', '.join(twice)}")
     runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(directories)]
+    distinct_labels(runs)
     text = markdown(runs, paired_with)  # before anything is written: a bad mode leaves no half report
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

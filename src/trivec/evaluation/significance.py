@@ -88,10 +88,10 @@ def paired_difference(
 def _scores(values: object, name: str) -> np.ndarray:
     """`values` as a flat float array, or an `InputError` that says, of `name`, why not."""
     array = None
-    if isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, str):
-        try:
+    if not isinstance(values, (str, bytes, Mapping)) and values is not None:
+        try:  # lists, arrays, tensors, series: anything numpy reads as an array
             array = np.asarray(values)
-        except ValueError:  # ragged nesting
+        except (ValueError, TypeError, RuntimeError):  # ragged nesting, objects numpy cannot read
             array = None
     if array is None or array.ndim != 1:
         raise InputError(f"{name} must be a flat list of numbers, one per query")
@@ -158,10 +158,10 @@ def run_differences(
     result: Mapping[str, Any], other: Mapping[str, Any], rounds: int = ROUNDS
 ) -> dict[str, PairedDifference]:
     """Each mode two results of one task have in common, `result` − `other` (two models, or one model at two
-    settings), paired by query id; empty when either keeps no per-query values or they scored other
-    queries."""
+    settings), paired by query id; empty when either keeps no per-query values, they keep other metrics or
+    they scored other queries."""
     mine, theirs = per_query_values(result), per_query_values(other)
-    if not mine or not theirs:
+    if not mine or not theirs or result["per_query"]["metric"] != other["per_query"]["metric"]:
         return {}
     ids = [str(q) for q in result["per_query"]["query_ids"]]
     position = {str(q): i for i, q in enumerate(other["per_query"]["query_ids"])}
@@ -206,6 +206,8 @@ def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
             )
         for mode, array in out.items():
             expected = main["values"].get(mode)
+            if expected is not None and not isinstance(expected, (int, float)):
+                raise InputError(f"main_score: the value of {mode!r} is not a number")
             if expected is not None and abs(float(array.mean()) - float(expected)) > 1e-5:
                 raise InputError(
                     f"per_query: the values of {mode!r} average {array.mean():.6f}, "
