@@ -103,6 +103,7 @@ def register(app: typer.Typer) -> None:
 
         Retrieval and reranking queries get the model's 'query' prompt and their corpora its 'document'
         prompt; the texts of the other task types get its default prompt, if any."""
+        from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
         from trivec.evaluation.registry import task_from_dir
         from trivec.evaluation.runner import evaluate, resolve_tasks
 
@@ -168,7 +169,7 @@ def register(app: typer.Typer) -> None:
             values = ", ".join(f"{m} {100 * v:.2f}" for m, v in result["main_score"]["values"].items())
             skipped = result["skipped_modes"]
             note = f"  (skipped: {', '.join(f'{m}: {r}' for m, r in skipped.items())})" if skipped else ""
-            hybrids = {"dense+sparse", "all"} & set(result["main_score"]["values"])
+            hybrids = set(HYBRID_MODES) & set(result["main_score"]["values"])
             if "fusion" in result["settings"] and hybrids:  # recorded when not the weighted mean
                 note += f"  (hybrids fused by {result['settings']['fusion']})"
             if result.get("resumed"):

@@ -15,17 +15,17 @@ from typing import Any
 
 from trivec.errors import InputError
 from trivec.evaluation.evaluators.base import RETRIEVAL_MODES
+from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
 from trivec.evaluation.significance import (
     PairedDifference,
     mode_differences,
     per_query_values,
     run_differences,
 )
-from trivec.evaluation.tasks import TaskType
+from trivec.evaluation.tasks import RANKING_TYPES, TaskType
 from trivec.io import atomic_writer
 
 TYPE_ORDER = [t.value for t in TaskType]
-RANKING_TYPES = ("retrieval", "reranking")  # the task types whose results keep per-query values
 
 
 @dataclass
@@ -133,7 +133,7 @@ def markdown(runs: Sequence[Run], paired_with: str = "dense") -> str:
             {
                 r.get("settings", {}).get("fusion", "weighted")
                 for r in run.results.values()
-                if {"dense+sparse", "all"} & set(r["main_score"]["values"])
+                if set(HYBRID_MODES) & set(r["main_score"]["values"])
             }
         )
         fused = f"hybrids fused {' / '.join(fusions)}" if fusions else "no hybrid mode"
@@ -326,9 +326,7 @@ def chart(runs: Sequence[Run], path: str | os.PathLike[str]) -> Path:
     for name, result in _task_rows(runs):
         by_type.setdefault(result["task"]["type"], []).append(name)
     kinds = [k for k in TYPE_ORDER if k in by_type]
-    ranking_tasks = [
-        name for name, result in _task_rows(runs) if result["task"]["type"] in ("retrieval", "reranking")
-    ]
+    ranking_tasks = [name for name, result in _task_rows(runs) if result["task"]["type"] in RANKING_TYPES]
     panels = 2 if ranking_tasks else 1
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.8), squeeze=False)
     width = 0.8 / max(len(columns), 1)

@@ -20,9 +20,9 @@ from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.data import load_task
 from trivec.evaluation.encoding import TextEncoder, describe_model, precision
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
-from trivec.evaluation.evaluators.retrieval import HYBRID_PARTS
+from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
 from trivec.evaluation.registry import builtin_tasks, task_from_dir
-from trivec.evaluation.tasks import Task, TaskType, select_tasks
+from trivec.evaluation.tasks import RANKING_TYPES, Task, select_tasks
 from trivec.inference import Embedder
 from trivec.inference.loading import ModelLike, load_embedder
 from trivec.inference.scoring import normalize_weights
@@ -32,7 +32,6 @@ from trivec.models.weights import FusionDefaults, check_fusion, fusion_to_use
 
 # 2: ranking tasks keep each query's main score per mode (`per_query`); `resume` re-runs a format-1 result
 RESULT_FORMAT = 2
-QUERY_TASKS = (TaskType.RETRIEVAL, TaskType.RERANKING)
 TaskSpec = str | Task | os.PathLike[str]
 
 
@@ -109,7 +108,7 @@ def _prompts_for(
 ) -> dict[str, str]:
     """The prompt overrides of one task: its own (by task or folder name) over the run's; none off retrieval
     and reranking, whose texts play no query/document role."""
-    if task.type not in QUERY_TASKS:
+    if task.type not in RANKING_TYPES:
         return {}
     own = task_prompts.get(task.name, task_prompts.get(task.path.name, {}))
     return {**prompts, **own}
@@ -119,7 +118,7 @@ def _effective_prompts(task: Task, settings: EvalSettings, embedder: Embedder | 
     """The texts put before the task's texts, by role (`text`: every text of a task without roles)."""
     if embedder is None:
         return {}
-    if task.type in QUERY_TASKS:
+    if task.type in RANKING_TYPES:
         return {role: embedder.resolve_prompt(role, settings.prompts.get(role)) for role in ROLES}
     return {"text": embedder.resolve_prompt()}
 
@@ -206,8 +205,8 @@ def evaluate(
             modes=mode_list,
             weights=task_fusion.weights,
             # only retrieval and reranking fuse modes: the other tasks record (and resume on) no fusion
-            fusion=fusion_used.method if task.type in QUERY_TASKS else "weighted",
-            spreads=fusion_used.spreads if task.type in QUERY_TASKS else None,
+            fusion=fusion_used.method if task.type in RANKING_TYPES else "weighted",
+            spreads=fusion_used.spreads if task.type in RANKING_TYPES else None,
             prompts=_prompts_for(task, run_prompts, per_task),
             top_k=top_k,
             rerank_k=rerank_k,
@@ -241,7 +240,7 @@ def _fusion(
     of a multi-output model."""
     model = embedder.fusion_defaults if embedder is not None else FusionDefaults(given)
     fuses = embedder is not None and len(embedder.available_modes()) > 1
-    hybrid = any(len(HYBRID_PARTS.get(m, ())) > 1 for m in modes)
+    hybrid = any(m in HYBRID_MODES for m in modes)
     method = fusion_to_use(fusion, model.method, model.spreads, fused=fuses and hybrid)
     if weights is not None:
         return FusionDefaults(given, method, model.spreads)

@@ -31,6 +31,10 @@ class TaskType(str, Enum):
         return self.value
 
 
+# the types whose queries rank documents: they fuse modes, and their results keep per-query values
+RANKING_TYPES: tuple[TaskType, ...] = (TaskType.RETRIEVAL, TaskType.RERANKING)
+
+
 MAIN_SCORE: dict[TaskType, str] = {
     TaskType.RETRIEVAL: "ndcg_at_10",
     TaskType.RERANKING: "map",

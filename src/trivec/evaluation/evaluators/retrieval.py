@@ -42,6 +42,7 @@ HYBRID_PARTS: dict[str, list[str]] = {
     "dense+sparse": ["dense", "sparse"],
     "all": ["dense", "sparse", "colbert"],
 }
+HYBRID_MODES = tuple(mode for mode, parts in HYBRID_PARTS.items() if len(parts) > 1)  # dense+sparse, all
 
 
 def plan(settings: EvalSettings, encoder: TextEncoder | None) -> tuple[list[str], dict[str, str]]:
@@ -59,12 +60,10 @@ def plan(settings: EvalSettings, encoder: TextEncoder | None) -> tuple[list[str]
             skipped[mode] = reason
         else:
             run.append(mode)
-    for mode in ("dense+sparse", "all"):
-        if mode in run:
-            parts = {"dense", "sparse"} | ({"colbert"} if mode == "all" else set())
-            if not any(settings.weights.get(p, 0.0) > 0 for p in parts):
-                run.remove(mode)
-                skipped[mode] = "every weight of its modes is 0"
+    for mode in HYBRID_MODES:
+        if mode in run and not any(settings.weights.get(p, 0.0) > 0 for p in HYBRID_PARTS[mode]):
+            run.remove(mode)
+            skipped[mode] = "every weight of its modes is 0"
     return run, skipped
 
 
