@@ -51,8 +51,7 @@ def retrieval_scores(qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES)
     Every query in `qrels` counts; a judged query missing from `run` scores 0 (pytrec_eval would drop it).
     MRR@k is trec_eval's `recip_rank` on each query's top k.
     """
-    table = retrieval_table(qrels, run, k_values)
-    return {name: sum(values.values()) / len(values) for name, values in table.items()}
+    return table_means(retrieval_table(qrels, run, k_values))
 
 
 def retrieval_scores_per_query(
@@ -64,8 +63,12 @@ def retrieval_scores_per_query(
     table = retrieval_table(qrels, run, k_values)
     if per_query not in table:
         raise ValueError(f"per-query measure {per_query!r} is not one of {', '.join(table)}")
-    means = {name: sum(values.values()) / len(values) for name, values in table.items()}
-    return means, table[per_query]
+    return table_means(table), table[per_query]
+
+
+def table_means(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Each measure's mean over the queries of a per-query table (`retrieval_table`)."""
+    return {name: sum(values.values()) / len(values) for name, values in table.items()}
 
 
 def retrieval_table(

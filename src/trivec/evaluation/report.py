@@ -17,8 +17,10 @@ from trivec.errors import InputError
 from trivec.evaluation.evaluators.base import RETRIEVAL_MODES
 from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
 from trivec.evaluation.significance import (
+    NO_PER_QUERY,
     PairedDifference,
     mode_differences,
+    pairing_problem,
     per_query_values,
     run_differences,
 )
@@ -199,7 +201,6 @@ PAIRED_NOTE = (
     "comparison, not corrected for the many here. Runs are paired with the first in their model modes (BM25 "
     "does not depend on the model), by query id."
 )
-UNKEPT = "no per-query values: written before they were kept"
 Rows = dict[str, tuple[str, dict[str, PairedDifference]]]
 
 
@@ -255,22 +256,14 @@ def _model_modes(differences: dict[str, PairedDifference]) -> dict[str, PairedDi
 def _why_not_paired(result: dict[str, Any], baseline: str) -> str:
     values = per_query_values(result)
     if not values:
-        return UNKEPT
+        return NO_PER_QUERY
     return f"only {baseline} was scored" if set(values) == {baseline} else f"no {baseline} values"
 
 
 def _why_runs_not_paired(result: dict[str, Any], other: dict[str, Any] | None, other_label: str) -> str:
     if other is None:
         return f"not in {other_label}"
-    if not result.get("per_query") or not other.get("per_query"):
-        return UNKEPT if not result.get("per_query") else f"{other_label}'s result keeps no per-query values"
-    mine, theirs = result["per_query"], other["per_query"]
-    if mine["metric"] != theirs["metric"]:
-        return f"other metric ({mine['metric']} vs {theirs['metric']})"
-    ids, other_ids = set(map(str, mine["query_ids"])), set(map(str, theirs["query_ids"]))
-    if ids != other_ids:
-        return f"other queries ({len(ids)} vs {len(other_ids)}, {len(ids & other_ids)} shared)"
-    return "no model mode in common"
+    return pairing_problem(result, other, f"{other_label}'s result") or "no model mode in common"
 
 
 def _pair_tasks(

@@ -27,6 +27,7 @@ ROUNDS = 10_000
 LEVEL = 0.95
 EXACT_UP_TO = 16  # changed queries up to which the randomization test enumerates all 2^k sign assignments
 DRAWS_PER_BLOCK = 4_000_000  # bootstrap indices drawn at once (32 MB), whatever the number of queries
+NO_PER_QUERY = "no per-query values: written before they were kept"
 
 
 @dataclass(frozen=True)
@@ -160,19 +161,35 @@ def run_differences(
     """Each mode two results of one task have in common, `result` − `other` (two models, or one model at two
     settings), paired by query id; empty when either keeps no per-query values, they keep other metrics or
     they scored other queries."""
-    mine, theirs = per_query_values(result), per_query_values(other)
-    if not mine or not theirs or result["per_query"]["metric"] != other["per_query"]["metric"]:
+    if pairing_problem(result, other):
         return {}
+    mine, theirs = per_query_values(result), per_query_values(other)
     ids = [str(q) for q in result["per_query"]["query_ids"]]
     position = {str(q): i for i, q in enumerate(other["per_query"]["query_ids"])}
-    if set(ids) != set(position):
-        return {}
     order = np.array([position[q] for q in ids], dtype=np.int64)
     return {
         mode: paired_difference(values, theirs[mode][order], rounds=rounds)
         for mode, values in mine.items()
         if mode in theirs
     }
+
+
+def pairing_problem(
+    result: Mapping[str, Any], other: Mapping[str, Any], other_name: str = "the other result"
+) -> str | None:
+    """Why two results of one task cannot be paired query by query (None: they can): one keeps no
+    per-query values, they keep other metrics, or they scored other queries."""
+    if not result.get("per_query"):
+        return NO_PER_QUERY
+    if not other.get("per_query"):
+        return f"{other_name} keeps no per-query values"
+    mine, theirs = result["per_query"], other["per_query"]
+    if mine["metric"] != theirs["metric"]:
+        return f"other metric ({mine['metric']} vs {theirs['metric']})"
+    ids, other_ids = set(map(str, mine["query_ids"])), set(map(str, theirs["query_ids"]))
+    if ids != other_ids:
+        return f"other queries ({len(ids)} vs {len(other_ids)}, {len(ids & other_ids)} shared)"
+    return None
 
 
 def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from trivec.evaluation.evaluators.retrieval import (
     outputs_needed,
     plan,
 )
-from trivec.evaluation.metrics import reranking_scores_per_query, retrieval_table
+from trivec.evaluation.metrics import reranking_scores_per_query, retrieval_table, table_means
 from trivec.evaluation.search import ArrayQuery, DenseIndex
 from trivec.evaluation.tasks import Task, TaskType
 
@@ -86,10 +86,13 @@ class RerankingEvaluator(Evaluator):
                 q: {d: float(s) for d, s in zip(data.candidates[q], scores[q].tolist(), strict=True)}
                 for q in query_ids
             }
-            for key, by_query in retrieval_table(judged, run).items():
-                if key.startswith(("ndcg_at_", "recall_at_", "precision_at_", "map_at_")):
-                    result[key] = sum(by_query.values()) / len(by_query)
-                    per_query[key] = by_query
+            trec = {
+                key: by_query
+                for key, by_query in retrieval_table(judged, run).items()
+                if key.startswith(("ndcg_at_", "recall_at_", "precision_at_", "map_at_"))
+            }
+            result.update(table_means(trec))
+            per_query.update(trec)
             outcome.scores[mode] = result
             if task.main_score in per_query:  # the main score's value per query, for paired comparisons
                 outcome.per_query[mode] = per_query[task.main_score]
