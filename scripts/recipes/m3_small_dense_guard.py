@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from m3_small_language_weights import scored_sets
-from m3_small_weights import ScoredSet
+from m3_small_weights import ScoredSet, ndcg_at_10
 
 from trivec import Embedder
 from trivec.models.weights import FusionDefaults
@@ -85,8 +85,7 @@ def guarded_ndcg(scored: ScoredSet, defaults: FusionDefaults, guard: Guard) -> n
         dense_first = best(parts["dense"])
         if order[0] != dense_first and guard(parts, int(order[0])):
             order = np.concatenate([[dense_first], order[order != dense_first]])
-        hit = np.flatnonzero(gold[order[:10]])
-        values[k] = 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
+        values[k] = ndcg_at_10(order, gold)
     return values
 
 

@@ -230,14 +230,18 @@ class ScoredSet:
             scores = fuse(
                 {m: parts[m] for m in modes}, fusion or self.fusion, weights, spread_ranges=self.spreads
             )
-            order = np.argsort(-np.asarray(scores), kind="stable")[:10]
-            hit = np.flatnonzero(gold[order])
-            values[k] = 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
+            values[k] = ndcg_at_10(np.argsort(-np.asarray(scores), kind="stable"), gold)
         return values
 
     def ndcg(self, weights: dict[str, float], modes: tuple[str, ...], fusion: str | None = None) -> float:
         """Mean nDCG@10 × 100."""
         return float(100 * self.per_query(weights, modes, fusion).mean())
+
+
+def ndcg_at_10(order: np.ndarray, gold: np.ndarray) -> float:
+    """nDCG@10 of a ranking (`order`: candidate positions, best first) with one relevant candidate (`gold`)."""
+    hit = np.flatnonzero(gold[order[:10]])
+    return 1.0 / np.log2(hit[0] + 2) if hit.size else 0.0
 
 
 def gain_interval(
