@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays
     from trivec.retrieval.fusion import fuse, merge_top_k, rrf_scores, top_k, zscore_scores
     from trivec.retrieval.identity import ModelIdentity, ModelMismatchError, identify
     from trivec.retrieval.index import Index
-    from trivec.retrieval.manifest import IndexLockedError, NotAnIndexError
+    from trivec.retrieval.manifest import IndexLockedError, IndexReplacedError, NotAnIndexError
     from trivec.retrieval.plan import SEARCH_MODES, SearchPlan, plan_search
     from trivec.retrieval.searcher import Hit
     from trivec.retrieval.segment import CorruptIndexError
@@ -52,6 +52,7 @@ __getattr__, __dir__ = lazy_exports(
         "ModelMismatchError": "trivec.retrieval.identity",
         "identify": "trivec.retrieval.identity",
         "IndexLockedError": "trivec.retrieval.manifest",
+        "IndexReplacedError": "trivec.retrieval.manifest",
         "NotAnIndexError": "trivec.retrieval.manifest",
         "CorruptIndexError": "trivec.retrieval.segment",
     },
@@ -68,6 +69,7 @@ __all__ = [
     "Hit",
     "Index",
     "IndexLockedError",
+    "IndexReplacedError",
     "IndexSettings",
     "ModelIdentity",
     "ModelMismatchError",

@@ -222,7 +222,7 @@ class EmbeddedIndex(BaseIndex):
         if queries == 0 or not snap.segments:
             return [[] for _ in range(queries)]
         grouped = self.store.chunked
-        segments = SegmentSearch(snap, self.store.codec, self.settings, self._sparse)
+        segments = SegmentSearch(snap, snap.codec, self.settings, self._sparse)
         scorers = segments.scorers(encoded, plan, candidate_depth(plan, grouped))
         with contextlib.closing(scorers):  # a failed search gives the query's buffers back at once
             return search(scorers, plan, grouped)

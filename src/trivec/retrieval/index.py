@@ -7,6 +7,7 @@ all. Every index it returns is an `Index` (`isinstance` holds: the backends are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from trivec.models.prompts import ROLES
 from trivec.retrieval.base import BaseIndex
 from trivec.retrieval.corpus import Document
 from trivec.retrieval.embedded import EmbeddedIndex, check_target
+from trivec.retrieval.manifest import locked_for_replacing
 from trivec.retrieval.qdrant import CONFIG as QDRANT_CONFIG
 from trivec.retrieval.qdrant import QdrantIndex
 from trivec.retrieval.settings import QDRANT_SETTINGS, IndexSettings, check_for_model
@@ -158,11 +160,18 @@ def _build_embedded(
     """`Index.build` for the embedded backend: build in `.<name>.building-<id>` beside `target`, then rename
     it into place (an index it replaces is renamed aside first and removed once the new one is in place)."""
     check_target(target, overwrite)
-    # checked again before the rename: the directory may have changed while the corpus encoded
-    with staged_directory(target, "building", lambda: check_target(target, overwrite)) as staging:
-        index = Index.create(staging, model, settings=settings)
-        with index:
-            index.progress = progress
-            index.add(documents)
-        embedder = index.embedder
+    with contextlib.ExitStack() as held:
+
+        def recheck() -> None:
+            # checked again before the rename: the directory may have changed while the corpus encoded; an
+            # index there stays locked until it is renamed aside (a writer's commit lands before, not after)
+            check_target(target, overwrite)
+            held.enter_context(locked_for_replacing(target))
+
+        with staged_directory(target, "building", recheck) as staging:
+            index = Index.create(staging, model, settings=settings)
+            with index:
+                index.progress = progress
+                index.add(documents)
+            embedder = index.embedder
     return EmbeddedIndex.load(target, embedder)

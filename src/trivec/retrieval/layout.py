@@ -26,7 +26,7 @@ import numpy as np
 from trivec.errors import InputError
 from trivec.io import fsync_dir
 from trivec.retrieval.integrity import digest
-from trivec.retrieval.manifest import MANIFEST, NotAnIndexError, read_manifest
+from trivec.retrieval.manifest import MANIFEST, NotAnIndexError, commit_of, read_manifest
 from trivec.retrieval.residual import ResidualCodes
 from trivec.retrieval.segment import CorruptIndexError, Segment
 
@@ -58,16 +58,16 @@ T = TypeVar("T")
 def retrying(load: Callable[[], T], directory: Path) -> T:
     """Run `load` (which maps the files a manifest names); when a file is gone because a writer committed
     and removed it meanwhile, read the new manifest and try again. A damaged index still raises: a file
-    missing while the generation stays the same is corruption, not a race. Retries are bounded by time, not
+    missing while the commit stays the same is corruption, not a race. Retries are bounded by time, not
     by count, so a busy writer on a loaded machine cannot starve a reader into a false error."""
     deadline = time.monotonic() + OPEN_RETRY_SECONDS
     pause = 0.001
     while True:
-        generation = read_manifest(directory)["generation"]
+        commit = commit_of(read_manifest(directory))
         try:
             return load()
         except CorruptIndexError:
-            if read_manifest(directory)["generation"] == generation or time.monotonic() > deadline:
+            if commit_of(read_manifest(directory)) == commit or time.monotonic() > deadline:
                 raise
             time.sleep(pause)
             pause = min(2 * pause, 0.05)

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -37,14 +39,21 @@ class IndexLockedError(InputError):
     """Another process holds the index's writer lock."""
 
 
+class IndexReplacedError(InputError):
+    """The index a handle opened was replaced (built again with overwrite) by one it cannot take over."""
+
+
 def now() -> str:
     """The time a commit records (UTC, to the second)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def new_body(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of an empty index: generation 0, no segments, the model record and the settings."""
+    """The manifest of an empty index: generation 0, no segments, the model record and the settings, and an
+    `index_id` of its own, so that a handle can tell a later commit of its index from an index built again
+    in the same place (both count generations from 1)."""
     return {
+        "index_id": uuid.uuid4().hex,
         "generation": 0,
         "created": now(),
         "updated": now(),
@@ -57,6 +66,16 @@ def new_body(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         "chunks": 0,
         "chunked": False,
     }
+
+
+def commit_of(body: dict[str, Any]) -> tuple[str | None, int]:
+    """What names one commit: the index's id (None in indexes written before ids) and the generation."""
+    return body.get("index_id"), int(body["generation"])
+
+
+def replaced(body: dict[str, Any], opened: dict[str, Any]) -> bool:
+    """Whether `body` belongs to another index than `opened` (the directory was built again)."""
+    return body.get("index_id") != opened.get("index_id")
 
 
 def _checksum(body: dict[str, Any]) -> str:
@@ -156,3 +175,19 @@ class WriterLock:
             fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
         self.handle.close()
         self.handle = None
+
+
+@contextlib.contextmanager
+def locked_for_replacing(directory: Path, timeout: float = 10.0) -> Iterator[None]:
+    """Hold the writer lock of the index in `directory` (if one is there) while it is removed or renamed
+    aside: a writer in the middle of a commit finishes first, and none commits into the new index's place
+    under the old one's manifest (`IndexLockedError` when one holds it past `timeout`)."""
+    if not (directory / MANIFEST).is_file():
+        yield
+        return
+    lock = WriterLock(directory, timeout)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -18,6 +18,7 @@ import copy
 import itertools
 import logging
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -45,7 +46,18 @@ from trivec.retrieval.layout import (
     write_fitted,
     write_tombstones,
 )
-from trivec.retrieval.manifest import MANIFEST, WriterLock, new_body, now, read_manifest, write_manifest
+from trivec.retrieval.manifest import (
+    MANIFEST,
+    IndexReplacedError,
+    WriterLock,
+    commit_of,
+    locked_for_replacing,
+    new_body,
+    now,
+    read_manifest,
+    replaced,
+    write_manifest,
+)
 from trivec.retrieval.prefault import Prefaulter
 from trivec.retrieval.segment import Segment
 from trivec.retrieval.segment_sizes import (
@@ -73,9 +85,12 @@ class SegmentStore:
         self._dirty = False
         self._uncommitted: set[str] = set()  # files/dirs written since the last commit
         self._changed_tombstones: set[str] = set()
+        self._refreshing = threading.Lock()  # one reload at a time: search threads refresh side by side
         self._prefaulter = Prefaulter()
         self._prefault_due = False  # segments this process wrote: prefaulted when it first reads (below)
         self.on_rebuild: Callable[[list[Segment]], None] | None = None  # told the segments on each change
+        self._body: dict[str, Any] = {}
+        self.segments: list[Segment] = []
         self._load(body)
 
     # ------------------------------------------------------------------ opening
@@ -87,7 +102,8 @@ class SegmentStore:
         check_target(directory, overwrite)
         settings.check_colbert_dim(identity.colbert_dim)
         if directory.exists() and any(directory.iterdir()):
-            shutil.rmtree(directory)  # an index, and overwrite (check_target)
+            with locked_for_replacing(directory):
+                shutil.rmtree(directory)  # an index, and overwrite (check_target)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SEGMENTS).mkdir(exist_ok=True)
         (directory / TOMBSTONES).mkdir(exist_ok=True)
@@ -136,7 +152,8 @@ class SegmentStore:
         """Map the files `body` names; the index changes only when every file is there (all or nothing)."""
         settings = IndexSettings.from_dict(body["settings"])
         projection, residual = read_fitted(self.directory, body)
-        mapped = {seg.name: seg for seg in getattr(self, "segments", [])}  # segments never change: reuse maps
+        # segments never change: reuse the maps of this index's (not of an index built in its place)
+        mapped = {} if replaced(body, self._body) else {seg.name: seg for seg in self.segments}
         segments = [
             mapped.get(r["name"]) or Segment(self.directory / SEGMENTS / r["name"], r)
             for r in body["segments"]
@@ -187,19 +204,34 @@ class SegmentStore:
         self._start_due_prefault()
         if self._lock.held or self._dirty:
             return False
-        stamp = self._manifest_stamp()
-        if stamp == self._stamp:
-            return False
-
-        def load() -> bool:
-            body = read_manifest(self.directory)
-            if body["generation"] == self._body["generation"]:
-                self._stamp = stamp
+        with self._refreshing:
+            stamp = self._manifest_stamp()
+            if stamp == self._stamp:
                 return False
-            self._load(body)
-            return True
 
-        return retrying(load, self.directory)
+            def load() -> bool:
+                body = read_manifest(self.directory)
+                if commit_of(body) == commit_of(self._body):
+                    self._stamp = stamp
+                    return False
+                self._check_takeover(body)
+                self._load(body)
+                return True
+
+            return retrying(load, self.directory)
+
+    def _check_takeover(self, body: dict[str, Any]) -> None:
+        """`body` is the directory's manifest now: when the index was built again in its place, go on with
+        the new one only if it holds the same model's vectors under the same settings (then it reads as one
+        more commit); else `IndexReplacedError` — a search must not mix this handle's model with another."""
+        if not replaced(body, self._body):
+            return
+        if body["model"] != self._body["model"] or body["settings"] != self._body["settings"]:
+            raise IndexReplacedError(
+                f"{self.directory} was built again since it was opened, with another model or other settings; "
+                "open it again"
+            )
+        logger.info("%s was built again since it was opened; reading the new index", self.directory)
 
     def _start_due_prefault(self) -> None:
         if self._prefault_due:
@@ -213,7 +245,8 @@ class SegmentStore:
         self._lock.acquire()
         try:
             body = read_manifest(self.directory)
-            if body["generation"] != self._body["generation"]:
+            if commit_of(body) != commit_of(self._body):
+                self._check_takeover(body)
                 self._load(body)
             self._collect_garbage()
         except BaseException:
