@@ -265,3 +265,32 @@ def test_a_request_in_a_language_fuses_with_the_models_weights_for_it(
             assert "unknown language code 'indonesian'" in error_of(response)["message"]
             assert "did you mean id" in error_of(response)["message"]
             assert error_of(response)["param"] == "language"
+
+
+def test_searches_past_the_queue_size_are_refused_and_the_queue_frees_as_they_are_searched(
+    index_dir: Path, tiny: Embedder
+) -> None:
+    """Queries waiting for a search thread are bounded like texts waiting for the encoder: one that does not
+    fit is refused at once (`QueueFullError`, HTTP 503), not queued behind a slow search."""
+    from trivec.serving.schemas import SearchRequest
+    from trivec.serving.worker import QueueFullError
+
+    searcher = IndexSearcher.open(index_dir, tiny, threads=1, queue_size=3)
+    two = SearchRequest(queries=QUERIES, top_k=2)
+    encoded = tiny.encode(two.texts(), dense=True, sparse=True, colbert=True)
+    try:
+        with searcher._cond:  # the thread cannot take the first search before the second arrives
+            first = searcher.submit(encoded, two)
+            with pytest.raises(QueueFullError, match=r"search queue is full \(2 of 3 queries waiting"):
+                searcher.submit(encoded, two)
+        assert len(first.result(timeout=60)) == 2
+        assert len(searcher.submit(encoded, two).result(timeout=60)) == 2  # room again
+    finally:
+        searcher.close()
+
+
+def test_a_server_bounds_its_search_queue_by_its_queue_size(index_dir: Path) -> None:
+    from trivec.serving import ServingLimits
+
+    app = build_app(ServerConfig(model=None, index=index_dir, limits=ServingLimits(queue_size=600)))
+    assert app.state.trivec.index.queue_size == 600

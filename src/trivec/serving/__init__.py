@@ -7,10 +7,10 @@ from trivec._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use (trivec._lazy): `import trivec` stays light
     from trivec.serving.app import create_app
-    from trivec.serving.batcher import DynamicBatcher, EncodeSpec, QueueFullError
+    from trivec.serving.batcher import DynamicBatcher, EncodeSpec
     from trivec.serving.config import ServerConfig, ServingLimits
     from trivec.serving.server import ServerThread, build_app, run_server
-    from trivec.serving.worker import ShuttingDownError
+    from trivec.serving.worker import QueueFullError, ShuttingDownError
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -18,7 +18,7 @@ __getattr__, __dir__ = lazy_exports(
         "create_app": "trivec.serving.app",
         "DynamicBatcher": "trivec.serving.batcher",
         "EncodeSpec": "trivec.serving.batcher",
-        "QueueFullError": "trivec.serving.batcher",
+        "QueueFullError": "trivec.serving.worker",
         "ShuttingDownError": "trivec.serving.worker",
         "ServerConfig": "trivec.serving.config",
         "ServingLimits": "trivec.serving.config",

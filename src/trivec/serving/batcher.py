@@ -20,22 +20,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from trivec.errors import TrivecError
 from trivec.inference import Embedder, EncodeResult
 from trivec.serving.config import ServingLimits
 from trivec.serving.metrics import ServerMetrics
-from trivec.serving.worker import MergingWorker, ShuttingDownError
+from trivec.serving.worker import MergingWorker, QueueFullError, ShuttingDownError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class QueueFullError(TrivecError):
-    """The queue has no room for the request's texts; retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

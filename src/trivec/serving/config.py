@@ -21,7 +21,8 @@ class ServingLimits:
     max_chars_per_text: characters of one text (None: `CHARS_PER_TOKEN` × the token limit); a longer text → 413
         before it is tokenised (or, with truncation, cut to it first): one huge text must not hold the server
         for seconds and gigabytes while its tokens are counted only to be refused.
-    queue_size: texts waiting for the encoder; a request that does not fit → 503 with `Retry-After`.
+    queue_size: texts waiting for the encoder, and queries waiting for a search thread; a request that does not
+        fit → 503 with `Retry-After`.
     batch_tokens: token budget of one merged batch (and of each forward pass inside it).
     max_wait_ms: how long a request arriving at an idle encoder may wait for others to join its batch.
     rejoin_wait_ms: under load (requests already waiting when the encoder comes free), how long the next

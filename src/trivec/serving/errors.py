@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from trivec.errors import CorruptIndexError, TrivecError
-from trivec.serving.batcher import QueueFullError
-from trivec.serving.worker import ShuttingDownError
+from trivec.retrieval.manifest import IndexReplacedError
+from trivec.serving.worker import QueueFullError, ShuttingDownError
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _damaged(request: Request, exc: CorruptIndexError) -> Response:
         logger.error("the index is damaged: %s", exc)  # the operator must act, not the client
         return error_response(503, f"the index is damaged: {exc}")
+
+    @app.exception_handler(IndexReplacedError)
+    async def _replaced(request: Request, exc: IndexReplacedError) -> Response:
+        logger.error("%s", exc)  # the operator must restart the server on the new index, not the client act
+        return error_response(503, f"the index cannot be searched: {exc}")
 
     @app.exception_handler(TrivecError)
     async def _trivec(request: Request, exc: TrivecError) -> Response:

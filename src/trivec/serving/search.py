@@ -24,8 +24,9 @@ from typing import Any
 from trivec.inference import Embedder, EncodeResult
 from trivec.retrieval import CorruptIndexError, EmbeddedIndex, Index, SearchPlan, plan_search
 from trivec.retrieval.base import unit
+from trivec.serving.config import ServingLimits
 from trivec.serving.schemas import SearchRequest
-from trivec.serving.worker import MergingWorker
+from trivec.serving.worker import MergingWorker, QueueFullError
 
 logger = logging.getLogger("trivec.serving")
 MAX_MERGED_QUERIES = 64  # queries searched together at most: bounds one batch's latency and memory
@@ -61,10 +62,16 @@ class IndexSearcher(MergingWorker[_Search]):
     thread_name = "trivec-search"
     closed_message = "the server is shutting down and takes no new searches"
 
-    def __init__(self, index: Index, embedder: Embedder, threads: int | None = None) -> None:
+    def __init__(
+        self, index: Index, embedder: Embedder, threads: int | None = None, queue_size: int | None = None
+    ) -> None:
         super().__init__(search_threads() if threads is None else threads)
         self.index = index
         self.embedder = embedder
+        # queries waiting for a search thread, at most (the server's --queue-size): searching slower than
+        # the encoder encodes (ColBERT over a large index) answers 503 instead of piling up requests
+        self.queue_size = ServingLimits.queue_size if queue_size is None else queue_size
+        self._queued_queries = 0
         self._lock = threading.Lock()  # guards info() and close(); searches read a snapshot and take none
 
     @classmethod
@@ -74,11 +81,12 @@ class IndexSearcher(MergingWorker[_Search]):
         embedder: Embedder,
         verify: bool = False,
         threads: int | None = None,
+        queue_size: int | None = None,
     ) -> IndexSearcher:
         """Open the index at `path` for `embedder` (a model other than the index's is refused). `verify`:
         check every file of an embedded index first (`EmbeddedIndex.verify`), so that a server never starts
         on a damaged index (a `CorruptIndexError` naming the first damaged file). `threads`: search threads
-        (default `search_threads()`)."""
+        (default `search_threads()`); `queue_size`: queries waiting for them, at most."""
         index = Index.open(path, model=embedder)
         if verify and isinstance(index, EmbeddedIndex):
             report = index.verify()
@@ -94,7 +102,7 @@ class IndexSearcher(MergingWorker[_Search]):
                 f"{report['bytes']:,}",
                 report["seconds"],
             )
-        return cls(index, embedder, threads)
+        return cls(index, embedder, threads, queue_size)
 
     @staticmethod
     def recorded_model(path: str | os.PathLike[str]) -> str:
@@ -155,8 +163,16 @@ class IndexSearcher(MergingWorker[_Search]):
         return job.future
 
     def _admit(self, job: _Search) -> None:
+        """Queue the search if its queries fit in the queue; `QueueFullError` if not."""
+        queries = len(job.encoded)
+        if self._queued_queries + queries > self.queue_size:
+            raise QueueFullError(
+                f"the search queue is full ({self._queued_queries} of {self.queue_size} queries waiting; "
+                f"this request has {queries}); retry shortly"
+            )
         self.start()  # the search thread starts with the first search
         super()._admit(job)
+        self._queued_queries += queries
 
     def _take_batch(self) -> list[_Search]:
         """The oldest search and the waiting ones that ask for the same, up to `MAX_MERGED_QUERIES` — and
@@ -178,6 +194,7 @@ class IndexSearcher(MergingWorker[_Search]):
             else:
                 others.append(job)
         self._pending.extendleft(reversed(others))
+        self._queued_queries -= queries
         return group
 
     def _process(self, batch: list[_Search]) -> None:

@@ -49,7 +49,9 @@ def build_app(config: ServerConfig) -> FastAPI:
         onnx_file=config.onnx_file,
     )
     index = (
-        searcher_cls.open(config.index, embedder, verify=config.verify_index)
+        searcher_cls.open(
+            config.index, embedder, verify=config.verify_index, queue_size=config.limits.queue_size
+        )
         if searcher_cls and config.index
         else None
     )

@@ -24,6 +24,14 @@ class ShuttingDownError(TrivecError):
     """The server is draining its queue before exit and takes no new work."""
 
 
+class QueueFullError(TrivecError):
+    """A worker's queue has no room for the request; retry after `retry_after` seconds (HTTP 503)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Job(Protocol):
     """A queued piece of work: its requester waits on `future`."""
 
