@@ -284,7 +284,7 @@ CLI_CASES = [
                 "--max-wait-ms must be between 0 and 60000 ms, got -1.0",
             ),
             ("threads-0", "--threads 0", "--threads must be a positive integer, got 0"),
-            ("dtype", "--dtype int4", "--dtype must be auto, float32, bfloat16 or float16, got int4"),
+            ("dtype", "--dtype int4", "--dtype must be auto, float32, bfloat16 or float16, got 'int4'"),
             ("log-level", "--log-level loud", "--log-level must be one of"),
             ("graceful-negative", "--graceful-timeout -5", "--graceful-timeout must be ≥ 0 seconds"),
             ("index-missing", "--index {tmp}/nothing", "--index {tmp}/nothing: no such directory"),

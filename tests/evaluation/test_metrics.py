@@ -63,15 +63,15 @@ def test_per_query_values_are_the_ones_the_mean_is_taken_over() -> None:
     assert set(per_query) == {"q1", "q2", "q3"} and per_query["q3"] == 0.0  # judged, missing from the run
     assert per_query["q1"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
     assert sum(per_query.values()) / 3 == pytest.approx(means["ndcg_at_10"])
-    _, recall = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query="recall_at_1")
+    _, recall = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), measure="recall_at_1")
     assert recall == {"q1": 0.5, "q2": 0.0, "q3": 0.0}
-    _, average_precision = retrieval_scores_per_query(qrels, run, per_query="map")
+    _, average_precision = retrieval_scores_per_query(qrels, run, measure="map")
     assert sum(average_precision.values()) / 3 == pytest.approx(means["map"])
-    _, reciprocal_rank = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query="mrr_at_10")
+    _, reciprocal_rank = retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), measure="mrr_at_10")
     assert reciprocal_rank == {"q1": 1.0, "q2": 0.5, "q3": 0.0}
     for bad in ("ndcg_at_7", "mrr_at_5", "ndcg"):
         with pytest.raises(ValueError, match="per-query measure"):
-            retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), per_query=bad)
+            retrieval_scores_per_query(qrels, run, k_values=(1, 3, 10), measure=bad)
 
 
 def test_mrr_cut_respects_trec_tie_order() -> None:

@@ -150,8 +150,9 @@ def test_markdown_pairs_each_mode_with_dense_where_results_keep_queries(tmp_path
     against_all = markdown([load_run(folder)], paired_with="all")
     assert "### model-a: each mode against all" in against_all
     assert "| r3 | ndcg_at_10 | 4 | -25.00 [" in against_all
-    with pytest.raises(InputError, match="paired with one of dense, sparse"):
-        write_report([folder], tmp_path / "bad", paired_with="hybrid")
+    assert markdown([load_run(folder)], paired_with="hybrid") == against_all  # read as --modes reads it
+    with pytest.raises(InputError, match="unknown mode to pair with 'best'; expected one of dense, sparse"):
+        write_report([folder], tmp_path / "bad", paired_with="best")
     assert not (tmp_path / "bad").exists()
     assert "r3 (no bm25 values)" in markdown([load_run(folder)], paired_with="bm25")
 
@@ -222,7 +223,9 @@ def test_averages_of_a_column_missing_tasks_say_so(tmp_path: Path) -> None:
     md = markdown([load_run(a), load_run(b)])
     assert "| retrieval | 2 | 40.00 | 30.00 | 60.00 (1 of 2) | 40.00 (1 of 2) |" in md
     assert "| **all tasks** | 3 | 53.33 | – | – | – |" in md  # model-b lacks r2: no overall mean
-    assert "paired per query" not in md  # no result keeps per-query values: no paired section at all
+    assert "## Paired per query" not in md  # no result keeps per-query values: no paired section at all
+    _with_queries(b, "model-b", [1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0])
+    assert "## Paired per query" in markdown([load_run(a), load_run(b)])  # the heading the check looks for
 
 
 @pytest.mark.parametrize(
@@ -230,6 +233,7 @@ def test_averages_of_a_column_missing_tasks_say_so(tmp_path: Path) -> None:
     [
         ([1, 2], "expected an object with 'metric', 'query_ids' and 'values'"),
         ({"metric": "ndcg_at_10", "query_ids": ["q1", "q1"], "values": {}}, "distinct ids"),
+        ({"metric": "ndcg_at_10", "query_ids": [], "values": {"dense": []}}, "'query_ids' is empty"),
         ({"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": ["x"]}}, "'dense' holds text"),
         ({"metric": "ndcg_at_10", "query_ids": ["q1", "q2"], "values": {"dense": [1.0]}}, r"one value per query id \(2\)"),
         ({"metric": "ndcg_at_10", "query_ids": ["q1"], "values": {"dense": [5.0]}}, "average 5.0+, not its main score"),

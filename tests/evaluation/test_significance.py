@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trivec.errors import InputError
-from trivec.evaluation.significance import mode_differences, paired_difference
+from trivec.evaluation.significance import (
+    mode_differences,
+    paired_difference,
+    pairing_problem,
+    read_per_query,
+    run_differences,
+)
 
 SCORES = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=60)
 
@@ -140,3 +146,43 @@ def test_a_result_whose_main_score_is_not_a_number_is_named() -> None:
     }
     with pytest.raises(InputError, match="main_score: the value of 'dense' is not a number"):
         mode_differences(result)
+
+
+def _kept(ids: list[str], dense: list[float], main: float | None = None) -> dict:
+    """A result keeping per-query dense nDCG@10 over `ids` (with a main score of `main` when given)."""
+    result: dict = {"per_query": {"metric": "ndcg_at_10", "query_ids": ids, "values": {"dense": dense}}}
+    if main is not None:
+        result["main_score"] = {"metric": "ndcg_at_10", "values": {"dense": main}}
+    return result
+
+
+def test_a_block_without_queries_or_with_a_nan_main_score_is_named() -> None:
+    with pytest.raises(InputError, match="'query_ids' is empty"):
+        mode_differences(_kept([], [], main=0.5))  # its mean is NaN: no main score check would catch it
+    with pytest.raises(InputError, match=r"average 0\.500000, not its main score nan"):
+        mode_differences(_kept(["q1", "q2"], [1.0, 0.0], main=float("nan")))
+    block = read_per_query(_kept(["q1", 2], [1.0, 0.0], main=0.5))
+    assert block is not None and block.query_ids == ("q1", "2") and block.metric == "ndcg_at_10"
+
+
+@pytest.mark.parametrize("broken", [[1, 2], {"values": {}}, {"metric": "map", "values": [1.0]}])
+def test_pairing_two_results_checks_both_blocks_first(broken: object) -> None:
+    good = _kept(["q1", "q2"], [1.0, 0.0])
+    for first, second in ((good, {"per_query": broken}), ({"per_query": broken}, good)):
+        with pytest.raises(InputError, match="per_query: "):
+            run_differences(first, second)
+        with pytest.raises(InputError, match="per_query: "):
+            pairing_problem(first, second)
+
+
+def test_two_results_pair_by_query_id_or_say_why_not() -> None:
+    mine = _kept(["q1", "q2", "q3"], [1.0, 0.5, 0.0])
+    theirs = _kept(["q3", "q1", "q2"], [0.0, 0.5, 0.5])
+    differences = run_differences(mine, theirs, rounds=200)
+    assert differences["dense"].mean == pytest.approx(0.5 / 3) and differences["dense"].changed == 1
+    assert pairing_problem(mine, theirs) is None
+    assert pairing_problem(mine, {}, "b") == "b keeps no per-query values" and run_differences(mine, {}) == {}
+    assert pairing_problem({}, mine).startswith("no per-query values") and run_differences({}, mine) == {}
+    other = _kept(["q1", "q2", "x"], [1.0, 0.5, 0.0])
+    assert pairing_problem(mine, other) == "other queries (3 vs 3, 2 shared)"
+    assert run_differences(mine, other) == {}

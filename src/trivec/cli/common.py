@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from trivec.errors import TrivecError
-from trivec.inference.forward import BACKENDS, Backend
 
 if TYPE_CHECKING:
     from trivec.inference.encoder import Embedder
@@ -228,18 +227,6 @@ OnnxFileOption = Annotated[
         "model_int8.onnx: the int8 graph of `trivec export onnx --quantize int8`).",
     ),
 ]
-
-
-def check_backend_options(backend: str, onnx_file: str | None, option: str = "--backend") -> Backend:
-    """The backend for `Embedder.from_pretrained(..., backend=, onnx_file=)`, checked: torch or onnx, and
-    --onnx-file only with onnx. `option`: the flag's name in messages."""
-    from trivec.errors import InputError
-
-    if backend not in BACKENDS:
-        raise InputError(f"{option} must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if onnx_file is not None and backend != "onnx":
-        raise InputError(f"--onnx-file applies to {option} onnx")
-    return backend  # type: ignore[return-value]
 
 
 # What the commands that encode load with when neither --dtype nor TRIVEC_DTYPE is given: `auto` = bf16 where it

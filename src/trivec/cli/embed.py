@@ -21,7 +21,6 @@ from trivec.cli.common import (
     QueryPromptOption,
     WeightsOption,
     WorkersOption,
-    check_backend_options,
     check_dtype_option,
     check_language_option,
     check_positive,
@@ -32,6 +31,7 @@ from trivec.cli.common import (
     parse_weights,
     prompt_overrides,
 )
+from trivec.inference.choices import check_backend
 from trivec.progress import LOG, Progress
 
 ENCODE_CHUNK = 4096  # texts encoded and written per step (bounds the memory of a long input)
@@ -105,7 +105,7 @@ def encode(
         prompt_name = "query"
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(max_length, "--max-length", minimum=2)
-    runtime = check_backend_options(backend, onnx_file)
+    runtime = check_backend(backend, onnx_file)
     check_dtype_option(dtype)
     check_workers(workers, devices)
     check_output_path(output)  # before the model loads and the texts are encoded, not after
@@ -181,7 +181,7 @@ def score(
     from trivec.inference import Embedder
     from trivec.io import read_pairs
 
-    runtime = check_backend_options(backend, onnx_file)
+    runtime = check_backend(backend, onnx_file)
     check_dtype_option(dtype)
     items = read_pairs(pairs)
     parsed = parse_weights(weights)

@@ -17,13 +17,13 @@ from trivec.cli.common import (
     OnnxFileOption,
     QueryPromptOption,
     WeightsOption,
-    check_backend_options,
     check_dtype_option,
     clean_errors,
     fail,
     parse_weights,
     prompt_overrides,
 )
+from trivec.inference.choices import check_backend
 
 
 def register(app: typer.Typer) -> None:
@@ -103,11 +103,11 @@ def register(app: typer.Typer) -> None:
 
         Retrieval and reranking queries get the model's 'query' prompt and their corpora its 'document'
         prompt; the texts of the other task types get its default prompt, if any."""
-        from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
+        from trivec.evaluation.evaluators.base import hybrid_fusion
         from trivec.evaluation.registry import task_from_dir
         from trivec.evaluation.runner import evaluate, resolve_tasks
 
-        runtime = check_backend_options(backend, onnx_file)
+        runtime = check_backend(backend, onnx_file)
         check_dtype_option(dtype)
         language_list = [x.strip() for x in languages.split(",")] if languages else None
         specs: list = []
@@ -169,9 +169,9 @@ def register(app: typer.Typer) -> None:
             values = ", ".join(f"{m} {100 * v:.2f}" for m, v in result["main_score"]["values"].items())
             skipped = result["skipped_modes"]
             note = f"  (skipped: {', '.join(f'{m}: {r}' for m, r in skipped.items())})" if skipped else ""
-            hybrids = set(HYBRID_MODES) & set(result["main_score"]["values"])
-            if "fusion" in result["settings"] and hybrids:  # recorded when not the weighted mean
-                note += f"  (hybrids fused by {result['settings']['fusion']})"
+            fusion = hybrid_fusion(result)
+            if fusion not in (None, "weighted"):
+                note += f"  (hybrids fused by {fusion})"
             if result.get("resumed"):
                 note += f"  (kept: evaluated {result.get('time', {}).get('finished_at', 'earlier')})"
             typer.echo(f"{result['task']['name']}\t{result['main_score']['metric']}\t{values or '-'}{note}")
@@ -190,7 +190,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--paired-with",
                 help="The mode every other mode is compared with, query by query (mean difference, "
-                "95 % bootstrap interval, randomization-test p).",
+                "bootstrap interval, randomization-test p; the report states the level and rounds). Aliases "
+                "as in --modes (hybrid = all).",
             ),
         ] = "dense",
     ) -> None:

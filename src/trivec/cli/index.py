@@ -18,7 +18,6 @@ from trivec.cli.common import (
     OnnxFileOption,
     QueryPromptOption,
     WorkersOption,
-    check_backend_options,
     check_dtype_option,
     check_workers,
     clean_errors,
@@ -26,6 +25,7 @@ from trivec.cli.common import (
     fail,
     prompt_overrides,
 )
+from trivec.inference.choices import check_backend
 from trivec.progress import LOG
 
 
@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
         elif url is not None or collection is not None:
             raise fail("--url and --collection apply to --backend qdrant")
         Index.check_build(index, backend=backend, overwrite=overwrite, **options)  # before the model loads
-        runtime = check_backend_options(model_backend, onnx_file, "--model-backend")
+        runtime = check_backend(model_backend, onnx_file, "--model-backend")
         check_dtype_option(dtype)
         check_workers(workers, devices)
         docs = read_corpus(corpus)

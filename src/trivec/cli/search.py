@@ -18,13 +18,13 @@ from trivec.cli.common import (
     OnnxFileOption,
     QueryPromptOption,
     WeightsOption,
-    check_backend_options,
     check_dtype_option,
     check_language_option,
     clean_errors,
     fail,
     parse_weights,
 )
+from trivec.inference.choices import check_backend
 from trivec.progress import LOG
 
 
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
             raise fail("give a query text or --queries FILE")
         texts = [text for _, text in items]
         check_query_texts(texts)  # before the model loads, not after
-        runtime = check_backend_options(backend, onnx_file)
+        runtime = check_backend(backend, onnx_file)
         check_dtype_option(dtype)
         language = check_language_option(language)  # before the model loads, not after
         if fusion is not None:

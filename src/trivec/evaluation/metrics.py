@@ -35,7 +35,7 @@ from trivec.vectors import unit_rows
 
 K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)
 
-Run = Mapping[str, Mapping[str, float]]
+RunScores = Mapping[str, Mapping[str, float]]  # query id → document id → score (a TREC run)
 Qrels = Mapping[str, Mapping[str, int]]
 
 
@@ -45,7 +45,7 @@ def ranked(doc_scores: Mapping[str, float]) -> list[tuple[str, float]]:
     return sorted(doc_scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
 
 
-def retrieval_scores(qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES) -> dict[str, float]:
+def retrieval_scores(qrels: Qrels, run: RunScores, k_values: Sequence[int] = K_VALUES) -> dict[str, float]:
     """nDCG@k, MAP@k, Recall@k, P@k, MRR@k and MAP over the judged queries (pytrec_eval).
 
     Every query in `qrels` counts; a judged query missing from `run` scores 0 (pytrec_eval would drop it).
@@ -55,15 +55,15 @@ def retrieval_scores(qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES)
 
 
 def retrieval_scores_per_query(
-    qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES, per_query: str = "ndcg_at_10"
+    qrels: Qrels, run: RunScores, k_values: Sequence[int] = K_VALUES, measure: str = "ndcg_at_10"
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """`retrieval_scores` and one of its measures per judged query (`per_query`, named as in the means),
+    """`retrieval_scores` and one of its measures per judged query (`measure`, named as in the means),
     the values that mean is taken over: what a paired comparison of two runs needs
     (`trivec.evaluation.significance`)."""
     table = retrieval_table(qrels, run, k_values)
-    if per_query not in table:
-        raise ValueError(f"per-query measure {per_query!r} is not one of {', '.join(table)}")
-    return table_means(table), table[per_query]
+    if measure not in table:
+        raise ValueError(f"per-query measure {measure!r} is not one of {', '.join(table)}")
+    return table_means(table), table[measure]
 
 
 def table_means(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -72,7 +72,7 @@ def table_means(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
 
 
 def retrieval_table(
-    qrels: Qrels, run: Run, k_values: Sequence[int] = K_VALUES
+    qrels: Qrels, run: RunScores, k_values: Sequence[int] = K_VALUES
 ) -> dict[str, dict[str, float]]:
     """Every measure of `retrieval_scores` for every judged query (0 for one missing from `run`)."""
     if not qrels:
@@ -133,8 +133,7 @@ def reranking_scores_per_query(
     if not aps:
         raise ValueError("no query has both a positive and a negative candidate")
     per_query = {"map": aps, f"mrr_at_{mrr_k}": rrs}
-    means = {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
-    return {**means, "evaluated_queries": len(aps)}, per_query
+    return {**table_means(per_query), "evaluated_queries": len(aps)}, per_query
 
 
 # ----------------------------------------------------------------------------------------------- STS

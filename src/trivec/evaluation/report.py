@@ -9,20 +9,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
-from trivec.evaluation.evaluators.base import RETRIEVAL_MODES
-from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
+from trivec.evaluation.evaluators.base import MODEL_MODES, RETRIEVAL_MODES, hybrid_fusion, parse_mode
 from trivec.evaluation.significance import (
+    EXACT_UP_TO,
+    LEVEL,
     NO_PER_QUERY,
+    ROUNDS,
     PairedDifference,
-    mode_differences,
-    pairing_problem,
-    per_query_values,
-    run_differences,
+    PerQuery,
+    read_per_query,
 )
 from trivec.evaluation.tasks import RANKING_TYPES, TaskType
 from trivec.io import atomic_writer
@@ -32,11 +32,12 @@ TYPE_ORDER = [t.value for t in TaskType]
 
 @dataclass
 class Run:
-    """The results of one directory."""
+    """The results of one directory, with the per-query values of those that keep them (checked once)."""
 
     label: str
     path: Path
     results: dict[str, dict[str, Any]]  # task name → result
+    per_query: dict[str, PerQuery] = field(default_factory=dict)  # task name → its checked `per_query`
 
     @property
     def modes(self) -> list[str]:
@@ -55,6 +56,7 @@ def load_run(directory: str | os.PathLike[str], label: str | None = None) -> Run
     if not path.is_dir():
         raise InputError(f"{path}: results directory not found")
     results: dict[str, dict[str, Any]] = {}
+    per_query: dict[str, PerQuery] = {}
     for file in sorted(path.glob("*.json")):
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
@@ -62,13 +64,15 @@ def load_run(directory: str | os.PathLike[str], label: str | None = None) -> Run
             raise InputError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
         if isinstance(data, dict) and "main_score" in data and "task" in data:
             try:
-                per_query_values(data)
+                block = read_per_query(data)
             except InputError as exc:
                 raise InputError(f"{file}: {exc}") from None
             results[data["task"]["name"]] = data
+            if block is not None:
+                per_query[data["task"]["name"]] = block
     if not results:
         raise InputError(f"{path}: no task results (*.json written by `trivec eval`)")
-    run = Run(label=label or path.name, path=path, results=results)
+    run = Run(label=label or path.name, path=path, results=results, per_query=per_query)
     if label is None and run.model and run.model != "None":
         run.label = run.model if len(run.model) <= 40 else path.name
     return run
@@ -131,13 +135,7 @@ def markdown(runs: Sequence[Run], paired_with: str = "dense") -> str:
         any_result = next(iter(run.results.values()))
         version = any_result.get("versions", {}).get("trivec", "?")
         seconds = sum(r.get("time", {}).get("total_seconds", 0.0) for r in run.results.values())
-        fusions = sorted(
-            {
-                r.get("settings", {}).get("fusion", "weighted")
-                for r in run.results.values()
-                if set(HYBRID_MODES) & set(r["main_score"]["values"])
-            }
-        )
+        fusions = sorted({f for f in map(hybrid_fusion, run.results.values()) if f is not None})
         fused = f"hybrids fused {' / '.join(fusions)}" if fusions else "no hybrid mode"
         lines.append(
             f"- **{run.label}**: model `{run.model}`, {len(run.results)} tasks, trivec {version}, "
@@ -194,12 +192,12 @@ def _values(run: Run, mode: str, names: Sequence[str]) -> list[float]:
 
 
 PAIRED_NOTE = (
-    "Paired per query: the mean difference × 100 over a task's scored queries, its 95 % paired-bootstrap "
-    "interval, the paired randomization test's two-sided p, and how many queries score differently (only they "
-    "carry the test: with 16 or fewer the p is exact and cannot fall below 2 / 2^n, and the interval, drawn "
-    "from few distinct values, is coarse — read the count and p first). 10,000 seeded rounds; p per "
-    "comparison, not corrected for the many here. Runs are paired with the first in their model modes (BM25 "
-    "does not depend on the model), by query id."
+    f"Paired per query: the mean difference × 100 over a task's scored queries, its {100 * LEVEL:g} % "
+    "paired-bootstrap interval, the paired randomization test's two-sided p, and how many queries score "
+    f"differently (only they carry the test: with {EXACT_UP_TO} or fewer the p is exact and cannot fall below "
+    "2 / 2^n, and the interval, drawn from few distinct values, is coarse — read the count and p first). "
+    f"{ROUNDS:,} seeded rounds; p per comparison, not corrected for the many here. Runs are paired with the "
+    "first in their model modes (BM25 does not depend on the model), by query id."
 )
 Rows = dict[str, tuple[str, dict[str, PairedDifference]]]
 
@@ -207,33 +205,30 @@ Rows = dict[str, tuple[str, dict[str, PairedDifference]]]
 def paired_section(runs: Sequence[Run], baseline: str = "dense") -> list[str]:
     """Each ranking task's modes paired per query (`trivec.evaluation.significance`): per run, every mode
     against `baseline`; then every later run against the first, mode by mode, by query id. Whatever cannot
-    be paired is named with why; nothing at all when no result keeps per-query values."""
-    if baseline not in RETRIEVAL_MODES:
-        raise InputError(f"modes are paired with one of {', '.join(RETRIEVAL_MODES)}, not {baseline!r}")
-    keeps = {id(run): any(r.get("per_query") for r in run.results.values()) for run in runs}
-    if not any(keeps.values()):
+    be paired is named with why; nothing at all when no result keeps per-query values. `baseline` is read as
+    `--modes` reads a mode (`hybrid` is `all`)."""
+    baseline = parse_mode(baseline, "mode to pair with")
+    if not any(run.per_query for run in runs):
         return []
     lines = ["## Paired per query", "", PAIRED_NOTE, ""]
     for run in runs:
-        if keeps[id(run)]:
-            rows, left_out = _pair_tasks(run, lambda name, result: mode_differences(result, baseline),
-                                         lambda name, result: _why_not_paired(result, baseline))  # fmt: skip
+        if run.per_query:
+            rows, left_out = _pair_tasks(run, lambda name, block: block.against(baseline),
+                                         lambda name, block: _why_not_paired(block, baseline))  # fmt: skip
             lines += _paired_table(f"{run.label}: each mode against {baseline}", rows, left_out,
                                    lambda mode: f"{mode} − {baseline}")  # fmt: skip
     first = runs[0]
     for run in runs[1:]:
-        if not (keeps[id(first)] and keeps[id(run)]):
-            missing = [r.label for r in (first, run) if not keeps[id(r)]]
+        if not (first.per_query and run.per_query):
+            missing = [r.label for r in (first, run) if not r.per_query]
             verb = "keeps" if len(missing) == 1 else "keep"
             lines += [f"{run.label} is not paired with {first.label}: {' and '.join(missing)} {verb} no per-query "
                       "values.", ""]  # fmt: skip
             continue
         rows, left_out = _pair_tasks(
             run,
-            lambda name, result: (
-                _model_modes(run_differences(result, first.results[name])) if name in first.results else {}
-            ),
-            lambda name, result: _why_runs_not_paired(result, first.results.get(name), first.label),
+            lambda name, block: _model_modes(block.paired_with(first.per_query.get(name))),
+            lambda name, block: _why_runs_not_paired(name, block, first),
         )
         for name in sorted(set(first.results) - set(run.results)):
             if first.results[name]["task"]["type"] in RANKING_TYPES:
@@ -250,39 +245,41 @@ def _column_header(later: str, first: str) -> Callable[[str], str]:
 
 def _model_modes(differences: dict[str, PairedDifference]) -> dict[str, PairedDifference]:
     """The model modes of a pairing of two runs (BM25 does not depend on the model)."""
-    return {mode: d for mode, d in differences.items() if mode != "bm25"}
+    return {mode: d for mode, d in differences.items() if mode in MODEL_MODES}
 
 
-def _why_not_paired(result: dict[str, Any], baseline: str) -> str:
-    values = per_query_values(result)
-    if not values:
+def _why_not_paired(block: PerQuery | None, baseline: str) -> str:
+    if block is None:
         return NO_PER_QUERY
-    return f"only {baseline} was scored" if set(values) == {baseline} else f"no {baseline} values"
+    return f"only {baseline} was scored" if set(block.values) == {baseline} else f"no {baseline} values"
 
 
-def _why_runs_not_paired(result: dict[str, Any], other: dict[str, Any] | None, other_label: str) -> str:
-    if other is None:
-        return f"not in {other_label}"
-    return pairing_problem(result, other, f"{other_label}'s result") or "no model mode in common"
+def _why_runs_not_paired(name: str, block: PerQuery | None, first: Run) -> str:
+    if name not in first.results:
+        return f"not in {first.label}"
+    if block is None:
+        return NO_PER_QUERY
+    problem = block.problem_with(first.per_query.get(name), f"{first.label}'s result")
+    return problem or "no model mode in common"
 
 
 def _pair_tasks(
     run: Run,
-    pair: Callable[[str, dict[str, Any]], dict[str, PairedDifference]],
-    why_not: Callable[[str, dict[str, Any]], str],
+    pair: Callable[[str, PerQuery], dict[str, PairedDifference]],
+    why_not: Callable[[str, PerQuery | None], str],
 ) -> tuple[Rows, dict[str, str]]:
-    """The run's ranking tasks paired by `pair` (called for results that keep per-query values): rows of
+    """The run's ranking tasks paired by `pair` (called for those that keep per-query values): rows of
     (metric, differences), and the tasks that could not be paired, with why (`why_not`)."""
     rows: Rows = {}
     left_out: dict[str, str] = {}
     for name, result in sorted(run.results.items()):
         if result["task"]["type"] not in RANKING_TYPES:
             continue
-        differences = pair(name, result) if result.get("per_query") else {}
-        if differences:
-            rows[name] = (result["per_query"]["metric"], differences)
+        block = run.per_query.get(name)
+        if block is not None and (differences := pair(name, block)):
+            rows[name] = (block.metric, differences)
         else:
-            left_out[name] = why_not(name, result)
+            left_out[name] = why_not(name, block)
     return rows, left_out
 
 

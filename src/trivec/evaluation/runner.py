@@ -20,7 +20,7 @@ from trivec.evaluation.bm25 import Bm25Config
 from trivec.evaluation.data import load_task
 from trivec.evaluation.encoding import TextEncoder, describe_model, precision
 from trivec.evaluation.evaluators import EVALUATORS, EvalSettings, parse_modes
-from trivec.evaluation.evaluators.retrieval import HYBRID_MODES
+from trivec.evaluation.evaluators.base import HYBRID_MODES
 from trivec.evaluation.registry import builtin_tasks, task_from_dir
 from trivec.evaluation.tasks import RANKING_TYPES, Task, select_tasks
 from trivec.inference import Embedder

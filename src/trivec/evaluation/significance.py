@@ -3,14 +3,14 @@
 A retrieval set of a few hundred questions where dense already scores 97 tells two modes apart by one or two
 questions: a difference of means alone cannot say whether a hybrid lost to dense or drew. Each result of
 `trivec eval` of a retrieval or reranking task keeps every scored query's main score per mode (`per_query`:
-nDCG@10, average precision), and `paired_difference` gives the mean difference with a 95 % paired-bootstrap
-interval (queries resampled with replacement, percentile interval) and the two-sided p-value of the paired
-randomization test (each query's difference flips its sign at random; Smucker, Allan & Carterette, 2007,
-recommend it for IR). Only the queries whose scores differ carry the test: with k of them, no p can be
-below 2 / 2^k (4 changed questions: 0.125), so each comparison says how many differ, and with k ≤ 16 the
-test enumerates every sign assignment (exact p) instead of sampling them. Sampling is seeded, so a report
-reads the same every time it is written. The p-values are per comparison, not corrected for the many a
-report prints.
+nDCG@10, average precision), and `paired_difference` gives the mean difference with a paired-bootstrap
+interval (queries resampled with replacement, percentile interval, `LEVEL`) and the two-sided p-value of the
+paired randomization test (each query's difference flips its sign at random). Both assume nothing about how
+the differences are distributed, which per-query scores (bounded, tied, often zero) would break. Only the
+queries whose scores differ carry the test: with k of them, no p can be below 2 / 2^k (4 changed questions:
+0.125), so each comparison says how many differ, and with k ≤ `EXACT_UP_TO` the test enumerates every sign
+assignment (exact p) instead of sampling them. Sampling is seeded, so a report reads the same every time it
+is written. The p-values are per comparison, not corrected for the many a report prints.
 """
 
 from __future__ import annotations
@@ -139,20 +139,58 @@ def randomization_p(changed: np.ndarray, rounds: int, rng: np.random.Generator) 
     return (extreme + 1) / (rounds + 1), False
 
 
+@dataclass(frozen=True, eq=False)
+class PerQuery:
+    """A result's `per_query` block, checked (`read_per_query`): the metric, the query ids (as text, distinct,
+    at least one) and one array of scores per mode aligned on them, so the pairings below need no checks."""
+
+    metric: str
+    query_ids: tuple[str, ...]
+    values: dict[str, np.ndarray]
+
+    def against(self, baseline: str = "dense", rounds: int = ROUNDS) -> dict[str, PairedDifference]:
+        """Every other mode against `baseline` over these queries (empty when `baseline` was not scored)."""
+        if baseline not in self.values:
+            return {}
+        return {
+            mode: paired_difference(scores, self.values[baseline], rounds=rounds)
+            for mode, scores in self.values.items()
+            if mode != baseline
+        }
+
+    def problem_with(self, other: PerQuery | None, other_name: str = "the other result") -> str | None:
+        """Why these values cannot be paired query by query with `other`'s (None: they can): it keeps none,
+        they keep other metrics, or they scored other queries."""
+        if other is None:
+            return f"{other_name} keeps no per-query values"
+        if self.metric != other.metric:
+            return f"other metric ({self.metric} vs {other.metric})"
+        ids, other_ids = set(self.query_ids), set(other.query_ids)
+        if ids != other_ids:
+            return f"other queries ({len(ids)} vs {len(other_ids)}, {len(ids & other_ids)} shared)"
+        return None
+
+    def paired_with(self, other: PerQuery | None, rounds: int = ROUNDS) -> dict[str, PairedDifference]:
+        """Each mode both keep, `self` − `other`, paired by query id; empty when `problem_with` finds one."""
+        if other is None or self.problem_with(other):
+            return {}
+        position = {q: i for i, q in enumerate(other.query_ids)}
+        order = np.array([position[q] for q in self.query_ids], dtype=np.int64)
+        return {
+            mode: paired_difference(values, other.values[mode][order], rounds=rounds)
+            for mode, values in self.values.items()
+            if mode in other.values
+        }
+
+
 def mode_differences(
     result: Mapping[str, Any], baseline: str = "dense", rounds: int = ROUNDS
 ) -> dict[str, PairedDifference]:
     """Every other mode of one `trivec eval` result against `baseline`, paired over its scored queries
     (empty when the result has no per-query values or no `baseline`: results written before they were kept,
     a task type that keeps none, a run without that mode)."""
-    values = per_query_values(result)
-    if baseline not in values:
-        return {}
-    return {
-        mode: paired_difference(scores, values[baseline], rounds=rounds)
-        for mode, scores in values.items()
-        if mode != baseline
-    }
+    block = read_per_query(result)
+    return block.against(baseline, rounds) if block else {}
 
 
 def run_differences(
@@ -161,17 +199,8 @@ def run_differences(
     """Each mode two results of one task have in common, `result` − `other` (two models, or one model at two
     settings), paired by query id; empty when either keeps no per-query values, they keep other metrics or
     they scored other queries."""
-    if pairing_problem(result, other):
-        return {}
-    mine, theirs = per_query_values(result), per_query_values(other)
-    ids = [str(q) for q in result["per_query"]["query_ids"]]
-    position = {str(q): i for i, q in enumerate(other["per_query"]["query_ids"])}
-    order = np.array([position[q] for q in ids], dtype=np.int64)
-    return {
-        mode: paired_difference(values, theirs[mode][order], rounds=rounds)
-        for mode, values in mine.items()
-        if mode in theirs
-    }
+    mine, theirs = read_per_query(result), read_per_query(other)
+    return mine.paired_with(theirs, rounds) if mine else {}
 
 
 def pairing_problem(
@@ -179,25 +208,23 @@ def pairing_problem(
 ) -> str | None:
     """Why two results of one task cannot be paired query by query (None: they can): one keeps no
     per-query values, they keep other metrics, or they scored other queries."""
-    if not result.get("per_query"):
-        return NO_PER_QUERY
-    if not other.get("per_query"):
-        return f"{other_name} keeps no per-query values"
-    mine, theirs = result["per_query"], other["per_query"]
-    if mine["metric"] != theirs["metric"]:
-        return f"other metric ({mine['metric']} vs {theirs['metric']})"
-    ids, other_ids = set(map(str, mine["query_ids"])), set(map(str, theirs["query_ids"]))
-    if ids != other_ids:
-        return f"other queries ({len(ids)} vs {len(other_ids)}, {len(ids & other_ids)} shared)"
-    return None
+    mine, theirs = read_per_query(result), read_per_query(other)
+    return mine.problem_with(theirs, other_name) if mine else NO_PER_QUERY
 
 
 def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The `per_query` block of a `trivec eval` result as one array per mode (aligned on its `query_ids`),
-    checked: `InputError` naming what is wrong with it; `{}` when the result has none."""
+    """The checked per-query scores of a `trivec eval` result, one array per mode (`read_per_query`); `{}`
+    when the result has none."""
+    block = read_per_query(result)
+    return block.values if block else {}
+
+
+def read_per_query(result: Mapping[str, Any]) -> PerQuery | None:
+    """The `per_query` block of a `trivec eval` result, checked: `InputError` naming what is wrong with it
+    (its shape, or values whose mean is not the main score); None when the result has none."""
     block = result.get("per_query")
     if block is None:
-        return {}
+        return None
     if not isinstance(block, Mapping) or not isinstance(block.get("values"), Mapping):
         raise InputError("per_query: expected an object with 'metric', 'query_ids' and 'values' per mode")
     ids = block.get("query_ids")
@@ -207,6 +234,8 @@ def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
         or len(set(map(str, ids))) != len(ids)
     ):
         raise InputError("per_query: 'metric' must be a name and 'query_ids' a list of distinct ids")
+    if not ids:
+        raise InputError("per_query: 'query_ids' is empty: a paired comparison needs at least one query")
     out = {}
     for mode, values in block["values"].items():
         array = _scores(values, f"per_query: the values of {mode!r}")
@@ -215,19 +244,25 @@ def per_query_values(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
                 f"per_query: {mode!r} needs one value per query id ({len(ids)}), has {array.size}"
             )
         out[str(mode)] = array
-    main = result.get("main_score")
-    if isinstance(main, Mapping) and isinstance(main.get("values"), Mapping):
-        if main.get("metric") != block["metric"]:
+    _check_main_score(result.get("main_score"), block["metric"], out)
+    return PerQuery(block["metric"], tuple(map(str, ids)), out)
+
+
+def _check_main_score(main: object, metric: str, values: Mapping[str, np.ndarray]) -> None:
+    """`InputError` unless each mode's per-query values average its main score (when the result has one):
+    values that are not the ones the score was taken over would pair something else."""
+    if not isinstance(main, Mapping) or not isinstance(main.get("values"), Mapping):
+        return
+    if main.get("metric") != metric:
+        raise InputError(f"per_query: metric {metric!r} is not the main score {main.get('metric')!r}")
+    for mode, array in values.items():
+        expected = main["values"].get(mode)
+        if expected is None:
+            continue
+        if not isinstance(expected, (int, float)):
+            raise InputError(f"main_score: the value of {mode!r} is not a number")
+        if not abs(float(array.mean()) - float(expected)) <= 1e-5:  # so a NaN main score fails too
             raise InputError(
-                f"per_query: metric {block['metric']!r} is not the main score {main.get('metric')!r}"
+                f"per_query: the values of {mode!r} average {array.mean():.6f}, "
+                f"not its main score {float(expected):.6f}"
             )
-        for mode, array in out.items():
-            expected = main["values"].get(mode)
-            if expected is not None and not isinstance(expected, (int, float)):
-                raise InputError(f"main_score: the value of {mode!r} is not a number")
-            if expected is not None and abs(float(array.mean()) - float(expected)) > 1e-5:
-                raise InputError(
-                    f"per_query: the values of {mode!r} average {array.mean():.6f}, "
-                    f"not its main score {float(expected):.6f}"
-                )
-    return out

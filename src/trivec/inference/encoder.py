@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from trivec import heap
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, distinct_texts, plan_batches
-from trivec.inference.forward import Backend, BatchForward, check_backend
+from trivec.inference.choices import Backend, check_backend
+from trivec.inference.forward import BatchForward
 from trivec.inference.hidden import layer_states
 from trivec.inference.inputs import check_batch_tokens, split_pairs, text_list
 from trivec.inference.packed import PackedEncoder
@@ -121,7 +122,7 @@ class Embedder:
         another in `onnx/`, e.g. `model_int8.onnx`) in onnxruntime; same outputs and API as torch."""
         source = {k: v for k, v in locals().items() if k not in ("cls", "device")}
         check_dtype(dtype)
-        if check_backend(backend) == "onnx":
+        if check_backend(backend, onnx_file) == "onnx":
             from trivec.inference.onnx_backend import load_onnx_embedder
 
             embedder = load_onnx_embedder(
@@ -139,10 +140,6 @@ class Embedder:
             )
             embedder.source = source
             return embedder
-        if onnx_file is not None:
-            raise InputError(
-                "onnx_file applies to backend='onnx'", cli="--onnx-file applies to --backend onnx"
-            )
         target = torch.device(device) if device is not None else default_device()
         model = M3Model.from_pretrained(
             name_or_path,

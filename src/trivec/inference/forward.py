@@ -8,17 +8,12 @@ the same code whichever backend ran it. `M3Model` itself is the torch backend.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol
-
-from trivec.errors import InputError
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # annotations only: the command line imports this module before torch
     import torch
 
     from trivec.models.m3 import M3Output
-
-Backend = Literal["torch", "onnx"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
 
 class BatchForward(Protocol):
@@ -35,13 +30,3 @@ class BatchForward(Protocol):
         colbert: bool = False,
         cls_slots: torch.Tensor | None = None,
     ) -> M3Output: ...
-
-
-def check_backend(backend: object) -> Backend:
-    """Validate a backend name (`torch` or `onnx`), with a message naming the choices."""
-    if backend not in BACKENDS:
-        raise InputError(
-            f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}",
-            cli=f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}",
-        )
-    return backend  # type: ignore[return-value]

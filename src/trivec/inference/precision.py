@@ -20,10 +20,9 @@ import os
 
 import torch
 
-from trivec.errors import InputError
+from trivec.inference.choices import AUTO, check_dtype_name
 
-AUTO = "auto"
-NAMES: dict[str, torch.dtype] = {
+NAMES: dict[str, torch.dtype] = {  # the torch dtype of each of `choices.DTYPE_NAMES`
     "float32": torch.float32,
     "fp32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -31,18 +30,15 @@ NAMES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
-CHOICES = "auto, float32, bfloat16 or float16"
 DtypeSpec = torch.dtype | str | None
 
 
 def check_dtype(dtype: DtypeSpec) -> DtypeSpec:
     """`dtype` as given when trivec knows it (None, a torch dtype, `auto` or a name in `NAMES`); else a
     one-line error. Checked where an option is defined, before anything loads."""
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == AUTO or dtype in NAMES:
-        return dtype
-    raise InputError(
-        f"dtype must be {CHOICES}, got {dtype!r}", cli=f"--dtype must be {CHOICES}, got {dtype!r}"
-    )
+    if not isinstance(dtype, torch.dtype):
+        check_dtype_name(dtype)
+    return dtype
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trivec.errors import InputError
+from trivec.inference.choices import check_backend, check_dtype_name
 
 CHARS_PER_TOKEN = 32  # the default character limit per text: this many per token of the token limit
 
@@ -84,7 +85,6 @@ OPTIONS = {  # `trivec serve`'s option for each setting
     "log_level": "--log-level",
     "backend": "--backend",
 }
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -133,14 +133,8 @@ class ServerConfig:
             _error("threads", "must be a positive integer", self.threads)
         if not self.graceful_timeout_s >= 0:
             _error("graceful_timeout_s", "must be ≥ 0 seconds", self.graceful_timeout_s)
-        if self.dtype is not None and self.dtype not in DTYPES:
-            _error("dtype", "must be auto, float32, bfloat16 or float16", self.dtype)
-        if self.backend not in ("torch", "onnx"):
-            _error("backend", "must be torch or onnx", self.backend)
-        if self.onnx_file is not None and self.backend != "onnx":
-            raise InputError(
-                "onnx_file applies to backend 'onnx'", cli="--onnx-file applies to --backend onnx"
-            )
+        check_dtype_name(self.dtype)
+        check_backend(self.backend, self.onnx_file)
         if self.log_level not in LOG_LEVELS:
             _error("log_level", f"must be one of {', '.join(LOG_LEVELS)}", self.log_level)
         if not self.host:

@@ -55,14 +55,22 @@ def build_app(config: ServerConfig) -> FastAPI:
         if searcher_cls and config.index
         else None
     )
-    reranker = None
-    if config.reranker is not None:
-        from trivec.inference.reranker import Reranker
+    try:
+        reranker = None
+        if config.reranker is not None:
+            from trivec.inference.reranker import Reranker
 
-        reranker = Reranker.from_pretrained(
-            config.reranker, device=config.device, dtype=config.dtype, batch_tokens=config.limits.batch_tokens
-        )
-    return create_app(embedder, replace(config, model=model), index, reranker)
+            reranker = Reranker.from_pretrained(
+                config.reranker,
+                device=config.device,
+                dtype=config.dtype,
+                batch_tokens=config.limits.batch_tokens,
+            )
+        return create_app(embedder, replace(config, model=model), index, reranker)
+    except BaseException:
+        if index is not None:  # a reranker that fails to load, a limit the model refuses: the index closes
+            index.close()
+        raise
 
 
 def uvicorn_config(app: FastAPI, config: ServerConfig, access_log: bool = False) -> uvicorn.Config:

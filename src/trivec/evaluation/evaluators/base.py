@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -17,6 +17,16 @@ from trivec.models.weights import split_fusion
 # Scoring modes of retrieval and reranking; the other task types use the dense embedding.
 RETRIEVAL_MODES: tuple[str, ...] = ("dense", "sparse", "colbert", "dense+sparse", "all", "bm25")
 MODEL_MODES = frozenset(RETRIEVAL_MODES) - {"bm25"}
+# The model outputs each model mode scores with; a hybrid fuses more than one.
+HYBRID_PARTS: dict[str, list[str]] = {
+    "dense": ["dense"],
+    "sparse": ["sparse"],
+    "colbert": ["colbert"],
+    "dense+sparse": ["dense", "sparse"],
+    "all": ["dense", "sparse", "colbert"],
+}
+HYBRID_MODES = tuple(mode for mode, parts in HYBRID_PARTS.items() if len(parts) > 1)  # dense+sparse, all
+MODE_ALIASES = {"sparse+dense": "dense+sparse", "colbert+sparse+dense": "all", "hybrid": "all"}
 
 
 def parse_modes(modes: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -26,9 +36,7 @@ def parse_modes(modes: str | Iterable[str] | None) -> tuple[str, ...]:
     items = (
         [m.strip() for m in modes.split(",")] if isinstance(modes, str) else [str(m).strip() for m in modes]
     )
-    items = [m for m in items if m]
-    aliases = {"sparse+dense": "dense+sparse", "colbert+sparse+dense": "all", "hybrid": "all"}
-    items = [aliases.get(m, m) for m in items]
+    items = [MODE_ALIASES.get(m, m) for m in items if m]
     unknown = [m for m in items if m not in RETRIEVAL_MODES]
     if unknown:
         raise InputError(
@@ -39,16 +47,31 @@ def parse_modes(modes: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(m for m in RETRIEVAL_MODES if m in items)
 
 
+def parse_mode(mode: str, role: str = "mode") -> str:
+    """One mode in its canonical name, aliases read as `parse_modes` reads them (`hybrid` is `all`), so an
+    option naming one mode takes what `--modes` takes; `InputError` naming `role` otherwise."""
+    name = MODE_ALIASES.get(mode.strip(), mode.strip())
+    if name not in RETRIEVAL_MODES:
+        raise InputError(
+            f"unknown {role} {mode!r}; expected one of {', '.join(RETRIEVAL_MODES)} "
+            f"(or {', '.join(MODE_ALIASES)})"
+        )
+    return name
+
+
 def mode_requirement(mode: str, has_sparse: bool, has_colbert: bool) -> str | None:
-    """Why the model cannot run `mode` (None when it can)."""
-    if mode in ("sparse", "dense+sparse") and not has_sparse:
-        return "model has no sparse head"
-    if mode == "colbert" and not has_colbert:
-        return "model has no ColBERT head"
-    if mode == "all" and not (has_sparse and has_colbert):
-        missing = [name for name, have in (("sparse", has_sparse), ("ColBERT", has_colbert)) if not have]
-        return f"model has no {' or '.join(missing)} head"
-    return None
+    """Why the model cannot run `mode` (None when it can): a head one of its parts needs is missing."""
+    heads = {"sparse": ("sparse", has_sparse), "colbert": ("ColBERT", has_colbert)}
+    missing = [heads[p][0] for p in HYBRID_PARTS.get(mode, []) if p in heads and not heads[p][1]]
+    return f"model has no {' or '.join(missing)} head" if missing else None
+
+
+def hybrid_fusion(result: Mapping[str, Any]) -> str | None:
+    """How the hybrid modes of one `trivec eval` result were fused (`weighted` where its settings name none:
+    only another fusion is recorded), or None when it scored no hybrid mode."""
+    if not set(HYBRID_MODES) & set(result["main_score"]["values"]):
+        return None
+    return str(result.get("settings", {}).get("fusion", "weighted"))
 
 
 @dataclass

@@ -13,9 +13,8 @@ import numpy as np
 from trivec.evaluation.bm25 import Bm25Index
 from trivec.evaluation.data import RetrievalData
 from trivec.evaluation.encoding import TextEncoder
-from trivec.evaluation.evaluators.base import Evaluator, TaskScores
+from trivec.evaluation.evaluators.base import MODEL_MODES, Evaluator, TaskScores
 from trivec.evaluation.evaluators.retrieval import (
-    MODEL_MODES,
     candidate_scores,
     encode_for_modes,
     outputs_needed,
@@ -93,7 +92,8 @@ class RerankingEvaluator(Evaluator):
             }
             result.update(table_means(trec))
             per_query.update(trec)
+            if task.main_score not in per_query:
+                raise ValueError(f"main score {task.main_score!r} is not one of {', '.join(per_query)}")
             outcome.scores[mode] = result
-            if task.main_score in per_query:  # the main score's value per query, for paired comparisons
-                outcome.per_query[mode] = per_query[task.main_score]
+            outcome.per_query[mode] = per_query[task.main_score]  # for paired comparisons
         return outcome

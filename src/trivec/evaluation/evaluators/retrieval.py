@@ -19,6 +19,8 @@ from trivec.evaluation.bm25 import Bm25Index
 from trivec.evaluation.data import RetrievalData
 from trivec.evaluation.encoding import TextEncoder
 from trivec.evaluation.evaluators.base import (
+    HYBRID_MODES,
+    HYBRID_PARTS,
     MODEL_MODES,
     EvalSettings,
     Evaluator,
@@ -35,14 +37,6 @@ from trivec.retrieval.searcher import candidate_depth, rank, score_candidates
 from trivec.vectors import cosine_ready
 
 Ranking = list[tuple[np.ndarray, np.ndarray]]  # per query: (document indices, scores), best first
-HYBRID_PARTS: dict[str, list[str]] = {
-    "dense": ["dense"],
-    "sparse": ["sparse"],
-    "colbert": ["colbert"],
-    "dense+sparse": ["dense", "sparse"],
-    "all": ["dense", "sparse", "colbert"],
-}
-HYBRID_MODES = tuple(mode for mode, parts in HYBRID_PARTS.items() if len(parts) > 1)  # dense+sparse, all
 
 
 def plan(settings: EvalSettings, encoder: TextEncoder | None) -> tuple[list[str], dict[str, str]]:
@@ -70,10 +64,9 @@ def plan(settings: EvalSettings, encoder: TextEncoder | None) -> tuple[list[str]
 def outputs_needed(modes: list[str]) -> tuple[bool, bool, bool]:
     """(dense, sparse, colbert) outputs the model must produce for `modes`."""
     model_modes = [m for m in modes if m in MODEL_MODES]
+    parts = {part for mode in model_modes for part in HYBRID_PARTS[mode]}
     dense = bool(model_modes)  # every model mode starts from (or includes) the dense ranking
-    sparse = any(m in ("sparse", "dense+sparse", "all") for m in model_modes)
-    colbert = any(m in ("colbert", "all") for m in model_modes)
-    return dense, sparse, colbert
+    return dense, "sparse" in parts, "colbert" in parts
 
 
 def encode_for_modes(
@@ -180,7 +173,7 @@ class RetrievalEvaluator(Evaluator):
             outcome.details["bm25"] = settings.bm25.describe(task.language)
         for mode in modes:
             outcome.scores[mode], outcome.per_query[mode] = retrieval_scores_per_query(
-                data.qrels, runs[mode], per_query=task.main_score
+                data.qrels, runs[mode], measure=task.main_score
             )
         return outcome
 
