@@ -21,6 +21,13 @@ def build(path: Path, tiny: Embedder, docs: list[Document], **options: object) -
     return index
 
 
+def assert_holds(path: Path, tiny: Embedder, docs: list[Document]) -> None:
+    """The index at `path`, opened afresh, is whole and holds exactly `docs`."""
+    with Index.open(path, model=tiny) as fresh:
+        assert fresh.verify()["problems"] == []
+        assert sorted(fresh.doc_ids()) == sorted(d.id for d in docs)
+
+
 def test_a_handle_reads_the_index_built_again_in_its_place(
     tmp_path: Path, tiny: Embedder, small_docs: list[Document]
 ) -> None:
@@ -42,9 +49,7 @@ def test_a_write_through_a_handle_opened_before_the_rebuild_keeps_the_new_index(
     with Index.open(path, model=tiny) as old:
         build(path, tiny, small_docs[5:12]).close()
         old.add(small_docs[12:14])  # used to remove the rebuilt segment and commit the old one's names
-    with Index.open(path, model=tiny) as fresh:
-        assert fresh.verify()["problems"] == []
-        assert sorted(fresh.doc_ids()) == sorted(d.id for d in small_docs[5:14])
+    assert_holds(path, tiny, small_docs[5:14])
 
 
 def test_a_handle_refuses_an_index_built_again_with_other_settings(
@@ -58,9 +63,7 @@ def test_a_handle_refuses_an_index_built_again_with_other_settings(
             old.search("boundary layer", top_k=3)
         with pytest.raises(IndexReplacedError):
             old.add(small_docs[12:14])
-    with Index.open(path, model=tiny) as fresh:  # the new index as it was built
-        assert fresh.verify()["problems"] == []
-        assert sorted(fresh.doc_ids()) == sorted(d.id for d in small_docs[5:12])
+    assert_holds(path, tiny, small_docs[5:12])  # the new index as it was built
 
 
 def test_a_rebuild_waits_for_a_writer_in_the_middle_of_a_commit(
@@ -86,6 +89,4 @@ def test_a_rebuild_waits_for_a_writer_in_the_middle_of_a_commit(
     thread.join()
     writer.close()
     assert finished.is_set()
-    with Index.open(path, model=tiny) as fresh:
-        assert fresh.verify()["problems"] == []
-        assert sorted(fresh.doc_ids()) == sorted(d.id for d in small_docs[5:12])
+    assert_holds(path, tiny, small_docs[5:12])
