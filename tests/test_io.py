@@ -13,6 +13,7 @@ import pytest
 from trivec.errors import InputError
 from trivec.io import (
     atomic_writer,
+    check_output_path,
     decode_utf8,
     iter_jsonl,
     read_pairs,
@@ -162,3 +163,29 @@ def read_text_file_of(folder: Path, data: bytes) -> str:
     path = folder / "whole.txt"
     path.write_bytes(data)
     return read_text_file(path)
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused_before_any_work(tmp_path: Path) -> None:
+    """`trivec encode -i x -o x` replaced the texts by their vectors, and `trivec mine --data x -o x` rewrote
+    the training file, both with exit 0; the same file under another name (a link) is caught too."""
+    from typer.testing import CliRunner
+
+    from tests.conftest import TINY_M3
+    from trivec.cli import app
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\ntwo\n", encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(texts)
+    with pytest.raises(InputError, match=r"link\.txt: the output would replace the input .*texts\.txt"):
+        check_output_path(tmp_path / "link.txt", inputs=[None, texts])
+    assert check_output_path(tmp_path / "new.txt", inputs=[texts]) == tmp_path / "new.txt"
+    assert str(check_output_path("-", inputs=["-"])) == "-"
+    result = CliRunner().invoke(app, ["encode", "-m", str(TINY_M3), "-i", str(texts), "-o", str(texts)])
+    assert result.exit_code == 2 and "would replace the input" in result.stderr
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"query": "q", "pos": ["p"]}\n', encoding="utf-8")
+    before = rows.read_bytes()
+    mine = ["mine", "--retriever", "bm25", "--data", str(rows), "--output", str(rows)]
+    result = CliRunner().invoke(app, mine)
+    assert result.exit_code == 2 and "would replace the input" in result.stderr
+    assert texts.read_text(encoding="utf-8") == "one\ntwo\n" and rows.read_bytes() == before

@@ -13,7 +13,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -198,12 +198,20 @@ def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Path:
-    """Refuse an output path that cannot be written — a directory, a missing or read-only parent — before
-    any work is done, not after it (`-`, stdout, is always fine)."""
+def check_output_path(
+    path: str | os.PathLike[str],
+    what: str = "output",
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """Refuse an output path that cannot be written — a directory, a missing or read-only parent, one of
+    the command's own `inputs` (it would be replaced by the output) — before any work is done, not after it
+    (`-`, stdout, is always fine)."""
     target = Path(path)
     if is_stdio(path):
         return target
+    for source in inputs:
+        if source is not None and not is_stdio(source) and _same_file(target, Path(source)):
+            raise InputError(f"{target}: the {what} would replace the input {source}; write another file")
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise InputError(f"{target}: is a directory; the {what} must be a file path")
@@ -214,6 +222,13 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Pat
     if target.exists() and not os.access(target, os.W_OK):
         raise InputError(f"{target}: the file is read-only")
     return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing: not the same file
+        return False
 
 
 def _umask() -> int:

@@ -153,7 +153,7 @@ def test_bad_rows_fail_before_anything_is_written(tmp_path: Path, reranker_teach
     with pytest.raises(InputError, match=r"in\.jsonl:3: field 'pos' is missing"):
         score_rows(reranker_teacher, data, tmp_path / "out.jsonl", progress=False)
     assert list(tmp_path.iterdir()) == [data]
-    with pytest.raises(InputError, match="would overwrite the input"):
+    with pytest.raises(InputError, match="would replace the input"):
         score_rows(reranker_teacher, write_jsonl(data, synthetic_rows(2)), data, progress=False)
 
 

@@ -108,7 +108,7 @@ def encode(
     runtime = check_backend(backend, onnx_file)
     check_dtype_option(dtype)
     check_workers(workers, devices)
-    check_output_path(output)  # before the model loads and the texts are encoded, not after
+    check_output_path(output, inputs=[input])  # before the model loads and the texts are encoded
     records = read_records(input)
     texts = [text for _, text in records]
     if not (dense or sparse or colbert or layer is not None):

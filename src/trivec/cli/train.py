@@ -355,9 +355,11 @@ def register(app: typer.Typer) -> None:
         """Mine hard negatives from a rank window of a dense, BM25 or hybrid search (FlagEmbedding hn_mine,
         seeded)."""
         from trivec.inference import Embedder
+        from trivec.io import check_output_path
         from trivec.training.mining import mine_hard_negatives, parse_range
 
         window = parse_range(range_)
+        check_output_path(output, inputs=[data, corpus])  # before the model loads
         embedder = (
             Embedder.from_pretrained(
                 model, dtype=dtype, prompts=prompt_overrides(query_prompt, document_prompt)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trivec.errors import InputError
-from trivec.io import atomic_writer, iter_jsonl
+from trivec.io import atomic_writer, check_output_path, iter_jsonl
 from trivec.training.examples import parse_example
 
 
@@ -58,7 +58,8 @@ def decontaminate(
     against: Iterable[str | os.PathLike[str]],
 ) -> DecontaminationStats:
     """Write `data` without the positives that are evaluation pairs of `against` (atomically)."""
-    data = Path(data)
+    data, against = Path(data), list(against)
+    check_output_path(output, inputs=[data, *against])
     excluded = evaluation_pairs(against)
     stats = DecontaminationStats(evaluation_pairs=len(excluded))
     kept: list[str] = []

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from trivec.errors import InputError
-from trivec.io import atomic_writer, iter_jsonl
+from trivec.io import atomic_writer, check_output_path, iter_jsonl
 from trivec.training.examples import TrainExample, parse_example
 
 logger = logging.getLogger(__name__)
@@ -259,6 +259,7 @@ def mine_hard_negatives(
     if retriever not in RETRIEVERS:
         raise InputError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {retriever!r}")
     data = Path(data)
+    check_output_path(output, inputs=[data, corpus])
     rows = [(line, obj, parse_example(obj, data, line, need_scores=False)) for line, obj in iter_jsonl(data)]
     if not rows:
         raise InputError(f"{data}: no rows")

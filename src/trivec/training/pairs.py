@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from trivec.errors import InputError
-from trivec.io import atomic_writer, iter_jsonl
+from trivec.io import atomic_writer, check_output_path, iter_jsonl
 
 
 @dataclass
@@ -129,6 +129,7 @@ def build_pairs(
     queries get its `query` prompt, the passages its `document` prompt)."""
     if (filter_model is None) != (min_score is None):
         raise InputError("--filter-model and --min-score go together")
+    check_output_path(output, inputs=[corpus])
     pairs, stats = read_title_pairs(corpus, query_field, passage_field, where, at_least)
     keep = np.ones(len(pairs), dtype=bool)
     if filter_model is not None:

@@ -198,9 +198,7 @@ def score_rows(
     source, target = Path(data), Path(output)
     if chunk_rows < 1:
         raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows}")
-    check_output_path(target)
-    if target.exists() and target.resolve() == source.resolve():
-        raise InputError(f"{target}: the output would overwrite the input; write another file")
+    check_output_path(target, inputs=[source])
     rows = [(obj, parse_example(obj, source, line, need_scores=False)) for line, obj in iter_jsonl(source)]
     if not rows:
         raise InputError(f"{source}: no rows")
