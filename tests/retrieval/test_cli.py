@@ -80,7 +80,9 @@ def test_build_add_search_delete_info(tmp_path: Path, small_docs: list[Document]
     assert single.exit_code == 0 and "--fusion rrf applies to --mode hybrid" in single.output
     long_query = CliRunner().invoke(app, ["search", "--index", ix, "wing " * 100, "-k", "1"])
     assert (
-        long_query.exit_code == 0 and "query 1 has 202 tokens: searched on its first 64" in long_query.output
+        long_query.exit_code == 0
+        and "1 query(ies) longer than 64 tokens, read on their first 64 only: query 1 (202 tokens)"
+        in long_query.output
     )
     run("index", "delete", "note.md", "--index", ix)
     run("index", "compact", "--index", ix)
@@ -128,3 +130,27 @@ def test_adding_ids_the_index_has_is_refused_before_the_model_loads(
     monkeypatch.setattr(Embedder, "from_pretrained", no_model)
     again = CliRunner().invoke(app, ["index", "add", "-c", str(corpus), "-x", ix])
     assert again.exit_code == 2 and "2 document id(s) already in the index: 'a', 'b'" in again.output
+
+
+def test_documents_and_texts_cut_at_the_token_limit_are_named(tmp_path: Path) -> None:
+    """Without chunking, a document longer than the index's limit is indexed on its first tokens: its tail
+    cannot be found. The build says which documents were cut (and `trivec encode` which texts)."""
+    corpus = tmp_path / "docs.jsonl"
+    rows = [{"id": "short", "text": "a wing"}, {"id": "long", "text": "boundary layer " * 60}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ix = str(tmp_path / "ix")
+    build = ["index", "build", "--model", str(TINY_M3), "--corpus", str(corpus), "--index", ix]
+    result = CliRunner().invoke(app, [*build, "--max-length", "32"])
+    assert result.exit_code == 0, result.output
+    assert "1 document(s) longer than 32 tokens, read on their first 32 only: long (" in result.output
+    assert "--chunk-tokens" in result.output
+    chunked = CliRunner().invoke(app, [*build, "--max-length", "32", "--chunk-tokens", "24", "--overwrite"])
+    assert chunked.exit_code == 0 and "longer than" not in chunked.output
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a wing\n" + "boundary layer " * 60 + "\n", encoding="utf-8")
+    encode = ["encode", "-m", str(TINY_M3), "-i", str(texts), "-o", str(tmp_path / "out.jsonl")]
+    result = CliRunner().invoke(app, [*encode, "--max-length", "32"])
+    assert (
+        result.exit_code == 0
+        and "1 text(s) longer than 32 tokens, read on their first 32 only: text 2 (" in result.output
+    )

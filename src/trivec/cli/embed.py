@@ -97,6 +97,7 @@ def encode(
     """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen; --layer alone: only
     that layer's token vectors)."""
     from trivec.inference import Embedder
+    from trivec.inference.encoder import overlong_notice
     from trivec.io import check_output_path, open_output, read_records
 
     if query:
@@ -119,7 +120,10 @@ def encode(
         from trivec.inference.hidden import check_layer, num_layers
 
         check_layer(layer, num_layers(embedder.model))
-    embedder.resolve_prompt(prompt_name, prompt)  # an unknown prompt name fails before any output is written
+    before = embedder.resolve_prompt(
+        prompt_name, prompt
+    )  # an unknown name fails before any output is written
+    cut: dict[str, int] = {}  # texts read on their first max_length tokens only: said at the end
     with (
         encode_workers(embedder, workers, devices),
         open_output(output) as handle,
@@ -141,6 +145,9 @@ def encode(
                 hidden_states=layer is not None,
                 layer=layer if layer is not None else -1,
             )
+            for i, tokens in embedder.overlong([before + text for text in chunk], max_length).items():
+                ident = records[start + i][0]
+                cut[f"id {ident}" if ident is not None else f"text {start + i + 1}"] = tokens
             for i in range(len(chunk)):
                 row: dict[str, Any] = {}
                 ident = records[start + i][0]
@@ -156,6 +163,13 @@ def encode(
                     row["hidden_states"] = result.hidden_states[i].tolist()
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             progress.update(len(chunk))
+    if cut:
+        limit = max_length or embedder.max_length
+        LOG.warning(
+            overlong_notice(
+                "text(s)", cut, limit, "; --max-length reads more of them, up to the model's limit"
+            )
+        )
     LOG.info("encoded %d texts → %s", len(texts), "stdout" if str(output) == "-" else output)
 
 

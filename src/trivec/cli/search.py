@@ -145,11 +145,10 @@ def register(app: typer.Typer) -> None:
 def warn_cut_queries(index: Any, texts: list[str], prompt: str | None) -> None:
     """Say which queries are longer than the index's token limit: they are searched on their first tokens
     (the server refuses them unless a request asks to truncate; a command line says it and goes on)."""
+    from trivec.inference.encoder import overlong_notice
+
     limit = index.settings.max_length or index.embedder.max_length
     asked = [index.prompt("query", prompt) + text for text in texts]
-    full = index.embedder.tokenizer(asked, verbose=False)["input_ids"]  # no notice: the warning below says it
-    for number, ids in enumerate(full, start=1):
-        if len(ids) > limit:
-            LOG.warning(
-                "query %d has %d tokens: searched on its first %d (the limit)", number, len(ids), limit
-            )
+    cut = {f"query {i + 1}": tokens for i, tokens in index.embedder.overlong(asked, limit).items()}
+    if cut:
+        LOG.warning(overlong_notice("query(ies)", cut, limit))

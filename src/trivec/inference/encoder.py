@@ -50,6 +50,14 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def overlong_notice(what: str, cut: Mapping[str, int], limit: int, hint: str = "") -> str:
+    """One line saying which inputs (`cut`: label → full token count, from `Embedder.overlong`) were read on
+    their first `limit` tokens only, naming up to five; `hint`: what to do about it."""
+    named = ", ".join(f"{label} ({tokens:,} tokens)" for label, tokens in list(cut.items())[:5])
+    more = f" and {len(cut) - 5:,} more" if len(cut) > 5 else ""
+    return f"{len(cut):,} {what} longer than {limit} tokens, read on their first {limit} only: {named}{more}{hint}"
+
+
 class Embedder:
     """Encode texts into dense, sparse and ColBERT outputs and score them.
 
@@ -228,6 +236,19 @@ class Embedder:
             return_token_type_ids=False,
         )
         return [list(ids) for ids in encoded["input_ids"]]
+
+    def overlong(self, texts: Sequence[str], max_length: int | None = None) -> dict[int, int]:
+        """The texts longer than `max_length` tokens (default: the model's limit), special tokens included,
+        as position → their full token count: encoding reads only their first tokens, and callers say so.
+        A text of a quarter as many characters as the limit or fewer is not tokenised (a token spans at
+        least one character, but normalisation may spell one character as a few)."""
+        limit = self._check_max_length(max_length)
+        specials = self.tokenizer.num_special_tokens_to_add()
+        candidates = [i for i, text in enumerate(texts) if 4 * len(text) + specials > limit]
+        if not candidates:
+            return {}
+        full = self.tokenizer([texts[i] for i in candidates], verbose=False)["input_ids"]
+        return {i: len(ids) for i, ids in zip(candidates, full, strict=True) if len(ids) > limit}
 
     def batch_plan(self, num_tokens: list[int], batch_tokens: int | None) -> tuple[int, list[list[int]]]:
         """The token budget (`batch_tokens`, else the embedder's) and the batches `encode` runs under it."""

@@ -10,6 +10,7 @@ creates and opens them.
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from trivec import heap
 from trivec.errors import InputError
-from trivec.inference.encoder import Embedder, EncodeResult
+from trivec.inference.encoder import Embedder, EncodeResult, overlong_notice
 from trivec.inference.loading import load_embedder
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.models.prompts import DOCUMENT, QUERY, ROLES
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 # chunks encoded, then written, at a time: the float32 token vectors of one batch are what ingestion holds
 # beyond the model (≈ 256 × 220 tokens × 384 × 4 B ≈ 90 MB for m3-small on Cranfield), whatever the corpus
 ENCODE_BATCH = 256
+
+logger = logging.getLogger("trivec.retrieval")
 
 
 def encode_chunks(
@@ -56,8 +59,12 @@ def encode_chunks(
     from trivec.progress import Progress
 
     bar = Progress(len(chunks), "encode", "chunks", enabled=progress)
+    before = embedder.resolve_prompt(DOCUMENT, prompt)
+    cut: dict[str, int] = {}  # chunks read on their first max_length tokens only: said at the end
     for start in range(0, len(chunks), ENCODE_BATCH):
         batch = list(chunks[start : start + ENCODE_BATCH])
+        for i, tokens in embedder.overlong([before + c.embed_text for c in batch], max_length).items():
+            cut[batch[i].id] = tokens
         result = embedder.encode(
             [c.embed_text for c in batch],
             dense=True,
@@ -80,6 +87,9 @@ def encode_chunks(
         del batch, result
         heap.trim()
     bar.close()
+    if cut:
+        hint = "; the rest of them cannot be found — chunk_tokens (--chunk-tokens) indexes them whole"
+        logger.warning(overlong_notice("document(s)", cut, max_length or embedder.max_length, hint))
 
 
 def unit(vectors: np.ndarray | None, embedder: Embedder) -> np.ndarray | None:
