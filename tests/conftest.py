@@ -17,6 +17,7 @@ from trivec.retrieval import sparse_scorer
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIVEC_SHARED", REPO.parent / "shared"))
 TINY_M3 = SHARED / "fixtures" / "tiny-m3"
+TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 MINILM_REFERENCE = SHARED / "fixtures" / "minilm" / "reference.json"
 XLMR_TOKENIZER = SHARED / "fixtures" / "xlmr-tokenizer"
 DATA = SHARED / "data"

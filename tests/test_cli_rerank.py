@@ -10,10 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED, TINY_M3
+from tests.conftest import TINY_M3, TINY_RERANKER
 from tests.test_cli import trivec, trivec_in_process
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 REFERENCE = json.loads((TINY_RERANKER / "reference.json").read_text(encoding="utf-8"))
 
 

@@ -145,7 +145,7 @@ def test_devices_are_checked_once() -> None:
         (None, "cpu,,cpu", "one device per worker"),
         (None, "tpu", "unknown device 'tpu'"),
         (None, f"cuda:{torch.cuda.device_count()}", "is not available"),
-        (None, "meta", "workers run on cpu or cuda"),
+        (None, "meta", "trivec runs on cpu, cuda, cuda:N or mps"),
     ]:
         with pytest.raises(InputError, match=problem):
             resolve_devices(workers, devices, cpu)

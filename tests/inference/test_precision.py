@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED, TINY_M3
+from tests.conftest import TINY_M3, TINY_RERANKER
 from trivec import Embedder
 from trivec.errors import InputError
 from trivec.inference import precision
 from trivec.inference.precision import check_dtype, describe_auto, resolve_dtype
 from trivec.inference.reranker import Reranker
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 CPU = torch.device("cpu")
 
 

@@ -14,11 +14,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SHARED, TINY_M3
+from tests.conftest import TINY_M3, TINY_RERANKER
 from trivec.errors import CheckpointError, InputError
 from trivec.inference.reranker import Reranker
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 TOL = 1e-5
 
 

@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import TINY_RERANKER
 from tests.retrieval.conftest import MAX_LENGTH
 from trivec import Embedder
 from trivec.errors import InputError
 from trivec.inference.reranker import Reranker
 from trivec.retrieval import Document, Index
 from trivec.retrieval.rerank import passage_text, rerank_depth, rerank_hits
-
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 
 
 @pytest.fixture(scope="module")

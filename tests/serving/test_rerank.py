@@ -10,13 +10,12 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import TINY_RERANKER
 from tests.serving.conftest import API_KEY, TEXTS, error_of, metric
 from trivec import Embedder
 from trivec.inference.reranker import Reranker
 from trivec.serving import ServerConfig, ServerThread, ServingLimits, create_app
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 LIMITS = ServingLimits(max_texts_per_request=16, max_tokens_per_text=64, max_body_bytes=64 * 1024)
 QUERY = "What is BGE M3?"
 DOCS = [t for t in TEXTS if t != QUERY]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from tests.conftest import SHARED, XLMR_TOKENIZER
+from tests.conftest import TINY_RERANKER, XLMR_TOKENIZER
 from tests.training.conftest import synthetic_rows, write_jsonl
 from trivec.errors import InputError
 from trivec.inference.reranker import PairTokenizer
@@ -19,7 +19,6 @@ from trivec.training import token_cache
 from trivec.training.reranker import GroupCollator, GroupDataset, RerankerConfig
 from trivec.training.reranker.train import build_reranker_trainer, file_pairs, load_groups
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 TOKENIZERS = {"xlmr": XLMR_TOKENIZER, "tiny-reranker": TINY_RERANKER, "bert": None}
 
 

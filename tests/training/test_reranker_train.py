@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import SHARED, TINY_M3
+from tests.conftest import TINY_M3, TINY_RERANKER
 from tests.training.conftest import synthetic_rows, write_jsonl
 from trivec.cli import app
 from trivec.errors import InputError
@@ -19,7 +19,6 @@ from trivec.inference.reranker import Reranker
 from trivec.training.reranker import GroupCollator, GroupDataset, RerankerConfig, train_reranker
 from trivec.training.reranker.train import load_groups
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 runner = CliRunner()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import SHARED, TINY_M3
+from tests.conftest import TINY_M3, TINY_RERANKER
 from tests.training.conftest import synthetic_rows, write_jsonl
 from trivec.cli import app
 from trivec.errors import CheckpointError, InputError
@@ -20,7 +20,6 @@ from trivec.inference.reranker import Reranker
 from trivec.training.examples import load_examples
 from trivec.training.teacher import Teacher, file_digest, load_teacher, partial_paths, score_rows
 
-TINY_RERANKER = SHARED / "fixtures" / "tiny-reranker"
 runner = CliRunner()
 
 

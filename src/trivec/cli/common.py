@@ -273,7 +273,7 @@ def check_workers(workers: int | None, devices: str | None) -> None:
     """Refuse bad `--workers` / `--devices` before a model loads (each device checked once)."""
     if workers is None and devices is None:
         return
-    from trivec.inference.encoder import default_device
+    from trivec.inference.devices import default_device
     from trivec.inference.pool import resolve_devices
 
     resolve_devices(workers, devices, default_device())

@@ -19,6 +19,7 @@ from trivec import heap
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, distinct_texts, plan_batches
 from trivec.inference.choices import Backend, check_backend
+from trivec.inference.devices import resolve_device
 from trivec.inference.forward import BatchForward
 from trivec.inference.hidden import layer_states
 from trivec.inference.inputs import check_batch_tokens, split_pairs, text_list
@@ -44,10 +45,6 @@ from trivec.textcheck import check_text
 
 if TYPE_CHECKING:
     from trivec.inference.pool import EncodePool
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def overlong_notice(what: str, cut: Mapping[str, int], limit: int, hint: str = "") -> str:
@@ -79,7 +76,7 @@ class Embedder:
         default_prompt_name: str | None = None,
         forward: BatchForward | None = None,
     ) -> None:
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         if self.device.type == "cpu":
             limit_onednn_cache()  # before the first matmul: oneDNN reads it once
         self.model = model.to(self.device).eval()
@@ -148,7 +145,7 @@ class Embedder:
             )
             embedder.source = source
             return embedder
-        target = torch.device(device) if device is not None else default_device()
+        target = resolve_device(device)
         model = M3Model.from_pretrained(
             name_or_path,
             heads=heads,

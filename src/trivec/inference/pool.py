@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from trivec.errors import InputError, TrivecError
+from trivec.inference.devices import resolve_device
 from trivec.inference.hidden import check_layer, num_layers
 from trivec.inference.text_outputs import insert_cls_slots
 
@@ -75,15 +76,8 @@ def resolve_devices(
 
 
 def _check_device(name: str) -> str:
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"unknown device {name!r} (cpu, cuda, cuda:N)") from exc
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if (device.index or 0) >= count:
-            raise InputError(f"device {name!r} is not available ({count} CUDA device(s) here)")
-    elif device.type != "cpu":
+    device = resolve_device(name)
+    if device.type not in ("cpu", "cuda"):
         raise InputError(f"device {name!r}: workers run on cpu or cuda devices")
     return str(device)
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from trivec.errors import InputError
 from trivec.inference.batching import default_batch_tokens, plan_batches
+from trivec.inference.devices import resolve_device
 from trivec.inference.precision import AUTO, check_dtype, resolve_dtype
 from trivec.models.cross_encoder import (
     load_cross_encoder,
@@ -34,10 +35,6 @@ from trivec.textcheck import check_text
 
 DEFAULT_MAX_LENGTH = 512  # FlagReranker's default
 INSTRUCTION_FORMAT = "{}{}"  # FlagReranker's query_instruction_format
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -242,7 +239,7 @@ class Reranker(PairTokenizer):
             query_max_length=query_max_length,
             query_instruction=query_instruction,
         )
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.normalize = bool(normalize)
         if batch_tokens is not None:
