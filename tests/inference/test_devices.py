@@ -1,6 +1,6 @@
-"""A device the machine lacks, or a name torch does not know, is a one-line error before the model loads —
-for the encoder, the reranker and the commands (it was torch's assertion, `Torch not compiled with CUDA
-enabled`, from inside the first transfer)."""
+"""What a model cannot be loaded as or on is a one-line error before it loads: a device the machine lacks
+or a name torch does not know (it was torch's assertion, `Torch not compiled with CUDA enabled`, from inside
+the first transfer), a cross-encoder asked for embeddings."""
 
 from __future__ import annotations
 
@@ -43,3 +43,15 @@ def test_commands_say_it_in_one_line(tmp_path: pytest.TempPathFactory) -> None:
         app, ["rerank", "-m", str(TINY_RERANKER), "-p", str(pairs), "--device", ABSENT]
     )
     assert result.exit_code == 2 and "is not available" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_cross_encoder_is_not_loaded_as_an_embedding_model(tmp_path: pytest.TempPathFactory) -> None:
+    """`trivec score -m <reranker>` printed cosines of a classifier's backbone (one above 1)."""
+    from trivec.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"is a cross-encoder reranker .*load it with Reranker"):
+        Embedder.from_pretrained(TINY_RERANKER)
+    pairs = tmp_path / "pairs.jsonl"  # type: ignore[operator]
+    pairs.write_text('{"query": "q", "passage": "p"}\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["score", "-m", str(TINY_RERANKER), "--pairs", str(pairs)])
+    assert result.exit_code == 2 and "trivec rerank" in result.stderr

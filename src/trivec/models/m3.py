@@ -33,6 +33,7 @@ from trivec.models.checkpoint import (
     resolve_model_path,
     write_sentence_transformers_files,
 )
+from trivec.models.cross_encoder import classifier_problem
 from trivec.models.fingerprint import join_samples, tensor_sample, weights_sample
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
 from trivec.models.lean_load import Samples, backbone_options, load_in_dtype, load_tokenizer
@@ -279,6 +280,12 @@ class M3Model(nn.Module):
         try:
             with quiet_loading():
                 config = AutoConfig.from_pretrained(directory)
+                if heads != "init" and classifier_problem(config) is None:
+                    raise CheckpointError(
+                        f"{directory} is a cross-encoder reranker ({', '.join(config.architectures)}): it "
+                        "scores (query, passage) pairs and gives no embeddings; load it with Reranker "
+                        "(`trivec rerank`)"
+                    )
                 # first: what its loading freed goes back to the system before the weights arrive
                 tokenizer = load_tokenizer(directory)
                 # an index fingerprints the float32 weights, whatever the dtype: read from the file while
