@@ -12,7 +12,7 @@ import pytest
 from trivec import Embedder
 from trivec.errors import InputError
 from trivec.evaluation import MtebEncoder, write_report
-from trivec.evaluation.report import load_run, markdown
+from trivec.evaluation.report import distinct_labels, load_run, markdown
 
 
 class PromptType:
@@ -202,6 +202,17 @@ def test_what_cannot_be_paired_is_named_with_why(tmp_path: Path) -> None:
     plain = _write_run(tmp_path / "c", "model-c", 0.0)
     md = markdown([load_run(plain), load_run(a)])
     assert "model-a is not paired with model-c: model-c keeps no per-query values." in md
+
+
+def test_a_folder_given_by_a_bare_name_is_labelled_without_a_stray_slash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _write_run(tmp_path / "eval", "same-model", 0.0)
+    second = _write_run(tmp_path / "y" / "eval", "same-model", 0.1)
+    monkeypatch.chdir(tmp_path)
+    runs = [load_run(Path(first.name)), load_run(second)]  # `trivec eval-report eval y/eval`
+    distinct_labels(runs)
+    assert [r.label for r in runs] == ["same-model (eval)", "same-model (y/eval)"]
 
 
 def test_runs_get_distinct_labels_once_and_a_folder_twice_is_refused(tmp_path: Path) -> None:

@@ -223,7 +223,8 @@ OnnxFileOption = Annotated[
     str | None,
     typer.Option(
         "--onnx-file",
-        help="With --backend onnx: the graph to run, a file in the model's onnx/ folder (default model.onnx; "
+        help="With the onnx encoder runtime (--backend onnx; in `index`: --model-backend onnx): the graph to "
+        "run, a file in the model's onnx/ folder (default model.onnx; "
         "model_int8.onnx: the int8 graph of `trivec export onnx --quantize int8`).",
     ),
 ]

@@ -33,7 +33,12 @@ def register(app: typer.Typer) -> None:
     @clean_errors
     def eval_command(
         output: Annotated[
-            Path | None, typer.Option("--output", "-o", help="Directory for <task>.json, summary.md/png.")
+            Path | None,
+            typer.Option(
+                "--output",
+                "-o",
+                help="Directory for <task>.json, summary.md/png (required unless --list-tasks).",
+            ),
         ] = None,
         model: Annotated[
             str, typer.Option("--model", "-m", help="Model directory, hub id, or 'default'.")

@@ -85,7 +85,8 @@ def distinct_labels(runs: Sequence[Run]) -> None:
     if len(set(labels)) == len(labels):
         return
     for run in runs:
-        run.label = f"{run.label} ({run.path.parent.name}/{run.path.name})"
+        where = "/".join(part for part in (run.path.parent.name, run.path.name) if part)
+        run.label = f"{run.label} ({where})"
     if len({r.label for r in runs}) < len(runs):
         for number, run in enumerate(runs, start=1):
             run.label = f"{run.label} #{number}"
