@@ -115,3 +115,26 @@ def test_search_uses_the_index_query_prompt(
                 [h.score for h in want],
                 atol=1e-5,
             )
+
+
+def test_a_prompts_tokens_carry_no_lexical_weight_and_the_server_agrees(
+    server: ServerThread, prompted: Embedder
+) -> None:
+    """`passage: ` is in every document and `query: ` in every query: with weights of their own, every query
+    matched every document (an empty one too) on `:`. They get none, whoever puts the prompt there; the same
+    words in a text's own words keep theirs."""
+    prompt_ids = set(prompted.tokenize(["passage:"])[0][1:-1])
+    texts = ["", "see", "passage: see"]
+    empty, plain, own = prompted.encode(texts, sparse=True, prompt_name="document").sparse or []
+    assert empty.indices.size == 0 and not prompt_ids & set(plain.indices.tolist())
+    assert prompt_ids & set(own.indices.tolist())  # the text's own "passage:" keeps its weights
+    typed = prompted.encode(["passage: see"], sparse=True, prompt="").sparse or []
+    assert prompt_ids & set(typed[0].indices.tolist())  # typed by the caller, no prompt: the text's words
+    body = httpx.post(
+        f"{server.url}/encode",
+        json={"texts": texts, "prompt_name": "document", "sparse": True, "dense": False},
+        timeout=60,
+    ).json()
+    for row, want in zip(body["data"], (empty, plain, own), strict=True):
+        got = {int(k): v for k, v in zip(row["sparse"]["indices"], row["sparse"]["values"], strict=True)}
+        assert got.keys() == set(want.indices.tolist())

@@ -247,6 +247,18 @@ class Embedder:
         full = self.tokenizer([texts[i] for i in candidates], verbose=False)["input_ids"]
         return {i: len(ids) for i, ids in zip(candidates, full, strict=True) if len(ids) > limit}
 
+    def after_prompt(self, ids: Sequence[Sequence[int]], prompt: str) -> list[int] | None:
+        """Where each text's own tokens begin: after the leading special token and, when the text's tokens
+        start with the prompt's, after those (None: no prompt). The prompt's tokens get no lexical weight
+        — a prompt is in every query or every document, and its weights would make each query match each
+        document on `passage` and `:`, an empty one included."""
+        if not prompt:
+            return None
+        piece = list(self.tokenizer(prompt.rstrip() or prompt, add_special_tokens=False)["input_ids"])
+        lead = 0 if self.tokenizer.cls_token_id is None else 1
+        end = lead + len(piece)
+        return [end if list(text[lead:end]) == piece else lead for text in ids]
+
     def batch_plan(self, num_tokens: list[int], batch_tokens: int | None) -> tuple[int, list[list[int]]]:
         """The token budget (`batch_tokens`, else the embedder's) and the batches `encode` runs under it."""
         budget = self.batch_tokens if batch_tokens is None else batch_tokens
@@ -320,9 +332,11 @@ class Embedder:
         self._forward.require(sparse=sparse, colbert=colbert)
         if self._pool is not None and items:
             return self._pool.encode(items, locals())  # the arguments as given, to the worker processes
-        items = self.with_prompt(items, prompt_name, prompt)
+        before = self.resolve_prompt(prompt_name, prompt)
+        items = self.with_prompt(items, prompt=before)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
+        own_from = self.after_prompt(ids, before) if sparse else None
         states = layer_states(self, ids, layer, batch_tokens) if hidden_states else None
         if not (dense or sparse or colbert):
             return EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)
@@ -340,6 +354,7 @@ class Embedder:
             colbert=colbert,
             colbert_coder=colbert_coder if colbert else None,
             sparse_keys=self.model.sparse_keys,
+            own_from=own_from,
         )
         _, batches = self.batch_plan(num_tokens, batch_tokens)
         if show_progress is None:

@@ -78,6 +78,7 @@ class TextOutputs:
         colbert: bool,
         colbert_coder: ColbertCoder | None = None,
         sparse_keys: SparseKeys | None = None,
+        own_from: list[int] | None = None,
     ) -> None:
         n = len(ids)
         self.ids, self.slots, self.skip_ids = ids, slots, skip_ids
@@ -86,6 +87,7 @@ class TextOutputs:
         self.colbert: list[np.ndarray | None] | None = [None] * n if colbert else None
         self.coder = colbert_coder
         self.sparse_keys = sparse_keys  # re-keys a text's token weights (the model's, if any)
+        self.own_from = own_from  # where each text's own tokens begin: its prompt's get no lexical weight
         self.codes: list[tuple[np.ndarray, np.ndarray | None] | None] = [None] * n if colbert_coder else []
 
     def _slots(self, i: int) -> list[int] | None:
@@ -122,6 +124,8 @@ class TextOutputs:
 
     def _sparse_vector(self, i: int, weights: np.ndarray) -> SparseVector:
         ids = np.asarray(self.ids[i])
+        if self.own_from is not None:
+            ids, weights = ids[self.own_from[i] :], weights[self.own_from[i] :]
         if self.sparse_keys is not None:
             ids, weights = self.sparse_keys(ids, weights)
         return SparseVector.from_token_weights(ids, weights, self.skip_ids)

@@ -125,10 +125,11 @@ def create_app(
                 param="dimensions",
             )
         check_count(state, len(req.input))
-        texts = with_prompt(embedder, fit_chars(state, req.input, False, "input"), req.prompt_name)
-        counts = await offload(heavy_text(texts), state.count, texts)
+        texts = fit_chars(state, req.input, False, "input")
+        prompt, formatted = with_prompt(embedder, texts, req.prompt_name)
+        counts = await offload(heavy_text(formatted), state.count, formatted)
         tokens = check_lengths(counts, state.max_tokens, False, "input")
-        spec = EncodeSpec(dense=True, max_length=state.max_tokens)
+        spec = EncodeSpec(dense=True, max_length=state.max_tokens, prompt=prompt)
         result = await wait(state.batcher.submit(texts, spec, tokens))
         assert result.dense is not None
         body = await offload(
@@ -149,13 +150,17 @@ def create_app(
         check_count(state, len(req.texts))
         limit = token_limit(state, req.max_length, "max_length")
         truncate = req.truncate or req.max_length is not None
-        texts = with_prompt(
-            embedder, fit_chars(state, req.texts, truncate, "texts"), req.prompt_name, req.prompt
-        )
-        counts = await offload(heavy_text(texts), state.count, texts)
+        texts = fit_chars(state, req.texts, truncate, "texts")
+        prompt, formatted = with_prompt(embedder, texts, req.prompt_name, req.prompt)
+        counts = await offload(heavy_text(formatted), state.count, formatted)
         tokens = check_lengths(counts, limit, truncate, "texts")
         spec = EncodeSpec(
-            dense=req.dense, sparse=req.sparse, colbert=req.colbert, max_length=limit, mcls=req.mcls
+            dense=req.dense,
+            sparse=req.sparse,
+            colbert=req.colbert,
+            max_length=limit,
+            mcls=req.mcls,
+            prompt=prompt,
         )
         result = await wait(state.batcher.submit(texts, spec, tokens))
         floats = (result.dense.size if result.dense is not None else 0) + sum(
@@ -183,8 +188,8 @@ def create_app(
         p_limit = token_limit(state, req.max_passage_length, "max_passage_length")
         queries = fit_chars(state, queries, req.truncate or req.max_query_length is not None, "query")
         passages = fit_chars(state, passages, req.truncate or req.max_passage_length is not None, "passage")
-        formatted = with_prompt(embedder, queries, QUERY, req.query_prompt)
-        formatted_passages = with_prompt(embedder, passages, DOCUMENT, req.document_prompt)
+        _, formatted = with_prompt(embedder, queries, QUERY, req.query_prompt)
+        _, formatted_passages = with_prompt(embedder, passages, DOCUMENT, req.document_prompt)
         q_counts, p_counts = await offload(
             heavy_text(formatted, formatted_passages),
             lambda: (state.count(formatted), state.count(formatted_passages)),
@@ -230,13 +235,13 @@ def create_app(
         check_count(state, len(queries))
         limit = token_limit(state, req.max_length, "max_length")
         queries = fit_chars(state, queries, req.truncate or req.max_length is not None, "query")
-        formatted = with_prompt(embedder, queries, QUERY, index.query_prompt(req.query_prompt))
+        prompt, formatted = with_prompt(embedder, queries, QUERY, index.query_prompt(req.query_prompt))
         counts = await offload(heavy_text(formatted), state.count, formatted)
         tokens = check_lengths(counts, limit, req.truncate or req.max_length is not None, "query")
         plan = index.plan(req)
         dense, sparse, colbert = plan.needs
-        spec = EncodeSpec(dense=dense, sparse=sparse, colbert=colbert, max_length=limit)
-        encoded = await wait(state.batcher.submit(formatted, spec, tokens))
+        spec = EncodeSpec(dense=dense, sparse=sparse, colbert=colbert, max_length=limit, prompt=prompt)
+        encoded = await wait(state.batcher.submit(queries, spec, tokens))
         hits = await wait(index.submit(encoded, req))
         payload: dict[str, Any] = {"object": "search", "model": config.model_name}
         if req.query is not None:

@@ -38,6 +38,7 @@ class EncodeSpec:
     colbert: bool = False
     max_length: int | None = None
     mcls: bool = False
+    prompt: str = ""  # put before every text by the encoder (its tokens get no lexical weight)
 
 
 @dataclass(eq=False)
@@ -80,7 +81,7 @@ class DynamicBatcher(MergingWorker[_Job]):
 
     # ------------------------------------------------------------------ submission
     def submit(self, texts: Sequence[str], spec: EncodeSpec, tokens: int) -> Future[EncodeResult]:
-        """Queue texts for encoding (already formatted: any prompt prepended; none is added here)."""
+        """Queue texts for encoding, as the request gave them: the encoder puts `spec.prompt` before each."""
         return self._enqueue(_Job(texts=list(texts), tokens=tokens, future=Future(), spec=spec))
 
     def submit_call(self, call: Callable[[Embedder], T], size: int, tokens: int) -> Future[T]:
@@ -217,7 +218,7 @@ class DynamicBatcher(MergingWorker[_Job]):
             dense=spec.dense,
             sparse=spec.sparse,
             colbert=spec.colbert,
-            prompt="",  # the endpoints put the prompts before the texts (they count their tokens)
+            prompt=spec.prompt,
             max_length=spec.max_length,
             mcls=spec.mcls,
             batch_tokens=self.limits.batch_tokens,

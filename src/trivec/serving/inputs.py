@@ -11,11 +11,13 @@ from trivec.serving.state import ServingState
 
 def with_prompt(
     embedder: Embedder, texts: list[str], prompt_name: str | None, prompt: str | None = None
-) -> list[str]:
-    """The texts with their prompt before them, as `Embedder.encode(prompt_name=, prompt=)` feeds them to
-    the model (the batcher then encodes them as they are); an unknown prompt name → 422."""
+) -> tuple[str, list[str]]:
+    """The prompt `Embedder.encode(prompt_name=, prompt=)` puts before the texts, and the texts as it feeds
+    them to the model (their tokens are counted before they are queued; the batcher encodes the texts
+    as given with that prompt); an unknown prompt name → 422."""
     try:
-        return embedder.with_prompt(texts, prompt_name, prompt)
+        before = embedder.resolve_prompt(prompt_name, prompt)
+        return before, embedder.with_prompt(texts, prompt=before)
     except InputError as exc:
         raise ApiError(422, str(exc), param="prompt_name") from None
 
