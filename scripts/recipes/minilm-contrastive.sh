@@ -35,6 +35,6 @@ done
 trivec train contrastive --config configs/contrastive-minilm.yaml --output "$OUT"
 
 # 4. evaluate before and after, same tasks and settings
-trivec eval --model all-MiniLM-L6-v2 --tasks "$TASKS" --modes dense --output "$OUT-eval/before"
-trivec eval --model "$OUT" --tasks "$TASKS" --modes dense --output "$OUT-eval/after"
+trivec eval --model all-MiniLM-L6-v2 --tasks "$TASKS" --modes dense --output "$OUT-eval/before" --resume
+trivec eval --model "$OUT" --tasks "$TASKS" --modes dense --output "$OUT-eval/after" --resume
 trivec eval-report "$OUT-eval/before" "$OUT-eval/after" --label before --label after -o "$OUT-eval/compare"

@@ -370,3 +370,22 @@ def test_resume_keeps_a_result_of_this_format_and_reruns_an_older_one(
         "dense",
         "bm25",
     }  # written before per-query values: redone
+
+
+def test_results_already_in_the_output_are_kept_unless_resume_or_overwrite_says(
+    tiny: Embedder, small_tasks: dict[str, Path], tmp_path: Path
+) -> None:
+    """A second run into the same folder (other modes, another model) replaced the first one's results
+    without a word; now it names them and asks for --resume or --overwrite, before anything loads."""
+    task = [small_tasks["retrieval"]]
+    first = evaluate(tiny, task, tmp_path, modes="dense,bm25", progress=False)[0]
+    target = tmp_path / f"{first['task']['name']}.json"
+    before = target.read_bytes()
+    with pytest.raises(InputError, match=r"holds results of .* already: resume=True keeps"):
+        evaluate("no-such-model", task, tmp_path, modes="bm25", progress=False)
+    assert target.read_bytes() == before
+    replaced = evaluate(tiny, task, tmp_path, modes="bm25", progress=False, overwrite=True)[0]
+    assert json.loads(target.read_text(encoding="utf-8"))["main_score"] == replaced["main_score"]
+    (tmp_path / "file.jsonl").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"file\.jsonl is a file; the output is a directory"):
+        evaluate(tiny, task, tmp_path / "file.jsonl", modes="bm25", progress=False)

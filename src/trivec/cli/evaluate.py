@@ -97,7 +97,13 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="Folder of the built-in tasks (default ../shared/data).")
         ] = None,
         resume: Annotated[
-            bool, typer.Option("--resume", help="Keep finished task results in --output.")
+            bool,
+            typer.Option(
+                "--resume", help="Keep the task results in --output of the same model and settings."
+            ),
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace task results already in --output.")
         ] = False,
         list_tasks: Annotated[bool, typer.Option("--list-tasks", help="List the tasks and exit.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -169,6 +175,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             progress=not quiet,
             resume=resume,
+            overwrite=overwrite,
         )
         for result in results:
             values = ", ".join(f"{m} {100 * v:.2f}" for m, v in result["main_score"]["values"].items())

@@ -144,6 +144,7 @@ def evaluate(
     model_name: str | None = None,
     progress: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
     report: bool = True,
 ) -> list[dict[str, Any]]:
     """Evaluate a model on tasks; returns one result dict per task (also written to `output_dir`).
@@ -163,7 +164,9 @@ def evaluate(
         AMX CPUs, `auto`: bfloat16 where it is native, `trivec.inference.precision`; the precision used is
         recorded with every result).
     resume: keep the results already in `output_dir` for tasks of the same model and settings (returned
-        with `"resumed": True`; the files are left as they are).
+        with `"resumed": True`; the files are left as they are) and evaluate the others.
+    overwrite: replace results already in `output_dir`; without it or `resume`, a task result there is an
+        error before anything loads (a run with other modes or another model would replace it unasked).
     """
     selected = resolve_tasks(tasks, data_dir, languages)
     run_prompts = _role_prompts(prompts, "prompts")
@@ -179,7 +182,7 @@ def evaluate(
         raise InputError(str(exc)) from None
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_output_dir(out_dir, selected, resume or overwrite)
     base = EvalSettings(modes=mode_list, weights=weight_map, top_k=top_k, rerank_k=rerank_k, seed=seed)
     needs_model = any(EVALUATORS[t.type](base).needs_model() for t in selected)
     embedder = (
@@ -226,6 +229,23 @@ def evaluate(
 
         write_report([out_dir], out_dir)
     return results
+
+
+def _check_output_dir(out_dir: Path, tasks: Sequence[Task], replacing: bool) -> None:
+    """Create the results directory; refuse a file there, and task results already there unless `replacing`
+    (`resume` / `overwrite`)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file; the output is a directory for the results")
+    kept = [t.name for t in tasks if (out_dir / f"{t.name}.json").is_file()]
+    if kept and not replacing:
+        named = ", ".join(kept[:3]) + (f" and {len(kept) - 3} more" if len(kept) > 3 else "")
+        raise InputError(
+            f"{out_dir} holds results of {named} already: resume=True keeps those of the same model and "
+            "settings, overwrite=True replaces them",
+            cli=f"{out_dir} holds results of {named} already: --resume keeps those of the same model and "
+            "settings, --overwrite replaces them",
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _fusion(
