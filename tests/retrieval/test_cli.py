@@ -154,3 +154,26 @@ def test_documents_and_texts_cut_at_the_token_limit_are_named(tmp_path: Path) ->
         result.exit_code == 0
         and "1 text(s) longer than 32 tokens, read on their first 32 only: text 2 (" in result.output
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["-k", "0"], "--top-k must be a positive integer, got 0"),
+        (["--mode", "foo"], "unknown search mode 'foo'"),
+        (["--weights", "1,2"], "--weights must be three numbers"),
+        (["--candidates", "-1"], "--candidates must be a positive integer, got -1"),
+        (["--rerank", "x", "--rerank-depth", "3", "-k", "5"], "--rerank-depth 3 is below --top-k 5"),
+    ],
+)
+def test_bad_search_options_are_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], problem: str
+) -> None:
+    from trivec.inference import Embedder
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Embedder, "from_pretrained", no_model)
+    result = CliRunner().invoke(app, ["search", "-x", str(tmp_path / "no-index"), "wing", *args])
+    assert result.exit_code == 2 and problem in result.output

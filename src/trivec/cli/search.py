@@ -75,6 +75,8 @@ def register(app: typer.Typer) -> None:
         from trivec.retrieval import Index
         from trivec.retrieval.base import check_query_texts
         from trivec.retrieval.fusion import check_fusion
+        from trivec.retrieval.plan import check_search_options
+        from trivec.retrieval.rerank import rerank_depth as depth_of_rerank
 
         items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
         if queries is not None:
@@ -89,6 +91,10 @@ def register(app: typer.Typer) -> None:
             raise fail("give a query text or --queries FILE")
         texts = [text for _, text in items]
         check_query_texts(texts)  # before the model loads, not after
+        given_weights = parse_weights(weights)
+        check_search_options(mode, top_k, candidates, given_weights)
+        if rerank is not None:
+            depth_of_rerank(rerank_depth, top_k)
         runtime = check_backend(backend, onnx_file)
         check_dtype_option(dtype)
         language = check_language_option(language)  # before the model loads, not after
@@ -112,7 +118,7 @@ def register(app: typer.Typer) -> None:
                 texts,
                 top_k=top_k,
                 mode=mode,
-                weights=parse_weights(weights),
+                weights=given_weights,
                 fusion=fusion,
                 candidates=candidates,
                 prompt=query_prompt,

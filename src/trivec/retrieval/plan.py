@@ -45,22 +45,14 @@ class SearchPlan:
         return "dense" in wanted, "sparse" in wanted, "colbert" in wanted
 
 
-def plan_search(
-    mode: str,
-    available: Sequence[str],
-    weights: Mapping[str, float] | Sequence[float] | None,
-    fusion: str | None,
-    top_k: int,
-    candidates: int | None,
-    defaults: FusionDefaults | None = None,
-) -> SearchPlan:
-    """Check a search request against what the index holds; modes it lacks are skipped (hybrid) or refused.
-    `defaults`: the model's weights and fusion, used where the request gives none (else M3's 0.4 / 0.2 /
-    0.4, weighted)."""
+def check_search_options(
+    mode: str, top_k: int, candidates: int | None, weights: Mapping[str, float] | Sequence[float] | None
+) -> None:
+    """What a search request is checked for before a model or an index is read: the mode's name, `top_k`
+    and `candidates` (positive integers), weights that are weights (`plan_search` then checks them against
+    the index's modes)."""
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}; expected one of {', '.join(SEARCH_MODES)}")
-    defaults = defaults if defaults is not None else FusionDefaults(normalize_weights(None))
-    fusion = fusion_to_use(fusion, defaults.method, defaults.spreads, fused=mode == "hybrid")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InputError(
             f"top_k must be a positive integer, got {top_k!r}",
@@ -73,6 +65,28 @@ def plan_search(
             f"candidates must be a positive integer, got {candidates!r}",
             cli=f"--candidates must be a positive integer, got {candidates}",
         )
+    if weights is not None:
+        try:
+            normalize_weights(weights)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+
+def plan_search(
+    mode: str,
+    available: Sequence[str],
+    weights: Mapping[str, float] | Sequence[float] | None,
+    fusion: str | None,
+    top_k: int,
+    candidates: int | None,
+    defaults: FusionDefaults | None = None,
+) -> SearchPlan:
+    """Check a search request against what the index holds; modes it lacks are skipped (hybrid) or refused.
+    `defaults`: the model's weights and fusion, used where the request gives none (else M3's 0.4 / 0.2 /
+    0.4, weighted)."""
+    check_search_options(mode, top_k, candidates, weights)
+    defaults = defaults if defaults is not None else FusionDefaults(normalize_weights(None))
+    fusion = fusion_to_use(fusion, defaults.method, defaults.spreads, fused=mode == "hybrid")
     depth = max(top_k, candidates if candidates is not None else 100)
     try:
         w = normalize_weights(weights, defaults.weights)
