@@ -143,3 +143,31 @@ def test_progress_lines_when_stderr_is_not_a_terminal(
         "--index", str(tmp_path / "ix"), "--max-length", "32",
     )  # fmt: skip
     assert code == 0 and "trivec: encode: 1,024/1,400 chunks (73%)" in stderr, stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`trivec encode -o - | head -c 100`: the pipe closes under the writer; it stops with the shell's 141
+    and no 'Broken pipe' error line."""
+    from tests.conftest import TINY_M3
+
+    source = tmp_path / "t.txt"
+    source.write_text("".join(f"text number {i} about wings\n" for i in range(400)), encoding="utf-8")
+    command = [
+        sys.executable,
+        "-m",
+        "trivec.cli",
+        "encode",
+        "-m",
+        str(TINY_M3),
+        "-i",
+        str(source),
+        "-o",
+        "-",
+        "-q",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(100)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(120) == 141 and "error" not in error

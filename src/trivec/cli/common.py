@@ -8,6 +8,7 @@ annotations from its module's globals).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
@@ -46,6 +47,11 @@ def clean_errors(func: F) -> F:
             return func(*args, **kwargs)
         except TrivecError as exc:
             raise fail(exc.for_cli()) from None
+        except (
+            BrokenPipeError
+        ):  # `trivec … | head`: the reader has what it wanted; stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            raise typer.Exit(code=141) from None
         except (OSError, ValueError) as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
