@@ -24,6 +24,7 @@ from trivec.cli.common import (
     prompt_overrides,
 )
 from trivec.inference.choices import check_backend
+from trivec.progress import is_quiet
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +107,12 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--overwrite", help="Replace task results already in --output.")
         ] = False,
         list_tasks: Annotated[bool, typer.Option("--list-tasks", help="List the tasks and exit.")] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+        quiet: Annotated[
+            bool,
+            typer.Option(
+                "--quiet", "-q", help="No progress bars (there are none when stderr is not a terminal)."
+            ),
+        ] = False,
         backend: BackendOption = "torch",
         onnx_file: OnnxFileOption = None,
     ) -> None:
@@ -173,7 +179,7 @@ def register(app: typer.Typer) -> None:
             top_k=top_k,
             rerank_k=rerank_k,
             seed=seed,
-            progress=not quiet,
+            progress=not (quiet or is_quiet()),
             resume=resume,
             overwrite=overwrite,
         )

@@ -218,11 +218,18 @@ def register(app: typer.Typer) -> None:
         check_workers(workers, devices)
         docs = read_corpus(corpus)
         with Index.open(index) as opened:
+            replaced = len(opened.present([d.id for d in docs])) if upsert else 0
             if not upsert:
                 opened.check_new(docs)  # before the model loads
             with encode_workers(opened.embedder, workers, devices):
                 chunks = opened.update(docs, upsert=True) if upsert else opened.add(docs)
-            LOG.info("added %d documents (%d chunks); the index has %d", len(docs), chunks, len(opened))
+            LOG.info(
+                "added %d and replaced %d document(s) (%d chunks); the index has %d",
+                len(docs) - replaced,
+                replaced,
+                chunks,
+                len(opened),
+            )
 
     @index_app.command("delete")
     @clean_errors

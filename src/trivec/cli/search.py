@@ -82,11 +82,13 @@ def register(app: typer.Typer) -> None:
         if queries is not None:
             records = read_records(queries)
             lines = not str(queries).lower().endswith(".jsonl")  # one query per line: a blank line is none
-            items.extend(
+            items.extend(  # numbered after the queries given as arguments: one id each
                 (str(i if ident is None else ident), text)
-                for i, (ident, text) in enumerate(records)
+                for i, (ident, text) in enumerate(records, start=len(items))
                 if not (lines and ident is None and not text.strip())
             )
+            if not records or len(items) == len(query or []):
+                raise fail(f"{queries}: no query in the file")
         if not items:
             raise fail("give a query text or --queries FILE")
         texts = [text for _, text in items]
@@ -100,9 +102,10 @@ def register(app: typer.Typer) -> None:
         language = check_language_option(language)  # before the model loads, not after
         if fusion is not None:
             check_fusion(fusion)  # before the model loads, not after
-            if mode != "hybrid":
+        for option, given in (("--fusion", fusion), ("--weights", weights)):
+            if given is not None and mode != "hybrid":
                 LOG.warning(
-                    "--fusion %s applies to --mode hybrid: --mode %s gives its own scores", fusion, mode
+                    "%s %s applies to --mode hybrid: --mode %s gives its own scores", option, given, mode
                 )
         from trivec.inference import Embedder
 

@@ -358,7 +358,7 @@ def task_from_dir(
     explicit = language_code(language, "--language") if language is not None else None
     entry = _index_entry(folder)
     if task_type is not None:
-        kind = TaskType(task_type)
+        kind = TaskType.parse(task_type, "--task-type")
     elif entry is not None and entry.type is None:
         raise InputError(f"{folder}: {entry.where} lists it as training data, not an evaluation task")
     elif entry is not None and entry.type is not None:

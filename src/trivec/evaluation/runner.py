@@ -167,8 +167,10 @@ def evaluate(
         with `"resumed": True`; the files are left as they are) and evaluate the others.
     overwrite: replace results already in `output_dir`; without it or `resume`, a task result there is an
         error before anything loads (a run with other modes or another model would replace it unasked).
+    progress: progress bars on stderr, when it is a terminal.
     """
     selected = resolve_tasks(tasks, data_dir, languages)
+    progress = progress and sys.stderr.isatty()  # bars redrawn with \r are noise in a log file
     run_prompts = _role_prompts(prompts, "prompts")
     per_task = _task_prompts(task_prompts, selected)
     if top_k < 1 or rerank_k < 0:

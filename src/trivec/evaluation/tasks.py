@@ -30,6 +30,15 @@ class TaskType(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def parse(cls, text: object, where: str = "task type") -> TaskType:
+        """`text` as a task type; else an `InputError` saying `where` it came from and naming the types."""
+        try:
+            return cls(text)
+        except ValueError:
+            kinds = ", ".join(t.value for t in cls)
+            raise InputError(f"{where}: unknown task type {text!r}; expected one of {kinds}") from None
+
 
 # the types whose queries rank documents: they fuse modes, and their results keep per-query values
 RANKING_TYPES: tuple[TaskType, ...] = (TaskType.RETRIEVAL, TaskType.RERANKING)
@@ -133,11 +142,7 @@ def select_tasks(
         if item == "all":
             matched = list(available)
         elif item.startswith("type:"):
-            try:
-                kind = TaskType(item.split(":", 1)[1])
-            except ValueError:
-                kinds = ", ".join(t.value for t in TaskType)
-                raise InputError(f"unknown task type in {item!r}; expected one of {kinds}") from None
+            kind = TaskType.parse(item.split(":", 1)[1], f"tasks {item!r}")
             matched = [t for t in available if t.type == kind]
         elif item in by_name:
             matched = [by_name[item]]

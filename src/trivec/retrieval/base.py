@@ -194,6 +194,10 @@ class BaseIndex(ABC):
         self.check_new(docs)
         return self._add_chunks(self._chunks(docs), None)
 
+    def present(self, doc_ids: Sequence[str]) -> set[str]:
+        """The ids among `doc_ids` that the index holds (a lookup of each, no model needed)."""
+        return self._present(list(doc_ids))
+
     def check_new(self, documents: Sequence[Document]) -> None:
         """Refuse documents whose ids the index has, before anything is encoded (the store checks again
         when it writes); a lookup of their ids (`_present`), no model needed."""

@@ -38,7 +38,7 @@ def _text_list(value: Any, name: str) -> list[str]:
 def _language(value: str | None) -> str | None:
     """`language`: the queries' ISO 639-1 code (`ID`, `id-ID` → `id`), whose fusion weights the model uses
     where it has some and the request gives no `weights`; unknown codes are refused (422)."""
-    return language_code(value, "language") if value is not None else None
+    return language_code(value) if value is not None else None  # the error names the field already
 
 
 def _prompt_name_field() -> Any:
