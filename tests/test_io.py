@@ -189,3 +189,21 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_before_any_work(tmp_path
     result = CliRunner().invoke(app, mine)
     assert result.exit_code == 2 and "would replace the input" in result.stderr
     assert texts.read_text(encoding="utf-8") == "one\ntwo\n" and rows.read_bytes() == before
+
+
+def test_a_title_goes_before_its_text_where_asked(tmp_path: Path) -> None:
+    """`trivec encode` reads titles as an index does (`"{title} {text}"`), so it reproduces an index's vectors."""
+    from trivec.io import read_records
+    from trivec.retrieval.corpus import Chunk
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"id": 1, "title": "Camel", "text": "It eats grass."}\n{"text": "untitled"}\n', encoding="utf-8"
+    )
+    assert read_records(rows) == [(1, "It eats grass."), (None, "untitled")]
+    titled = read_records(rows, title_field="title")
+    assert titled == [(1, "Camel It eats grass."), (None, "untitled")]
+    assert titled[0][1] == Chunk("1", "1", "It eats grass.", "Camel").embed_text
+    rows.write_text('{"title": 3, "text": "x"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"rows\.jsonl:1: field 'title' is a number, not a string"):
+        read_records(rows, title_field="title")

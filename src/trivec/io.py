@@ -142,10 +142,18 @@ def _looks_like_jsonl(text: str) -> bool:
     return False
 
 
-def read_records(path: str | os.PathLike[str], field: str = "text") -> list[tuple[Any, str]]:
+def with_title(title: str | None, text: str) -> str:
+    """What a model encodes of a titled text: `"{title} {text}"` (as MTEB and FlagEmbedding join them)."""
+    return f"{title or ''} {text}".strip()
+
+
+def read_records(
+    path: str | os.PathLike[str], field: str = "text", title_field: str | None = None
+) -> list[tuple[Any, str]]:
     """`(id, text)` per input: `.txt` one text per line (id None), `.jsonl` `{"id"?, "text": ...}` per line
-    (the id as written: a string or an integer; None when absent). `-` reads stdin: JSON Lines when its first
-    non-blank line is a JSON object, else one text per line."""
+    (the id as written: a string or an integer; None when absent; with `title_field`, a string title there
+    goes before the text, `with_title`). `-` reads stdin: JSON Lines when its first non-blank line is a JSON
+    object, else one text per line."""
     name = "<stdin>" if is_stdio(path) else str(path)
     text: str | None = None
     if is_stdio(path):
@@ -165,7 +173,12 @@ def read_records(path: str | os.PathLike[str], field: str = "text") -> list[tupl
                 raise InputError(
                     f"{name}:{number}: field 'id' must be a string or an integer, got {json_type(ident)}"
                 )
-            records.append((ident, value))
+            title = obj.get(title_field) if title_field is not None else None
+            if title is not None and not isinstance(title, str):
+                raise InputError(
+                    f"{name}:{number}: field {title_field!r} is {json_type(title)}, not a string"
+                )
+            records.append((ident, with_title(title, value) if title else value))
         return records
     if suffix in (".txt", ".text", ""):
         if text is None:

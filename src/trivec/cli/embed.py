@@ -44,14 +44,17 @@ def encode(
         typer.Option(
             "--input",
             "-i",
-            help=".txt (one text per line), .jsonl ({'id'?: ..., 'text': ...}), or - for stdin (JSON Lines "
-            "when its first line is a JSON object, else one text per line).",
+            help=".txt (one text per line), .jsonl ({'id'?: ..., 'title'?: ..., 'text': ...}; a title is encoded "
+            "before its text, as an index does), or - for stdin (JSON Lines when its first line is a JSON "
+            "object, else one text per line).",
         ),
     ],
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", help="JSONL output, one object per input text (with its 'id'), or - for stdout."
+            "--output",
+            "-o",
+            help="JSONL output, one object per input text (with its 'id' when the input has ids), or - for stdout.",
         ),
     ],
     model: ModelOption = "default",
@@ -110,7 +113,7 @@ def encode(
     check_dtype_option(dtype)
     check_workers(workers, devices)
     check_output_path(output, inputs=[input])  # before the model loads and the texts are encoded
-    records = read_records(input)
+    records = read_records(input, title_field="title")  # a title goes first, as in an index
     texts = [text for _, text in records]
     if not (dense or sparse or colbert or layer is not None):
         dense = True

@@ -94,7 +94,10 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     if path.exists():
         raise CheckpointError(f"model path {path} is a file; expected a model directory or a hub id")
     if text.count("/") != 1 or text.startswith((".", "/", "~")):
-        raise CheckpointError(f"model {text!r} is neither a local directory nor a hub id like 'BAAI/bge-m3'")
+        raise CheckpointError(
+            f"model {text!r} is neither a local directory nor a hub id like 'BAAI/bge-m3' nor one of the models "
+            f"that work offline ({', '.join(dict.fromkeys(OFFLINE_MODELS))})"
+        )
     from huggingface_hub import snapshot_download
 
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trivec.errors import InputError
-from trivec.io import STDIO, is_stdio, iter_jsonl, read_text_file
+from trivec.io import STDIO, is_stdio, iter_jsonl, read_text_file, with_title
 from trivec.textcheck import find_surrogate, json_type
 
 logger = logging.getLogger("trivec.retrieval")
@@ -71,8 +71,8 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        """What the model encodes: `"{title} {text}"` (as MTEB and FlagEmbedding join them)."""
-        return f"{self.title or ''} {self.text}".strip()
+        """What the model encodes: `"{title} {text}"` (`trivec.io.with_title`)."""
+        return with_title(self.title, self.text)
 
 
 def _from_row(row: Mapping[str, Any], where: str) -> Document:
