@@ -125,7 +125,9 @@ def warn_empty(docs: Sequence[Document], source: str) -> None:
     if empty:
         shown = ", ".join(repr(i) for i in empty[:3]) + (", …" if len(empty) > 3 else "")
         logger.warning(
-            "%s: %d document(s) without text (%s): indexed under their ids, with nothing to match",
+            "%s: %d document(s) without text (%s): indexed under their ids; no word of a query matches them, "
+            "but their dense vector (of the prompt alone) is near many queries — leave them out of the corpus "
+            "if they should not be found",
             source,
             len(empty),
             shown,
