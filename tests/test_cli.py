@@ -193,3 +193,13 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, monkeypatch: pytest.Mon
     assert done.returncode == 130
     assert [line for line in done.stderr.splitlines() if line.strip()][-1] == "trivec: interrupted"
     assert out.read_text(encoding="utf-8") == "previous results\n"  # an interrupted run loses no data
+
+
+def test_asking_a_dense_only_model_for_sparse_says_what_to_do_in_command_terms(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("a text\n", encoding="utf-8")
+    done = trivec(
+        "encode", "-m", "all-MiniLM-L6-v2", "-i", str(source), "-o", str(tmp_path / "o.jsonl"), "--sparse"
+    )
+    assert done.returncode == 2 and "no sparse head" in done.stderr
+    assert "trivec train m3" in done.stderr and "heads='init'" not in done.stderr

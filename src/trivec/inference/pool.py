@@ -59,7 +59,10 @@ def resolve_devices(
     """One device per worker, checked once: `devices` as given (`"cpu,cpu"`, `["cuda:0", "cuda:1"]`), else
     `workers` copies of the default device's type (CUDA: `cuda:0` … `cuda:N-1`)."""
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-        raise InputError(f"workers must be a positive integer, got {workers!r}")
+        raise InputError(
+            f"workers must be a positive integer, got {workers!r}",
+            cli=f"--workers must be a positive integer, got {workers!r}",
+        )
     if devices is None:
         if workers is None:
             raise InputError("give workers or devices")

@@ -174,10 +174,13 @@ class M3Model(nn.Module):
             if want and not have
         ]
         if missing:
-            raise UnsupportedOutputError(
+            what = (
                 f"model {self.source or ''} has no {' or '.join(missing)} head (it is a dense-only checkpoint: "
-                f"no {SPARSE_HEAD_FILE}/{COLBERT_HEAD_FILE}); ask for dense output, or load it with heads='init' "
-                "to create new heads for training"
+                f"no {SPARSE_HEAD_FILE}/{COLBERT_HEAD_FILE}); ask for dense output"
+            )
+            raise UnsupportedOutputError(
+                f"{what}, or load it with heads='init' to create new heads for training",
+                cli=f"{what}, or train heads for it (`trivec train m3`)",
             )
 
     # ------------------------------------------------------------------ forward
