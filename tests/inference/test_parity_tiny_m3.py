@@ -73,8 +73,16 @@ def test_instruction_case(tiny: Embedder, tiny_reference: dict[str, Any]) -> Non
     assert tiny.tokenize([instruction + case["query"]])[0] == case["input_ids"]
     np.testing.assert_allclose(result.dense[0], case["encode_queries_dense"], atol=TOL)
     expected = {int(k): v for k, v in case["encode_queries_lexical_weights"].items()}
-    got = dict(zip(result.sparse[0].indices.tolist(), result.sparse[0].values.tolist(), strict=True))
+    # typed before the query, as FlagEmbedding joins it, the instruction's tokens are the query's words
+    typed = tiny.encode([instruction + case["query"]], prompt="", sparse=True).sparse[0]
+    got = dict(zip(typed.indices.tolist(), typed.values.tolist(), strict=True))
     assert set(got) == set(expected) and max(abs(got[k] - v) for k, v in expected.items()) <= TOL
+    # given as the prompt, its tokens carry no lexical weight (Q19): the query's own tokens keep theirs
+    own = dict(zip(result.sparse[0].indices.tolist(), result.sparse[0].values.tolist(), strict=True))
+    prompt_ids = set(tiny.tokenize([instruction.rstrip()])[0])
+    assert set(own) < set(expected)
+    assert all(abs(own[k] - expected[k]) <= TOL for k in own if k not in prompt_ids)
+    assert all(k in own for k in expected if k not in prompt_ids)
     corpus = tiny.encode([case["query"]])
     np.testing.assert_allclose(corpus.dense[0], case["encode_corpus_dense_no_instruction"], atol=TOL)
 

@@ -100,7 +100,7 @@ def encode(
     """Encode texts into dense / sparse / ColBERT outputs (dense when none is chosen; --layer alone: only
     that layer's token vectors)."""
     from trivec.inference import Embedder
-    from trivec.inference.encoder import overlong_notice
+    from trivec.inference.spans import overlong_notice
     from trivec.io import check_output_path, open_output, read_records
 
     if query:

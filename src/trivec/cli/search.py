@@ -71,26 +71,13 @@ def register(app: typer.Typer) -> None:
         --rerank: a cross-encoder re-scores the top hits.
 
         Queries get the query prompt recorded with the index (--query-prompt to override)."""
-        from trivec.io import read_records
         from trivec.retrieval import Index
         from trivec.retrieval.base import check_query_texts
         from trivec.retrieval.fusion import check_fusion
         from trivec.retrieval.plan import check_search_options
         from trivec.retrieval.rerank import rerank_depth as depth_of_rerank
 
-        items: list[tuple[str, str]] = [(str(i), text) for i, text in enumerate(query or [])]
-        if queries is not None:
-            records = read_records(queries)
-            lines = not str(queries).lower().endswith(".jsonl")  # one query per line: a blank line is none
-            items.extend(  # numbered after the queries given as arguments: one id each
-                (str(i if ident is None else ident), text)
-                for i, (ident, text) in enumerate(records, start=len(items))
-                if not (lines and ident is None and not text.strip())
-            )
-            if not records or len(items) == len(query or []):
-                raise fail(f"{queries}: no query in the file")
-        if not items:
-            raise fail("give a query text or --queries FILE")
+        items = query_items(query or [], queries)
         texts = [text for _, text in items]
         check_query_texts(texts)  # before the model loads, not after
         given_weights = parse_weights(weights)
@@ -151,10 +138,31 @@ def register(app: typer.Typer) -> None:
             typer.echo("")
 
 
+def query_items(given: list[str], queries: Path | None) -> list[tuple[str, str]]:
+    """(id, text) of the queries given as arguments, then of the --queries file's lines (numbered after the
+    arguments: one id each; a blank line of a .txt file is no query)."""
+    from trivec.io import read_records
+
+    items = [(str(i), text) for i, text in enumerate(given)]
+    if queries is not None:
+        records = read_records(queries)
+        lines = not str(queries).lower().endswith(".jsonl")
+        items.extend(
+            (str(i if ident is None else ident), text)
+            for i, (ident, text) in enumerate(records, start=len(items))
+            if not (lines and ident is None and not text.strip())
+        )
+        if len(items) == len(given):
+            raise fail(f"{queries}: no query in the file")
+    if not items:
+        raise fail("give a query text or --queries FILE")
+    return items
+
+
 def warn_cut_queries(index: Any, texts: list[str], prompt: str | None) -> None:
     """Say which queries are longer than the index's token limit: they are searched on their first tokens
     (the server refuses them unless a request asks to truncate; a command line says it and goes on)."""
-    from trivec.inference.encoder import overlong_notice
+    from trivec.inference.spans import overlong_notice
 
     limit = index.settings.max_length or index.embedder.max_length
     asked = [index.prompt("query", prompt) + text for text in texts]

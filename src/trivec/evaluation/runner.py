@@ -173,15 +173,7 @@ def evaluate(
     progress = progress and sys.stderr.isatty()  # bars redrawn with \r are noise in a log file
     run_prompts = _role_prompts(prompts, "prompts")
     per_task = _task_prompts(task_prompts, selected)
-    if top_k < 1 or rerank_k < 0:
-        raise InputError(f"top_k must be ≥ 1 and rerank_k ≥ 0 (got {top_k}, {rerank_k})")
-    mode_list = parse_modes(modes)
-    if fusion is not None:
-        check_fusion(fusion)  # before a model loads; `_fusion` checks it against the model's spreads
-    try:
-        weight_map = normalize_weights(weights)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    mode_list, weight_map = _checked_options(modes, weights, fusion, top_k, rerank_k)
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         _check_output_dir(out_dir, selected, resume or overwrite)
@@ -231,6 +223,30 @@ def evaluate(
 
         write_report([out_dir], out_dir)
     return results
+
+
+def _checked_options(
+    modes: str | Sequence[str] | None,
+    weights: Mapping[str, float] | Sequence[float] | None,
+    fusion: str | None,
+    top_k: int,
+    rerank_k: int,
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    """The modes and weights of a run, checked with its fusion and depths before a model loads (`_fusion`
+    checks the fusion against the model's spreads later)."""
+    if top_k < 1:
+        raise InputError(f"top_k must be ≥ 1, got {top_k}", cli=f"--top-k must be ≥ 1, got {top_k}")
+    if rerank_k < 0:
+        raise InputError(
+            f"rerank_k must be ≥ 0, got {rerank_k}", cli=f"--rerank-k must be ≥ 0, got {rerank_k}"
+        )
+    if fusion is not None:
+        check_fusion(fusion)
+    mode_list = parse_modes(modes)
+    try:
+        return mode_list, normalize_weights(weights)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _check_output_dir(out_dir: Path, tasks: Sequence[Task], replacing: bool) -> None:

@@ -35,6 +35,7 @@ from trivec.inference.scoring import (
     normalize_weights,
     with_hybrids,
 )
+from trivec.inference.spans import after_prompt, overlong
 from trivec.inference.text_outputs import ColbertCoder, TextOutputs, insert_cls_slots
 from trivec.models.casing import fold_capitals
 from trivec.models.m3 import HeadsPolicy, M3Model
@@ -45,14 +46,6 @@ from trivec.textcheck import check_text
 
 if TYPE_CHECKING:
     from trivec.inference.pool import EncodePool
-
-
-def overlong_notice(what: str, cut: Mapping[str, int], limit: int, hint: str = "") -> str:
-    """One line saying which inputs (`cut`: label → full token count, from `Embedder.overlong`) were read on
-    their first `limit` tokens only, naming up to five; `hint`: what to do about it."""
-    named = ", ".join(f"{label} ({tokens:,} tokens)" for label, tokens in list(cut.items())[:5])
-    more = f" and {len(cut) - 5:,} more" if len(cut) > 5 else ""
-    return f"{len(cut):,} {what} longer than {limit} tokens, read on their first {limit} only: {named}{more}{hint}"
 
 
 class Embedder:
@@ -235,29 +228,9 @@ class Embedder:
         return [list(ids) for ids in encoded["input_ids"]]
 
     def overlong(self, texts: Sequence[str], max_length: int | None = None) -> dict[int, int]:
-        """The texts longer than `max_length` tokens (default: the model's limit), special tokens included,
-        as position → their full token count: encoding reads only their first tokens, and callers say so.
-        A text of a quarter as many characters as the limit or fewer is not tokenised (a token spans at
-        least one character, but normalisation may spell one character as a few)."""
-        limit = self._check_max_length(max_length)
-        specials = self.tokenizer.num_special_tokens_to_add()
-        candidates = [i for i, text in enumerate(texts) if 4 * len(text) + specials > limit]
-        if not candidates:
-            return {}
-        full = self.tokenizer([texts[i] for i in candidates], verbose=False)["input_ids"]
-        return {i: len(ids) for i, ids in zip(candidates, full, strict=True) if len(ids) > limit}
-
-    def after_prompt(self, ids: Sequence[Sequence[int]], prompt: str) -> list[int] | None:
-        """Where each text's own tokens begin: after the leading special token and, when the text's tokens
-        start with the prompt's, after those (None: no prompt). The prompt's tokens get no lexical weight
-        — a prompt is in every query or every document, and its weights would make each query match each
-        document on `passage` and `:`, an empty one included."""
-        if not prompt:
-            return None
-        piece = list(self.tokenizer(prompt.rstrip() or prompt, add_special_tokens=False)["input_ids"])
-        lead = 0 if self.tokenizer.cls_token_id is None else 1
-        end = lead + len(piece)
-        return [end if list(text[lead:end]) == piece else lead for text in ids]
+        """The texts longer than `max_length` tokens (default: the model's limit) as position → their full
+        token count (`spans.overlong`): encoding reads only their first tokens, and callers say so."""
+        return overlong(self.tokenizer, texts, self._check_max_length(max_length))
 
     def batch_plan(self, num_tokens: list[int], batch_tokens: int | None) -> tuple[int, list[list[int]]]:
         """The token budget (`batch_tokens`, else the embedder's) and the batches `encode` runs under it."""
@@ -336,7 +309,7 @@ class Embedder:
         items = self.with_prompt(items, prompt=before)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
-        own_from = self.after_prompt(ids, before) if sparse else None
+        own_from = after_prompt(self.tokenizer, ids, before) if sparse else None
         states = layer_states(self, ids, layer, batch_tokens) if hidden_states else None
         if not (dense or sparse or colbert):
             return EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)

@@ -33,6 +33,15 @@ def classifier_problem(config: Any) -> str | None:
     return None
 
 
+def refuse_cross_encoder(directory: Path, config: Any) -> None:
+    """Refuse a one-logit classifier where embeddings are asked for (its backbone's cosines mean nothing)."""
+    if classifier_problem(config) is None:
+        raise CheckpointError(
+            f"{directory} is a cross-encoder reranker ({', '.join(config.architectures)}): it scores (query, "
+            "passage) pairs and gives no embeddings; load it with Reranker (`trivec rerank`)"
+        )
+
+
 def position_limit(config: Any, tokenizer: Any = None) -> int:
     """The longest input (special tokens included) the model's position table allows."""
     positions = int(getattr(config, "max_position_embeddings", 512) or 512)

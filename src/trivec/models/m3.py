@@ -33,7 +33,7 @@ from trivec.models.checkpoint import (
     resolve_model_path,
     write_sentence_transformers_files,
 )
-from trivec.models.cross_encoder import classifier_problem
+from trivec.models.cross_encoder import refuse_cross_encoder
 from trivec.models.fingerprint import join_samples, tensor_sample, weights_sample
 from trivec.models.heads import COLBERT_HEAD_FILE, SPARSE_HEAD_FILE, ColbertHead, SparseHead
 from trivec.models.lean_load import Samples, backbone_options, load_in_dtype, load_tokenizer
@@ -165,14 +165,8 @@ class M3Model(nn.Module):
 
     def require(self, sparse: bool = False, colbert: bool = False) -> None:
         """Raise a clear error when an output is asked of a model without its head."""
-        missing = [
-            name
-            for name, want, have in (
-                ("sparse", sparse, self.has_sparse),
-                ("colbert", colbert, self.has_colbert),
-            )
-            if want and not have
-        ]
+        wanted = (("sparse", sparse, self.has_sparse), ("colbert", colbert, self.has_colbert))
+        missing = [name for name, want, have in wanted if want and not have]
         if missing:
             what = (
                 f"model {self.source or ''} has no {' or '.join(missing)} head (it is a dense-only checkpoint: "
@@ -283,12 +277,8 @@ class M3Model(nn.Module):
         try:
             with quiet_loading():
                 config = AutoConfig.from_pretrained(directory)
-                if heads != "init" and classifier_problem(config) is None:
-                    raise CheckpointError(
-                        f"{directory} is a cross-encoder reranker ({', '.join(config.architectures)}): it "
-                        "scores (query, passage) pairs and gives no embeddings; load it with Reranker "
-                        "(`trivec rerank`)"
-                    )
+                if heads != "init":
+                    refuse_cross_encoder(directory, config)
                 # first: what its loading freed goes back to the system before the weights arrive
                 tokenizer = load_tokenizer(directory)
                 # an index fingerprints the float32 weights, whatever the dtype: read from the file while

@@ -20,8 +20,9 @@ import numpy as np
 
 from trivec import heap
 from trivec.errors import InputError
-from trivec.inference.encoder import Embedder, EncodeResult, overlong_notice
+from trivec.inference.encoder import Embedder, EncodeResult
 from trivec.inference.loading import load_embedder
+from trivec.inference.spans import overlong_notice
 from trivec.inference.text_outputs import ColbertCoder
 from trivec.models.prompts import DOCUMENT, QUERY, ROLES
 from trivec.retrieval.corpus import Chunk, Document, chunk_documents, coerce_documents
