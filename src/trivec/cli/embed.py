@@ -148,7 +148,8 @@ def encode(
                 hidden_states=layer is not None,
                 layer=layer if layer is not None else -1,
             )
-            for i, tokens in embedder.overlong([before + text for text in chunk], max_length).items():
+            asked = embedder.with_prompt(chunk, prompt=before)  # as encode read them
+            for i, tokens in embedder.overlong(asked, max_length, read=result.num_tokens).items():
                 ident = records[start + i][0]
                 cut[f"id {ident}" if ident is not None else f"text {start + i + 1}"] = tokens
             for i in range(len(chunk)):

@@ -165,7 +165,7 @@ def warn_cut_queries(index: Any, texts: list[str], prompt: str | None) -> None:
     from trivec.inference.spans import overlong_notice
 
     limit = index.settings.max_length or index.embedder.max_length
-    asked = [index.prompt("query", prompt) + text for text in texts]
+    asked = index.embedder.with_prompt(texts, prompt=index.prompt("query", prompt))  # as encode reads them
     cut = {f"query {i + 1}": tokens for i, tokens in index.embedder.overlong(asked, limit).items()}
     if cut:
         LOG.warning(overlong_notice("query(ies)", cut, limit))

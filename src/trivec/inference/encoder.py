@@ -227,10 +227,11 @@ class Embedder:
         )
         return [list(ids) for ids in encoded["input_ids"]]
 
-    def overlong(self, texts: Sequence[str], max_length: int | None = None) -> dict[int, int]:
-        """The texts longer than `max_length` tokens (default: the model's limit) as position → their full
-        token count (`spans.overlong`): encoding reads only their first tokens, and callers say so."""
-        return overlong(self.tokenizer, texts, self._check_max_length(max_length))
+    def overlong(
+        self, texts: Sequence[str], max_length: int | None = None, read: Sequence[int] | None = None
+    ) -> dict[int, int]:
+        """Texts over `max_length` tokens (default: the model's limit) → their full token count (`spans`)."""
+        return overlong(self.tokenizer, texts, self._check_max_length(max_length), read)
 
     def batch_plan(self, num_tokens: list[int], batch_tokens: int | None) -> tuple[int, list[list[int]]]:
         """The token budget (`batch_tokens`, else the embedder's) and the batches `encode` runs under it."""
@@ -309,7 +310,6 @@ class Embedder:
         items = self.with_prompt(items, prompt=before)
         limit = self._check_max_length(max_length)
         ids = self.tokenize(items, limit)
-        own_from = after_prompt(self.tokenizer, ids, before) if sparse else None
         states = layer_states(self, ids, layer, batch_tokens) if hidden_states else None
         if not (dense or sparse or colbert):
             return EncodeResult(num_tokens=[len(x) for x in ids], hidden_states=states)
@@ -327,7 +327,7 @@ class Embedder:
             colbert=colbert,
             colbert_coder=colbert_coder if colbert else None,
             sparse_keys=self.model.sparse_keys,
-            own_from=own_from,
+            own_from=after_prompt(self.tokenizer, ids, before) if sparse else None,
         )
         _, batches = self.batch_plan(num_tokens, batch_tokens)
         if show_progress is None:

@@ -7,12 +7,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def overlong(tokenizer: Any, texts: Sequence[str], limit: int) -> dict[int, int]:
+def overlong(
+    tokenizer: Any, texts: Sequence[str], limit: int, read: Sequence[int] | None = None
+) -> dict[int, int]:
     """The texts longer than `limit` tokens, special tokens included, as position → their full token count.
-    A text of a quarter as many characters as the limit or fewer is not tokenised (a token spans at least one
-    character, but normalisation may spell one character as a few)."""
-    specials = tokenizer.num_special_tokens_to_add()
-    candidates = [i for i, text in enumerate(texts) if 4 * len(text) + specials > limit]
+    Only texts that may be longer are tokenised: with `read` (the tokens encoding read of each, its
+    `num_tokens`), those that filled the limit; else those of more than a quarter as many characters as the
+    limit (a token spans at least one character, but normalisation may spell one character as a few)."""
+    if read is not None:
+        candidates = [i for i, tokens in enumerate(read) if tokens >= limit]
+    else:
+        specials = tokenizer.num_special_tokens_to_add()
+        candidates = [i for i, text in enumerate(texts) if 4 * len(text) + specials > limit]
     if not candidates:
         return {}
     full = tokenizer([texts[i] for i in candidates], verbose=False)["input_ids"]

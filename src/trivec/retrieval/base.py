@@ -64,8 +64,6 @@ def encode_chunks(
     cut: dict[str, int] = {}  # chunks read on their first max_length tokens only: said at the end
     for start in range(0, len(chunks), ENCODE_BATCH):
         batch = list(chunks[start : start + ENCODE_BATCH])
-        for i, tokens in embedder.overlong([before + c.embed_text for c in batch], max_length).items():
-            cut[batch[i].id] = tokens
         result = embedder.encode(
             [c.embed_text for c in batch],
             dense=True,
@@ -81,6 +79,9 @@ def encode_chunks(
         if colbert_coder is not None and result.colbert is not None:  # given back uncoded (worker processes)
             result.colbert_codes, result.colbert = [colbert_coder(rows) for rows in result.colbert], None
         result.dense = unit(result.dense, embedder)
+        asked = embedder.with_prompt([c.embed_text for c in batch], prompt=before)  # as encode read them
+        for i, tokens in embedder.overlong(asked, max_length, read=result.num_tokens).items():
+            cut[batch[i].id] = tokens
         bar.update(len(batch))
         yield batch, result
         # not held while the next batch is encoded: one batch's float32 token vectors in memory, not two;

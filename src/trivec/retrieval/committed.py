@@ -135,28 +135,29 @@ class CommittedStore:
                 return False
 
             def load() -> bool:
-                body = read_manifest(self.directory)
-                if commit_of(body) == commit_of(self._body):
+                moved = self._follow(read_manifest(self.directory))
+                if not moved:
                     self._stamp = stamp
-                    return False
-                self._check_takeover(body)
-                self._load(body)
-                return True
+                return moved
 
             return retrying(load, self.directory)
 
-    def _check_takeover(self, body: dict[str, Any]) -> None:
-        """`body` is the directory's manifest now: when the index was built again in its place, go on with
-        the new one only if it holds the same model's vectors under the same settings (then it reads as one
-        more commit); else `IndexReplacedError` — a search must not mix this handle's model with another."""
-        if not replaced(body, self._body):
-            return
-        if body["model"] != self._body["model"] or body["settings"] != self._body["settings"]:
-            raise IndexReplacedError(
-                f"{self.directory} was built again since it was opened, with another model or other settings; "
-                "open it again"
-            )
-        logger.info("%s was built again since it was opened; reading the new index", self.directory)
+    def _follow(self, body: dict[str, Any]) -> bool:
+        """Load `body`, the directory's manifest now, if it is another commit than the one loaded (whether
+        it was). When the index was built again in its place, go on with the new one only if it holds the same
+        model's vectors under the same settings (then it reads as one more commit); else `IndexReplacedError`
+        — a search must not mix this handle's model with another."""
+        if commit_of(body) == commit_of(self._body):
+            return False
+        if replaced(body, self._body):
+            if body["model"] != self._body["model"] or body["settings"] != self._body["settings"]:
+                raise IndexReplacedError(
+                    f"{self.directory} was built again since it was opened, with another model or other "
+                    "settings; open it again"
+                )
+            logger.info("%s was built again since it was opened; reading the new index", self.directory)
+        self._load(body)
+        return True
 
     def _start_due_prefault(self) -> None:
         if self._prefault_due:

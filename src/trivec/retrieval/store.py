@@ -45,7 +45,6 @@ from trivec.retrieval.layout import (
 )
 from trivec.retrieval.manifest import (
     WriterLock,
-    commit_of,
     locked_for_replacing,
     new_body,
     now,
@@ -111,10 +110,7 @@ class SegmentStore(CommittedStore):
             return
         self._lock.acquire()
         try:
-            body = read_manifest(self.directory)
-            if commit_of(body) != commit_of(self._body):
-                self._check_takeover(body)
-                self._load(body)
+            self._follow(read_manifest(self.directory))
             self._collect_garbage()
         except BaseException:
             self._lock.release()
